@@ -1,0 +1,41 @@
+# svemig: the two commands of the README.
+#   make demo   the main job, on the embedded sim backend
+#   make test   every test tier that runs here (unit, integration, arm64 rig)
+# Both install missing Debian packages first (scripts/install-deps.sh).
+
+BUILD ?= build
+MESON_OPTS ?=
+ifeq ($(CI),true)
+MESON_OPTS += -Dwerror=true
+endif
+
+.PHONY: all deps build demo test test-unit test-rig bench format clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh base
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTS)
+
+build: deps $(BUILD)/build.ninja
+	meson compile -C $(BUILD)
+
+demo: build
+	scripts/demo.sh $(BUILD)
+
+test: build
+	meson test -C $(BUILD) --print-errorlogs
+
+test-unit: build
+	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+bench: build
+	bench/run.sh $(BUILD)
+
+format:
+	git ls-files '*.c' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "ctl.h"
+
+static const struct ctl_command commands[] = {
+        {"negotiate", "SET SET...",
+         "compute the guest VL set a cluster of hosts can all present; SET is one host's lengths "
+         "(\"128,256,512\", \"vq1,vq2\", \"0xb\" or \"none\")",
+         ctl_negotiate},
+};
+
+int ctl_usage_error(const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("svemigctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs("\nTry 'svemigctl --help'.\n", stderr);
+        return CTL_EXIT_USAGE;
+}
+
+static void help(void)
+{
+        printf("Usage: svemigctl [--json] [--socket PATH] COMMAND [ARGS...]\n\n"
+               "Operate svemig: SVE vector-length negotiation, snapshots and migration of arm64 KVM guests.\n\n"
+               "Commands:\n");
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                printf("  %s %s\n      %s\n", commands[i].name, commands[i].args, commands[i].help);
+        printf("\nOptions:\n"
+               "  -j, --json         machine-readable output (one JSON document on stdout)\n"
+               "  -q, --quiet        no progress output\n"
+               "  -s, --socket PATH  the daemon's control socket\n"
+               "  -h, --help         this text\n"
+               "  -V, --version      the version\n"
+               "\nExit codes:\n"
+               "  0  success\n"
+               "  1  the operation failed (the reason is printed)\n"
+               "  2  bad command line or input\n"
+               "  3  negotiate: no common SVE in the cluster (FPSIMD only)\n"
+               "  4  a host cannot take the guest or stream (incompatible)\n"
+               "  5  a stream failed verification\n"
+               "  6  the daemon could not be reached\n");
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option longopts[] = {
+                {"json", no_argument, NULL, 'j'},    {"quiet", no_argument, NULL, 'q'},
+                {"socket", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, 'V'}, {0},
+        };
+        struct ctl_options opts = {0};
+        int c;
+
+        /* Options may follow the command too, so stop at the first non-option only for the command. */
+        while ((c = getopt_long(argc, argv, "+jqs:hV", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'j':
+                        opts.json = true;
+                        break;
+                case 'q':
+                        opts.quiet = true;
+                        break;
+                case 's':
+                        opts.socket_path = optarg;
+                        break;
+                case 'h':
+                        help();
+                        return CTL_EXIT_OK;
+                case 'V':
+                        printf("svemigctl %s\n", SVEMIG_VERSION);
+                        return CTL_EXIT_OK;
+                default:
+                        return ctl_usage_error("unknown option");
+                }
+        }
+        if (optind >= argc)
+                return ctl_usage_error("no command given");
+
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+                if (strcmp(argv[optind], commands[i].name) == 0) {
+                        /* The subcommand sees its name as argv[0] and parses its own options. */
+                        optind++;
+                        return commands[i].run(&opts, argc - optind + 1, argv + optind - 1);
+                }
+        }
+        return ctl_usage_error("unknown command '%s'", argv[optind]);
+}
