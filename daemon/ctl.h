@@ -10,12 +10,12 @@
 
 enum ctl_exit {
         CTL_EXIT_OK = 0,
-        CTL_EXIT_FAILURE = 1,    /* the operation failed; the reason is printed */
-        CTL_EXIT_USAGE = 2,      /* bad command line or input */
-        CTL_EXIT_NO_SVE = 3,     /* negotiate: the cluster has no common SVE (FPSIMD only) */
+        CTL_EXIT_FAILURE = 1,      /* the operation failed; the reason is printed */
+        CTL_EXIT_USAGE = 2,        /* bad command line or input */
+        CTL_EXIT_NO_SVE = 3,       /* negotiate: the cluster has no common SVE (FPSIMD only) */
         CTL_EXIT_INCOMPATIBLE = 4, /* a host cannot take a guest or stream */
-        CTL_EXIT_CORRUPT = 5,    /* a stream failed verification */
-        CTL_EXIT_DAEMON = 6,     /* the daemon could not be reached */
+        CTL_EXIT_CORRUPT = 5,      /* a stream failed verification */
+        CTL_EXIT_DAEMON = 6,       /* the daemon could not be reached */
 };
 
 struct ctl_options {

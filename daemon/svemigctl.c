@@ -29,7 +29,8 @@ int ctl_usage_error(const char *fmt, ...)
 static void help(void)
 {
         printf("Usage: svemigctl [--json] [--socket PATH] COMMAND [ARGS...]\n\n"
-               "Operate svemig: SVE vector-length negotiation, snapshots and migration of arm64 KVM guests.\n\n"
+               "Operate svemig: SVE vector-length negotiation, snapshots and migration of arm64 KVM "
+               "guests.\n\n"
                "Commands:\n");
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
                 printf("  %s %s\n      %s\n", commands[i].name, commands[i].args, commands[i].help);
@@ -52,9 +53,9 @@ static void help(void)
 int main(int argc, char **argv)
 {
         static const struct option longopts[] = {
-                {"json", no_argument, NULL, 'j'},    {"quiet", no_argument, NULL, 'q'},
+                {"json", no_argument, NULL, 'j'},         {"quiet", no_argument, NULL, 'q'},
                 {"socket", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, 'V'}, {0},
+                {"version", no_argument, NULL, 'V'},      {0},
         };
         struct ctl_options opts = {0};
         int c;

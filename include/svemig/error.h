@@ -28,7 +28,8 @@ int svemig_error_setv(struct svemig_error *err, int code, const char *fmt, va_li
         __attribute__((format(printf, 3, 0)));
 
 /* Prepends "context: " to an already recorded reason and returns -err->code. */
-int svemig_error_prefix(struct svemig_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int svemig_error_prefix(struct svemig_error *err, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 
 /* Clears a recorded error. */
 void svemig_error_clear(struct svemig_error *err);

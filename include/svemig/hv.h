@@ -73,8 +73,8 @@ struct hv_config {
 };
 
 struct hv_caps {
-        char backend[8];    /* "sim" or "kvm" */
-        char kernel[128];   /* the kernel release (kvm) or the modelled one (sim) */
+        char backend[8];  /* "sim" or "kvm" */
+        char kernel[128]; /* the kernel release (kvm) or the modelled one (sim) */
         char host_name[64];
         bool sve;           /* KVM_CAP_ARM_SVE */
         vqset_t vls;        /* the SVE_VLS a new vcpu offers; empty without SVE */

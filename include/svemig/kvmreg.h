@@ -40,19 +40,19 @@
 
 enum kvmreg_class {
         KVMREG_CLASS_UNKNOWN = 0,
-        KVMREG_CLASS_CORE,     /* x0..x30, sp, pc, pstate, sp_el1, elr_el1, spsr[] */
-        KVMREG_CLASS_CORE_FP,  /* fp_regs.vregs[0..31]: absent on an SVE vcpu */
+        KVMREG_CLASS_CORE,      /* x0..x30, sp, pc, pstate, sp_el1, elr_el1, spsr[] */
+        KVMREG_CLASS_CORE_FP,   /* fp_regs.vregs[0..31]: absent on an SVE vcpu */
         KVMREG_CLASS_CORE_FPCR, /* fp_regs.fpsr, fp_regs.fpcr */
-        KVMREG_CLASS_SVE_VLS,  /* KVM_REG_ARM64_SVE_VLS: before finalize */
+        KVMREG_CLASS_SVE_VLS,   /* KVM_REG_ARM64_SVE_VLS: before finalize */
         KVMREG_CLASS_SVE_Z,
         KVMREG_CLASS_SVE_P,
         KVMREG_CLASS_SVE_FFR,
-        KVMREG_CLASS_FW,       /* group 0x0014: PSCI version, SMCCC workarounds */
-        KVMREG_CLASS_FW_FEAT,  /* group 0x0016: firmware feature bitmaps */
-        KVMREG_CLASS_SYS_ID,   /* ID registers (op0=3, op1=0, CRn=0): host invariants */
-        KVMREG_CLASS_SYS,      /* other system registers */
-        KVMREG_CLASS_TIMER,    /* KVM_REG_ARM_TIMER_CTL/CNT/CVAL and the 6.12 ptimer ones */
-        KVMREG_CLASS_DEMUX,    /* group 0x0011: CCSIDR values */
+        KVMREG_CLASS_FW,      /* group 0x0014: PSCI version, SMCCC workarounds */
+        KVMREG_CLASS_FW_FEAT, /* group 0x0016: firmware feature bitmaps */
+        KVMREG_CLASS_SYS_ID,  /* ID registers (op0=3, op1=0, CRn=0): host invariants */
+        KVMREG_CLASS_SYS,     /* other system registers */
+        KVMREG_CLASS_TIMER,   /* KVM_REG_ARM_TIMER_CTL/CNT/CVAL and the 6.12 ptimer ones */
+        KVMREG_CLASS_DEMUX,   /* group 0x0011: CCSIDR values */
         _KVMREG_CLASS_MAX,
 };
 
@@ -65,7 +65,7 @@ struct kvmreg {
         unsigned n;        /* SVE_Z/P: register number; CORE: x index, spsr index or v index */
         unsigned slice;    /* SVE_Z/P/FFR */
         unsigned op0, op1, crn, crm, op2; /* SYS*, TIMER */
-        unsigned index;    /* FW, FW_FEAT, DEMUX: the low 16 bits */
+        unsigned index;                   /* FW, FW_FEAT, DEMUX: the low 16 bits */
 };
 
 /* Bytes of a register, from bits 52..55 of its ID: 1 << size field. */
@@ -80,7 +80,7 @@ uint64_t kvmreg_preg(unsigned n, unsigned slice);
 uint64_t kvmreg_ffr(unsigned slice);
 uint64_t kvmreg_vls(void);
 uint64_t kvmreg_sys(unsigned op0, unsigned op1, unsigned crn, unsigned crm, unsigned op2);
-uint64_t kvmreg_core_x(unsigned n);   /* x0..x30 */
+uint64_t kvmreg_core_x(unsigned n); /* x0..x30 */
 uint64_t kvmreg_core_sp(void);
 uint64_t kvmreg_core_pc(void);
 uint64_t kvmreg_core_pstate(void);
