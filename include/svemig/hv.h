@@ -50,6 +50,12 @@ enum hv_backend {
 
 #define HV_PAGE_SIZE 4096u
 
+/* A value a simulated host gives an ID register instead of the reference one. */
+struct hv_sim_id_reg {
+        uint64_t id; /* a system register ID of class KVMREG_CLASS_SYS_ID */
+        uint64_t value;
+};
+
 struct hv_sim_config {
         /*
          * One VQ map per simulated CPU. An empty map is a CPU without SVE,
@@ -64,6 +70,13 @@ struct hv_sim_config {
          */
         const char *kernel;
         const char *host_name; /* reported in caps; NULL = "sim" */
+        /*
+         * ID registers that differ from the reference CPU's, e.g. a host
+         * whose ZFR0 lacks SVE2. The SVE field of PFR0 and ZFR0 always follow
+         * whether the vcpu has SVE, as on KVM.
+         */
+        const struct hv_sim_id_reg *id_regs;
+        size_t n_id_regs;
 };
 
 struct hv_config {

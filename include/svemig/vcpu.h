@@ -75,7 +75,9 @@ int vcpu_check_compat(const struct hv_caps *caps, struct hv_vcpu *dst, const str
 int vcpu_restore(struct hv_vcpu *vcpu, const struct vcpu_state *st, struct svemig_error *err);
 
 /*
- * Compares two states register by register. Returns true when equal; when
- * not, and diff is non-NULL, describes the first difference there.
+ * Compares two states register by register. The counters (TIMER_CNT and the
+ * physical one), which move with wall time on a real host, are not compared.
+ * Returns true when equal; when not, and diff is non-NULL, describes the first
+ * difference there.
  */
 bool vcpu_state_equal(const struct vcpu_state *a, const struct vcpu_state *b, char *diff, size_t len);

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * A guest: one hv VM with its vcpus and its RAM (one memory slot at
+ * GUEST_RAM_BASE, as on QEMU's virt board). It is what snapshots capture and
+ * restore and what the daemon runs.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "svemig/error.h"
+#include "svemig/hv.h"
+#include "svemig/vcpu.h"
+#include "svemig/vqset.h"
+
+#define GUEST_RAM_BASE 0x40000000ull
+#define GUEST_RAM_SLOT 0u
+
+struct guest;
+
+struct guest_config {
+        unsigned n_vcpus;
+        uint64_t mem_bytes; /* a multiple of HV_PAGE_SIZE */
+        bool sve;
+        /*
+         * The vcpus' vector lengths: empty means all the host offers.
+         * Otherwise the host must be able to present it exactly.
+         */
+        vqset_t vls;
+        /* The sim workload's knob (docs/sim-workload.md): pages written per step per vcpu. */
+        uint64_t dirty_pages_per_step;
+        /* Keep a dirty log on guest RAM (for pre-copy). */
+        bool log_dirty;
+};
+
+/*
+ * Creates a guest ready to run: the VM, RAM (zeroed), every vcpu initialised
+ * (PSCI 0.2, and SVE with the chosen VL set then finalized), and the
+ * workload's start state loaded (pc, pstate, CPACR_EL1, ZCR_EL1 at the
+ * vcpu's maximum VL, the workload's parameter registers).
+ */
+int guest_create(struct hv *hv, const struct guest_config *cfg, struct guest **out,
+                 struct svemig_error *err);
+
+/*
+ * Creates a guest to restore into: the VM, zeroed RAM of mem_bytes and
+ * n_vcpus created but not initialised (vcpu_restore() does that).
+ */
+int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool log_dirty,
+                       struct guest **out, struct svemig_error *err);
+
+void guest_destroy(struct guest *g);
+
+struct hv *guest_host(const struct guest *g);
+struct hv_vm *guest_vm(const struct guest *g);
+unsigned guest_n_vcpus(const struct guest *g);
+struct hv_vcpu *guest_vcpu(const struct guest *g, unsigned i);
+uint8_t *guest_mem(const struct guest *g);
+uint64_t guest_mem_size(const struct guest *g);
+/* Workload steps run by vcpu i since the guest was created or restored. */
+uint64_t guest_steps(const struct guest *g, unsigned i);
+
+/*
+ * Runs every vcpu for 'steps' workload steps, one thread per vcpu, and
+ * waits for all of them. Returns the first failure.
+ */
+int guest_run(struct guest *g, uint64_t steps, struct svemig_error *err);
+
+/* Captures every vcpu. *out is an array of guest_n_vcpus() states; free with guest_states_free(). */
+int guest_capture(struct guest *g, struct vcpu_state **out, struct svemig_error *err);
+/* Restores every vcpu of an empty guest from states. */
+int guest_restore_vcpus(struct guest *g, const struct vcpu_state *states, struct svemig_error *err);
+void guest_states_free(struct vcpu_state *states, unsigned n);
+
+/*
+ * Whether two guests hold the same state: every vcpu (vcpu_state_equal) and
+ * all of RAM. When not, describes the first difference in diff.
+ */
+int guest_compare(struct guest *a, struct guest *b, bool *equal, char *diff, size_t len,
+                  struct svemig_error *err);

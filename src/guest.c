@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "macro.h"
+#include "svemig/guest.h"
+#include "svemig/kvmreg.h"
+
+/* The workload's start state (docs/sim-workload.md). */
+#define GUEST_ENTRY        0x800ull
+#define GUEST_PSTATE       0x3c5ull    /* EL1h, DAIF masked */
+#define GUEST_CPACR_FP_SVE 0x330000ull /* FPEN and ZEN: no traps for FP/SIMD or SVE */
+#define WL_X_SEED          1
+#define WL_X_STRIPE_INDEX  26
+#define WL_X_STRIPES       27
+#define WL_X_DIRTY_PAGES   28
+
+struct guest {
+        struct hv *hv;
+        struct hv_vm *vm;
+        unsigned n_vcpus;
+        struct hv_vcpu **vcpus;
+        uint64_t *steps;
+        uint8_t *mem;
+        uint64_t mem_size;
+};
+
+struct hv *guest_host(const struct guest *g)
+{
+        return g->hv;
+}
+
+struct hv_vm *guest_vm(const struct guest *g)
+{
+        return g->vm;
+}
+
+unsigned guest_n_vcpus(const struct guest *g)
+{
+        return g->n_vcpus;
+}
+
+struct hv_vcpu *guest_vcpu(const struct guest *g, unsigned i)
+{
+        return i < g->n_vcpus ? g->vcpus[i] : NULL;
+}
+
+uint8_t *guest_mem(const struct guest *g)
+{
+        return g->mem;
+}
+
+uint64_t guest_mem_size(const struct guest *g)
+{
+        return g->mem_size;
+}
+
+uint64_t guest_steps(const struct guest *g, unsigned i)
+{
+        return i < g->n_vcpus ? g->steps[i] : 0;
+}
+
+void guest_destroy(struct guest *g)
+{
+        if (!g)
+                return;
+        for (unsigned i = 0; g->vcpus && i < g->n_vcpus; i++)
+                hv_vcpu_destroy(g->vcpus[i]);
+        hv_vm_destroy(g->vm);
+        if (g->mem && g->mem != MAP_FAILED)
+                munmap(g->mem, g->mem_size);
+        free(g->vcpus);
+        free(g->steps);
+        free(g);
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct guest *, guest_destroy);
+
+int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool log_dirty,
+                       struct guest **out, struct svemig_error *err)
+{
+        _cleanup_(guest_destroyp) struct guest *g = NULL;
+        int r;
+
+        if (n_vcpus == 0)
+                return svemig_error_set(err, EINVAL, "a guest needs at least one vcpu");
+        if (mem_bytes == 0 || mem_bytes % HV_PAGE_SIZE)
+                return svemig_error_set(err, EINVAL, "guest memory must be a non-zero multiple of %u bytes",
+                                        HV_PAGE_SIZE);
+
+        g = calloc(1, sizeof(*g));
+        if (!g)
+                return -ENOMEM;
+        g->hv = hv;
+        g->vcpus = calloc(n_vcpus, sizeof(*g->vcpus));
+        g->steps = calloc(n_vcpus, sizeof(*g->steps));
+        if (!g->vcpus || !g->steps)
+                return svemig_error_set(err, ENOMEM, "out of memory for %u vcpus", n_vcpus);
+
+        g->mem = mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                      -1, 0);
+        if (g->mem == MAP_FAILED)
+                return svemig_error_set(err, errno, "cannot map %llu bytes of guest memory: %s",
+                                        (unsigned long long)mem_bytes, strerror(errno));
+        g->mem_size = mem_bytes;
+
+        r = hv_vm_create(hv, &g->vm, err);
+        if (r < 0)
+                return r;
+        r = hv_vm_set_memslot(g->vm, GUEST_RAM_SLOT, GUEST_RAM_BASE, mem_bytes, g->mem,
+                              log_dirty ? HV_MEM_LOG_DIRTY : 0, err);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < n_vcpus; i++) {
+                r = hv_vcpu_create(g->vm, i, &g->vcpus[i], err);
+                if (r < 0)
+                        return r;
+                g->n_vcpus++;
+        }
+        *out = g;
+        g = NULL;
+        return 0;
+}
+
+static int set_u64(struct hv_vcpu *vcpu, uint64_t id, uint64_t value, struct svemig_error *err)
+{
+        char name[64];
+        int r = hv_vcpu_set_reg(vcpu, id, &value);
+
+        if (r < 0) {
+                kvmreg_name(id, name, sizeof(name));
+                return svemig_error_set(err, r, "vcpu %u: setting %s to 0x%llx failed: %s",
+                                        hv_vcpu_index(vcpu), name, (unsigned long long)value, strerror(-r));
+        }
+        return 0;
+}
+
+/* init -> SVE_VLS -> finalize -> the workload's start registers. */
+static int setup_vcpu(struct guest *g, struct hv_vcpu *vcpu, const struct guest_config *cfg, unsigned max_vq,
+                      struct svemig_error *err)
+{
+        unsigned i = hv_vcpu_index(vcpu);
+        uint32_t features = HV_FEAT_BIT(HV_FEAT_PSCI_0_2) | (cfg->sve ? HV_FEAT_BIT(HV_FEAT_SVE) : 0);
+        int r;
+
+        r = hv_vcpu_init(vcpu, features);
+        if (r < 0)
+                return svemig_error_set(err, r, "vcpu %u: KVM_ARM_VCPU_INIT failed: %s%s", i, strerror(-r),
+                                        r == -EINVAL && cfg->sve ? " (does the host have SVE?)" : "");
+        if (cfg->sve) {
+                if (!vqset_empty(&cfg->vls)) {
+                        r = hv_vcpu_set_reg(vcpu, kvmreg_vls(), cfg->vls.w);
+                        if (r < 0)
+                                return svemig_error_set(err, r, "vcpu %u: the host refused the VL set: %s",
+                                                        i, strerror(-r));
+                }
+                r = hv_vcpu_finalize(vcpu, HV_FEAT_SVE);
+                if (r < 0)
+                        return svemig_error_set(err, r, "vcpu %u: finalize failed: %s", i, strerror(-r));
+        }
+
+        if ((r = set_u64(vcpu, kvmreg_core_pc(), GUEST_ENTRY, err)) < 0 ||
+            (r = set_u64(vcpu, kvmreg_core_pstate(), GUEST_PSTATE, err)) < 0 ||
+            (r = set_u64(vcpu, KVMREG_CPACR_EL1, GUEST_CPACR_FP_SVE, err)) < 0 ||
+            (r = set_u64(vcpu, kvmreg_core_x(WL_X_SEED), 0x5eed0000ull + i, err)) < 0 ||
+            (r = set_u64(vcpu, kvmreg_core_x(WL_X_STRIPE_INDEX), i, err)) < 0 ||
+            (r = set_u64(vcpu, kvmreg_core_x(WL_X_STRIPES), g->n_vcpus, err)) < 0 ||
+            (r = set_u64(vcpu, kvmreg_core_x(WL_X_DIRTY_PAGES), cfg->dirty_pages_per_step, err)) < 0)
+                return r;
+        /* ZCR_EL1 resets to 128 bits; a guest that wants its whole VL raises LEN itself. */
+        if (cfg->sve && (r = set_u64(vcpu, KVMREG_ZCR_EL1, max_vq - 1, err)) < 0)
+                return r;
+        return 0;
+}
+
+int guest_create(struct hv *hv, const struct guest_config *cfg, struct guest **out, struct svemig_error *err)
+{
+        _cleanup_(guest_destroyp) struct guest *g = NULL;
+        struct hv_caps caps;
+        unsigned max_vq = 0;
+        int r;
+
+        r = hv_get_caps(hv, &caps);
+        if (r < 0)
+                return svemig_error_set(err, r, "cannot read the host's capabilities");
+        if (cfg->sve) {
+                struct vqset_reason why;
+                char want[256], have[256], reason[256];
+
+                if (!caps.sve)
+                        return svemig_error_set(err, EINVAL,
+                                                "host %s has no SVE; create the guest without SVE",
+                                                caps.host_name);
+                if (!vqset_empty(&cfg->vls) && !vqset_can_present(&caps.vls, &cfg->vls, &why)) {
+                        vqset_format(&cfg->vls, VQSET_FORMAT_BITS, want, sizeof(want));
+                        vqset_format(&caps.vls, VQSET_FORMAT_BITS, have, sizeof(have));
+                        vqset_reason_format(&why, reason, sizeof(reason));
+                        return svemig_error_set(
+                                err, EINVAL,
+                                "host %s cannot present vector lengths %s bits (it offers %s): %s",
+                                caps.host_name, want, have, reason);
+                }
+                max_vq = vqset_empty(&cfg->vls) ? caps.max_vq : vqset_highest(&cfg->vls);
+        }
+
+        r = guest_create_empty(hv, cfg->n_vcpus, cfg->mem_bytes, cfg->log_dirty, &g, err);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < g->n_vcpus; i++) {
+                r = setup_vcpu(g, g->vcpus[i], cfg, max_vq, err);
+                if (r < 0)
+                        return r;
+        }
+        *out = g;
+        g = NULL;
+        return 0;
+}
+
+struct run_job {
+        struct guest *g;
+        unsigned index;
+        uint64_t steps;
+        int r;
+};
+
+static void *run_vcpu_thread(void *arg)
+{
+        struct run_job *job = arg;
+        struct hv_vcpu *vcpu = job->g->vcpus[job->index];
+        uint64_t left = job->steps;
+
+        while (left > 0) {
+                struct hv_exit exit;
+
+                job->r = hv_vcpu_run(vcpu, left, &exit);
+                if (job->r < 0)
+                        break;
+                job->g->steps[job->index] += exit.steps;
+                left -= MIN(left, exit.steps);
+                if (exit.reason != HV_EXIT_STEPS)
+                        break;
+                if (exit.steps == 0)
+                        break; /* a stopped vcpu */
+        }
+        return NULL;
+}
+
+int guest_run(struct guest *g, uint64_t steps, struct svemig_error *err)
+{
+        _cleanup_free_ struct run_job *jobs = calloc(g->n_vcpus, sizeof(*jobs));
+        _cleanup_free_ pthread_t *threads = calloc(g->n_vcpus, sizeof(*threads));
+        unsigned started = 0;
+        int r = 0;
+
+        if (!jobs || !threads)
+                return svemig_error_set(err, ENOMEM, "out of memory starting %u vcpu threads", g->n_vcpus);
+
+        for (unsigned i = 0; i < g->n_vcpus; i++) {
+                jobs[i] = (struct run_job){.g = g, .index = i, .steps = steps};
+                r = -pthread_create(&threads[i], NULL, run_vcpu_thread, &jobs[i]);
+                if (r < 0) {
+                        svemig_error_set(err, r, "cannot start the thread of vcpu %u: %s", i, strerror(-r));
+                        break;
+                }
+                started++;
+        }
+        for (unsigned i = 0; i < started; i++) {
+                pthread_join(threads[i], NULL);
+                if (r == 0 && jobs[i].r < 0)
+                        r = svemig_error_set(err, jobs[i].r, "vcpu %u: KVM_RUN failed: %s", i,
+                                             strerror(-jobs[i].r));
+        }
+        return r;
+}
+
+void guest_states_free(struct vcpu_state *states, unsigned n)
+{
+        for (unsigned i = 0; states && i < n; i++)
+                vcpu_state_done(&states[i]);
+        free(states);
+}
+
+int guest_capture(struct guest *g, struct vcpu_state **out, struct svemig_error *err)
+{
+        struct vcpu_state *states = calloc(g->n_vcpus, sizeof(*states));
+        int r;
+
+        if (!states)
+                return svemig_error_set(err, ENOMEM, "out of memory capturing %u vcpus", g->n_vcpus);
+        for (unsigned i = 0; i < g->n_vcpus; i++) {
+                r = vcpu_capture(g->vcpus[i], &states[i], err);
+                if (r < 0) {
+                        guest_states_free(states, g->n_vcpus);
+                        return r;
+                }
+        }
+        *out = states;
+        return 0;
+}
+
+int guest_restore_vcpus(struct guest *g, const struct vcpu_state *states, struct svemig_error *err)
+{
+        for (unsigned i = 0; i < g->n_vcpus; i++) {
+                int r = vcpu_restore(g->vcpus[i], &states[i], err);
+
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int guest_compare(struct guest *a, struct guest *b, bool *equal, char *diff, size_t len,
+                  struct svemig_error *err)
+{
+        struct vcpu_state *sa = NULL, *sb = NULL;
+        int r;
+
+        *equal = false;
+        if (a->n_vcpus != b->n_vcpus || a->mem_size != b->mem_size) {
+                snprintf(diff, len, "%u vcpus and %llu bytes against %u vcpus and %llu bytes", a->n_vcpus,
+                         (unsigned long long)a->mem_size, b->n_vcpus, (unsigned long long)b->mem_size);
+                return 0;
+        }
+        r = guest_capture(a, &sa, err);
+        if (r < 0)
+                return r;
+        r = guest_capture(b, &sb, err);
+        if (r < 0) {
+                guest_states_free(sa, a->n_vcpus);
+                return r;
+        }
+
+        *equal = true;
+        for (unsigned i = 0; i < a->n_vcpus && *equal; i++)
+                *equal = vcpu_state_equal(&sa[i], &sb[i], diff, len);
+        if (*equal && memcmp(a->mem, b->mem, a->mem_size) != 0) {
+                uint64_t off = 0;
+
+                while (a->mem[off] == b->mem[off])
+                        off++;
+                snprintf(diff, len, "guest memory differs first at 0x%llx",
+                         (unsigned long long)(GUEST_RAM_BASE + off));
+                *equal = false;
+        }
+        guest_states_free(sa, a->n_vcpus);
+        guest_states_free(sb, b->n_vcpus);
+        return 0;
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The sim backend's internal state, shared by the KVM model (hv_sim.c) and
+ * the synthetic guest workload (sim-workload.c).
+ */
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "hv-backend.h"
+#include "reglist.h"
+
+#define SIM_MAX_SLOTS 32
+#define SIM_NR_ZREGS  32
+#define SIM_NR_PREGS  16
+#define SIM_ZREG_MAX  256 /* bytes at 2048 bits */
+#define SIM_PREG_MAX  32
+
+struct sim_host {
+        struct hv base;
+        char kernel[64];
+        char host_name[64];
+        unsigned n_cpus;
+        bool sve;
+        vqset_t full;    /* VQs every CPU implements (the kernel's vq_map) */
+        vqset_t vls;     /* what a new vcpu offers: full ∩ [1..max_vq] */
+        unsigned max_vq; /* the kernel's max virtualisable vq, 0 without SVE */
+        struct hv_sim_id_reg *id_regs;
+        size_t n_id_regs;
+};
+
+struct sim_slot {
+        bool used;
+        unsigned flags;
+        uint64_t gpa, size;
+        uint8_t *hva;
+        uint64_t *dirty; /* one bit per page, set atomically by vcpu threads */
+};
+
+struct sim_vm {
+        struct hv_vm base;
+        pthread_mutex_t lock; /* memslot changes */
+        struct sim_slot slots[SIM_MAX_SLOTS];
+        /* Virtual and physical counter offsets: VM-wide, as KVM's CNTVOFF. */
+        _Atomic uint64_t cnt_offset[2];
+        unsigned n_vcpus;
+};
+
+/* One register of the reference list that the sim keeps as a plain value. */
+struct sim_reg {
+        uint64_t id;
+        uint64_t value;
+};
+
+struct sim_vcpu {
+        struct hv_vcpu base;
+        const struct reglist_profile *profile; /* NULL before init */
+        bool sve, finalized;
+        vqset_t vls;
+        unsigned max_vq;
+        uint32_t mp_state;
+        atomic_bool kicked;
+
+        /* Plain registers (all but the SVE group, vregs and counters), profile order. */
+        struct sim_reg *regs;
+        size_t n_regs;
+        /* Sorted copy of the IDs with their index in regs[], for lookups. */
+        struct sim_reg *index;
+
+        uint8_t z[SIM_NR_ZREGS][SIM_ZREG_MAX];
+        uint8_t p[SIM_NR_PREGS][SIM_PREG_MAX];
+        uint8_t ffr[SIM_PREG_MAX];
+        uint8_t v[32][16]; /* fp_regs.vregs of a non-SVE vcpu; on SVE they are Z's low 128 bits */
+
+        /* Registers the workload touches every step. */
+        uint64_t *x, *pc, *fpsr, *fpcr, *tpidr_el0, *zcr_el1;
+};
+
+static inline struct sim_vm *sim_vm_of(struct sim_vcpu *v)
+{
+        return (struct sim_vm *)v->base.vm;
+}
+
+/*
+ * Host memory behind [gpa, gpa+len) if one slot maps all of it, else NULL.
+ * A write marks the pages dirty when the slot logs them.
+ */
+uint8_t *sim_vm_mem(struct sim_vm *vm, uint64_t gpa, size_t len, bool write);
+
+/* The lowest-numbered memory slot in use, or NULL. */
+const struct sim_slot *sim_vm_first_slot(struct sim_vm *vm);
+
+/* The vq the guest runs at: ZCR_EL1.LEN limited to the vcpu's set. */
+unsigned sim_vcpu_effective_vq(const struct sim_vcpu *v);
+
+/* One step of the synthetic workload (docs/sim-workload.md). */
+void sim_workload_step(struct sim_vcpu *v);

@@ -1,0 +1,747 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The sim backend: a software model of arm64 KVM. It reproduces what a
+ * caller of the kernel's ioctls can observe — the register list and reset
+ * values of the reference kernels (src/reglists/), the virtualisable-VL
+ * computation over per-CPU VQ maps, the vcpu setup ordering and every error
+ * code of arch/arm64/kvm/guest.c for the registers it has — and runs a
+ * deterministic synthetic guest (sim-workload.c) in place of real code.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hv-sim.h"
+#include "macro.h"
+#include "svemig/kvmreg.h"
+
+/* KVM_VCPU_MAX_FEATURES on 6.1: features at or above it get ENOENT. */
+#define SIM_VCPU_MAX_FEATURES 7
+#define SIM_FEATURES                                                                                        \
+        (HV_FEAT_BIT(HV_FEAT_POWER_OFF) | HV_FEAT_BIT(HV_FEAT_PSCI_0_2) | HV_FEAT_BIT(HV_FEAT_SVE))
+
+#define SIM_DEFAULT_KERNEL "6.12"
+#define SIM_MPIDR_EL1      kvmreg_sys(3, 0, 0, 0, 5)
+#define SIM_TPIDR_EL0      kvmreg_sys(3, 3, 13, 0, 2)
+#define SIM_TIMER_CNT      kvmreg_sys(3, 3, 14, 3, 2) /* KVM_REG_ARM_TIMER_CNT (encoding swapped in uapi) */
+#define SIM_PTIMER_CNT     kvmreg_sys(3, 3, 14, 0, 1) /* KVM_REG_ARM_PTIMER_CNT (6.12) */
+
+/* PSTATE.M values KVM accepts for a 64-bit vcpu: EL0t, EL1t, EL1h. */
+#define PSR_MODE_MASK 0x1full
+
+static int sim_get_caps(struct hv *hv, struct hv_caps *caps);
+
+/* ---- the host ---------------------------------------------------------- */
+
+static int sim_open(const struct hv_config *cfg, struct hv **out, struct svemig_error *err)
+{
+        static const vqset_t default_map = {{0xb}};
+        const struct hv_sim_config *sc = &cfg->sim;
+        const vqset_t *maps = sc->n_cpus ? sc->cpu_maps : &default_map;
+        size_t n_cpus = sc->n_cpus ? sc->n_cpus : 1;
+        const char *kernel = sc->kernel ? sc->kernel : SIM_DEFAULT_KERNEL;
+        const struct reglist_profile *prof;
+        _cleanup_free_ struct sim_host *h = NULL;
+
+        prof = reglist_profile_find(kernel, false);
+        if (!prof)
+                return svemig_error_set(
+                        err, EINVAL,
+                        "sim: no reference register list for kernel '%s'; use \"6.1\" or \"6.12\"", kernel);
+
+        h = calloc(1, sizeof(*h));
+        if (!h)
+                return -ENOMEM;
+        h->base.ops = &hv_sim_ops;
+        snprintf(h->kernel, sizeof(h->kernel), "%s", prof->kernel);
+        snprintf(h->host_name, sizeof(h->host_name), "%s", sc->host_name ? sc->host_name : "sim");
+        h->n_cpus = n_cpus;
+
+        for (size_t i = 0; i < n_cpus; i++)
+                if (vqset_highest(&maps[i]) > VQSET_VQ_ARCH_MAX)
+                        return svemig_error_set(
+                                err, EINVAL, "sim: CPU %zu offers %u-bit vectors; SVE stops at %u bits", i,
+                                vq_to_bits(vqset_highest(&maps[i])), vq_to_bits(VQSET_VQ_ARCH_MAX));
+
+        h->vls = vqset_virtualisable(maps, n_cpus, &h->max_vq);
+        h->sve = !vqset_empty(&h->vls);
+        if (h->sve) {
+                h->full = maps[0];
+                for (size_t i = 1; i < n_cpus; i++)
+                        h->full = vqset_and(&h->full, &maps[i]);
+        }
+
+        if (sc->n_id_regs) {
+                h->id_regs = calloc(sc->n_id_regs, sizeof(*h->id_regs));
+                if (!h->id_regs)
+                        return -ENOMEM;
+                memcpy(h->id_regs, sc->id_regs, sc->n_id_regs * sizeof(*h->id_regs));
+                h->n_id_regs = sc->n_id_regs;
+        }
+
+        *out = &h->base;
+        h = NULL;
+        return 0;
+}
+
+static void sim_close(struct hv *hv)
+{
+        struct sim_host *h = (struct sim_host *)hv;
+
+        free(h->id_regs);
+        free(h);
+}
+
+static int sim_get_caps(struct hv *hv, struct hv_caps *caps)
+{
+        struct sim_host *h = (struct sim_host *)hv;
+
+        snprintf(caps->backend, sizeof(caps->backend), "sim");
+        snprintf(caps->kernel, sizeof(caps->kernel), "%s", h->kernel);
+        snprintf(caps->host_name, sizeof(caps->host_name), "%s", h->host_name);
+        caps->sve = h->sve;
+        caps->vls = h->vls;
+        caps->max_vq = h->max_vq;
+        caps->ipa_bits = 40;
+        caps->max_vcpus = 512;
+        caps->n_cpus = h->n_cpus;
+        return 0;
+}
+
+/* ---- VMs and memory ---------------------------------------------------- */
+
+/* The counters the sim exposes tick at 62.5 MHz from CLOCK_MONOTONIC, like QEMU's virt board. */
+static uint64_t sim_host_counter(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) / 16;
+}
+
+static int sim_vm_create(struct hv *hv, struct hv_vm **out, struct svemig_error *err)
+{
+        struct sim_vm *vm = calloc(1, sizeof(*vm));
+
+        if (!vm)
+                return svemig_error_set(err, ENOMEM, "sim: out of memory creating a VM");
+        vm->base.hv = hv;
+        pthread_mutex_init(&vm->lock, NULL);
+        /* A new VM's counters start near zero, as the reference lists show. */
+        vm->cnt_offset[0] = vm->cnt_offset[1] = sim_host_counter();
+        *out = &vm->base;
+        return 0;
+}
+
+static void sim_vm_destroy(struct hv_vm *hvm)
+{
+        struct sim_vm *vm = (struct sim_vm *)hvm;
+
+        for (unsigned i = 0; i < SIM_MAX_SLOTS; i++)
+                free(vm->slots[i].dirty);
+        pthread_mutex_destroy(&vm->lock);
+        free(vm);
+}
+
+static int sim_set_memslot(struct hv_vm *hvm, unsigned slot, uint64_t gpa, uint64_t size, void *hva,
+                           unsigned flags, struct svemig_error *err)
+{
+        struct sim_vm *vm = (struct sim_vm *)hvm;
+        struct sim_slot *s;
+        uint64_t *dirty = NULL;
+        int r = 0;
+
+        if (slot >= SIM_MAX_SLOTS)
+                return svemig_error_set(err, EINVAL, "memory slot %u: the sim has slots 0..%u", slot,
+                                        SIM_MAX_SLOTS - 1);
+        if (size && !hva)
+                return svemig_error_set(err, EFAULT, "memory slot %u: no host memory given", slot);
+        if (size && (flags & HV_MEM_LOG_DIRTY)) {
+                dirty = calloc(DIV_ROUND_UP(size / HV_PAGE_SIZE, 64), sizeof(uint64_t));
+                if (!dirty)
+                        return svemig_error_set(err, ENOMEM, "memory slot %u: no memory for its dirty log",
+                                                slot);
+        }
+
+        pthread_mutex_lock(&vm->lock);
+        s = &vm->slots[slot];
+        for (unsigned i = 0; size && i < SIM_MAX_SLOTS; i++) {
+                const struct sim_slot *o = &vm->slots[i];
+
+                if (i != slot && o->used && gpa < o->gpa + o->size && o->gpa < gpa + size) {
+                        r = svemig_error_set(err, EEXIST, "memory slot %u overlaps slot %u", slot, i);
+                        goto out;
+                }
+        }
+        free(s->dirty);
+        *s = (struct sim_slot){
+                .used = size != 0,
+                .flags = flags,
+                .gpa = gpa,
+                .size = size,
+                .hva = hva,
+                .dirty = dirty,
+        };
+        dirty = NULL;
+out:
+        pthread_mutex_unlock(&vm->lock);
+        free(dirty);
+        return r;
+}
+
+static int sim_get_dirty_log(struct hv_vm *hvm, unsigned slot, uint64_t *bitmap, struct svemig_error *err)
+{
+        struct sim_vm *vm = (struct sim_vm *)hvm;
+        struct sim_slot *s;
+        size_t words;
+
+        if (slot >= SIM_MAX_SLOTS || !vm->slots[slot].used)
+                return svemig_error_set(err, ENOENT, "memory slot %u does not exist", slot);
+        s = &vm->slots[slot];
+        if (!s->dirty)
+                return svemig_error_set(err, ENOENT, "memory slot %u does not log dirty pages", slot);
+
+        words = DIV_ROUND_UP(s->size / HV_PAGE_SIZE, 64);
+        for (size_t i = 0; i < words; i++)
+                bitmap[i] = __atomic_exchange_n(&s->dirty[i], 0, __ATOMIC_ACQ_REL);
+        return 0;
+}
+
+uint8_t *sim_vm_mem(struct sim_vm *vm, uint64_t gpa, size_t len, bool write)
+{
+        for (unsigned i = 0; i < SIM_MAX_SLOTS; i++) {
+                struct sim_slot *s = &vm->slots[i];
+                uint64_t off;
+
+                if (!s->used || gpa < s->gpa || gpa - s->gpa + len > s->size)
+                        continue;
+                off = gpa - s->gpa;
+                if (write && s->dirty)
+                        for (uint64_t pg = off / HV_PAGE_SIZE; pg <= (off + len - 1) / HV_PAGE_SIZE; pg++)
+                                __atomic_fetch_or(&s->dirty[pg / 64], 1ull << (pg % 64), __ATOMIC_RELAXED);
+                return s->hva + off;
+        }
+        return NULL;
+}
+
+const struct sim_slot *sim_vm_first_slot(struct sim_vm *vm)
+{
+        for (unsigned i = 0; i < SIM_MAX_SLOTS; i++)
+                if (vm->slots[i].used)
+                        return &vm->slots[i];
+        return NULL;
+}
+
+/* ---- vcpus: creation, init, finalize ----------------------------------- */
+
+static int sim_vcpu_create(struct hv_vm *hvm, unsigned index, struct hv_vcpu **out, struct svemig_error *err)
+{
+        struct sim_vm *vm = (struct sim_vm *)hvm;
+        struct sim_vcpu *v;
+        struct hv_caps caps;
+
+        sim_get_caps(hvm->hv, &caps);
+        if (index >= caps.max_vcpus)
+                return svemig_error_set(err, EINVAL, "vcpu %u: the host allows vcpus 0..%u", index,
+                                        caps.max_vcpus - 1);
+        v = calloc(1, sizeof(*v));
+        if (!v)
+                return svemig_error_set(err, ENOMEM, "vcpu %u: out of memory", index);
+        v->base.vm = hvm;
+        v->base.index = index;
+        vm->n_vcpus++;
+        *out = &v->base;
+        return 0;
+}
+
+static void sim_vcpu_destroy(struct hv_vcpu *hvc)
+{
+        struct sim_vcpu *v = (struct sim_vcpu *)hvc;
+
+        sim_vm_of(v)->n_vcpus--;
+        free(v->regs);
+        free(v->index);
+        free(v);
+}
+
+static int cmp_reg_id(const void *a, const void *b)
+{
+        uint64_t x = ((const struct sim_reg *)a)->id, y = ((const struct sim_reg *)b)->id;
+
+        return x < y ? -1 : x > y;
+}
+
+static struct sim_reg *sim_find_reg(struct sim_vcpu *v, uint64_t id)
+{
+        struct sim_reg key = {.id = id}, *hit;
+
+        if (!v->index)
+                return NULL;
+        hit = bsearch(&key, v->index, v->n_regs, sizeof(*v->index), cmp_reg_id);
+        return hit ? &v->regs[hit->value] : NULL;
+}
+
+static uint64_t *sim_reg_ptr(struct sim_vcpu *v, uint64_t id)
+{
+        struct sim_reg *r = sim_find_reg(v, id);
+
+        return r ? &r->value : NULL;
+}
+
+/* Registers the sim keeps as plain values: all but the SVE group, vregs and counters. */
+static bool sim_is_plain(uint64_t id)
+{
+        unsigned group = (id & KVMREG_COPROC_MASK) >> KVMREG_COPROC_SHIFT;
+
+        if (group == KVMREG_GROUP_SVE || id == SIM_TIMER_CNT || id == SIM_PTIMER_CNT)
+                return false;
+        return !(group == KVMREG_GROUP_CORE && kvmreg_size(id) == 16);
+}
+
+static uint64_t sim_id_reg_value(const struct sim_host *h, uint64_t id, uint64_t reference)
+{
+        for (size_t i = 0; i < h->n_id_regs; i++)
+                if (h->id_regs[i].id == id)
+                        return h->id_regs[i].value;
+        return reference;
+}
+
+/* kvm_reset_vcpu(): every register back to the reference kernel's value after init. */
+static int sim_vcpu_reset(struct sim_vcpu *v, const struct reglist_profile *prof)
+{
+        struct sim_host *h = (struct sim_host *)v->base.vm->hv;
+        size_t n = 0;
+
+        if (v->profile != prof) {
+                free(v->regs);
+                free(v->index);
+                v->regs = calloc(prof->n, sizeof(*v->regs));
+                v->index = calloc(prof->n, sizeof(*v->index));
+                if (!v->regs || !v->index)
+                        return -ENOMEM;
+                v->profile = prof;
+        }
+
+        for (size_t i = 0; i < prof->n; i++) {
+                const struct reglist_entry *e = &prof->regs[i];
+                uint64_t value = e->has_value ? e->reset : 0;
+
+                if (!sim_is_plain(e->id))
+                        continue;
+                if (e->id == SIM_MPIDR_EL1)
+                        /* KVM derives MPIDR from the vcpu id: Aff0 = id % 16, Aff1 = id / 16. */
+                        value = (1ull << 31) | ((v->base.index / 16) & 0xff) << 8 | (v->base.index % 16);
+                else if (e->id != KVMREG_ID_AA64PFR0_EL1 && e->id != KVMREG_ID_AA64ZFR0_EL1)
+                        value = sim_id_reg_value(h, e->id, value);
+                v->regs[n] = (struct sim_reg){.id = e->id, .value = value};
+                v->index[n] = (struct sim_reg){.id = e->id, .value = n};
+                n++;
+        }
+        v->n_regs = n;
+        qsort(v->index, n, sizeof(*v->index), cmp_reg_id);
+
+        memset(v->z, 0, sizeof(v->z));
+        memset(v->p, 0, sizeof(v->p));
+        memset(v->ffr, 0, sizeof(v->ffr));
+        memset(v->v, 0, sizeof(v->v));
+
+        v->x = sim_reg_ptr(v, kvmreg_core_x(0));
+        v->pc = sim_reg_ptr(v, kvmreg_core_pc());
+        v->fpsr = sim_reg_ptr(v, kvmreg_core_fpsr());
+        v->fpcr = sim_reg_ptr(v, kvmreg_core_fpcr());
+        v->tpidr_el0 = sim_reg_ptr(v, SIM_TPIDR_EL0);
+        v->zcr_el1 = sim_reg_ptr(v, KVMREG_ZCR_EL1);
+        return 0;
+}
+
+static int sim_vcpu_init(struct hv_vcpu *hvc, uint32_t features)
+{
+        struct sim_vcpu *v = (struct sim_vcpu *)hvc;
+        struct sim_host *h = (struct sim_host *)hvc->vm->hv;
+        bool sve = features & HV_FEAT_BIT(HV_FEAT_SVE);
+        const struct reglist_profile *prof;
+        int r;
+
+        /* kvm_vcpu_set_target(): unknown features ENOENT, a changed set on re-init EINVAL. */
+        if (features >> SIM_VCPU_MAX_FEATURES)
+                return -ENOENT;
+        if (hvc->initialised && features != hvc->features)
+                return -EINVAL;
+        /* The reference lists cover PSCI 0.2, SVE and POWER_OFF vcpus only. */
+        if (features & ~SIM_FEATURES)
+                return -EINVAL;
+        /* kvm_vcpu_enable_sve(): SVE on a host without it. */
+        if (sve && !h->sve)
+                return -EINVAL;
+
+        prof = reglist_profile_find(h->kernel, sve);
+        if (!prof)
+                return -EINVAL;
+        r = sim_vcpu_reset(v, prof);
+        if (r < 0)
+                return r;
+
+        v->sve = sve;
+        if (sve && !v->finalized) {
+                v->vls = h->vls;
+                v->max_vq = h->max_vq;
+        }
+        v->mp_state =
+                (features & HV_FEAT_BIT(HV_FEAT_POWER_OFF)) ? HV_MP_STATE_STOPPED : HV_MP_STATE_RUNNABLE;
+        return 0;
+}
+
+static int sim_vcpu_finalize(struct hv_vcpu *hvc, int what)
+{
+        struct sim_vcpu *v = (struct sim_vcpu *)hvc;
+
+        if (!hvc->initialised)
+                return -ENOEXEC;
+        if (what != HV_FEAT_SVE || !v->sve)
+                return -EINVAL;
+        if (v->finalized)
+                return -EPERM;
+        v->finalized = true;
+        return 0;
+}
+
+/* ---- ONE_REG ----------------------------------------------------------- */
+
+/* kvm_arm_vcpu_is_finalized() */
+static bool sim_finalized(const struct sim_vcpu *v)
+{
+        return !v->sve || v->finalized;
+}
+
+static int sim_get_vls(struct sim_vcpu *v, void *buf)
+{
+        if (!v->sve)
+                return -ENOENT;
+        memcpy(buf, v->vls.w, KVMREG_VLS_BYTES);
+        return 0;
+}
+
+/* set_sve_vls(): only a maximum can be chosen; everything the host has below it stays. */
+static int sim_set_vls(struct sim_vcpu *v, const void *buf)
+{
+        struct sim_host *h = (struct sim_host *)v->base.vm->hv;
+        vqset_t want;
+        unsigned max_vq;
+
+        if (!v->sve)
+                return -ENOENT;
+        if (v->finalized)
+                return -EPERM;
+        memcpy(want.w, buf, KVMREG_VLS_BYTES);
+        max_vq = vqset_highest(&want);
+        if (max_vq > h->max_vq)
+                return -EINVAL;
+        for (unsigned vq = 1; vq <= max_vq; vq++)
+                if (vqset_contains(&want, vq) != vqset_contains(&h->full, vq))
+                        return -EINVAL;
+        if (max_vq < VQSET_VQ_MIN)
+                return -EINVAL;
+        v->vls = want;
+        v->max_vq = max_vq;
+        return 0;
+}
+
+/*
+ * sve_reg_to_region(): where an SVE register lives, and how many of its
+ * bytes are real at the vcpu's VL (the rest read as zero, and are ignored
+ * on write).
+ */
+static int sim_sve_region(struct sim_vcpu *v, uint64_t id, uint8_t **data, unsigned *len, unsigned *size)
+{
+        const uint64_t zmin = kvmreg_zreg(0, 0), zmax = kvmreg_zreg(SIM_NR_ZREGS - 1, KVMREG_SLICE_MAX - 1);
+        const uint64_t pmin = kvmreg_preg(0, 0), pmax = kvmreg_ffr(KVMREG_SLICE_MAX - 1);
+        unsigned n = (id >> 5) & 0x1f, slice = id & 0x1f;
+
+        if (id >= zmin && id <= zmax) {
+                if (!v->sve || slice > 0)
+                        return -ENOENT;
+                *data = v->z[n];
+                *len = v->max_vq * 16;
+                *size = KVMREG_ZREG_SLICE_BYTES;
+        } else if (id >= pmin && id <= pmax) {
+                if (!v->sve || slice > 0)
+                        return -ENOENT;
+                *data = n < SIM_NR_PREGS ? v->p[n] : v->ffr;
+                *len = v->max_vq * 2;
+                *size = KVMREG_PREG_SLICE_BYTES;
+        } else {
+                return -EINVAL;
+        }
+        if (!v->finalized)
+                return -EPERM;
+        return 0;
+}
+
+static int sim_sve_reg(struct sim_vcpu *v, uint64_t id, void *buf, const void *in)
+{
+        unsigned len, size;
+        uint8_t *data;
+        int r;
+
+        if (id == kvmreg_vls())
+                return in ? sim_set_vls(v, in) : sim_get_vls(v, buf);
+
+        r = sim_sve_region(v, id, &data, &len, &size);
+        if (r < 0)
+                return r;
+        if (in) {
+                memcpy(data, in, len);
+        } else {
+                memcpy(buf, data, len);
+                memset((uint8_t *)buf + len, 0, size - len);
+        }
+        return 0;
+}
+
+/* Core registers: validate_core_offset() / core_reg_size_from_offset(). */
+static int sim_core_reg(struct sim_vcpu *v, uint64_t id, void *buf, const void *in)
+{
+        struct kvmreg reg;
+        uint64_t *p;
+
+        if (kvmreg_decode(id, &reg, NULL) < 0)
+                return -EINVAL;
+        if (reg.cls == KVMREG_CLASS_CORE_FP) {
+                /* On an SVE vcpu the V registers are reached only through Z. */
+                if (v->sve)
+                        return -EINVAL;
+                if (in)
+                        memcpy(v->v[reg.n], in, 16);
+                else
+                        memcpy(buf, v->v[reg.n], 16);
+                return 0;
+        }
+        p = sim_reg_ptr(v, id);
+        if (!p)
+                return -EINVAL;
+        if (!in) {
+                memcpy(buf, p, reg.size);
+                return 0;
+        }
+        if (id == kvmreg_core_pstate()) {
+                uint64_t mode;
+
+                memcpy(&mode, in, sizeof(mode));
+                mode &= PSR_MODE_MASK;
+                if (mode != 0x0 && mode != 0x4 && mode != 0x5)
+                        return -EINVAL;
+        }
+        *p = 0;
+        memcpy(p, in, reg.size);
+        return 0;
+}
+
+static int sim_counter_index(uint64_t id)
+{
+        return id == SIM_TIMER_CNT ? 0 : id == SIM_PTIMER_CNT ? 1 : -1;
+}
+
+static int sim_counter_reg(struct sim_vcpu *v, uint64_t id, void *buf, const void *in)
+{
+        struct sim_vm *vm = sim_vm_of(v);
+        int i = sim_counter_index(id);
+        uint64_t val;
+
+        /* The 6.1 list has no physical counter. */
+        if (i == 1 && !sim_find_reg(v, kvmreg_sys(3, 3, 14, 2, 1)))
+                return -ENOENT;
+        if (in) {
+                memcpy(&val, in, sizeof(val));
+                /* Writing a counter moves the VM-wide offset, as on KVM. */
+                atomic_store(&vm->cnt_offset[i], sim_host_counter() - val);
+        } else {
+                val = sim_host_counter() - atomic_load(&vm->cnt_offset[i]);
+                memcpy(buf, &val, sizeof(val));
+        }
+        return 0;
+}
+
+/* Writes that KVM refuses for what the value says, not for where it goes. */
+static int sim_check_write(struct sim_vcpu *v, const struct kvmreg *reg, uint64_t old, uint64_t val)
+{
+        switch (reg->cls) {
+        case KVMREG_CLASS_SYS_ID:
+        case KVMREG_CLASS_DEMUX:
+                /* Invariant: the host's value, and no other. MPIDR is the vcpu's own. */
+                if (reg->id != SIM_MPIDR_EL1 && val != old)
+                        return -EINVAL;
+                return 0;
+        case KVMREG_CLASS_FW:
+                if (reg->index == 0)
+                        /* KVM_REG_ARM_PSCI_VERSION: 0.2, 1.0 or 1.1 */
+                        return (val == 0x2 || val == 0x10000 || val == 0x10001) ? 0 : -EINVAL;
+                /* SMCCC workaround levels: a guest cannot be promised more than the host has. */
+                return val <= old ? 0 : -EINVAL;
+        case KVMREG_CLASS_FW_FEAT:
+                /* Firmware feature bitmaps: only a subset of the host's. */
+                return (val & ~old) ? -EINVAL : 0;
+        default:
+                return 0;
+        }
+}
+
+static int sim_plain_reg(struct sim_vcpu *v, uint64_t id, void *buf, const void *in)
+{
+        struct kvmreg reg;
+        uint64_t *p = sim_reg_ptr(v, id), val = 0;
+        int r;
+
+        if (!p || kvmreg_decode(id, &reg, NULL) < 0)
+                return -ENOENT;
+        if (!in) {
+                memcpy(buf, p, reg.size);
+                return 0;
+        }
+        memcpy(&val, in, reg.size);
+        r = sim_check_write(v, &reg, *p, val);
+        if (r < 0)
+                return r;
+        *p = val;
+        return 0;
+}
+
+/* kvm_arm_get_reg() / kvm_arm_set_reg(): in is NULL for a read. */
+static int sim_one_reg(struct hv_vcpu *hvc, uint64_t id, void *buf, const void *in)
+{
+        struct sim_vcpu *v = (struct sim_vcpu *)hvc;
+        unsigned group = (id & KVMREG_COPROC_MASK) >> KVMREG_COPROC_SHIFT;
+
+        if (!hvc->initialised)
+                return -ENOEXEC;
+        if (((id & ~KVMREG_SIZE_MASK) >> 32) != (KVMREG_ARM64 >> 32))
+                return -EINVAL;
+
+        switch (group) {
+        case KVMREG_GROUP_CORE:
+                return sim_core_reg(v, id, buf, in);
+        case KVMREG_GROUP_SVE:
+                return sim_sve_reg(v, id, buf, in);
+        default:
+                break;
+        }
+        if (sim_counter_index(id) >= 0)
+                return sim_counter_reg(v, id, buf, in);
+        return sim_plain_reg(v, id, buf, in);
+}
+
+static int sim_get_reg(struct hv_vcpu *hvc, uint64_t id, void *buf)
+{
+        return sim_one_reg(hvc, id, buf, NULL);
+}
+
+static int sim_set_reg(struct hv_vcpu *hvc, uint64_t id, const void *buf)
+{
+        return sim_one_reg(hvc, id, NULL, buf);
+}
+
+static int sim_reg_list(struct hv_vcpu *hvc, uint64_t *ids, size_t *n)
+{
+        struct sim_vcpu *v = (struct sim_vcpu *)hvc;
+        size_t room = *n;
+
+        if (!hvc->initialised)
+                return -ENOEXEC;
+        if (!sim_finalized(v))
+                return -EPERM;
+        *n = v->profile->n;
+        if (room < v->profile->n)
+                return -E2BIG;
+        for (size_t i = 0; i < v->profile->n; i++)
+                ids[i] = v->profile->regs[i].id;
+        return 0;
+}
+
+static int sim_get_mp_state(struct hv_vcpu *hvc, uint32_t *state)
+{
+        struct sim_vcpu *v = (struct sim_vcpu *)hvc;
+
+        if (!hvc->initialised)
+                return -ENOEXEC;
+        *state = v->mp_state;
+        return 0;
+}
+
+static int sim_set_mp_state(struct hv_vcpu *hvc, uint32_t state)
+{
+        struct sim_vcpu *v = (struct sim_vcpu *)hvc;
+
+        if (!hvc->initialised)
+                return -ENOEXEC;
+        if (state != HV_MP_STATE_RUNNABLE && state != HV_MP_STATE_STOPPED)
+                return -EINVAL;
+        v->mp_state = state;
+        return 0;
+}
+
+/* ---- running ----------------------------------------------------------- */
+
+unsigned sim_vcpu_effective_vq(const struct sim_vcpu *v)
+{
+        unsigned want = (unsigned)(*v->zcr_el1 & 0xf) + 1, best = 0;
+
+        /* The hardware runs at the largest length it has that is no longer than ZCR_EL1 asks. */
+        VQSET_FOREACH (vq, &v->vls) {
+                if (vq > want)
+                        break;
+                best = vq;
+        }
+        return best ? best : vqset_lowest(&v->vls);
+}
+
+static int sim_run(struct hv_vcpu *hvc, uint64_t max_steps, struct hv_exit *exit)
+{
+        struct sim_vcpu *v = (struct sim_vcpu *)hvc;
+
+        if (!hvc->initialised)
+                return -ENOEXEC;
+        if (!sim_finalized(v))
+                return -EPERM;
+
+        exit->reason = HV_EXIT_STEPS;
+        /* A powered-off vcpu runs nothing (KVM would sleep until PSCI CPU_ON). */
+        if (v->mp_state == HV_MP_STATE_STOPPED)
+                return 0;
+        for (uint64_t i = 0; i < max_steps; i++) {
+                if (atomic_exchange(&v->kicked, false)) {
+                        exit->reason = HV_EXIT_INTR;
+                        return 0;
+                }
+                sim_workload_step(v);
+                exit->steps++;
+        }
+        return 0;
+}
+
+static void sim_kick(struct hv_vcpu *hvc)
+{
+        atomic_store(&((struct sim_vcpu *)hvc)->kicked, true);
+}
+
+const struct hv_ops hv_sim_ops = {
+        .name = "sim",
+        .open = sim_open,
+        .close = sim_close,
+        .get_caps = sim_get_caps,
+        .vm_create = sim_vm_create,
+        .vm_destroy = sim_vm_destroy,
+        .set_memslot = sim_set_memslot,
+        .get_dirty_log = sim_get_dirty_log,
+        .vcpu_create = sim_vcpu_create,
+        .vcpu_destroy = sim_vcpu_destroy,
+        .vcpu_init = sim_vcpu_init,
+        .vcpu_finalize = sim_vcpu_finalize,
+        .get_reg = sim_get_reg,
+        .set_reg = sim_set_reg,
+        .reg_list = sim_reg_list,
+        .get_mp_state = sim_get_mp_state,
+        .set_mp_state = sim_set_mp_state,
+        .run = sim_run,
+        .kick = sim_kick,
+};

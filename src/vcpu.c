@@ -1,0 +1,401 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * vcpu capture and restore: every register the backend enumerates, at its
+ * own width, moved between backend instances under KVM's ordering rules
+ * (init -> SVE_VLS -> finalize -> registers) and verified by reading back.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macro.h"
+#include "svemig/kvmreg.h"
+#include "svemig/vcpu.h"
+
+/* Registers that may differ between a write and the read back: the counters move with time. */
+static bool reg_is_volatile(uint64_t id)
+{
+        struct kvmreg reg;
+
+        return kvmreg_decode(id, &reg, NULL) == 0 && reg.cls == KVMREG_CLASS_TIMER &&
+               (id == kvmreg_sys(3, 3, 14, 3, 2) || id == kvmreg_sys(3, 3, 14, 0, 1));
+}
+
+/* Registers whose value is the host's, not the guest's: a difference means another CPU. */
+static bool reg_is_host_invariant(uint64_t id)
+{
+        struct kvmreg reg;
+
+        if (kvmreg_decode(id, &reg, NULL) < 0)
+                return false;
+        return reg.cls == KVMREG_CLASS_SYS_ID || reg.cls == KVMREG_CLASS_DEMUX;
+}
+
+static const char *reg_name(uint64_t id, char *buf, size_t len)
+{
+        kvmreg_name(id, buf, len);
+        return buf;
+}
+
+void vcpu_state_done(struct vcpu_state *st)
+{
+        if (!st)
+                return;
+        free(st->regs);
+        free(st->blob);
+        memset(st, 0, sizeof(*st));
+}
+
+int vcpu_state_alloc(struct vcpu_state *st, const uint64_t *ids, size_t n)
+{
+        size_t total = 0, off = 0;
+
+        memset(st, 0, sizeof(*st));
+        for (size_t i = 0; i < n; i++)
+                total += kvmreg_size(ids[i]);
+
+        st->regs = calloc(n ? n : 1, sizeof(*st->regs));
+        st->blob = calloc(total ? total : 1, 1);
+        if (!st->regs || !st->blob) {
+                vcpu_state_done(st);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                st->regs[i].id = ids[i];
+                st->regs[i].size = kvmreg_size(ids[i]);
+                st->regs[i].value = st->blob + off;
+                off += st->regs[i].size;
+        }
+        st->n_regs = n;
+        st->blob_size = total;
+        return 0;
+}
+
+const struct vcpu_reg *vcpu_state_find(const struct vcpu_state *st, uint64_t id)
+{
+        for (size_t i = 0; i < st->n_regs; i++)
+                if (st->regs[i].id == id)
+                        return &st->regs[i];
+        return NULL;
+}
+
+/* KVM_GET_REG_LIST into a fresh array, growing it on E2BIG as the ABI intends. */
+static int get_reg_list(struct hv_vcpu *vcpu, uint64_t **out, size_t *n_out)
+{
+        size_t n = 512;
+
+        for (;;) {
+                _cleanup_free_ uint64_t *ids = calloc(n, sizeof(*ids));
+                size_t room = n;
+                int r;
+
+                if (!ids)
+                        return -ENOMEM;
+                r = hv_vcpu_reg_list(vcpu, ids, &room);
+                if (r == -E2BIG && room > n) {
+                        n = room;
+                        continue;
+                }
+                if (r < 0)
+                        return r;
+                *out = ids;
+                ids = NULL;
+                *n_out = room;
+                return 0;
+        }
+}
+
+int vcpu_capture(struct hv_vcpu *vcpu, struct vcpu_state *out, struct svemig_error *err)
+{
+        _cleanup_free_ uint64_t *ids = NULL;
+        struct vcpu_state st;
+        unsigned index = hv_vcpu_index(vcpu);
+        size_t n;
+        int r;
+
+        r = get_reg_list(vcpu, &ids, &n);
+        if (r < 0)
+                return svemig_error_set(err, r, "vcpu %u: cannot list its registers: %s%s", index,
+                                        strerror(-r),
+                                        r == -EPERM ? " (an SVE vcpu must be finalized first)" : "");
+        r = vcpu_state_alloc(&st, ids, n);
+        if (r < 0)
+                return svemig_error_set(err, r, "vcpu %u: out of memory for %zu registers", index, n);
+
+        st.index = index;
+        st.features = hv_vcpu_features(vcpu);
+        for (size_t i = 0; i < n; i++) {
+                struct vcpu_reg *reg = &st.regs[i];
+                char name[64];
+
+                r = hv_vcpu_get_reg(vcpu, reg->id, reg->value);
+                if (r < 0) {
+                        vcpu_state_done(&st);
+                        return svemig_error_set(err, r, "vcpu %u: reading %s (0x%016llx) failed: %s", index,
+                                                reg_name(reg->id, name, sizeof(name)),
+                                                (unsigned long long)reg->id, strerror(-r));
+                }
+                if (reg->id == kvmreg_vls())
+                        memcpy(st.vls.w, reg->value, KVMREG_VLS_BYTES);
+        }
+        r = hv_vcpu_get_mp_state(vcpu, &st.mp_state);
+        if (r < 0) {
+                vcpu_state_done(&st);
+                return svemig_error_set(err, r, "vcpu %u: reading its mp_state failed: %s", index,
+                                        strerror(-r));
+        }
+        *out = st;
+        return 0;
+}
+
+static int check_vl_set(const struct hv_caps *caps, const struct vcpu_state *st, struct svemig_error *err)
+{
+        char want[256], have[256], why_text[256];
+        struct vqset_reason why;
+
+        if (!(st->features & HV_FEAT_BIT(HV_FEAT_SVE)))
+                return 0;
+        vqset_format(&st->vls, VQSET_FORMAT_BITS, want, sizeof(want));
+        if (!caps->sve)
+                return svemig_error_set(err, EINVAL,
+                                        "vcpu %u uses SVE (vector lengths %s bits) but host %s has no SVE",
+                                        st->index, want, caps->host_name);
+        if (vqset_can_present(&caps->vls, &st->vls, &why))
+                return 0;
+        vqset_format(&caps->vls, VQSET_FORMAT_BITS, have, sizeof(have));
+        vqset_reason_format(&why, why_text, sizeof(why_text));
+        return svemig_error_set(
+                err, EINVAL, "host %s cannot present the guest's vector lengths %s bits (it offers %s): %s",
+                caps->host_name, want, have, why_text);
+}
+
+/* Both sides must have the same registers, and the same host-invariant values. */
+static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, struct svemig_error *err)
+{
+        _cleanup_free_ uint64_t *ids = NULL;
+        size_t n;
+        char name[64];
+        int r;
+
+        r = get_reg_list(dst, &ids, &n);
+        if (r < 0)
+                return svemig_error_set(err, r, "vcpu %u: cannot list the destination's registers: %s",
+                                        st->index, strerror(-r));
+
+        for (size_t i = 0; i < st->n_regs; i++) {
+                const struct vcpu_reg *reg = &st->regs[i];
+                uint8_t cur[KVMREG_MAX_BYTES];
+                bool found = false;
+
+                for (size_t j = 0; j < n && !found; j++)
+                        found = ids[j] == reg->id;
+                if (!found)
+                        return svemig_error_set(
+                                err, ENOENT,
+                                "vcpu %u: register %s (0x%016llx) is in the guest's state but the "
+                                "destination host's kernel does not have it",
+                                st->index, reg_name(reg->id, name, sizeof(name)),
+                                (unsigned long long)reg->id);
+                if (!reg_is_host_invariant(reg->id))
+                        continue;
+                r = hv_vcpu_get_reg(dst, reg->id, cur);
+                if (r < 0)
+                        return svemig_error_set(err, r, "vcpu %u: reading %s on the destination failed: %s",
+                                                st->index, reg_name(reg->id, name, sizeof(name)),
+                                                strerror(-r));
+                if (memcmp(cur, reg->value, reg->size) != 0) {
+                        uint64_t want = 0, have = 0;
+
+                        memcpy(&want, reg->value, MIN(reg->size, 8u));
+                        memcpy(&have, cur, MIN(reg->size, 8u));
+                        return svemig_error_set(
+                                err, EINVAL,
+                                "host incompatibility: ID register %s (0x%016llx) is 0x%016llx on "
+                                "the guest's source but 0x%016llx here",
+                                reg_name(reg->id, name, sizeof(name)), (unsigned long long)reg->id,
+                                (unsigned long long)want, (unsigned long long)have);
+                }
+        }
+        for (size_t j = 0; j < n; j++)
+                if (!vcpu_state_find(st, ids[j]))
+                        return svemig_error_set(err, ENOENT,
+                                                "vcpu %u: the destination host has register %s (0x%016llx), "
+                                                "which the guest's state lacks (a different kernel?)",
+                                                st->index, reg_name(ids[j], name, sizeof(name)),
+                                                (unsigned long long)ids[j]);
+        return 0;
+}
+
+int vcpu_check_compat(const struct hv_caps *caps, struct hv_vcpu *dst, const struct vcpu_state *st,
+                      struct svemig_error *err)
+{
+        int r = check_vl_set(caps, st, err);
+
+        if (r < 0 || !dst)
+                return r;
+        return check_registers(dst, st, err);
+}
+
+/* The registers of st in restore order: by kvmreg_restore_rank(), list order within a rank. */
+static int restore_order(const struct vcpu_state *st, size_t **out)
+{
+        size_t *order = calloc(st->n_regs ? st->n_regs : 1, sizeof(*order)), k = 0;
+
+        if (!order)
+                return -ENOMEM;
+        for (int rank = 0; rank <= _KVMREG_CLASS_MAX; rank++)
+                for (size_t i = 0; i < st->n_regs; i++) {
+                        struct kvmreg reg;
+
+                        if (kvmreg_decode(st->regs[i].id, &reg, NULL) < 0)
+                                reg.cls = KVMREG_CLASS_UNKNOWN;
+                        if (kvmreg_restore_rank(reg.cls) == rank)
+                                order[k++] = i;
+                }
+        if (k != st->n_regs) {
+                free(order);
+                return -EINVAL;
+        }
+        *out = order;
+        return 0;
+}
+
+/* Steps 1-3: init, SVE_VLS, finalize. */
+static int restore_setup(struct hv_vcpu *vcpu, const struct vcpu_state *st, struct svemig_error *err)
+{
+        struct hv_caps caps;
+        int r;
+
+        r = hv_get_caps(hv_vm_host(hv_vcpu_vm(vcpu)), &caps);
+        if (r < 0)
+                return svemig_error_set(err, r, "cannot read the destination host's capabilities");
+        r = check_vl_set(&caps, st, err);
+        if (r < 0)
+                return r;
+
+        r = hv_vcpu_init(vcpu, st->features);
+        if (r < 0)
+                return svemig_error_set(err, r, "vcpu %u: KVM_ARM_VCPU_INIT with features 0x%x failed: %s",
+                                        st->index, st->features, strerror(-r));
+        if (!(st->features & HV_FEAT_BIT(HV_FEAT_SVE)))
+                return 0;
+
+        r = hv_vcpu_set_reg(vcpu, kvmreg_vls(), st->vls.w);
+        if (r < 0) {
+                char want[256];
+
+                vqset_format(&st->vls, VQSET_FORMAT_BITS, want, sizeof(want));
+                return svemig_error_set(err, r, "vcpu %u: the host refused vector lengths %s bits: %s",
+                                        st->index, want, strerror(-r));
+        }
+        r = hv_vcpu_finalize(vcpu, HV_FEAT_SVE);
+        if (r < 0)
+                return svemig_error_set(err, r, "vcpu %u: KVM_ARM_VCPU_FINALIZE(SVE) failed: %s", st->index,
+                                        strerror(-r));
+        return 0;
+}
+
+static int restore_registers(struct hv_vcpu *vcpu, const struct vcpu_state *st, struct svemig_error *err)
+{
+        _cleanup_free_ size_t *order = NULL;
+        char name[64];
+        int r;
+
+        r = restore_order(st, &order);
+        if (r < 0)
+                return svemig_error_set(err, r, "vcpu %u: cannot order the registers for restore",
+                                        st->index);
+
+        for (size_t k = 0; k < st->n_regs; k++) {
+                const struct vcpu_reg *reg = &st->regs[order[k]];
+
+                if (reg->id == kvmreg_vls())
+                        continue; /* set before finalize */
+                r = hv_vcpu_set_reg(vcpu, reg->id, reg->value);
+                if (r < 0)
+                        return svemig_error_set(err, r, "vcpu %u: writing %s (0x%016llx) failed: %s",
+                                                st->index, reg_name(reg->id, name, sizeof(name)),
+                                                (unsigned long long)reg->id, strerror(-r));
+        }
+        r = hv_vcpu_set_mp_state(vcpu, st->mp_state);
+        if (r < 0)
+                return svemig_error_set(err, r, "vcpu %u: setting mp_state %u failed: %s", st->index,
+                                        st->mp_state, strerror(-r));
+        return 0;
+}
+
+/* Step 6: what the hypervisor holds now is what was saved, bit for bit. */
+static int restore_verify(struct hv_vcpu *vcpu, const struct vcpu_state *st, struct svemig_error *err)
+{
+        char name[64];
+
+        for (size_t i = 0; i < st->n_regs; i++) {
+                const struct vcpu_reg *reg = &st->regs[i];
+                uint8_t cur[KVMREG_MAX_BYTES];
+                int r;
+
+                if (reg_is_volatile(reg->id))
+                        continue;
+                r = hv_vcpu_get_reg(vcpu, reg->id, cur);
+                if (r < 0)
+                        return svemig_error_set(err, r, "vcpu %u: reading back %s failed: %s", st->index,
+                                                reg_name(reg->id, name, sizeof(name)), strerror(-r));
+                if (memcmp(cur, reg->value, reg->size) != 0)
+                        return svemig_error_set(
+                                err, EIO,
+                                "vcpu %u: %s (0x%016llx) reads back differently from what was "
+                                "restored",
+                                st->index, reg_name(reg->id, name, sizeof(name)),
+                                (unsigned long long)reg->id);
+        }
+        return 0;
+}
+
+int vcpu_restore(struct hv_vcpu *vcpu, const struct vcpu_state *st, struct svemig_error *err)
+{
+        int r;
+
+        r = restore_setup(vcpu, st, err);
+        if (r < 0)
+                return r;
+        r = check_registers(vcpu, st, err);
+        if (r < 0)
+                return r;
+        r = restore_registers(vcpu, st, err);
+        if (r < 0)
+                return r;
+        return restore_verify(vcpu, st, err);
+}
+
+bool vcpu_state_equal(const struct vcpu_state *a, const struct vcpu_state *b, char *diff, size_t len)
+{
+        char name[64];
+
+        if (a->features != b->features || !vqset_equal(&a->vls, &b->vls) || a->mp_state != b->mp_state) {
+                if (diff)
+                        snprintf(diff, len, "vcpu %u: features, vector lengths or mp_state differ",
+                                 a->index);
+                return false;
+        }
+        if (a->n_regs != b->n_regs) {
+                if (diff)
+                        snprintf(diff, len, "vcpu %u: %zu registers against %zu", a->index, a->n_regs,
+                                 b->n_regs);
+                return false;
+        }
+        for (size_t i = 0; i < a->n_regs; i++) {
+                const struct vcpu_reg *ra = &a->regs[i], *rb = vcpu_state_find(b, ra->id);
+
+                if (reg_is_volatile(ra->id))
+                        continue;
+                if (!rb || memcmp(ra->value, rb->value, ra->size) != 0) {
+                        if (diff)
+                                snprintf(diff, len, "vcpu %u: %s (0x%016llx) %s", a->index,
+                                         reg_name(ra->id, name, sizeof(name)), (unsigned long long)ra->id,
+                                         rb ? "differs" : "is missing from the second state");
+                        return false;
+                }
+        }
+        return true;
+}

@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The equivalence at the heart of svemig: N steps, capture, restore on
+ * another host, M more steps == N+M steps without a break.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "sim-util.h"
+#include "svemig/guest.h"
+#include "svemig/kvmreg.h"
+
+#define MEM (64 * HV_PAGE_SIZE)
+
+static struct guest *make_guest(struct hv *hv, const char *vls, unsigned n_vcpus)
+{
+        struct guest_config cfg = {
+                .n_vcpus = n_vcpus, .mem_bytes = MEM, .sve = vls != NULL, .dirty_pages_per_step = 3};
+        struct svemig_error err = {0};
+        struct guest *g;
+
+        if (vls)
+                assert_int_equal(vqset_parse(vls, &cfg.vls, &err), 0);
+        if (guest_create(hv, &cfg, &g, &err) < 0)
+                fail_msg("guest_create: %s", err.msg);
+        return g;
+}
+
+/* Moves g to host dst: vcpus through capture/restore, memory copied. */
+static struct guest *move(struct guest *g, struct hv *dst, void (*tamper)(struct vcpu_state *))
+{
+        struct svemig_error err = {0};
+        struct vcpu_state *states;
+        struct guest *h;
+
+        assert_int_equal(guest_capture(g, &states, &err), 0);
+        if (tamper)
+                tamper(&states[0]);
+        assert_int_equal(guest_create_empty(dst, guest_n_vcpus(g), guest_mem_size(g), false, &h, &err), 0);
+        memcpy(guest_mem(h), guest_mem(g), guest_mem_size(g));
+        if (guest_restore_vcpus(h, states, &err) < 0)
+                fail_msg("restore: %s", err.msg);
+        guest_states_free(states, guest_n_vcpus(g));
+        return h;
+}
+
+static void run(struct guest *g, uint64_t steps)
+{
+        struct svemig_error err = {0};
+
+        if (guest_run(g, steps, &err) < 0)
+                fail_msg("run: %s", err.msg);
+}
+
+static bool same(struct guest *a, struct guest *b, char *diff, size_t len)
+{
+        struct svemig_error err = {0};
+        bool equal;
+
+        assert_int_equal(guest_compare(a, b, &equal, diff, len, &err), 0);
+        return equal;
+}
+
+static void check_equivalence(const char *src_cpus, const char *dst_cpus, const char *vls, unsigned n_vcpus,
+                              void (*tamper)(struct vcpu_state *), bool expect_equal)
+{
+        struct hv *a = sim_host_open(src_cpus, NULL), *b = sim_host_open(dst_cpus, NULL);
+        struct guest *moved = make_guest(a, vls, n_vcpus), *unbroken = make_guest(a, vls, n_vcpus), *there;
+        char diff[256] = "";
+
+        run(moved, 700);
+        there = move(moved, b, tamper);
+        run(there, 300);
+        run(unbroken, 1000);
+
+        for (unsigned i = 0; i < n_vcpus; i++)
+                assert_int_equal(guest_steps(there, i), 300);
+        if (expect_equal && !same(there, unbroken, diff, sizeof(diff)))
+                fail_msg("700 + 300 steps across hosts differ from 1000 steps: %s", diff);
+        if (!expect_equal && same(there, unbroken, diff, sizeof(diff)))
+                fail_msg("a tampered state still matched the unbroken run");
+
+        guest_destroy(moved);
+        guest_destroy(unbroken);
+        guest_destroy(there);
+        hv_close(a);
+        hv_close(b);
+}
+
+static void test_equivalence_sve(void **state)
+{
+        check_equivalence("128,256,512", "128,256;128,256,512", "128,256", 4, NULL, true);
+}
+
+static void test_equivalence_full_width(void **state)
+{
+        check_equivalence("128-2048", "128-2048", "128-2048", 2, NULL, true);
+}
+
+static void test_equivalence_non_sve(void **state)
+{
+        check_equivalence("none", "128,256", NULL, 2, NULL, true);
+}
+
+/* One bit of one Z register: the runs must diverge, or the check above proves nothing. */
+static void flip_z_bit(struct vcpu_state *st)
+{
+        for (size_t i = 0; i < st->n_regs; i++)
+                if (st->regs[i].id == kvmreg_zreg(7, 0)) {
+                        st->regs[i].value[3] ^= 0x10;
+                        return;
+                }
+        fail_msg("no z7 in the captured state");
+}
+
+static void test_tampered_state_diverges(void **state)
+{
+        check_equivalence("128,256,512", "128,256,512", "128,256,512", 1, flip_z_bit, false);
+}
+
+static void test_dirty_log(void **state)
+{
+        struct hv *a = sim_host_open("128,256", NULL);
+        struct guest_config cfg = {
+                .n_vcpus = 2, .mem_bytes = MEM, .sve = true, .dirty_pages_per_step = 2, .log_dirty = true};
+        struct svemig_error err = {0};
+        uint64_t bitmap[1] = {0};
+        struct guest *g;
+        unsigned dirty;
+
+        assert_int_equal(guest_create(a, &cfg, &g, &err), 0);
+        assert_int_equal(hv_vm_get_dirty_log(guest_vm(g), GUEST_RAM_SLOT, bitmap, &err), 0);
+        assert_int_equal(bitmap[0], 0);
+        run(g, 5);
+        assert_int_equal(hv_vm_get_dirty_log(guest_vm(g), GUEST_RAM_SLOT, bitmap, &err), 0);
+        dirty = (unsigned)__builtin_popcountll(bitmap[0]);
+        /* 2 vcpus x 5 steps x 2 pages, some pages hit twice; each vcpu only in its own stripe. */
+        assert_true(dirty >= 1 && dirty <= 20);
+        for (unsigned p = 0; p < 64; p++)
+                if (bitmap[0] & (1ull << p))
+                        assert_true(memcmp(guest_mem(g) + p * HV_PAGE_SIZE, (uint8_t[HV_PAGE_SIZE]){0},
+                                           HV_PAGE_SIZE) != 0);
+        /* The log was cleared by reading it. */
+        assert_int_equal(hv_vm_get_dirty_log(guest_vm(g), GUEST_RAM_SLOT, bitmap, &err), 0);
+        assert_int_equal(bitmap[0], 0);
+        guest_destroy(g);
+        hv_close(a);
+}
+
+static void test_create_refusals(void **state)
+{
+        struct hv *a = sim_host_open("128,256", NULL), *none = sim_host_open("none", NULL);
+        struct guest_config cfg = {.n_vcpus = 1, .mem_bytes = MEM, .sve = true};
+        struct svemig_error err = {0};
+        struct guest *g = NULL;
+
+        assert_int_equal(guest_create(none, &cfg, &g, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "has no SVE"));
+        assert_int_equal(vqset_parse("128,256,512", &cfg.vls, &err), 0);
+        assert_int_equal(guest_create(a, &cfg, &g, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "cannot present"));
+        cfg.vls = (vqset_t){{0}};
+        cfg.mem_bytes = 1000;
+        assert_int_equal(guest_create(a, &cfg, &g, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "multiple of 4096"));
+        hv_close(a);
+        hv_close(none);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_equivalence_sve),     cmocka_unit_test(test_equivalence_full_width),
+                cmocka_unit_test(test_equivalence_non_sve), cmocka_unit_test(test_tampered_state_diverges),
+                cmocka_unit_test(test_dirty_log),           cmocka_unit_test(test_create_refusals),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
