@@ -90,10 +90,11 @@ static int negotiate(struct demo_host *hosts, size_t n, vqset_t *guest_set)
         return 0;
 }
 
-static struct demo_host *host_presenting(struct demo_host *hosts, size_t n, size_t not, const vqset_t *set)
+/* The last host other than 'skip' that can present set: with the defaults, the one unlike the source. */
+static struct demo_host *host_presenting(struct demo_host *hosts, size_t n, size_t skip, const vqset_t *set)
 {
-        for (size_t i = 0; i < n; i++)
-                if (i != not &&vqset_can_present(&hosts[i].caps.vls, set, NULL))
+        for (size_t i = n; i-- > 0;)
+                if (i != skip && vqset_can_present(&hosts[i].caps.vls, set, NULL))
                         return &hosts[i];
         return NULL;
 }

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "macro.h"
 #include "svemig/guest.h"
@@ -18,14 +20,31 @@
 #define WL_X_STRIPES       27
 #define WL_X_DIRTY_PAGES   28
 
+/* Steps per KVM_RUN on the sim while running freely: small enough for a prompt pause. */
+#define GUEST_RUN_BATCH 256
+
+struct vcpu_thread {
+        struct guest *g;
+        unsigned index;
+        uint64_t budget; /* steps to run, UINT64_MAX for until paused */
+        int r;
+};
+
 struct guest {
         struct hv *hv;
         struct hv_vm *vm;
         unsigned n_vcpus;
         struct hv_vcpu **vcpus;
-        uint64_t *steps;
+        _Atomic uint64_t *steps;
         uint8_t *mem;
         uint64_t mem_size;
+
+        /* Running vcpu threads, between guest_start() and guest_pause(). */
+        bool running;
+        atomic_bool stop;
+        _Atomic unsigned throttle; /* percent of full speed */
+        pthread_t *threads;
+        struct vcpu_thread *jobs;
 };
 
 struct hv *guest_host(const struct guest *g)
@@ -60,13 +79,14 @@ uint64_t guest_mem_size(const struct guest *g)
 
 uint64_t guest_steps(const struct guest *g, unsigned i)
 {
-        return i < g->n_vcpus ? g->steps[i] : 0;
+        return i < g->n_vcpus ? atomic_load(&g->steps[i]) : 0;
 }
 
 void guest_destroy(struct guest *g)
 {
         if (!g)
                 return;
+        guest_pause(g, NULL);
         for (unsigned i = 0; g->vcpus && i < g->n_vcpus; i++)
                 hv_vcpu_destroy(g->vcpus[i]);
         hv_vm_destroy(g->vm);
@@ -74,6 +94,8 @@ void guest_destroy(struct guest *g)
                 munmap(g->mem, g->mem_size);
         free(g->vcpus);
         free(g->steps);
+        free(g->threads);
+        free(g->jobs);
         free(g);
 }
 
@@ -95,9 +117,12 @@ int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool
         if (!g)
                 return -ENOMEM;
         g->hv = hv;
+        g->throttle = 100;
         g->vcpus = calloc(n_vcpus, sizeof(*g->vcpus));
         g->steps = calloc(n_vcpus, sizeof(*g->steps));
-        if (!g->vcpus || !g->steps)
+        g->threads = calloc(n_vcpus, sizeof(*g->threads));
+        g->jobs = calloc(n_vcpus, sizeof(*g->jobs));
+        if (!g->vcpus || !g->steps || !g->threads || !g->jobs)
                 return svemig_error_set(err, ENOMEM, "out of memory for %u vcpus", n_vcpus);
 
         g->mem = mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
@@ -219,61 +244,130 @@ int guest_create(struct hv *hv, const struct guest_config *cfg, struct guest **o
         return 0;
 }
 
-struct run_job {
-        struct guest *g;
-        unsigned index;
-        uint64_t steps;
-        int r;
-};
-
-static void *run_vcpu_thread(void *arg)
+static uint64_t now_ns(void)
 {
-        struct run_job *job = arg;
-        struct hv_vcpu *vcpu = job->g->vcpus[job->index];
-        uint64_t left = job->steps;
+        struct timespec ts;
 
-        while (left > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Sleeps so that a batch that took 'busy' ns runs at the throttle's share of the time. */
+static void throttle_sleep(const struct guest *g, uint64_t busy)
+{
+        unsigned pct = atomic_load(&g->throttle);
+        uint64_t idle;
+
+        if (pct >= 100 || pct == 0)
+                return;
+        idle = busy * (100 - pct) / pct;
+        nanosleep(&(struct timespec){.tv_sec = (time_t)(idle / 1000000000ull),
+                                     .tv_nsec = (long)(idle % 1000000000ull)},
+                  NULL);
+}
+
+static void *vcpu_thread_main(void *arg)
+{
+        struct vcpu_thread *t = arg;
+        struct guest *g = t->g;
+        struct hv_vcpu *vcpu = g->vcpus[t->index];
+        uint64_t left = t->budget;
+
+        while (left > 0 && !atomic_load(&g->stop)) {
+                uint64_t start = now_ns();
                 struct hv_exit exit;
 
-                job->r = hv_vcpu_run(vcpu, left, &exit);
-                if (job->r < 0)
+                t->r = hv_vcpu_run(vcpu, MIN(left, (uint64_t)GUEST_RUN_BATCH), &exit);
+                if (t->r < 0)
                         break;
-                job->g->steps[job->index] += exit.steps;
-                left -= MIN(left, exit.steps);
-                if (exit.reason != HV_EXIT_STEPS)
+                atomic_fetch_add(&g->steps[t->index], exit.steps);
+                if (t->budget != UINT64_MAX)
+                        left -= MIN(left, exit.steps);
+                /* A powered-off vcpu, or a guest that asked to stop, runs no further. */
+                if (exit.reason == HV_EXIT_SYSTEM_EVENT || (exit.reason == HV_EXIT_STEPS && exit.steps == 0))
                         break;
-                if (exit.steps == 0)
-                        break; /* a stopped vcpu */
+                throttle_sleep(g, now_ns() - start);
         }
         return NULL;
 }
 
-int guest_run(struct guest *g, uint64_t steps, struct svemig_error *err)
+/* Starts a thread per vcpu with the given budget. */
+static int start_threads(struct guest *g, uint64_t budget, struct svemig_error *err)
 {
-        _cleanup_free_ struct run_job *jobs = calloc(g->n_vcpus, sizeof(*jobs));
-        _cleanup_free_ pthread_t *threads = calloc(g->n_vcpus, sizeof(*threads));
-        unsigned started = 0;
+        int r;
+
+        if (g->running)
+                return svemig_error_set(err, EBUSY, "the guest is already running");
+        atomic_store(&g->stop, false);
+        for (unsigned i = 0; i < g->n_vcpus; i++) {
+                g->jobs[i] = (struct vcpu_thread){.g = g, .index = i, .budget = budget};
+                r = -pthread_create(&g->threads[i], NULL, vcpu_thread_main, &g->jobs[i]);
+                if (r < 0) {
+                        atomic_store(&g->stop, true);
+                        for (unsigned j = 0; j < i; j++) {
+                                hv_vcpu_kick(g->vcpus[j]);
+                                pthread_join(g->threads[j], NULL);
+                        }
+                        return svemig_error_set(err, r, "cannot start the thread of vcpu %u: %s", i,
+                                                strerror(-r));
+                }
+        }
+        g->running = true;
+        return 0;
+}
+
+/* Waits for every vcpu thread (kicking them first when stopping) and returns the first failure. */
+static int join_threads(struct guest *g, bool stop, struct svemig_error *err)
+{
         int r = 0;
 
-        if (!jobs || !threads)
-                return svemig_error_set(err, ENOMEM, "out of memory starting %u vcpu threads", g->n_vcpus);
-
+        if (!g->running)
+                return 0;
+        if (stop) {
+                atomic_store(&g->stop, true);
+                for (unsigned i = 0; i < g->n_vcpus; i++)
+                        hv_vcpu_kick(g->vcpus[i]);
+        }
         for (unsigned i = 0; i < g->n_vcpus; i++) {
-                jobs[i] = (struct run_job){.g = g, .index = i, .steps = steps};
-                r = -pthread_create(&threads[i], NULL, run_vcpu_thread, &jobs[i]);
-                if (r < 0) {
-                        svemig_error_set(err, r, "cannot start the thread of vcpu %u: %s", i, strerror(-r));
-                        break;
-                }
-                started++;
+                pthread_join(g->threads[i], NULL);
+                if (r == 0 && g->jobs[i].r < 0)
+                        r = svemig_error_set(err, g->jobs[i].r, "vcpu %u: KVM_RUN failed: %s", i,
+                                             strerror(-g->jobs[i].r));
         }
-        for (unsigned i = 0; i < started; i++) {
-                pthread_join(threads[i], NULL);
-                if (r == 0 && jobs[i].r < 0)
-                        r = svemig_error_set(err, jobs[i].r, "vcpu %u: KVM_RUN failed: %s", i,
-                                             strerror(-jobs[i].r));
-        }
+        g->running = false;
         return r;
+}
+
+int guest_run(struct guest *g, uint64_t steps, struct svemig_error *err)
+{
+        int r;
+
+        if (steps == 0)
+                return 0;
+        r = start_threads(g, steps, err);
+        if (r < 0)
+                return r;
+        return join_threads(g, false, err);
+}
+
+int guest_start(struct guest *g, struct svemig_error *err)
+{
+        return start_threads(g, UINT64_MAX, err);
+}
+
+int guest_pause(struct guest *g, struct svemig_error *err)
+{
+        return join_threads(g, true, err);
+}
+
+bool guest_running(const struct guest *g)
+{
+        return g->running;
+}
+
+void guest_set_throttle(struct guest *g, unsigned percent)
+{
+        atomic_store(&g->throttle, percent == 0 ? 1 : MIN(percent, 100u));
 }
 
 void guest_states_free(struct vcpu_state *states, unsigned n)
@@ -288,6 +382,10 @@ int guest_capture(struct guest *g, struct vcpu_state **out, struct svemig_error 
         struct vcpu_state *states = calloc(g->n_vcpus, sizeof(*states));
         int r;
 
+        if (g->running) {
+                free(states);
+                return svemig_error_set(err, EBUSY, "the guest is running; pause it before capturing its state");
+        }
         if (!states)
                 return svemig_error_set(err, ENOMEM, "out of memory capturing %u vcpus", g->n_vcpus);
         for (unsigned i = 0; i < g->n_vcpus; i++) {

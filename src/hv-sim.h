@@ -48,10 +48,10 @@ struct sim_vm {
         unsigned n_vcpus;
 };
 
-/* One register of the reference list that the sim keeps as a plain value. */
+/* A lookup entry: a register ID and its index in sim_vcpu.values. */
 struct sim_reg {
         uint64_t id;
-        uint64_t value;
+        size_t index;
 };
 
 struct sim_vcpu {
@@ -63,8 +63,12 @@ struct sim_vcpu {
         uint32_t mp_state;
         atomic_bool kicked;
 
-        /* Plain registers (all but the SVE group, vregs and counters), profile order. */
-        struct sim_reg *regs;
+        /*
+         * Plain registers (all but the SVE group, vregs and counters) in
+         * profile order: IDs and values in parallel, so that x0..x30 are
+         * contiguous in values[].
+         */
+        uint64_t *ids, *values;
         size_t n_regs;
         /* Sorted copy of the IDs with their index in regs[], for lookups. */
         struct sim_reg *index;

@@ -261,7 +261,8 @@ static void sim_vcpu_destroy(struct hv_vcpu *hvc)
         struct sim_vcpu *v = (struct sim_vcpu *)hvc;
 
         sim_vm_of(v)->n_vcpus--;
-        free(v->regs);
+        free(v->ids);
+        free(v->values);
         free(v->index);
         free(v);
 }
@@ -273,21 +274,14 @@ static int cmp_reg_id(const void *a, const void *b)
         return x < y ? -1 : x > y;
 }
 
-static struct sim_reg *sim_find_reg(struct sim_vcpu *v, uint64_t id)
+static uint64_t *sim_reg_ptr(struct sim_vcpu *v, uint64_t id)
 {
         struct sim_reg key = {.id = id}, *hit;
 
         if (!v->index)
                 return NULL;
         hit = bsearch(&key, v->index, v->n_regs, sizeof(*v->index), cmp_reg_id);
-        return hit ? &v->regs[hit->value] : NULL;
-}
-
-static uint64_t *sim_reg_ptr(struct sim_vcpu *v, uint64_t id)
-{
-        struct sim_reg *r = sim_find_reg(v, id);
-
-        return r ? &r->value : NULL;
+        return hit ? &v->values[hit->index] : NULL;
 }
 
 /* Registers the sim keeps as plain values: all but the SVE group, vregs and counters. */
@@ -300,12 +294,21 @@ static bool sim_is_plain(uint64_t id)
         return !(group == KVMREG_GROUP_CORE && kvmreg_size(id) == 16);
 }
 
-static uint64_t sim_id_reg_value(const struct sim_host *h, uint64_t id, uint64_t reference)
+#define ID_AA64PFR0_SVE_MASK (0xfull << 32)
+
+/* The host's value of a register: its override, with the SVE fields following the vcpu as on KVM. */
+static uint64_t sim_id_reg_value(const struct sim_host *h, uint64_t id, uint64_t reference, bool sve)
 {
+        uint64_t value = reference;
+
         for (size_t i = 0; i < h->n_id_regs; i++)
                 if (h->id_regs[i].id == id)
-                        return h->id_regs[i].value;
-        return reference;
+                        value = h->id_regs[i].value;
+        if (id == KVMREG_ID_AA64PFR0_EL1)
+                value = (value & ~ID_AA64PFR0_SVE_MASK) | (sve ? 1ull << 32 : 0);
+        else if (id == KVMREG_ID_AA64ZFR0_EL1 && !sve)
+                value = 0;
+        return value;
 }
 
 /* kvm_reset_vcpu(): every register back to the reference kernel's value after init. */
@@ -315,11 +318,13 @@ static int sim_vcpu_reset(struct sim_vcpu *v, const struct reglist_profile *prof
         size_t n = 0;
 
         if (v->profile != prof) {
-                free(v->regs);
+                free(v->ids);
+                free(v->values);
                 free(v->index);
-                v->regs = calloc(prof->n, sizeof(*v->regs));
+                v->ids = calloc(prof->n, sizeof(*v->ids));
+                v->values = calloc(prof->n, sizeof(*v->values));
                 v->index = calloc(prof->n, sizeof(*v->index));
-                if (!v->regs || !v->index)
+                if (!v->ids || !v->values || !v->index)
                         return -ENOMEM;
                 v->profile = prof;
         }
@@ -333,10 +338,11 @@ static int sim_vcpu_reset(struct sim_vcpu *v, const struct reglist_profile *prof
                 if (e->id == SIM_MPIDR_EL1)
                         /* KVM derives MPIDR from the vcpu id: Aff0 = id % 16, Aff1 = id / 16. */
                         value = (1ull << 31) | ((v->base.index / 16) & 0xff) << 8 | (v->base.index % 16);
-                else if (e->id != KVMREG_ID_AA64PFR0_EL1 && e->id != KVMREG_ID_AA64ZFR0_EL1)
-                        value = sim_id_reg_value(h, e->id, value);
-                v->regs[n] = (struct sim_reg){.id = e->id, .value = value};
-                v->index[n] = (struct sim_reg){.id = e->id, .value = n};
+                else
+                        value = sim_id_reg_value(h, e->id, value, prof->sve);
+                v->ids[n] = e->id;
+                v->values[n] = value;
+                v->index[n] = (struct sim_reg){.id = e->id, .index = n};
                 n++;
         }
         v->n_regs = n;
@@ -550,7 +556,7 @@ static int sim_counter_reg(struct sim_vcpu *v, uint64_t id, void *buf, const voi
         uint64_t val;
 
         /* The 6.1 list has no physical counter. */
-        if (i == 1 && !sim_find_reg(v, kvmreg_sys(3, 3, 14, 2, 1)))
+        if (i == 1 && !sim_reg_ptr(v, kvmreg_sys(3, 3, 14, 2, 1)))
                 return -ENOENT;
         if (in) {
                 memcpy(&val, in, sizeof(val));

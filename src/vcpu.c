@@ -22,8 +22,7 @@ static bool reg_is_volatile(uint64_t id)
                (id == kvmreg_sys(3, 3, 14, 3, 2) || id == kvmreg_sys(3, 3, 14, 0, 1));
 }
 
-/* Registers whose value is the host's, not the guest's: a difference means another CPU. */
-static bool reg_is_host_invariant(uint64_t id)
+bool vcpu_reg_is_host_invariant(uint64_t id)
 {
         struct kvmreg reg;
 
@@ -131,10 +130,11 @@ int vcpu_capture(struct hv_vcpu *vcpu, struct vcpu_state *out, struct svemig_err
 
                 r = hv_vcpu_get_reg(vcpu, reg->id, reg->value);
                 if (r < 0) {
+                        svemig_error_set(err, r, "vcpu %u: reading %s (0x%016llx) failed: %s", index,
+                                         reg_name(reg->id, name, sizeof(name)), (unsigned long long)reg->id,
+                                         strerror(-r));
                         vcpu_state_done(&st);
-                        return svemig_error_set(err, r, "vcpu %u: reading %s (0x%016llx) failed: %s", index,
-                                                reg_name(reg->id, name, sizeof(name)),
-                                                (unsigned long long)reg->id, strerror(-r));
+                        return r;
                 }
                 if (reg->id == kvmreg_vls())
                         memcpy(st.vls.w, reg->value, KVMREG_VLS_BYTES);
@@ -170,7 +170,49 @@ static int check_vl_set(const struct hv_caps *caps, const struct vcpu_state *st,
                 caps->host_name, want, have, why_text);
 }
 
-/* Both sides must have the same registers, and the same host-invariant values. */
+static bool id_listed(const uint64_t *ids, size_t n, uint64_t id)
+{
+        for (size_t i = 0; i < n; i++)
+                if (ids[i] == id)
+                        return true;
+        return false;
+}
+
+int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size_t n,
+                          struct svemig_error *err)
+{
+        char name[64];
+
+        for (size_t i = 0; i < n; i++) {
+                const struct vcpu_reg *reg = &regs[i];
+                uint8_t cur[KVMREG_MAX_BYTES];
+                uint64_t want = 0, have = 0;
+                int r;
+
+                r = hv_vcpu_get_reg(dst, reg->id, cur);
+                if (r < 0)
+                        return svemig_error_set(err, r,
+                                                "reading %s (0x%016llx) on the destination failed: %s",
+                                                reg_name(reg->id, name, sizeof(name)),
+                                                (unsigned long long)reg->id, strerror(-r));
+                if (memcmp(cur, reg->value, reg->size) == 0)
+                        continue;
+                memcpy(&want, reg->value, MIN(reg->size, 8u));
+                memcpy(&have, cur, MIN(reg->size, 8u));
+                return svemig_error_set(
+                        err, EINVAL,
+                        "host incompatibility: ID register %s (0x%016llx) is 0x%016llx on the "
+                        "guest's source but 0x%016llx here",
+                        reg_name(reg->id, name, sizeof(name)), (unsigned long long)reg->id,
+                        (unsigned long long)want, (unsigned long long)have);
+        }
+        return 0;
+}
+
+/*
+ * Both sides must have the same registers (a different kernel shows here
+ * first) and the same host-invariant values (a different CPU).
+ */
 static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, struct svemig_error *err)
 {
         _cleanup_free_ uint64_t *ids = NULL;
@@ -183,40 +225,14 @@ static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, str
                 return svemig_error_set(err, r, "vcpu %u: cannot list the destination's registers: %s",
                                         st->index, strerror(-r));
 
-        for (size_t i = 0; i < st->n_regs; i++) {
-                const struct vcpu_reg *reg = &st->regs[i];
-                uint8_t cur[KVMREG_MAX_BYTES];
-                bool found = false;
-
-                for (size_t j = 0; j < n && !found; j++)
-                        found = ids[j] == reg->id;
-                if (!found)
+        for (size_t i = 0; i < st->n_regs; i++)
+                if (!id_listed(ids, n, st->regs[i].id))
                         return svemig_error_set(
                                 err, ENOENT,
                                 "vcpu %u: register %s (0x%016llx) is in the guest's state but the "
                                 "destination host's kernel does not have it",
-                                st->index, reg_name(reg->id, name, sizeof(name)),
-                                (unsigned long long)reg->id);
-                if (!reg_is_host_invariant(reg->id))
-                        continue;
-                r = hv_vcpu_get_reg(dst, reg->id, cur);
-                if (r < 0)
-                        return svemig_error_set(err, r, "vcpu %u: reading %s on the destination failed: %s",
-                                                st->index, reg_name(reg->id, name, sizeof(name)),
-                                                strerror(-r));
-                if (memcmp(cur, reg->value, reg->size) != 0) {
-                        uint64_t want = 0, have = 0;
-
-                        memcpy(&want, reg->value, MIN(reg->size, 8u));
-                        memcpy(&have, cur, MIN(reg->size, 8u));
-                        return svemig_error_set(
-                                err, EINVAL,
-                                "host incompatibility: ID register %s (0x%016llx) is 0x%016llx on "
-                                "the guest's source but 0x%016llx here",
-                                reg_name(reg->id, name, sizeof(name)), (unsigned long long)reg->id,
-                                (unsigned long long)want, (unsigned long long)have);
-                }
-        }
+                                st->index, reg_name(st->regs[i].id, name, sizeof(name)),
+                                (unsigned long long)st->regs[i].id);
         for (size_t j = 0; j < n; j++)
                 if (!vcpu_state_find(st, ids[j]))
                         return svemig_error_set(err, ENOENT,
@@ -224,6 +240,10 @@ static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, str
                                                 "which the guest's state lacks (a different kernel?)",
                                                 st->index, reg_name(ids[j], name, sizeof(name)),
                                                 (unsigned long long)ids[j]);
+        for (size_t i = 0; i < st->n_regs; i++)
+                if (vcpu_reg_is_host_invariant(st->regs[i].id) &&
+                    (r = vcpu_check_invariants(dst, &st->regs[i], 1, err)) < 0)
+                        return r;
         return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "sim-util.h"
@@ -151,6 +152,39 @@ static void test_dirty_log(void **state)
         hv_close(a);
 }
 
+/* A free-running guest paused after S steps is the guest run exactly S steps; throttled or not. */
+static void test_start_pause(void **state)
+{
+        struct hv *a = sim_host_open("128,256,512", NULL);
+        struct guest *free_running = make_guest(a, "128,256,512", 1),
+                     *counted = make_guest(a, "128,256,512", 1);
+        struct svemig_error err = {0};
+        struct vcpu_state *states;
+        char diff[256] = "";
+        uint64_t steps;
+
+        assert_int_equal(guest_start(free_running, &err), 0);
+        assert_true(guest_running(free_running));
+        assert_int_equal(guest_start(free_running, &err), -EBUSY);
+        assert_int_equal(guest_capture(free_running, &states, &err), -EBUSY);
+        while (guest_steps(free_running, 0) < 2000)
+                nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        guest_set_throttle(free_running, 50);
+        nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+        assert_int_equal(guest_pause(free_running, &err), 0);
+        assert_false(guest_running(free_running));
+        assert_int_equal(guest_pause(free_running, &err), 0);
+
+        steps = guest_steps(free_running, 0);
+        run(counted, steps);
+        if (!same(free_running, counted, diff, sizeof(diff)))
+                fail_msg("paused after %llu steps but differs from %llu counted steps: %s",
+                         (unsigned long long)steps, (unsigned long long)steps, diff);
+        guest_destroy(free_running);
+        guest_destroy(counted);
+        hv_close(a);
+}
+
 static void test_create_refusals(void **state)
 {
         struct hv *a = sim_host_open("128,256", NULL), *none = sim_host_open("none", NULL);
@@ -176,7 +210,8 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_equivalence_sve),     cmocka_unit_test(test_equivalence_full_width),
                 cmocka_unit_test(test_equivalence_non_sve), cmocka_unit_test(test_tampered_state_diverges),
-                cmocka_unit_test(test_dirty_log),           cmocka_unit_test(test_create_refusals),
+                cmocka_unit_test(test_dirty_log),           cmocka_unit_test(test_start_pause),
+                cmocka_unit_test(test_create_refusals),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -69,6 +69,29 @@ uint64_t guest_steps(const struct guest *g, unsigned i);
  */
 int guest_run(struct guest *g, uint64_t steps, struct svemig_error *err);
 
+/*
+ * Starts every vcpu running in its own thread until guest_pause(). On the
+ * sim, a vcpu runs workload steps without end; on kvm, until the guest
+ * powers off. -EBUSY when already running.
+ */
+int guest_start(struct guest *g, struct svemig_error *err);
+
+/*
+ * Stops every vcpu (a kick, as KVM's immediate_exit) and waits for their
+ * threads, so that the state is consistent for capture. A no-op when the
+ * guest is not running. Returns the first vcpu failure seen while running.
+ */
+int guest_pause(struct guest *g, struct svemig_error *err);
+
+bool guest_running(const struct guest *g);
+
+/*
+ * Slows a running guest's vcpus to about percent of their speed (1..100),
+ * as QEMU's auto-converge does, so that a migration can outpace its dirty
+ * rate. 100 (the default) is full speed.
+ */
+void guest_set_throttle(struct guest *g, unsigned percent);
+
 /* Captures every vcpu. *out is an array of guest_n_vcpus() states; free with guest_states_free(). */
 int guest_capture(struct guest *g, struct vcpu_state **out, struct svemig_error *err);
 /* Restores every vcpu of an empty guest from states. */

@@ -60,6 +60,20 @@ int vcpu_check_compat(const struct hv_caps *caps, struct hv_vcpu *dst, const str
                       struct svemig_error *err);
 
 /*
+ * Registers whose value is the host CPU's, not the guest's (ID registers,
+ * CCSIDR): a different value on a destination is a host incompatibility.
+ */
+bool vcpu_reg_is_host_invariant(uint64_t id);
+
+/*
+ * Checks that initialised vcpu dst has exactly these values for these
+ * host-invariant registers. -EINVAL naming the first that differs, or the
+ * backend's errno if one cannot be read (-ENOENT: the host lacks it).
+ */
+int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size_t n,
+                          struct svemig_error *err);
+
+/*
  * Restores st into a fresh (created, not initialised) vcpu:
  *   1. init with st's features;
  *   2. set SVE_VLS, refusing with the precise vq reason if the host cannot

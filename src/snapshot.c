@@ -1,0 +1,387 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Whole-guest snapshots over svemig streams. The order on restore is the
+ * point: the header is judged against the destination before anything else
+ * is read; vcpus are restored (and their registers checked) before memory;
+ * the trailer's digest is verified before the guest is handed over.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "macro.h"
+#include "svemig/kvmreg.h"
+#include "svemig/snapshot.h"
+
+/* Memory is handed to the stream writer in pieces of this size so that progress and cancel stay responsive.
+ */
+#define SNAPSHOT_PIECE (64ull << 20)
+
+static int report(const struct snapshot_opts *opts, const char *phase, uint64_t done, uint64_t total,
+                  struct svemig_error *err)
+{
+        int r;
+
+        if (!opts || !opts->progress)
+                return 0;
+        r = opts->progress(opts->userdata, phase, done, total);
+        if (r < 0)
+                return svemig_error_set(err, r, "%s",
+                                        r == -ECANCELED ? "cancelled" : "stopped by the caller");
+        return 0;
+}
+
+/* The header: what a destination needs to decide before reading further. */
+static int describe(struct guest *g, const struct vcpu_state *vcpu0, const struct snapshot_opts *opts,
+                    struct svemig_stream_info *info, struct svemig_stream_slot *slot,
+                    struct vcpu_reg *id_regs, size_t max_id_regs, struct svemig_error *err)
+{
+        struct hv_caps caps;
+        int r;
+
+        r = hv_get_caps(guest_host(g), &caps);
+        if (r < 0)
+                return svemig_error_set(err, r, "cannot read the host's capabilities");
+
+        memset(info, 0, sizeof(*info));
+        snprintf(info->host_name, sizeof(info->host_name), "%s", caps.host_name);
+        snprintf(info->source_kernel, sizeof(info->source_kernel), "%s", caps.kernel);
+        snprintf(info->hypervisor, sizeof(info->hypervisor), "%s", caps.backend);
+        snprintf(info->purpose, sizeof(info->purpose), "%s",
+                 opts && opts->purpose ? opts->purpose : "snapshot");
+        info->host_vls = caps.vls;
+        info->guest_vls = vcpu0->vls;
+        info->guest_max_vq = vqset_highest(&vcpu0->vls);
+        info->vcpu_features = vcpu0->features;
+        info->vcpu_count = guest_n_vcpus(g);
+        info->compression = SVEMIG_COMPRESSION_LZ4;
+        info->created_ns = opts ? opts->created_ns : 0;
+
+        *slot = (struct svemig_stream_slot){
+                .id = GUEST_RAM_SLOT, .gpa = GUEST_RAM_BASE, .size = guest_mem_size(g)};
+        info->slots = slot;
+        info->n_slots = 1;
+
+        for (size_t i = 0; i < vcpu0->n_regs; i++) {
+                if (!vcpu_reg_is_host_invariant(vcpu0->regs[i].id))
+                        continue;
+                if (info->n_id_regs == max_id_regs)
+                        return svemig_error_set(err, E2BIG, "more than %zu ID registers", max_id_regs);
+                id_regs[info->n_id_regs++] = vcpu0->regs[i];
+        }
+        info->id_regs = id_regs;
+        return 0;
+}
+
+int snapshot_write_fd(struct guest *g, int fd, const struct snapshot_opts *opts,
+                      struct svemig_stream_stats *stats, struct svemig_error *err)
+{
+        struct svemig_stream_write_opts wopts = {.n_threads = opts ? opts->n_threads : 0};
+        struct vcpu_reg id_regs[SVEMIG_STREAM_ID_REGS_MAX];
+        struct svemig_stream_writer *w = NULL;
+        struct svemig_stream_info info;
+        struct svemig_stream_slot slot;
+        struct vcpu_state *states = NULL;
+        unsigned n = guest_n_vcpus(g);
+        uint64_t size = guest_mem_size(g);
+        int r;
+
+        r = guest_capture(g, &states, err);
+        if (r < 0)
+                return r;
+        r = describe(g, &states[0], opts, &info, &slot, id_regs, ELEMENTSOF(id_regs), err);
+        if (r < 0)
+                goto out;
+        r = svemig_stream_writer_open(fd, &info, &wopts, &w, err);
+        if (r < 0)
+                goto out;
+
+        for (unsigned i = 0; i < n; i++) {
+                r = report(opts, "vcpus", i, n, err);
+                if (r < 0)
+                        goto out;
+                r = svemig_stream_write_vcpu(w, &states[i], err);
+                if (r < 0)
+                        goto out;
+        }
+        for (uint64_t off = 0; off < size; off += SNAPSHOT_PIECE) {
+                struct svemig_mem_range range = {
+                        .slot = GUEST_RAM_SLOT,
+                        .gpa = GUEST_RAM_BASE + off,
+                        .host = guest_mem(g) + off,
+                        .size = MIN(SNAPSHOT_PIECE, size - off),
+                };
+
+                r = report(opts, "memory", off, size, err);
+                if (r < 0)
+                        goto out;
+                r = svemig_stream_write_memory(w, &range, 1, err);
+                if (r < 0)
+                        goto out;
+        }
+        r = svemig_stream_writer_finish(w, err);
+        if (r < 0)
+                goto out;
+        r = report(opts, "memory", size, size, err);
+        if (r == 0 && stats)
+                *stats = *svemig_stream_writer_stats(w);
+out:
+        svemig_stream_writer_free(w);
+        guest_states_free(states, n);
+        return r;
+}
+
+/* fsync the directory holding path, so that a rename survives a crash. */
+static int fsync_parent(const char *path)
+{
+        char dir[PATH_MAX];
+        const char *slash = strrchr(path, '/');
+        _cleanup_close_ int fd = -1;
+
+        if (!slash)
+                snprintf(dir, sizeof(dir), ".");
+        else if (slash == path)
+                snprintf(dir, sizeof(dir), "/");
+        else
+                snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0)
+                return negative_errno();
+        return 0;
+}
+
+int snapshot_save(struct guest *g, const char *path, const struct snapshot_opts *opts,
+                  struct svemig_stream_stats *stats, struct svemig_error *err)
+{
+        char tmp[PATH_MAX];
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
+                return svemig_error_set(err, ENAMETOOLONG, "snapshot path too long: %s", path);
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return svemig_error_set(err, errno, "cannot create a temporary file beside %s: %s", path,
+                                        strerror(errno));
+
+        r = snapshot_write_fd(g, fd, opts, stats, err);
+        if (r < 0)
+                goto fail;
+        if (fsync(fd) < 0 || fchmod(fd, 0640) < 0) {
+                r = svemig_error_set(err, errno, "cannot flush %s to disk: %s", tmp, strerror(errno));
+                goto fail;
+        }
+        if (rename(tmp, path) < 0) {
+                r = svemig_error_set(err, errno, "cannot move the snapshot into place at %s: %s", path,
+                                     strerror(errno));
+                goto fail;
+        }
+        r = fsync_parent(path);
+        if (r < 0)
+                return svemig_error_set(err, r,
+                                        "snapshot written to %s, but syncing its directory failed: %s", path,
+                                        strerror(-r));
+        return 0;
+fail:
+        unlink(tmp);
+        return svemig_error_prefix(err, "snapshot to %s not written", path);
+}
+
+/* A vcpu on hv initialised, VL-set and finalized as the stream's vcpus were. */
+static int probe_vcpu(struct hv_vm *vm, const struct svemig_stream_info *info, struct hv_vcpu **out,
+                      struct svemig_error *err)
+{
+        struct hv_vcpu *vcpu;
+        int r;
+
+        r = hv_vcpu_create(vm, 0, &vcpu, err);
+        if (r < 0)
+                return r;
+        r = hv_vcpu_init(vcpu, info->vcpu_features);
+        if (r < 0) {
+                svemig_error_set(err, r, "this host refuses vcpus with the stream's features 0x%x: %s",
+                                 info->vcpu_features, strerror(-r));
+                goto fail;
+        }
+        if (info->vcpu_features & HV_FEAT_BIT(HV_FEAT_SVE)) {
+                r = hv_vcpu_set_reg(vcpu, kvmreg_vls(), info->guest_vls.w);
+                if (r == 0)
+                        r = hv_vcpu_finalize(vcpu, HV_FEAT_SVE);
+                if (r < 0) {
+                        svemig_error_set(err, r, "this host refuses the stream's vector lengths: %s",
+                                         strerror(-r));
+                        goto fail;
+                }
+        }
+        *out = vcpu;
+        return 0;
+fail:
+        hv_vcpu_destroy(vcpu);
+        return r;
+}
+
+int snapshot_check_host(struct hv *hv, const struct svemig_stream_info *info, struct svemig_error *err)
+{
+        struct vcpu_state vl_only = {.features = info->vcpu_features, .vls = info->guest_vls};
+        struct hv_vcpu *vcpu = NULL;
+        struct hv_vm *vm = NULL;
+        struct hv_caps caps;
+        int r;
+
+        r = hv_get_caps(hv, &caps);
+        if (r < 0)
+                return svemig_error_set(err, r, "cannot read this host's capabilities");
+        if (info->vcpu_count > caps.max_vcpus)
+                return svemig_error_set(err, EINVAL, "the stream has %u vcpus; host %s allows %u",
+                                        info->vcpu_count, caps.host_name, caps.max_vcpus);
+        r = vcpu_check_compat(&caps, NULL, &vl_only, err);
+        if (r < 0)
+                return r;
+
+        r = hv_vm_create(hv, &vm, err);
+        if (r < 0)
+                return r;
+        r = probe_vcpu(vm, info, &vcpu, err);
+        if (r == 0)
+                r = vcpu_check_invariants(vcpu, info->id_regs, info->n_id_regs, err);
+        hv_vcpu_destroy(vcpu);
+        hv_vm_destroy(vm);
+        return r;
+}
+
+/* The stream's single RAM slot, in the layout guest.c builds. */
+static int check_layout(const struct svemig_stream_info *info, struct svemig_error *err)
+{
+        if (info->n_slots != 1 || info->slots[0].id != GUEST_RAM_SLOT ||
+            info->slots[0].gpa != GUEST_RAM_BASE)
+                return svemig_error_set(
+                        err, EPROTO,
+                        "the stream's memory layout (%zu slots) is not one RAM slot at 0x%llx, "
+                        "the only layout this version restores",
+                        info->n_slots, (unsigned long long)GUEST_RAM_BASE);
+        if (info->vcpu_count == 0)
+                return svemig_error_set(err, EBADMSG, "the stream has no vcpus");
+        return 0;
+}
+
+static int read_vcpus(struct svemig_stream_reader *rd, struct guest *g, struct vcpu_state *states, int *next,
+                      struct svemig_error *err)
+{
+        unsigned n = guest_n_vcpus(g), got = 0;
+        int r;
+
+        for (r = svemig_stream_next(rd, err); r == SVEMIG_FRAME_VCPU; r = svemig_stream_next(rd, err)) {
+                struct vcpu_state st;
+
+                r = svemig_stream_read_vcpu(rd, &st, err);
+                if (r < 0)
+                        return r;
+                if (st.index >= n || states[st.index].regs) {
+                        vcpu_state_done(&st);
+                        return svemig_error_set(err, EBADMSG,
+                                                "vcpu %u: out of range or repeated in the stream", st.index);
+                }
+                states[st.index] = st;
+                got++;
+        }
+        if (r < 0)
+                return r;
+        if (got != n)
+                return svemig_error_set(err, EBADMSG, "the stream holds %u of its %u vcpus", got, n);
+        *next = r;
+        return 0;
+}
+
+int snapshot_restore_fd(struct hv *hv, int fd, const struct snapshot_opts *opts, struct guest **out,
+                        struct svemig_error *err)
+{
+        struct svemig_stream_read_opts ropts = {.n_threads = opts ? opts->n_threads : 0};
+        struct svemig_stream_reader *rd = NULL;
+        const struct svemig_stream_info *info;
+        struct vcpu_state *states = NULL;
+        struct guest *g = NULL;
+        struct svemig_mem_map map;
+        int r, next;
+
+        r = svemig_stream_reader_open(fd, &ropts, &rd, err);
+        if (r < 0)
+                return r;
+        info = svemig_stream_reader_info(rd);
+        r = check_layout(info, err);
+        if (r < 0)
+                goto out;
+        r = snapshot_check_host(hv, info, err);
+        if (r < 0)
+                goto out;
+
+        r = guest_create_empty(hv, info->vcpu_count, info->slots[0].size, false, &g, err);
+        if (r < 0)
+                goto out;
+        states = calloc(info->vcpu_count, sizeof(*states));
+        if (!states) {
+                r = svemig_error_set(err, ENOMEM, "out of memory for %u vcpu states", info->vcpu_count);
+                goto out;
+        }
+        r = read_vcpus(rd, g, states, &next, err);
+        if (r < 0)
+                goto out;
+        r = report(opts, "vcpus", 0, info->vcpu_count, err);
+        if (r < 0)
+                goto out;
+        r = guest_restore_vcpus(g, states, err);
+        if (r < 0)
+                goto out;
+
+        map = (struct svemig_mem_map){.slot = GUEST_RAM_SLOT,
+                                      .gpa = GUEST_RAM_BASE,
+                                      .host = guest_mem(g),
+                                      .size = guest_mem_size(g)};
+        while (next == SVEMIG_FRAME_MEMORY) {
+                r = report(opts, "memory", svemig_stream_reader_stats(rd)->mem_pages * info->page_size,
+                           guest_mem_size(g), err);
+                if (r < 0)
+                        goto out;
+                r = svemig_stream_read_memory(rd, &map, 1, err);
+                if (r < 0)
+                        goto out;
+                next = svemig_stream_next(rd, err);
+        }
+        if (next == SVEMIG_FRAME_VCPU) {
+                r = svemig_error_set(err, EBADMSG, "a vcpu frame at offset %llu after guest memory",
+                                     (unsigned long long)svemig_stream_reader_offset(rd));
+                goto out;
+        }
+        r = next; /* 0: the trailer was read and its digest verified */
+        if (r == 0)
+                r = report(opts, "verify", guest_mem_size(g), guest_mem_size(g), err);
+out:
+        if (states)
+                guest_states_free(states, info->vcpu_count);
+        svemig_stream_reader_free(rd);
+        if (r < 0) {
+                guest_destroy(g);
+                return r;
+        }
+        *out = g;
+        return 0;
+}
+
+int snapshot_load(struct hv *hv, const char *path, const struct snapshot_opts *opts, struct guest **out,
+                  struct svemig_error *err)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int r;
+
+        if (fd < 0)
+                return svemig_error_set(err, errno, "cannot open snapshot %s: %s", path, strerror(errno));
+        r = snapshot_restore_fd(hv, fd, opts, out, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "%s", path);
+        return 0;
+}
