@@ -11,7 +11,7 @@ libclang-rt-14-dev linux-libc-dev-arm64-cross"
 RIG="qemu-system-arm gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross \
 linux-libc-dev-arm64-cross cpio"
 RIG_ARM64="libprotobuf-c-dev:arm64 liblz4-dev:arm64 libinih-dev:arm64 libxxhash-dev:arm64 \
-libjson-c-dev:arm64 libsystemd-dev:arm64"
+libjson-c-dev:arm64 libsystemd-dev:arm64 libcmocka-dev:arm64"
 
 case "${1:-base}" in
 base) want="$BASE" ;;

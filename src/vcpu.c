@@ -28,6 +28,9 @@ bool vcpu_reg_is_host_invariant(uint64_t id)
 
         if (kvmreg_decode(id, &reg, NULL) < 0)
                 return false;
+        /* MPIDR_EL1 sits among the ID registers but is the vcpu's own (its affinity), set by userspace. */
+        if (id == kvmreg_sys(3, 0, 0, 0, 5))
+                return false;
         return reg.cls == KVMREG_CLASS_SYS_ID || reg.cls == KVMREG_CLASS_DEMUX;
 }
 

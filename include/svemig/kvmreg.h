@@ -74,7 +74,11 @@ static inline unsigned kvmreg_size(uint64_t id)
         return 1u << ((id & KVMREG_SIZE_MASK) >> KVMREG_SIZE_SHIFT);
 }
 
-/* Encoders. */
+/*
+ * Encoders. Each returns 0, an ID that kvmreg_decode() rejects, for an
+ * argument out of range (the kernel's macros would mask it into another
+ * register's ID instead).
+ */
 uint64_t kvmreg_zreg(unsigned n, unsigned slice);
 uint64_t kvmreg_preg(unsigned n, unsigned slice);
 uint64_t kvmreg_ffr(unsigned slice);
@@ -87,6 +91,12 @@ uint64_t kvmreg_core_pstate(void);
 uint64_t kvmreg_core_vreg(unsigned n); /* fp_regs.vregs[n], U128 */
 uint64_t kvmreg_core_fpsr(void);
 uint64_t kvmreg_core_fpcr(void);
+uint64_t kvmreg_core_sp_el1(void);
+uint64_t kvmreg_core_elr_el1(void);
+uint64_t kvmreg_core_spsr(unsigned n);         /* spsr[0..4] */
+uint64_t kvmreg_fw(unsigned index);            /* group 0x0014, index 0..0xffff */
+uint64_t kvmreg_fw_feat(unsigned index);       /* group 0x0016, index 0..0xffff */
+uint64_t kvmreg_demux_ccsidr(unsigned csselr); /* group 0x0011, CCSIDR for CSSELR value 0..0xff */
 
 /* Well-known system registers. */
 #define KVMREG_ZCR_EL1         kvmreg_sys(3, 0, 1, 2, 0)
@@ -98,7 +108,9 @@ uint64_t kvmreg_core_fpcr(void);
  * Decodes any arm64 ONE_REG ID. Returns 0, or -EINVAL (with a reason) for an
  * ID that is not arm64, has a bad size for its class, or whose fields are out
  * of range. Unknown groups decode as KVMREG_CLASS_UNKNOWN with rc 0 so that
- * a newer kernel's registers survive a round trip.
+ * a newer kernel's registers survive a round trip (so do demux IDs other than
+ * CCSIDR). Any ID wider than KVMREG_MAX_BYTES is refused. 'out' is written
+ * only on success; it may be NULL.
  */
 int kvmreg_decode(uint64_t id, struct kvmreg *out, struct svemig_error *err);
 
@@ -108,7 +120,10 @@ int kvmreg_decode(uint64_t id, struct kvmreg *out, struct svemig_error *err);
  * "fpcr", "z3[0]", "p15[0]", "ffr[0]", "SVE_VLS", "ZCR_EL1" (named system
  * registers), "S3_0_C1_C2_0" (others), "TIMER_CNT", "FW[0x0000]",
  * "FW_FEAT[0x0001]", "DEMUX[0x0003]", and "REG_0x<id>" for unknown IDs.
- * Returns the length like snprintf.
+ * Returns the length like snprintf. kvmreg_parse() ignores case and also
+ * accepts "S<op0>_<op1>_C<n>_C<m>_<op2>" for named system registers and
+ * "REG_0x<id>" for any ID that kvmreg_decode() accepts; it fails with
+ * -EINVAL and a reason that lists the accepted forms.
  */
 int kvmreg_name(uint64_t id, char *buf, size_t len);
 int kvmreg_parse(const char *name, uint64_t *id, struct svemig_error *err);
@@ -119,6 +134,9 @@ const char *kvmreg_class_name(enum kvmreg_class cls);
  * The restore rank of a class: registers are written in ascending rank.
  * VLS comes before finalize; firmware and ID registers before the rest so
  * that an incompatible host is refused early; timers last, as QEMU does,
- * because writing TIMER_CNT moves the guest's virtual counter.
+ * because writing TIMER_CNT moves the guest's virtual counter. A newer
+ * kernel's unknown registers go just before the timers. Classes of equal rank
+ * (FW and FW_FEAT; CORE_FP and CORE_FPCR; SVE Z, P and FFR) may be written in
+ * any order. Returns -EINVAL for a value that is not a class.
  */
 int kvmreg_restore_rank(enum kvmreg_class cls);

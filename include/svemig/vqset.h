@@ -99,6 +99,8 @@ enum vqset_mismatch {
 struct vqset_reason {
         enum vqset_mismatch kind;
         unsigned vq; /* the first (lowest) offending vq, 0 when kind == VQSET_OK */
+        /* max(guest) the host was checked against (set by vqset_can_present), 0 if unknown */
+        unsigned guest_max_vq;
 };
 
 /*

@@ -1,0 +1,144 @@
+#!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Runs the built svemigctl's `negotiate` and checks its exit codes, its JSON
+# and its human output.
+#   test-ctl-negotiate.sh PATH/TO/svemigctl
+set -eu
+
+CTL=${1:?usage: $0 PATH/TO/svemigctl}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+failures=0
+
+fail() {
+        echo "FAIL: $*" >&2
+        failures=$((failures + 1))
+}
+
+# run EXPECTED_RC ARGS...: runs svemigctl, keeps stdout/stderr in $TMP.
+run() {
+        want=$1
+        shift
+        rc=0
+        "$CTL" "$@" >"$TMP/out" 2>"$TMP/err" || rc=$?
+        if [ "$rc" -ne "$want" ]; then
+                fail "svemigctl $*: exit $rc, expected $want"
+                sed 's/^/  stdout: /' "$TMP/out" >&2
+                sed 's/^/  stderr: /' "$TMP/err" >&2
+                return 1
+        fi
+        return 0
+}
+
+# json_check ARGS-DESCRIPTION PYTHON-EXPR: evaluates EXPR with `j` the parsed stdout.
+json_check() {
+        what=$1
+        expr=$2
+        if ! python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+ok = eval(sys.argv[2])
+if not ok:
+    print(json.dumps(j), file=sys.stderr)
+sys.exit(0 if ok else 1)
+' "$TMP/out" "$expr"; then
+                fail "$what: JSON does not satisfy: $expr"
+        fi
+}
+
+contains() {
+        file=$1
+        text=$2
+        what=$3
+        grep -qF -- "$text" "$TMP/$file" || {
+                fail "$what: $file lacks \"$text\""
+                sed 's/^/  /' "$TMP/$file" >&2
+        }
+}
+
+keys='set(j) >= {"guest_bits", "max_bits", "limiting", "hosts"}'
+
+# The DESIGN.md examples, one per row.
+if run 0 --json negotiate 128,256,512 128,256; then
+        json_check "row 1" "$keys and j['guest_bits'] == [128, 256] and j['max_bits'] == 256 and j['limiting'] == [1]"
+        json_check "row 1 hosts" "[h['index'] for h in j['hosts']] == [0, 1] and j['hosts'][0]['bits'] == [128, 256, 512] \
+and j['hosts'][1]['bits'] == [128, 256] and all(h['can_present'] is True and h['reason'] is None for h in j['hosts'])"
+fi
+if run 0 --json negotiate 128-512 128,256,512; then
+        json_check "row 2" "j['guest_bits'] == [128, 256] and j['max_bits'] == 256 and j['limiting'] == [1]"
+fi
+if run 0 --json negotiate vq1,vq2,vq4,vq8 vq1,vq2,vq4,vq6,vq8; then
+        json_check "row 3 (round-down)" "j['guest_bits'] == [128, 256, 512] and j['max_bits'] == 512 and j['limiting'] == [0]"
+fi
+if run 3 --json negotiate 0xb none; then
+        json_check "row 4 (no SVE)" "j['guest_bits'] == [] and j['max_bits'] == 0 and j['limiting'] == [1] \
+and j['hosts'][1]['bits'] == [] and all(h['can_present'] for h in j['hosts'])"
+fi
+
+# --json after the command, and between the SETs.
+if run 0 negotiate --json 0xb 0xb; then
+        json_check "--json after the command" "j['guest_bits'] == [128, 256, 512] and j['limiting'] == []"
+fi
+if run 0 negotiate 0xb -j 0x3; then
+        json_check "-j between SETs" "j['guest_bits'] == [128, 256] and j['limiting'] == [1]"
+fi
+
+# 2048-bit hosts, all alike: nobody limits.
+if run 0 --json negotiate 128-2048 vq1-vq16 0xffff; then
+        json_check "2048-bit hosts" "j['guest_bits'] == list(range(128, 2049, 128)) and j['max_bits'] == 2048 \
+and j['limiting'] == [] and j.get('without_limiting') is None"
+fi
+
+# The demo's cluster: two hosts lack 384 bits; leaving both out gains 384 and 512.
+if run 0 --json negotiate 128,256,512 128,256 128,256,384,512; then
+        json_check "demo cluster" "j['guest_bits'] == [128, 256] and j['limiting'] == [0, 1] \
+and j['without_limiting']['guest_bits'] == [128, 256, 384, 512] and j['without_limiting']['max_bits'] == 512"
+fi
+
+# One host: its own set.
+if run 0 --json negotiate 'vq1, vq2, vq4'; then
+        json_check "one host" "j['guest_bits'] == [128, 256, 512] and j['limiting'] == []"
+fi
+
+# No host has SVE.
+if run 3 --json negotiate none NONE ""; then
+        json_check "no SVE anywhere" "j['guest_bits'] == [] and j['max_bits'] == 0 and j['limiting'] == [] \
+and len(j['hosts']) == 3"
+fi
+
+# Human output.
+if run 0 negotiate 128,256,512 128,256 128,256,384,512; then
+        contains out "guest set: 128,256 bits (maximum 256 bits)" "human"
+        contains out "limiting:  hosts 0, 1 (lacking 384 bits, which another host offers)" "human"
+        contains out "host 2: 128,256,384,512: yes" "human"
+        contains out "without hosts 0, 1: 128,256,384,512 bits (maximum 512 bits)" "human"
+fi
+if run 3 negotiate 128-512 none; then
+        contains out "guest set: no common SVE; FPSIMD only" "human, no SVE"
+        contains out "limiting:  host 1" "human, no SVE"
+        contains out "host 1 (limiting): no SVE: yes (FPSIMD only)" "human, no SVE"
+        contains out "without host 1: 128,256,384,512 bits (maximum 512 bits)" "human, no SVE"
+fi
+
+# Bad input: exit 2, the parse error naming the bad token on stderr, nothing on stdout.
+for bad in 100 vq0 vq513 0xg 128, 128,vq2 abc 512-128; do
+        if run 2 --json negotiate 128,256 "$bad"; then
+                contains err "host 1: invalid vector-length set" "bad SET '$bad'"
+                contains err "\"$bad\"" "bad SET '$bad'"
+                contains err "accepted forms" "bad SET '$bad'"
+                [ -s "$TMP/out" ] && fail "bad SET '$bad': something on stdout"
+        fi
+done
+if run 2 negotiate; then
+        contains err "give one SET per host" "no SET"
+fi
+if run 2 negotiate --frobnicate 128; then
+        contains err "unknown option '--frobnicate'" "unknown option"
+fi
+run 0 negotiate --help && contains out "Usage: svemigctl [--json] negotiate SET SET..." "--help"
+
+if [ "$failures" -ne 0 ]; then
+        echo "$failures check(s) failed" >&2
+        exit 1
+fi
+echo "all svemigctl negotiate checks passed"
