@@ -9,12 +9,16 @@ ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all deps build demo test test-unit test-rig bench format clean
+.PHONY: all deps deps-test build demo test test-unit test-rig bench format clean
 
 all: build
 
 deps:
 	@scripts/install-deps.sh base
+
+# The tests also need the arm64 rig's packages (QEMU, the cross toolchain).
+deps-test:
+	@scripts/install-deps.sh all
 
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) $(MESON_OPTS)
@@ -25,7 +29,7 @@ build: deps $(BUILD)/build.ninja
 demo: build
 	scripts/demo.sh $(BUILD)
 
-test: build
+test: deps-test build
 	meson test -C $(BUILD) --print-errorlogs
 
 test-unit: build

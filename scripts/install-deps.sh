@@ -5,7 +5,7 @@
 # the aarch64 cross toolchain and arm64 multiarch -dev packages).
 set -eu
 
-BASE="meson ninja-build pkg-config gcc clang python3 protobuf-c-compiler libprotobuf-c-dev \
+BASE="meson ninja-build pkg-config gcc clang clang-format git python3 protobuf-c-compiler libprotobuf-c-dev \
 liblz4-dev lz4 libsystemd-dev systemd libcmocka-dev libinih-dev libxxhash-dev libjson-c-dev \
 libclang-rt-14-dev linux-libc-dev-arm64-cross"
 RIG="qemu-system-arm gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross \

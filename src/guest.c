@@ -384,7 +384,8 @@ int guest_capture(struct guest *g, struct vcpu_state **out, struct svemig_error 
 
         if (g->running) {
                 free(states);
-                return svemig_error_set(err, EBUSY, "the guest is running; pause it before capturing its state");
+                return svemig_error_set(err, EBUSY,
+                                        "the guest is running; pause it before capturing its state");
         }
         if (!states)
                 return svemig_error_set(err, ENOMEM, "out of memory capturing %u vcpus", g->n_vcpus);
