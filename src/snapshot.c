@@ -298,45 +298,36 @@ static int read_vcpus(struct svemig_stream_reader *rd, struct guest *g, struct v
         return 0;
 }
 
-int snapshot_restore_fd(struct hv *hv, int fd, const struct snapshot_opts *opts, struct guest **out,
-                        struct svemig_error *err)
+int snapshot_restore_into(struct guest *g, struct svemig_stream_reader *rd, const struct snapshot_opts *opts,
+                          struct svemig_error *err)
 {
-        struct svemig_stream_read_opts ropts = {.n_threads = opts ? opts->n_threads : 0};
-        struct svemig_stream_reader *rd = NULL;
-        const struct svemig_stream_info *info;
+        const struct svemig_stream_info *info = svemig_stream_reader_info(rd);
         struct vcpu_state *states = NULL;
-        struct guest *g = NULL;
         struct svemig_mem_map map;
-        int r, next;
+        int r, next = 0;
 
-        r = svemig_stream_reader_open(fd, &ropts, &rd, err);
-        if (r < 0)
-                return r;
-        info = svemig_stream_reader_info(rd);
         r = check_layout(info, err);
         if (r < 0)
-                goto out;
-        r = snapshot_check_host(hv, info, err);
-        if (r < 0)
-                goto out;
+                return r;
+        if (guest_n_vcpus(g) != info->vcpu_count || guest_mem_size(g) != info->slots[0].size)
+                return svemig_error_set(
+                        err, EINVAL,
+                        "the guest to restore into has %u vcpus and %llu bytes; the stream %u and "
+                        "%llu",
+                        guest_n_vcpus(g), (unsigned long long)guest_mem_size(g), info->vcpu_count,
+                        (unsigned long long)info->slots[0].size);
 
-        r = guest_create_empty(hv, info->vcpu_count, info->slots[0].size, false, &g, err);
-        if (r < 0)
-                goto out;
         states = calloc(info->vcpu_count, sizeof(*states));
-        if (!states) {
-                r = svemig_error_set(err, ENOMEM, "out of memory for %u vcpu states", info->vcpu_count);
-                goto out;
-        }
+        if (!states)
+                return svemig_error_set(err, ENOMEM, "out of memory for %u vcpu states", info->vcpu_count);
         r = read_vcpus(rd, g, states, &next, err);
+        if (r == 0)
+                r = report(opts, "vcpus", 0, info->vcpu_count, err);
+        if (r == 0)
+                r = guest_restore_vcpus(g, states, err);
+        guest_states_free(states, info->vcpu_count);
         if (r < 0)
-                goto out;
-        r = report(opts, "vcpus", 0, info->vcpu_count, err);
-        if (r < 0)
-                goto out;
-        r = guest_restore_vcpus(g, states, err);
-        if (r < 0)
-                goto out;
+                return r;
 
         map = (struct svemig_mem_map){.slot = GUEST_RAM_SLOT,
                                       .gpa = GUEST_RAM_BASE,
@@ -346,23 +337,41 @@ int snapshot_restore_fd(struct hv *hv, int fd, const struct snapshot_opts *opts,
                 r = report(opts, "memory", svemig_stream_reader_stats(rd)->mem_pages * info->page_size,
                            guest_mem_size(g), err);
                 if (r < 0)
-                        goto out;
+                        return r;
                 r = svemig_stream_read_memory(rd, &map, 1, err);
                 if (r < 0)
-                        goto out;
+                        return r;
                 next = svemig_stream_next(rd, err);
         }
-        if (next == SVEMIG_FRAME_VCPU) {
-                r = svemig_error_set(err, EBADMSG, "a vcpu frame at offset %llu after guest memory",
-                                     (unsigned long long)svemig_stream_reader_offset(rd));
-                goto out;
-        }
-        r = next; /* 0: the trailer was read and its digest verified */
+        if (next == SVEMIG_FRAME_VCPU)
+                return svemig_error_set(err, EBADMSG, "a vcpu frame at offset %llu after guest memory",
+                                        (unsigned long long)svemig_stream_reader_offset(rd));
+        if (next < 0)
+                return next;
+        /* 0: the trailer was read and its digest verified. */
+        return report(opts, "verify", guest_mem_size(g), guest_mem_size(g), err);
+}
+
+int snapshot_restore_fd(struct hv *hv, int fd, const struct snapshot_opts *opts, struct guest **out,
+                        struct svemig_error *err)
+{
+        struct svemig_stream_read_opts ropts = {.n_threads = opts ? opts->n_threads : 0};
+        struct svemig_stream_reader *rd = NULL;
+        const struct svemig_stream_info *info;
+        struct guest *g = NULL;
+        int r;
+
+        r = svemig_stream_reader_open(fd, &ropts, &rd, err);
+        if (r < 0)
+                return r;
+        info = svemig_stream_reader_info(rd);
+        r = check_layout(info, err);
         if (r == 0)
-                r = report(opts, "verify", guest_mem_size(g), guest_mem_size(g), err);
-out:
-        if (states)
-                guest_states_free(states, info->vcpu_count);
+                r = snapshot_check_host(hv, info, err);
+        if (r == 0)
+                r = guest_create_empty(hv, info->vcpu_count, info->slots[0].size, false, &g, err);
+        if (r == 0)
+                r = snapshot_restore_into(g, rd, opts, err);
         svemig_stream_reader_free(rd);
         if (r < 0) {
                 guest_destroy(g);

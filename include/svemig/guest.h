@@ -54,6 +54,13 @@ int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool
 
 void guest_destroy(struct guest *g);
 
+/*
+ * Faults in all of the guest's RAM now (MADV_POPULATE_WRITE, or a touch
+ * pass on older kernels), so that a restore into it is not paced by first
+ * touches of fresh pages.
+ */
+int guest_prefault(struct guest *g, struct svemig_error *err);
+
 struct hv *guest_host(const struct guest *g);
 struct hv_vm *guest_vm(const struct guest *g);
 unsigned guest_n_vcpus(const struct guest *g);

@@ -60,6 +60,16 @@ int snapshot_check_host(struct hv *hv, const struct svemig_stream_info *info, st
 int snapshot_restore_fd(struct hv *hv, int fd, const struct snapshot_opts *opts, struct guest **out,
                         struct svemig_error *err);
 
+/*
+ * The second half of snapshot_restore_fd(), for a caller that prepares the
+ * guest itself (e.g. pre-faults its memory): restores the stream rd, whose
+ * header the caller has read and checked with snapshot_check_host(), into g,
+ * an empty guest (guest_create_empty()) with the stream's vcpu count and
+ * memory size. On failure, g must be destroyed.
+ */
+int snapshot_restore_into(struct guest *g, struct svemig_stream_reader *rd, const struct snapshot_opts *opts,
+                          struct svemig_error *err);
+
 /* snapshot_restore_fd() from a file. */
 int snapshot_load(struct hv *hv, const char *path, const struct snapshot_opts *opts, struct guest **out,
                   struct svemig_error *err);

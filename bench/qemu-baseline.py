@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""The QEMU baseline for svemig's benchmarks, measured in the same run.
+
+QEMU 7.2 (qemu-system-aarch64, TCG) holds the benchmark image in guest RAM
+(loaded with -device loader at 0x40100000: QEMU puts its DTB in the first MiB
+of RAM) and is driven over QMP:
+
+  save     migrate to "exec:cat > FILE" with the guest paused, as `virsh save`
+  restore  a new QEMU started with -incoming "exec:cat FILE", -mem-prealloc
+
+Prints one JSON object: seconds for each (QEMU's own total-time, and wall
+time from the command to completion) and the file size.
+
+usage: qemu-baseline.py IMAGE WORKDIR [--runs N]
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+QEMU = "qemu-system-aarch64"
+RAM_MB = 1280
+LOAD_ADDR = 0x40100000
+
+
+class QMP:
+    def __init__(self, path, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock.connect(path)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.f = self.sock.makefile("rw")
+        self.f.readline()  # greeting
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name, **args):
+        self.f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
+        self.f.flush()
+        while True:
+            msg = json.loads(self.f.readline())
+            if "return" in msg:
+                return msg["return"]
+            if "error" in msg:
+                raise RuntimeError(f"{name}: {msg['error']}")
+
+    def wait_migration(self, timeout=300):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.cmd("query-migrate")
+            if st.get("status") == "completed":
+                return st
+            if st.get("status") in ("failed", "cancelled"):
+                raise RuntimeError(f"migration {st.get('status')}: {st}")
+            time.sleep(0.01)
+        raise TimeoutError("migration did not complete")
+
+    def close(self):
+        self.sock.close()
+
+
+def start_qemu(workdir, name, extra):
+    qmp = os.path.join(workdir, name + ".qmp")
+    if os.path.exists(qmp):
+        os.unlink(qmp)
+    cmd = [QEMU, "-M", "virt", "-cpu", "max", "-accel", "tcg", "-m", str(RAM_MB),
+           "-nographic", "-nodefaults", "-S", "-qmp", f"unix:{qmp},server=on,wait=off"] + extra
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    return proc, QMP(qmp)
+
+
+def stop(proc, qmp):
+    try:
+        qmp.cmd("quit")
+    except Exception:
+        pass
+    qmp.close()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def save(image, workdir):
+    out = os.path.join(workdir, "qemu-save.bin")
+    proc, qmp = start_qemu(workdir, "src", ["-device", f"loader,file={image},addr={LOAD_ADDR:#x}"])
+    try:
+        # As libvirt's save does: no bandwidth cap (QEMU's default is 128 MiB/s).
+        qmp.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
+        t0 = time.monotonic()
+        qmp.cmd("migrate", uri=f"exec:cat > {out}")
+        st = qmp.wait_migration()
+        wall = time.monotonic() - t0
+    finally:
+        stop(proc, qmp)
+    return {"total_s": st.get("total-time", 0) / 1000, "wall_s": wall, "file_bytes": os.path.getsize(out)}, out
+
+
+def restore(saved, workdir):
+    proc, qmp = start_qemu(workdir, "dst", ["-mem-prealloc", "-incoming", "defer"])
+    try:
+        t0 = time.monotonic()
+        qmp.cmd("migrate-incoming", uri=f"exec:cat {saved}")
+        deadline = time.monotonic() + 300
+        while qmp.cmd("query-status")["status"] in ("inmigrate",) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        wall = time.monotonic() - t0
+        status = qmp.cmd("query-status")["status"]
+        if status not in ("paused", "postmigrate", "running", "prelaunch"):
+            raise RuntimeError(f"restore ended in state {status}")
+    finally:
+        stop(proc, qmp)
+    return {"wall_s": wall}
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    image, workdir = sys.argv[1], sys.argv[2]
+    runs = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 1
+    best = None
+    for _ in range(runs):
+        s, saved = save(image, workdir)
+        r = restore(saved, workdir)
+        os.unlink(saved)
+        res = {"save": s, "restore": r}
+        if best is None or s["wall_s"] + r["wall_s"] < best["save"]["wall_s"] + best["restore"]["wall_s"]:
+            best = res
+    print(json.dumps(best))
+
+
+if __name__ == "__main__":
+    main()
