@@ -181,6 +181,17 @@ static bool id_listed(const uint64_t *ids, size_t n, uint64_t id)
         return false;
 }
 
+static int missing_on_destination(struct svemig_error *err, unsigned index, uint64_t id)
+{
+        char name[64];
+
+        return svemig_error_set(
+                err, ENOENT,
+                "vcpu %u: register %s (0x%016llx) is in the guest's state but the destination "
+                "host's kernel does not have it",
+                index, reg_name(id, name, sizeof(name)), (unsigned long long)id);
+}
+
 int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size_t n,
                           struct svemig_error *err)
 {
@@ -193,6 +204,8 @@ int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size
                 int r;
 
                 r = hv_vcpu_get_reg(dst, reg->id, cur);
+                if (r == -ENOENT)
+                        return missing_on_destination(err, hv_vcpu_index(dst), reg->id);
                 if (r < 0)
                         return svemig_error_set(err, r,
                                                 "reading %s (0x%016llx) on the destination failed: %s",
@@ -230,12 +243,7 @@ static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, str
 
         for (size_t i = 0; i < st->n_regs; i++)
                 if (!id_listed(ids, n, st->regs[i].id))
-                        return svemig_error_set(
-                                err, ENOENT,
-                                "vcpu %u: register %s (0x%016llx) is in the guest's state but the "
-                                "destination host's kernel does not have it",
-                                st->index, reg_name(st->regs[i].id, name, sizeof(name)),
-                                (unsigned long long)st->regs[i].id);
+                        return missing_on_destination(err, st->index, st->regs[i].id);
         for (size_t j = 0; j < n; j++)
                 if (!vcpu_state_find(st, ids[j]))
                         return svemig_error_set(err, ENOENT,

@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Whole-guest snapshots through real files: equivalence across hosts,
+ * refusals before memory is read, cancel and failure leaving nothing behind.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "macro.h"
+#include "sim-util.h"
+#include "svemig/guest.h"
+#include "svemig/kvmreg.h"
+#include "svemig/snapshot.h"
+
+#define MEM (256 * HV_PAGE_SIZE)
+
+static char dir[] = "/tmp/svemig-test-snapshot.XXXXXX";
+
+static int setup(void **state)
+{
+        return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+        char cmd[256];
+
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        return system(cmd);
+}
+
+static const char *path_of(const char *name)
+{
+        static char path[512];
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        return path;
+}
+
+/* Temporary files left in the test directory: snapshot_save() names them "<file>.XXXXXX". */
+static unsigned count_temporaries(void)
+{
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        unsigned n = 0;
+
+        while ((e = readdir(d)))
+                n += strstr(e->d_name, ".svemig.") != NULL;
+        closedir(d);
+        return n;
+}
+
+static struct guest *make_guest(struct hv *hv, const char *vls, unsigned vcpus)
+{
+        struct guest_config cfg = {
+                .n_vcpus = vcpus, .mem_bytes = MEM, .sve = vls != NULL, .dirty_pages_per_step = 5};
+        struct svemig_error err = {0};
+        struct guest *g;
+
+        if (vls)
+                assert_int_equal(vqset_parse(vls, &cfg.vls, &err), 0);
+        if (guest_create(hv, &cfg, &g, &err) < 0)
+                fail_msg("guest_create: %s", err.msg);
+        return g;
+}
+
+static void run(struct guest *g, uint64_t steps)
+{
+        struct svemig_error err = {0};
+
+        if (guest_run(g, steps, &err) < 0)
+                fail_msg("run: %s", err.msg);
+}
+
+static void save(struct guest *g, const char *name)
+{
+        struct svemig_error err = {0};
+        struct svemig_stream_stats stats;
+
+        if (snapshot_save(g, path_of(name), NULL, &stats, &err) < 0)
+                fail_msg("snapshot_save: %s", err.msg);
+        assert_int_equal(stats.vcpus, guest_n_vcpus(g));
+        assert_int_equal(stats.mem_pages, MEM / HV_PAGE_SIZE);
+}
+
+static void test_equivalence_through_file(void **state)
+{
+        struct hv *a = sim_host_open("128,256,512", NULL), *c = sim_host_open("128-512", NULL);
+        struct guest *g = make_guest(a, "128,256", 3), *unbroken = make_guest(a, "128,256", 3), *back;
+        struct svemig_error err = {0};
+        char diff[256] = "";
+        bool equal;
+
+        run(g, 400);
+        save(g, "eq.svemig");
+        if (snapshot_load(c, path_of("eq.svemig"), NULL, &back, &err) < 0)
+                fail_msg("snapshot_load: %s", err.msg);
+        run(back, 600);
+        run(unbroken, 1000);
+        assert_int_equal(guest_compare(back, unbroken, &equal, diff, sizeof(diff), &err), 0);
+        if (!equal)
+                fail_msg("400 steps + file + 600 steps differ from 1000 steps: %s", diff);
+        /* The file is a finished product: no temporary was left beside it. */
+        assert_int_equal(count_temporaries(), 0);
+
+        guest_destroy(g);
+        guest_destroy(unbroken);
+        guest_destroy(back);
+        hv_close(a);
+        hv_close(c);
+}
+
+/*
+ * Restores name into hv expecting refusal rc with a reason naming needle;
+ * a corrupt tail proves memory was never reached: a memory read would have
+ * reported the corruption instead.
+ */
+static void assert_refused(struct hv *hv, const char *name, int rc, const char *needle)
+{
+        struct svemig_error err = {0};
+        struct guest *g = NULL;
+        struct stat st;
+        int fd;
+
+        assert_int_equal(stat(path_of(name), &st), 0);
+        fd = open(path_of(name), O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "garbage!", 8, st.st_size - 100), 8);
+        close(fd);
+
+        assert_int_equal(snapshot_load(hv, path_of(name), NULL, &g, &err), rc);
+        assert_null(g);
+        if (!strstr(err.msg, needle))
+                fail_msg("reason '%s' does not mention '%s'", err.msg, needle);
+}
+
+static void test_refuse_vl_set(void **state)
+{
+        struct hv *a = sim_host_open("128,256,512", NULL), *b = sim_host_open("128,256", NULL);
+        struct hv *c = sim_host_open("128-512", NULL);
+        struct guest *g = make_guest(a, "128,256,512", 1);
+
+        save(g, "wide.svemig");
+        assert_refused(b, "wide.svemig", -EINVAL, "vq 4 (512-bit) is missing");
+        save(g, "wide.svemig");
+        assert_refused(c, "wide.svemig", -EINVAL, "vq 3 (384-bit)");
+        guest_destroy(g);
+        hv_close(a);
+        hv_close(b);
+        hv_close(c);
+}
+
+static void test_refuse_id_register(void **state)
+{
+        const struct hv_sim_id_reg zfr0 = {.id = KVMREG_ID_AA64ZFR0_EL1, .value = 0x1};
+        const vqset_t map = {{0x3}};
+        struct hv_config cfg = {.backend = HV_BACKEND_SIM,
+                                .sim = {.cpu_maps = &map, .n_cpus = 1, .id_regs = &zfr0, .n_id_regs = 1}};
+        struct hv *a = sim_host_open("128,256", NULL), *b;
+        struct svemig_error err = {0};
+        struct guest *g = make_guest(a, "128,256", 1);
+
+        assert_int_equal(hv_open(&cfg, &b, &err), 0);
+        save(g, "zfr0.svemig");
+        assert_refused(b, "zfr0.svemig", -EINVAL, "ID_AA64ZFR0_EL1");
+        guest_destroy(g);
+        hv_close(a);
+        hv_close(b);
+}
+
+static void test_refuse_missing_register(void **state)
+{
+        /* A 6.1 host whose CPU reports what the 6.12 one does: only the kernel's register lists differ. */
+        const struct hv_sim_id_reg as_612[] = {
+                {kvmreg_sys(3, 0, 0, 5, 0), 0x0000000010305009ull}, /* ID_AA64DFR0_EL1 */
+                {kvmreg_sys(3, 0, 0, 7, 1), 0x0000011010211122ull}, /* ID_AA64MMFR1_EL1 */
+                {kvmreg_demux_ccsidr(0), 2},
+                {kvmreg_demux_ccsidr(1), 2},
+                {kvmreg_demux_ccsidr(2), 2},
+        };
+        const vqset_t map = {{0x3}};
+        struct hv_config cfg = {.backend = HV_BACKEND_SIM,
+                                .sim = {.cpu_maps = &map,
+                                        .n_cpus = 1,
+                                        .kernel = "6.1",
+                                        .id_regs = as_612,
+                                        .n_id_regs = ELEMENTSOF(as_612)}};
+        struct hv *k612 = sim_host_open("128,256", "6.12"), *k61;
+        struct guest *g = make_guest(k612, "128,256", 1);
+        struct svemig_error err = {0};
+
+        assert_int_equal(hv_open(&cfg, &k61, &err), 0);
+        save(g, "k612.svemig");
+        assert_refused(k61, "k612.svemig", -ENOENT, "does not have it");
+        guest_destroy(g);
+        hv_close(k612);
+        hv_close(k61);
+}
+
+static void test_refuse_no_sve(void **state)
+{
+        struct hv *a = sim_host_open("128,256", NULL), *none = sim_host_open("none", NULL);
+        struct guest *g = make_guest(a, "128,256", 1);
+
+        save(g, "sve.svemig");
+        assert_refused(none, "sve.svemig", -EINVAL, "has no SVE");
+        guest_destroy(g);
+        hv_close(a);
+        hv_close(none);
+}
+
+static int cancel_in_memory(void *userdata, const char *phase, uint64_t done, uint64_t total)
+{
+        unsigned *calls = userdata;
+
+        (*calls)++;
+        return strcmp(phase, "memory") == 0 ? -ECANCELED : 0;
+}
+
+static void test_cancel_leaves_old_file(void **state)
+{
+        struct hv *a = sim_host_open("128,256", NULL);
+        struct guest *g = make_guest(a, "128,256", 2), *back;
+        struct svemig_error err = {0};
+        unsigned calls = 0;
+        struct snapshot_opts opts = {.progress = cancel_in_memory, .userdata = &calls};
+        char diff[256];
+        bool equal;
+
+        save(g, "keep.svemig");
+        run(g, 10);
+        assert_int_equal(snapshot_save(g, path_of("keep.svemig"), &opts, NULL, &err), -ECANCELED);
+        assert_non_null(strstr(err.msg, "cancelled"));
+        assert_true(calls >= 2);
+        /* No temporary left, and the old snapshot is whole: it restores to the guest before the 10 steps. */
+        assert_int_equal(count_temporaries(), 0);
+        assert_int_equal(snapshot_load(a, path_of("keep.svemig"), NULL, &back, &err), 0);
+        assert_int_equal(guest_compare(g, back, &equal, diff, sizeof(diff), &err), 0);
+        assert_false(equal);
+        run(back, 10);
+        assert_int_equal(guest_compare(g, back, &equal, diff, sizeof(diff), &err), 0);
+        assert_true(equal);
+        guest_destroy(g);
+        guest_destroy(back);
+        hv_close(a);
+}
+
+static void test_corrupt_and_truncated(void **state)
+{
+        struct hv *a = sim_host_open("128,256", NULL);
+        struct guest *g = make_guest(a, "128,256", 1), *back = NULL;
+        struct svemig_error err = {0};
+        struct stat st;
+        uint8_t byte;
+        int fd;
+
+        run(g, 50);
+        save(g, "bad.svemig");
+        assert_int_equal(stat(path_of("bad.svemig"), &st), 0);
+        /* A flipped byte deep in memory: found, and no guest comes back. */
+        fd = open(path_of("bad.svemig"), O_RDWR);
+        assert_int_equal(pread(fd, &byte, 1, st.st_size / 2), 1);
+        byte ^= 0x55;
+        assert_int_equal(pwrite(fd, &byte, 1, st.st_size / 2), 1);
+        assert_int_equal(snapshot_load(a, path_of("bad.svemig"), NULL, &back, &err), -EBADMSG);
+        assert_null(back);
+        assert_non_null(strstr(err.msg, "bad.svemig"));
+        /* Truncated. */
+        save(g, "bad.svemig");
+        assert_int_equal(truncate(path_of("bad.svemig"), st.st_size - 10), 0);
+        assert_int_equal(snapshot_load(a, path_of("bad.svemig"), NULL, &back, &err), -EBADMSG);
+        assert_null(back);
+        close(fd);
+        assert_int_equal(snapshot_load(a, path_of("missing.svemig"), NULL, &back, &err), -ENOENT);
+        assert_non_null(strstr(err.msg, "missing.svemig"));
+        guest_destroy(g);
+        hv_close(a);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_equivalence_through_file),
+                cmocka_unit_test(test_refuse_vl_set),
+                cmocka_unit_test(test_refuse_id_register),
+                cmocka_unit_test(test_refuse_missing_register),
+                cmocka_unit_test(test_refuse_no_sve),
+                cmocka_unit_test(test_cancel_leaves_old_file),
+                cmocka_unit_test(test_corrupt_and_truncated),
+        };
+
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
