@@ -43,7 +43,7 @@ enum hv_backend {
 
 /* KVM_MP_STATE_* */
 #define HV_MP_STATE_RUNNABLE 0
-#define HV_MP_STATE_STOPPED  3
+#define HV_MP_STATE_STOPPED  5
 
 /* KVM_MEM_LOG_DIRTY_PAGES */
 #define HV_MEM_LOG_DIRTY 1u
