@@ -13,6 +13,7 @@
 
 #include "macro.h"
 #include "svemig/guest.h"
+#include "svemig/snapshot.h"
 #include "svemig/vqset.h"
 
 #define MAX_HOSTS 8
@@ -100,43 +101,37 @@ static struct demo_host *host_presenting(struct demo_host *hosts, size_t n, size
 }
 
 static int move_and_compare(struct demo_host *src, struct demo_host *dst, const vqset_t *set, unsigned vcpus,
-                            uint64_t n_steps, uint64_t m_steps)
+                            uint64_t n_steps, uint64_t m_steps, const char *file)
 {
         struct guest_config cfg = {
-                .n_vcpus = vcpus, .mem_bytes = 1 << 20, .sve = true, .vls = *set, .dirty_pages_per_step = 4};
+                .n_vcpus = vcpus, .mem_bytes = 4 << 20, .sve = true, .vls = *set, .dirty_pages_per_step = 4};
         struct guest *g = NULL, *moved = NULL, *unbroken = NULL;
-        struct vcpu_state *states = NULL;
+        struct svemig_stream_stats stats;
         struct svemig_error err = {0};
         char b[128], diff[256] = "";
         bool equal = false;
-        size_t n_regs = 0;
         int r, ret = EXIT_FAILURE;
 
-        printf("\n== 3. A guest on host %s at the cluster set %s bits: %u vcpus, 1 MiB of RAM, %llu steps\n",
+        printf("\n== 3. A guest on host %s at the cluster set %s bits: %u vcpus, 4 MiB of RAM, %llu steps\n",
                src->name, bits(set, b, sizeof(b)), vcpus, (unsigned long long)n_steps);
         if ((r = guest_create(src->hv, &cfg, &g, &err)) < 0 || (r = guest_run(g, n_steps, &err)) < 0) {
                 fail("running the guest", &err, r);
                 goto out;
         }
 
-        if ((r = guest_capture(g, &states, &err)) < 0) {
-                fail("capture", &err, r);
+        if ((r = snapshot_save(g, file, NULL, &stats, &err)) < 0) {
+                fail("snapshot", &err, r);
                 goto out;
         }
-        for (unsigned i = 0; i < vcpus; i++)
-                n_regs += states[i].n_regs;
-        printf("   captured %zu registers over %u vcpus (Z at %u bits, P, FFR, FPSIMD, system, timer, "
-               "firmware)\n",
-               n_regs, vcpus, vqset_highest(set) * 128);
+        printf("   snapshot %s: %u vcpus (Z at %u bits, P, FFR, FPSIMD, system, timer, firmware "
+               "registers),\n"
+               "   %llu pages of memory (%llu of them zero, elided), %llu bytes in all\n",
+               file, stats.vcpus, vqset_highest(set) * 128, (unsigned long long)stats.mem_pages,
+               (unsigned long long)stats.zero_pages, (unsigned long long)stats.bytes);
 
-        printf("\n== 4. Restored on host %s, then %llu more steps\n", dst->name,
+        printf("\n== 4. Restored from the file on host %s, then %llu more steps\n", dst->name,
                (unsigned long long)m_steps);
-        if ((r = guest_create_empty(dst->hv, vcpus, cfg.mem_bytes, false, &moved, &err)) < 0) {
-                fail("creating the destination guest", &err, r);
-                goto out;
-        }
-        memcpy(guest_mem(moved), guest_mem(g), cfg.mem_bytes);
-        if ((r = guest_restore_vcpus(moved, states, &err)) < 0 ||
+        if ((r = snapshot_load(dst->hv, file, NULL, &moved, &err)) < 0 ||
             (r = guest_run(moved, m_steps, &err)) < 0) {
                 fail("restore", &err, r);
                 goto out;
@@ -158,18 +153,16 @@ static int move_and_compare(struct demo_host *src, struct demo_host *dst, const 
                (unsigned)(cfg.mem_bytes >> 10));
         ret = EXIT_SUCCESS;
 out:
-        if (states)
-                guest_states_free(states, vcpus);
         guest_destroy(g);
         guest_destroy(moved);
         guest_destroy(unbroken);
         return ret;
 }
 
-static int show_refusal(struct demo_host *src, struct demo_host *hosts, size_t n)
+/* A snapshot of a guest at the source's full set, offered to a host that cannot present it. */
+static int show_refusal(struct demo_host *src, struct demo_host *hosts, size_t n, const char *file)
 {
         struct guest_config cfg = {.n_vcpus = 1, .mem_bytes = 64 << 10, .sve = true};
-        struct vcpu_state *states = NULL;
         struct guest *g = NULL, *h = NULL;
         struct svemig_error err = {0};
         struct demo_host *dst = NULL;
@@ -182,14 +175,14 @@ static int show_refusal(struct demo_host *src, struct demo_host *hosts, size_t n
         if (!dst)
                 return EXIT_SUCCESS;
 
-        printf("\n== 6. A guest at host %s's full set %s bits cannot move to host %s\n", src->name,
-               bits(&src->caps.vls, b, sizeof(b)), dst->name);
-        if ((r = guest_create(src->hv, &cfg, &g, &err)) < 0 || (r = guest_capture(g, &states, &err)) < 0 ||
-            (r = guest_create_empty(dst->hv, 1, cfg.mem_bytes, false, &h, &err)) < 0)
+        printf("\n== 6. A snapshot of a guest at host %s's full set %s bits, offered to host %s\n",
+               src->name, bits(&src->caps.vls, b, sizeof(b)), dst->name);
+        if ((r = guest_create(src->hv, &cfg, &g, &err)) < 0 ||
+            (r = snapshot_save(g, file, NULL, NULL, &err)) < 0)
                 return fail("preparing the refusal", &err, r);
-        r = guest_restore_vcpus(h, states, &err);
-        printf("   refused (%s): %s\n", r < 0 ? strerror(-r) : "not refused!", err.msg);
-        guest_states_free(states, 1);
+        r = snapshot_load(dst->hv, file, NULL, &h, &err);
+        printf("   refused (%s) from the header, before any memory was read:\n   %s\n",
+               r < 0 ? strerror(-r) : "not refused!", err.msg);
         guest_destroy(g);
         guest_destroy(h);
         return r < 0 ? EXIT_SUCCESS : EXIT_FAILURE;
@@ -197,9 +190,11 @@ static int show_refusal(struct demo_host *src, struct demo_host *hosts, size_t n
 
 static void usage(void)
 {
-        printf("Usage: svemig-demo [--vcpus N] [--steps N] [--more M] [HOST...]\n\n"
+        printf("Usage: svemig-demo [--vcpus N] [--steps N] [--more M] [--dir DIR] [HOST...]\n\n"
                "Each HOST is the vector lengths its CPUs implement, in any form vqset takes\n"
-               "(\"128,256,512\", \"vq1,vq2\", \"0xb\"). Default: 128,256,512  128,256  128,256,384,512.\n");
+               "(\"128,256,512\", \"vq1,vq2\", \"0xb\"). Default: 128,256,512  128,256  128,256,384,512.\n"
+               "Snapshots are written to DIR (default: the current directory) as guest.svemig and\n"
+               "wide.svemig, and left there for svemigctl inspect and verify.\n");
 }
 
 int main(int argc, char **argv)
@@ -208,11 +203,14 @@ int main(int argc, char **argv)
                 {"vcpus", required_argument, NULL, 'c'},
                 {"steps", required_argument, NULL, 'n'},
                 {"more", required_argument, NULL, 'm'},
+                {"dir", required_argument, NULL, 'd'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
         static const char *const default_hosts[] = {"128,256,512", "128,256", "128,256,384,512"};
         struct demo_host hosts[MAX_HOSTS] = {0};
+        const char *dir = ".";
+        char file[4096], wide[4096];
         unsigned vcpus = 4;
         uint64_t n_steps = 5000, m_steps = 3000;
         struct demo_host *dst;
@@ -230,6 +228,9 @@ int main(int argc, char **argv)
                         break;
                 case 'm':
                         m_steps = strtoull(optarg, NULL, 0);
+                        break;
+                case 'd':
+                        dir = optarg;
                         break;
                 case 'h':
                         usage();
@@ -263,9 +264,12 @@ int main(int argc, char **argv)
                 r = EXIT_SUCCESS;
         } else if (r == 0) {
                 dst = host_presenting(hosts, n, 0, &set);
-                r = dst ? move_and_compare(&hosts[0], dst, &set, vcpus, n_steps, m_steps) : EXIT_FAILURE;
+                snprintf(file, sizeof(file), "%s/guest.svemig", dir);
+                snprintf(wide, sizeof(wide), "%s/wide.svemig", dir);
+                r = dst ? move_and_compare(&hosts[0], dst, &set, vcpus, n_steps, m_steps, file)
+                        : EXIT_FAILURE;
                 if (r == 0)
-                        r = show_refusal(&hosts[0], hosts, n);
+                        r = show_refusal(&hosts[0], hosts, n, wide);
         }
         for (size_t i = 0; i < n; i++)
                 hv_close(hosts[i].hv);

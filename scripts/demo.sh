@@ -20,5 +20,26 @@ rc=0
 "$ctl" negotiate 128,256 none || rc=$?
 echo "exit code: $rc"
 
-step "A guest moved between the hosts, checked against an unbroken run" "svemig-demo"
-"$demo"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+step "A guest moved between the hosts through a snapshot file, checked against an unbroken run" \
+        "svemig-demo --dir $work"
+"$demo" --dir "$work"
+
+step "The snapshot file, for a person (crit-style)" "svemigctl inspect --summary $work/guest.svemig"
+"$ctl" inspect --summary "$work/guest.svemig"
+
+step "Every register by name: vcpu 0's core, FP and first Z registers" \
+        "svemigctl inspect $work/guest.svemig | sed -n '/^vcpu 0/,/z3\\[0\\]/p'"
+"$ctl" inspect "$work/guest.svemig" | sed -n '/^vcpu 0/,/z3\[0\]/p'
+
+step "Checksums and digest" "svemigctl verify $work/guest.svemig"
+"$ctl" verify "$work/guest.svemig"
+
+step "One flipped byte is found (exit code 5)" "svemigctl verify corrupt.svemig"
+cp "$work/guest.svemig" "$work/corrupt.svemig"
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(600000); b = f.read(1); f.seek(600000); f.write(bytes([b[0] ^ 0x10]))' "$work/corrupt.svemig"
+rc=0
+"$ctl" verify "$work/corrupt.svemig" || rc=$?
+echo "exit code: $rc"
