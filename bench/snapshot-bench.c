@@ -22,53 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-util.h"
 #include "macro.h"
 #include "svemig/guest.h"
 #include "svemig/snapshot.h"
-
-static double now(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double mbps(uint64_t bytes, double s)
-{
-        return (double)bytes / 1e6 / s;
-}
-
-static uint64_t file_size(const char *path)
-{
-        struct stat st;
-
-        return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
-
-static int die(const char *what, const struct svemig_error *err, int r)
-{
-        fprintf(stderr, "snapshot-bench: %s: %s\n", what, svemig_error_str(err, r));
-        exit(EXIT_FAILURE);
-}
-
-/* Seconds for a shell command, the best of runs. */
-static double time_command(const char *cmd, int runs)
-{
-        double best = 1e9;
-
-        for (int i = 0; i < runs; i++) {
-                double t = now();
-
-                if (system(cmd) != 0) {
-                        fprintf(stderr, "snapshot-bench: '%s' failed\n", cmd);
-                        exit(EXIT_FAILURE);
-                }
-                t = now() - t;
-                best = MIN(best, t);
-        }
-        return best;
-}
 
 static void load_image(struct guest *g, const char *path)
 {
@@ -141,36 +98,36 @@ int main(int argc, char **argv)
                                 "[--qemu-restore S]\n");
                 return 2;
         }
-        size = file_size(argv[optind]);
+        size = bench_file_size(argv[optind]);
         snprintf(path, sizeof(path), "%s/bench.svemig", argv[optind + 1]);
         snprintf(lz4_path, sizeof(lz4_path), "%s/bench.lz4", argv[optind + 1]);
 
         if ((r = hv_open(&cfg, &hv, &err)) < 0)
-                die("sim host", &err, r);
+                bench_die("sim host", &err, r);
         {
                 struct guest_config gc = {.n_vcpus = vcpus, .mem_bytes = size, .sve = true};
 
                 if ((r = guest_create(hv, &gc, &g, &err)) < 0 || (r = guest_prefault(g, &err)) < 0)
-                        die("guest", &err, r);
+                        bench_die("guest", &err, r);
         }
         load_image(g, argv[optind]);
         /* Some steps, with no memory writes, so that every vcpu holds full-width SVE state. */
         if ((r = guest_run(g, 64, &err)) < 0)
-                die("run", &err, r);
+                bench_die("run", &err, r);
 
-        copy = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        copy = bench_alloc_populated(size);
         for (int i = 0; i < runs; i++) {
-                t = now();
+                t = bench_now();
                 memcpy(copy, guest_mem(g), size);
-                t_memcpy = MIN(t_memcpy, now() - t);
+                t_memcpy = MIN(t_memcpy, bench_now() - t);
         }
         munmap(copy, size);
 
         snprintf(cmd, sizeof(cmd), "lz4 -q -1 -f '%s' '%s'", argv[optind], lz4_path);
-        t_lz4c = time_command(cmd, runs);
-        lz4_bytes = file_size(lz4_path);
+        t_lz4c = bench_time_command(cmd, runs);
+        lz4_bytes = bench_file_size(lz4_path);
         snprintf(cmd, sizeof(cmd), "lz4 -q -d -f '%s' '%s.out'", lz4_path, lz4_path);
-        t_lz4d = time_command(cmd, runs);
+        t_lz4d = bench_time_command(cmd, runs);
         snprintf(cmd, sizeof(cmd), "%s.out", lz4_path);
         unlink(cmd);
 
@@ -178,18 +135,18 @@ int main(int argc, char **argv)
         for (int i = 0; i < runs; i++) {
                 _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
-                t = now();
+                t = bench_now();
                 if ((r = snapshot_write_fd(g, fd, NULL, &stats, &err)) < 0)
-                        die("snapshot", &err, r);
-                t_save = MIN(t_save, now() - t);
+                        bench_die("snapshot", &err, r);
+                t_save = MIN(t_save, bench_now() - t);
         }
         for (int i = 0; i < runs; i++) {
-                t = now();
+                t = bench_now();
                 if ((r = snapshot_save(g, path, NULL, &stats, &err)) < 0)
-                        die("snapshot", &err, r);
-                t_durable = MIN(t_durable, now() - t);
+                        bench_die("snapshot", &err, r);
+                t_durable = MIN(t_durable, bench_now() - t);
         }
-        snap_bytes = file_size(path);
+        snap_bytes = bench_file_size(path);
 
         for (int i = 0; i < runs; i++) {
                 _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -201,18 +158,18 @@ int main(int argc, char **argv)
                     (r = snapshot_check_host(hv, svemig_stream_reader_info(rd), &err)) < 0 ||
                     (r = guest_create_empty(hv, vcpus, size, false, &back, &err)) < 0 ||
                     (r = guest_prefault(back, &err)) < 0)
-                        die("restore setup", &err, r);
+                        bench_die("restore setup", &err, r);
                 /* Timed from here: the header is read and the destination's memory faulted in. */
-                t = now();
+                t = bench_now();
                 r = snapshot_restore_into(back, rd, NULL, &err);
-                t = now() - t;
+                t = bench_now() - t;
                 svemig_stream_reader_free(rd);
                 if (r < 0)
-                        die("restore", &err, r);
+                        bench_die("restore", &err, r);
                 t_restore = MIN(t_restore, t);
         }
         if ((r = guest_compare(g, back, &equal, diff, sizeof(diff), &err)) < 0)
-                die("compare", &err, r);
+                bench_die("compare", &err, r);
         if (!equal) {
                 fprintf(stderr, "snapshot-bench: the restored guest differs: %s\n", diff);
                 return EXIT_FAILURE;
@@ -221,20 +178,23 @@ int main(int argc, char **argv)
         printf("guest: %u vcpus at 2048-bit SVE, %llu MiB (hpc-memimage); best of %d runs; %ld CPUs\n",
                vcpus, (unsigned long long)(size >> 20), runs, sysconf(_SC_NPROCESSORS_ONLN));
         printf("%-34s %9s %10s %s\n", "", "seconds", "MB/s", "");
-        printf("%-34s %9.3f %10.0f\n", "memcpy of the image", t_memcpy, mbps(size, t_memcpy));
-        printf("%-34s %9.3f %10.0f  -> %llu MB\n", "lz4 -1 (CLI) compress", t_lz4c, mbps(size, t_lz4c),
+        printf("%-34s %9.3f %10.0f\n", "memcpy of the image", t_memcpy, bench_mbps(size, t_memcpy));
+        printf("%-34s %9.3f %10.0f  -> %llu MB\n", "lz4 -1 (CLI) compress", t_lz4c, bench_mbps(size, t_lz4c),
                (unsigned long long)(lz4_bytes / 1000000));
-        printf("%-34s %9.3f %10.0f\n", "lz4 -d (CLI) decompress", t_lz4d, mbps(size, t_lz4d));
+        printf("%-34s %9.3f %10.0f\n", "lz4 -d (CLI) decompress", t_lz4d, bench_mbps(size, t_lz4d));
         printf("%-34s %9.3f %10.0f  -> %llu MB (%.0f%% zero pages)\n", "svemig snapshot to page cache",
-               t_save, mbps(size, t_save), (unsigned long long)(snap_bytes / 1000000),
+               t_save, bench_mbps(size, t_save), (unsigned long long)(snap_bytes / 1000000),
                100.0 * (double)stats.zero_pages / (double)MAX(stats.mem_pages, 1));
-        printf("%-34s %9.3f %10.0f\n", "svemig snapshot_save (+fsync)", t_durable, mbps(size, t_durable));
-        printf("%-34s %9.3f %10.0f\n", "svemig restore (pre-faulted)", t_restore, mbps(size, t_restore));
+        printf("%-34s %9.3f %10.0f\n", "svemig snapshot_save (+fsync)", t_durable,
+               bench_mbps(size, t_durable));
+        printf("%-34s %9.3f %10.0f\n", "svemig restore (pre-faulted)", t_restore,
+               bench_mbps(size, t_restore));
         if (qemu_save > 0)
-                printf("%-34s %9.3f %10.0f\n", "QEMU 7.2 save (same run)", qemu_save, mbps(size, qemu_save));
+                printf("%-34s %9.3f %10.0f\n", "QEMU 7.2 save (same run)", qemu_save,
+                       bench_mbps(size, qemu_save));
         if (qemu_restore > 0)
                 printf("%-34s %9.3f %10.0f\n", "QEMU 7.2 restore (same run)", qemu_restore,
-                       mbps(size, qemu_restore));
+                       bench_mbps(size, qemu_restore));
 
         printf("\ntargets:\n");
         printf("  snapshot vs lz4 -1 throughput  %5.2fx  (target >= 1.5x)  %s\n", t_lz4c / t_save,

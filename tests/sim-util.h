@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "svemig/guest.h"
 #include "svemig/hv.h"
 #include "svemig/vqset.h"
 
@@ -40,4 +41,26 @@ static inline struct hv *sim_host_open(const char *cpus, const char *kernel)
                 abort();
         }
         return hv;
+}
+
+/*
+ * Creates a guest on hv running the sim workload: SVE at the lengths 'vls'
+ * (any vqset_parse() form), or without SVE when vls is NULL. Aborts on
+ * failure, with the reason.
+ */
+static inline struct guest *sim_guest_create(struct hv *hv, const char *vls, unsigned n_vcpus,
+                                             uint64_t mem_bytes, uint64_t dirty_pages_per_step)
+{
+        struct guest_config cfg = {.n_vcpus = n_vcpus,
+                                   .mem_bytes = mem_bytes,
+                                   .sve = vls != NULL,
+                                   .dirty_pages_per_step = dirty_pages_per_step};
+        struct svemig_error err = {0};
+        struct guest *g;
+
+        if ((vls && vqset_parse(vls, &cfg.vls, &err) < 0) || guest_create(hv, &cfg, &g, &err) < 0) {
+                fprintf(stderr, "guest at '%s': %s\n", vls ? vls : "no SVE", err.msg);
+                abort();
+        }
+        return g;
 }

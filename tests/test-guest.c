@@ -17,20 +17,6 @@
 
 #define MEM (64 * HV_PAGE_SIZE)
 
-static struct guest *make_guest(struct hv *hv, const char *vls, unsigned n_vcpus)
-{
-        struct guest_config cfg = {
-                .n_vcpus = n_vcpus, .mem_bytes = MEM, .sve = vls != NULL, .dirty_pages_per_step = 3};
-        struct svemig_error err = {0};
-        struct guest *g;
-
-        if (vls)
-                assert_int_equal(vqset_parse(vls, &cfg.vls, &err), 0);
-        if (guest_create(hv, &cfg, &g, &err) < 0)
-                fail_msg("guest_create: %s", err.msg);
-        return g;
-}
-
 /* Moves g to host dst: vcpus through capture/restore, memory copied. */
 static struct guest *move(struct guest *g, struct hv *dst, void (*tamper)(struct vcpu_state *))
 {
@@ -70,7 +56,8 @@ static void check_equivalence(const char *src_cpus, const char *dst_cpus, const 
                               void (*tamper)(struct vcpu_state *), bool expect_equal)
 {
         struct hv *a = sim_host_open(src_cpus, NULL), *b = sim_host_open(dst_cpus, NULL);
-        struct guest *moved = make_guest(a, vls, n_vcpus), *unbroken = make_guest(a, vls, n_vcpus), *there;
+        struct guest *moved = sim_guest_create(a, vls, n_vcpus, MEM, 3),
+                     *unbroken = sim_guest_create(a, vls, n_vcpus, MEM, 3), *there;
         char diff[256] = "";
 
         run(moved, 700);
@@ -156,8 +143,8 @@ static void test_dirty_log(void **state)
 static void test_start_pause(void **state)
 {
         struct hv *a = sim_host_open("128,256,512", NULL);
-        struct guest *free_running = make_guest(a, "128,256,512", 1),
-                     *counted = make_guest(a, "128,256,512", 1);
+        struct guest *free_running = sim_guest_create(a, "128,256,512", 1, MEM, 3),
+                     *counted = sim_guest_create(a, "128,256,512", 1, MEM, 3);
         struct svemig_error err = {0};
         struct vcpu_state *states;
         char diff[256] = "";

@@ -58,20 +58,6 @@ static unsigned count_temporaries(void)
         return n;
 }
 
-static struct guest *make_guest(struct hv *hv, const char *vls, unsigned vcpus)
-{
-        struct guest_config cfg = {
-                .n_vcpus = vcpus, .mem_bytes = MEM, .sve = vls != NULL, .dirty_pages_per_step = 5};
-        struct svemig_error err = {0};
-        struct guest *g;
-
-        if (vls)
-                assert_int_equal(vqset_parse(vls, &cfg.vls, &err), 0);
-        if (guest_create(hv, &cfg, &g, &err) < 0)
-                fail_msg("guest_create: %s", err.msg);
-        return g;
-}
-
 static void run(struct guest *g, uint64_t steps)
 {
         struct svemig_error err = {0};
@@ -94,7 +80,8 @@ static void save(struct guest *g, const char *name)
 static void test_equivalence_through_file(void **state)
 {
         struct hv *a = sim_host_open("128,256,512", NULL), *c = sim_host_open("128-512", NULL);
-        struct guest *g = make_guest(a, "128,256", 3), *unbroken = make_guest(a, "128,256", 3), *back;
+        struct guest *g = sim_guest_create(a, "128,256", 3, MEM, 5),
+                     *unbroken = sim_guest_create(a, "128,256", 3, MEM, 5), *back;
         struct svemig_error err = {0};
         char diff[256] = "";
         bool equal;
@@ -146,7 +133,7 @@ static void test_refuse_vl_set(void **state)
 {
         struct hv *a = sim_host_open("128,256,512", NULL), *b = sim_host_open("128,256", NULL);
         struct hv *c = sim_host_open("128-512", NULL);
-        struct guest *g = make_guest(a, "128,256,512", 1);
+        struct guest *g = sim_guest_create(a, "128,256,512", 1, MEM, 5);
 
         save(g, "wide.svemig");
         assert_refused(b, "wide.svemig", -EINVAL, "vq 4 (512-bit) is missing");
@@ -166,7 +153,7 @@ static void test_refuse_id_register(void **state)
                                 .sim = {.cpu_maps = &map, .n_cpus = 1, .id_regs = &zfr0, .n_id_regs = 1}};
         struct hv *a = sim_host_open("128,256", NULL), *b;
         struct svemig_error err = {0};
-        struct guest *g = make_guest(a, "128,256", 1);
+        struct guest *g = sim_guest_create(a, "128,256", 1, MEM, 5);
 
         assert_int_equal(hv_open(&cfg, &b, &err), 0);
         save(g, "zfr0.svemig");
@@ -194,7 +181,7 @@ static void test_refuse_missing_register(void **state)
                                         .id_regs = as_612,
                                         .n_id_regs = ELEMENTSOF(as_612)}};
         struct hv *k612 = sim_host_open("128,256", "6.12"), *k61;
-        struct guest *g = make_guest(k612, "128,256", 1);
+        struct guest *g = sim_guest_create(k612, "128,256", 1, MEM, 5);
         struct svemig_error err = {0};
 
         assert_int_equal(hv_open(&cfg, &k61, &err), 0);
@@ -208,7 +195,7 @@ static void test_refuse_missing_register(void **state)
 static void test_refuse_no_sve(void **state)
 {
         struct hv *a = sim_host_open("128,256", NULL), *none = sim_host_open("none", NULL);
-        struct guest *g = make_guest(a, "128,256", 1);
+        struct guest *g = sim_guest_create(a, "128,256", 1, MEM, 5);
 
         save(g, "sve.svemig");
         assert_refused(none, "sve.svemig", -EINVAL, "has no SVE");
@@ -228,7 +215,7 @@ static int cancel_in_memory(void *userdata, const char *phase, uint64_t done, ui
 static void test_cancel_leaves_old_file(void **state)
 {
         struct hv *a = sim_host_open("128,256", NULL);
-        struct guest *g = make_guest(a, "128,256", 2), *back;
+        struct guest *g = sim_guest_create(a, "128,256", 2, MEM, 5), *back;
         struct svemig_error err = {0};
         unsigned calls = 0;
         struct snapshot_opts opts = {.progress = cancel_in_memory, .userdata = &calls};
@@ -256,7 +243,7 @@ static void test_cancel_leaves_old_file(void **state)
 static void test_corrupt_and_truncated(void **state)
 {
         struct hv *a = sim_host_open("128,256", NULL);
-        struct guest *g = make_guest(a, "128,256", 1), *back = NULL;
+        struct guest *g = sim_guest_create(a, "128,256", 1, MEM, 5), *back = NULL;
         struct svemig_error err = {0};
         struct stat st;
         uint8_t byte;

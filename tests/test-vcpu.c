@@ -64,23 +64,10 @@ static void randomise_vcpu(struct hv_vcpu *vcpu)
         }
 }
 
-static struct guest *make_guest(struct hv *hv, const char *vls, unsigned n_vcpus)
-{
-        struct guest_config cfg = {.n_vcpus = n_vcpus, .mem_bytes = 16 * HV_PAGE_SIZE, .sve = vls != NULL};
-        struct svemig_error err = {0};
-        struct guest *g;
-
-        if (vls)
-                assert_int_equal(vqset_parse(vls, &cfg.vls, &err), 0);
-        if (guest_create(hv, &cfg, &g, &err) < 0)
-                fail_msg("guest_create: %s", err.msg);
-        return g;
-}
-
 /* Captures vcpu 0 of a guest on src, restores it on dst, and asserts bit-exact equality. */
 static void round_trip(struct hv *src, struct hv *dst, const char *vls)
 {
-        struct guest *g = make_guest(src, vls, 1), *h;
+        struct guest *g = sim_guest_create(src, vls, 1, 16 * HV_PAGE_SIZE, 0), *h;
         struct vcpu_state before, after;
         struct svemig_error err = {0};
         char diff[256];
@@ -145,7 +132,7 @@ static void test_round_trip_non_sve(void **state)
 /* Restores a guest made on src with 'vls' into dst and returns rc and the reason. */
 static int restore_into(struct hv *src, const char *vls, struct hv *dst, struct svemig_error *err)
 {
-        struct guest *g = make_guest(src, vls, 1), *h;
+        struct guest *g = sim_guest_create(src, vls, 1, 16 * HV_PAGE_SIZE, 0), *h;
         struct vcpu_state st;
         int r;
 
