@@ -4,12 +4,14 @@
 # Both install missing Debian packages first (scripts/install-deps.sh).
 
 BUILD ?= build
+# A second build with clang, libFuzzer and AddressSanitizer for the decoders' fuzz run.
+FUZZ_BUILD ?= build-fuzz
 MESON_OPTS ?=
 ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all deps deps-test build demo test test-unit test-rig bench format clean
+.PHONY: all deps deps-test build demo test test-unit test-fuzz test-rig bench format clean
 
 all: build
 
@@ -29,11 +31,19 @@ build: deps $(BUILD)/build.ninja
 demo: build
 	scripts/demo.sh $(BUILD)
 
-test: deps-test build
+test: deps-test build test-fuzz
 	meson test -C $(BUILD) --print-errorlogs
 
 test-unit: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+# A short, repeatable libFuzzer run of the stream reader (tests/fuzz/README.md).
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzz=true -Dtests=disabled -Db_sanitize=address -Db_lundef=false
+
+test-fuzz: deps $(FUZZ_BUILD)/build.ninja
+	meson compile -C $(FUZZ_BUILD) fuzz-stream-reader
+	meson test -C $(FUZZ_BUILD) --no-rebuild --suite fuzz --print-errorlogs
 
 bench: build
 	bench/run.sh $(BUILD)
@@ -42,4 +52,4 @@ format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD)

@@ -29,3 +29,7 @@ echo
 echo "== snapshot and restore (bench/snapshot-bench.c)"
 # shellcheck disable=SC2086
 "$build/bench/snapshot-bench" "$work/hpc-1024.img" "$work" $qemu_args
+
+echo
+echo "== stream memory encoding and decoding (bench/stream-bench.c)"
+"$build/bench/stream-bench" "$work/hpc-1024.img" "$work"

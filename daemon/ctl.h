@@ -36,6 +36,9 @@ struct ctl_command {
  * getopt_long after resetting optind = 0; they accept --json too.
  */
 int ctl_negotiate(const struct ctl_options *opts, int argc, char **argv);
+int ctl_inspect(const struct ctl_options *opts, int argc, char **argv);
+int ctl_verify(const struct ctl_options *opts, int argc, char **argv);
+int ctl_host_info(const struct ctl_options *opts, int argc, char **argv);
 
 /* Prints "svemigctl: <what>" and returns CTL_EXIT_USAGE. */
 int ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -200,12 +200,9 @@ static void usage(void)
 int main(int argc, char **argv)
 {
         static const struct option longopts[] = {
-                {"vcpus", required_argument, NULL, 'c'},
-                {"steps", required_argument, NULL, 'n'},
-                {"more", required_argument, NULL, 'm'},
-                {"dir", required_argument, NULL, 'd'},
-                {"help", no_argument, NULL, 'h'},
-                {0},
+                {"vcpus", required_argument, NULL, 'c'}, {"steps", required_argument, NULL, 'n'},
+                {"more", required_argument, NULL, 'm'},  {"dir", required_argument, NULL, 'd'},
+                {"help", no_argument, NULL, 'h'},        {0},
         };
         static const char *const default_hosts[] = {"128,256,512", "128,256", "128,256,384,512"};
         struct demo_host hosts[MAX_HOSTS] = {0};

@@ -8,10 +8,23 @@
 #include "ctl.h"
 
 static const struct ctl_command commands[] = {
+        {"inspect", "FILE [--summary]",
+         "print a snapshot or checkpoint stream for a person (or --json): header, every vcpu's "
+         "registers by name (Z/P in hex, bytes beyond the VL marked), memory statistics and the "
+         "verification of its checksums and digest; FILE may be - for stdin",
+         ctl_inspect},
+        {"verify", "FILE",
+         "check every checksum, count and the digest of a stream; exits 5 on any fault, naming the "
+         "offset and the problem",
+         ctl_verify},
         {"negotiate", "SET SET...",
          "compute the guest VL set a cluster of hosts can all present; SET is one host's lengths "
          "(\"128,256,512\", \"vq1,vq2\", \"0xb\" or \"none\")",
          ctl_negotiate},
+        {"host-info", "",
+         "show what the daemon's host offers guests: backend, kernel, the SVE vector lengths a new "
+         "vcpu gets and the largest, CPUs",
+         ctl_host_info},
 };
 
 int ctl_usage_error(const char *fmt, ...)

@@ -48,7 +48,7 @@
 #define SVEMIG_STREAM_STRING_MAX      256u       /* header strings, NUL included */
 #define SVEMIG_STREAM_FRAME_KINDS_MAX 64u
 
-#define SVEMIG_STREAM_CHUNK_PAGES_DEFAULT 64u
+#define SVEMIG_STREAM_CHUNK_PAGES_DEFAULT 256u /* 1 MiB of 4 KiB pages: LZ4 loses little at chunk starts */
 
 enum svemig_frame_type {
         SVEMIG_FRAME_VCPU = 1,    /* since 1.0, required */

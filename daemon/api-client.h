@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * svemigctl's side of the control socket: connect, send a Request, read
+ * Progress events and the Response. Blocking; one call at a time.
+ */
+
+#include <stdint.h>
+
+#include "api.pb-c.h"
+#include "svemig/error.h"
+
+struct api_client;
+
+/* Called for each Progress event of the call in flight. */
+typedef void (*api_progress_t)(const Svemig__Api__Progress *progress, void *userdata);
+
+/* --socket's default: $SVEMIG_SOCKET, else SVEMIG_DEFAULT_SOCKET. */
+const char *api_client_default_socket(void);
+
+/*
+ * Connects to the daemon at path (NULL: the default). Failing, err says
+ * which socket and what to check.
+ */
+int api_client_connect(const char *path, struct api_client **out, struct svemig_error *err);
+void api_client_free(struct api_client *c);
+const char *api_client_socket(const struct api_client *c);
+
+/*
+ * Sends req (its id is set here) and waits for its Response, which the
+ * caller frees with svemig__api__response__free_unpacked(). A Response
+ * about the connection itself (id 0: refused, malformed...) is returned as
+ * the answer too. A negative errno means the exchange itself failed (the
+ * daemon hung up, sent garbage...), with err saying so; the daemon's own
+ * refusals are in (*out)->status.
+ */
+int api_client_call(struct api_client *c, Svemig__Api__Request *req, api_progress_t progress, void *userdata,
+                    Svemig__Api__Response **out, struct svemig_error *err);
+
+/*
+ * Asks the daemon to cancel request 'id' of this connection, without
+ * waiting: the cancelled call's own Response tells how it ended. Safe to
+ * call from a signal handler's deferred path, not from the handler itself.
+ */
+int api_client_send_cancel(struct api_client *c, uint64_t id, struct svemig_error *err);

@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The control API's operations: the table that maps each Request.op to its
+ * handler (api-ops.c), and the handlers, one op-<area>.c file per area. Each
+ * handler gets the struct svemigd as userdata.
+ */
+
+#include "api-server.h"
+
+/* The operation for a Request.op case; NULL when this daemon does not know it. */
+const struct api_op *api_op_find(int op_case);
+
+/* op-host.c */
+int op_host_info(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+                 struct svemig_error *err);

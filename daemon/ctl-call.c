@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdio.h>
+
+#include "ctl-call.h"
+#include "macro.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct api_client *, api_client_free);
+
+int ctl_call(const struct ctl_options *opts, const char *what, Svemig__Api__Request *req,
+             api_progress_t progress, void *userdata, Svemig__Api__Response **resp)
+{
+        _cleanup_(api_client_freep) struct api_client *client = NULL;
+        struct svemig_error err = {0};
+        Svemig__Api__Response *r = NULL;
+        int ret;
+
+        ret = api_client_connect(opts->socket_path, &client, &err);
+        if (ret >= 0)
+                ret = api_client_call(client, req, progress, userdata, &r, &err);
+        if (ret < 0) {
+                fprintf(stderr, "svemigctl: %s: %s\n", what, svemig_error_str(&err, ret));
+                return CTL_EXIT_DAEMON;
+        }
+        if (r->status && r->status->code != 0) {
+                /* The daemon's own words: they say what was wrong and what to do. */
+                fprintf(stderr, "svemigctl: %s: %s\n", what, r->status->message);
+                svemig__api__response__free_unpacked(r, NULL);
+                return CTL_EXIT_FAILURE;
+        }
+        *resp = r;
+        return CTL_EXIT_OK;
+}

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* What every svemigctl subcommand that talks to svemigd shares. */
+
+#include "api-client.h"
+#include "ctl.h"
+
+/*
+ * Connects to the daemon (opts->socket_path or the default), sends req and
+ * waits for the answer. On success returns CTL_EXIT_OK with *resp set (free
+ * it with svemig__api__response__free_unpacked()). Otherwise prints
+ * "svemigctl: WHAT: reason" and returns the exit code: CTL_EXIT_DAEMON when
+ * the daemon could not be reached or the exchange broke, CTL_EXIT_FAILURE
+ * when the daemon refused, with its reason.
+ */
+int ctl_call(const struct ctl_options *opts, const char *what, Svemig__Api__Request *req,
+             api_progress_t progress, void *userdata, Svemig__Api__Response **resp);

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* svemigctl host-info: what the daemon's host offers guests. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "ctl-call.h"
+#include "macro.h"
+#include "svemig/vqset.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_object *, json_object_put);
+
+static int print_json(const Svemig__Api__HostInfo *h)
+{
+        _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
+        struct json_object *bits = json_object_new_array();
+        const char *text;
+
+        for (size_t i = 0; i < h->n_vl_bits; i++)
+                json_object_array_add(bits, json_object_new_int64(h->vl_bits[i]));
+        json_object_object_add(root, "backend", json_object_new_string(h->backend));
+        json_object_object_add(root, "kernel", json_object_new_string(h->kernel));
+        json_object_object_add(root, "host_name", json_object_new_string(h->host_name));
+        json_object_object_add(root, "sve", json_object_new_boolean(h->sve));
+        json_object_object_add(root, "vl_bits", bits);
+        json_object_object_add(root, "max_vl_bits", json_object_new_int64(h->max_vl_bits));
+        json_object_object_add(root, "cpus", json_object_new_int64(h->cpus));
+        json_object_object_add(root, "max_vcpus", json_object_new_int64(h->max_vcpus));
+        json_object_object_add(root, "ipa_bits", json_object_new_int64(h->ipa_bits));
+        json_object_object_add(root, "daemon_version", json_object_new_string(h->daemon_version));
+
+        text = json_object_to_json_string_ext(root,
+                                              JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!text) {
+                fputs("svemigctl: host-info: out of memory formatting JSON\n", stderr);
+                return CTL_EXIT_FAILURE;
+        }
+        puts(text);
+        return CTL_EXIT_OK;
+}
+
+static int print_human(const Svemig__Api__HostInfo *h)
+{
+        printf("host:            %s\n", h->host_name);
+        printf("backend:         %s\n", h->backend);
+        printf("kernel:          %s\n", h->kernel);
+        printf("cpus:            %u\n", h->cpus);
+        if (!h->sve || h->n_vl_bits == 0) {
+                puts("SVE:             no (guests get FPSIMD only)");
+        } else {
+                fputs("host VLS:        ", stdout);
+                for (size_t i = 0; i < h->n_vl_bits; i++)
+                        printf("%s%u", i ? "," : "", h->vl_bits[i]);
+                puts(" bits");
+                printf("virtualisable:   up to %u bits\n", h->max_vl_bits);
+        }
+        printf("max vcpus:       %u\n", h->max_vcpus);
+        printf("IPA bits:        %u\n", h->ipa_bits);
+        printf("svemigd:         %s\n", h->daemon_version);
+        return CTL_EXIT_OK;
+}
+
+static void help(void)
+{
+        printf("Usage: svemigctl [--socket PATH] [--json] host-info\n\n"
+               "Show what the daemon's host offers guests: the hypervisor backend and kernel, the SVE\n"
+               "vector lengths a new vcpu gets (the host VLS) and the largest, and the CPUs.\n\n"
+               "  -j, --json  print one JSON object\n"
+               "  -h, --help  this text\n");
+}
+
+int ctl_host_info(const struct ctl_options *opts, int argc, char **argv)
+{
+        static const struct option longopts[] = {
+                {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
+        Svemig__Api__HostInfoRequest hreq = SVEMIG__API__HOST_INFO_REQUEST__INIT;
+        Svemig__Api__Response *resp = NULL;
+        bool json = opts->json;
+        int c, r;
+
+        opterr = 0;
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        help();
+                        return CTL_EXIT_OK;
+                default:
+                        return ctl_usage_error("host-info: unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                return ctl_usage_error("host-info: takes no arguments");
+
+        req.op_case = SVEMIG__API__REQUEST__OP_HOST_INFO;
+        req.host_info = &hreq;
+        r = ctl_call(opts, "host-info", &req, NULL, NULL, &resp);
+        if (r != CTL_EXIT_OK)
+                return r;
+        if (resp->result_case != SVEMIG__API__RESPONSE__RESULT_HOST_INFO) {
+                fputs("svemigctl: host-info: svemigd answered without host information\n", stderr);
+                r = CTL_EXIT_FAILURE;
+        } else
+                r = json ? print_json(resp->host_info) : print_human(resp->host_info);
+        svemig__api__response__free_unpacked(resp, NULL);
+        return r;
+}

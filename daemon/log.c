@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+
+#define LOG_LINE_MAX 2048
+
+static int max_level = LOG_INFO;
+static bool journal;
+
+/* Whether systemd connected our stderr to the journal, or started us as a unit. */
+static bool under_systemd(void)
+{
+        const char *stream = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        if (stream && sscanf(stream, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+            (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino)
+                return true;
+        return getenv("INVOCATION_ID") != NULL;
+}
+
+void log_setup(int level, bool force_stderr)
+{
+        max_level = level;
+        journal = !force_stderr && under_systemd();
+}
+
+void log_set_max_level(int level)
+{
+        max_level = level;
+}
+
+bool log_to_journal(void)
+{
+        return journal;
+}
+
+static const char *level_name(int level)
+{
+        static const char *const names[] = {
+                [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",     [LOG_CRIT] = "crit",
+                [LOG_ERR] = "error",   [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+                [LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
+        };
+
+        return level >= 0 && level < (int)ELEMENTSOF(names) ? names[level] : "?";
+}
+
+static int send_journal(int level, const struct log_ctx *ctx, const char *msg)
+{
+        char prio[16], *fields[6] = {0};
+        struct iovec iov[8];
+        size_t n = 0;
+        int r = -ENOMEM;
+
+        snprintf(prio, sizeof(prio), "PRIORITY=%d", level);
+        if (asprintf(&fields[0], "MESSAGE=%s", msg) < 0)
+                fields[0] = NULL;
+        if (ctx && ctx->guest && asprintf(&fields[1], "GUEST=%s", ctx->guest) < 0)
+                fields[1] = NULL;
+        if (ctx && ctx->peer && asprintf(&fields[2], "PEER=%s", ctx->peer) < 0)
+                fields[2] = NULL;
+        if (ctx && ctx->op && asprintf(&fields[3], "OP=%s", ctx->op) < 0)
+                fields[3] = NULL;
+        if (!fields[0])
+                goto out;
+
+        iov[n++] = (struct iovec){prio, strlen(prio)};
+        iov[n++] = (struct iovec){(char *)"SYSLOG_IDENTIFIER=svemigd", strlen("SYSLOG_IDENTIFIER=svemigd")};
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++)
+                if (fields[i])
+                        iov[n++] = (struct iovec){fields[i], strlen(fields[i])};
+        r = sd_journal_sendv(iov, (int)n);
+out:
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++)
+                free(fields[i]);
+        return r;
+}
+
+void log_msg(int level, const struct log_ctx *ctx, const char *fmt, ...)
+{
+        char msg[LOG_LINE_MAX];
+        int saved = errno;
+        va_list ap;
+
+        if (level > max_level)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+
+        /* If the journal is gone (or never was), stderr still reaches someone. */
+        if (!journal || send_journal(level, ctx, msg) < 0) {
+                char fields[256] = "";
+                size_t off = 0;
+
+                if (ctx) {
+                        const char *names[] = {"op", "guest", "peer"};
+                        const char *values[] = {ctx->op, ctx->guest, ctx->peer};
+
+                        for (size_t i = 0; i < ELEMENTSOF(names) && off < sizeof(fields); i++)
+                                if (values[i])
+                                        off += (size_t)snprintf(fields + off, sizeof(fields) - off,
+                                                                "%s%s=%s", off ? " " : " [", names[i],
+                                                                values[i]);
+                        if (off > 0 && off < sizeof(fields))
+                                snprintf(fields + off, sizeof(fields) - off, "]");
+                }
+                fprintf(stderr, "svemigd: %s: %s%s\n", level_name(level), msg, fields);
+        }
+        errno = saved;
+}

@@ -1,0 +1,913 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * migrate.conf: read with inih, checked key by key.
+ *
+ * inih splits lines into sections, keys and values and strips comments; it
+ * knows no line numbers in its handler and folds indented lines into the
+ * previous value. So the file is fed to it through our own line reader,
+ * which counts lines, reads lines of any length, strips indentation (an
+ * indented key is a key, not a continuation) and sees every section header,
+ * including empty ones, so that an unknown or incomplete section is refused
+ * too.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "migrate-conf.h"
+
+#define SECTION_PEER_PREFIX "peer "
+#define PEER_NAME_MAX       63
+#define SNAPSHOT_KEEP_MAX   100000u
+
+struct seen_key {
+        char *section;
+        char *key;
+        unsigned line;
+};
+
+struct cpu_key {
+        unsigned index;
+        vqset_t map;
+        unsigned line;
+};
+
+struct peer_section {
+        char *name;
+        unsigned line;
+};
+
+struct parse_ctx {
+        struct migrate_conf *conf;
+        const char *path;
+        FILE *f;
+        unsigned line; /* the line inih is on */
+        char *buf;
+        size_t buf_size;
+
+        struct seen_key *seen;
+        size_t n_seen;
+
+        /* [sim], combined once the whole file is read */
+        unsigned sim_cpus, sim_cpus_line;
+        bool have_vq_map;
+        vqset_t vq_map;
+        unsigned vq_map_line;
+        struct cpu_key *cpu_keys;
+        size_t n_cpu_keys;
+
+        struct peer_section *peer_sections;
+        size_t n_peer_sections;
+
+        /* the first error, with its line (0 = the file as a whole) */
+        struct svemig_error err;
+        unsigned err_line;
+        bool failed;
+};
+
+static const char *const log_levels[] = {
+        [LOG_ERR] = "err",   [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+        [LOG_INFO] = "info", [LOG_DEBUG] = "debug",
+};
+
+static int fail(struct parse_ctx *ctx, unsigned line, int code, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+/* Records the first error only: later ones are often its consequences. */
+static int fail(struct parse_ctx *ctx, unsigned line, int code, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (ctx->failed)
+                return -EINVAL;
+        va_start(ap, fmt);
+        svemig_error_setv(&ctx->err, code, fmt, ap);
+        va_end(ap);
+        ctx->err_line = line;
+        ctx->failed = true;
+        return -EINVAL;
+}
+
+static int set_string(char **dst, const char *value)
+{
+        char *s = strdup(value);
+
+        if (!s)
+                return -ENOMEM;
+        free(*dst);
+        *dst = s;
+        return 0;
+}
+
+/* --- value parsers: each gets the key's value and returns 0 or fails the parse --- */
+
+typedef int (*value_parser)(struct parse_ctx *ctx, const char *key, const char *value);
+
+static int parse_unsigned(struct parse_ctx *ctx, const char *key, const char *value, unsigned min,
+                          unsigned max, unsigned *out)
+{
+        unsigned long v;
+        char *end;
+
+        errno = 0;
+        if (!isdigit((unsigned char)value[0]))
+                goto bad;
+        v = strtoul(value, &end, 10);
+        if (errno || *end || v < min || v > max)
+                goto bad;
+        *out = (unsigned)v;
+        return 0;
+bad:
+        return fail(ctx, ctx->line, EINVAL, "%s = %s: expected a whole number from %u to %u", key, value,
+                    min, max);
+}
+
+static int parse_absolute_path(struct parse_ctx *ctx, const char *key, const char *value, char **dst)
+{
+        if (value[0] != '/')
+                return fail(ctx, ctx->line, EINVAL, "%s = %s: expected an absolute path (starting with /)",
+                            key, value);
+        if (strlen(value) >= PATH_MAX)
+                return fail(ctx, ctx->line, ENAMETOOLONG, "%s: the path is longer than %d bytes", key,
+                            PATH_MAX - 1);
+        return set_string(dst, value);
+}
+
+static int parse_host_name(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        size_t n = strlen(value);
+
+        if (n == 0 || n > MIGRATE_CONF_HOST_NAME_MAX)
+                return fail(ctx, ctx->line, EINVAL, "%s: expected a name of 1 to %d characters", key,
+                            MIGRATE_CONF_HOST_NAME_MAX);
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)value[i]) && !strchr("-._", value[i]))
+                        return fail(ctx, ctx->line, EINVAL,
+                                    "%s = %s: '%c' is not allowed; use letters, digits, '-', '.' and '_'",
+                                    key, value, value[i]);
+        return set_string(&ctx->conf->host_name, value);
+}
+
+static int parse_state_dir(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_absolute_path(ctx, key, value, &ctx->conf->state_dir);
+}
+
+static int parse_socket(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        size_t max = sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1;
+
+        if (strlen(value) > max)
+                return fail(ctx, ctx->line, ENAMETOOLONG,
+                            "%s: a Unix socket path holds at most %zu bytes; choose a shorter one", key,
+                            max);
+        return parse_absolute_path(ctx, key, value, &ctx->conf->socket_path);
+}
+
+static int parse_socket_group(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        struct group grp, *res = NULL;
+        char buf[4096], *end;
+        unsigned long gid;
+        int r;
+
+        if (value[0] == '\0') {
+                free(ctx->conf->socket_group);
+                ctx->conf->socket_group = NULL;
+                ctx->conf->socket_gid = getegid();
+                return 0;
+        }
+        errno = 0;
+        gid = strtoul(value, &end, 10);
+        if (isdigit((unsigned char)value[0]) && !*end && !errno && gid < (gid_t)-1) {
+                ctx->conf->socket_gid = (gid_t)gid;
+                return set_string(&ctx->conf->socket_group, value);
+        }
+        r = getgrnam_r(value, &grp, buf, sizeof(buf), &res);
+        if (r != 0)
+                return fail(ctx, ctx->line, r, "%s = %s: cannot look the group up: %s", key, value,
+                            strerror(r));
+        if (!res)
+                return fail(ctx, ctx->line, ENOENT,
+                            "%s = %s: no such group; create it (groupadd --system %s) or name an existing "
+                            "group",
+                            key, value, value);
+        ctx->conf->socket_gid = grp.gr_gid;
+        return set_string(&ctx->conf->socket_group, value);
+}
+
+static int parse_log_level(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        for (int i = 0; i < (int)ELEMENTSOF(log_levels); i++)
+                if (log_levels[i] && strcmp(value, log_levels[i]) == 0) {
+                        ctx->conf->log_level = i;
+                        return 0;
+                }
+        return fail(ctx, ctx->line, EINVAL, "%s = %s: expected err, warning, notice, info or debug", key,
+                    value);
+}
+
+static int parse_backend(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        static const enum hv_backend backends[] = {HV_BACKEND_AUTO, HV_BACKEND_SIM, HV_BACKEND_KVM};
+
+        for (size_t i = 0; i < ELEMENTSOF(backends); i++)
+                if (strcmp(value, migrate_conf_backend_name(backends[i])) == 0) {
+                        ctx->conf->backend = backends[i];
+                        return 0;
+                }
+        return fail(ctx, ctx->line, EINVAL,
+                    "%s = %s: expected auto (kvm on an arm64 KVM host, else sim), sim or kvm", key, value);
+}
+
+static int parse_kvm_device(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_absolute_path(ctx, key, value, &ctx->conf->kvm_device);
+}
+
+static int parse_sim_kernel(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        if (strcmp(value, "6.1") != 0 && strcmp(value, "6.12") != 0)
+                return fail(
+                        ctx, ctx->line, EINVAL,
+                        "%s = %s: the sim models Debian's 6.1 or 6.12 arm64 kernel; expected 6.1 or 6.12",
+                        key, value);
+        return set_string(&ctx->conf->sim_kernel, value);
+}
+
+static int parse_sim_cpus(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        ctx->sim_cpus_line = ctx->line;
+        return parse_unsigned(ctx, key, value, 1, MIGRATE_CONF_SIM_CPUS_MAX, &ctx->sim_cpus);
+}
+
+/* A CPU's map: anything vqset_parse() takes, within what SVE hardware can have. */
+static int parse_vq_map(struct parse_ctx *ctx, const char *key, const char *value, vqset_t *out)
+{
+        struct svemig_error e = {0};
+        unsigned top;
+
+        if (vqset_parse(value, out, &e) < 0)
+                return fail(ctx, ctx->line, EINVAL, "%s = %s: %s", key, value, e.msg);
+        top = vqset_highest(out);
+        if (top > VQSET_VQ_ARCH_MAX)
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s = %s: a CPU cannot implement %u-bit vectors; SVE stops at %u bits", key,
+                            value, vq_to_bits(top), vq_to_bits(VQSET_VQ_ARCH_MAX));
+        return 0;
+}
+
+static int parse_sim_vq_map(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        ctx->vq_map_line = ctx->line;
+        ctx->have_vq_map = true;
+        return parse_vq_map(ctx, key, value, &ctx->vq_map);
+}
+
+/* cpuN = MAP */
+static int parse_sim_cpu_n(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        struct cpu_key *k;
+        unsigned index;
+        int r;
+
+        r = parse_unsigned(ctx, key, key + 3, 0, MIGRATE_CONF_SIM_CPUS_MAX - 1, &index);
+        if (r < 0)
+                return r;
+        k = reallocarray(ctx->cpu_keys, ctx->n_cpu_keys + 1, sizeof(*k));
+        if (!k)
+                return -ENOMEM;
+        ctx->cpu_keys = k;
+        k = &ctx->cpu_keys[ctx->n_cpu_keys];
+        *k = (struct cpu_key){.index = index, .line = ctx->line};
+        r = parse_vq_map(ctx, key, value, &k->map);
+        if (r < 0)
+                return r;
+        ctx->n_cpu_keys++;
+        return 0;
+}
+
+static bool is_cpu_n_key(const char *key)
+{
+        if (strncmp(key, "cpu", 3) != 0 || !key[3])
+                return false;
+        for (const char *p = key + 3; *p; p++)
+                if (!isdigit((unsigned char)*p))
+                        return false;
+        /* "cpu007" would be a second spelling of cpu7; refuse it as unknown. */
+        return key[3] != '0' || !key[4];
+}
+
+static int parse_snapshot_dir(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_absolute_path(ctx, key, value, &ctx->conf->snapshot_dir);
+}
+
+static int parse_snapshot_keep(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_unsigned(ctx, key, value, 0, SNAPSHOT_KEEP_MAX, &ctx->conf->snapshot_keep);
+}
+
+static int parse_snapshot_compression(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        if (strcmp(value, "lz4") != 0 && strcmp(value, "none") != 0)
+                return fail(ctx, ctx->line, EINVAL, "%s = %s: expected lz4 or none", key, value);
+        return set_string(&ctx->conf->snapshot_compression, value);
+}
+
+/*
+ * HOST:PORT, with an IPv6 address in brackets. The host is not resolved
+ * here: a peer may be down, or its name not resolvable yet, when we start.
+ */
+static int parse_address(struct parse_ctx *ctx, const char *key, const char *value,
+                         struct migrate_conf_peer *p)
+{
+        const char *colon, *host = value;
+        size_t host_len;
+        unsigned port;
+        int r;
+
+        if (value[0] == '[') {
+                const char *close = strchr(value, ']');
+
+                if (!close || close[1] != ':')
+                        goto bad;
+                host = value + 1;
+                host_len = (size_t)(close - host);
+                colon = close + 1;
+                for (size_t i = 0; i < host_len; i++)
+                        if (!isxdigit((unsigned char)host[i]) && host[i] != ':' && host[i] != '.')
+                                goto bad;
+        } else {
+                colon = strrchr(value, ':');
+                if (!colon || memchr(value, ':', (size_t)(colon - value)))
+                        goto bad;
+                host_len = (size_t)(colon - value);
+                for (size_t i = 0; i < host_len; i++)
+                        if (!isalnum((unsigned char)host[i]) && !strchr("-._", host[i]))
+                                goto bad;
+        }
+        if (host_len == 0 || host_len > 253)
+                goto bad;
+        r = parse_unsigned(ctx, key, colon + 1, 1, 65535, &port);
+        if (r < 0)
+                return r;
+        p->host = strndup(host, host_len);
+        p->address = strdup(value);
+        if (!p->host || !p->address)
+                return -ENOMEM;
+        p->port = (uint16_t)port;
+        p->line = ctx->line;
+        return 0;
+bad:
+        return fail(
+                ctx, ctx->line, EINVAL,
+                "%s = %s: expected HOST:PORT, e.g. node2.example:7070, 192.0.2.7:7070 or [2001:db8::7]:7070",
+                key, value);
+}
+
+static struct migrate_conf_peer *peer_get(struct parse_ctx *ctx, const char *name)
+{
+        struct migrate_conf *conf = ctx->conf;
+        struct migrate_conf_peer *p;
+
+        for (size_t i = 0; i < conf->n_peers; i++)
+                if (strcmp(conf->peers[i].name, name) == 0)
+                        return &conf->peers[i];
+        p = reallocarray(conf->peers, conf->n_peers + 1, sizeof(*p));
+        if (!p)
+                return NULL;
+        conf->peers = p;
+        p = &conf->peers[conf->n_peers];
+        *p = (struct migrate_conf_peer){.name = strdup(name)};
+        if (!p->name)
+                return NULL;
+        conf->n_peers++;
+        return p;
+}
+
+static int parse_peer_address(struct parse_ctx *ctx, const char *section, const char *key, const char *value)
+{
+        struct migrate_conf_peer *p = peer_get(ctx, section + strlen(SECTION_PEER_PREFIX));
+
+        if (!p)
+                return -ENOMEM;
+        return parse_address(ctx, key, value, p);
+}
+
+/* --- sections and keys --- */
+
+struct key_def {
+        const char *key;
+        value_parser parse;
+};
+
+struct section_def {
+        const char *name;
+        const struct key_def *keys;
+        size_t n_keys;
+};
+
+static const struct key_def daemon_keys[] = {
+        {"host-name", parse_host_name},       {"state-directory", parse_state_dir}, {"socket", parse_socket},
+        {"socket-group", parse_socket_group}, {"log-level", parse_log_level},
+};
+static const struct key_def hypervisor_keys[] = {
+        {"backend", parse_backend},
+        {"kvm-device", parse_kvm_device},
+};
+/* and cpuN, see is_cpu_n_key() */
+static const struct key_def sim_keys[] = {
+        {"kernel", parse_sim_kernel},
+        {"cpus", parse_sim_cpus},
+        {"vq-map", parse_sim_vq_map},
+};
+static const struct key_def snapshot_keys[] = {
+        {"directory", parse_snapshot_dir},
+        {"keep", parse_snapshot_keep},
+        {"compression", parse_snapshot_compression},
+};
+
+#define SECTION(n, k)                                                                                       \
+        {                                                                                                   \
+                n, k, ELEMENTSOF(k)                                                                         \
+        }
+static const struct section_def sections[] = {
+        SECTION("daemon", daemon_keys),
+        SECTION("hypervisor", hypervisor_keys),
+        SECTION("sim", sim_keys),
+        SECTION("snapshot", snapshot_keys),
+};
+
+#define KNOWN_SECTIONS "[daemon], [hypervisor], [sim], [snapshot] and [peer NAME]"
+
+static const struct section_def *section_find(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(sections); i++)
+                if (strcmp(sections[i].name, name) == 0)
+                        return &sections[i];
+        return NULL;
+}
+
+static bool is_peer_section(const char *name)
+{
+        return strncmp(name, SECTION_PEER_PREFIX, strlen(SECTION_PEER_PREFIX)) == 0;
+}
+
+static int known_keys(const struct section_def *s, char *buf, size_t len)
+{
+        size_t off = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < s->n_keys && off < len; i++)
+                off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", s->keys[i].key);
+        if (strcmp(s->name, "sim") == 0 && off < len)
+                snprintf(buf + off, len - off, ", cpuN");
+        return 0;
+}
+
+/* Called by our line reader for every "[...]" line, before inih sees it. */
+static int section_header(struct parse_ctx *ctx, const char *line)
+{
+        const char *close = strchr(line, ']');
+        _cleanup_free_ char *name = NULL;
+
+        if (!close)
+                return 0; /* inih reports the syntax error */
+        name = strndup(line + 1, (size_t)(close - line - 1));
+        if (!name)
+                return -ENOMEM;
+        if (section_find(name))
+                return 0;
+        if (is_peer_section(name)) {
+                const char *peer = name + strlen(SECTION_PEER_PREFIX);
+                size_t n = strlen(peer);
+                struct peer_section *ps;
+
+                if (n == 0 || n > PEER_NAME_MAX)
+                        return fail(ctx, ctx->line, EINVAL, "[%s]: a peer name has 1 to %d characters", name,
+                                    PEER_NAME_MAX);
+                for (size_t i = 0; i < n; i++)
+                        if (!isalnum((unsigned char)peer[i]) && !strchr("-._", peer[i]))
+                                return fail(ctx, ctx->line, EINVAL,
+                                            "[%s]: '%c' is not allowed in a peer name; use letters, digits, "
+                                            "'-', '.' and '_'",
+                                            name, peer[i]);
+                for (size_t i = 0; i < ctx->n_peer_sections; i++)
+                        if (strcmp(ctx->peer_sections[i].name, peer) == 0)
+                                return fail(ctx, ctx->line, EEXIST,
+                                            "[%s] is already defined on line %u; give each peer one section",
+                                            name, ctx->peer_sections[i].line);
+                ps = reallocarray(ctx->peer_sections, ctx->n_peer_sections + 1, sizeof(*ps));
+                if (!ps)
+                        return -ENOMEM;
+                ctx->peer_sections = ps;
+                ps[ctx->n_peer_sections] = (struct peer_section){.name = strdup(peer), .line = ctx->line};
+                if (!ps[ctx->n_peer_sections].name)
+                        return -ENOMEM;
+                ctx->n_peer_sections++;
+                return 0;
+        }
+        return fail(ctx, ctx->line, EINVAL, "unknown section [%s]; the sections are " KNOWN_SECTIONS, name);
+}
+
+static int check_duplicate(struct parse_ctx *ctx, const char *section, const char *key)
+{
+        struct seen_key *s;
+
+        for (size_t i = 0; i < ctx->n_seen; i++)
+                if (strcmp(ctx->seen[i].section, section) == 0 && strcmp(ctx->seen[i].key, key) == 0)
+                        return fail(ctx, ctx->line, EEXIST,
+                                    "%s is already set on line %u; set each key once per section", key,
+                                    ctx->seen[i].line);
+        s = reallocarray(ctx->seen, ctx->n_seen + 1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        ctx->seen = s;
+        s[ctx->n_seen] =
+                (struct seen_key){.section = strdup(section), .key = strdup(key), .line = ctx->line};
+        ctx->n_seen++;
+        if (!s[ctx->n_seen - 1].section || !s[ctx->n_seen - 1].key)
+                return -ENOMEM;
+        return 0;
+}
+
+static int handle_key(struct parse_ctx *ctx, const char *section, const char *key, const char *value)
+{
+        const struct section_def *s;
+        char known[256];
+        int r;
+
+        if (section[0] == '\0')
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s is outside any section; put it under one of " KNOWN_SECTIONS, key);
+
+        r = check_duplicate(ctx, section, key);
+        if (r < 0)
+                return r;
+
+        if (is_peer_section(section)) {
+                if (strcmp(key, "address") == 0)
+                        return parse_peer_address(ctx, section, key, value);
+                return fail(ctx, ctx->line, EINVAL, "unknown key '%s' in [%s]; the key there is: address",
+                            key, section);
+        }
+
+        s = section_find(section);
+        if (!s) /* section_header() refused it already */
+                return fail(ctx, ctx->line, EINVAL, "unknown section [%s]", section);
+        for (size_t i = 0; i < s->n_keys; i++)
+                if (strcmp(s->keys[i].key, key) == 0)
+                        return s->keys[i].parse(ctx, key, value);
+        if (strcmp(section, "sim") == 0 && is_cpu_n_key(key))
+                return parse_sim_cpu_n(ctx, key, value);
+
+        known_keys(s, known, sizeof(known));
+        return fail(ctx, ctx->line, EINVAL, "unknown key '%s' in [%s]; the keys there are: %s", key, section,
+                    known);
+}
+
+static int ini_handler_cb(void *user, const char *section, const char *key, const char *value)
+{
+        struct parse_ctx *ctx = user;
+        int r;
+
+        if (ctx->failed)
+                return 1; /* only the first error is reported; keep inih quiet */
+        r = handle_key(ctx, section, key, value);
+        if (r == -ENOMEM)
+                fail(ctx, ctx->line, ENOMEM, "out of memory");
+        return r < 0 ? 0 : 1;
+}
+
+/*
+ * inih's line source: whole lines, counted, without indentation. A line
+ * longer than inih's buffer is refused here rather than cut.
+ */
+static char *ini_reader_cb(char *str, int num, void *stream)
+{
+        struct parse_ctx *ctx = stream;
+        ssize_t n;
+        char *p;
+
+        n = getline(&ctx->buf, &ctx->buf_size, ctx->f);
+        if (n < 0)
+                return NULL;
+        ctx->line++;
+        while (n > 0 && (ctx->buf[n - 1] == '\n' || ctx->buf[n - 1] == '\r'))
+                ctx->buf[--n] = '\0';
+        p = ctx->buf;
+        while (*p == ' ' || *p == '\t')
+                p++;
+        if (strlen(p) + 2 > (size_t)num) {
+                fail(ctx, ctx->line, E2BIG, "the line is longer than %d characters", num - 2);
+                str[0] = '\0';
+                return str;
+        }
+        if (*p == '[' && !ctx->failed)
+                if (section_header(ctx, p) == -ENOMEM)
+                        fail(ctx, ctx->line, ENOMEM, "out of memory");
+        snprintf(str, (size_t)num, "%s\n", p);
+        return str;
+}
+
+/* --- the whole file --- */
+
+static int combine_sim_cpus(struct parse_ctx *ctx)
+{
+        struct migrate_conf *conf = ctx->conf;
+        unsigned n = ctx->sim_cpus;
+        vqset_t *maps;
+
+        if (!ctx->sim_cpus_line && !ctx->have_vq_map && ctx->n_cpu_keys == 0)
+                return 0; /* keep the default host */
+
+        if (!ctx->sim_cpus_line) {
+                /* No cpus =: as many CPUs as the highest cpuN names, or one. */
+                n = 1;
+                for (size_t i = 0; i < ctx->n_cpu_keys; i++)
+                        n = MAX(n, ctx->cpu_keys[i].index + 1);
+        }
+        for (size_t i = 0; i < ctx->n_cpu_keys; i++)
+                if (ctx->cpu_keys[i].index >= n)
+                        return fail(ctx, ctx->cpu_keys[i].line, EINVAL,
+                                    "cpu%u: beyond cpus = %u (line %u); CPUs are numbered from 0",
+                                    ctx->cpu_keys[i].index, n, ctx->sim_cpus_line);
+
+        maps = calloc(n, sizeof(*maps));
+        if (!maps)
+                return -ENOMEM;
+        for (unsigned c = 0; c < n; c++) {
+                bool found = ctx->have_vq_map;
+
+                maps[c] = ctx->vq_map;
+                for (size_t i = 0; i < ctx->n_cpu_keys; i++)
+                        if (ctx->cpu_keys[i].index == c) {
+                                maps[c] = ctx->cpu_keys[i].map;
+                                found = true;
+                        }
+                if (!found) {
+                        unsigned line = ctx->sim_cpus_line;
+
+                        for (size_t i = 0; i < ctx->n_cpu_keys; i++)
+                                line = MAX(line, ctx->cpu_keys[i].line);
+                        free(maps);
+                        return fail(ctx, line, EINVAL,
+                                    "[sim] has no VQ map for cpu%u; add cpu%u = ... or a vq-map = ... for "
+                                    "every CPU not listed",
+                                    c, c);
+                }
+        }
+        free(conf->sim_cpus);
+        conf->sim_cpus = maps;
+        conf->n_sim_cpus = n;
+        return 0;
+}
+
+static int check_whole(struct parse_ctx *ctx)
+{
+        struct migrate_conf *conf = ctx->conf;
+        int r;
+
+        r = combine_sim_cpus(ctx);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ctx->n_peer_sections; i++) {
+                bool has_address = false;
+
+                for (size_t j = 0; j < conf->n_peers; j++)
+                        if (strcmp(conf->peers[j].name, ctx->peer_sections[i].name) == 0)
+                                has_address = conf->peers[j].address != NULL;
+                if (!has_address)
+                        return fail(ctx, ctx->peer_sections[i].line, EINVAL,
+                                    "[peer %s] has no address; add address = HOST:PORT",
+                                    ctx->peer_sections[i].name);
+        }
+        if (!conf->snapshot_dir && asprintf(&conf->snapshot_dir, "%s/snapshots", conf->state_dir) < 0) {
+                conf->snapshot_dir = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static void parse_ctx_done(struct parse_ctx *ctx)
+{
+        for (size_t i = 0; i < ctx->n_seen; i++) {
+                free(ctx->seen[i].section);
+                free(ctx->seen[i].key);
+        }
+        free(ctx->seen);
+        for (size_t i = 0; i < ctx->n_peer_sections; i++)
+                free(ctx->peer_sections[i].name);
+        free(ctx->peer_sections);
+        free(ctx->cpu_keys);
+        free(ctx->buf);
+}
+
+static int set_defaults(struct migrate_conf *conf)
+{
+        char host[HOST_NAME_MAX + 1] = "";
+        size_t n;
+
+        *conf = (struct migrate_conf){
+                .socket_gid = getegid(),
+                .log_level = LOG_INFO,
+                .backend = HV_BACKEND_AUTO,
+                .snapshot_keep = 3,
+        };
+        /* The short host name: peers call each other by it. */
+        if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+                snprintf(host, sizeof(host), "localhost");
+        n = strcspn(host, ".");
+        host[MIN(n, (size_t)MIGRATE_CONF_HOST_NAME_MAX)] = '\0';
+
+        conf->host_name = strdup(host);
+        conf->state_dir = strdup(SVEMIG_DEFAULT_STATE_DIR);
+        conf->socket_path = strdup(SVEMIG_DEFAULT_SOCKET);
+        conf->kvm_device = strdup("/dev/kvm");
+        conf->sim_kernel = strdup("6.12");
+        conf->snapshot_compression = strdup("lz4");
+        /* The sim's default host, spelled out so --check-config shows it. */
+        conf->sim_cpus = calloc(1, sizeof(vqset_t));
+        if (!conf->host_name || !conf->state_dir || !conf->socket_path || !conf->kvm_device ||
+            !conf->sim_kernel || !conf->snapshot_compression || !conf->sim_cpus)
+                return -ENOMEM;
+        vqset_add(&conf->sim_cpus[0], 1);
+        vqset_add(&conf->sim_cpus[0], 2);
+        vqset_add(&conf->sim_cpus[0], 4);
+        conf->n_sim_cpus = 1;
+        return 0;
+}
+
+int migrate_conf_load(struct migrate_conf *conf, const char *path, struct svemig_error *err)
+{
+        struct parse_ctx ctx = {.conf = conf};
+        bool explicit = path != NULL;
+        int r;
+
+        r = set_defaults(conf);
+        if (r < 0)
+                goto fail_nomem;
+        if (!path)
+                path = SVEMIG_DEFAULT_CONFIG;
+
+        ctx.path = path;
+        ctx.f = fopen(path, "re");
+        if (!ctx.f) {
+                r = -errno;
+                if (r == -ENOENT && !explicit) {
+                        /* No file: the built-in defaults, all of them valid. */
+                        r = check_whole(&ctx);
+                        if (r < 0)
+                                goto fail_nomem;
+                        parse_ctx_done(&ctx);
+                        return 0;
+                }
+                migrate_conf_done(conf);
+                return svemig_error_set(err, r, "%s: cannot open the configuration: %s", path, strerror(-r));
+        }
+        conf->path = strdup(path);
+        if (!conf->path) {
+                r = -ENOMEM;
+                goto finish;
+        }
+
+        r = ini_parse_stream(ini_reader_cb, &ctx, ini_handler_cb, &ctx);
+        if (ferror(ctx.f) && !ctx.failed)
+                fail(&ctx, 0, EIO, "cannot read the file: %s", strerror(errno));
+        if (r > 0 && (!ctx.failed || ctx.err_line > (unsigned)r)) {
+                /* inih refused a line we never saw as a key: its syntax. */
+                ctx.failed = false;
+                fail(&ctx, (unsigned)r, EINVAL,
+                     "cannot parse the line; expected [section], key = value, or a comment (# or ;)");
+        } else if (r == -2) {
+                fail(&ctx, 0, ENOMEM, "out of memory");
+        }
+        if (!ctx.failed)
+                check_whole(&ctx);
+        r = 0;
+finish:
+        fclose(ctx.f);
+        parse_ctx_done(&ctx);
+        if (r == -ENOMEM || (ctx.failed && ctx.err.code == ENOMEM))
+                goto fail_nomem;
+        if (ctx.failed) {
+                int code = ctx.err.code;
+
+                migrate_conf_done(conf);
+                if (ctx.err_line)
+                        return svemig_error_set(err, code, "%s:%u: %s", path, ctx.err_line, ctx.err.msg);
+                return svemig_error_set(err, code, "%s: %s", path, ctx.err.msg);
+        }
+        return 0;
+
+fail_nomem:
+        migrate_conf_done(conf);
+        return svemig_error_set(err, ENOMEM, "%s: out of memory reading the configuration",
+                                path ? path : SVEMIG_DEFAULT_CONFIG);
+}
+
+void migrate_conf_done(struct migrate_conf *conf)
+{
+        free(conf->path);
+        free(conf->host_name);
+        free(conf->state_dir);
+        free(conf->socket_path);
+        free(conf->socket_group);
+        free(conf->kvm_device);
+        free(conf->sim_kernel);
+        free(conf->sim_cpus);
+        free(conf->snapshot_dir);
+        free(conf->snapshot_compression);
+        for (size_t i = 0; i < conf->n_peers; i++) {
+                free(conf->peers[i].name);
+                free(conf->peers[i].address);
+                free(conf->peers[i].host);
+        }
+        free(conf->peers);
+        *conf = (struct migrate_conf){0};
+}
+
+const char *migrate_conf_backend_name(enum hv_backend backend)
+{
+        switch (backend) {
+        case HV_BACKEND_AUTO:
+                return "auto";
+        case HV_BACKEND_SIM:
+                return "sim";
+        case HV_BACKEND_KVM:
+                return "kvm";
+        }
+        return "?";
+}
+
+static void print_vqset(FILE *f, const char *key, const vqset_t *s)
+{
+        char buf[4096];
+
+        vqset_format(s, VQSET_FORMAT_BITS, buf, sizeof(buf));
+        fprintf(f, "%s = %s\n", key, buf);
+}
+
+void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
+{
+        unsigned max_vq = 0;
+        vqset_t virt;
+        char buf[4096];
+
+        fprintf(f, "# svemigd's effective configuration, from %s\n",
+                conf->path ? conf->path : "the built-in defaults");
+        fprintf(f, "\n[daemon]\nhost-name = %s\nstate-directory = %s\nsocket = %s\n", conf->host_name,
+                conf->state_dir, conf->socket_path);
+        if (conf->socket_group)
+                fprintf(f, "socket-group = %s\n# (gid %u)\n", conf->socket_group,
+                        (unsigned)conf->socket_gid);
+        else
+                fprintf(f, "socket-group =\n# (the daemon's own group, gid %u)\n",
+                        (unsigned)conf->socket_gid);
+        fprintf(f, "log-level = %s\n", log_levels[conf->log_level]);
+
+        fprintf(f, "\n[hypervisor]\nbackend = %s\nkvm-device = %s\n",
+                migrate_conf_backend_name(conf->backend), conf->kvm_device);
+
+        fprintf(f, "\n[sim]\nkernel = %s\ncpus = %zu\n", conf->sim_kernel, conf->n_sim_cpus);
+        for (size_t i = 0; i < conf->n_sim_cpus; i++) {
+                char key[32];
+
+                snprintf(key, sizeof(key), "cpu%zu", i);
+                print_vqset(f, key, &conf->sim_cpus[i]);
+        }
+        virt = vqset_virtualisable(conf->sim_cpus, conf->n_sim_cpus, &max_vq);
+        vqset_format(&virt, VQSET_FORMAT_BITS, buf, sizeof(buf));
+        fprintf(f, "# a new vcpu gets the VLS %s (max %u bits)\n", buf, vq_to_bits(max_vq));
+
+        fprintf(f, "\n[snapshot]\ndirectory = %s\nkeep = %u\ncompression = %s\n", conf->snapshot_dir,
+                conf->snapshot_keep, conf->snapshot_compression);
+
+        for (size_t i = 0; i < conf->n_peers; i++)
+                fprintf(f, "\n[peer %s]\naddress = %s\n", conf->peers[i].name, conf->peers[i].address);
+}
+
+void migrate_conf_hv_config(const struct migrate_conf *conf, struct hv_config *out)
+{
+        *out = (struct hv_config){
+                .backend = conf->backend,
+                .kvm_path = conf->kvm_device,
+                .sim =
+                        {
+                                .cpu_maps = conf->sim_cpus,
+                                .n_cpus = conf->n_sim_cpus,
+                                .kernel = conf->sim_kernel,
+                                .host_name = conf->host_name,
+                        },
+        };
+}

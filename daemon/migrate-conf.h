@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * migrate.conf, svemigd's one configuration file (INI, parsed with inih).
+ * The shipped, commented default at the root of the tree documents every
+ * key. Unknown sections and keys, repeated keys and bad values are refused
+ * with "FILE:LINE: reason", so a typo never silently falls back to a default.
+ *
+ * (Named migrate-conf rather than config.h: the build's generated config.h
+ * must stay reachable as "config.h" from daemon/.)
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "svemig/error.h"
+#include "svemig/hv.h"
+#include "svemig/vqset.h"
+
+/* Where svemigd and svemigctl look when told nothing else. */
+#define SVEMIG_DEFAULT_CONFIG    SVEMIG_SYSCONFDIR "/svemig/migrate.conf"
+#define SVEMIG_DEFAULT_SOCKET    "/run/svemig/svemigd.sock"
+#define SVEMIG_DEFAULT_STATE_DIR "/var/lib/svemig"
+
+#define MIGRATE_CONF_HOST_NAME_MAX 63
+#define MIGRATE_CONF_SIM_CPUS_MAX  4096u
+
+struct migrate_conf_peer {
+        char *name;    /* from the section name [peer NAME] */
+        char *address; /* "HOST:PORT" or "[V6]:PORT" as written */
+        char *host;    /* HOST, without brackets */
+        uint16_t port;
+        unsigned line; /* where its address was set */
+};
+
+struct migrate_conf {
+        char *path; /* the file read, NULL for the built-in defaults */
+
+        /* [daemon] */
+        char *host_name;
+        char *state_dir;
+        char *socket_path;
+        char *socket_group; /* NULL: the daemon's own group */
+        gid_t socket_gid;   /* resolved socket_group, or the daemon's egid */
+        int log_level;      /* LOG_ERR .. LOG_DEBUG */
+
+        /* [hypervisor] */
+        enum hv_backend backend;
+        char *kvm_device;
+
+        /* [sim] */
+        char *sim_kernel;  /* "6.1" or "6.12" */
+        vqset_t *sim_cpus; /* n_sim_cpus maps; NULL/0: the sim's default host */
+        size_t n_sim_cpus;
+
+        /* [snapshot] */
+        char *snapshot_dir;
+        unsigned snapshot_keep;
+        char *snapshot_compression; /* "lz4" or "none" */
+
+        /* [peer NAME] ... */
+        struct migrate_conf_peer *peers;
+        size_t n_peers;
+};
+
+/*
+ * Fills 'conf' with the built-in defaults, then reads 'path' over them.
+ * path == NULL reads SVEMIG_DEFAULT_CONFIG if it exists and keeps the
+ * defaults otherwise; an explicit path must exist. On failure err holds
+ * "FILE:LINE: reason" (or "FILE: reason") and conf is released.
+ */
+int migrate_conf_load(struct migrate_conf *conf, const char *path, struct svemig_error *err);
+void migrate_conf_done(struct migrate_conf *conf);
+
+/* Writes the effective configuration to f, as a migrate.conf that would give it. */
+void migrate_conf_print(const struct migrate_conf *conf, FILE *f);
+
+/*
+ * The hypervisor configuration the file describes. It points into conf,
+ * which must outlive it.
+ */
+void migrate_conf_hv_config(const struct migrate_conf *conf, struct hv_config *out);
+
+const char *migrate_conf_backend_name(enum hv_backend backend);

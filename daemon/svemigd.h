@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * svemigd's state, shared by main (svemigd.c) and the operations' handlers
+ * (op-*.c), which receive it as their userdata.
+ */
+
+#include <stdbool.h>
+#include <systemd/sd-event.h>
+
+#include "api-server.h"
+#include "migrate-conf.h"
+#include "svemig/hv.h"
+
+struct svemigd {
+        struct migrate_conf conf;
+        sd_event *event;
+        struct hv *hv;
+        struct api_server *server;
+        bool socket_activated;
+        char *bound_socket; /* the socket we created ourselves, removed at exit */
+        char *listen_path;  /* where we listen, for the log */
+        bool stopping;
+};

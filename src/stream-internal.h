@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * What src/stream.c (header, framing, vcpus, trailer) shares with
+ * src/memchunk.c (memory chunks on the worker pool). The byte layout is in
+ * docs/stream-format.md.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <xxhash.h>
+
+#include "pbarena.h"
+#include "svemig/stream.h"
+#include "workpool.h"
+
+/* The preamble: magic, u16 major, u16 minor, u32 header length. */
+#define STREAM_MAGIC_SIZE    8u
+#define STREAM_PREAMBLE_SIZE 16u
+extern const uint8_t stream_magic[STREAM_MAGIC_SIZE];
+
+/* A frame: 20-byte head, payload, 8-byte XXH3-64 of the stored payload. */
+#define FRAME_HEAD_SIZE 20u
+#define FRAME_TAIL_SIZE 8u
+#define FRAME_HEAD_SEED 0x5356454du /* "SVEM": the XXH32 seed of the head check */
+
+#define FRAME_F_REQUIRED  (1u << 0)
+#define FRAME_F_LZ4       (1u << 1)
+#define FRAME_F_KNOWN     (FRAME_F_REQUIRED | FRAME_F_LZ4)
+#define FRAME_F_MUST_KNOW 0x0000ffffu /* unknown bits here are refused; above, ignored */
+
+struct frame_head {
+        uint16_t type;
+        uint16_t since_minor;
+        uint32_t flags;
+        uint32_t stored_len;
+        uint32_t raw_len;
+};
+
+/* A frame ready to write: head, payload (raw, or LZ4 in a scratch buffer) and tail. */
+struct frame_out {
+        uint8_t head[FRAME_HEAD_SIZE];
+        const uint8_t *payload;
+        size_t len;
+        uint8_t tail[FRAME_TAIL_SIZE];
+};
+
+/* Scratch bytes frame_build() needs to try LZ4 on raw_len bytes. */
+size_t frame_lz4_bound(size_t raw_len);
+
+/*
+ * Frames raw_len bytes of payload. With lz4, compresses them into zbuf
+ * (frame_lz4_bound(raw_len) bytes) and keeps that only if it is smaller.
+ */
+void frame_build(struct frame_out *f, uint16_t type, bool required, const uint8_t *raw, size_t raw_len,
+                 bool lz4, uint8_t *zbuf);
+
+/* Decodes and checks a frame head read at 'offset'. */
+int frame_head_parse(const uint8_t head[FRAME_HEAD_SIZE], struct frame_head *h, uint64_t offset,
+                     struct svemig_error *err);
+
+/*
+ * Checks a frame's payload checksum and decompresses it. 'stored' holds
+ * stored_len payload bytes and the tail; scratch has raw_len bytes of room.
+ * *raw points at the raw payload (in 'stored' or in scratch).
+ */
+int frame_payload_open(const struct frame_head *h, const uint8_t *stored, uint8_t *scratch,
+                       const uint8_t **raw, uint64_t offset, struct svemig_error *err);
+
+static inline void put_le16(uint8_t *p, uint16_t v)
+{
+        p[0] = v;
+        p[1] = v >> 8;
+}
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+        for (unsigned i = 0; i < 4; i++)
+                p[i] = v >> (8 * i);
+}
+static inline void put_le64(uint8_t *p, uint64_t v)
+{
+        for (unsigned i = 0; i < 8; i++)
+                p[i] = v >> (8 * i);
+}
+static inline uint16_t get_le16(const uint8_t *p)
+{
+        return (uint16_t)(p[0] | p[1] << 8);
+}
+static inline uint32_t get_le32(const uint8_t *p)
+{
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t get_le64(const uint8_t *p)
+{
+        return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+/* A grow-on-demand byte buffer, bounded by its callers. */
+struct bytebuf {
+        uint8_t *p;
+        size_t cap;
+};
+int bytebuf_reserve(struct bytebuf *b, size_t n);
+void bytebuf_done(struct bytebuf *b);
+
+/* A spent reader or writer remembers its first error and returns it again. */
+struct stream_failure {
+        int code;
+        char msg[SVEMIG_ERROR_MSG_MAX];
+};
+int stream_fail(struct stream_failure *f, int r, struct svemig_error *err);
+int stream_check(const struct stream_failure *f, struct svemig_error *err);
+
+const struct svemig_stream_slot *stream_find_slot(const struct svemig_stream_info *info, unsigned id);
+
+struct svemig_stream_writer {
+        int fd;
+        struct stream_failure failure;
+        struct svemig_stream_info info;
+        struct svemig_stream_slot *slots;
+        XXH3_state_t *digest;
+        struct svemig_stream_stats stats;
+        uint8_t vcpu_seen[SVEMIG_STREAM_VCPUS_MAX / 8];
+        unsigned n_threads;
+        struct workpool *pool;     /* on the first memory write */
+        struct bytebuf pack, zbuf; /* for vcpu frames */
+        bool finished;
+};
+
+/* Writes a frame, adding it to the digest and the counts. */
+int stream_writer_emit(struct svemig_stream_writer *w, const struct frame_out *f, struct svemig_error *err);
+
+/*
+ * Writes a frame of any type: how tests make the frames of a newer minor
+ * (since_minor) that this version does not know.
+ */
+int stream_writer_put_frame(struct svemig_stream_writer *w, uint16_t type, bool required,
+                            uint16_t since_minor, const uint8_t *payload, size_t len,
+                            struct svemig_error *err);
+
+struct frame_kind {
+        uint16_t type, since_minor;
+        bool required;
+        char name[64];
+};
+
+struct svemig_stream_reader {
+        int fd;
+        uint64_t offset;
+        struct stream_failure failure;
+        struct svemig_stream_info info;
+        struct svemig_stream_slot *slots;
+        struct vcpu_reg *id_regs;
+        uint8_t *id_reg_blob;
+        struct frame_kind kinds[SVEMIG_STREAM_FRAME_KINDS_MAX];
+        size_t n_kinds;
+        XXH3_state_t *digest;
+        struct svemig_stream_stats stats;
+        uint8_t vcpu_seen[SVEMIG_STREAM_VCPUS_MAX / 8];
+
+        /* The frame svemig_stream_next() returned, read but not decoded. */
+        bool pending;
+        bool pending_seen; /* returned by svemig_stream_next() (else read ahead by a memory read) */
+        struct frame_head head;
+        uint64_t head_offset;
+        struct bytebuf buf; /* stored payload + tail */
+        struct bytebuf raw; /* decompressed payload */
+        struct pbarena arena;
+        uint8_t trailer_digest[16]; /* the digest of every byte before the trailer */
+        bool done;
+        uint64_t mem_decoded; /* MEMORY frames decoded: pages are counted only then */
+
+        unsigned n_threads;
+        struct workpool *pool; /* on the first memory read */
+};
+
+/*
+ * Reads the next frame the caller can see into r->head/r->buf (payload not
+ * yet checked), skipping unknown optional frames and refusing unknown
+ * required ones. Returns its type.
+ */
+int stream_reader_read_frame(struct svemig_stream_reader *r, struct svemig_error *err);
+
+/* Adds bytes to the stream digest. */
+void stream_digest_update(XXH3_state_t *st, enum svemig_digest d, const void *p, size_t n);
+
+/* Creates the pool on first use. */
+int stream_pool(struct workpool **pool, unsigned n_threads, struct svemig_error *err);
+
+/* The MEMORY frame's worst case, for limits: payload bytes of a full chunk. */
+size_t memchunk_raw_max(uint32_t page_size, uint32_t chunk_pages);

@@ -1,0 +1,1331 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The svemig stream: preamble and header, framing, VCPU frames and the
+ * trailer, for a writer and a reader on any fd. MEMORY frames are in
+ * memchunk.c. The byte layout is in docs/stream-format.md.
+ */
+#include <errno.h>
+#include <lz4.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "macro.h"
+#include "stream-internal.h"
+#include "stream.pb-c.h"
+#include "svemig/kvmreg.h"
+
+/* Like PNG's: a high-bit byte, then CR LF, ^Z and LF, so that text-mode copies show. */
+const uint8_t stream_magic[STREAM_MAGIC_SIZE] = {0x89, 'S', 'V', 'M', '\r', '\n', 0x1a, '\n'};
+
+#define TRAILER_RAW_MAX 4096u
+
+/* The frame types of this version, with the minor that introduced each. */
+static const struct frame_kind known_kinds[] = {
+        {SVEMIG_FRAME_VCPU, 0, true, "VCPU"},
+        {SVEMIG_FRAME_MEMORY, 0, true, "MEMORY"},
+        {SVEMIG_FRAME_TRAILER, 0, true, "TRAILER"},
+};
+
+static const struct frame_kind *known_kind(uint32_t type)
+{
+        for (size_t i = 0; i < ELEMENTSOF(known_kinds); i++)
+                if (known_kinds[i].type == type)
+                        return &known_kinds[i];
+        return NULL;
+}
+
+const char *svemig_frame_type_name(uint32_t type)
+{
+        const struct frame_kind *k = known_kind(type);
+        return k ? k->name : NULL;
+}
+
+const char *svemig_compression_name(enum svemig_compression c)
+{
+        switch (c) {
+        case SVEMIG_COMPRESSION_NONE:
+                return "none";
+        case SVEMIG_COMPRESSION_LZ4:
+                return "lz4";
+        }
+        return "unknown";
+}
+
+const char *svemig_digest_name(enum svemig_digest d)
+{
+        switch (d) {
+        case SVEMIG_DIGEST_XXH3_128:
+                return "XXH3-128";
+        case SVEMIG_DIGEST_XXH3_64:
+                return "XXH3-64";
+        }
+        return "unknown";
+}
+
+/* ---- Small shared helpers ---- */
+
+int bytebuf_reserve(struct bytebuf *b, size_t n)
+{
+        uint8_t *p;
+
+        if (n <= b->cap)
+                return 0;
+        p = realloc(b->p, n);
+        if (!p)
+                return -ENOMEM;
+        b->p = p;
+        b->cap = n;
+        return 0;
+}
+
+void bytebuf_done(struct bytebuf *b)
+{
+        free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+}
+
+int stream_fail(struct stream_failure *f, int r, struct svemig_error *err)
+{
+        if (f->code == 0) {
+                f->code = abs(r);
+                snprintf(f->msg, sizeof(f->msg), "%s", svemig_error_str(err, r));
+        }
+        return -abs(r);
+}
+
+int stream_check(const struct stream_failure *f, struct svemig_error *err)
+{
+        if (f->code == 0)
+                return 0;
+        return svemig_error_set(err, f->code, "%s", f->msg);
+}
+
+const struct svemig_stream_slot *stream_find_slot(const struct svemig_stream_info *info, unsigned id)
+{
+        for (size_t i = 0; i < info->n_slots; i++)
+                if (info->slots[i].id == id)
+                        return &info->slots[i];
+        return NULL;
+}
+
+int stream_pool(struct workpool **pool, unsigned n_threads, struct svemig_error *err)
+{
+        int r;
+
+        if (*pool)
+                return 0;
+        r = workpool_new(n_threads, pool);
+        if (r < 0)
+                return svemig_error_set(err, r, "cannot start the stream's worker threads: %s",
+                                        strerror(-r));
+        return 0;
+}
+
+static bool is_pow2(uint64_t v)
+{
+        return v && !(v & (v - 1));
+}
+
+/* ---- Frames ---- */
+
+size_t frame_lz4_bound(size_t raw_len)
+{
+        return (size_t)LZ4_compressBound((int)raw_len);
+}
+
+void frame_build(struct frame_out *f, uint16_t type, bool required, const uint8_t *raw, size_t raw_len,
+                 bool lz4, uint8_t *zbuf)
+{
+        const struct frame_kind *k = known_kind(type);
+        uint32_t flags = required ? FRAME_F_REQUIRED : 0;
+
+        f->payload = raw;
+        f->len = raw_len;
+        if (lz4 && raw_len > 0) {
+                int z = LZ4_compress_default((const char *)raw, (char *)zbuf, (int)raw_len,
+                                             (int)frame_lz4_bound(raw_len));
+                /* Only where it pays: incompressible payloads are stored as they are. */
+                if (z > 0 && (size_t)z < raw_len) {
+                        f->payload = zbuf;
+                        f->len = (size_t)z;
+                        flags |= FRAME_F_LZ4;
+                }
+        }
+        put_le16(f->head, type);
+        put_le16(f->head + 2, k ? k->since_minor : SVEMIG_STREAM_MINOR);
+        put_le32(f->head + 4, flags);
+        put_le32(f->head + 8, (uint32_t)f->len);
+        put_le32(f->head + 12, (uint32_t)raw_len);
+        put_le32(f->head + 16, XXH32(f->head, 16, FRAME_HEAD_SEED));
+        put_le64(f->tail, XXH3_64bits(f->payload, f->len));
+}
+
+int frame_head_parse(const uint8_t head[FRAME_HEAD_SIZE], struct frame_head *h, uint64_t offset,
+                     struct svemig_error *err)
+{
+        uint32_t stored = get_le32(head + 16), computed = XXH32(head, 16, FRAME_HEAD_SEED);
+
+        if (stored != computed)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: frame head checksum mismatch (stored 0x%08x, computed "
+                                        "0x%08x): the stream is corrupt here",
+                                        (unsigned long long)offset, stored, computed);
+        h->type = get_le16(head);
+        h->since_minor = get_le16(head + 2);
+        h->flags = get_le32(head + 4);
+        h->stored_len = get_le32(head + 8);
+        h->raw_len = get_le32(head + 12);
+
+        if (h->type == 0)
+                return svemig_error_set(err, EBADMSG, "offset %llu: frame type 0 is invalid",
+                                        (unsigned long long)offset);
+        if (h->flags & FRAME_F_MUST_KNOW & ~FRAME_F_KNOWN)
+                return svemig_error_set(err, EPROTO,
+                                        "offset %llu: frame type %u sets flags 0x%04x that this reader does "
+                                        "not understand (introduced in stream format v%u.%u; this svemig "
+                                        "reads v%u.%u): upgrade svemig",
+                                        (unsigned long long)offset, h->type,
+                                        h->flags & FRAME_F_MUST_KNOW & ~FRAME_F_KNOWN, SVEMIG_STREAM_MAJOR,
+                                        h->since_minor, SVEMIG_STREAM_MAJOR, SVEMIG_STREAM_MINOR);
+        if (h->stored_len > SVEMIG_STREAM_FRAME_MAX || h->raw_len > SVEMIG_STREAM_FRAME_MAX)
+                return svemig_error_set(
+                        err, E2BIG,
+                        "offset %llu: frame type %u claims %u bytes (%u decompressed), over the "
+                        "limit of %u",
+                        (unsigned long long)offset, h->type, h->stored_len, h->raw_len,
+                        SVEMIG_STREAM_FRAME_MAX);
+        if (!(h->flags & FRAME_F_LZ4) && h->stored_len != h->raw_len)
+                return svemig_error_set(
+                        err, EBADMSG,
+                        "offset %llu: uncompressed frame type %u has stored length %u but raw "
+                        "length %u",
+                        (unsigned long long)offset, h->type, h->stored_len, h->raw_len);
+        if ((h->flags & FRAME_F_LZ4) && (h->stored_len == 0 || h->stored_len > frame_lz4_bound(h->raw_len)))
+                return svemig_error_set(
+                        err, EBADMSG,
+                        "offset %llu: LZ4 frame type %u: %u stored bytes cannot decompress to %u",
+                        (unsigned long long)offset, h->type, h->stored_len, h->raw_len);
+        return 0;
+}
+
+int frame_payload_open(const struct frame_head *h, const uint8_t *stored, uint8_t *scratch,
+                       const uint8_t **raw, uint64_t offset, struct svemig_error *err)
+{
+        uint64_t want = get_le64(stored + h->stored_len), have = XXH3_64bits(stored, h->stored_len);
+        const char *name = svemig_frame_type_name(h->type);
+
+        if (want != have)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: %s frame payload checksum mismatch (stored 0x%016llx, "
+                                        "computed 0x%016llx): the stream is corrupt",
+                                        (unsigned long long)offset, name ? name : "unknown",
+                                        (unsigned long long)want, (unsigned long long)have);
+        if (!(h->flags & FRAME_F_LZ4)) {
+                *raw = stored;
+                return 0;
+        }
+        if (LZ4_decompress_safe((const char *)stored, (char *)scratch, (int)h->stored_len,
+                                (int)h->raw_len) != (int)h->raw_len)
+                return svemig_error_set(
+                        err, EBADMSG,
+                        "offset %llu: %s frame: its LZ4 data does not decompress to the %u bytes "
+                        "its head announces",
+                        (unsigned long long)offset, name ? name : "unknown", h->raw_len);
+        *raw = scratch;
+        return 0;
+}
+
+/* ---- The header, shared checks ---- */
+
+/*
+ * The checks both ends make on a header. 'bad' is the errno for an invalid
+ * value: EINVAL for a writer's caller, EBADMSG for a stream.
+ */
+static int info_check(const struct svemig_stream_info *info, int bad, const char *where,
+                      struct svemig_error *err)
+{
+        uint64_t total = 0;
+
+        if (info->vcpu_count > SVEMIG_STREAM_VCPUS_MAX)
+                return svemig_error_set(err, E2BIG, "%s: %u vcpus, over the limit of %u", where,
+                                        info->vcpu_count, SVEMIG_STREAM_VCPUS_MAX);
+        if (info->n_slots > SVEMIG_STREAM_SLOTS_MAX)
+                return svemig_error_set(err, E2BIG, "%s: %zu memory slots, over the limit of %u", where,
+                                        info->n_slots, SVEMIG_STREAM_SLOTS_MAX);
+        if (info->n_id_regs > SVEMIG_STREAM_ID_REGS_MAX)
+                return svemig_error_set(err, E2BIG, "%s: %zu ID registers, over the limit of %u", where,
+                                        info->n_id_regs, SVEMIG_STREAM_ID_REGS_MAX);
+        if (!is_pow2(info->page_size) || info->page_size < 4096 || info->page_size > 65536)
+                return svemig_error_set(err, bad,
+                                        "%s: page size %u is not a power of two from 4096 to 65536", where,
+                                        info->page_size);
+        if (info->chunk_pages == 0 || info->chunk_pages > SVEMIG_STREAM_CHUNK_PAGES_MAX ||
+            (uint64_t)info->chunk_pages * info->page_size > SVEMIG_STREAM_CHUNK_BYTES_MAX)
+                return svemig_error_set(
+                        err, E2BIG,
+                        "%s: chunks of %u pages of %u bytes; the limits are %u pages and %u bytes", where,
+                        info->chunk_pages, info->page_size, SVEMIG_STREAM_CHUNK_PAGES_MAX,
+                        SVEMIG_STREAM_CHUNK_BYTES_MAX);
+        if (info->guest_max_vq != vqset_highest(&info->guest_vls))
+                return svemig_error_set(err, bad,
+                                        "%s: guest max vq %u is not the highest vq of its VL set (%u)",
+                                        where, info->guest_max_vq, vqset_highest(&info->guest_vls));
+        if (info->compression != SVEMIG_COMPRESSION_NONE && info->compression != SVEMIG_COMPRESSION_LZ4)
+                return svemig_error_set(err, bad, "%s: unknown compression %d", where,
+                                        (int)info->compression);
+        if (info->digest != SVEMIG_DIGEST_XXH3_128 && info->digest != SVEMIG_DIGEST_XXH3_64)
+                return svemig_error_set(err, bad, "%s: unknown digest %d", where, (int)info->digest);
+
+        for (size_t i = 0; i < info->n_slots; i++) {
+                const struct svemig_stream_slot *s = &info->slots[i];
+
+                if (s->size == 0 || s->gpa % info->page_size || s->size % info->page_size ||
+                    s->gpa + s->size < s->gpa)
+                        return svemig_error_set(
+                                err, bad,
+                                "%s: slot %u [0x%llx, +0x%llx) is empty, not page aligned or "
+                                "wraps",
+                                where, s->id, (unsigned long long)s->gpa, (unsigned long long)s->size);
+                if (s->size > SVEMIG_STREAM_MEMORY_MAX || (total += s->size) > SVEMIG_STREAM_MEMORY_MAX)
+                        return svemig_error_set(
+                                err, E2BIG, "%s: the memory slots add up to over the limit of %llu bytes",
+                                where, (unsigned long long)SVEMIG_STREAM_MEMORY_MAX);
+                for (size_t j = 0; j < i; j++) {
+                        const struct svemig_stream_slot *o = &info->slots[j];
+
+                        if (o->id == s->id)
+                                return svemig_error_set(err, bad, "%s: slot id %u appears twice", where,
+                                                        s->id);
+                        if (s->gpa < o->gpa + o->size && o->gpa < s->gpa + s->size)
+                                return svemig_error_set(err, bad, "%s: slots %u and %u overlap", where,
+                                                        o->id, s->id);
+                }
+        }
+        for (size_t i = 0; i < info->n_id_regs; i++) {
+                const struct vcpu_reg *reg = &info->id_regs[i];
+
+                if (kvmreg_size(reg->id) > KVMREG_MAX_BYTES || reg->size != kvmreg_size(reg->id))
+                        return svemig_error_set(
+                                err, bad,
+                                "%s: ID register 0x%016llx has %u bytes, its ID says %u (at most "
+                                "%u)",
+                                where, (unsigned long long)reg->id, reg->size, kvmreg_size(reg->id),
+                                KVMREG_MAX_BYTES);
+        }
+        return 0;
+}
+
+/* ---- Writer ---- */
+
+static int write_all(int fd, struct iovec *iov, int n)
+{
+        while (n > 0) {
+                ssize_t k = writev(fd, iov, n);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN) {
+                                struct pollfd p = {.fd = fd, .events = POLLOUT};
+                                (void)poll(&p, 1, -1);
+                                continue;
+                        }
+                        return negative_errno();
+                }
+                while (n > 0 && (size_t)k >= iov->iov_len) {
+                        k -= (ssize_t)iov->iov_len;
+                        iov++;
+                        n--;
+                }
+                if (n > 0) {
+                        iov->iov_base = (uint8_t *)iov->iov_base + k;
+                        iov->iov_len -= (size_t)k;
+                }
+        }
+        return 0;
+}
+
+/* Writes bytes that count towards the digest. */
+static int writer_put(struct svemig_stream_writer *w, struct iovec *iov, int n, struct svemig_error *err)
+{
+        uint64_t total = 0;
+        int r;
+
+        for (int i = 0; i < n; i++) {
+                stream_digest_update(w->digest, w->info.digest, iov[i].iov_base, iov[i].iov_len);
+                total += iov[i].iov_len;
+        }
+        r = write_all(w->fd, iov, n);
+        if (r < 0)
+                return stream_fail(&w->failure,
+                                   svemig_error_set(err, r, "writing the stream at offset %llu failed: %s",
+                                                    (unsigned long long)w->stats.bytes, strerror(-r)),
+                                   err);
+        w->stats.bytes += total;
+        return 0;
+}
+
+int stream_writer_emit(struct svemig_stream_writer *w, const struct frame_out *f, struct svemig_error *err)
+{
+        struct iovec iov[3] = {
+                {(void *)f->head, FRAME_HEAD_SIZE},
+                {(void *)f->payload, f->len},
+                {(void *)f->tail, FRAME_TAIL_SIZE},
+        };
+        int r = writer_put(w, iov, 3, err);
+
+        if (r == 0)
+                w->stats.frames++;
+        return r;
+}
+
+void stream_digest_update(XXH3_state_t *st, enum svemig_digest d, const void *p, size_t n)
+{
+        if (d == SVEMIG_DIGEST_XXH3_64)
+                XXH3_64bits_update(st, p, n);
+        else
+                XXH3_128bits_update(st, p, n);
+}
+
+int stream_writer_put_frame(struct svemig_stream_writer *w, uint16_t type, bool required,
+                            uint16_t since_minor, const uint8_t *payload, size_t len,
+                            struct svemig_error *err)
+{
+        struct frame_out f;
+
+        frame_build(&f, type, required, payload, len, false, NULL);
+        put_le16(f.head + 2, since_minor);
+        put_le32(f.head + 16, XXH32(f.head, 16, FRAME_HEAD_SEED));
+        return stream_writer_emit(w, &f, err);
+}
+
+static void digest_value(XXH3_state_t *st, enum svemig_digest d, uint8_t out[16], unsigned *len)
+{
+        if (d == SVEMIG_DIGEST_XXH3_64) {
+                XXH64_canonicalFromHash((XXH64_canonical_t *)out, XXH3_64bits_digest(st));
+                *len = 8;
+        } else {
+                XXH128_canonicalFromHash((XXH128_canonical_t *)out, XXH3_128bits_digest(st));
+                *len = 16;
+        }
+}
+
+static void digest_reset(XXH3_state_t *st, enum svemig_digest d)
+{
+        if (d == SVEMIG_DIGEST_XXH3_64)
+                XXH3_64bits_reset(st);
+        else
+                XXH3_128bits_reset(st);
+}
+
+static size_t set_string(char *dst, const char *src, const char *dflt)
+{
+        return (size_t)snprintf(dst, SVEMIG_STREAM_STRING_MAX, "%s", src[0] ? src : dflt);
+}
+
+static int writer_fill_info(struct svemig_stream_writer *w, const struct svemig_stream_info *in,
+                            struct svemig_error *err)
+{
+        int r;
+        struct svemig_stream_info *info = &w->info;
+        char host[SVEMIG_STREAM_STRING_MAX] = "";
+        struct timespec ts;
+
+        *info = *in;
+        info->major = SVEMIG_STREAM_MAJOR;
+        info->minor = SVEMIG_STREAM_MINOR;
+        if (!in->host_name[0])
+                (void)gethostname(host, sizeof(host) - 1);
+        set_string(info->producer_name, in->producer_name, "svemig");
+        set_string(info->producer_version, in->producer_version, SVEMIG_VERSION);
+        set_string(info->host_name, in->host_name, host);
+        if (!info->page_size)
+                info->page_size = 4096;
+        if (!info->chunk_pages)
+                info->chunk_pages = SVEMIG_STREAM_CHUNK_PAGES_DEFAULT;
+        if (!info->digest)
+                info->digest = SVEMIG_DIGEST_XXH3_128;
+        if (!info->created_ns) {
+                clock_gettime(CLOCK_REALTIME, &ts);
+                info->created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        }
+        if (info->n_slots > SVEMIG_STREAM_SLOTS_MAX)
+                return svemig_error_set(err, E2BIG, "stream header: %zu memory slots, over the limit of %u",
+                                        info->n_slots, SVEMIG_STREAM_SLOTS_MAX);
+        /* The writer keeps its own copy: the caller's array may go. */
+        w->slots = calloc(info->n_slots ? info->n_slots : 1, sizeof(*w->slots));
+        if (!w->slots)
+                return -ENOMEM;
+        if (info->n_slots)
+                memcpy(w->slots, in->slots, info->n_slots * sizeof(*w->slots));
+        info->slots = w->slots;
+        r = info_check(info, EINVAL, "stream header", err);
+        /* Written into the header now, not needed later. */
+        info->id_regs = NULL;
+        info->n_id_regs = 0;
+        return r;
+}
+
+static int writer_put_header(struct svemig_stream_writer *w, const struct svemig_stream_info *in,
+                             struct svemig_error *err)
+{
+        const struct svemig_stream_info *info = &w->info;
+        Svemig__StreamHeader h = SVEMIG__STREAM_HEADER__INIT;
+        Svemig__Producer producer = SVEMIG__PRODUCER__INIT;
+        _cleanup_free_ Svemig__MemSlot *slots = NULL;
+        _cleanup_free_ Svemig__MemSlot **slot_ptrs = NULL;
+        _cleanup_free_ Svemig__RegValue *regs = NULL;
+        _cleanup_free_ Svemig__RegValue **reg_ptrs = NULL;
+        Svemig__FrameKind kinds[ELEMENTSOF(known_kinds)], *kind_ptrs[ELEMENTSOF(known_kinds)];
+        _cleanup_free_ uint8_t *packed = NULL;
+        size_t len;
+
+        producer.name = (char *)info->producer_name;
+        producer.version = (char *)info->producer_version;
+        producer.host_name = (char *)info->host_name;
+        h.producer = &producer;
+        h.host_vls = (ProtobufCBinaryData){KVMREG_VLS_BYTES, (uint8_t *)info->host_vls.w};
+        h.guest_vls = (ProtobufCBinaryData){KVMREG_VLS_BYTES, (uint8_t *)info->guest_vls.w};
+        h.guest_max_vq = info->guest_max_vq;
+        h.vcpu_features = info->vcpu_features;
+        h.vcpu_count = info->vcpu_count;
+        h.page_size = info->page_size;
+        h.compression = (Svemig__Compression)info->compression;
+        h.created_ns = info->created_ns;
+        h.source_kernel = (char *)info->source_kernel;
+        h.hypervisor = (char *)info->hypervisor;
+        h.purpose = (char *)info->purpose;
+        h.frame_checksum = SVEMIG__FRAME_CHECKSUM__FRAME_CHECKSUM_XXH3_64;
+        h.digest = (Svemig__Digest)info->digest;
+        h.chunk_pages = info->chunk_pages;
+
+        slots = calloc(info->n_slots + 1, sizeof(*slots));
+        slot_ptrs = calloc(info->n_slots + 1, sizeof(*slot_ptrs));
+        regs = calloc(in->n_id_regs + 1, sizeof(*regs));
+        reg_ptrs = calloc(in->n_id_regs + 1, sizeof(*reg_ptrs));
+        if (!slots || !slot_ptrs || !regs || !reg_ptrs)
+                return -ENOMEM;
+        for (size_t i = 0; i < info->n_slots; i++) {
+                svemig__mem_slot__init(&slots[i]);
+                slots[i].id = info->slots[i].id;
+                slots[i].gpa = info->slots[i].gpa;
+                slots[i].size = info->slots[i].size;
+                slot_ptrs[i] = &slots[i];
+        }
+        h.n_slots = info->n_slots;
+        h.slots = slot_ptrs;
+        for (size_t i = 0; i < in->n_id_regs; i++) {
+                svemig__reg_value__init(&regs[i]);
+                regs[i].id = in->id_regs[i].id;
+                regs[i].value = (ProtobufCBinaryData){in->id_regs[i].size, in->id_regs[i].value};
+                reg_ptrs[i] = &regs[i];
+        }
+        h.n_id_regs = in->n_id_regs;
+        h.id_regs = reg_ptrs;
+        for (size_t i = 0; i < ELEMENTSOF(known_kinds); i++) {
+                svemig__frame_kind__init(&kinds[i]);
+                kinds[i].type = known_kinds[i].type;
+                kinds[i].name = (char *)known_kinds[i].name;
+                kinds[i].since_minor = known_kinds[i].since_minor;
+                kinds[i].required = known_kinds[i].required;
+                kind_ptrs[i] = &kinds[i];
+        }
+        h.n_frame_kinds = ELEMENTSOF(known_kinds);
+        h.frame_kinds = kind_ptrs;
+
+        len = svemig__stream_header__get_packed_size(&h);
+        if (len > SVEMIG_STREAM_HEADER_MAX)
+                return svemig_error_set(err, E2BIG, "stream header: %zu bytes, over the limit of %u", len,
+                                        SVEMIG_STREAM_HEADER_MAX);
+        /* Preamble, header and checksum in one buffer: the checksum covers the first two. */
+        packed = malloc(STREAM_PREAMBLE_SIZE + len + 8);
+        if (!packed)
+                return -ENOMEM;
+        memcpy(packed, stream_magic, STREAM_MAGIC_SIZE);
+        put_le16(packed + 8, SVEMIG_STREAM_MAJOR);
+        put_le16(packed + 10, SVEMIG_STREAM_MINOR);
+        put_le32(packed + 12, (uint32_t)len);
+        svemig__stream_header__pack(&h, packed + STREAM_PREAMBLE_SIZE);
+        put_le64(packed + STREAM_PREAMBLE_SIZE + len, XXH3_64bits(packed, STREAM_PREAMBLE_SIZE + len));
+        struct iovec iov[1] = {{packed, STREAM_PREAMBLE_SIZE + len + 8}};
+        return writer_put(w, iov, 1, err);
+}
+
+void svemig_stream_writer_free(struct svemig_stream_writer *w)
+{
+        if (!w)
+                return;
+        workpool_free(w->pool);
+        if (w->digest)
+                XXH3_freeState(w->digest);
+        bytebuf_done(&w->pack);
+        bytebuf_done(&w->zbuf);
+        free(w->slots);
+        free(w);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct svemig_stream_writer *, svemig_stream_writer_free);
+
+int svemig_stream_writer_open(int fd, const struct svemig_stream_info *info,
+                              const struct svemig_stream_write_opts *opts, struct svemig_stream_writer **out,
+                              struct svemig_error *err)
+{
+        _cleanup_(svemig_stream_writer_freep) struct svemig_stream_writer *w = NULL;
+        int r;
+
+        if (fd < 0 || !info || !out)
+                return svemig_error_set(err, EINVAL, "stream writer: no fd, header or result given");
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return svemig_error_set(err, ENOMEM, "stream writer: out of memory");
+        w->fd = fd;
+        w->n_threads = opts ? opts->n_threads : 0;
+        w->digest = XXH3_createState();
+        if (!w->digest)
+                return svemig_error_set(err, ENOMEM, "stream writer: out of memory");
+        if (info->n_id_regs > SVEMIG_STREAM_ID_REGS_MAX)
+                return svemig_error_set(err, E2BIG, "stream header: %zu ID registers, over the limit of %u",
+                                        info->n_id_regs, SVEMIG_STREAM_ID_REGS_MAX);
+        r = writer_fill_info(w, info, err);
+        if (r < 0)
+                return r == -ENOMEM ? svemig_error_set(err, r, "stream writer: out of memory") : r;
+        digest_reset(w->digest, w->info.digest);
+        r = writer_put_header(w, info, err);
+        if (r < 0)
+                return r == -ENOMEM ? svemig_error_set(err, r, "stream writer: out of memory") : r;
+        *out = w;
+        w = NULL;
+        return 0;
+}
+
+static int writer_ready(struct svemig_stream_writer *w, struct svemig_error *err)
+{
+        int r = stream_check(&w->failure, err);
+
+        if (r == 0 && w->finished)
+                r = svemig_error_set(err, EINVAL, "the stream is finished: nothing can follow its trailer");
+        return r;
+}
+
+int svemig_stream_write_vcpu(struct svemig_stream_writer *w, const struct vcpu_state *st,
+                             struct svemig_error *err)
+{
+        Svemig__VcpuState msg = SVEMIG__VCPU_STATE__INIT;
+        _cleanup_free_ Svemig__RegValue *regs = NULL;
+        _cleanup_free_ Svemig__RegValue **ptrs = NULL;
+        struct frame_out f;
+        size_t len;
+        int r;
+
+        r = writer_ready(w, err);
+        if (r < 0)
+                return r;
+        if (st->index >= w->info.vcpu_count)
+                return svemig_error_set(err, EINVAL, "vcpu %u: the stream header announces %u vcpus",
+                                        st->index, w->info.vcpu_count);
+        if (w->vcpu_seen[st->index / 8] & (1u << (st->index % 8)))
+                return svemig_error_set(err, EINVAL, "vcpu %u is already in the stream", st->index);
+        if (st->n_regs > SVEMIG_STREAM_REGS_MAX)
+                return svemig_error_set(err, E2BIG, "vcpu %u: %zu registers, over the limit of %u",
+                                        st->index, st->n_regs, SVEMIG_STREAM_REGS_MAX);
+
+        regs = calloc(st->n_regs + 1, sizeof(*regs));
+        ptrs = calloc(st->n_regs + 1, sizeof(*ptrs));
+        if (!regs || !ptrs)
+                return svemig_error_set(err, ENOMEM, "vcpu %u: out of memory", st->index);
+        for (size_t i = 0; i < st->n_regs; i++) {
+                const struct vcpu_reg *reg = &st->regs[i];
+
+                if (reg->size != kvmreg_size(reg->id) || reg->size > KVMREG_MAX_BYTES)
+                        return svemig_error_set(
+                                err, EINVAL,
+                                "vcpu %u: register 0x%016llx has %u bytes, its ID says %u (at "
+                                "most %u)",
+                                st->index, (unsigned long long)reg->id, reg->size, kvmreg_size(reg->id),
+                                KVMREG_MAX_BYTES);
+                svemig__reg_value__init(&regs[i]);
+                regs[i].id = reg->id;
+                regs[i].value = (ProtobufCBinaryData){reg->size, reg->value};
+                ptrs[i] = &regs[i];
+        }
+        msg.index = st->index;
+        msg.features = st->features;
+        msg.vls = (ProtobufCBinaryData){KVMREG_VLS_BYTES, (uint8_t *)st->vls.w};
+        msg.mp_state = st->mp_state;
+        msg.n_regs = st->n_regs;
+        msg.regs = ptrs;
+
+        len = svemig__vcpu_state__get_packed_size(&msg);
+        if (len > SVEMIG_STREAM_FRAME_MAX)
+                return svemig_error_set(err, E2BIG, "vcpu %u: %zu bytes, over the frame limit of %u",
+                                        st->index, len, SVEMIG_STREAM_FRAME_MAX);
+        if (bytebuf_reserve(&w->pack, len + 1) < 0 || bytebuf_reserve(&w->zbuf, frame_lz4_bound(len)) < 0)
+                return svemig_error_set(err, ENOMEM, "vcpu %u: out of memory", st->index);
+        svemig__vcpu_state__pack(&msg, w->pack.p);
+        frame_build(&f, SVEMIG_FRAME_VCPU, true, w->pack.p, len,
+                    w->info.compression == SVEMIG_COMPRESSION_LZ4, w->zbuf.p);
+        r = stream_writer_emit(w, &f, err);
+        if (r < 0)
+                return r;
+        w->vcpu_seen[st->index / 8] |= 1u << (st->index % 8);
+        w->stats.vcpus++;
+        return 0;
+}
+
+int svemig_stream_writer_finish(struct svemig_stream_writer *w, struct svemig_error *err)
+{
+        Svemig__Trailer t = SVEMIG__TRAILER__INIT;
+        uint8_t packed[256];
+        struct frame_out f;
+        size_t len;
+        int r;
+
+        r = writer_ready(w, err);
+        if (r < 0)
+                return r;
+        if (w->stats.vcpus != w->info.vcpu_count)
+                return svemig_error_set(
+                        err, EINVAL,
+                        "the stream header announces %u vcpus but %u were written: write them "
+                        "all before the trailer",
+                        w->info.vcpu_count, w->stats.vcpus);
+
+        digest_value(w->digest, w->info.digest, w->stats.digest, &w->stats.digest_bytes);
+        t.frames = w->stats.frames;
+        t.vcpus = w->stats.vcpus;
+        t.mem_chunks = w->stats.mem_chunks;
+        t.mem_pages = w->stats.mem_pages;
+        t.zero_pages = w->stats.zero_pages;
+        t.length = w->stats.bytes;
+        t.digest = (Svemig__Digest)w->info.digest;
+        t.digest_value = (ProtobufCBinaryData){w->stats.digest_bytes, w->stats.digest};
+        len = svemig__trailer__get_packed_size(&t);
+        if (len > sizeof(packed))
+                return svemig_error_set(err, EOVERFLOW, "the trailer does not fit: %zu bytes", len);
+        svemig__trailer__pack(&t, packed);
+        frame_build(&f, SVEMIG_FRAME_TRAILER, true, packed, len, false, NULL);
+        r = stream_writer_emit(w, &f, err);
+        if (r < 0)
+                return r;
+        w->stats.frames--; /* the trailer does not count itself */
+        w->finished = true;
+        return 0;
+}
+
+const struct svemig_stream_stats *svemig_stream_writer_stats(const struct svemig_stream_writer *w)
+{
+        return &w->stats;
+}
+
+/* ---- Reader ---- */
+
+/* Reads up to n bytes, stopping early only at the end of the stream; *got says how many. */
+static int reader_fill(struct svemig_stream_reader *r, void *buf, size_t n, size_t *got)
+{
+        *got = 0;
+        while (*got < n) {
+                ssize_t k = read(r->fd, (uint8_t *)buf + *got, n - *got);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN) {
+                                struct pollfd p = {.fd = r->fd, .events = POLLIN};
+                                (void)poll(&p, 1, -1);
+                                continue;
+                        }
+                        return negative_errno();
+                }
+                if (k == 0)
+                        break;
+                *got += (size_t)k;
+        }
+        return 0;
+}
+
+/* Reads exactly n bytes, or says where and inside what the stream ended. */
+static int reader_get(struct svemig_stream_reader *r, void *buf, size_t n, const char *what,
+                      struct svemig_error *err)
+{
+        size_t got;
+        int k = reader_fill(r, buf, n, &got);
+
+        if (k < 0)
+                return svemig_error_set(err, k, "reading the stream at offset %llu failed: %s",
+                                        (unsigned long long)(r->offset + got), strerror(-k));
+        if (got < n)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: the stream is truncated: it ends %s (%zu of %zu bytes "
+                                        "there)",
+                                        (unsigned long long)(r->offset + got), what, got, n);
+        r->offset += n;
+        return 0;
+}
+
+static const char *magic_problem(const uint8_t m[STREAM_MAGIC_SIZE])
+{
+        static const uint8_t crlf_to_lf[] = {0x89, 'S', 'V', 'M', '\n', 0x1a, '\n'};
+        static const uint8_t lf_to_crlf[] = {0x89, 'S', 'V', 'M', '\r', '\r', '\n', 0x1a};
+        static const uint8_t lf_to_crlf2[] = {0x89, 'S', 'V', 'M', '\r', '\n', 0x1a, '\r'};
+
+        if (memcmp(m, stream_magic, STREAM_MAGIC_SIZE) == 0)
+                return NULL;
+        if (m[0] == (0x89 & 0x7f) && memcmp(m + 1, "SVM", 3) == 0)
+                return "its first byte lost its high bit: it went through a 7-bit channel";
+        if (memcmp(m, crlf_to_lf, sizeof(crlf_to_lf)) == 0)
+                return "CR LF became LF: it was copied in text mode";
+        if (memcmp(m, lf_to_crlf, sizeof(lf_to_crlf)) == 0 ||
+            memcmp(m, lf_to_crlf2, sizeof(lf_to_crlf2)) == 0)
+                return "LF became CR LF: it was copied in text mode";
+        if (memcmp(m, stream_magic, 4) == 0)
+                return "its line-ending bytes are mangled: it was copied in text mode";
+        return "this is not an svemig stream";
+}
+
+static size_t copy_string(char *dst, const char *src)
+{
+        return (size_t)snprintf(dst, SVEMIG_STREAM_STRING_MAX, "%s", src ? src : "");
+}
+
+static int vls_from_bytes(vqset_t *out, const ProtobufCBinaryData *b)
+{
+        vqset_clear(out);
+        if (b->len == 0)
+                return 0;
+        if (b->len != KVMREG_VLS_BYTES)
+                return -EBADMSG;
+        memcpy(out->w, b->data, KVMREG_VLS_BYTES);
+        return 0;
+}
+
+/* The header message into r->info, with every limit checked. */
+static int reader_take_header(struct svemig_stream_reader *r, const Svemig__StreamHeader *h,
+                              const char *where, struct svemig_error *err)
+{
+        struct svemig_stream_info *info = &r->info;
+        const char *strings[] = {
+                h->producer ? h->producer->name : "",
+                h->producer ? h->producer->version : "",
+                h->producer ? h->producer->host_name : "",
+                h->source_kernel,
+                h->hypervisor,
+                h->purpose,
+        };
+        char *dst[] = {info->producer_name, info->producer_version, info->host_name,
+                       info->source_kernel, info->hypervisor,       info->purpose};
+        size_t blob = 0, off = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(strings); i++)
+                if (copy_string(dst[i], strings[i]) >= SVEMIG_STREAM_STRING_MAX)
+                        return svemig_error_set(err, E2BIG,
+                                                "%s: a string of %zu bytes, over the limit of %u", where,
+                                                strlen(strings[i]), SVEMIG_STREAM_STRING_MAX - 1);
+        if (vls_from_bytes(&info->host_vls, &h->host_vls) < 0 ||
+            vls_from_bytes(&info->guest_vls, &h->guest_vls) < 0)
+                return svemig_error_set(err, EBADMSG, "%s: a VL set is %zu/%zu bytes, not %u", where,
+                                        h->host_vls.len, h->guest_vls.len, KVMREG_VLS_BYTES);
+        info->guest_max_vq = h->guest_max_vq;
+        info->vcpu_features = h->vcpu_features;
+        info->vcpu_count = h->vcpu_count;
+        info->page_size = h->page_size;
+        info->chunk_pages = h->chunk_pages;
+        info->compression = (enum svemig_compression)h->compression;
+        info->digest = (enum svemig_digest)h->digest;
+        info->created_ns = h->created_ns;
+        if (h->frame_checksum != SVEMIG__FRAME_CHECKSUM__FRAME_CHECKSUM_XXH3_64)
+                return svemig_error_set(err, EPROTO,
+                                        "%s: frame checksum algorithm %d is unknown to this reader", where,
+                                        (int)h->frame_checksum);
+
+        /* Counts first: nothing is allocated for a header that claims too much. */
+        if (h->n_slots > SVEMIG_STREAM_SLOTS_MAX)
+                return svemig_error_set(err, E2BIG, "%s: %zu memory slots, over the limit of %u", where,
+                                        h->n_slots, SVEMIG_STREAM_SLOTS_MAX);
+        if (h->n_id_regs > SVEMIG_STREAM_ID_REGS_MAX)
+                return svemig_error_set(err, E2BIG, "%s: %zu ID registers, over the limit of %u", where,
+                                        h->n_id_regs, SVEMIG_STREAM_ID_REGS_MAX);
+        if (h->n_frame_kinds > SVEMIG_STREAM_FRAME_KINDS_MAX)
+                return svemig_error_set(err, E2BIG, "%s: %zu frame kinds, over the limit of %u", where,
+                                        h->n_frame_kinds, SVEMIG_STREAM_FRAME_KINDS_MAX);
+
+        r->slots = calloc(h->n_slots + 1, sizeof(*r->slots));
+        r->id_regs = calloc(h->n_id_regs + 1, sizeof(*r->id_regs));
+        if (!r->slots || !r->id_regs)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < h->n_slots; i++) {
+                r->slots[i].id = h->slots[i]->id;
+                r->slots[i].gpa = h->slots[i]->gpa;
+                r->slots[i].size = h->slots[i]->size;
+        }
+        info->slots = r->slots;
+        info->n_slots = h->n_slots;
+
+        for (size_t i = 0; i < h->n_id_regs; i++) {
+                const Svemig__RegValue *v = h->id_regs[i];
+                if (kvmreg_size(v->id) > KVMREG_MAX_BYTES || v->value.len != kvmreg_size(v->id))
+                        return svemig_error_set(
+                                err, EBADMSG, "%s: ID register 0x%016llx has %zu bytes, its ID says %u",
+                                where, (unsigned long long)v->id, v->value.len, kvmreg_size(v->id));
+                blob += v->value.len;
+        }
+        r->id_reg_blob = malloc(blob + 1);
+        if (!r->id_reg_blob)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < h->n_id_regs; i++) {
+                const Svemig__RegValue *v = h->id_regs[i];
+                r->id_regs[i].id = v->id;
+                r->id_regs[i].size = (uint32_t)v->value.len;
+                r->id_regs[i].value = r->id_reg_blob + off;
+                memcpy(r->id_reg_blob + off, v->value.data, v->value.len);
+                off += v->value.len;
+        }
+        info->id_regs = r->id_regs;
+        info->n_id_regs = h->n_id_regs;
+
+        for (size_t i = 0; i < h->n_frame_kinds; i++) {
+                const Svemig__FrameKind *k = h->frame_kinds[i];
+                struct frame_kind *fk = &r->kinds[r->n_kinds++];
+
+                if (k->type == 0 || k->type > UINT16_MAX || k->since_minor > UINT16_MAX)
+                        return svemig_error_set(err, EBADMSG,
+                                                "%s: frame kind %u (since v1.%u) is out of range", where,
+                                                k->type, k->since_minor);
+                fk->type = (uint16_t)k->type;
+                fk->since_minor = (uint16_t)k->since_minor;
+                fk->required = k->required;
+                snprintf(fk->name, sizeof(fk->name), "%s", k->name ? k->name : "");
+                /* A stream that will carry a required frame this build cannot read is refused now. */
+                if (fk->required && !known_kind(fk->type))
+                        return svemig_error_set(
+                                err, EPROTO,
+                                "%s: the stream carries required frames of type %u (\"%s\"), "
+                                "introduced in stream format v%u.%u; this svemig reads v%u.%u: "
+                                "upgrade svemig to read it",
+                                where, fk->type, fk->name, SVEMIG_STREAM_MAJOR, fk->since_minor,
+                                SVEMIG_STREAM_MAJOR, SVEMIG_STREAM_MINOR);
+        }
+        return info_check(info, EBADMSG, where, err);
+}
+
+void svemig_stream_reader_free(struct svemig_stream_reader *r)
+{
+        if (!r)
+                return;
+        workpool_free(r->pool);
+        if (r->digest)
+                XXH3_freeState(r->digest);
+        bytebuf_done(&r->buf);
+        bytebuf_done(&r->raw);
+        pbarena_done(&r->arena);
+        free(r->slots);
+        free(r->id_regs);
+        free(r->id_reg_blob);
+        free(r);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct svemig_stream_reader *, svemig_stream_reader_free);
+
+static int reader_open_header(struct svemig_stream_reader *r, struct svemig_error *err)
+{
+        uint8_t pre[STREAM_PREAMBLE_SIZE];
+        Svemig__StreamHeader *h;
+        uint32_t len, major, minor;
+        uint64_t want, have;
+        const char *problem;
+        char where[64];
+        int k;
+
+        k = reader_get(r, pre, STREAM_MAGIC_SIZE, "inside the magic", err);
+        if (k < 0)
+                return k;
+        problem = magic_problem(pre);
+        if (problem)
+                return svemig_error_set(
+                        err, EBADMSG, "offset 0: wrong magic %02x %02x %02x %02x %02x %02x %02x %02x: %s",
+                        pre[0], pre[1], pre[2], pre[3], pre[4], pre[5], pre[6], pre[7], problem);
+        k = reader_get(r, pre + STREAM_MAGIC_SIZE, STREAM_PREAMBLE_SIZE - STREAM_MAGIC_SIZE,
+                       "inside the version and header length", err);
+        if (k < 0)
+                return k;
+        major = get_le16(pre + 8);
+        minor = get_le16(pre + 10);
+        len = get_le32(pre + 12);
+        if (major != SVEMIG_STREAM_MAJOR)
+                return svemig_error_set(err, EPROTONOSUPPORT,
+                                        "offset 8: stream format v%u.%u; this svemig reads v%u.x only%s",
+                                        major, minor, SVEMIG_STREAM_MAJOR,
+                                        major > SVEMIG_STREAM_MAJOR ? ": upgrade svemig to read it" : "");
+        if (len > SVEMIG_STREAM_HEADER_MAX)
+                return svemig_error_set(err, E2BIG, "offset 12: a header of %u bytes, over the limit of %u",
+                                        len, SVEMIG_STREAM_HEADER_MAX);
+        if (bytebuf_reserve(&r->buf, STREAM_PREAMBLE_SIZE + (size_t)len + 8) < 0)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        memcpy(r->buf.p, pre, STREAM_PREAMBLE_SIZE);
+        k = reader_get(r, r->buf.p + STREAM_PREAMBLE_SIZE, (size_t)len + 8, "inside the header", err);
+        if (k < 0)
+                return k;
+        want = get_le64(r->buf.p + STREAM_PREAMBLE_SIZE + len);
+        have = XXH3_64bits(r->buf.p, STREAM_PREAMBLE_SIZE + len);
+        if (want != have)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %u: header checksum mismatch (stored 0x%016llx, computed "
+                                        "0x%016llx): the header is corrupt",
+                                        STREAM_PREAMBLE_SIZE + len, (unsigned long long)want,
+                                        (unsigned long long)have);
+        if (pbarena_reset(&r->arena, pbarena_budget(len)) < 0)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        h = svemig__stream_header__unpack(&r->arena.allocator, len, r->buf.p + STREAM_PREAMBLE_SIZE);
+        if (!h)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %u: the header is not a valid StreamHeader message",
+                                        STREAM_PREAMBLE_SIZE);
+        r->info.major = major;
+        r->info.minor = minor;
+        snprintf(where, sizeof(where), "offset %u: header", STREAM_PREAMBLE_SIZE);
+        k = reader_take_header(r, h, where, err);
+        if (k < 0)
+                return k;
+
+        digest_reset(r->digest, r->info.digest);
+        stream_digest_update(r->digest, r->info.digest, r->buf.p, STREAM_PREAMBLE_SIZE + (size_t)len + 8);
+        return 0;
+}
+
+int svemig_stream_reader_open(int fd, const struct svemig_stream_read_opts *opts,
+                              struct svemig_stream_reader **out, struct svemig_error *err)
+{
+        _cleanup_(svemig_stream_reader_freep) struct svemig_stream_reader *r = NULL;
+        int k;
+
+        if (fd < 0 || !out)
+                return svemig_error_set(err, EINVAL, "stream reader: no fd or result given");
+        r = calloc(1, sizeof(*r));
+        if (!r)
+                return svemig_error_set(err, ENOMEM, "stream reader: out of memory");
+        r->fd = fd;
+        r->n_threads = opts ? opts->n_threads : 0;
+        pbarena_init(&r->arena);
+        r->digest = XXH3_createState();
+        if (!r->digest)
+                return svemig_error_set(err, ENOMEM, "stream reader: out of memory");
+        k = reader_open_header(r, err);
+        if (k < 0)
+                return k;
+        *out = r;
+        r = NULL;
+        return 0;
+}
+
+const struct svemig_stream_info *svemig_stream_reader_info(const struct svemig_stream_reader *r)
+{
+        return &r->info;
+}
+
+uint64_t svemig_stream_reader_offset(const struct svemig_stream_reader *r)
+{
+        return r->offset;
+}
+
+const struct svemig_stream_stats *svemig_stream_reader_stats(const struct svemig_stream_reader *r)
+{
+        return &r->stats;
+}
+
+static const struct frame_kind *reader_kind(const struct svemig_stream_reader *r, uint16_t type)
+{
+        for (size_t i = 0; i < r->n_kinds; i++)
+                if (r->kinds[i].type == type)
+                        return &r->kinds[i];
+        return NULL;
+}
+
+/* The most a frame of a known type may hold decompressed. */
+static uint32_t frame_raw_limit(const struct svemig_stream_reader *r, uint16_t type)
+{
+        switch (type) {
+        case SVEMIG_FRAME_MEMORY:
+                return (uint32_t)memchunk_raw_max(r->info.page_size, r->info.chunk_pages);
+        case SVEMIG_FRAME_TRAILER:
+                return TRAILER_RAW_MAX;
+        default:
+                return SVEMIG_STREAM_FRAME_MAX;
+        }
+}
+
+int stream_reader_read_frame(struct svemig_stream_reader *r, struct svemig_error *err)
+{
+        for (;;) {
+                uint64_t off = r->offset;
+                uint8_t head[FRAME_HEAD_SIZE];
+                struct frame_head h;
+                const struct frame_kind *known;
+                size_t got = 0;
+                int k;
+
+                /* A clean end between frames is still a truncation: the trailer is missing. */
+                k = reader_fill(r, head, FRAME_HEAD_SIZE, &got);
+                if (k < 0)
+                        return svemig_error_set(err, k, "reading the stream at offset %llu failed: %s",
+                                                (unsigned long long)off, strerror(-k));
+                if (got == 0)
+                        return svemig_error_set(
+                                err, EBADMSG,
+                                "offset %llu: the stream is truncated: it ends after %llu frames, "
+                                "without a trailer",
+                                (unsigned long long)off, (unsigned long long)r->stats.frames);
+                if (got < FRAME_HEAD_SIZE)
+                        return svemig_error_set(
+                                err, EBADMSG,
+                                "offset %llu: the stream is truncated: it ends inside a frame head "
+                                "(%zu of %u bytes there)",
+                                (unsigned long long)off, got, FRAME_HEAD_SIZE);
+                r->offset += FRAME_HEAD_SIZE;
+                k = frame_head_parse(head, &h, off, err);
+                if (k < 0)
+                        return k;
+
+                known = known_kind(h.type);
+                if (!known && (h.flags & FRAME_F_REQUIRED)) {
+                        const struct frame_kind *fk = reader_kind(r, h.type);
+                        return svemig_error_set(
+                                err, EPROTO,
+                                "offset %llu: frame type %u%s%s%s is required and was introduced "
+                                "in stream format v%u.%u; this svemig reads v%u.%u: upgrade "
+                                "svemig to read it",
+                                (unsigned long long)off, h.type, fk ? " (\"" : "", fk ? fk->name : "",
+                                fk ? "\")" : "", SVEMIG_STREAM_MAJOR, fk ? fk->since_minor : h.since_minor,
+                                SVEMIG_STREAM_MAJOR, SVEMIG_STREAM_MINOR);
+                }
+                if (known && h.raw_len > frame_raw_limit(r, h.type))
+                        return svemig_error_set(
+                                err, E2BIG, "offset %llu: a %s frame of %u bytes, over its limit of %u",
+                                (unsigned long long)off, known->name, h.raw_len, frame_raw_limit(r, h.type));
+
+                if (h.type == SVEMIG_FRAME_TRAILER) {
+                        unsigned n;
+                        digest_value(r->digest, r->info.digest, r->trailer_digest, &n);
+                } else {
+                        stream_digest_update(r->digest, r->info.digest, head, FRAME_HEAD_SIZE);
+                }
+                if (bytebuf_reserve(&r->buf, (size_t)h.stored_len + FRAME_TAIL_SIZE) < 0)
+                        return svemig_error_set(err, ENOMEM, "out of memory");
+                k = reader_get(r, r->buf.p, (size_t)h.stored_len + FRAME_TAIL_SIZE,
+                               known ? "inside a frame payload" : "inside an unknown frame", err);
+                if (k < 0)
+                        return k;
+                if (h.type != SVEMIG_FRAME_TRAILER) {
+                        stream_digest_update(r->digest, r->info.digest, r->buf.p,
+                                             (size_t)h.stored_len + FRAME_TAIL_SIZE);
+                        r->stats.frames++;
+                }
+                if (!known) {
+                        /* An optional frame from a newer minor: check it, count it, pass it over. */
+                        uint64_t want = get_le64(r->buf.p + h.stored_len),
+                                 have = XXH3_64bits(r->buf.p, h.stored_len);
+                        if (want != have)
+                                return svemig_error_set(
+                                        err, EBADMSG,
+                                        "offset %llu: optional frame type %u: payload checksum "
+                                        "mismatch: the stream is corrupt",
+                                        (unsigned long long)off, h.type);
+                        r->stats.skipped++;
+                        continue;
+                }
+                if (h.type == SVEMIG_FRAME_VCPU)
+                        r->stats.vcpus++;
+                else if (h.type == SVEMIG_FRAME_MEMORY)
+                        r->stats.mem_chunks++;
+                r->head = h;
+                r->head_offset = off;
+                r->pending = true;
+                r->pending_seen = false;
+                return h.type;
+        }
+}
+
+/* Checks and decompresses the pending frame's payload into r->raw. */
+static int reader_open_payload(struct svemig_stream_reader *r, const uint8_t **raw, struct svemig_error *err)
+{
+        if (bytebuf_reserve(&r->raw, (size_t)r->head.raw_len + 1) < 0 ||
+            pbarena_reset(&r->arena, pbarena_budget(r->head.raw_len)) < 0)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        return frame_payload_open(&r->head, r->buf.p, r->raw.p, raw, r->head_offset, err);
+}
+
+static int reader_trailer(struct svemig_stream_reader *r, struct svemig_error *err)
+{
+        const struct svemig_stream_stats *s = &r->stats;
+        unsigned dlen = r->info.digest == SVEMIG_DIGEST_XXH3_64 ? 8 : 16;
+        unsigned long long off = r->head_offset;
+        const uint8_t *raw;
+        Svemig__Trailer *t;
+        int k;
+
+        k = reader_open_payload(r, &raw, err);
+        if (k < 0)
+                return k;
+        t = svemig__trailer__unpack(&r->arena.allocator, r->head.raw_len, raw);
+        if (!t)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: the trailer is not a valid Trailer message", off);
+        if (t->length != r->head_offset)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: the trailer says the stream before it has %llu bytes",
+                                        off, (unsigned long long)t->length);
+        if (t->frames != s->frames || t->vcpus != s->vcpus || t->mem_chunks != s->mem_chunks)
+                return svemig_error_set(
+                        err, EBADMSG,
+                        "offset %llu: the trailer counts %llu frames (%u vcpus, %llu memory "
+                        "chunks) but the stream has %llu (%u, %llu): frames were lost or added",
+                        off, (unsigned long long)t->frames, t->vcpus, (unsigned long long)t->mem_chunks,
+                        (unsigned long long)s->frames, s->vcpus, (unsigned long long)s->mem_chunks);
+        if (r->mem_decoded == s->mem_chunks &&
+            (t->mem_pages != s->mem_pages || t->zero_pages != s->zero_pages))
+                return svemig_error_set(
+                        err, EBADMSG,
+                        "offset %llu: the trailer counts %llu pages (%llu zero) but the memory "
+                        "frames carry %llu (%llu)",
+                        off, (unsigned long long)t->mem_pages, (unsigned long long)t->zero_pages,
+                        (unsigned long long)s->mem_pages, (unsigned long long)s->zero_pages);
+        if (s->vcpus != r->info.vcpu_count)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: the stream holds %u vcpus but its header announces %u",
+                                        off, s->vcpus, r->info.vcpu_count);
+        if ((unsigned)t->digest != (unsigned)r->info.digest || t->digest_value.len != dlen)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: the trailer's digest is not the header's %s", off,
+                                        svemig_digest_name(r->info.digest));
+        if (memcmp(t->digest_value.data, r->trailer_digest, dlen) != 0)
+                return svemig_error_set(
+                        err, EBADMSG,
+                        "offset %llu: the %s digest of the stream does not match its trailer: "
+                        "the stream is corrupt",
+                        off, svemig_digest_name(r->info.digest));
+        memcpy(r->stats.digest, r->trailer_digest, dlen);
+        r->stats.digest_bytes = dlen;
+        r->stats.bytes = r->offset;
+        return 0;
+}
+
+int svemig_stream_next(struct svemig_stream_reader *r, struct svemig_error *err)
+{
+        int k = stream_check(&r->failure, err);
+
+        if (k < 0)
+                return k;
+        if (r->done)
+                return 0;
+        /* A frame read ahead by svemig_stream_read_memory() is returned now; a returned one is passed over.
+         */
+        if (!r->pending || r->pending_seen) {
+                r->pending = false;
+                k = stream_reader_read_frame(r, err);
+                if (k < 0)
+                        return stream_fail(&r->failure, k, err);
+        }
+        if (r->head.type == SVEMIG_FRAME_TRAILER) {
+                r->pending = false;
+                k = reader_trailer(r, err);
+                if (k < 0)
+                        return stream_fail(&r->failure, k, err);
+                r->done = true;
+                return 0;
+        }
+        r->pending_seen = true;
+        r->stats.bytes = r->offset;
+        return r->head.type;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+static int reader_vcpu(struct svemig_stream_reader *r, struct vcpu_state *st, struct svemig_error *err)
+{
+        unsigned long long off = r->head_offset;
+        _cleanup_free_ uint64_t *ids = NULL, *sorted = NULL;
+        struct vcpu_state out = {0};
+        const uint8_t *raw;
+        Svemig__VcpuState *m;
+        int k;
+
+        k = reader_open_payload(r, &raw, err);
+        if (k < 0)
+                return k;
+        m = svemig__vcpu_state__unpack(&r->arena.allocator, r->head.raw_len, raw);
+        if (!m)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: the VCPU frame is not a valid VcpuState message", off);
+        if (m->index >= r->info.vcpu_count)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: vcpu %u, but the header announces %u vcpus", off,
+                                        m->index, r->info.vcpu_count);
+        if (r->vcpu_seen[m->index / 8] & (1u << (m->index % 8)))
+                return svemig_error_set(err, EBADMSG, "offset %llu: vcpu %u appears twice", off, m->index);
+        if (m->n_regs > SVEMIG_STREAM_REGS_MAX)
+                return svemig_error_set(err, E2BIG,
+                                        "offset %llu: vcpu %u has %zu registers, over the limit of %u", off,
+                                        m->index, m->n_regs, SVEMIG_STREAM_REGS_MAX);
+        if (vls_from_bytes(&out.vls, &m->vls) < 0)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: vcpu %u: its VL set has %zu bytes, not %u", off,
+                                        m->index, m->vls.len, KVMREG_VLS_BYTES);
+
+        ids = calloc(m->n_regs + 1, sizeof(*ids));
+        sorted = calloc(m->n_regs + 1, sizeof(*sorted));
+        if (!ids || !sorted)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < m->n_regs; i++) {
+                const Svemig__RegValue *v = m->regs[i];
+
+                if (kvmreg_size(v->id) > KVMREG_MAX_BYTES || v->value.len != kvmreg_size(v->id))
+                        return svemig_error_set(
+                                err, EBADMSG,
+                                "offset %llu: vcpu %u: register 0x%016llx has %zu bytes, its ID "
+                                "says %u (at most %u)",
+                                off, m->index, (unsigned long long)v->id, v->value.len, kvmreg_size(v->id),
+                                KVMREG_MAX_BYTES);
+                ids[i] = sorted[i] = v->id;
+        }
+        qsort(sorted, m->n_regs, sizeof(*sorted), cmp_u64);
+        for (size_t i = 1; i < m->n_regs; i++)
+                if (sorted[i] == sorted[i - 1])
+                        return svemig_error_set(err, EBADMSG,
+                                                "offset %llu: vcpu %u: register 0x%016llx appears twice",
+                                                off, m->index, (unsigned long long)sorted[i]);
+
+        if (vcpu_state_alloc(&out, ids, m->n_regs) < 0)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < m->n_regs; i++)
+                memcpy(out.regs[i].value, m->regs[i]->value.data, out.regs[i].size);
+        out.index = m->index;
+        out.features = m->features;
+        (void)vls_from_bytes(&out.vls, &m->vls);
+        out.mp_state = m->mp_state;
+        r->vcpu_seen[m->index / 8] |= 1u << (m->index % 8);
+        *st = out;
+        return 0;
+}
+
+int svemig_stream_read_vcpu(struct svemig_stream_reader *r, struct vcpu_state *st, struct svemig_error *err)
+{
+        int k = stream_check(&r->failure, err);
+
+        if (k < 0)
+                return k;
+        if (!r->pending || !r->pending_seen || r->head.type != SVEMIG_FRAME_VCPU)
+                return svemig_error_set(err, EINVAL,
+                                        "no VCPU frame is pending: call svemig_stream_next() first");
+        k = reader_vcpu(r, st, err);
+        if (k < 0)
+                return stream_fail(&r->failure, k, err);
+        r->pending = false;
+        return 0;
+}

@@ -1,0 +1,357 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Helpers for svemigd's integration tests: real daemons on temporary sockets.
+
+The control API's frames are built and read here byte by byte (protobuf wire
+format, proto/api.proto), so a test can also send what a well-behaved client
+never would: malformed messages, unknown operations, huge length prefixes.
+"""
+
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import textwrap
+import time
+import unittest
+
+SVEMIGD = os.environ.get("SVEMIGD", "svemigd")
+SVEMIGCTL = os.environ.get("SVEMIGCTL", "svemigctl")
+
+# Generous: these bound a hang, they are not what a test asserts.
+WAIT = 30.0
+
+# errno values as Linux numbers them (the daemon sends Linux errnos).
+EACCES, EINVAL, EEXIST, ENOENT, ENOSYS = 13, 22, 17, 2, 38
+EMSGSIZE, EOPNOTSUPP, EBADMSG, ESHUTDOWN = 90, 95, 74, 108
+
+# Request.op field numbers
+OP_HOST_INFO, OP_GUEST_CREATE, OP_GUEST_LIST, OP_SNAPSHOT, OP_CANCEL = 10, 11, 17, 19, 21
+# Response.result field numbers
+RESULT_HOST_INFO, RESULT_CANCEL = 10, 15
+
+
+# --- protobuf wire format, just enough ---
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def field_varint(num, value):
+    return varint(num << 3) + varint(value)
+
+
+def field_bytes(num, data):
+    return varint(num << 3 | 2) + varint(len(data)) + data
+
+
+def request(req_id, op, body=b""):
+    """A Request: id and one operation (its field number and encoded body)."""
+    return field_varint(1, req_id) + field_bytes(op, body)
+
+
+def cancel_request(req_id, target_request_id):
+    return request(req_id, OP_CANCEL, field_varint(1, target_request_id))
+
+
+def frame(msg):
+    return struct.pack("<I", len(msg)) + msg
+
+
+def read_varint(buf, i):
+    shift = value = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
+def parse(buf):
+    """Decodes a message into {field: [values]} (bytes for length-delimited fields)."""
+    fields = {}
+    i = 0
+    while i < len(buf):
+        key, i = read_varint(buf, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = read_varint(buf, i)
+        elif wt == 2:
+            n, i = read_varint(buf, i)
+            v, i = bytes(buf[i:i + n]), i + n
+        elif wt == 1:
+            v, i = buf[i:i + 8], i + 8
+        elif wt == 5:
+            v, i = buf[i:i + 4], i + 4
+        else:
+            raise ValueError("wire type %d" % wt)
+        fields.setdefault(num, []).append(v)
+    return fields
+
+
+def packed_varints(data):
+    out, i = [], 0
+    while i < len(data):
+        v, i = read_varint(data, i)
+        out.append(v)
+    return out
+
+
+class Response:
+    def __init__(self, fields):
+        self.id = fields.get(1, [0])[0]
+        status = parse(fields[2][0]) if 2 in fields else {}
+        self.code = status.get(1, [0])[0]
+        self.message = status.get(2, [b""])[0].decode()
+        self.results = {k: v[0] for k, v in fields.items() if k >= 10}
+
+    def __repr__(self):
+        return "Response(id=%d, code=%d, message=%r, results=%r)" % (
+            self.id, self.code, self.message, sorted(self.results))
+
+
+class Progress:
+    def __init__(self, fields):
+        self.id = fields.get(1, [0])[0]
+        self.phase = fields.get(2, [b""])[0].decode()
+
+
+def host_info(data):
+    f = parse(data)
+    return {
+        "backend": f.get(1, [b""])[0].decode(),
+        "kernel": f.get(2, [b""])[0].decode(),
+        "host_name": f.get(3, [b""])[0].decode(),
+        "sve": bool(f.get(4, [0])[0]),
+        "vl_bits": packed_varints(f[5][0]) if 5 in f else [],
+        "max_vl_bits": f.get(7, [0])[0],
+        "cpus": f.get(8, [0])[0],
+    }
+
+
+# --- a client on a raw socket ---
+
+class Client:
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(WAIT)
+        self.sock.connect(path)
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def call(self, req_id, op, body=b""):
+        self.send(frame(request(req_id, op, body)))
+        return self.response()
+
+    def recv_exact(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise EOFError("svemigd closed the connection after %d of %d bytes" % (len(buf), n))
+            buf += chunk
+        return buf
+
+    def message(self):
+        (n,) = struct.unpack("<I", self.recv_exact(4))
+        f = parse(self.recv_exact(n))
+        if 1 in f:
+            return Response(parse(f[1][0]))
+        return Progress(parse(f[2][0]))
+
+    def response(self):
+        while True:
+            m = self.message()
+            if isinstance(m, Response):
+                return m
+
+    def at_eof(self):
+        """True when the daemon closed the connection (waits for it)."""
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+
+# --- sd_notify ---
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.messages = []
+
+    def close(self):
+        self.sock.close()
+
+    def drain(self):
+        """Reads every datagram already sent; returns them all."""
+        while select.select([self.sock], [], [], 0)[0]:
+            self.messages.append(self.sock.recv(4096).decode())
+        return self.messages
+
+    def wait_for(self, line, timeout=WAIT):
+        """Waits until a datagram carries 'line' (e.g. "READY=1"); returns its datagram."""
+        deadline = time.monotonic() + timeout
+        for m in self.messages:
+            if line in m.split("\n"):
+                return m
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                break
+            m = self.sock.recv(4096).decode()
+            self.messages.append(m)
+            if line in m.split("\n"):
+                return m
+        raise AssertionError("no %s from svemigd; got %r" % (line, self.messages))
+
+
+# --- daemons ---
+
+def write_config(directory, text="", socket_group=None, backend="sim"):
+    """A migrate.conf for a daemon confined to 'directory'; returns (path, socket path)."""
+    sock = os.path.join(directory, "svemigd.sock")
+    group = "%d" % os.getegid() if socket_group is None else socket_group
+    conf = textwrap.dedent("""\
+        [daemon]
+        host-name = testhost
+        state-directory = {d}/state
+        socket = {s}
+        socket-group = {g}
+        [hypervisor]
+        backend = {b}
+        """).format(d=directory, s=sock, g=group, b=backend) + textwrap.dedent(text)
+    path = os.path.join(directory, "migrate.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return path, sock
+
+
+class Daemon:
+    """svemigd run for real: by hand (binding its socket) or under systemd-socket-activate."""
+
+    def __init__(self, directory, conf, env=None, activate_socket=None, args=()):
+        self.log_path = os.path.join(directory, "svemigd.log")
+        self.log = open(self.log_path, "w")
+        cmd = [SVEMIGD, "--config", conf, "--foreground", "--verbose"] + list(args)
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        if activate_socket:
+            # systemd-socket-activate passes on only what -E names.
+            passed = []
+            for k in sorted((env or {}).keys()):
+                passed += ["-E", k]
+            cmd = ["systemd-socket-activate", "-l", activate_socket] + passed + cmd
+        self.proc = subprocess.Popen(cmd, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def wait_for_log(self, text, timeout=WAIT):
+        """Waits until the daemon has logged 'text' (it handles clients in no set order)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError("svemigd never logged %r; its log:\n%s" % (text, self.output()))
+            time.sleep(0.02)
+
+    def signal(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=WAIT):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("svemigd did not exit; its log:\n" + self.output())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+        rc = self.wait()
+        self.log.close()
+        return rc
+
+
+def wait_for_socket(path, daemon=None, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon and daemon.proc.poll() is not None:
+            raise AssertionError("svemigd exited with %d:\n%s" % (daemon.proc.returncode, daemon.output()))
+        try:
+            c = Client(path)
+            c.close()
+            return
+        except (FileNotFoundError, ConnectionRefusedError):
+            time.sleep(0.02)
+    raise AssertionError("svemigd never listened on %s" % path)
+
+
+def ctl(*args, env=None, user=None):
+    """Runs svemigctl; user=(uid, gid, [groups]) runs it as someone else via setpriv."""
+    cmd = [SVEMIGCTL] + list(args)
+    if user:
+        uid, gid, groups = user
+        cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid] + (
+            ["--groups=" + ",".join(map(str, groups))] if groups else ["--clear-groups"]) + cmd
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WAIT)
+
+
+class DaemonTestCase(unittest.TestCase):
+    """A temporary directory (readable by other users) per test."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="svemigd-test-")
+        self.dir = self.tmp.name
+        os.chmod(self.dir, 0o755)
+        self.daemons = []
+
+    def tearDown(self):
+        # Every daemon still running must stop cleanly: after whatever the test did to it,
+        # SIGTERM still drains and exits 0 (and a sanitizer build reports no leak).
+        failures = []
+        for d in self.daemons:
+            if d.proc.poll() is None:
+                d.signal(signal.SIGTERM)
+                try:
+                    rc = d.proc.wait(WAIT)
+                except subprocess.TimeoutExpired:
+                    d.proc.kill()
+                    rc = d.proc.wait()
+                if rc != 0:
+                    failures.append("svemigd exited %d at the end of the test:\n%s" % (rc, d.output()))
+            d.log.close()
+        self.tmp.cleanup()
+        if failures:
+            self.fail("\n".join(failures))
+
+    def start_daemon(self, text="", **kw):
+        conf, sock = write_config(self.dir, text, **{k: v for k, v in kw.items() if k in ("socket_group",)})
+        d = Daemon(self.dir, conf, **{k: v for k, v in kw.items() if k not in ("socket_group",)})
+        self.daemons.append(d)
+        if not kw.get("activate_socket"):
+            wait_for_socket(sock, d)
+        return d, sock

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * make-golden OUT: writes the v1 golden stream (tests/stream-content.c) to
+ * OUT. scripts/make-golden.sh runs it; the result is committed as
+ * tests/data/stream-v1.svemig and every later build must keep reading it.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "stream-content.h"
+
+int main(int argc, char **argv)
+{
+        struct svemig_error err = {0};
+        char tmp[4096];
+        int fd, r;
+
+        if (argc != 2) {
+                fprintf(stderr, "usage: make-golden OUT\n");
+                return 2;
+        }
+        snprintf(tmp, sizeof(tmp), "%s.tmp", argv[1]);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0) {
+                perror(tmp);
+                return 1;
+        }
+        r = golden_write(fd, 0, &err);
+        if (r == 0 && fsync(fd) < 0)
+                r = -1;
+        close(fd);
+        if (r < 0 || rename(tmp, argv[1]) < 0) {
+                fprintf(stderr, "make-golden: %s\n", svemig_error_str(&err, r));
+                unlink(tmp);
+                return 1;
+        }
+        return 0;
+}

@@ -1,0 +1,1071 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The stream format v1: round trips of vcpus and memory (full and dirty
+ * rounds, every thread count), the golden file, and every kind of bad input
+ * asserted by errno and message.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cmocka.h>
+
+#include "macro.h"
+#include "stream-content.h"
+#include "stream-internal.h"
+#include "stream.pb-c.h"
+#include "svemig/kvmreg.h"
+#include "svemig/stream.h"
+
+#ifndef SVEMIG_TEST_DATA
+#error "SVEMIG_TEST_DATA must name tests/data"
+#endif
+
+/* ---- Helpers ---- */
+
+struct bytes {
+        uint8_t *p;
+        size_t len;
+};
+
+static int memfd_with(const struct bytes *b)
+{
+        int fd = memfd_create("stream", MFD_CLOEXEC);
+
+        assert_true(fd >= 0);
+        if (b && b->len)
+                assert_int_equal(write(fd, b->p, b->len), (ssize_t)b->len);
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        return fd;
+}
+
+static struct bytes fd_bytes(int fd)
+{
+        struct bytes b = {0};
+        off_t end = lseek(fd, 0, SEEK_END);
+
+        assert_true(end >= 0);
+        b.len = (size_t)end;
+        b.p = malloc(b.len + 1);
+        assert_non_null(b.p);
+        assert_int_equal(pread(fd, b.p, b.len, 0), (ssize_t)b.len);
+        return b;
+}
+
+static struct bytes golden_bytes(unsigned n_threads)
+{
+        struct svemig_error err = {0};
+        int fd = memfd_with(NULL);
+        struct bytes b;
+
+        if (golden_write(fd, n_threads, &err) < 0)
+                fail_msg("golden_write: %s", err.msg);
+        b = fd_bytes(fd);
+        close(fd);
+        return b;
+}
+
+static struct bytes copy_bytes(const struct bytes *b)
+{
+        struct bytes c = {malloc(b->len + 1), b->len};
+
+        assert_non_null(c.p);
+        memcpy(c.p, b->p, b->len);
+        return c;
+}
+
+struct decoded {
+        struct svemig_stream_info info;
+        struct vcpu_state vcpus[16];
+        unsigned n_vcpus;
+        struct svemig_stream_stats stats;
+        uint64_t offset;
+};
+
+static void decoded_done(struct decoded *d)
+{
+        for (unsigned i = 0; i < d->n_vcpus; i++)
+                vcpu_state_done(&d->vcpus[i]);
+        d->n_vcpus = 0;
+}
+
+/* Reads a whole stream; memory goes to map (NULL: check only). */
+static int decode_fd(int fd, unsigned n_threads, const struct svemig_mem_map *map, size_t n_map,
+                     struct decoded *d, struct svemig_error *err)
+{
+        struct svemig_stream_read_opts opts = {.n_threads = n_threads};
+        struct svemig_stream_reader *r = NULL;
+        int k;
+
+        memset(d, 0, sizeof(*d));
+        k = svemig_stream_reader_open(fd, &opts, &r, err);
+        if (k < 0)
+                return k;
+        d->info = *svemig_stream_reader_info(r);
+        d->info.slots = NULL;
+        d->info.id_regs = NULL;
+        while ((k = svemig_stream_next(r, err)) > 0) {
+                if (k == SVEMIG_FRAME_VCPU) {
+                        assert_true(d->n_vcpus < ELEMENTSOF(d->vcpus));
+                        k = svemig_stream_read_vcpu(r, &d->vcpus[d->n_vcpus], err);
+                        if (k == 0)
+                                d->n_vcpus++;
+                } else if (k == SVEMIG_FRAME_MEMORY) {
+                        k = svemig_stream_read_memory(r, map, n_map, err);
+                }
+                if (k < 0)
+                        break;
+        }
+        d->stats = *svemig_stream_reader_stats(r);
+        d->offset = svemig_stream_reader_offset(r);
+        svemig_stream_reader_free(r);
+        return k;
+}
+
+static int decode_bytes(const struct bytes *b, unsigned n_threads, struct svemig_error *err)
+{
+        struct decoded d;
+        int fd = memfd_with(b), k;
+
+        k = decode_fd(fd, n_threads, NULL, 0, &d, err);
+        decoded_done(&d);
+        close(fd);
+        return k;
+}
+
+static void assert_vcpu_equal(const struct vcpu_state *a, const struct vcpu_state *b)
+{
+        assert_int_equal(a->index, b->index);
+        assert_int_equal(a->features, b->features);
+        assert_int_equal(a->mp_state, b->mp_state);
+        assert_true(vqset_equal(&a->vls, &b->vls));
+        assert_int_equal(a->n_regs, b->n_regs);
+        for (size_t i = 0; i < a->n_regs; i++) {
+                assert_int_equal(a->regs[i].id, b->regs[i].id);
+                assert_int_equal(a->regs[i].size, b->regs[i].size);
+                assert_memory_equal(a->regs[i].value, b->regs[i].value, a->regs[i].size);
+        }
+}
+
+static void assert_msg(const struct svemig_error *err, const char *needle)
+{
+        if (!strstr(err->msg, needle))
+                fail_msg("expected \"%s\" in: %s", needle, err->msg);
+}
+
+static void basic_info(struct svemig_stream_info *info, const struct svemig_stream_slot *slots,
+                       size_t n_slots, unsigned n_vcpus)
+{
+        memset(info, 0, sizeof(*info));
+        strcpy(info->host_name, "test-host");
+        strcpy(info->hypervisor, "sim");
+        info->vcpu_count = n_vcpus;
+        info->slots = slots;
+        info->n_slots = n_slots;
+        info->compression = SVEMIG_COMPRESSION_LZ4;
+        info->created_ns = 1;
+}
+
+/* ---- Round trips ---- */
+
+static void roundtrip_vcpus(enum svemig_compression comp, const vqset_t *vls, uint64_t seed)
+{
+        struct svemig_stream_writer *w = NULL;
+        struct svemig_error err = {0};
+        struct svemig_stream_info info;
+        struct vcpu_state in[3];
+        struct decoded d;
+        int fd = memfd_with(NULL);
+
+        basic_info(&info, NULL, 0, 3);
+        info.compression = comp;
+        info.guest_vls = *vls;
+        info.guest_max_vq = vqset_highest(vls);
+        assert_int_equal(svemig_stream_writer_open(fd, &info, NULL, &w, &err), 0);
+        for (unsigned i = 0; i < 3; i++) {
+                assert_int_equal(content_vcpu(i, vls, seed + i, &in[i]), 0);
+                assert_int_equal(svemig_stream_write_vcpu(w, &in[i], &err), 0);
+        }
+        assert_int_equal(svemig_stream_writer_finish(w, &err), 0);
+        svemig_stream_writer_free(w);
+
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        if (decode_fd(fd, 2, NULL, 0, &d, &err) != 0)
+                fail_msg("decode: %s", err.msg);
+        assert_int_equal(d.n_vcpus, 3);
+        assert_true(vqset_equal(&d.info.guest_vls, vls));
+        for (unsigned i = 0; i < 3; i++) {
+                assert_vcpu_equal(&in[i], &d.vcpus[i]);
+                vcpu_state_done(&in[i]);
+        }
+        assert_int_equal(d.stats.digest_bytes, 16);
+        decoded_done(&d);
+        close(fd);
+}
+
+static void test_roundtrip_vcpus(void **state)
+{
+        static const char *const sets[] = {"none", "128", "128,256,512", "128-2048", "vq1,vq2,vq3,vq4,vq8"};
+        uint64_t seed = 12345;
+
+        for (size_t i = 0; i < ELEMENTSOF(sets); i++) {
+                vqset_t vls;
+                assert_int_equal(vqset_parse(sets[i], &vls, NULL), 0);
+                roundtrip_vcpus(SVEMIG_COMPRESSION_LZ4, &vls, content_rand(&seed));
+                roundtrip_vcpus(SVEMIG_COMPRESSION_NONE, &vls, content_rand(&seed));
+        }
+}
+
+#define RT_SLOTS 3
+static const struct svemig_stream_slot rt_slots[RT_SLOTS] = {
+        {.id = 0, .gpa = 0x40000000ull, .size = 300 * 4096ull},
+        {.id = 5, .gpa = 0x100000000ull, .size = 70 * 4096ull},
+        {.id = 9, .gpa = 0x200000000ull, .size = 33 * 4096ull},
+};
+
+/* Slot 0: the mixed content; slot 5: random (incompressible); slot 9: zero. */
+static void rt_fill(uint8_t *mem[RT_SLOTS])
+{
+        uint64_t rng = 99;
+
+        for (unsigned s = 0; s < RT_SLOTS; s++) {
+                mem[s] = malloc(rt_slots[s].size);
+                assert_non_null(mem[s]);
+        }
+        content_memory(0, mem[0], rt_slots[0].size / 4096, 0);
+        content_fill_random(mem[1], rt_slots[1].size, &rng);
+        memset(mem[2], 0, rt_slots[2].size);
+}
+
+static void rt_alloc_dest(uint8_t *dst[RT_SLOTS], struct svemig_mem_map map[RT_SLOTS])
+{
+        for (unsigned s = 0; s < RT_SLOTS; s++) {
+                dst[s] = malloc(rt_slots[s].size);
+                assert_non_null(dst[s]);
+                memset(dst[s], 0xaa, rt_slots[s].size); /* zero pages must really be written */
+                map[s] = (struct svemig_mem_map){rt_slots[s].id, rt_slots[s].gpa, dst[s], rt_slots[s].size};
+        }
+}
+
+static void test_roundtrip_memory(void **state)
+{
+        static const unsigned threads[] = {1, 2, 5};
+
+        for (size_t t = 0; t < ELEMENTSOF(threads); t++) {
+                struct svemig_stream_write_opts opts = {.n_threads = threads[t]};
+                struct svemig_stream_writer *w = NULL;
+                struct svemig_error err = {0};
+                struct svemig_mem_range ranges[RT_SLOTS];
+                struct svemig_mem_map map[RT_SLOTS];
+                uint8_t *mem[RT_SLOTS], *dst[RT_SLOTS];
+                struct svemig_stream_info info;
+                const struct svemig_stream_stats *ws;
+                uint64_t zero = 0, pages = 0;
+                struct decoded d;
+                int fd = memfd_with(NULL);
+
+                rt_fill(mem);
+                basic_info(&info, rt_slots, RT_SLOTS, 0);
+                assert_int_equal(svemig_stream_writer_open(fd, &info, &opts, &w, &err), 0);
+                for (unsigned s = 0; s < RT_SLOTS; s++) {
+                        ranges[s] = (struct svemig_mem_range){rt_slots[s].id, rt_slots[s].gpa, mem[s],
+                                                              rt_slots[s].size, NULL};
+                        pages += rt_slots[s].size / 4096;
+                        for (size_t i = 0; i < rt_slots[s].size / 4096; i++) {
+                                static const uint8_t z[4096];
+                                zero += memcmp(mem[s] + i * 4096, z, 4096) == 0;
+                        }
+                }
+                assert_int_equal(svemig_stream_write_memory(w, ranges, RT_SLOTS, &err), 0);
+                assert_int_equal(svemig_stream_writer_finish(w, &err), 0);
+                ws = svemig_stream_writer_stats(w);
+                assert_int_equal(ws->mem_pages, pages);
+                assert_int_equal(ws->zero_pages, zero);
+                /* The mixed slot compresses; the random one is stored raw, chunk by chunk. */
+                assert_true(ws->lz4_chunks > 0);
+                assert_true(ws->lz4_chunks < ws->mem_chunks);
+                svemig_stream_writer_free(w);
+
+                rt_alloc_dest(dst, map);
+                assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+                if (decode_fd(fd, threads[t], map, RT_SLOTS, &d, &err) != 0)
+                        fail_msg("decode: %s", err.msg);
+                assert_int_equal(d.stats.mem_pages, pages);
+                assert_int_equal(d.stats.zero_pages, zero);
+                for (unsigned s = 0; s < RT_SLOTS; s++) {
+                        assert_memory_equal(dst[s], mem[s], rt_slots[s].size);
+                        free(mem[s]);
+                        free(dst[s]);
+                }
+                decoded_done(&d);
+                close(fd);
+        }
+}
+
+/* Pre-copy: a full round, then rounds of dirty pages that rewrite the same pages, some to zero. */
+static void test_dirty_rounds(void **state)
+{
+        struct svemig_stream_write_opts opts = {.n_threads = 3};
+        struct svemig_stream_writer *w = NULL;
+        struct svemig_error err = {0};
+        struct svemig_mem_range ranges[RT_SLOTS];
+        struct svemig_mem_map map[RT_SLOTS];
+        uint8_t *mem[RT_SLOTS], *dst[RT_SLOTS];
+        uint64_t *dirty[RT_SLOTS];
+        struct svemig_stream_info info;
+        uint64_t rng = 7, pages_sent = 0;
+        struct decoded d;
+        int fd = memfd_with(NULL);
+
+        rt_fill(mem);
+        basic_info(&info, rt_slots, RT_SLOTS, 0);
+        info.chunk_pages = 16;
+        assert_int_equal(svemig_stream_writer_open(fd, &info, &opts, &w, &err), 0);
+        for (unsigned s = 0; s < RT_SLOTS; s++) {
+                ranges[s] = (struct svemig_mem_range){rt_slots[s].id, rt_slots[s].gpa, mem[s],
+                                                      rt_slots[s].size, NULL};
+                dirty[s] = calloc(DIV_ROUND_UP(rt_slots[s].size / 4096, 64), 8);
+                assert_non_null(dirty[s]);
+        }
+        assert_int_equal(svemig_stream_write_memory(w, ranges, RT_SLOTS, &err), 0);
+        pages_sent = svemig_stream_writer_stats(w)->mem_pages;
+
+        for (unsigned round = 1; round <= 4; round++) {
+                uint64_t n_dirty = 0;
+
+                for (unsigned s = 0; s < RT_SLOTS; s++) {
+                        size_t n = rt_slots[s].size / 4096;
+
+                        memset(dirty[s], 0, DIV_ROUND_UP(n, 64) * 8);
+                        for (size_t i = 0; i < n; i++) {
+                                uint64_t x = content_rand(&rng) % 8;
+                                if (x > 1)
+                                        continue;
+                                dirty[s][i / 64] |= 1ull << (i % 64);
+                                n_dirty++;
+                                if (x == 0)
+                                        memset(mem[s] + i * 4096, 0, 4096);
+                                else
+                                        content_fill_random(mem[s] + i * 4096, 4096, &rng);
+                        }
+                        ranges[s].dirty = dirty[s];
+                }
+                assert_int_equal(svemig_stream_write_memory(w, ranges, RT_SLOTS, &err), 0);
+                pages_sent += n_dirty;
+                assert_int_equal(svemig_stream_writer_stats(w)->mem_pages, pages_sent);
+        }
+        /* An all-clean round writes nothing. */
+        {
+                uint64_t chunks = svemig_stream_writer_stats(w)->mem_chunks;
+                for (unsigned s = 0; s < RT_SLOTS; s++)
+                        memset(dirty[s], 0, DIV_ROUND_UP(rt_slots[s].size / 4096, 64) * 8);
+                assert_int_equal(svemig_stream_write_memory(w, ranges, RT_SLOTS, &err), 0);
+                assert_int_equal(svemig_stream_writer_stats(w)->mem_chunks, chunks);
+        }
+        assert_int_equal(svemig_stream_writer_finish(w, &err), 0);
+        svemig_stream_writer_free(w);
+
+        rt_alloc_dest(dst, map);
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        if (decode_fd(fd, 4, map, RT_SLOTS, &d, &err) != 0)
+                fail_msg("decode: %s", err.msg);
+        assert_int_equal(d.stats.mem_pages, pages_sent);
+        for (unsigned s = 0; s < RT_SLOTS; s++) {
+                assert_memory_equal(dst[s], mem[s], rt_slots[s].size);
+                free(mem[s]);
+                free(dst[s]);
+                free(dirty[s]);
+        }
+        decoded_done(&d);
+        close(fd);
+}
+
+/* The bytes do not depend on the thread count. */
+static void test_deterministic(void **state)
+{
+        struct bytes a = golden_bytes(1), b = golden_bytes(4);
+
+        assert_int_equal(a.len, b.len);
+        assert_memory_equal(a.p, b.p, a.len);
+        free(a.p);
+        free(b.p);
+}
+
+struct pipe_writer {
+        int fd;
+        int rc;
+};
+
+static void *pipe_writer_main(void *arg)
+{
+        struct pipe_writer *pw = arg;
+        struct svemig_error err = {0};
+
+        pw->rc = golden_write(pw->fd, 2, &err);
+        if (pw->rc == 0 && write(pw->fd, "NEXT", 4) != 4)
+                pw->rc = -EIO;
+        close(pw->fd);
+        return NULL;
+}
+
+/* A pipe cannot seek; the reader must also leave what follows the trailer unread. */
+static void test_pipe(void **state)
+{
+        uint8_t *dst[GOLDEN_SLOTS], *want;
+        struct svemig_mem_map map[GOLDEN_SLOTS];
+        struct svemig_error err = {0};
+        struct pipe_writer pw;
+        struct decoded d;
+        pthread_t t;
+        char rest[8] = {0};
+        int p[2];
+
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        pw.fd = p[1];
+        assert_int_equal(pthread_create(&t, NULL, pipe_writer_main, &pw), 0);
+        for (unsigned s = 0; s < GOLDEN_SLOTS; s++) {
+                dst[s] = calloc(1, golden_slots[s].size);
+                map[s] = (struct svemig_mem_map){golden_slots[s].id, golden_slots[s].gpa, dst[s],
+                                                 golden_slots[s].size};
+        }
+        if (decode_fd(p[0], 2, map, GOLDEN_SLOTS, &d, &err) != 0)
+                fail_msg("decode from a pipe: %s", err.msg);
+        assert_int_equal(read(p[0], rest, sizeof(rest)), 4);
+        assert_string_equal(rest, "NEXT");
+        pthread_join(t, NULL);
+        assert_int_equal(pw.rc, 0);
+        for (unsigned s = 0; s < GOLDEN_SLOTS; s++) {
+                want = malloc(golden_slots[s].size);
+                golden_final_memory(s, want);
+                assert_memory_equal(dst[s], want, golden_slots[s].size);
+                free(want);
+                free(dst[s]);
+        }
+        decoded_done(&d);
+        close(p[0]);
+}
+
+/* ---- The golden file ---- */
+
+static struct bytes read_golden_file(void)
+{
+        int fd = open(SVEMIG_TEST_DATA "/stream-v1.svemig", O_RDONLY | O_CLOEXEC);
+        struct bytes b;
+
+        if (fd < 0)
+                fail_msg("%s/stream-v1.svemig: %m (make it with scripts/make-golden.sh)", SVEMIG_TEST_DATA);
+        b = fd_bytes(fd);
+        close(fd);
+        return b;
+}
+
+static void test_golden(void **state)
+{
+        int fd = open(SVEMIG_TEST_DATA "/stream-v1.svemig", O_RDONLY | O_CLOEXEC);
+        struct svemig_stream_reader *r = NULL;
+        struct svemig_error err = {0};
+        const struct svemig_stream_info *got;
+        struct svemig_stream_info want;
+        uint8_t *dst[GOLDEN_SLOTS];
+        struct svemig_mem_map map[GOLDEN_SLOTS];
+        unsigned vcpus = 0, memory_reads = 0;
+        int k;
+
+        assert_true(fd >= 0);
+        if (svemig_stream_reader_open(fd, NULL, &r, &err) < 0)
+                fail_msg("golden: %s", err.msg);
+        got = svemig_stream_reader_info(r);
+        golden_info(&want);
+        assert_int_equal(got->major, 1);
+        assert_int_equal(got->minor, 0);
+        assert_string_equal(got->producer_name, want.producer_name);
+        assert_string_equal(got->producer_version, want.producer_version);
+        assert_string_equal(got->host_name, want.host_name);
+        assert_string_equal(got->source_kernel, want.source_kernel);
+        assert_string_equal(got->hypervisor, want.hypervisor);
+        assert_string_equal(got->purpose, want.purpose);
+        assert_true(vqset_equal(&got->host_vls, &want.host_vls));
+        assert_true(vqset_equal(&got->guest_vls, &want.guest_vls));
+        assert_int_equal(got->guest_max_vq, want.guest_max_vq);
+        assert_int_equal(got->vcpu_features, want.vcpu_features);
+        assert_int_equal(got->vcpu_count, want.vcpu_count);
+        assert_int_equal(got->page_size, want.page_size);
+        assert_int_equal(got->chunk_pages, want.chunk_pages);
+        assert_int_equal(got->compression, want.compression);
+        assert_int_equal(got->digest, want.digest);
+        assert_int_equal(got->created_ns, want.created_ns);
+        assert_int_equal(got->n_slots, want.n_slots);
+        assert_memory_equal(got->slots, want.slots, want.n_slots * sizeof(*want.slots));
+        assert_int_equal(got->n_id_regs, want.n_id_regs);
+        for (size_t i = 0; i < want.n_id_regs; i++) {
+                assert_int_equal(got->id_regs[i].id, want.id_regs[i].id);
+                assert_int_equal(got->id_regs[i].size, want.id_regs[i].size);
+                assert_memory_equal(got->id_regs[i].value, want.id_regs[i].value, want.id_regs[i].size);
+        }
+
+        for (unsigned s = 0; s < GOLDEN_SLOTS; s++) {
+                dst[s] = malloc(golden_slots[s].size);
+                memset(dst[s], 0x55, golden_slots[s].size);
+                map[s] = (struct svemig_mem_map){golden_slots[s].id, golden_slots[s].gpa, dst[s],
+                                                 golden_slots[s].size};
+        }
+        while ((k = svemig_stream_next(r, &err)) > 0) {
+                if (k == SVEMIG_FRAME_VCPU) {
+                        struct vcpu_state st, exp;
+                        assert_int_equal(svemig_stream_read_vcpu(r, &st, &err), 0);
+                        assert_int_equal(golden_vcpu(st.index, &exp), 0);
+                        assert_int_equal(st.index, vcpus);
+                        assert_vcpu_equal(&st, &exp);
+                        vcpu_state_done(&st);
+                        vcpu_state_done(&exp);
+                        vcpus++;
+                } else {
+                        assert_int_equal(k, SVEMIG_FRAME_MEMORY);
+                        if (svemig_stream_read_memory(r, map, GOLDEN_SLOTS, &err) < 0)
+                                fail_msg("golden memory: %s", err.msg);
+                        memory_reads++;
+                }
+        }
+        if (k < 0)
+                fail_msg("golden: %s", err.msg);
+        assert_int_equal(vcpus, GOLDEN_VCPUS);
+        assert_int_equal(memory_reads, 2); /* round 0 before the vcpus, round 1 after */
+        for (unsigned s = 0; s < GOLDEN_SLOTS; s++) {
+                uint8_t *exp = malloc(golden_slots[s].size);
+                golden_final_memory(s, exp);
+                assert_memory_equal(dst[s], exp, golden_slots[s].size);
+                free(exp);
+                free(dst[s]);
+        }
+        assert_int_equal(svemig_stream_reader_stats(r)->digest_bytes, 16);
+        assert_int_equal(svemig_stream_reader_stats(r)->skipped, 0);
+        svemig_stream_reader_free(r);
+        close(fd);
+}
+
+/* ---- Bad input ---- */
+
+static void expect_fail(const struct bytes *b, int code, const char *needle)
+{
+        struct svemig_error err = {0};
+        int k = decode_bytes(b, 2, &err);
+
+        if (k != -code)
+                fail_msg("expected %s, got %d (%s): %s", strerror(code), k, k < 0 ? strerror(-k) : "ok",
+                         err.msg);
+        assert_int_equal(err.code, code);
+        if (needle)
+                assert_msg(&err, needle);
+}
+
+static void test_bad_magic(void **state)
+{
+        struct bytes g = read_golden_file(), b;
+        uint8_t *p;
+
+        b = copy_bytes(&g);
+        memcpy(b.p, "PK\x03\x04", 4);
+        expect_fail(&b, EBADMSG, "offset 0: wrong magic");
+        expect_fail(&b, EBADMSG, "not an svemig stream");
+        free(b.p);
+
+        /* CR LF -> LF, as a text-mode copy on a DOS-style system would do. */
+        b = copy_bytes(&g);
+        p = b.p;
+        memmove(p + 4, p + 5, b.len - 5);
+        b.len--;
+        expect_fail(&b, EBADMSG, "CR LF became LF");
+        free(b.p);
+
+        /* LF -> CR LF. */
+        b = (struct bytes){malloc(g.len + 1), g.len + 1};
+        memcpy(b.p, g.p, 5);
+        b.p[5] = '\r';
+        memcpy(b.p + 6, g.p + 5, g.len - 5);
+        expect_fail(&b, EBADMSG, "LF became CR LF");
+        free(b.p);
+
+        b = copy_bytes(&g);
+        b.p[0] &= 0x7f;
+        expect_fail(&b, EBADMSG, "7-bit");
+        free(b.p);
+
+        b = (struct bytes){g.p, 0};
+        expect_fail(&b, EBADMSG, "inside the magic");
+        free(g.p);
+}
+
+static void test_versions(void **state)
+{
+        struct bytes g = read_golden_file(), b;
+        struct svemig_error err = {0};
+
+        b = copy_bytes(&g);
+        put_le16(b.p + 8, 2);
+        expect_fail(&b, EPROTONOSUPPORT, "stream format v2.0; this svemig reads v1.x only: upgrade svemig");
+        put_le16(b.p + 8, 0);
+        expect_fail(&b, EPROTONOSUPPORT, "v0.0");
+        free(b.p);
+
+        /* A newer minor is read: it may only add what an older reader can pass over. */
+        b = copy_bytes(&g);
+        {
+                uint32_t len = get_le32(b.p + 12);
+                put_le16(b.p + 10, 7);
+                put_le64(b.p + 16 + len, XXH3_64bits(b.p, 16 + len));
+        }
+        /* ...but the digest covers the header, so this copy ends in a digest mismatch. */
+        expect_fail(&b, EBADMSG, "digest of the stream does not match its trailer");
+        {
+                struct svemig_stream_reader *r = NULL;
+                int fd = memfd_with(&b);
+                assert_int_equal(svemig_stream_reader_open(fd, NULL, &r, &err), 0);
+                assert_int_equal(svemig_stream_reader_info(r)->minor, 7);
+                svemig_stream_reader_free(r);
+                close(fd);
+        }
+        free(b.p);
+        free(g.p);
+}
+
+static bool is_stream_errno(int k)
+{
+        return k == -EBADMSG || k == -EPROTO || k == -E2BIG || k == -EPROTONOSUPPORT;
+}
+
+static void test_truncated(void **state)
+{
+        struct bytes g = read_golden_file();
+
+        /* Every cut in the first 3 KiB (preamble, header, first frames), then every 37th byte. */
+        for (size_t len = 0; len < g.len; len += len < 3072 ? 1 : 37) {
+                struct bytes b = {g.p, len};
+                struct svemig_error err = {0};
+                int k = decode_bytes(&b, 1, &err);
+
+                if (k != -EBADMSG || !strstr(err.msg, "truncated"))
+                        fail_msg("cut at %zu of %zu: %d: %s", len, g.len, k, err.msg);
+                assert_non_null(strstr(err.msg, "offset "));
+        }
+        free(g.p);
+}
+
+static void test_bitflips(void **state)
+{
+        struct bytes g = read_golden_file(), b = copy_bytes(&g);
+        size_t tried = 0;
+
+        /* One flipped bit anywhere is found: magic, version, lengths, heads, payloads, trailer. */
+        for (size_t i = 0; i < g.len; i += i < 2048 ? 1 : 7) {
+                struct svemig_error err = {0};
+                uint8_t bit = (uint8_t)(1u << (i % 8));
+                int k;
+
+                b.p[i] ^= bit;
+                k = decode_bytes(&b, 1, &err);
+                b.p[i] ^= bit;
+                if (!is_stream_errno(k))
+                        fail_msg("bit %u of byte %zu flipped: %d (%s)", i % 8, i, k, err.msg);
+                assert_non_null(strstr(err.msg, "offset "));
+                tried++;
+        }
+        assert_true(tried > 2048);
+        /* And the unflipped copy still reads. */
+        {
+                struct svemig_error err = {0};
+                if (decode_bytes(&b, 1, &err) != 0)
+                        fail_msg("%s", err.msg);
+        }
+        free(b.p);
+        free(g.p);
+}
+
+/* Rewrites the golden file's header through 'edit' and fixes its checksum. */
+static struct bytes with_header(const struct bytes *g, void (*edit)(Svemig__StreamHeader *h),
+                                void (*unedit)(Svemig__StreamHeader *h))
+{
+        uint32_t len = get_le32(g->p + 12);
+        Svemig__StreamHeader *h = svemig__stream_header__unpack(NULL, len, g->p + 16);
+        size_t rest = g->len - (16 + len + 8), nlen;
+        struct bytes b;
+
+        assert_non_null(h);
+        edit(h);
+        nlen = svemig__stream_header__get_packed_size(h);
+        b.len = 16 + nlen + 8 + rest;
+        b.p = malloc(b.len);
+        memcpy(b.p, g->p, 12);
+        put_le32(b.p + 12, (uint32_t)nlen);
+        svemig__stream_header__pack(h, b.p + 16);
+        put_le64(b.p + 16 + nlen, XXH3_64bits(b.p, 16 + nlen));
+        memcpy(b.p + 16 + nlen + 8, g->p + 16 + len + 8, rest);
+        if (unedit)
+                unedit(h);
+        svemig__stream_header__free_unpacked(h, NULL);
+        return b;
+}
+
+static void edit_vcpus(Svemig__StreamHeader *h)
+{
+        h->vcpu_count = 1000000000;
+}
+
+static Svemig__MemSlot many_slots[600];
+static Svemig__MemSlot *many_slot_ptrs[600];
+static void edit_slots(Svemig__StreamHeader *h)
+{
+        for (size_t i = 0; i < ELEMENTSOF(many_slots); i++) {
+                svemig__mem_slot__init(&many_slots[i]);
+                many_slots[i].id = (uint32_t)i;
+                many_slots[i].gpa = i << 20;
+                many_slots[i].size = 4096;
+                many_slot_ptrs[i] = &many_slots[i];
+        }
+        h->slots = many_slot_ptrs;
+        h->n_slots = ELEMENTSOF(many_slots);
+}
+
+static void edit_huge_slot(Svemig__StreamHeader *h)
+{
+        h->slots[0]->size = 1ull << 50;
+}
+
+static void edit_page_size(Svemig__StreamHeader *h)
+{
+        h->page_size = 3000;
+}
+
+static Svemig__FrameKind future_kind;
+static Svemig__FrameKind *future_kinds[4];
+static Svemig__FrameKind **orig_kinds;
+static void edit_kinds(Svemig__StreamHeader *h)
+{
+        orig_kinds = h->frame_kinds;
+        svemig__frame_kind__init(&future_kind);
+        future_kind.type = 42;
+        future_kind.name = (char *)"SME_STATE";
+        future_kind.since_minor = 3;
+        future_kind.required = true;
+        for (size_t i = 0; i < 3; i++)
+                future_kinds[i] = h->frame_kinds[i];
+        future_kinds[3] = &future_kind;
+        h->frame_kinds = future_kinds;
+        h->n_frame_kinds = 4;
+}
+
+static void unedit_kinds(Svemig__StreamHeader *h)
+{
+        h->frame_kinds = orig_kinds;
+        h->n_frame_kinds = 3;
+}
+
+static size_t orig_vls_len;
+static void edit_vls(Svemig__StreamHeader *h)
+{
+        orig_vls_len = h->guest_vls.len;
+        h->guest_vls.len = 12;
+}
+
+static void unedit_vls(Svemig__StreamHeader *h)
+{
+        h->guest_vls.len = orig_vls_len;
+}
+
+static void test_header_limits(void **state)
+{
+        struct bytes g = read_golden_file(), b;
+
+        b = with_header(&g, edit_vcpus, NULL);
+        expect_fail(&b, E2BIG, "offset 16: header: 1000000000 vcpus, over the limit of 4096");
+        free(b.p);
+
+        b = with_header(&g, edit_huge_slot, NULL);
+        expect_fail(&b, E2BIG, "over the limit of");
+        free(b.p);
+
+        b = with_header(&g, edit_page_size, NULL);
+        expect_fail(&b, EBADMSG, "page size 3000");
+        free(b.p);
+
+        b = with_header(&g, edit_vls, unedit_vls);
+        expect_fail(&b, EBADMSG, "VL set");
+        free(b.p);
+
+        b = with_header(&g, edit_kinds, unedit_kinds);
+        expect_fail(&b, EPROTO,
+                    "required frames of type 42 (\"SME_STATE\"), introduced in stream format v1.3");
+        free(b.p);
+
+        /* A header length over the limit is refused before anything is allocated for it. */
+        b = copy_bytes(&g);
+        put_le32(b.p + 12, 0xffffffffu);
+        expect_fail(&b, E2BIG, "offset 12: a header of 4294967295 bytes");
+        free(b.p);
+
+        free(g.p);
+}
+
+static void test_many_slots(void **state)
+{
+        struct bytes g = read_golden_file(), b;
+        uint32_t len = get_le32(g.p + 12);
+        Svemig__StreamHeader *h = svemig__stream_header__unpack(NULL, len, g.p + 16);
+        Svemig__MemSlot **orig = h->slots;
+        size_t n_orig = h->n_slots, nlen;
+
+        /* with_header() frees the message, so build this one by hand. */
+        edit_slots(h);
+        nlen = svemig__stream_header__get_packed_size(h);
+        b.len = 16 + nlen + 8;
+        b.p = malloc(b.len);
+        memcpy(b.p, g.p, 12);
+        put_le32(b.p + 12, (uint32_t)nlen);
+        svemig__stream_header__pack(h, b.p + 16);
+        put_le64(b.p + 16 + nlen, XXH3_64bits(b.p, 16 + nlen));
+        expect_fail(&b, E2BIG, "600 memory slots, over the limit of 512");
+        h->slots = orig;
+        h->n_slots = n_orig;
+        svemig__stream_header__free_unpacked(h, NULL);
+        free(b.p);
+        free(g.p);
+}
+
+/* The offset of the first frame of the golden file. */
+static size_t first_frame(const struct bytes *g)
+{
+        return 16 + get_le32(g->p + 12) + 8;
+}
+
+static void rewrite_head(uint8_t *head, uint32_t flags, uint32_t stored, uint32_t raw)
+{
+        put_le32(head + 4, flags);
+        put_le32(head + 8, stored);
+        put_le32(head + 12, raw);
+        put_le32(head + 16, XXH32(head, 16, FRAME_HEAD_SEED));
+}
+
+static void test_frame_limits(void **state)
+{
+        struct bytes g = read_golden_file(), b;
+        size_t f = first_frame(&g);
+
+        assert_int_equal(get_le16(g.p + f), SVEMIG_FRAME_MEMORY);
+
+        b = copy_bytes(&g);
+        rewrite_head(b.p + f, FRAME_F_REQUIRED, 0x7fffffffu, 0x7fffffffu);
+        expect_fail(&b, E2BIG, "claims 2147483647 bytes");
+        free(b.p);
+
+        /* Under the frame cap but over what a chunk of 8 pages can hold. */
+        b = copy_bytes(&g);
+        rewrite_head(b.p + f, FRAME_F_REQUIRED, 8u << 20, 8u << 20);
+        expect_fail(&b, E2BIG, "a MEMORY frame of 8388608 bytes, over its limit");
+        free(b.p);
+
+        /* A must-understand flag this reader does not know. */
+        b = copy_bytes(&g);
+        rewrite_head(b.p + f, get_le32(g.p + f + 4) | (1u << 9), get_le32(g.p + f + 8),
+                     get_le32(g.p + f + 12));
+        expect_fail(&b, EPROTO, "flags 0x0200 that this reader does not understand");
+        free(b.p);
+
+        /* An ignorable one (bits 16..31) is ignored, so only the digest catches the edit. */
+        b = copy_bytes(&g);
+        rewrite_head(b.p + f, get_le32(g.p + f + 4) | (1u << 20), get_le32(g.p + f + 8),
+                     get_le32(g.p + f + 12));
+        expect_fail(&b, EBADMSG, "digest");
+        free(b.p);
+        free(g.p);
+}
+
+/* A stream with extra frames of a future minor version, written by the real writer. */
+static struct bytes stream_with_frame(uint16_t type, bool required)
+{
+        struct svemig_stream_writer *w = NULL;
+        struct svemig_error err = {0};
+        struct svemig_stream_info info;
+        struct vcpu_state st;
+        vqset_t vls = {0};
+        int fd = memfd_with(NULL);
+        struct bytes b;
+
+        basic_info(&info, NULL, 0, 2);
+        assert_int_equal(svemig_stream_writer_open(fd, &info, NULL, &w, &err), 0);
+        for (unsigned i = 0; i < 2; i++) {
+                assert_int_equal(content_vcpu(i, &vls, i, &st), 0);
+                assert_int_equal(svemig_stream_write_vcpu(w, &st, &err), 0);
+                vcpu_state_done(&st);
+                assert_int_equal(
+                        stream_writer_put_frame(w, type, required, 3, (const uint8_t *)"future", 6, &err),
+                        0);
+        }
+        assert_int_equal(svemig_stream_writer_finish(w, &err), 0);
+        svemig_stream_writer_free(w);
+        b = fd_bytes(fd);
+        close(fd);
+        return b;
+}
+
+static void test_unknown_frames(void **state)
+{
+        struct bytes b = stream_with_frame(77, false);
+        struct svemig_error err = {0};
+        struct decoded d;
+        int fd = memfd_with(&b);
+
+        /* Optional: passed over, and counted. */
+        if (decode_fd(fd, 1, NULL, 0, &d, &err) != 0)
+                fail_msg("%s", err.msg);
+        assert_int_equal(d.n_vcpus, 2);
+        assert_int_equal(d.stats.skipped, 2);
+        decoded_done(&d);
+        close(fd);
+        free(b.p);
+
+        /* Required: refused, naming the type and the version that brought it. */
+        b = stream_with_frame(78, true);
+        expect_fail(&b, EPROTO, "frame type 78 is required and was introduced in stream format v1.3");
+        free(b.p);
+}
+
+static void test_no_trailer(void **state)
+{
+        struct svemig_stream_writer *w = NULL;
+        struct svemig_error err = {0};
+        struct svemig_stream_info info;
+        int fd = memfd_with(NULL);
+        struct bytes b;
+
+        basic_info(&info, NULL, 0, 0);
+        assert_int_equal(svemig_stream_writer_open(fd, &info, NULL, &w, &err), 0);
+        svemig_stream_writer_free(w); /* no finish */
+        b = fd_bytes(fd);
+        expect_fail(&b, EBADMSG, "without a trailer");
+        free(b.p);
+        close(fd);
+}
+
+static void test_map_too_small(void **state)
+{
+        struct bytes g = read_golden_file();
+        struct svemig_error err = {0};
+        uint8_t *mem = malloc(golden_slots[0].size);
+        struct svemig_mem_map map = {golden_slots[0].id, golden_slots[0].gpa, mem, golden_slots[0].size};
+        struct decoded d;
+        int fd = memfd_with(&g);
+
+        /* Slot 3 has no destination. */
+        assert_int_equal(decode_fd(fd, 2, &map, 1, &d, &err), -ERANGE);
+        assert_msg(&err, "of slot 3 is outside the destination's memory");
+        decoded_done(&d);
+        close(fd);
+        free(mem);
+        free(g.p);
+}
+
+static void test_writer_refuses(void **state)
+{
+        struct svemig_stream_writer *w = NULL;
+        struct svemig_error err = {0};
+        struct svemig_stream_info info;
+        struct vcpu_state st;
+        vqset_t vls = {0};
+        static uint8_t page[4096 * 2];
+        struct svemig_mem_range rg = {0, rt_slots[0].gpa + rt_slots[0].size - 4096, page, 8192, NULL};
+        int fd = memfd_with(NULL);
+
+        basic_info(&info, rt_slots, RT_SLOTS, 1);
+        info.vcpu_count = 5000;
+        assert_int_equal(svemig_stream_writer_open(fd, &info, NULL, &w, &err), -E2BIG);
+        assert_msg(&err, "5000 vcpus, over the limit of 4096");
+        info.vcpu_count = 1;
+        info.guest_max_vq = 3;
+        assert_int_equal(svemig_stream_writer_open(fd, &info, NULL, &w, &err), -EINVAL);
+        assert_msg(&err, "guest max vq 3");
+        info.guest_max_vq = 0;
+        assert_int_equal(svemig_stream_writer_open(fd, &info, NULL, &w, &err), 0);
+
+        assert_int_equal(svemig_stream_write_memory(w, &rg, 1, &err), -EINVAL);
+        assert_msg(&err, "is outside slot 0");
+        rg.slot = 4;
+        assert_int_equal(svemig_stream_write_memory(w, &rg, 1, &err), -EINVAL);
+        assert_msg(&err, "no such slot");
+
+        assert_int_equal(content_vcpu(1, &vls, 1, &st), 0);
+        assert_int_equal(svemig_stream_write_vcpu(w, &st, &err), -EINVAL);
+        assert_msg(&err, "announces 1 vcpus");
+        st.index = 0;
+        st.regs[0].size = 4;
+        assert_int_equal(svemig_stream_write_vcpu(w, &st, &err), -EINVAL);
+        assert_msg(&err, "has 4 bytes, its ID says 8");
+        st.regs[0].size = 8;
+        assert_int_equal(svemig_stream_writer_finish(w, &err), -EINVAL);
+        assert_msg(&err, "announces 1 vcpus but 0 were written");
+        assert_int_equal(svemig_stream_write_vcpu(w, &st, &err), 0);
+        assert_int_equal(svemig_stream_write_vcpu(w, &st, &err), -EINVAL);
+        assert_msg(&err, "already in the stream");
+        assert_int_equal(svemig_stream_writer_finish(w, &err), 0);
+        assert_int_equal(svemig_stream_write_vcpu(w, &st, &err), -EINVAL);
+        assert_msg(&err, "finished");
+        vcpu_state_done(&st);
+        svemig_stream_writer_free(w);
+        close(fd);
+}
+
+/* A reader's errors stick: after one, every call repeats it. */
+static void test_sticky(void **state)
+{
+        struct bytes g = read_golden_file();
+        struct svemig_stream_reader *r = NULL;
+        struct svemig_error err = {0};
+        size_t f = first_frame(&g);
+        int fd, k;
+
+        g.p[f + 30] ^= 1; /* inside the first MEMORY payload */
+        fd = memfd_with(&g);
+        assert_int_equal(svemig_stream_reader_open(fd, NULL, &r, &err), 0);
+        assert_int_equal(svemig_stream_next(r, &err), SVEMIG_FRAME_MEMORY);
+        k = svemig_stream_read_memory(r, NULL, 0, &err);
+        assert_int_equal(k, -EBADMSG);
+        assert_msg(&err, "payload checksum mismatch");
+        svemig_error_clear(&err);
+        assert_int_equal(svemig_stream_next(r, &err), -EBADMSG);
+        assert_msg(&err, "payload checksum mismatch");
+        svemig_stream_reader_free(r);
+        close(fd);
+        free(g.p);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_roundtrip_vcpus),
+                cmocka_unit_test(test_roundtrip_memory),
+                cmocka_unit_test(test_dirty_rounds),
+                cmocka_unit_test(test_deterministic),
+                cmocka_unit_test(test_pipe),
+                cmocka_unit_test(test_golden),
+                cmocka_unit_test(test_bad_magic),
+                cmocka_unit_test(test_versions),
+                cmocka_unit_test(test_truncated),
+                cmocka_unit_test(test_bitflips),
+                cmocka_unit_test(test_header_limits),
+                cmocka_unit_test(test_many_slots),
+                cmocka_unit_test(test_frame_limits),
+                cmocka_unit_test(test_unknown_frames),
+                cmocka_unit_test(test_no_trailer),
+                cmocka_unit_test(test_map_too_small),
+                cmocka_unit_test(test_writer_refuses),
+                cmocka_unit_test(test_sticky),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
