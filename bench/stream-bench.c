@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench-util.h"
 #include "svemig/stream.h"
 
 #define SLOT_GPA 0x40000000ull
@@ -34,45 +35,6 @@ struct result {
         double best_s;
         uint64_t out_bytes;
 };
-
-static double now(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double mbps(uint64_t bytes, double s)
-{
-        return (double)bytes / 1e6 / s;
-}
-
-static uint64_t file_size(const char *path)
-{
-        struct stat st;
-
-        return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
-
-static void die(const char *what, const struct svemig_error *err, int r)
-{
-        fprintf(stderr, "stream-bench: %s: %s\n", what, svemig_error_str(err, r));
-        exit(EXIT_FAILURE);
-}
-
-/* Pre-faulted memory: a first touch costs more than the work measured here. */
-static uint8_t *alloc_populated(size_t size)
-{
-        void *p =
-                mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-
-        if (p == MAP_FAILED) {
-                perror("stream-bench: mmap");
-                exit(EXIT_FAILURE);
-        }
-        return p;
-}
 
 static uint8_t *load_image(const char *path, size_t *size)
 {
@@ -87,7 +49,7 @@ static uint8_t *load_image(const char *path, size_t *size)
                 exit(EXIT_FAILURE);
         }
         *size = (size_t)st.st_size;
-        p = alloc_populated(*size);
+        p = bench_alloc_populated(*size);
         while (off < *size) {
                 ssize_t n = read(fd, p + off, *size - off);
                 if (n <= 0) {
@@ -105,16 +67,16 @@ static struct result time_command(const char *cmd, const char *out, int runs)
         struct result r = {1e9, 0};
 
         for (int i = 0; i < runs; i++) {
-                double t = now();
+                double t = bench_now();
                 if (system(cmd) != 0) {
                         fprintf(stderr, "stream-bench: '%s' failed\n", cmd);
                         exit(EXIT_FAILURE);
                 }
-                t = now() - t;
+                t = bench_now() - t;
                 if (t < r.best_s)
                         r.best_s = t;
         }
-        r.out_bytes = out ? file_size(out) : 0;
+        r.out_bytes = out ? bench_file_size(out) : 0;
         return r;
 }
 
@@ -123,9 +85,9 @@ static struct result time_memcpy(uint8_t *dst, const uint8_t *src, size_t size, 
         struct result r = {1e9, size};
 
         for (int i = 0; i < runs; i++) {
-                double t = now();
+                double t = bench_now();
                 memcpy(dst, src, size);
-                t = now() - t;
+                t = bench_now() - t;
                 if (t < r.best_s)
                         r.best_s = t;
         }
@@ -154,7 +116,7 @@ static struct result time_encode(const char *path, const uint8_t *img, size_t si
                 snprintf(info.purpose, sizeof(info.purpose), "benchmark");
                 /* Start from an empty file, as lz4 -f does. */
                 unlink(path);
-                t = now();
+                t = bench_now();
                 fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
                 if (fd < 0) {
                         perror(path);
@@ -167,13 +129,13 @@ static struct result time_encode(const char *path, const uint8_t *img, size_t si
                         r = svemig_stream_writer_finish(w, &err);
                 svemig_stream_writer_free(w);
                 close(fd);
-                t = now() - t;
+                t = bench_now() - t;
                 if (r < 0)
-                        die("encoding", &err, r);
+                        bench_die("encoding", &err, r);
                 if (t < res.best_s)
                         res.best_s = t;
         }
-        res.out_bytes = file_size(path);
+        res.out_bytes = bench_file_size(path);
         return res;
 }
 
@@ -190,7 +152,7 @@ static struct result time_decode(const char *path, uint8_t *dst, size_t size, un
                 int fd, k;
 
                 memset(dst, 0x5a, size); /* so the check below means something; still faulted in */
-                t = now();
+                t = bench_now();
                 fd = open(path, O_RDONLY | O_CLOEXEC);
                 if (fd < 0) {
                         perror(path);
@@ -202,9 +164,9 @@ static struct result time_decode(const char *path, uint8_t *dst, size_t size, un
                                 k = svemig_stream_read_memory(rd, &map, 1, &err);
                 svemig_stream_reader_free(rd);
                 close(fd);
-                t = now() - t;
+                t = bench_now() - t;
                 if (k < 0)
-                        die("decoding", &err, k);
+                        bench_die("decoding", &err, k);
                 if (t < res.best_s)
                         res.best_s = t;
         }
@@ -213,7 +175,7 @@ static struct result time_decode(const char *path, uint8_t *dst, size_t size, un
 
 static void row(const char *what, size_t in, const struct result *r, const struct result *ref)
 {
-        printf("  %-34s %8.0f MB/s  %6.3f s", what, mbps(in, r->best_s), r->best_s);
+        printf("  %-34s %8.0f MB/s  %6.3f s", what, bench_mbps(in, r->best_s), r->best_s);
         if (r->out_bytes)
                 printf("  %11llu bytes (%.3f)", (unsigned long long)r->out_bytes,
                        (double)r->out_bytes / (double)in);
@@ -262,7 +224,7 @@ int main(int argc, char **argv)
         snprintf(stream_out, sizeof(stream_out), "%s/stream-bench.svemig", argv[optind + 1]);
 
         img = load_image(argv[optind], &size);
-        dst = alloc_populated(size);
+        dst = bench_alloc_populated(size);
         printf("stream-bench: %s, %zu MiB, best of %d runs, %ld online CPUs, %s workers\n", argv[optind],
                size >> 20, runs, sysconf(_SC_NPROCESSORS_ONLN), threads ? "" : "one per CPU");
 
