@@ -62,6 +62,9 @@ struct sim_vcpu {
         unsigned max_vq;
         uint32_t mp_state;
         atomic_bool kicked;
+        /* A stopped vcpu sleeps in run until kicked, as KVM's does. */
+        pthread_mutex_t wake_lock;
+        pthread_cond_t wake;
 
         /*
          * Plain registers (all but the SVE group, vregs and counters) in

@@ -251,6 +251,8 @@ static int sim_vcpu_create(struct hv_vm *hvm, unsigned index, struct hv_vcpu **o
                 return svemig_error_set(err, ENOMEM, "vcpu %u: out of memory", index);
         v->base.vm = hvm;
         v->base.index = index;
+        pthread_mutex_init(&v->wake_lock, NULL);
+        pthread_cond_init(&v->wake, NULL);
         vm->n_vcpus++;
         *out = &v->base;
         return 0;
@@ -261,6 +263,8 @@ static void sim_vcpu_destroy(struct hv_vcpu *hvc)
         struct sim_vcpu *v = (struct sim_vcpu *)hvc;
 
         sim_vm_of(v)->n_vcpus--;
+        pthread_cond_destroy(&v->wake);
+        pthread_mutex_destroy(&v->wake_lock);
         free(v->ids);
         free(v->values);
         free(v->index);
@@ -710,10 +714,16 @@ static int sim_run(struct hv_vcpu *hvc, uint64_t max_steps, struct hv_exit *exit
         if (!sim_finalized(v))
                 return -EPERM;
 
-        exit->reason = HV_EXIT_STEPS;
-        /* A powered-off vcpu runs nothing (KVM would sleep until PSCI CPU_ON). */
-        if (v->mp_state == HV_MP_STATE_STOPPED)
+        /* A powered-off vcpu runs nothing: it sleeps until a kick, as in KVM (no PSCI CPU_ON here). */
+        if (v->mp_state == HV_MP_STATE_STOPPED) {
+                pthread_mutex_lock(&v->wake_lock);
+                while (!atomic_exchange(&v->kicked, false))
+                        pthread_cond_wait(&v->wake, &v->wake_lock);
+                pthread_mutex_unlock(&v->wake_lock);
+                exit->reason = HV_EXIT_INTR;
                 return 0;
+        }
+        exit->reason = HV_EXIT_STEPS;
         for (uint64_t i = 0; i < max_steps; i++) {
                 if (atomic_exchange(&v->kicked, false)) {
                         exit->reason = HV_EXIT_INTR;
@@ -727,7 +737,12 @@ static int sim_run(struct hv_vcpu *hvc, uint64_t max_steps, struct hv_exit *exit
 
 static void sim_kick(struct hv_vcpu *hvc)
 {
-        atomic_store(&((struct sim_vcpu *)hvc)->kicked, true);
+        struct sim_vcpu *v = (struct sim_vcpu *)hvc;
+
+        pthread_mutex_lock(&v->wake_lock);
+        atomic_store(&v->kicked, true);
+        pthread_cond_signal(&v->wake);
+        pthread_mutex_unlock(&v->wake_lock);
 }
 
 const struct hv_ops hv_sim_ops = {

@@ -4,6 +4,7 @@
  * every backend shares, whatever guest code it runs.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -139,6 +140,7 @@ struct runner {
         struct hv_vcpu *vcpu;
         struct hv_exit exit;
         int r;
+        atomic_bool done;
 };
 
 static void *run_thread(void *arg)
@@ -146,6 +148,7 @@ static void *run_thread(void *arg)
         struct runner *rn = arg;
 
         rn->r = hv_vcpu_run(rn->vcpu, UINT64_MAX, &rn->exit);
+        atomic_store(&rn->done, true);
         return NULL;
 }
 
@@ -175,9 +178,45 @@ static void kick_running(struct conf *c)
               rn.exit.reason);
 }
 
+/*
+ * A powered-off vcpu (mp_state STOPPED) does not run: KVM_RUN sleeps until
+ * a PSCI CPU_ON or a kick, and a kick makes it return INTR having run nothing.
+ */
+static void stopped_vcpu_sleeps(struct conf *c)
+{
+        _cleanup_vm_ struct hv_vm *vm = NULL;
+        _cleanup_vcpu_ struct hv_vcpu *vcpu = NULL;
+        _cleanup_(ram_free) struct ram ram = {0};
+        struct runner rn = {0};
+        struct timespec pause = {.tv_nsec = 50 * 1000 * 1000};
+        uint64_t pc_before = 0, pc_after = 0;
+        pthread_t t;
+
+        if (spin_vcpu(c, &vm, &vcpu, &ram) < 0)
+                return;
+        CHECK_RC(c, hv_vcpu_set_mp_state(vcpu, HV_MP_STATE_STOPPED), 0);
+        CHECK_RC(c, hv_vcpu_get_reg(vcpu, kvmreg_core_pc(), &pc_before), 0);
+        rn.vcpu = vcpu;
+        CHECK(c, pthread_create(&t, NULL, run_thread, &rn) == 0, "pthread_create failed");
+        nanosleep(&pause, NULL);
+        CHECK(c, !atomic_load(&rn.done), "KVM_RUN on a stopped vcpu returned without a kick (reason %d)",
+              rn.exit.reason);
+        hv_vcpu_kick(vcpu);
+        pthread_join(t, NULL);
+        CHECK_RC(c, rn.r, 0);
+        CHECK(c, rn.exit.reason == HV_EXIT_INTR, "a kicked stopped vcpu exited with reason %d, not INTR",
+              rn.exit.reason);
+        CHECK_RC(c, hv_vcpu_get_reg(vcpu, kvmreg_core_pc(), &pc_after), 0);
+        CHECK(c, pc_after == pc_before, "a stopped vcpu ran: pc moved from 0x%llx to 0x%llx",
+              (unsigned long long)pc_before, (unsigned long long)pc_after);
+}
+
 const struct conf_case conf_cases_vm[] = {
-        {"dirty-log-fresh-slot-clean", dirty_log_fresh}, {"dirty-log-enoent", dirty_log_enoent},
-        {"memslot-overlap-eexist", memslot_overlap},     {"kick-before-run-intr", kick_before_run},
+        {"dirty-log-fresh-slot-clean", dirty_log_fresh},
+        {"dirty-log-enoent", dirty_log_enoent},
+        {"memslot-overlap-eexist", memslot_overlap},
+        {"kick-before-run-intr", kick_before_run},
         {"kick-running-vcpu-intr", kick_running},
+        {"stopped-vcpu-sleeps-until-kick", stopped_vcpu_sleeps},
 };
 const size_t conf_n_cases_vm = ELEMENTSOF(conf_cases_vm);
