@@ -11,7 +11,7 @@
 #include "svemig/guest.h"
 #include "svemig/kvmreg.h"
 
-/* The workload's start state (docs/sim-workload.md). */
+/* The start state (docs/sim-workload.md; payloads get the same but their own pc). */
 #define GUEST_ENTRY        0x800ull
 #define GUEST_PSTATE       0x3c5ull    /* EL1h, DAIF masked */
 #define GUEST_CPACR_FP_SVE 0x330000ull /* FPEN and ZEN: no traps for FP/SIMD or SVE */
@@ -38,6 +38,10 @@ struct guest {
         _Atomic uint64_t *steps;
         uint8_t *mem;
         uint64_t mem_size;
+        uint64_t ram_base;
+
+        guest_mmio_fn on_mmio;
+        void *mmio_userdata;
 
         /* Running vcpu threads, between guest_start() and guest_pause(). */
         bool running;
@@ -75,6 +79,17 @@ uint8_t *guest_mem(const struct guest *g)
 uint64_t guest_mem_size(const struct guest *g)
 {
         return g->mem_size;
+}
+
+uint64_t guest_ram_base(const struct guest *g)
+{
+        return g->ram_base;
+}
+
+void guest_set_mmio_handler(struct guest *g, guest_mmio_fn fn, void *userdata)
+{
+        g->on_mmio = fn;
+        g->mmio_userdata = userdata;
 }
 
 uint64_t guest_steps(const struct guest *g, unsigned i)
@@ -118,8 +133,8 @@ int guest_prefault(struct guest *g, struct svemig_error *err)
         return 0;
 }
 
-int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool log_dirty,
-                       struct guest **out, struct svemig_error *err)
+int guest_create_empty_at(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
+                          bool log_dirty, struct guest **out, struct svemig_error *err)
 {
         _cleanup_(guest_destroyp) struct guest *g = NULL;
         int r;
@@ -128,6 +143,12 @@ int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool
                 return svemig_error_set(err, EINVAL, "a guest needs at least one vcpu");
         if (mem_bytes == 0 || mem_bytes % HV_PAGE_SIZE)
                 return svemig_error_set(err, EINVAL, "guest memory must be a non-zero multiple of %u bytes",
+                                        HV_PAGE_SIZE);
+        if (ram_base % HV_PAGE_SIZE || ram_base + mem_bytes < ram_base)
+                return svemig_error_set(err, EINVAL,
+                                        "guest RAM at 0x%llx (%llu bytes) is not page aligned or wraps "
+                                        "around; put it at a multiple of %u",
+                                        (unsigned long long)ram_base, (unsigned long long)mem_bytes,
                                         HV_PAGE_SIZE);
 
         g = calloc(1, sizeof(*g));
@@ -148,11 +169,12 @@ int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool
                 return svemig_error_set(err, errno, "cannot map %llu bytes of guest memory: %s",
                                         (unsigned long long)mem_bytes, strerror(errno));
         g->mem_size = mem_bytes;
+        g->ram_base = ram_base;
 
         r = hv_vm_create(hv, &g->vm, err);
         if (r < 0)
                 return r;
-        r = hv_vm_set_memslot(g->vm, GUEST_RAM_SLOT, GUEST_RAM_BASE, mem_bytes, g->mem,
+        r = hv_vm_set_memslot(g->vm, GUEST_RAM_SLOT, ram_base, mem_bytes, g->mem,
                               log_dirty ? HV_MEM_LOG_DIRTY : 0, err);
         if (r < 0)
                 return r;
@@ -165,6 +187,12 @@ int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool
         *out = g;
         g = NULL;
         return 0;
+}
+
+int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool log_dirty,
+                       struct guest **out, struct svemig_error *err)
+{
+        return guest_create_empty_at(hv, n_vcpus, GUEST_RAM_BASE, mem_bytes, log_dirty, out, err);
 }
 
 static int set_u64(struct hv_vcpu *vcpu, uint64_t id, uint64_t value, struct svemig_error *err)
@@ -180,7 +208,7 @@ static int set_u64(struct hv_vcpu *vcpu, uint64_t id, uint64_t value, struct sve
         return 0;
 }
 
-/* init -> SVE_VLS -> finalize -> the workload's start registers. */
+/* init -> SVE_VLS -> finalize -> the start registers (the workload's, or the payload's entry). */
 static int setup_vcpu(struct guest *g, struct hv_vcpu *vcpu, const struct guest_config *cfg, unsigned max_vq,
                       struct svemig_error *err)
 {
@@ -204,18 +232,25 @@ static int setup_vcpu(struct guest *g, struct hv_vcpu *vcpu, const struct guest_
                         return svemig_error_set(err, r, "vcpu %u: finalize failed: %s", i, strerror(-r));
         }
 
-        if ((r = set_u64(vcpu, kvmreg_core_pc(), GUEST_ENTRY, err)) < 0 ||
+        if ((r = set_u64(vcpu, kvmreg_core_pc(), cfg->image ? cfg->entry : GUEST_ENTRY, err)) < 0 ||
             (r = set_u64(vcpu, kvmreg_core_pstate(), GUEST_PSTATE, err)) < 0 ||
-            (r = set_u64(vcpu, KVMREG_CPACR_EL1, GUEST_CPACR_FP_SVE, err)) < 0 ||
-            (r = set_u64(vcpu, kvmreg_core_x(WL_X_SEED), 0x5eed0000ull + i, err)) < 0 ||
-            (r = set_u64(vcpu, kvmreg_core_x(WL_X_STRIPE_INDEX), i, err)) < 0 ||
-            (r = set_u64(vcpu, kvmreg_core_x(WL_X_STRIPES), g->n_vcpus, err)) < 0 ||
-            (r = set_u64(vcpu, kvmreg_core_x(WL_X_DIRTY_PAGES), cfg->dirty_pages_per_step, err)) < 0)
+            (r = set_u64(vcpu, KVMREG_CPACR_EL1, GUEST_CPACR_FP_SVE, err)) < 0)
+                return r;
+        if (!cfg->image &&
+            ((r = set_u64(vcpu, kvmreg_core_x(WL_X_SEED), 0x5eed0000ull + i, err)) < 0 ||
+             (r = set_u64(vcpu, kvmreg_core_x(WL_X_STRIPE_INDEX), i, err)) < 0 ||
+             (r = set_u64(vcpu, kvmreg_core_x(WL_X_STRIPES), g->n_vcpus, err)) < 0 ||
+             (r = set_u64(vcpu, kvmreg_core_x(WL_X_DIRTY_PAGES), cfg->dirty_pages_per_step, err)) < 0))
                 return r;
         /* ZCR_EL1 resets to 128 bits; a guest that wants its whole VL raises LEN itself. */
         if (cfg->sve && (r = set_u64(vcpu, KVMREG_ZCR_EL1, max_vq - 1, err)) < 0)
                 return r;
         return 0;
+}
+
+static uint64_t guest_config_ram_base(const struct guest_config *cfg)
+{
+        return cfg->image || cfg->ram_base ? cfg->ram_base : GUEST_RAM_BASE;
 }
 
 int guest_create(struct hv *hv, const struct guest_config *cfg, struct guest **out, struct svemig_error *err)
@@ -248,9 +283,21 @@ int guest_create(struct hv *hv, const struct guest_config *cfg, struct guest **o
                 max_vq = vqset_empty(&cfg->vls) ? caps.max_vq : vqset_highest(&cfg->vls);
         }
 
-        r = guest_create_empty(hv, cfg->n_vcpus, cfg->mem_bytes, cfg->log_dirty, &g, err);
+        if (cfg->image && (cfg->image_size == 0 || cfg->image_offset > cfg->mem_bytes ||
+                           cfg->image_size > cfg->mem_bytes - cfg->image_offset))
+                return svemig_error_set(err, EINVAL,
+                                        "a payload of %zu bytes at offset 0x%llx does not fit in %llu bytes "
+                                        "of guest RAM; give the guest more memory",
+                                        cfg->image_size, (unsigned long long)cfg->image_offset,
+                                        (unsigned long long)cfg->mem_bytes);
+
+        r = guest_create_empty_at(hv, cfg->n_vcpus, guest_config_ram_base(cfg), cfg->mem_bytes,
+                                  cfg->log_dirty, &g, err);
         if (r < 0)
                 return r;
+        if (cfg->image)
+                memcpy(g->mem + cfg->image_offset, cfg->image, cfg->image_size);
+        guest_set_mmio_handler(g, cfg->on_mmio, cfg->mmio_userdata);
         for (unsigned i = 0; i < g->n_vcpus; i++) {
                 r = setup_vcpu(g, g->vcpus[i], cfg, max_vq, err);
                 if (r < 0)
@@ -283,18 +330,58 @@ static void throttle_sleep(const struct guest *g, uint64_t busy)
                   NULL);
 }
 
+/* Whether the vcpu's MMIO handler lets it go on after this exit. */
+static bool mmio_continue(struct guest *g, unsigned index, const struct hv_exit *exit)
+{
+        if (!g->on_mmio)
+                return true;
+        return g->on_mmio(g->mmio_userdata, index, exit->mmio.addr, exit->mmio.data, exit->mmio.len,
+                          exit->mmio.is_write);
+}
+
+/*
+ * KVM finishes an MMIO access (a read's register, the pc past the
+ * instruction) only when the vcpu next enters KVM_RUN, and its registers
+ * say nothing of the pending part. Entering once with a kick pending (KVM's
+ * immediate_exit) completes it and runs no guest instruction, so that a
+ * capture taken now is the whole truth.
+ */
+static int complete_mmio(struct hv_vcpu *vcpu)
+{
+        struct hv_exit exit;
+        int r;
+
+        hv_vcpu_kick(vcpu);
+        r = hv_vcpu_run(vcpu, 1, &exit);
+        if (r == 0 && exit.reason != HV_EXIT_INTR)
+                return -EIO;
+        return r;
+}
+
+static bool powered_off(struct hv_vcpu *vcpu)
+{
+        uint32_t mp_state;
+
+        return hv_vcpu_get_mp_state(vcpu, &mp_state) == 0 && mp_state == HV_MP_STATE_STOPPED;
+}
+
 static void *vcpu_thread_main(void *arg)
 {
         struct vcpu_thread *t = arg;
         struct guest *g = t->g;
         struct hv_vcpu *vcpu = g->vcpus[t->index];
         uint64_t left = t->budget;
+        bool mmio_pending = false;
 
+        /* KVM would put it to sleep until PSCI CPU_ON, which nothing here sends. */
+        if (powered_off(vcpu))
+                return NULL;
         while (left > 0 && !atomic_load(&g->stop)) {
                 uint64_t start = now_ns();
                 struct hv_exit exit;
 
                 t->r = hv_vcpu_run(vcpu, MIN(left, (uint64_t)GUEST_RUN_BATCH), &exit);
+                mmio_pending = t->r == 0 && exit.reason == HV_EXIT_MMIO;
                 if (t->r < 0)
                         break;
                 atomic_fetch_add(&g->steps[t->index], exit.steps);
@@ -303,8 +390,12 @@ static void *vcpu_thread_main(void *arg)
                 /* A powered-off vcpu, or a guest that asked to stop, runs no further. */
                 if (exit.reason == HV_EXIT_SYSTEM_EVENT || (exit.reason == HV_EXIT_STEPS && exit.steps == 0))
                         break;
+                if (exit.reason == HV_EXIT_MMIO && !mmio_continue(g, t->index, &exit))
+                        break;
                 throttle_sleep(g, now_ns() - start);
         }
+        if (mmio_pending)
+                t->r = complete_mmio(vcpu);
         return NULL;
 }
 
@@ -435,9 +526,11 @@ int guest_compare(struct guest *a, struct guest *b, bool *equal, char *diff, siz
         int r;
 
         *equal = false;
-        if (a->n_vcpus != b->n_vcpus || a->mem_size != b->mem_size) {
-                snprintf(diff, len, "%u vcpus and %llu bytes against %u vcpus and %llu bytes", a->n_vcpus,
-                         (unsigned long long)a->mem_size, b->n_vcpus, (unsigned long long)b->mem_size);
+        if (a->n_vcpus != b->n_vcpus || a->mem_size != b->mem_size || a->ram_base != b->ram_base) {
+                snprintf(diff, len,
+                         "%u vcpus and %llu bytes at 0x%llx against %u vcpus and %llu bytes at 0x%llx",
+                         a->n_vcpus, (unsigned long long)a->mem_size, (unsigned long long)a->ram_base,
+                         b->n_vcpus, (unsigned long long)b->mem_size, (unsigned long long)b->ram_base);
                 return 0;
         }
         r = guest_capture(a, &sa, err);
@@ -458,7 +551,7 @@ int guest_compare(struct guest *a, struct guest *b, bool *equal, char *diff, siz
                 while (a->mem[off] == b->mem[off])
                         off++;
                 snprintf(diff, len, "guest memory differs first at 0x%llx",
-                         (unsigned long long)(GUEST_RAM_BASE + off));
+                         (unsigned long long)(a->ram_base + off));
                 *equal = false;
         }
         guest_states_free(sa, a->n_vcpus);

@@ -19,8 +19,7 @@
 #include "svemig/kvmreg.h"
 #include "svemig/snapshot.h"
 
-/* Memory is handed to the stream writer in pieces of this size so that progress and cancel stay responsive.
- */
+/* Progress is reported (and a cancel noticed) every this many bytes of memory. */
 #define SNAPSHOT_PIECE (64ull << 20)
 
 static int report(const struct snapshot_opts *opts, const char *phase, uint64_t done, uint64_t total,
@@ -35,6 +34,26 @@ static int report(const struct snapshot_opts *opts, const char *phase, uint64_t 
                 return svemig_error_set(err, r, "%s",
                                         r == -ECANCELED ? "cancelled" : "stopped by the caller");
         return 0;
+}
+
+/*
+ * The stream writer's progress, passed on every SNAPSHOT_PIECE. Memory goes
+ * to the writer in one call, so that its pipeline never drains until the end.
+ */
+struct memory_progress {
+        const struct snapshot_opts *opts;
+        uint64_t next;
+        struct svemig_error err; /* the caller's reason, should it stop us */
+};
+
+static int memory_progress(void *userdata, uint64_t done, uint64_t total)
+{
+        struct memory_progress *mp = userdata;
+
+        if (done < mp->next)
+                return 0;
+        mp->next = done + SNAPSHOT_PIECE;
+        return report(mp->opts, "memory", done, total, &mp->err);
 }
 
 /* The header: what a destination needs to decide before reading further. */
@@ -64,7 +83,7 @@ static int describe(struct guest *g, const struct vcpu_state *vcpu0, const struc
         info->created_ns = opts ? opts->created_ns : 0;
 
         *slot = (struct svemig_stream_slot){
-                .id = GUEST_RAM_SLOT, .gpa = GUEST_RAM_BASE, .size = guest_mem_size(g)};
+                .id = GUEST_RAM_SLOT, .gpa = guest_ram_base(g), .size = guest_mem_size(g)};
         info->slots = slot;
         info->n_slots = 1;
 
@@ -82,7 +101,12 @@ static int describe(struct guest *g, const struct vcpu_state *vcpu0, const struc
 int snapshot_write_fd(struct guest *g, int fd, const struct snapshot_opts *opts,
                       struct svemig_stream_stats *stats, struct svemig_error *err)
 {
-        struct svemig_stream_write_opts wopts = {.n_threads = opts ? opts->n_threads : 0};
+        struct memory_progress mp = {.opts = opts, .next = SNAPSHOT_PIECE};
+        struct svemig_stream_write_opts wopts = {
+                .n_threads = opts ? opts->n_threads : 0,
+                .progress = opts && opts->progress ? memory_progress : NULL,
+                .userdata = &mp,
+        };
         struct vcpu_reg id_regs[SVEMIG_STREAM_ID_REGS_MAX];
         struct svemig_stream_writer *w = NULL;
         struct svemig_stream_info info;
@@ -110,20 +134,23 @@ int snapshot_write_fd(struct guest *g, int fd, const struct snapshot_opts *opts,
                 if (r < 0)
                         goto out;
         }
-        for (uint64_t off = 0; off < size; off += SNAPSHOT_PIECE) {
+        r = report(opts, "memory", 0, size, err);
+        if (r < 0)
+                goto out;
+        {
                 struct svemig_mem_range range = {
                         .slot = GUEST_RAM_SLOT,
-                        .gpa = GUEST_RAM_BASE + off,
-                        .host = guest_mem(g) + off,
-                        .size = MIN(SNAPSHOT_PIECE, size - off),
+                        .gpa = guest_ram_base(g),
+                        .host = guest_mem(g),
+                        .size = size,
                 };
 
-                r = report(opts, "memory", off, size, err);
-                if (r < 0)
-                        goto out;
                 r = svemig_stream_write_memory(w, &range, 1, err);
-                if (r < 0)
+                if (r < 0) {
+                        if (mp.err.code) /* the caller's own reason, not the writer's account of it */
+                                r = svemig_error_set(err, mp.err.code, "%s", mp.err.msg);
                         goto out;
+                }
         }
         r = svemig_stream_writer_finish(w, err);
         if (r < 0)
@@ -255,16 +282,14 @@ int snapshot_check_host(struct hv *hv, const struct svemig_stream_info *info, st
         return r;
 }
 
-/* The stream's single RAM slot, in the layout guest.c builds. */
+/* One RAM slot, wherever the guest had it: the layout guest.c builds. */
 static int check_layout(const struct svemig_stream_info *info, struct svemig_error *err)
 {
-        if (info->n_slots != 1 || info->slots[0].id != GUEST_RAM_SLOT ||
-            info->slots[0].gpa != GUEST_RAM_BASE)
-                return svemig_error_set(
-                        err, EPROTO,
-                        "the stream's memory layout (%zu slots) is not one RAM slot at 0x%llx, "
-                        "the only layout this version restores",
-                        info->n_slots, (unsigned long long)GUEST_RAM_BASE);
+        if (info->n_slots != 1)
+                return svemig_error_set(err, EPROTO,
+                                        "the stream's memory layout has %zu slots, not one RAM slot, "
+                                        "the only layout this version restores",
+                                        info->n_slots);
         if (info->vcpu_count == 0)
                 return svemig_error_set(err, EBADMSG, "the stream has no vcpus");
         return 0;
@@ -309,13 +334,15 @@ int snapshot_restore_into(struct guest *g, struct svemig_stream_reader *rd, cons
         r = check_layout(info, err);
         if (r < 0)
                 return r;
-        if (guest_n_vcpus(g) != info->vcpu_count || guest_mem_size(g) != info->slots[0].size)
+        if (guest_n_vcpus(g) != info->vcpu_count || guest_mem_size(g) != info->slots[0].size ||
+            guest_ram_base(g) != info->slots[0].gpa)
                 return svemig_error_set(
                         err, EINVAL,
-                        "the guest to restore into has %u vcpus and %llu bytes; the stream %u and "
-                        "%llu",
-                        guest_n_vcpus(g), (unsigned long long)guest_mem_size(g), info->vcpu_count,
-                        (unsigned long long)info->slots[0].size);
+                        "the guest to restore into has %u vcpus and %llu bytes at 0x%llx; the stream %u "
+                        "and %llu at 0x%llx",
+                        guest_n_vcpus(g), (unsigned long long)guest_mem_size(g),
+                        (unsigned long long)guest_ram_base(g), info->vcpu_count,
+                        (unsigned long long)info->slots[0].size, (unsigned long long)info->slots[0].gpa);
 
         states = calloc(info->vcpu_count, sizeof(*states));
         if (!states)
@@ -329,8 +356,8 @@ int snapshot_restore_into(struct guest *g, struct svemig_stream_reader *rd, cons
         if (r < 0)
                 return r;
 
-        map = (struct svemig_mem_map){.slot = GUEST_RAM_SLOT,
-                                      .gpa = GUEST_RAM_BASE,
+        map = (struct svemig_mem_map){.slot = info->slots[0].id,
+                                      .gpa = info->slots[0].gpa,
                                       .host = guest_mem(g),
                                       .size = guest_mem_size(g)};
         while (next == SVEMIG_FRAME_MEMORY) {
@@ -369,7 +396,8 @@ int snapshot_restore_fd(struct hv *hv, int fd, const struct snapshot_opts *opts,
         if (r == 0)
                 r = snapshot_check_host(hv, info, err);
         if (r == 0)
-                r = guest_create_empty(hv, info->vcpu_count, info->slots[0].size, false, &g, err);
+                r = guest_create_empty_at(hv, info->vcpu_count, info->slots[0].gpa, info->slots[0].size,
+                                          false, &g, err);
         if (r == 0)
                 r = snapshot_restore_into(g, rd, opts, err);
         svemig_stream_reader_free(rd);

@@ -2,9 +2,13 @@
 #pragma once
 
 /*
- * A guest: one hv VM with its vcpus and its RAM (one memory slot at
- * GUEST_RAM_BASE, as on QEMU's virt board). It is what snapshots capture and
- * restore and what the daemon runs.
+ * A guest: one hv VM with its vcpus and its RAM (one memory slot, at
+ * GUEST_RAM_BASE as on QEMU's virt board unless the guest says otherwise).
+ * It is what snapshots capture and restore and what the daemon runs.
+ *
+ * It runs one of two things: the sim's synthetic workload
+ * (docs/sim-workload.md), or a bare aarch64 payload, a raw image loaded into
+ * RAM and entered at EL1h (tests/arm64/payloads/), which runs on kvm.
  */
 
 #include <stdbool.h>
@@ -21,6 +25,16 @@
 
 struct guest;
 
+/*
+ * Called from a vcpu's thread when the guest accesses an address outside
+ * RAM (KVM_EXIT_MMIO): data holds the len bytes written; a read sees zeros.
+ * Returns true to keep the vcpu running, false to stop it there: its thread
+ * ends, the access is completed, and the next guest_run() or guest_start()
+ * resumes after it.
+ */
+typedef bool (*guest_mmio_fn)(void *userdata, unsigned vcpu, uint64_t addr, const uint8_t *data,
+                              uint32_t len, bool is_write);
+
 struct guest_config {
         unsigned n_vcpus;
         uint64_t mem_bytes; /* a multiple of HV_PAGE_SIZE */
@@ -34,13 +48,36 @@ struct guest_config {
         uint64_t dirty_pages_per_step;
         /* Keep a dirty log on guest RAM (for pre-copy). */
         bool log_dirty;
+
+        /*
+         * A bare payload instead of the sim workload: image_size bytes
+         * copied into RAM at image_offset, and every vcpu entered at
+         * 'entry' (an IPA) with no workload registers set. Payloads run on
+         * kvm; on the sim the vcpus run the synthetic workload regardless.
+         */
+        const void *image;
+        size_t image_size;
+        uint64_t image_offset;
+        uint64_t entry;
+        /*
+         * The IPA where RAM starts, page aligned. 0 means GUEST_RAM_BASE,
+         * except for a payload (image set), whose RAM is at ram_base as
+         * given: bare payloads are linked at IPA 0.
+         */
+        uint64_t ram_base;
+
+        /* MMIO exits (guest_set_mmio_handler()); NULL ignores writes and reads zeros. */
+        guest_mmio_fn on_mmio;
+        void *mmio_userdata;
 };
 
 /*
- * Creates a guest ready to run: the VM, RAM (zeroed), every vcpu initialised
- * (PSCI 0.2, and SVE with the chosen VL set then finalized), and the
- * workload's start state loaded (pc, pstate, CPACR_EL1, ZCR_EL1 at the
- * vcpu's maximum VL, the workload's parameter registers).
+ * Creates a guest ready to run: the VM, RAM (zeroed, then the payload's
+ * image if any), every vcpu initialised (PSCI 0.2, and SVE with the chosen VL
+ * set then finalized), and the start state loaded: pc (the payload's entry,
+ * or the workload's), pstate EL1h with DAIF masked, CPACR_EL1 with no FP or
+ * SVE traps, ZCR_EL1.LEN at the vcpu's maximum VL, and for the workload its
+ * parameter registers.
  */
 int guest_create(struct hv *hv, const struct guest_config *cfg, struct guest **out,
                  struct svemig_error *err);
@@ -51,6 +88,9 @@ int guest_create(struct hv *hv, const struct guest_config *cfg, struct guest **o
  */
 int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool log_dirty,
                        struct guest **out, struct svemig_error *err);
+/* guest_create_empty() with RAM at IPA ram_base (page aligned) instead of GUEST_RAM_BASE. */
+int guest_create_empty_at(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
+                          bool log_dirty, struct guest **out, struct svemig_error *err);
 
 void guest_destroy(struct guest *g);
 
@@ -67,19 +107,30 @@ unsigned guest_n_vcpus(const struct guest *g);
 struct hv_vcpu *guest_vcpu(const struct guest *g, unsigned i);
 uint8_t *guest_mem(const struct guest *g);
 uint64_t guest_mem_size(const struct guest *g);
+/* The IPA of guest_mem()'s first byte. */
+uint64_t guest_ram_base(const struct guest *g);
 /* Workload steps run by vcpu i since the guest was created or restored. */
 uint64_t guest_steps(const struct guest *g, unsigned i);
 
 /*
+ * Sets (or with fn NULL, clears) the MMIO handler, e.g. on a guest just
+ * restored from a snapshot. Not while the guest is running.
+ */
+void guest_set_mmio_handler(struct guest *g, guest_mmio_fn fn, void *userdata);
+
+/*
  * Runs every vcpu for 'steps' workload steps, one thread per vcpu, and
- * waits for all of them. Returns the first failure.
+ * waits for all of them. Returns the first failure. On kvm, where nothing
+ * counts steps, each vcpu runs until it stops by itself: its MMIO handler
+ * says so, or the guest powers off (PSCI SYSTEM_OFF/RESET). A vcpu that is
+ * powered off is not run.
  */
 int guest_run(struct guest *g, uint64_t steps, struct svemig_error *err);
 
 /*
  * Starts every vcpu running in its own thread until guest_pause(). On the
- * sim, a vcpu runs workload steps without end; on kvm, until the guest
- * powers off. -EBUSY when already running.
+ * sim, a vcpu runs workload steps without end; on kvm, until it stops by
+ * itself as in guest_run(). -EBUSY when already running.
  */
 int guest_start(struct guest *g, struct svemig_error *err);
 

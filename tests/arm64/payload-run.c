@@ -24,13 +24,14 @@
 #include "macro.h"
 #include "svemig/hv.h"
 #include "svemig/kvmreg.h"
+#include "workload-model.h"
 
-#define RAM_SIZE      (64u * 1024)
+#define RAM_SIZE      WORKLOAD_RAM_SIZE
 #define RAM_PAGES     (RAM_SIZE / HV_PAGE_SIZE)
-#define ENTRY         0x800u
-#define MMIO_REPORT   0x10000u
-#define BUF_GPA       0x2000u
-#define COUNT_GPA     0x3000u
+#define ENTRY         WORKLOAD_ENTRY
+#define MMIO_REPORT   WORKLOAD_MMIO_REPORT
+#define BUF_GPA       WORKLOAD_BUF_GPA
+#define COUNT_GPA     WORKLOAD_COUNT_GPA
 #define PSTATE_EL1H   0x3c5ull
 #define CPACR_SVE     0x330000ull /* FPEN = ZEN = 0b11: no FP/SVE traps at EL1 */
 #define ZCR_MAX_LEN   0xfull
@@ -166,69 +167,28 @@ static int run_rdvl(struct guest *g)
         return 0;
 }
 
-static uint64_t pow3(uint64_t k)
-{
-        uint64_t p = 1;
-
-        while (k--)
-                p *= 3;
-        return p;
-}
-
-/* The model of workload.S after k iterations: lane i of z0 and of the buffer. */
-static uint64_t model_z0(unsigned i, uint64_t k)
-{
-        return (i + 1) * pow3(k);
-}
-
-static uint64_t model_buf(unsigned i, uint64_t k)
-{
-        /* 3^0 + ... + 3^(k-1), mod 2^64, summed rather than divided. */
-        uint64_t s = 0, p = 1;
-
-        for (uint64_t j = 0; j < k; j++, p *= 3)
-                s += p;
-        return (i + 1) * s;
-}
-
 static void check_workload_state(struct guest *g, uint64_t k)
 {
-        unsigned lanes = g->caps.max_vq * 2;
+        unsigned vq = g->caps.max_vq;
         uint8_t z[KVMREG_ZREG_SLICE_BYTES], p[KVMREG_PREG_SLICE_BYTES];
-        uint64_t lane, x2 = 0, count;
-        bool ok = true;
+        uint64_t x2 = 0, count;
 
         memcpy(&count, g->ram + COUNT_GPA, sizeof(count));
         check(count == k, "workload-counter-in-memory (%llu, expected %llu)", (unsigned long long)count,
               (unsigned long long)k);
         check(hv_vcpu_get_reg(g->vcpu, kvmreg_core_x(2), &x2) == 0 && x2 == k, "workload-x2 (%llu)",
               (unsigned long long)x2);
-
-        for (unsigned i = 0; i < KVMREG_ZREG_SLICE_BYTES / 8; i++) {
-                memcpy(&lane, g->ram + BUF_GPA + 8 * i, 8);
-                ok = ok && lane == (i < lanes ? model_buf(i, k) : 0);
-        }
-        check(ok, "workload-memory-matches-model (%u lanes, k=%llu)", lanes, (unsigned long long)k);
-
-        ok = hv_vcpu_get_reg(g->vcpu, kvmreg_zreg(0, 0), z) == 0;
-        for (unsigned i = 0; ok && i < KVMREG_ZREG_SLICE_BYTES / 8; i++) {
-                memcpy(&lane, z + 8 * i, 8);
-                ok = lane == (i < lanes ? model_z0(i, k) : 0);
-        }
-        check(ok, "workload-z0-matches-model");
-
-        ok = hv_vcpu_get_reg(g->vcpu, kvmreg_zreg(1, 0), z) == 0;
-        for (unsigned i = 0; ok && i < KVMREG_ZREG_SLICE_BYTES / 8; i++) {
-                memcpy(&lane, z + 8 * i, 8);
-                ok = lane == (i < lanes ? model_buf(i, k) : 0);
-        }
-        check(ok, "workload-z1-matches-model");
-
+        check(workload_buf_matches(g->ram + BUF_GPA, KVMREG_ZREG_SLICE_BYTES, vq, k),
+              "workload-memory-matches-model (%u lanes, k=%llu)", 2 * vq, (unsigned long long)k);
+        check(hv_vcpu_get_reg(g->vcpu, kvmreg_zreg(0, 0), z) == 0 &&
+                      workload_z0_matches(z, sizeof(z), vq, k),
+              "workload-z0-matches-model");
+        check(hv_vcpu_get_reg(g->vcpu, kvmreg_zreg(1, 0), z) == 0 &&
+                      workload_buf_matches(z, sizeof(z), vq, k),
+              "workload-z1-matches-model");
         /* ptrue p0.d: one predicate bit per byte, the lowest of each doubleword's 8. */
-        ok = hv_vcpu_get_reg(g->vcpu, kvmreg_preg(0, 0), p) == 0;
-        for (unsigned i = 0; ok && i < sizeof(p); i++)
-                ok = p[i] == (i < lanes ? 0x01 : 0);
-        check(ok, "workload-p0-ptrue-d");
+        check(hv_vcpu_get_reg(g->vcpu, kvmreg_preg(0, 0), p) == 0 && workload_p0_matches(p, sizeof(p), vq),
+              "workload-p0-ptrue-d");
 }
 
 static int run_workload(struct guest *g)

@@ -7,11 +7,15 @@
 #      (tests/arm64/fetch-host.sh);
 #   3. cross-builds svemig's test programs for aarch64
 #      (tests/arm64/aarch64-cross.ini);
-#   4. builds one initramfs (tests/arm64/mkinitramfs.sh, tests/arm64/init)
-#      holding the programs and the cases below;
-#   5. boots every host of the matrix below, two at a time
-#      (tests/arm64/boot-host.sh), and reads each host's result block;
-#   6. prints a summary and exits non-zero on any failure.
+#   4. builds the initramfs of round 1 (tests/arm64/mkinitramfs.sh,
+#      tests/arm64/init) holding the programs and the cases below;
+#   5. boots the hosts of round 1, two at a time (tests/arm64/boot-host.sh),
+#      and collects the files their cases left (snapshots made on A);
+#   6. builds the initramfs of round 2 with those files under /rig/in/HOST/
+#      and boots the hosts of round 2 (B), which restore or refuse them
+#      (each with its own case list, /rig/cases-HOST);
+#   7. reads each host's result block, prints a summary and exits non-zero
+#      on any failure.
 #
 #   tests/arm64/run-rig.sh
 # Environment: RIG_CACHE (default tests/arm64/cache), RIG_JOBS (hosts booted
@@ -40,23 +44,44 @@ cannot_run() {
         exit 77 # meson: skipped
 }
 
-# The host matrix: NAME SVE-OPTIONS MODE VLS. VLS is what KVM must report for
-# those QEMU options (shared/ARM64-RIG.md); the cases check it.
+# The host matrix: NAME SVE-OPTIONS MODE VLS ROUND. VLS is what KVM must
+# report for those QEMU options (shared/ARM64-RIG.md); the cases check it.
+# Round 2 boots once round 1 is done, with the files round 1 made.
 SVE_A="sve=on,sve128=on,sve256=on,sve512=on"
 SVE_B="sve=on,sve128=on,sve256=on"
-MATRIX="A-vhe $SVE_A vhe 0xb
-A-nvhe $SVE_A nvhe 0xb
-B-vhe $SVE_B vhe 0x3
-B-nvhe $SVE_B nvhe 0x3
-C-nosve sve=off vhe 0x0"
+MATRIX="A-vhe $SVE_A vhe 0xb 1
+A-nvhe $SVE_A nvhe 0xb 1
+C-nosve sve=off vhe 0x0 1
+B-vhe $SVE_B vhe 0x3 2
+B-nvhe $SVE_B nvhe 0x3 2"
 
 # The cases every host runs (tests/arm64/init runs them with RIG_* set; a
 # case that does not apply to a host, such as an SVE payload on C, skips).
 CASES='conformance conformance --backend kvm --expect-vls "$RIG_VLS"
 payload-rdvl payload-run rdvl /payloads/rdvl.bin
-payload-workload payload-run workload /payloads/workload.bin'
+payload-workload payload-run workload /payloads/workload.bin
+snapshot-roundtrip snapshot-run roundtrip /payloads/workload.bin'
+# Round 1 also snapshots the workload mid-loop into /rig/out, which init
+# ships out: once at the cluster set {128,256} (B restores it), once at A's
+# full 512 bits (B refuses it).
+SAVE_CASES='snapshot-save-cluster snapshot-run save /payloads/workload.bin cluster.svemig --vls 128,256
+snapshot-save-full snapshot-run save /payloads/workload.bin full.svemig'
+# restore_cases SOURCE SOURCE-MODE MODE: what a round-2 host in KVM mode MODE
+# does with the files SOURCE saved in round 1. The 512-bit guest is refused
+# for vq 4. The {128,256} guest is restored and continued, but only from a
+# host in the same mode: the guest sees ID_AA64MMFR1_EL1.VH set under VHE and
+# clear under nVHE, and KVM 6.1 accepts no other value for an ID register,
+# so across modes it is refused for that register, before any memory moves.
+restore_cases() {
+        if [ "$2" = "$3" ]; then
+                echo "restore-cluster-from-$1 snapshot-run restore /rig/in/$1/cluster.svemig --expect-vl 256 --image /payloads/workload.bin"
+        else
+                echo "refuse-cluster-from-$1 snapshot-run refuse /rig/in/$1/cluster.svemig --expect 'ID register ID_AA64MMFR1_EL1'"
+        fi
+        echo "refuse-full-from-$1 snapshot-run refuse /rig/in/$1/full.svemig --expect-vq 4"
+}
 # The cross-built programs the cases need, as meson targets.
-TARGETS="tests/conformance/conformance tests/arm64/payload-run"
+TARGETS="tests/conformance/conformance tests/arm64/payload-run tests/arm64/snapshot-run"
 
 # 1. Tools.
 "$src/scripts/install-deps.sh" rig >"$cache/logs/install-deps.log" 2>&1 || true
@@ -90,14 +115,14 @@ meson compile -C "$xbuild" $TARGETS >"$cache/logs/cross-build.log" 2>&1 || {
         exit 1
 }
 
-# 4. The initramfs.
+# 4. The initramfs of round 1.
 stage=$cache/stage
 rm -rf "$stage"
 mkdir -p "$stage/bin" "$stage/rig"
 for t in $TARGETS; do
         cp "$xbuild/$t" "$stage/bin/"
 done
-echo "$CASES" >"$stage/rig/cases"
+printf '%s\n%s\n' "$CASES" "$SAVE_CASES" >"$stage/rig/cases"
 "$here/payloads/build.sh" "$cache/payloads" >"$cache/logs/payloads.log" 2>&1 || {
         cat "$cache/logs/payloads.log"
         say "FAIL: building the aarch64 payloads"
@@ -105,33 +130,81 @@ echo "$CASES" >"$stage/rig/cases"
 }
 mkdir -p "$stage/payloads"
 cp "$cache/payloads"/*.bin "$stage/payloads/"
-"$here/mkinitramfs.sh" "$cache/initrd.gz" "$stage" "$busybox"
+"$here/mkinitramfs.sh" "$cache/initrd-1.gz" "$stage" "$busybox"
 
-# 5. Boot the hosts, RIG_JOBS at a time.
+# 5. Boot a round's hosts, RIG_JOBS at a time.
 boot() {
         rc=0
-        "$here/boot-host.sh" "$1" "$2" "$3" "$4" "$kernel" "$cache/initrd.gz" "$cache/logs/host-$1.log" || rc=$?
+        "$here/boot-host.sh" "$1" "$2" "$3" "$4" "$kernel" "$5" "$cache/logs/host-$1.log" || rc=$?
         echo "$rc" >"$cache/logs/host-$1.rc"
 }
 hosts=""
-running=0
 echo "$MATRIX" >"$cache/matrix"
-while read -r name sve mode vls; do
-        if [ -n "${RIG_HOSTS:-}" ]; then
-                case " $RIG_HOSTS " in *" $name "*) ;; *) continue ;; esac
-        fi
-        hosts="$hosts $name"
-        rm -f "$cache/logs/host-$name.rc"
-        boot "$name" "$sve" "$mode" "$vls" &
-        running=$((running + 1))
-        if [ "$running" -ge "$jobs" ]; then
-                wait
-                running=0
-        fi
-done <"$cache/matrix"
-wait
+# boot_round ROUND INITRD: boots the matrix's hosts of that round; adds them to $hosts.
+boot_round() {
+        running=0
+        while read -r name sve mode vls round; do
+                [ "$round" = "$1" ] || continue
+                if [ -n "${RIG_HOSTS:-}" ]; then
+                        case " $RIG_HOSTS " in *" $name "*) ;; *) continue ;; esac
+                fi
+                hosts="$hosts $name"
+                rm -f "$cache/logs/host-$name.rc"
+                boot "$name" "$sve" "$mode" "$vls" "$2" &
+                running=$((running + 1))
+                if [ "$running" -ge "$jobs" ]; then
+                        wait
+                        running=0
+                fi
+        done <"$cache/matrix"
+        wait
+}
 
-# 6. Results.
+# Unpacks the files host $1's init printed (=== RIG-FILE NAME, base64,
+# === RIG-FILE-END) into directory $2; a block cut short is dropped.
+collect_files() {
+        rm -rf "$2"
+        mkdir -p "$2"
+        tr -d '\r' <"$cache/logs/host-$1.log" | awk -v dir="$2" '
+                /^=== RIG-FILE-END$/ { if (name != "") { close(out); print name } name = ""; next }
+                /^=== RIG-FILE / { name = $3; if (name !~ /^[A-Za-z0-9._-]+$/) { name = ""; next }
+                                   out = dir "/" name ".b64"; printf "" > out; next }
+                name != "" { print > out }' |
+                while read -r f; do
+                        base64 -d <"$2/$f.b64" >"$2/$f" || rm -f "$2/$f"
+                        rm -f "$2/$f.b64"
+                done
+        rm -f "$2"/*.b64
+}
+
+t1=$(date +%s)
+boot_round 1 "$cache/initrd-1.gz"
+t2=$(date +%s)
+
+# 6. Round 2: what round 1's SVE hosts saved, restored (or refused) elsewhere.
+rm -rf "$stage/rig/in" "$stage"/rig/cases-*
+printf '%s\n' "$CASES" >"$stage/rig/cases"
+sources=""
+for name in $hosts; do
+        vls=$(awk -v n="$name" '$1 == n {print $4}' "$cache/matrix")
+        [ "$vls" != 0x0 ] || continue
+        collect_files "$name" "$stage/rig/in/$name"
+        sources="$sources $name"
+done
+while read -r name _ mode _ round; do
+        [ "$round" = 2 ] || continue
+        printf '%s\n' "$CASES" >"$stage/rig/cases-$name"
+        for src_host in $sources; do
+                src_mode=$(awk -v n="$src_host" '$1 == n {print $3}' "$cache/matrix")
+                restore_cases "$src_host" "$src_mode" "$mode" >>"$stage/rig/cases-$name"
+        done
+done <"$cache/matrix"
+"$here/mkinitramfs.sh" "$cache/initrd-2.gz" "$stage" "$busybox"
+t3=$(date +%s)
+boot_round 2 "$cache/initrd-2.gz"
+t4=$(date +%s)
+
+# 7. Results.
 passed=0 failed=0 skipped=0
 kver=""
 for name in $hosts; do
@@ -140,6 +213,7 @@ for name in $hosts; do
         block=$(tr -d '\r' <"$log" | sed -n '/^=== RIG-RESULT BEGIN/,/^=== RIG-RESULT END/p')
         vls=$(awk -v n="$name" '$1 == n {print $4}' "$cache/matrix")
         mode=$(awk -v n="$name" '$1 == n {print $3}' "$cache/matrix")
+        round=$(awk -v n="$name" '$1 == n {print $5}' "$cache/matrix")
         if [ -z "$block" ] || ! echo "$block" | grep -q '^=== RIG-RESULT END'; then
                 say "host $name: FAIL: no result block (QEMU exit $rc); the console is in $log:"
                 tr -d '\r' <"$log" | tail -n 25 | sed 's/^/    /'
@@ -148,8 +222,13 @@ for name in $hosts; do
         fi
         kver=$(echo "$block" | sed -n 's/^kernel //p')
         kvm=$(echo "$block" | sed -n 's/^kvm kvm \[[0-9]*\]: //p')
-        say "host $name: VLS $vls, mode $mode ($kvm), QEMU exit $rc"
+        say "host $name (round $round): kernel $kver, VLS $vls, mode $mode ($kvm), QEMU exit $rc"
         echo "$block" | sed -n 's/^info \([^ ]*\) /\1: /p' | sed 's/^/    /'
+        if [ -d "$stage/rig/in/$name" ]; then
+                for f in "$stage/rig/in/$name"/*; do
+                        [ -f "$f" ] && echo "    file ${f##*/} ($(wc -c <"$f") bytes) handed to round 2"
+                done
+        fi
         cases=$(echo "$block" | grep '^case ' || true)
         if [ -z "$cases" ]; then
                 say "host $name: FAIL: ran no case"
@@ -171,7 +250,7 @@ $cases
 EOF
 done
 say "kernel $kver ($(basename "$(dirname "$(dirname "$kernel")")")), $(qemu-system-aarch64 --version | head -n 1)"
-say "wall time $(($(date +%s) - start)) s; console logs in $cache/logs/"
+say "wall time $(($(date +%s) - start)) s (boots: round 1 $((t2 - t1)) s, round 2 $((t4 - t3)) s); console logs in $cache/logs/"
 [ "$skipped" -eq 0 ] || say "$skipped case(s) skipped: they do not apply to their host"
 echo "rig: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <string.h>
+
+#include "workload-model.h"
+
+uint64_t workload_z0_lane(unsigned i, uint64_t k)
+{
+        uint64_t p = 1;
+
+        while (k--)
+                p *= 3;
+        return (i + 1) * p;
+}
+
+uint64_t workload_buf_lane(unsigned i, uint64_t k)
+{
+        /* Summed rather than divided: the division by 2 does not hold mod 2^64. */
+        uint64_t s = 0, p = 1;
+
+        for (uint64_t j = 0; j < k; j++, p *= 3)
+                s += p;
+        return (i + 1) * s;
+}
+
+static bool lanes_match(const uint8_t *bytes, size_t n, unsigned vq, uint64_t k,
+                        uint64_t (*lane)(unsigned, uint64_t))
+{
+        unsigned lanes = 2 * vq;
+
+        for (unsigned i = 0; i < n / 8; i++) {
+                uint64_t v;
+
+                memcpy(&v, bytes + 8 * i, 8);
+                if (v != (i < lanes ? lane(i, k) : 0))
+                        return false;
+        }
+        return true;
+}
+
+bool workload_z0_matches(const uint8_t *bytes, size_t n, unsigned vq, uint64_t k)
+{
+        return lanes_match(bytes, n, vq, k, workload_z0_lane);
+}
+
+bool workload_buf_matches(const uint8_t *bytes, size_t n, unsigned vq, uint64_t k)
+{
+        return lanes_match(bytes, n, vq, k, workload_buf_lane);
+}
+
+bool workload_p0_matches(const uint8_t *bytes, size_t n, unsigned vq)
+{
+        /* VL/8 predicate bits = 2 * vq bytes; ptrue .d sets the lowest bit of each byte. */
+        for (size_t i = 0; i < n; i++)
+                if (bytes[i] != (i < 2 * vq ? 0x01 : 0))
+                        return false;
+        return true;
+}
