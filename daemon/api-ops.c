@@ -16,16 +16,18 @@ static int op_cancel(struct api_call *call, const Svemig__Api__Request *req, voi
 
 static const struct api_op ops[] = {
         {OP(HOST_INFO), "host-info", op_host_info, false},
-        {OP(GUEST_CREATE), "guest-create", NULL, false},
-        {OP(GUEST_START), "guest-start", NULL, false},
-        {OP(GUEST_PAUSE), "guest-pause", NULL, false},
-        {OP(GUEST_RESUME), "guest-resume", NULL, false},
-        {OP(GUEST_STOP), "guest-stop", NULL, false},
-        {OP(GUEST_DELETE), "guest-delete", NULL, false},
-        {OP(GUEST_LIST), "guest-list", NULL, false},
-        {OP(GUEST_SHOW), "guest-show", NULL, false},
-        {OP(SNAPSHOT), "snapshot", NULL, false},
-        {OP(RESTORE), "restore", NULL, false},
+        {OP(GUEST_CREATE), "guest-create", op_guest_create, false},
+        {OP(GUEST_START), "guest-start", op_guest_start, false},
+        {OP(GUEST_PAUSE), "guest-pause", op_guest_pause, false},
+        {OP(GUEST_RESUME), "guest-resume", op_guest_resume, false},
+        {OP(GUEST_STOP), "guest-stop", op_guest_stop, false},
+        {OP(GUEST_DELETE), "guest-delete", op_guest_delete, false},
+        {OP(GUEST_LIST), "guest-list", op_guest_list, false},
+        {OP(GUEST_SHOW), "guest-show", op_guest_show, false},
+        {OP(GUEST_RUN), "guest-run", op_guest_run, false},
+        {OP(SNAPSHOT), "snapshot", op_snapshot, false},
+        {OP(RESTORE), "restore", op_restore, false},
+        {OP(CLUSTER), "cluster", op_cluster, false},
         /* A stopping daemon still lets a client cancel what it waits for. */
         {OP(CANCEL), "cancel", op_cancel, true},
 };

@@ -390,6 +390,19 @@ void api_call_fail_error(struct api_call *call, int r, const struct svemig_error
         api_call_fail(call, r, "%s", svemig_error_str(err, r));
 }
 
+void api_call_fail_status(struct api_call *call, const Svemig__Api__Status *status)
+{
+        Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
+        Svemig__Api__Status copy = *status;
+
+        if (copy.code == 0)
+                copy.code = EIO;
+        if (!copy.message)
+                copy.message = (char *)"";
+        resp.status = &copy;
+        call_complete(call, &resp);
+}
+
 void api_call_progress(struct api_call *call, const char *phase, uint64_t done, uint64_t total)
 {
         Svemig__Api__ServerMessage msg = SVEMIG__API__SERVER_MESSAGE__INIT;

@@ -88,6 +88,11 @@ void api_call_reply(struct api_call *call, Svemig__Api__Response *resp);
 void api_call_fail(struct api_call *call, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 void api_call_fail_error(struct api_call *call, int r, const struct svemig_error *err);
+/*
+ * Completes the call with this status as it is (code, message and flags
+ * such as incompatible), e.g. one relayed from a VMM. The call is freed.
+ */
+void api_call_fail_status(struct api_call *call, const Svemig__Api__Status *status);
 
 /* Sends a Progress event (dropped when the client is gone). */
 void api_call_progress(struct api_call *call, const char *phase, uint64_t done, uint64_t total);

@@ -24,8 +24,9 @@ int ctl_call(const struct ctl_options *opts, const char *what, Svemig__Api__Requ
         if (r->status && r->status->code != 0) {
                 /* The daemon's own words: they say what was wrong and what to do. */
                 fprintf(stderr, "svemigctl: %s: %s\n", what, r->status->message);
+                ret = r->status->incompatible ? CTL_EXIT_INCOMPATIBLE : CTL_EXIT_FAILURE;
                 svemig__api__response__free_unpacked(r, NULL);
-                return CTL_EXIT_FAILURE;
+                return ret;
         }
         *resp = r;
         return CTL_EXIT_OK;

@@ -12,7 +12,8 @@
  * it with svemig__api__response__free_unpacked()). Otherwise prints
  * "svemigctl: WHAT: reason" and returns the exit code: CTL_EXIT_DAEMON when
  * the daemon could not be reached or the exchange broke, CTL_EXIT_FAILURE
- * when the daemon refused, with its reason.
+ * when the daemon refused, with its reason (CTL_EXIT_INCOMPATIBLE when the
+ * reason is a host incompatibility, Status.incompatible).
  */
 int ctl_call(const struct ctl_options *opts, const char *what, Svemig__Api__Request *req,
              api_progress_t progress, void *userdata, Svemig__Api__Response **resp);

@@ -39,6 +39,11 @@ int ctl_negotiate(const struct ctl_options *opts, int argc, char **argv);
 int ctl_inspect(const struct ctl_options *opts, int argc, char **argv);
 int ctl_verify(const struct ctl_options *opts, int argc, char **argv);
 int ctl_host_info(const struct ctl_options *opts, int argc, char **argv);
+int ctl_guest(const struct ctl_options *opts, int argc, char **argv);
+int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv);
+int ctl_restore(const struct ctl_options *opts, int argc, char **argv);
+int ctl_cancel(const struct ctl_options *opts, int argc, char **argv);
+int ctl_cluster(const struct ctl_options *opts, int argc, char **argv);
 
 /* Prints "svemigctl: <what>" and returns CTL_EXIT_USAGE. */
 int ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

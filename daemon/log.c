@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,8 +76,10 @@ static int send_journal(int level, const struct log_ctx *ctx, const char *msg)
         if (!fields[0])
                 goto out;
 
+        /* svemigd, or svemig-vmm: both log through here. */
+        if (asprintf(&fields[4], "SYSLOG_IDENTIFIER=%s", program_invocation_short_name) < 0)
+                fields[4] = NULL;
         iov[n++] = (struct iovec){prio, strlen(prio)};
-        iov[n++] = (struct iovec){(char *)"SYSLOG_IDENTIFIER=svemigd", strlen("SYSLOG_IDENTIFIER=svemigd")};
         for (size_t i = 0; i < ELEMENTSOF(fields); i++)
                 if (fields[i])
                         iov[n++] = (struct iovec){fields[i], strlen(fields[i])};
@@ -116,7 +119,8 @@ void log_msg(int level, const struct log_ctx *ctx, const char *fmt, ...)
                         if (off > 0 && off < sizeof(fields))
                                 snprintf(fields + off, sizeof(fields) - off, "]");
                 }
-                fprintf(stderr, "svemigd: %s: %s%s\n", level_name(level), msg, fields);
+                fprintf(stderr, "%s: %s: %s%s\n", program_invocation_short_name, level_name(level), msg,
+                        fields);
         }
         errno = saved;
 }

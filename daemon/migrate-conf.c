@@ -328,7 +328,7 @@ static int parse_snapshot_compression(struct parse_ctx *ctx, const char *key, co
  * HOST:PORT, with an IPv6 address in brackets. The host is not resolved
  * here: a peer may be down, or its name not resolvable yet, when we start.
  */
-static int parse_address(struct parse_ctx *ctx, const char *key, const char *value,
+static int parse_address(struct parse_ctx *ctx, const char *key, const char *value, bool wildcard_ok,
                          struct migrate_conf_peer *p)
 {
         const char *colon, *host = value;
@@ -353,7 +353,8 @@ static int parse_address(struct parse_ctx *ctx, const char *key, const char *val
                         goto bad;
                 host_len = (size_t)(colon - value);
                 for (size_t i = 0; i < host_len; i++)
-                        if (!isalnum((unsigned char)host[i]) && !strchr("-._", host[i]))
+                        if (!isalnum((unsigned char)host[i]) && !strchr("-._", host[i]) &&
+                            !(wildcard_ok && host_len == 1 && host[i] == '*'))
                                 goto bad;
         }
         if (host_len == 0 || host_len > 253)
@@ -401,7 +402,72 @@ static int parse_peer_address(struct parse_ctx *ctx, const char *section, const 
 
         if (!p)
                 return -ENOMEM;
-        return parse_address(ctx, key, value, p);
+        return parse_address(ctx, key, value, false, p);
+}
+
+/* [cluster] listen = HOST:PORT, *:PORT for every address, or empty for no listener. */
+static int parse_cluster_listen(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        struct migrate_conf *conf = ctx->conf;
+        struct migrate_conf_peer p = {0};
+        int r;
+
+        free(conf->listen_address);
+        free(conf->listen_host);
+        conf->listen_address = conf->listen_host = NULL;
+        conf->listen_port = 0;
+        if (value[0] == '\0')
+                return 0;
+        r = parse_address(ctx, key, value, true, &p);
+        if (r < 0) {
+                free(p.host);
+                free(p.address);
+                return r;
+        }
+        conf->listen_address = p.address;
+        conf->listen_host = p.host;
+        conf->listen_port = p.port;
+        return 0;
+}
+
+/* A duration: N (seconds), Ns or Nms. */
+static int parse_duration_ms(struct parse_ctx *ctx, const char *key, const char *value, unsigned min_ms,
+                             unsigned max_ms, unsigned *out)
+{
+        unsigned long long v;
+        char *end;
+
+        errno = 0;
+        if (!isdigit((unsigned char)value[0]))
+                goto bad;
+        v = strtoull(value, &end, 10);
+        if (errno)
+                goto bad;
+        if (strcmp(end, "ms") == 0)
+                ;
+        else if (*end == '\0' || strcmp(end, "s") == 0)
+                v = v > ULLONG_MAX / 1000 ? ULLONG_MAX : v * 1000;
+        else
+                goto bad;
+        if (v < min_ms || v > max_ms)
+                goto bad;
+        *out = (unsigned)v;
+        return 0;
+bad:
+        return fail(ctx, ctx->line, EINVAL,
+                    "%s = %s: expected a duration from %ums to %us, as seconds (5, 5s) or milliseconds "
+                    "(250ms)",
+                    key, value, min_ms, max_ms / 1000);
+}
+
+static int parse_cluster_refresh(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_duration_ms(ctx, key, value, 50, 3600 * 1000, &ctx->conf->peer_refresh_ms);
+}
+
+static int parse_cluster_peer_timeout(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_duration_ms(ctx, key, value, 100, 600 * 1000, &ctx->conf->peer_timeout_ms);
 }
 
 /* --- sections and keys --- */
@@ -431,6 +497,11 @@ static const struct key_def sim_keys[] = {
         {"cpus", parse_sim_cpus},
         {"vq-map", parse_sim_vq_map},
 };
+static const struct key_def cluster_keys[] = {
+        {"listen", parse_cluster_listen},
+        {"refresh-interval", parse_cluster_refresh},
+        {"peer-timeout", parse_cluster_peer_timeout},
+};
 static const struct key_def snapshot_keys[] = {
         {"directory", parse_snapshot_dir},
         {"keep", parse_snapshot_keep},
@@ -442,13 +513,11 @@ static const struct key_def snapshot_keys[] = {
                 n, k, ELEMENTSOF(k)                                                                         \
         }
 static const struct section_def sections[] = {
-        SECTION("daemon", daemon_keys),
-        SECTION("hypervisor", hypervisor_keys),
-        SECTION("sim", sim_keys),
-        SECTION("snapshot", snapshot_keys),
+        SECTION("daemon", daemon_keys),     SECTION("hypervisor", hypervisor_keys), SECTION("sim", sim_keys),
+        SECTION("snapshot", snapshot_keys), SECTION("cluster", cluster_keys),
 };
 
-#define KNOWN_SECTIONS "[daemon], [hypervisor], [sim], [snapshot] and [peer NAME]"
+#define KNOWN_SECTIONS "[daemon], [hypervisor], [sim], [snapshot], [cluster] and [peer NAME]"
 
 static const struct section_def *section_find(const char *name)
 {
@@ -691,6 +760,10 @@ static int check_whole(struct parse_ctx *ctx)
                         return fail(ctx, ctx->peer_sections[i].line, EINVAL,
                                     "[peer %s] has no address; add address = HOST:PORT",
                                     ctx->peer_sections[i].name);
+                if (strcmp(ctx->peer_sections[i].name, conf->host_name) == 0)
+                        return fail(ctx, ctx->peer_sections[i].line, EINVAL,
+                                    "[peer %s] is this host (host-name = %s); list only the other hosts",
+                                    ctx->peer_sections[i].name, conf->host_name);
         }
         if (!conf->snapshot_dir && asprintf(&conf->snapshot_dir, "%s/snapshots", conf->state_dir) < 0) {
                 conf->snapshot_dir = NULL;
@@ -723,6 +796,8 @@ static int set_defaults(struct migrate_conf *conf)
                 .log_level = LOG_INFO,
                 .backend = HV_BACKEND_AUTO,
                 .snapshot_keep = 3,
+                .peer_refresh_ms = MIGRATE_CONF_PEER_REFRESH_MS,
+                .peer_timeout_ms = MIGRATE_CONF_PEER_TIMEOUT_MS,
         };
         /* The short host name: peers call each other by it. */
         if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
@@ -828,6 +903,8 @@ void migrate_conf_done(struct migrate_conf *conf)
         free(conf->sim_cpus);
         free(conf->snapshot_dir);
         free(conf->snapshot_compression);
+        free(conf->listen_address);
+        free(conf->listen_host);
         for (size_t i = 0; i < conf->n_peers; i++) {
                 free(conf->peers[i].name);
                 free(conf->peers[i].address);
@@ -856,6 +933,14 @@ static void print_vqset(FILE *f, const char *key, const vqset_t *s)
 
         vqset_format(s, VQSET_FORMAT_BITS, buf, sizeof(buf));
         fprintf(f, "%s = %s\n", key, buf);
+}
+
+static void print_duration(FILE *f, const char *key, unsigned ms)
+{
+        if (ms % 1000 == 0)
+                fprintf(f, "%s = %us\n", key, ms / 1000);
+        else
+                fprintf(f, "%s = %ums\n", key, ms);
 }
 
 void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
@@ -892,6 +977,12 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
 
         fprintf(f, "\n[snapshot]\ndirectory = %s\nkeep = %u\ncompression = %s\n", conf->snapshot_dir,
                 conf->snapshot_keep, conf->snapshot_compression);
+
+        fprintf(f, "\n[cluster]\nlisten = %s\n", conf->listen_address ? conf->listen_address : "");
+        if (!conf->listen_address)
+                fprintf(f, "# (no listener: peers cannot reach this host)\n");
+        print_duration(f, "refresh-interval", conf->peer_refresh_ms);
+        print_duration(f, "peer-timeout", conf->peer_timeout_ms);
 
         for (size_t i = 0; i < conf->n_peers; i++)
                 fprintf(f, "\n[peer %s]\naddress = %s\n", conf->peers[i].name, conf->peers[i].address);

@@ -29,6 +29,9 @@
 #define MIGRATE_CONF_HOST_NAME_MAX 63
 #define MIGRATE_CONF_SIM_CPUS_MAX  4096u
 
+#define MIGRATE_CONF_PEER_REFRESH_MS 5000u
+#define MIGRATE_CONF_PEER_TIMEOUT_MS 10000u
+
 struct migrate_conf_peer {
         char *name;    /* from the section name [peer NAME] */
         char *address; /* "HOST:PORT" or "[V6]:PORT" as written */
@@ -61,6 +64,13 @@ struct migrate_conf {
         char *snapshot_dir;
         unsigned snapshot_keep;
         char *snapshot_compression; /* "lz4" or "none" */
+
+        /* [cluster] */
+        char *listen_address; /* "HOST:PORT" as written; NULL: no peer listener */
+        char *listen_host;    /* HOST without brackets; "*" = every address */
+        uint16_t listen_port;
+        unsigned peer_refresh_ms; /* how often each peer's HostInfo is asked for again */
+        unsigned peer_timeout_ms; /* the longest wait on a peer's answer */
 
         /* [peer NAME] ... */
         struct migrate_conf_peer *peers;

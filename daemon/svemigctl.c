@@ -25,6 +25,25 @@ static const struct ctl_command commands[] = {
          "show what the daemon's host offers guests: backend, kernel, the SVE vector lengths a new "
          "vcpu gets and the largest, CPUs",
          ctl_host_info},
+        {"cluster", "",
+         "show the daemon's live view of its cluster: each host up or down (with the reason), its "
+         "backend, kernel and SVE lengths, whether it can present the guest set; the guest set every "
+         "host up can present, the limiting hosts and what leaving them out would gain",
+         ctl_cluster},
+        {"guest", "create|start|pause|resume|run|stop|delete|show|list ...",
+         "the daemon's guests: 'guest create NAME --vcpus N --memory SIZE [--vl 128,256|cluster] "
+         "[--dirty-rate PAGES]', 'guest start|pause|resume|stop|show NAME', 'guest run NAME --steps N', "
+         "'guest delete NAME [--force]', 'guest list' (svemigctl guest --help)",
+         ctl_guest},
+        {"snapshot", "NAME [PATH] [--keep N] [--stop]",
+         "write guest NAME to PATH (default: the snapshot directory, keeping the newest N), with "
+         "progress; the file appears whole or not at all",
+         ctl_snapshot},
+        {"restore", "PATH [--name NAME] [--start]",
+         "restore a snapshot as a new guest; an incompatible host is refused from the header, with the "
+         "reason (exit code 4)",
+         ctl_restore},
+        {"cancel", "ID", "cancel operation ID (the number a long operation's progress shows)", ctl_cancel},
 };
 
 int ctl_usage_error(const char *fmt, ...)
@@ -49,7 +68,8 @@ static void help(void)
                 printf("  %s %s\n      %s\n", commands[i].name, commands[i].args, commands[i].help);
         printf("\nOptions:\n"
                "  -j, --json         machine-readable output (one JSON document on stdout)\n"
-               "  -q, --quiet        no progress output\n"
+               "  -q, --quiet        no progress; commands that change a guest (create, start,\n"
+               "                     snapshot, restore, cancel...) print nothing on success\n"
                "  -s, --socket PATH  the daemon's control socket\n"
                "  -h, --help         this text\n"
                "  -V, --version      the version\n"

@@ -9,7 +9,11 @@
  * requests are started, those in flight finish and are answered, every
  * client is closed, and the daemon exits 0. Guests are not paused, stopped
  * or snapshotted because the daemon stops; what happens to a guest is only
- * ever what someone asked for.
+ * ever what someone asked for. That holds because a guest does not live in
+ * this process: each runs in its own svemig-vmm (daemon/vmm.h), in a session
+ * of its own, which outlives the daemon (svemigd.service has
+ * KillMode=process). A restarted svemigd reads its records and reconnects to
+ * every VMM still running.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -28,7 +32,9 @@
 #include <unistd.h>
 
 #include "api-ops.h"
+#include "cluster-view.h"
 #include "config.h"
+#include "guest-registry.h"
 #include "log.h"
 #include "macro.h"
 #include "svemigd.h"
@@ -254,12 +260,20 @@ static int open_control_socket(struct svemigd *d, int *out, struct svemig_error 
         return 0;
 }
 
-static void drained(void *userdata)
+static void peers_stopped(void *userdata)
 {
         struct svemigd *d = userdata;
 
         log_info("every request is answered and every client closed; exiting");
         sd_event_exit(d->event, 0);
+}
+
+static void drained(void *userdata)
+{
+        struct svemigd *d = userdata;
+
+        /* What peers asked for (a migration coming in) finishes too. */
+        cluster_view_stop(d->cluster, peers_stopped, d);
 }
 
 static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
@@ -276,6 +290,8 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
                    api_server_n_calls(d->server), api_server_n_clients(d->server));
         log_info("stopping on %s: finishing %u request(s) in flight; guests are left as they are",
                  strsignal((int)si->ssi_signo), api_server_n_calls(d->server));
+        /* No new peer connections from now on; idle ones close. */
+        cluster_view_stop(d->cluster, NULL, NULL);
         api_server_drain(d->server, drained, d);
         return 0;
 }
@@ -293,6 +309,8 @@ static int setup_event_loop(struct svemigd *d, struct svemig_error *err)
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        /* The VMMs it starts are reaped through the loop (sd_event_add_child). */
+        sigaddset(&mask, SIGCHLD);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
         /*
@@ -355,6 +373,16 @@ static int start(struct svemigd *d, struct svemig_error *err)
                 return svemig_error_set(err, r, "cannot read the hypervisor's capabilities: %s",
                                         strerror(-r));
 
+        /* The guests it had, and their VMMs, which ran on while it was away. */
+        r = guest_registry_open(d->event, d->conf.state_dir, &d->guests, err);
+        if (r < 0)
+                return r;
+
+        /* The peer listener and the links to the peers: the cluster view. */
+        r = cluster_view_new(d, &d->cluster, err);
+        if (r < 0)
+                return r;
+
         r = open_control_socket(d, &params.listen_fd, err);
         if (r < 0)
                 return r;
@@ -374,6 +402,9 @@ static int start(struct svemigd *d, struct svemig_error *err)
 static void svemigd_done(struct svemigd *d)
 {
         api_server_free(d->server);
+        cluster_view_free(d->cluster);
+        /* Only our connections to the VMMs close: the guests run on. */
+        guest_registry_free(d->guests);
         if (d->bound_socket)
                 unlink(d->bound_socket);
         free(d->bound_socket);
@@ -404,6 +435,7 @@ int main(int argc, char **argv)
                 migrate_conf_done(&d.conf);
                 return EXIT_SUCCESS;
         }
+        d.verbose = args.verbose;
         log_setup(args.verbose ? LOG_DEBUG : (r < 0 ? LOG_INFO : d.conf.log_level), args.foreground);
         if (r >= 0)
                 r = start(&d, &err);

@@ -13,6 +13,9 @@
 #include "migrate-conf.h"
 #include "svemig/hv.h"
 
+struct guest_registry;
+struct cluster_view;
+
 struct svemigd {
         struct migrate_conf conf;
         sd_event *event;
@@ -22,4 +25,7 @@ struct svemigd {
         char *bound_socket; /* the socket we created ourselves, removed at exit */
         char *listen_path;  /* where we listen, for the log */
         bool stopping;
+        bool verbose;                  /* -v: the VMMs it starts log debug messages too */
+        struct guest_registry *guests; /* guest-registry.h */
+        struct cluster_view *cluster;  /* cluster-view.h: the peers and the negotiated guest set */
 };

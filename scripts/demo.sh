@@ -1,5 +1,6 @@
 #!/bin/sh
-# make demo: svemig's tour on the embedded sim backend, no daemon needed.
+# make demo: svemig's tour on the embedded sim backend: offline first, then
+# with svemigd on a temporary socket (guests in their VMMs, a snapshot, a restore).
 #   scripts/demo.sh BUILD_DIR
 set -eu
 build=${1:-build}
@@ -21,7 +22,19 @@ rc=0
 echo "exit code: $rc"
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+daemon_pid=
+cleanup() {
+        # Guests live in their own VMM processes, which outlive svemigd by design: stop them first.
+        if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
+                for g in vm1 vm2; do
+                        "$ctl" --socket "$work/svemigd.sock" --quiet guest stop "$g" >/dev/null 2>&1 || true
+                done
+                kill -TERM "$daemon_pid" 2>/dev/null || true
+                wait "$daemon_pid" 2>/dev/null || true
+        fi
+        rm -rf "$work"
+}
+trap cleanup EXIT
 
 step "A guest moved between the hosts through a snapshot file, checked against an unbroken run" \
         "svemig-demo --dir $work"
@@ -43,3 +56,80 @@ python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(600000); b = f.read
 rc=0
 "$ctl" verify "$work/corrupt.svemig" || rc=$?
 echo "exit code: $rc"
+
+# ---- The daemon: guests in their own VMMs, a snapshot with progress, a restore ----
+
+cat >"$work/migrate.conf" <<EOF
+[daemon]
+host-name = demo
+state-directory = $work/state
+socket = $work/svemigd.sock
+socket-group = $(id -g)
+[hypervisor]
+backend = sim
+[sim]
+vq-map = 128-512
+EOF
+step "svemigd in the foreground on a temporary socket, with the sim backend" \
+        "svemigd --config $work/migrate.conf --foreground 2>svemigd.log &"
+"$build/daemon/svemigd" --config "$work/migrate.conf" --foreground 2>"$work/svemigd.log" &
+daemon_pid=$!
+sctl() { "$ctl" --socket "$work/svemigd.sock" "$@"; }
+tries=0
+until sctl host-info >/dev/null 2>&1; do
+        tries=$((tries + 1))
+        if [ $tries -gt 200 ] || ! kill -0 "$daemon_pid" 2>/dev/null; then
+                echo "svemigd did not start:" >&2
+                cat "$work/svemigd.log" >&2
+                exit 1
+        fi
+        sleep 0.05
+done
+sctl host-info
+
+step "A guest: 4 vcpus, 256 MiB, the cluster's vector lengths, 8 dirty pages per step" \
+        "svemigctl guest create vm1 --vcpus 4 --memory 256M --vl cluster --dirty-rate 8"
+sctl guest create vm1 --vcpus 4 --memory 256M --vl cluster --dirty-rate 8
+
+step "It runs in its own process (svemig-vmm): exactly 20000 steps per vcpu, then it pauses" \
+        "svemigctl guest run vm1 --steps 20000"
+sctl guest run vm1 --steps 20000
+
+step "A snapshot, with its progress" "svemigctl snapshot vm1 $work/vm1.svemig"
+sctl snapshot vm1 "$work/vm1.svemig"
+
+step "Restored as a second guest, in a second VMM" "svemigctl restore $work/vm1.svemig --name vm2"
+sctl restore "$work/vm1.svemig" --name vm2
+
+step "Both run 5000 more steps per vcpu" \
+        "svemigctl guest run vm1 --steps 5000; svemigctl guest run vm2 --steps 5000"
+sctl --quiet guest run vm1 --steps 5000 >/dev/null
+sctl --quiet guest run vm2 --steps 5000 >/dev/null
+sctl guest list
+
+step "Identical: the same steps and the same digest of every register and page" \
+        "svemigctl guest show vm1 --digest; svemigctl guest show vm2 --digest"
+sctl guest show vm1 --digest
+echo
+sctl guest show vm2 --digest
+summary='import json, sys; g = json.load(sys.stdin); print(g["steps"], "steps, digest", g["digest"])'
+d1=$(sctl --json guest show vm1 --digest | python3 -c "$summary")
+d2=$(sctl --json guest show vm2 --digest | python3 -c "$summary")
+if [ "$d1" != "$d2" ]; then
+        echo "vm1 ($d1) and vm2 ($d2) differ" >&2
+        exit 1
+fi
+echo
+echo "vm1 and vm2 are identical: $d1"
+
+step "The guests stop when asked; svemigd stops cleanly on SIGTERM" \
+        "svemigctl guest stop vm1; svemigctl guest stop vm2; kill -TERM \$svemigd_pid"
+sctl --quiet guest stop vm1 >/dev/null
+sctl --quiet guest stop vm2 >/dev/null
+kill -TERM "$daemon_pid"
+rc=0
+wait "$daemon_pid" || rc=$?
+daemon_pid=
+echo "svemigd exit code: $rc"
+tail -n 2 "$work/svemigd.log"
+[ "$rc" -eq 0 ]

@@ -90,11 +90,16 @@ static inline struct sim_vm *sim_vm_of(struct sim_vcpu *v)
         return (struct sim_vm *)v->base.vm;
 }
 
+/* Host memory behind [gpa, gpa+len) if one slot maps all of it, else NULL. */
+uint8_t *sim_vm_mem(struct sim_vm *vm, uint64_t gpa, size_t len);
+
 /*
- * Host memory behind [gpa, gpa+len) if one slot maps all of it, else NULL.
- * A write marks the pages dirty when the slot logs them.
+ * Marks the pages of [gpa, gpa+len) dirty when their slot logs them. Called
+ * after the store, never before: a log read between the two would clear
+ * the mark of a page whose new content it cannot see yet. (On KVM, a store
+ * after a log read faults on the re-protected page and marks it anew.)
  */
-uint8_t *sim_vm_mem(struct sim_vm *vm, uint64_t gpa, size_t len, bool write);
+void sim_vm_mark_dirty(struct sim_vm *vm, uint64_t gpa, size_t len);
 
 /* The lowest-numbered memory slot in use, or NULL. */
 const struct sim_slot *sim_vm_first_slot(struct sim_vm *vm);

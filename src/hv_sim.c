@@ -209,21 +209,35 @@ static int sim_get_dirty_log(struct hv_vm *hvm, unsigned slot, uint64_t *bitmap,
         return 0;
 }
 
-uint8_t *sim_vm_mem(struct sim_vm *vm, uint64_t gpa, size_t len, bool write)
+static struct sim_slot *sim_vm_slot_of(struct sim_vm *vm, uint64_t gpa, size_t len)
 {
         for (unsigned i = 0; i < SIM_MAX_SLOTS; i++) {
                 struct sim_slot *s = &vm->slots[i];
-                uint64_t off;
 
-                if (!s->used || gpa < s->gpa || gpa - s->gpa + len > s->size)
-                        continue;
-                off = gpa - s->gpa;
-                if (write && s->dirty)
-                        for (uint64_t pg = off / HV_PAGE_SIZE; pg <= (off + len - 1) / HV_PAGE_SIZE; pg++)
-                                __atomic_fetch_or(&s->dirty[pg / 64], 1ull << (pg % 64), __ATOMIC_RELAXED);
-                return s->hva + off;
+                if (s->used && gpa >= s->gpa && gpa - s->gpa + len <= s->size)
+                        return s;
         }
         return NULL;
+}
+
+uint8_t *sim_vm_mem(struct sim_vm *vm, uint64_t gpa, size_t len)
+{
+        struct sim_slot *s = sim_vm_slot_of(vm, gpa, len);
+
+        return s ? s->hva + (gpa - s->gpa) : NULL;
+}
+
+void sim_vm_mark_dirty(struct sim_vm *vm, uint64_t gpa, size_t len)
+{
+        struct sim_slot *s = sim_vm_slot_of(vm, gpa, len);
+        uint64_t off;
+
+        if (!s || !s->dirty)
+                return;
+        off = gpa - s->gpa;
+        /* Release: whoever reads the log (acquire) and then the page sees the store that marked it. */
+        for (uint64_t pg = off / HV_PAGE_SIZE; pg <= (off + len - 1) / HV_PAGE_SIZE; pg++)
+                __atomic_fetch_or(&s->dirty[pg / 64], 1ull << (pg % 64), __ATOMIC_RELEASE);
 }
 
 const struct sim_slot *sim_vm_first_slot(struct sim_vm *vm)

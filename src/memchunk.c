@@ -1,11 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * MEMORY frames: guest memory in chunks of up to chunk_pages pages. Zero
- * pages become a bit; the other pages are LZ4-compressed where that pays.
- * Encoding and decoding run on the worker pool; frames go to the stream in
- * address order whatever the thread count, so output is reproducible.
+ * pages become a bit; with LZ4 each other page is compressed on its own and
+ * kept so where that shrinks it, else stored raw (LZ4 would grow it). In
+ * guest memory, where matches rarely cross pages, pages on their own cost
+ * little against LZ4 over a whole chunk, and they spare incompressible
+ * pages the block format's growth (docs/stream-format.md). Encoding and decoding run on the worker pool;
+ * frames go to the stream in address order whatever the thread count, so
+ * output is reproducible.
  */
 #include <errno.h>
+#include <lz4.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,15 +21,19 @@
 #include "stream.pb-c.h"
 
 #define BITMAP_BYTES_MAX (SVEMIG_STREAM_CHUNK_PAGES_MAX / 8)
-#define BITMAP_WORDS_MAX (SVEMIG_STREAM_CHUNK_PAGES_MAX / 64)
 
 /* Jobs in flight per worker: enough to hide the writer's or reader's I/O behind the compression. */
 #define JOBS_PER_THREAD 4u
 
+/* The MemChunk field 6 (data), length-delimited: its tag byte. */
+#define MEMCHUNK_DATA_TAG ((6u << 3) | 2u)
+
 size_t memchunk_raw_max(uint32_t page_size, uint32_t chunk_pages)
 {
-        /* Fields and their tags, two bitmaps with theirs, then the pages. */
-        return 64 + 2 * (4 + DIV_ROUND_UP(chunk_pages, 8)) + (size_t)chunk_pages * page_size;
+        /* Fields and their tags, three bitmaps with theirs, the LZ4 sizes (< 65536: 3 bytes each), the
+         * pages. */
+        return 64 + 3 * (4 + DIV_ROUND_UP(chunk_pages, 8)) + (4 + 3 * (size_t)chunk_pages) +
+               (size_t)chunk_pages * page_size;
 }
 
 static bool bit_test(const uint8_t *map, size_t i)
@@ -50,6 +59,25 @@ static bool page_is_zero(const uint8_t *p, size_t size)
         return acc == 0;
 }
 
+static size_t varint_size(uint64_t v)
+{
+        size_t n = 1;
+
+        for (; v >= 0x80; v >>= 7)
+                n++;
+        return n;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+        size_t n = 0;
+
+        for (; v >= 0x80; v >>= 7)
+                p[n++] = (uint8_t)(v | 0x80);
+        p[n++] = (uint8_t)v;
+        return n;
+}
+
 /* ---- Writing ---- */
 
 struct wjob {
@@ -60,24 +88,67 @@ struct wjob {
         uint32_t n_pages;
         bool all;
         uint8_t carried[BITMAP_BYTES_MAX];
+        uint64_t done; /* bytes of the call's ranges up to this chunk's end, for progress */
 
         /* The encoded frame and what it holds. */
-        uint8_t zero[BITMAP_BYTES_MAX];
-        struct bytebuf gather, pack, zbuf;
+        LZ4_stream_t *lz4;
+        uint8_t zero[BITMAP_BYTES_MAX], lz4_pages[BITMAP_BYTES_MAX];
+        uint32_t lz4_sizes[SVEMIG_STREAM_CHUNK_PAGES_MAX];
+        struct bytebuf out; /* room for the MemChunk's other fields, then its data */
         struct frame_out frame;
-        uint64_t n_carried, n_zero;
+        uint64_t n_carried, n_zero, n_lz4;
+};
+
+/*
+ * Kept by the writer from its first memory write to its end: a pre-copy
+ * round or a snapshot in pieces would otherwise fault in megabytes of
+ * fresh buffers on every call.
+ */
+struct memchunk_writer {
+        unsigned window;
+        struct wjob jobs[];
 };
 
 struct wctx {
         struct svemig_stream_writer *w;
         const struct svemig_mem_range *ranges;
         size_t n_ranges;
-        size_t ri;   /* the range being cut into chunks */
-        uint64_t pi; /* its next page */
+        size_t ri;     /* the range being cut into chunks */
+        uint64_t pi;   /* its next page */
+        uint64_t base; /* bytes of the ranges before it */
+        uint64_t total;
         struct wjob *jobs;
-        unsigned window;
         struct svemig_error *err;
 };
+
+void memchunk_writer_free(struct memchunk_writer *m)
+{
+        if (!m)
+                return;
+        for (unsigned i = 0; i < m->window; i++) {
+                LZ4_freeStream(m->jobs[i].lz4);
+                bytebuf_done(&m->jobs[i].out);
+        }
+        free(m);
+}
+
+static int memchunk_writer_new(unsigned window, struct memchunk_writer **out)
+{
+        struct memchunk_writer *m = calloc(1, sizeof(*m) + window * sizeof(m->jobs[0]));
+
+        if (!m)
+                return -ENOMEM;
+        m->window = window;
+        for (unsigned i = 0; i < window; i++) {
+                m->jobs[i].lz4 = LZ4_createStream();
+                if (!m->jobs[i].lz4) {
+                        memchunk_writer_free(m);
+                        return -ENOMEM;
+                }
+        }
+        *out = m;
+        return 0;
+}
 
 static bool dirty_test(const uint64_t *dirty, uint64_t i)
 {
@@ -96,6 +167,7 @@ static int w_produce(void *ctx, unsigned slot)
                 uint64_t n = rg->size / ps, start = c->pi, end, first, last;
 
                 if (start >= n) {
+                        c->base += rg->size;
                         c->ri++;
                         c->pi = 0;
                         continue;
@@ -122,6 +194,7 @@ static int w_produce(void *ctx, unsigned slot)
                 j->gpa = rg->gpa + first * ps;
                 j->host = (const uint8_t *)rg->host + first * ps;
                 j->n_pages = (uint32_t)(last - first);
+                j->done = c->base + end * ps;
                 j->all = true;
                 memset(j->carried, 0, sizeof(j->carried));
                 if (rg->dirty)
@@ -136,22 +209,52 @@ static int w_produce(void *ctx, unsigned slot)
         return WORKPOOL_END;
 }
 
+/* Room before the data for the MemChunk's other fields at their largest, and the data's tag and length. */
+static size_t head_room(uint32_t chunk_pages)
+{
+        /* slot, gpa, page_count; three bitmaps; the LZ4 sizes (each < 65536: 3 bytes); data's tag, length.
+         */
+        return 32 + 3 * (3 + DIV_ROUND_UP(chunk_pages, 8)) + 4 + 3 * (size_t)chunk_pages + 6;
+}
+
+/*
+ * Compresses one page on its own into dst (page_size bytes of room). Returns
+ * the block's size if the block and its size field are smaller than the page,
+ * 0 if the page is better stored raw. Each page starts afresh, so no block
+ * depends on a page that may have changed since it was read (a running guest).
+ */
+static size_t page_compress(LZ4_stream_t *st, const uint8_t *p, uint32_t ps, uint8_t *dst)
+{
+        int z;
+
+        LZ4_resetStream_fast(st);
+        z = LZ4_compress_fast_continue(st, (const char *)p, (char *)dst, (int)ps, (int)ps - 1, 1);
+        if (z <= 0 || (size_t)z + varint_size((uint64_t)z) >= ps)
+                return 0;
+        return (size_t)z;
+}
+
 static int w_work(void *ctx, unsigned slot)
 {
         struct wctx *c = ctx;
         struct wjob *j = &c->jobs[slot];
         const struct svemig_stream_info *info = &c->w->info;
+        bool lz4 = info->compression == SVEMIG_COMPRESSION_LZ4;
         Svemig__MemChunk m = SVEMIG__MEM_CHUNK__INIT;
-        size_t bm = DIV_ROUND_UP(j->n_pages, 8), n_data = 0, len;
+        size_t bm = DIV_ROUND_UP(j->n_pages, 8), room = head_room(info->chunk_pages), dlen = 0, hlen, tlen;
         uint32_t ps = info->page_size;
+        uint8_t *data, *head;
 
-        const uint8_t *run = NULL; /* the data pages, while they are one run of guest memory */
-        bool contiguous = true;
-
+        /* The data is written straight after the room, never packed twice. */
+        if (bytebuf_reserve(&j->out, room + (size_t)j->n_pages * ps) < 0)
+                return -ENOMEM;
+        data = j->out.p + room;
         memset(j->zero, 0, bm);
-        j->n_carried = j->n_zero = 0;
+        memset(j->lz4_pages, 0, bm);
+        j->n_carried = j->n_zero = j->n_lz4 = 0;
         for (uint32_t i = 0; i < j->n_pages; i++) {
                 const uint8_t *p = j->host + (size_t)i * ps;
+                size_t z;
 
                 if (!j->all && !bit_test(j->carried, i))
                         continue;
@@ -161,19 +264,18 @@ static int w_work(void *ctx, unsigned slot)
                         j->n_zero++;
                         continue;
                 }
-                if (n_data == 0)
-                        run = p;
-                else if (contiguous && p != run + n_data * ps) {
-                        /* Gather from here on; the pages so far are one run. */
-                        if (bytebuf_reserve(&j->gather, (size_t)j->n_pages * ps) < 0)
-                                return -ENOMEM;
-                        memcpy(j->gather.p, run, n_data * ps);
-                        contiguous = false;
+                z = lz4 ? page_compress(j->lz4, p, ps, data + dlen) : 0;
+                if (z) {
+                        bit_set(j->lz4_pages, i);
+                        j->lz4_sizes[j->n_lz4++] = (uint32_t)z;
+                        dlen += z;
+                } else {
+                        /* A copy, even of a raw page: the checksum must cover the bytes written. */
+                        memcpy(data + dlen, p, ps);
+                        dlen += ps;
                 }
-                if (!contiguous)
-                        memcpy(j->gather.p + n_data * ps, p, ps);
-                n_data++;
         }
+
         m.slot = j->slot;
         m.gpa = j->gpa;
         m.page_count = j->n_pages;
@@ -181,15 +283,29 @@ static int w_work(void *ctx, unsigned slot)
                 m.carried = (ProtobufCBinaryData){bm, j->carried};
         if (j->n_zero)
                 m.zero = (ProtobufCBinaryData){bm, j->zero};
-        /* One run is packed straight from guest memory, with no gathering copy. */
-        m.data = (ProtobufCBinaryData){n_data * ps, (uint8_t *)(contiguous ? run : j->gather.p)};
-
-        len = svemig__mem_chunk__get_packed_size(&m);
-        if (bytebuf_reserve(&j->pack, len) < 0 || bytebuf_reserve(&j->zbuf, frame_lz4_bound(len)) < 0)
-                return -ENOMEM;
-        svemig__mem_chunk__pack(&m, j->pack.p);
-        frame_build(&j->frame, SVEMIG_FRAME_MEMORY, true, j->pack.p, len,
-                    info->compression == SVEMIG_COMPRESSION_LZ4, j->zbuf.p);
+        if (j->n_lz4) {
+                m.lz4_pages = (ProtobufCBinaryData){bm, j->lz4_pages};
+                m.n_lz4_sizes = j->n_lz4;
+                m.lz4_sizes = j->lz4_sizes;
+        }
+        /*
+         * The other fields go right before the data, then the data's own tag
+         * and length (a message may end with any field, so this is the
+         * message protobuf-c would pack, without copying the data again).
+         */
+        hlen = svemig__mem_chunk__get_packed_size(&m);
+        tlen = dlen ? 1 + varint_size(dlen) : 0;
+        if (hlen + tlen > room)
+                return -EOVERFLOW;
+        head = data - tlen - hlen;
+        svemig__mem_chunk__pack(&m, head);
+        if (dlen) {
+                head[hlen] = MEMCHUNK_DATA_TAG;
+                put_varint(head + hlen + 1, dlen);
+        }
+        /* A chunk with no LZ4 page is a 1.0 chunk, which 1.0 readers still read. */
+        frame_seal(&j->frame, SVEMIG_FRAME_MEMORY, FRAME_F_REQUIRED | (j->n_lz4 ? FRAME_F_PAGE_LZ4 : 0),
+                   j->n_lz4 ? FRAME_PAGE_LZ4_MINOR : 0, head, hlen + tlen + dlen);
         return 0;
 }
 
@@ -197,21 +313,31 @@ static int w_consume(void *ctx, unsigned slot, int rc)
 {
         struct wctx *c = ctx;
         struct wjob *j = &c->jobs[slot];
-        struct svemig_stream_stats *s = &c->w->stats;
+        struct svemig_stream_writer *w = c->w;
+        struct svemig_stream_stats *s = &w->stats;
         int r;
 
         if (rc < 0)
                 return svemig_error_set(c->err, rc, "encoding memory at 0x%llx: %s",
                                         (unsigned long long)j->gpa, strerror(-rc));
-        r = stream_writer_emit(c->w, &j->frame, c->err);
+        r = stream_writer_emit(w, &j->frame, c->err);
         if (r < 0)
                 return r;
         s->mem_chunks++;
         s->mem_pages += j->n_carried;
         s->zero_pages += j->n_zero;
         s->mem_stored += FRAME_HEAD_SIZE + j->frame.len + FRAME_TAIL_SIZE;
-        if (get_le32(j->frame.head + 4) & FRAME_F_LZ4)
+        s->lz4_pages += j->n_lz4;
+        if (j->n_lz4 || (get_le32(j->frame.head + 4) & FRAME_F_LZ4))
                 s->lz4_chunks++;
+        if (w->progress) {
+                r = w->progress(w->userdata, j->done, c->total);
+                if (r < 0)
+                        return svemig_error_set(
+                                c->err, r, "writing memory stopped at 0x%llx by the caller: %s",
+                                (unsigned long long)(j->gpa + (uint64_t)j->n_pages * w->info.page_size),
+                                strerror(-r));
+        }
         return 0;
 }
 
@@ -257,17 +383,20 @@ int svemig_stream_write_memory(struct svemig_stream_writer *w, const struct svem
                 r = check_range(w, &ranges[i], err);
                 if (r < 0)
                         return r;
+                c.total += ranges[i].size;
         }
         r = stream_pool(&w->pool, w->n_threads, err);
         if (r < 0)
                 return r;
+        if (!w->mem) {
+                r = memchunk_writer_new(JOBS_PER_THREAD * workpool_threads(w->pool), &w->mem);
+                if (r < 0)
+                        return svemig_error_set(err, r, "out of memory");
+        }
 
-        c.window = JOBS_PER_THREAD * workpool_threads(w->pool);
-        c.jobs = calloc(c.window, sizeof(*c.jobs));
-        if (!c.jobs)
-                return svemig_error_set(err, ENOMEM, "out of memory");
+        c.jobs = w->mem->jobs;
         pl = (struct workpool_pipeline){
-                .window = c.window,
+                .window = w->mem->window,
                 .ctx = &c,
                 .produce = w_produce,
                 .work = w_work,
@@ -278,12 +407,6 @@ int svemig_stream_write_memory(struct svemig_stream_writer *w, const struct svem
                 r = stream_fail(&w->failure, r, err); /* frames may be half written: the stream is spent */
         else if (r == -ENOMEM)
                 r = svemig_error_set(err, r, "out of memory encoding memory");
-        for (unsigned i = 0; i < c.window; i++) {
-                bytebuf_done(&c.jobs[i].gather);
-                bytebuf_done(&c.jobs[i].pack);
-                bytebuf_done(&c.jobs[i].zbuf);
-        }
-        free(c.jobs);
         return r;
 }
 
@@ -292,16 +415,22 @@ int svemig_stream_write_memory(struct svemig_stream_writer *w, const struct svem
 struct rjob {
         struct frame_head head;
         uint64_t offset;
-        struct bytebuf buf, raw;
+        struct bytebuf buf, raw, page;
         struct pbarena arena;
         struct svemig_error err;
-        uint64_t n_carried, n_zero;
+        uint64_t n_carried, n_zero, n_lz4;
 
         /* Ordering between jobs that touch the same pages, under rctx.lock. */
         uint64_t seq;
         bool range_known, finished;
         unsigned slot;
         uint64_t start, end;
+};
+
+/* Kept by the reader from its first memory read to its end, as memchunk_writer is. */
+struct memchunk_reader {
+        unsigned window;
+        struct rjob jobs[];
 };
 
 struct rctx {
@@ -316,6 +445,32 @@ struct rctx {
         pthread_cond_t cond;
         struct svemig_error *err;
 };
+
+void memchunk_reader_free(struct memchunk_reader *m)
+{
+        if (!m)
+                return;
+        for (unsigned i = 0; i < m->window; i++) {
+                bytebuf_done(&m->jobs[i].buf);
+                bytebuf_done(&m->jobs[i].raw);
+                bytebuf_done(&m->jobs[i].page);
+                pbarena_done(&m->jobs[i].arena);
+        }
+        free(m);
+}
+
+static int memchunk_reader_new(unsigned window, struct memchunk_reader **out)
+{
+        struct memchunk_reader *m = calloc(1, sizeof(*m) + window * sizeof(m->jobs[0]));
+
+        if (!m)
+                return -ENOMEM;
+        m->window = window;
+        for (unsigned i = 0; i < window; i++)
+                pbarena_init(&m->jobs[i].arena);
+        *out = m;
+        return 0;
+}
 
 static void swap_bufs(struct bytebuf *a, struct bytebuf *b)
 {
@@ -387,13 +542,47 @@ static void wait_earlier(struct rctx *c, const struct rjob *j)
         pthread_mutex_unlock(&c->lock);
 }
 
-static int chunk_check(const struct svemig_stream_info *info, const Svemig__MemChunk *m, uint64_t off,
-                       uint64_t *n_carried, uint64_t *n_zero, struct svemig_error *err)
+struct chunk_counts {
+        uint64_t carried, zero, lz4;
+};
+
+/* The LZ4 pages (1.1): a bitmap over carried non-zero pages, and a size each. Returns their bytes in
+ * *lz4_bytes. */
+static int chunk_check_lz4(const Svemig__MemChunk *m, uint32_t flags, uint32_t ps, uint64_t off,
+                           uint64_t n_lz4, uint64_t *lz4_bytes, struct svemig_error *err)
+{
+        if (!(flags & FRAME_F_PAGE_LZ4) && (m->lz4_pages.len || m->n_lz4_sizes))
+                return svemig_error_set(
+                        err, EBADMSG,
+                        "offset %llu: memory chunk holds LZ4 pages but its frame does not set "
+                        "flag PAGE_LZ4",
+                        (unsigned long long)off);
+        if (m->n_lz4_sizes != n_lz4)
+                return svemig_error_set(
+                        err, EBADMSG,
+                        "offset %llu: memory chunk gives %zu LZ4 page sizes for %llu LZ4 pages",
+                        (unsigned long long)off, m->n_lz4_sizes, (unsigned long long)n_lz4);
+        *lz4_bytes = 0;
+        for (size_t i = 0; i < m->n_lz4_sizes; i++) {
+                if (m->lz4_sizes[i] == 0 || m->lz4_sizes[i] >= ps)
+                        return svemig_error_set(
+                                err, EBADMSG,
+                                "offset %llu: memory chunk LZ4 page %zu has %u bytes; a page's block has "
+                                "1..%u",
+                                (unsigned long long)off, i, m->lz4_sizes[i], ps - 1);
+                *lz4_bytes += m->lz4_sizes[i];
+        }
+        return 0;
+}
+
+static int chunk_check(const struct svemig_stream_info *info, const Svemig__MemChunk *m, uint32_t flags,
+                       uint64_t off, struct chunk_counts *n, struct svemig_error *err)
 {
         const struct svemig_stream_slot *s = stream_find_slot(info, m->slot);
         uint32_t ps = info->page_size;
         size_t bm = DIV_ROUND_UP(m->page_count, 8);
-        uint64_t data = 0, len;
+        uint64_t data = 0, len, lz4_bytes = 0;
+        int k;
 
         if (!s)
                 return svemig_error_set(err, EBADMSG,
@@ -411,16 +600,20 @@ static int chunk_check(const struct svemig_stream_info *info, const Svemig__MemC
                         "slot %u [0x%llx, +0x%llx)",
                         (unsigned long long)off, (unsigned long long)m->gpa, (unsigned long long)len, s->id,
                         (unsigned long long)s->gpa, (unsigned long long)s->size);
-        if ((m->carried.len && m->carried.len != bm) || (m->zero.len && m->zero.len != bm))
+        if ((m->carried.len && m->carried.len != bm) || (m->zero.len && m->zero.len != bm) ||
+            (m->lz4_pages.len && m->lz4_pages.len != bm))
                 return svemig_error_set(
-                        err, EBADMSG, "offset %llu: memory chunk bitmaps of %zu and %zu bytes for %u pages",
-                        (unsigned long long)off, m->carried.len, m->zero.len, m->page_count);
-        *n_carried = *n_zero = 0;
+                        err, EBADMSG,
+                        "offset %llu: memory chunk bitmaps of %zu, %zu and %zu bytes for %u pages",
+                        (unsigned long long)off, m->carried.len, m->zero.len, m->lz4_pages.len,
+                        m->page_count);
+        *n = (struct chunk_counts){0};
         for (uint32_t i = 0; i < bm * 8; i++) {
                 bool carried = m->carried.len ? bit_test(m->carried.data, i) : i < m->page_count;
                 bool zero = m->zero.len && bit_test(m->zero.data, i);
+                bool lz4 = m->lz4_pages.len && bit_test(m->lz4_pages.data, i);
 
-                if ((carried || zero) && i >= m->page_count)
+                if ((carried || zero || lz4) && i >= m->page_count)
                         return svemig_error_set(
                                 err, EBADMSG,
                                 "offset %llu: memory chunk bitmap sets bit %u past its %u pages",
@@ -430,16 +623,66 @@ static int chunk_check(const struct svemig_stream_info *info, const Svemig__MemC
                                 err, EBADMSG,
                                 "offset %llu: memory chunk marks page %u zero but does not carry it",
                                 (unsigned long long)off, i);
-                *n_carried += carried;
-                *n_zero += zero;
-                data += carried && !zero;
+                if (lz4 && (!carried || zero))
+                        return svemig_error_set(
+                                err, EBADMSG,
+                                "offset %llu: memory chunk marks page %u LZ4 but it is not a "
+                                "carried non-zero page",
+                                (unsigned long long)off, i);
+                n->carried += carried;
+                n->zero += zero;
+                n->lz4 += lz4;
+                data += carried && !zero && !lz4;
         }
-        if (m->data.len != data * ps)
+        k = chunk_check_lz4(m, flags, ps, off, n->lz4, &lz4_bytes, err);
+        if (k < 0)
+                return k;
+        if (m->data.len != data * ps + lz4_bytes)
                 return svemig_error_set(
                         err, EBADMSG,
                         "offset %llu: memory chunk carries %zu bytes of page data, its bitmaps "
-                        "say %llu pages of %u",
-                        (unsigned long long)off, m->data.len, (unsigned long long)data, ps);
+                        "say %llu raw pages of %u and %llu bytes of LZ4 pages",
+                        (unsigned long long)off, m->data.len, (unsigned long long)data, ps,
+                        (unsigned long long)lz4_bytes);
+        return 0;
+}
+
+/*
+ * Writes the chunk's pages to dst, or with dst NULL only decompresses its
+ * LZ4 pages (into a scratch page) so that a check finds what a restore would.
+ */
+static int chunk_apply(struct rjob *j, const Svemig__MemChunk *m, uint32_t ps, uint8_t *dst)
+{
+        const uint8_t *src = m->data.data;
+        size_t li = 0;
+
+        if (!dst && j->n_lz4 && bytebuf_reserve(&j->page, ps) < 0)
+                return svemig_error_set(&j->err, ENOMEM, "out of memory");
+        for (uint32_t i = 0; i < m->page_count; i++) {
+                uint8_t *p = dst ? dst + (size_t)i * ps : NULL;
+
+                if (m->carried.len && !bit_test(m->carried.data, i))
+                        continue;
+                if (m->zero.len && bit_test(m->zero.data, i)) {
+                        if (p)
+                                memset(p, 0, ps);
+                } else if (m->lz4_pages.len && bit_test(m->lz4_pages.data, i)) {
+                        uint32_t z = m->lz4_sizes[li++];
+
+                        if (LZ4_decompress_safe((const char *)src, (char *)(p ? p : j->page.p), (int)z,
+                                                (int)ps) != (int)ps)
+                                return svemig_error_set(&j->err, EBADMSG,
+                                                        "offset %llu: the LZ4 block of page 0x%llx does not "
+                                                        "decompress to a page",
+                                                        (unsigned long long)j->offset,
+                                                        (unsigned long long)(m->gpa + (uint64_t)i * ps));
+                        src += z;
+                } else {
+                        if (p)
+                                memcpy(p, src, ps);
+                        src += ps;
+                }
+        }
         return 0;
 }
 
@@ -448,6 +691,7 @@ static int r_decode(struct rctx *c, struct rjob *j)
         const struct svemig_stream_info *info = &c->r->info;
         const uint8_t *raw;
         Svemig__MemChunk *m;
+        struct chunk_counts n = {0};
         uint8_t *dst = NULL;
         uint32_t ps = info->page_size;
         int k;
@@ -463,9 +707,12 @@ static int r_decode(struct rctx *c, struct rjob *j)
                 return svemig_error_set(&j->err, EBADMSG,
                                         "offset %llu: the MEMORY frame is not a valid MemChunk message",
                                         (unsigned long long)j->offset);
-        k = chunk_check(info, m, j->offset, &j->n_carried, &j->n_zero, &j->err);
+        k = chunk_check(info, m, j->head.flags, j->offset, &n, &j->err);
         if (k < 0)
                 return k;
+        j->n_carried = n.carried;
+        j->n_zero = n.zero;
+        j->n_lz4 = n.lz4;
 
         pthread_mutex_lock(&c->lock);
         j->slot = m->slot;
@@ -476,7 +723,7 @@ static int r_decode(struct rctx *c, struct rjob *j)
         pthread_mutex_unlock(&c->lock);
 
         if (!c->map)
-                return 0;
+                return chunk_apply(j, m, ps, NULL);
         dst = map_lookup(c, m->slot, m->gpa, (uint64_t)m->page_count * ps);
         if (!dst)
                 return svemig_error_set(
@@ -486,17 +733,7 @@ static int r_decode(struct rctx *c, struct rjob *j)
                         (unsigned long long)j->offset, (unsigned long long)m->gpa,
                         (unsigned long long)m->page_count * ps, m->slot);
         wait_earlier(c, j);
-        for (uint32_t i = 0, d = 0; i < m->page_count; i++) {
-                uint8_t *p = dst + (size_t)i * ps;
-
-                if (m->carried.len && !bit_test(m->carried.data, i))
-                        continue;
-                if (m->zero.len && bit_test(m->zero.data, i))
-                        memset(p, 0, ps);
-                else
-                        memcpy(p, m->data.data + (size_t)ps * d++, ps);
-        }
-        return 0;
+        return chunk_apply(j, m, ps, dst);
 }
 
 static int r_work(void *ctx, unsigned slot)
@@ -526,8 +763,9 @@ static int r_consume(void *ctx, unsigned slot, int rc)
         c->r->mem_decoded++;
         s->mem_pages += j->n_carried;
         s->zero_pages += j->n_zero;
+        s->lz4_pages += j->n_lz4;
         s->mem_stored += FRAME_HEAD_SIZE + j->head.stored_len + FRAME_TAIL_SIZE;
-        if (j->head.flags & FRAME_F_LZ4)
+        if (j->n_lz4 || (j->head.flags & FRAME_F_LZ4))
                 s->lz4_chunks++;
         return 0;
 }
@@ -548,15 +786,16 @@ int svemig_stream_read_memory(struct svemig_stream_reader *r, const struct svemi
         k = stream_pool(&r->pool, r->n_threads, err);
         if (k < 0)
                 return k;
-
-        c.window = JOBS_PER_THREAD * workpool_threads(r->pool);
-        c.jobs = calloc(c.window, sizeof(*c.jobs));
-        if (!c.jobs)
-                return svemig_error_set(err, ENOMEM, "out of memory");
-        for (unsigned i = 0; i < c.window; i++) {
-                pbarena_init(&c.jobs[i].arena);
-                c.jobs[i].finished = true; /* an empty slot blocks nobody */
+        if (!r->mem) {
+                k = memchunk_reader_new(JOBS_PER_THREAD * workpool_threads(r->pool), &r->mem);
+                if (k < 0)
+                        return svemig_error_set(err, k, "out of memory");
         }
+
+        c.window = r->mem->window;
+        c.jobs = r->mem->jobs;
+        for (unsigned i = 0; i < c.window; i++)
+                c.jobs[i].finished = true; /* an empty slot blocks nobody */
         pthread_mutex_init(&c.lock, NULL);
         pthread_cond_init(&c.cond, NULL);
 
@@ -574,11 +813,5 @@ int svemig_stream_read_memory(struct svemig_stream_reader *r, const struct svemi
 
         pthread_cond_destroy(&c.cond);
         pthread_mutex_destroy(&c.lock);
-        for (unsigned i = 0; i < c.window; i++) {
-                bytebuf_done(&c.jobs[i].buf);
-                bytebuf_done(&c.jobs[i].raw);
-                pbarena_done(&c.jobs[i].arena);
-        }
-        free(c.jobs);
         return k;
 }

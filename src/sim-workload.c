@@ -85,10 +85,12 @@ static uint64_t touch_memory(struct sim_vcpu *v, uint64_t h)
                 uint64_t r = mix(h + d);
                 uint64_t page = index + stripes * (r % per_stripe);
                 uint64_t off = (r >> 32) % (HV_PAGE_SIZE / 8) * 8;
-                uint8_t *p = sim_vm_mem(sim_vm_of(v), slot->gpa + page * HV_PAGE_SIZE + off, 8, true);
+                uint64_t gpa = slot->gpa + page * HV_PAGE_SIZE + off;
+                uint8_t *p = sim_vm_mem(sim_vm_of(v), gpa, 8);
                 uint64_t old = load64(p);
 
                 store64(p, mix(old ^ h));
+                sim_vm_mark_dirty(sim_vm_of(v), gpa, 8);
                 h = mix(h ^ old);
         }
         return h;

@@ -56,11 +56,11 @@ static int memory_progress(void *userdata, uint64_t done, uint64_t total)
         return report(mp->opts, "memory", done, total, &mp->err);
 }
 
-/* The header: what a destination needs to decide before reading further. */
-static int describe(struct guest *g, const struct vcpu_state *vcpu0, const struct snapshot_opts *opts,
-                    struct svemig_stream_info *info, struct svemig_stream_slot *slot,
-                    struct vcpu_reg *id_regs, size_t max_id_regs, struct svemig_error *err)
+int snapshot_describe(struct guest *g, const struct vcpu_state *vcpu0, const char *purpose,
+                      enum svemig_compression compression, uint64_t created_ns, struct snapshot_header *out,
+                      struct svemig_error *err)
 {
+        struct svemig_stream_info *info = &out->info;
         struct hv_caps caps;
         int r;
 
@@ -68,33 +68,33 @@ static int describe(struct guest *g, const struct vcpu_state *vcpu0, const struc
         if (r < 0)
                 return svemig_error_set(err, r, "cannot read the host's capabilities");
 
-        memset(info, 0, sizeof(*info));
+        memset(out, 0, sizeof(*out));
         snprintf(info->host_name, sizeof(info->host_name), "%s", caps.host_name);
         snprintf(info->source_kernel, sizeof(info->source_kernel), "%s", caps.kernel);
         snprintf(info->hypervisor, sizeof(info->hypervisor), "%s", caps.backend);
-        snprintf(info->purpose, sizeof(info->purpose), "%s",
-                 opts && opts->purpose ? opts->purpose : "snapshot");
+        snprintf(info->purpose, sizeof(info->purpose), "%s", purpose);
         info->host_vls = caps.vls;
         info->guest_vls = vcpu0->vls;
         info->guest_max_vq = vqset_highest(&vcpu0->vls);
         info->vcpu_features = vcpu0->features;
         info->vcpu_count = guest_n_vcpus(g);
-        info->compression = SVEMIG_COMPRESSION_LZ4;
-        info->created_ns = opts ? opts->created_ns : 0;
+        info->compression = compression;
+        info->created_ns = created_ns;
 
-        *slot = (struct svemig_stream_slot){
+        out->slot = (struct svemig_stream_slot){
                 .id = GUEST_RAM_SLOT, .gpa = guest_ram_base(g), .size = guest_mem_size(g)};
-        info->slots = slot;
+        info->slots = &out->slot;
         info->n_slots = 1;
 
         for (size_t i = 0; i < vcpu0->n_regs; i++) {
                 if (!vcpu_reg_is_host_invariant(vcpu0->regs[i].id))
                         continue;
-                if (info->n_id_regs == max_id_regs)
-                        return svemig_error_set(err, E2BIG, "more than %zu ID registers", max_id_regs);
-                id_regs[info->n_id_regs++] = vcpu0->regs[i];
+                if (info->n_id_regs == ELEMENTSOF(out->id_regs))
+                        return svemig_error_set(err, E2BIG, "more than %zu ID registers",
+                                                ELEMENTSOF(out->id_regs));
+                out->id_regs[info->n_id_regs++] = vcpu0->regs[i];
         }
-        info->id_regs = id_regs;
+        info->id_regs = out->id_regs;
         return 0;
 }
 
@@ -107,10 +107,8 @@ int snapshot_write_fd(struct guest *g, int fd, const struct snapshot_opts *opts,
                 .progress = opts && opts->progress ? memory_progress : NULL,
                 .userdata = &mp,
         };
-        struct vcpu_reg id_regs[SVEMIG_STREAM_ID_REGS_MAX];
         struct svemig_stream_writer *w = NULL;
-        struct svemig_stream_info info;
-        struct svemig_stream_slot slot;
+        struct snapshot_header hdr;
         struct vcpu_state *states = NULL;
         unsigned n = guest_n_vcpus(g);
         uint64_t size = guest_mem_size(g);
@@ -119,10 +117,11 @@ int snapshot_write_fd(struct guest *g, int fd, const struct snapshot_opts *opts,
         r = guest_capture(g, &states, err);
         if (r < 0)
                 return r;
-        r = describe(g, &states[0], opts, &info, &slot, id_regs, ELEMENTSOF(id_regs), err);
+        r = snapshot_describe(g, &states[0], opts && opts->purpose ? opts->purpose : "snapshot",
+                              SVEMIG_COMPRESSION_LZ4, opts ? opts->created_ns : 0, &hdr, err);
         if (r < 0)
                 goto out;
-        r = svemig_stream_writer_open(fd, &info, &wopts, &w, err);
+        r = svemig_stream_writer_open(fd, &hdr.info, &wopts, &w, err);
         if (r < 0)
                 goto out;
 

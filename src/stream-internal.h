@@ -26,10 +26,12 @@ extern const uint8_t stream_magic[STREAM_MAGIC_SIZE];
 #define FRAME_TAIL_SIZE 8u
 #define FRAME_HEAD_SEED 0x5356454du /* "SVEM": the XXH32 seed of the head check */
 
-#define FRAME_F_REQUIRED  (1u << 0)
-#define FRAME_F_LZ4       (1u << 1)
-#define FRAME_F_KNOWN     (FRAME_F_REQUIRED | FRAME_F_LZ4)
-#define FRAME_F_MUST_KNOW 0x0000ffffu /* unknown bits here are refused; above, ignored */
+#define FRAME_F_REQUIRED     (1u << 0)
+#define FRAME_F_LZ4          (1u << 1)
+#define FRAME_F_PAGE_LZ4     (1u << 2) /* 1.1, MEMORY only: the MemChunk holds pages as LZ4 blocks */
+#define FRAME_F_KNOWN        (FRAME_F_REQUIRED | FRAME_F_LZ4 | FRAME_F_PAGE_LZ4)
+#define FRAME_PAGE_LZ4_MINOR 1u          /* the since_minor of frames that set FRAME_F_PAGE_LZ4 */
+#define FRAME_F_MUST_KNOW    0x0000ffffu /* unknown bits here are refused; above, ignored */
 
 struct frame_head {
         uint16_t type;
@@ -56,6 +58,10 @@ size_t frame_lz4_bound(size_t raw_len);
  */
 void frame_build(struct frame_out *f, uint16_t type, bool required, const uint8_t *raw, size_t raw_len,
                  bool lz4, uint8_t *zbuf);
+
+/* Frames a payload stored as it is (raw_len = len), with the given flags and since_minor. */
+void frame_seal(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
+                const uint8_t *payload, size_t len);
 
 /* Decodes and checks a frame head read at 'offset'. */
 int frame_head_parse(const uint8_t head[FRAME_HEAD_SIZE], struct frame_head *h, uint64_t offset,
@@ -115,6 +121,10 @@ int stream_check(const struct stream_failure *f, struct svemig_error *err);
 
 const struct svemig_stream_slot *stream_find_slot(const struct svemig_stream_info *info, unsigned id);
 
+/* memchunk.c's jobs and buffers, kept by a writer or reader across memory calls. */
+struct memchunk_writer;
+struct memchunk_reader;
+
 struct svemig_stream_writer {
         int fd;
         struct stream_failure failure;
@@ -124,8 +134,11 @@ struct svemig_stream_writer {
         struct svemig_stream_stats stats;
         uint8_t vcpu_seen[SVEMIG_STREAM_VCPUS_MAX / 8];
         unsigned n_threads;
-        struct workpool *pool;     /* on the first memory write */
-        struct bytebuf pack, zbuf; /* for vcpu frames */
+        svemig_stream_progress_fn progress;
+        void *userdata;
+        struct workpool *pool;       /* on the first memory write */
+        struct memchunk_writer *mem; /* memchunk.c's jobs and buffers, from the first memory write */
+        struct bytebuf pack, zbuf;   /* for vcpu frames */
         bool finished;
 };
 
@@ -173,7 +186,8 @@ struct svemig_stream_reader {
         uint64_t mem_decoded; /* MEMORY frames decoded: pages are counted only then */
 
         unsigned n_threads;
-        struct workpool *pool; /* on the first memory read */
+        struct workpool *pool;       /* on the first memory read */
+        struct memchunk_reader *mem; /* memchunk.c's jobs and buffers, from the first memory read */
 };
 
 /*
@@ -191,3 +205,7 @@ int stream_pool(struct workpool **pool, unsigned n_threads, struct svemig_error 
 
 /* The MEMORY frame's worst case, for limits: payload bytes of a full chunk. */
 size_t memchunk_raw_max(uint32_t page_size, uint32_t chunk_pages);
+
+/* Frees memchunk.c's state of a writer or reader. NULL is fine. */
+void memchunk_writer_free(struct memchunk_writer *m);
+void memchunk_reader_free(struct memchunk_reader *m);

@@ -140,6 +140,19 @@ size_t frame_lz4_bound(size_t raw_len)
         return (size_t)LZ4_compressBound((int)raw_len);
 }
 
+/* The head and tail of a frame whose payload (len stored bytes, raw_len decompressed) is in place. */
+static void frame_finish(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
+                         size_t raw_len)
+{
+        put_le16(f->head, type);
+        put_le16(f->head + 2, since_minor);
+        put_le32(f->head + 4, flags);
+        put_le32(f->head + 8, (uint32_t)f->len);
+        put_le32(f->head + 12, (uint32_t)raw_len);
+        put_le32(f->head + 16, XXH32(f->head, 16, FRAME_HEAD_SEED));
+        put_le64(f->tail, XXH3_64bits(f->payload, f->len));
+}
+
 void frame_build(struct frame_out *f, uint16_t type, bool required, const uint8_t *raw, size_t raw_len,
                  bool lz4, uint8_t *zbuf)
 {
@@ -158,13 +171,15 @@ void frame_build(struct frame_out *f, uint16_t type, bool required, const uint8_
                         flags |= FRAME_F_LZ4;
                 }
         }
-        put_le16(f->head, type);
-        put_le16(f->head + 2, k ? k->since_minor : SVEMIG_STREAM_MINOR);
-        put_le32(f->head + 4, flags);
-        put_le32(f->head + 8, (uint32_t)f->len);
-        put_le32(f->head + 12, (uint32_t)raw_len);
-        put_le32(f->head + 16, XXH32(f->head, 16, FRAME_HEAD_SEED));
-        put_le64(f->tail, XXH3_64bits(f->payload, f->len));
+        frame_finish(f, type, flags, k ? k->since_minor : SVEMIG_STREAM_MINOR, raw_len);
+}
+
+void frame_seal(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
+                const uint8_t *payload, size_t len)
+{
+        f->payload = payload;
+        f->len = len;
+        frame_finish(f, type, flags, since_minor, len);
 }
 
 int frame_head_parse(const uint8_t head[FRAME_HEAD_SIZE], struct frame_head *h, uint64_t offset,
@@ -563,6 +578,7 @@ void svemig_stream_writer_free(struct svemig_stream_writer *w)
         if (!w)
                 return;
         workpool_free(w->pool);
+        memchunk_writer_free(w->mem);
         if (w->digest)
                 XXH3_freeState(w->digest);
         bytebuf_done(&w->pack);
@@ -586,6 +602,8 @@ int svemig_stream_writer_open(int fd, const struct svemig_stream_info *info,
                 return svemig_error_set(err, ENOMEM, "stream writer: out of memory");
         w->fd = fd;
         w->n_threads = opts ? opts->n_threads : 0;
+        w->progress = opts ? opts->progress : NULL;
+        w->userdata = opts ? opts->userdata : NULL;
         w->digest = XXH3_createState();
         if (!w->digest)
                 return svemig_error_set(err, ENOMEM, "stream writer: out of memory");
@@ -918,6 +936,7 @@ void svemig_stream_reader_free(struct svemig_stream_reader *r)
         if (!r)
                 return;
         workpool_free(r->pool);
+        memchunk_reader_free(r->mem);
         if (r->digest)
                 XXH3_freeState(r->digest);
         bytebuf_done(&r->buf);
@@ -1101,6 +1120,12 @@ int stream_reader_read_frame(struct svemig_stream_reader *r, struct svemig_error
                                 fk ? "\")" : "", SVEMIG_STREAM_MAJOR, fk ? fk->since_minor : h.since_minor,
                                 SVEMIG_STREAM_MAJOR, SVEMIG_STREAM_MINOR);
                 }
+                if (known && (h.flags & FRAME_F_PAGE_LZ4) && h.type != SVEMIG_FRAME_MEMORY)
+                        return svemig_error_set(
+                                err, EBADMSG,
+                                "offset %llu: a %s frame sets flag PAGE_LZ4, which only MEMORY "
+                                "frames may set",
+                                (unsigned long long)off, known->name);
                 if (known && h.raw_len > frame_raw_limit(r, h.type))
                         return svemig_error_set(
                                 err, E2BIG, "offset %llu: a %s frame of %u bytes, over its limit of %u",

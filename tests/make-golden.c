@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * make-golden OUT: writes the v1 golden stream (tests/stream-content.c) to
- * OUT. scripts/make-golden.sh runs it; the result is committed as
- * tests/data/stream-v1.svemig and every later build must keep reading it.
+ * make-golden OUT: writes the golden stream (tests/stream-content.c) of the
+ * format version this build writes to OUT. scripts/make-golden.sh runs it;
+ * the result is committed as tests/data/stream-v1.<minor>.svemig and every
+ * later build must keep reading it.
  */
 #include <fcntl.h>
 #include <stdio.h>

@@ -269,7 +269,7 @@ static void test_roundtrip_memory(void **state)
                 uint8_t *mem[RT_SLOTS], *dst[RT_SLOTS];
                 struct svemig_stream_info info;
                 const struct svemig_stream_stats *ws;
-                uint64_t zero = 0, pages = 0;
+                uint64_t zero = 0, pages = 0, lz4_pages;
                 struct decoded d;
                 int fd = memfd_with(NULL);
 
@@ -290,9 +290,12 @@ static void test_roundtrip_memory(void **state)
                 ws = svemig_stream_writer_stats(w);
                 assert_int_equal(ws->mem_pages, pages);
                 assert_int_equal(ws->zero_pages, zero);
-                /* The mixed slot compresses; the random one is stored raw, chunk by chunk. */
+                /* The mixed slot's chunks hold LZ4 pages and raw ones; the random slot's only raw pages. */
                 assert_true(ws->lz4_chunks > 0);
                 assert_true(ws->lz4_chunks < ws->mem_chunks);
+                assert_true(ws->lz4_pages > 0);
+                assert_true(ws->lz4_pages < pages - zero - rt_slots[1].size / 4096);
+                lz4_pages = ws->lz4_pages;
                 svemig_stream_writer_free(w);
 
                 rt_alloc_dest(dst, map);
@@ -301,6 +304,7 @@ static void test_roundtrip_memory(void **state)
                         fail_msg("decode: %s", err.msg);
                 assert_int_equal(d.stats.mem_pages, pages);
                 assert_int_equal(d.stats.zero_pages, zero);
+                assert_int_equal(d.stats.lz4_pages, lz4_pages);
                 for (unsigned s = 0; s < RT_SLOTS; s++) {
                         assert_memory_equal(dst[s], mem[s], rt_slots[s].size);
                         free(mem[s]);
@@ -454,23 +458,227 @@ static void test_pipe(void **state)
         close(p[0]);
 }
 
-/* ---- The golden file ---- */
-
-static struct bytes read_golden_file(void)
+/* The rt slots written in one call with the given compression; mem receives the content. */
+static struct bytes rt_stream(enum svemig_compression comp, uint8_t *mem[RT_SLOTS])
 {
-        int fd = open(SVEMIG_TEST_DATA "/stream-v1.svemig", O_RDONLY | O_CLOEXEC);
+        struct svemig_stream_writer *w = NULL;
+        struct svemig_error err = {0};
+        struct svemig_mem_range ranges[RT_SLOTS];
+        struct svemig_stream_info info;
+        int fd = memfd_with(NULL);
         struct bytes b;
 
-        if (fd < 0)
-                fail_msg("%s/stream-v1.svemig: %m (make it with scripts/make-golden.sh)", SVEMIG_TEST_DATA);
+        rt_fill(mem);
+        basic_info(&info, rt_slots, RT_SLOTS, 0);
+        info.compression = comp;
+        assert_int_equal(svemig_stream_writer_open(fd, &info, NULL, &w, &err), 0);
+        for (unsigned s = 0; s < RT_SLOTS; s++)
+                ranges[s] = (struct svemig_mem_range){rt_slots[s].id, rt_slots[s].gpa, mem[s],
+                                                      rt_slots[s].size, NULL};
+        assert_int_equal(svemig_stream_write_memory(w, ranges, RT_SLOTS, &err), 0);
+        assert_int_equal(svemig_stream_writer_finish(w, &err), 0);
+        svemig_stream_writer_free(w);
         b = fd_bytes(fd);
         close(fd);
         return b;
 }
 
-static void test_golden(void **state)
+struct frame_census {
+        unsigned plain, page_lz4;
+};
+
+/* Walks a stream's frames: MEMORY frames with LZ4 pages say so in their flags and since_minor, the rest
+ * as 1.0. */
+static struct frame_census census(const struct bytes *b)
 {
-        int fd = open(SVEMIG_TEST_DATA "/stream-v1.svemig", O_RDONLY | O_CLOEXEC);
+        struct frame_census n = {0};
+        size_t off = 16 + get_le32(b->p + 12) + 8;
+
+        for (;;) {
+                uint16_t type = get_le16(b->p + off), since = get_le16(b->p + off + 2);
+                uint32_t flags = get_le32(b->p + off + 4);
+
+                if (type == SVEMIG_FRAME_TRAILER)
+                        return n;
+                if (type == SVEMIG_FRAME_MEMORY && (flags & FRAME_F_PAGE_LZ4)) {
+                        assert_int_equal(since, 1);
+                        assert_false(flags & FRAME_F_LZ4);
+                        n.page_lz4++;
+                } else {
+                        assert_int_equal(since, 0);
+                        assert_false(flags & FRAME_F_PAGE_LZ4);
+                        n.plain++;
+                }
+                off += FRAME_HEAD_SIZE + get_le32(b->p + off + 8) + FRAME_TAIL_SIZE;
+                assert_true(off + FRAME_HEAD_SIZE <= b->len);
+        }
+}
+
+/*
+ * LZ4 pages (1.1): chunks mixing LZ4, raw and zero pages set flag PAGE_LZ4
+ * and since_minor 1, which 1.0 readers refuse cleanly; chunks without an
+ * LZ4 page (all random, all zero), and every chunk without compression, are
+ * 1.0 chunks that 1.0 readers still read. Each decodes to the same memory.
+ */
+static void test_page_coding(void **state)
+{
+        static const enum svemig_compression comps[] = {SVEMIG_COMPRESSION_LZ4, SVEMIG_COMPRESSION_NONE};
+        size_t raw_size = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(comps); i++) {
+                uint8_t *mem[RT_SLOTS], *dst[RT_SLOTS];
+                struct svemig_mem_map map[RT_SLOTS];
+                struct svemig_error err = {0};
+                struct bytes b = rt_stream(comps[i], mem);
+                struct frame_census n = census(&b);
+                struct decoded d;
+                int fd = memfd_with(&b);
+
+                if (comps[i] == SVEMIG_COMPRESSION_LZ4) {
+                        assert_true(n.page_lz4 > 0); /* slot 0 */
+                        assert_true(n.plain >= 2);   /* slots 5 and 9 */
+                        raw_size = b.len;
+                } else {
+                        assert_int_equal(n.page_lz4, 0);
+                        /* LZ4 pages made the mixed slot smaller; random pages cost no more than raw. */
+                        assert_true(raw_size < b.len);
+                }
+                rt_alloc_dest(dst, map);
+                if (decode_fd(fd, 3, map, RT_SLOTS, &d, &err) != 0)
+                        fail_msg("decode: %s", err.msg);
+                assert_int_equal(d.stats.lz4_pages > 0, comps[i] == SVEMIG_COMPRESSION_LZ4);
+                for (unsigned s = 0; s < RT_SLOTS; s++) {
+                        assert_memory_equal(dst[s], mem[s], rt_slots[s].size);
+                        free(mem[s]);
+                        free(dst[s]);
+                }
+                decoded_done(&d);
+                close(fd);
+                free(b.p);
+        }
+}
+
+/* A page that LZ4 cannot shrink costs its page_size bytes and nothing more: the slot of random pages. */
+static void test_random_pages_raw(void **state)
+{
+        static const struct svemig_stream_slot slot = {.id = 1, .gpa = 0x10000000ull, .size = 64 * 4096ull};
+        struct svemig_stream_writer *w = NULL;
+        struct svemig_error err = {0};
+        struct svemig_stream_info info;
+        uint8_t *mem = malloc(slot.size);
+        struct svemig_mem_range rg = {slot.id, slot.gpa, mem, slot.size, NULL};
+        const struct svemig_stream_stats *ws;
+        uint64_t rng = 5;
+        int fd = memfd_with(NULL);
+
+        assert_non_null(mem);
+        content_fill_random(mem, slot.size, &rng);
+        basic_info(&info, &slot, 1, 0);
+        assert_int_equal(svemig_stream_writer_open(fd, &info, NULL, &w, &err), 0);
+        assert_int_equal(svemig_stream_write_memory(w, &rg, 1, &err), 0);
+        ws = svemig_stream_writer_stats(w);
+        assert_int_equal(ws->lz4_pages, 0);
+        assert_int_equal(ws->lz4_chunks, 0);
+        /* One chunk: the head, slot/gpa/page_count, data's tag and length, the tail. */
+        assert_int_equal(ws->mem_chunks, 1);
+        assert_true(ws->mem_stored <= slot.size + FRAME_HEAD_SIZE + FRAME_TAIL_SIZE + 24);
+        svemig_stream_writer_free(w);
+        free(mem);
+        close(fd);
+}
+
+struct progress_log {
+        uint64_t last, total;
+        unsigned calls, stop_at;
+};
+
+static int log_progress(void *userdata, uint64_t done, uint64_t total)
+{
+        struct progress_log *l = userdata;
+
+        assert_true(done > l->last);
+        assert_true(done <= total);
+        if (l->total)
+                assert_int_equal(total, l->total);
+        l->last = done;
+        l->total = total;
+        return ++l->calls == l->stop_at ? -ECANCELED : 0;
+}
+
+/* The writer's progress: per frame, in order, up to the ranges' total; a negative return stops and spends
+ * it. */
+static void test_progress(void **state)
+{
+        for (unsigned stop_at = 0; stop_at <= 2; stop_at += 2) {
+                struct progress_log log = {.stop_at = stop_at};
+                struct svemig_stream_write_opts opts = {
+                        .n_threads = 2, .progress = log_progress, .userdata = &log};
+                struct svemig_stream_writer *w = NULL;
+                struct svemig_error err = {0};
+                struct svemig_mem_range ranges[RT_SLOTS];
+                struct svemig_stream_info info;
+                uint8_t *mem[RT_SLOTS];
+                uint64_t total = 0;
+                int fd = memfd_with(NULL);
+
+                rt_fill(mem);
+                basic_info(&info, rt_slots, RT_SLOTS, 0);
+                assert_int_equal(svemig_stream_writer_open(fd, &info, &opts, &w, &err), 0);
+                for (unsigned s = 0; s < RT_SLOTS; s++) {
+                        ranges[s] = (struct svemig_mem_range){rt_slots[s].id, rt_slots[s].gpa, mem[s],
+                                                              rt_slots[s].size, NULL};
+                        total += rt_slots[s].size;
+                }
+                if (stop_at == 0) {
+                        assert_int_equal(svemig_stream_write_memory(w, ranges, RT_SLOTS, &err), 0);
+                        assert_int_equal(log.calls, svemig_stream_writer_stats(w)->mem_chunks);
+                        assert_int_equal(log.last, total);
+                        assert_int_equal(log.total, total);
+                        assert_int_equal(svemig_stream_writer_finish(w, &err), 0);
+                } else {
+                        assert_int_equal(svemig_stream_write_memory(w, ranges, RT_SLOTS, &err), -ECANCELED);
+                        assert_msg(&err, "stopped at 0x");
+                        assert_int_equal(log.calls, stop_at);
+                        assert_int_equal(svemig_stream_writer_finish(w, &err), -ECANCELED);
+                }
+                svemig_stream_writer_free(w);
+                for (unsigned s = 0; s < RT_SLOTS; s++)
+                        free(mem[s]);
+                close(fd);
+        }
+}
+
+/* ---- The golden file ---- */
+
+/* The golden files: v1.0 (stream-v1.svemig), and v1.1 with LZ4 pages. */
+#define GOLDEN_V1_0 "stream-v1.svemig"
+#define GOLDEN_V1_1 "stream-v1.1.svemig"
+
+static struct bytes read_golden(const char *name)
+{
+        char path[4096];
+        int fd;
+        struct bytes b;
+
+        snprintf(path, sizeof(path), "%s/%s", SVEMIG_TEST_DATA, name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                fail_msg("%s: %m (make it with scripts/make-golden.sh)", path);
+        b = fd_bytes(fd);
+        close(fd);
+        return b;
+}
+
+static struct bytes read_golden_file(void)
+{
+        return read_golden(GOLDEN_V1_0);
+}
+
+/* Decodes a golden file and compares every field, register and page with tests/stream-content.c. */
+static void check_golden(const char *name, unsigned minor)
+{
+        struct bytes g = read_golden(name);
+        int fd = memfd_with(&g);
         struct svemig_stream_reader *r = NULL;
         struct svemig_error err = {0};
         const struct svemig_stream_info *got;
@@ -480,13 +688,12 @@ static void test_golden(void **state)
         unsigned vcpus = 0, memory_reads = 0;
         int k;
 
-        assert_true(fd >= 0);
         if (svemig_stream_reader_open(fd, NULL, &r, &err) < 0)
-                fail_msg("golden: %s", err.msg);
+                fail_msg("golden %s: %s", name, err.msg);
         got = svemig_stream_reader_info(r);
         golden_info(&want);
         assert_int_equal(got->major, 1);
-        assert_int_equal(got->minor, 0);
+        assert_int_equal(got->minor, minor);
         assert_string_equal(got->producer_name, want.producer_name);
         assert_string_equal(got->producer_version, want.producer_version);
         assert_string_equal(got->host_name, want.host_name);
@@ -548,8 +755,37 @@ static void test_golden(void **state)
         }
         assert_int_equal(svemig_stream_reader_stats(r)->digest_bytes, 16);
         assert_int_equal(svemig_stream_reader_stats(r)->skipped, 0);
+        /* 1.0 compressed whole frames; 1.1 pages on their own, keeping incompressible ones raw. */
+        if (minor == 0) {
+                assert_int_equal(svemig_stream_reader_stats(r)->lz4_pages, 0);
+        } else {
+                const struct svemig_stream_stats *st = svemig_stream_reader_stats(r);
+                assert_true(st->lz4_pages > 0);
+                assert_true(st->lz4_pages < st->mem_pages - st->zero_pages);
+        }
         svemig_stream_reader_free(r);
         close(fd);
+        free(g.p);
+}
+
+static void test_golden(void **state)
+{
+        check_golden(GOLDEN_V1_0, 0);
+}
+
+/* Every later build reads v1.1; while this is the version written, the file is exactly what the writer
+ * writes. */
+static void test_golden_v1_1(void **state)
+{
+        check_golden(GOLDEN_V1_1, 1);
+        if (SVEMIG_STREAM_MINOR == 1) {
+                struct bytes g = read_golden(GOLDEN_V1_1), b = golden_bytes(2);
+
+                assert_int_equal(b.len, g.len);
+                assert_memory_equal(b.p, g.p, g.len);
+                free(b.p);
+                free(g.p);
+        }
 }
 
 /* ---- Bad input ---- */
@@ -853,6 +1089,159 @@ static void rewrite_head(uint8_t *head, uint32_t flags, uint32_t stored, uint32_
         put_le32(head + 16, XXH32(head, 16, FRAME_HEAD_SEED));
 }
 
+/* The golden v1.1 file with its first MEMORY frame with LZ4 pages rewritten through 'edit'. */
+static struct bytes with_page_chunk(const struct bytes *g,
+                                    void (*edit)(Svemig__MemChunk *m, uint32_t *flags))
+{
+        size_t off = first_frame(g), len, rest;
+        uint32_t flags, stored;
+        Svemig__MemChunk *m;
+        struct bytes b;
+
+        for (;;) {
+                assert_true(off + FRAME_HEAD_SIZE <= g->len);
+                flags = get_le32(g->p + off + 4);
+                stored = get_le32(g->p + off + 8);
+                assert_int_not_equal(get_le16(g->p + off), SVEMIG_FRAME_TRAILER);
+                if (get_le16(g->p + off) == SVEMIG_FRAME_MEMORY && (flags & FRAME_F_PAGE_LZ4))
+                        break;
+                off += FRAME_HEAD_SIZE + stored + FRAME_TAIL_SIZE;
+        }
+        m = svemig__mem_chunk__unpack(NULL, stored, g->p + off + FRAME_HEAD_SIZE);
+        assert_non_null(m);
+        /* The golden chunk at 0x40000000: pages 0, 3, 5 zero; 1, 6 random (raw); 2, 4, 7 LZ4. */
+        assert_int_equal(m->gpa, golden_slots[0].gpa);
+        assert_int_equal(m->n_lz4_sizes, 3);
+        edit(m, &flags);
+        len = svemig__mem_chunk__get_packed_size(m);
+        rest = g->len - (off + FRAME_HEAD_SIZE + stored + FRAME_TAIL_SIZE);
+        b.len = off + FRAME_HEAD_SIZE + len + FRAME_TAIL_SIZE + rest;
+        b.p = malloc(b.len);
+        assert_non_null(b.p);
+        memcpy(b.p, g->p, off + FRAME_HEAD_SIZE);
+        svemig__mem_chunk__pack(m, b.p + off + FRAME_HEAD_SIZE);
+        rewrite_head(b.p + off, flags, (uint32_t)len, (uint32_t)len);
+        put_le64(b.p + off + FRAME_HEAD_SIZE + len, XXH3_64bits(b.p + off + FRAME_HEAD_SIZE, len));
+        memcpy(b.p + off + FRAME_HEAD_SIZE + len + FRAME_TAIL_SIZE,
+               g->p + off + FRAME_HEAD_SIZE + stored + FRAME_TAIL_SIZE, rest);
+        svemig__mem_chunk__free_unpacked(m, NULL);
+        return b;
+}
+
+static void edit_lz4_on_zero(Svemig__MemChunk *m, uint32_t *flags)
+{
+        m->lz4_pages.data[0] |= 1u << 0;
+}
+
+static void edit_lz4_past_end(Svemig__MemChunk *m, uint32_t *flags)
+{
+        m->page_count = 7; /* page 7 is an LZ4 page */
+}
+
+static void edit_lz4_no_bitmap(Svemig__MemChunk *m, uint32_t *flags)
+{
+        m->lz4_pages.len = 0;
+}
+
+static void edit_lz4_sizes_short(Svemig__MemChunk *m, uint32_t *flags)
+{
+        m->n_lz4_sizes--;
+}
+
+static void edit_lz4_size_zero(Svemig__MemChunk *m, uint32_t *flags)
+{
+        m->data.len -= m->lz4_sizes[0];
+        memmove(m->data.data + 4096, m->data.data + 4096 + m->lz4_sizes[0], m->data.len - 4096);
+        m->lz4_sizes[0] = 0;
+}
+
+static void edit_lz4_size_page(Svemig__MemChunk *m, uint32_t *flags)
+{
+        m->lz4_sizes[0] = 4096;
+}
+
+static void edit_data_short(Svemig__MemChunk *m, uint32_t *flags)
+{
+        m->data.len--;
+}
+
+/* Page 2's block (after raw page 1) loses its last byte; every length still adds up. */
+static void edit_lz4_block_cut(Svemig__MemChunk *m, uint32_t *flags)
+{
+        uint8_t *end = m->data.data + 4096 + m->lz4_sizes[0];
+
+        memmove(end - 1, end, m->data.len - (size_t)(end - m->data.data));
+        m->data.len--;
+        m->lz4_sizes[0]--;
+}
+
+static void edit_no_flag(Svemig__MemChunk *m, uint32_t *flags)
+{
+        *flags &= ~FRAME_F_PAGE_LZ4;
+}
+
+/* Chunks with LZ4 pages whose bitmap, sizes or blocks disagree are refused, by a check and by a restore
+ * alike. */
+static void test_bad_lz4_pages(void **state)
+{
+        static const struct {
+                void (*edit)(Svemig__MemChunk *m, uint32_t *flags);
+                const char *msg;
+        } cases[] = {
+                {edit_lz4_on_zero, "marks page 0 LZ4 but it is not a carried non-zero page"},
+                {edit_lz4_past_end, "sets bit 7 past its 7 pages"},
+                {edit_lz4_no_bitmap, "gives 3 LZ4 page sizes for 0 LZ4 pages"},
+                {edit_lz4_sizes_short, "gives 2 LZ4 page sizes for 3 LZ4 pages"},
+                {edit_lz4_size_zero, "LZ4 page 0 has 0 bytes; a page's block has 1..4095"},
+                {edit_lz4_size_page, "LZ4 page 0 has 4096 bytes"},
+                {edit_data_short, "bytes of page data, its bitmaps say 2 raw pages of 4096"},
+                {edit_lz4_block_cut, "the LZ4 block of page 0x40002000 does not decompress to a page"},
+                {edit_no_flag, "holds LZ4 pages but its frame does not set flag PAGE_LZ4"},
+        };
+        struct bytes g = read_golden(GOLDEN_V1_1);
+        size_t f = first_frame(&g);
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct bytes b = with_page_chunk(&g, cases[i].edit);
+                uint8_t *dst[GOLDEN_SLOTS];
+                struct svemig_mem_map map[GOLDEN_SLOTS];
+                struct svemig_error err = {0};
+                struct decoded d;
+                int fd = memfd_with(&b);
+
+                /* svemigctl verify's way (no memory), then a restore's. */
+                expect_fail(&b, EBADMSG, cases[i].msg);
+                for (unsigned s = 0; s < GOLDEN_SLOTS; s++) {
+                        dst[s] = calloc(1, golden_slots[s].size);
+                        map[s] = (struct svemig_mem_map){golden_slots[s].id, golden_slots[s].gpa, dst[s],
+                                                         golden_slots[s].size};
+                }
+                assert_int_equal(decode_fd(fd, 2, map, GOLDEN_SLOTS, &d, &err), -EBADMSG);
+                assert_msg(&err, cases[i].msg);
+                assert_msg(&err, "offset ");
+                decoded_done(&d);
+                for (unsigned s = 0; s < GOLDEN_SLOTS; s++)
+                        free(dst[s]);
+                close(fd);
+                free(b.p);
+        }
+
+        /* The flag belongs to MEMORY frames only. */
+        {
+                struct bytes b = copy_bytes(&g);
+                size_t off = f;
+
+                while (get_le16(b.p + off) != SVEMIG_FRAME_VCPU)
+                        off += FRAME_HEAD_SIZE + get_le32(b.p + off + 8) + FRAME_TAIL_SIZE;
+                rewrite_head(b.p + off, get_le32(b.p + off + 4) | FRAME_F_PAGE_LZ4, get_le32(b.p + off + 8),
+                             get_le32(b.p + off + 12));
+                expect_fail(&b, EBADMSG,
+                            "a VCPU frame sets flag PAGE_LZ4, which only MEMORY frames may set");
+                free(b.p);
+        }
+        free(g.p);
+}
+
 static void test_frame_limits(void **state)
 {
         struct bytes g = read_golden_file(), b;
@@ -1053,7 +1442,11 @@ int main(void)
                 cmocka_unit_test(test_dirty_rounds),
                 cmocka_unit_test(test_deterministic),
                 cmocka_unit_test(test_pipe),
+                cmocka_unit_test(test_page_coding),
+                cmocka_unit_test(test_random_pages_raw),
+                cmocka_unit_test(test_progress),
                 cmocka_unit_test(test_golden),
+                cmocka_unit_test(test_golden_v1_1),
                 cmocka_unit_test(test_bad_magic),
                 cmocka_unit_test(test_versions),
                 cmocka_unit_test(test_truncated),
@@ -1061,6 +1454,7 @@ int main(void)
                 cmocka_unit_test(test_header_limits),
                 cmocka_unit_test(test_many_slots),
                 cmocka_unit_test(test_frame_limits),
+                cmocka_unit_test(test_bad_lz4_pages),
                 cmocka_unit_test(test_unknown_frames),
                 cmocka_unit_test(test_no_trailer),
                 cmocka_unit_test(test_map_too_small),

@@ -29,6 +29,22 @@ struct snapshot_opts {
 };
 
 /*
+ * A stream header describing guest g, the one snapshots and migrations
+ * send first: the host, the guest's VL set and vcpu features from vcpu0's
+ * captured state, the RAM slot, and the host-invariant registers vcpu0 saw.
+ * info points into the struct, so keep it in place while info is used.
+ */
+struct snapshot_header {
+        struct svemig_stream_info info;
+        struct svemig_stream_slot slot;
+        struct vcpu_reg id_regs[SVEMIG_STREAM_ID_REGS_MAX];
+};
+
+int snapshot_describe(struct guest *g, const struct vcpu_state *vcpu0, const char *purpose,
+                      enum svemig_compression compression, uint64_t created_ns, struct snapshot_header *out,
+                      struct svemig_error *err);
+
+/*
  * Writes guest g, which must not be running, as a complete stream to fd.
  * stats (optional) receives the writer's totals.
  */

@@ -33,7 +33,7 @@
 #include "svemig/vqset.h"
 
 #define SVEMIG_STREAM_MAJOR 1u
-#define SVEMIG_STREAM_MINOR 0u
+#define SVEMIG_STREAM_MINOR 1u /* 1.1: MEMORY frames may hold pages as LZ4 blocks, each on its own */
 
 /* Hard limits, checked by the writer and the reader alike. */
 #define SVEMIG_STREAM_HEADER_MAX      (1u << 20)  /* StreamHeader bytes */
@@ -110,18 +110,29 @@ struct svemig_stream_stats {
         uint64_t mem_pages;    /* pages carried, zero pages included */
         uint64_t zero_pages;   /* of which all zero (a bit each) */
         uint64_t mem_stored;   /* bytes of MEMORY frames, framing included */
-        uint64_t lz4_chunks;   /* MEMORY frames stored LZ4-compressed */
+        uint64_t lz4_chunks;   /* MEMORY frames with LZ4-compressed content (frame or pages) */
         uint64_t skipped;      /* unknown optional frames skipped (reader) */
         uint8_t digest[16];    /* trailer's digest, canonical (big-endian) */
         unsigned digest_bytes; /* 16 (XXH3-128) or 8 (XXH3-64); 0 before the trailer */
+        uint64_t lz4_pages;    /* data pages stored as LZ4 blocks of their own (1.1); the rest are raw */
 };
 
 /* ---- Writer ---- */
 
 struct svemig_stream_writer;
 
+/*
+ * Progress of svemig_stream_write_memory(): called on the calling thread as
+ * frames are written, with the bytes of the call's ranges dealt with so far
+ * and their total. A negative errno stops the write with that error, and
+ * the writer is then spent.
+ */
+typedef int (*svemig_stream_progress_fn)(void *userdata, uint64_t done, uint64_t total);
+
 struct svemig_stream_write_opts {
-        unsigned n_threads; /* compression workers; 0 = one per online CPU */
+        unsigned n_threads;                 /* compression workers; 0 = one per online CPU */
+        svemig_stream_progress_fn progress; /* optional */
+        void *userdata;
 };
 
 /*
@@ -152,9 +163,12 @@ struct svemig_mem_range {
 
 /*
  * Appends MEMORY frames for the ranges (which must lie inside the header's
- * slots, page aligned): zero pages become a bit, the rest is LZ4-compressed
- * on the worker pool where that shrinks a chunk and stored raw where not.
- * Frames are written in range and address order whatever the thread count.
+ * slots, page aligned): zero pages become a bit; with LZ4 compression each
+ * other page is compressed on its own on the worker pool and kept so where
+ * that shrinks it, else stored raw. Frames are written in range and address
+ * order whatever the thread count. The workers and their buffers stay with
+ * the writer, so calling this often (pre-copy rounds, pieces) costs no more
+ * than one call.
  */
 int svemig_stream_write_memory(struct svemig_stream_writer *w, const struct svemig_mem_range *ranges,
                                size_t n_ranges, struct svemig_error *err);

@@ -86,17 +86,20 @@ class Api(DaemonTestCase):
         r = c.response()
         self.assertEqual((r.id, r.code), (9, 0), r)
 
-    # --- operations not wired yet ---
+    # --- the guest operations (tests/daemon/test-guests.py has the rest) ---
 
-    def test_guest_operations_answer_enosys(self):
-        names = {11: "guest-create", 12: "guest-start", 13: "guest-pause", 14: "guest-resume",
-                 15: "guest-stop", 16: "guest-delete", 17: "guest-list", 18: "guest-show",
-                 19: "snapshot", 20: "restore"}
+    def test_guest_operations_refuse_an_empty_request_with_a_reason(self):
+        reasons = {11: "give the guest a name", 12: "name the guest", 13: "name the guest",
+                   14: "name the guest", 15: "name the guest", 16: "name the guest",
+                   18: "name the guest", 19: "name the guest to snapshot",
+                   20: "give the snapshot's absolute path", 22: "name the guest"}
         c = Client(self.sock)
-        for op, name in names.items():
+        for op, reason in reasons.items():
             r = c.call(op, op)
-            self.assertEqual((r.id, r.code), (op, t.ENOSYS), r)
-            self.assertIn("%s is not implemented yet" % name, r.message)
+            self.assertEqual((r.id, r.code), (op, t.EINVAL), r)
+            self.assertIn(reason, r.message)
+        r = c.call(17, t.OP_GUEST_LIST)
+        self.assertEqual((r.id, r.code), (17, 0), r)
 
     # --- bad requests ---
 

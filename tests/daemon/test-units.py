@@ -53,6 +53,8 @@ class Units(DaemonTestCase):
         self.assertRegex(service, r"(?m)^WatchdogSec=\d+")
         self.assertRegex(service, r"(?m)^ExecStart=/\S+/svemigd --config /\S+/svemig/migrate.conf$")
         self.assertRegex(service, r"(?m)^DeviceAllow=/dev/kvm rw$")
+        # Guests run in their own VMM processes, which a stop of svemigd must leave running.
+        self.assertRegex(service, r"(?m)^KillMode=process$")
         with open(os.path.join(UNITS_DIR, "svemig-checkpoint@.service")) as f:
             self.assertRegex(f.read(), r"(?m)^ExecStart=/\S+/svemigctl .*snapshot .*%I$")
 

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * svemigd's live view of its cluster: this host and every peer migrate.conf
+ * lists, each up or down (with the reason) and what its hypervisor offers;
+ * and, over this host and the peers that are up, the guest VL set every one
+ * of them can present, the hosts that limit it and what excluding them would
+ * gain (cluster_compute()). It is recomputed on the loop whenever a peer
+ * joins, leaves or changes, and each change is logged with PEER=.
+ *
+ * It owns the peer listener ([cluster] listen) and one link per peer
+ * (peer-link.h). Everything here runs on the loop's thread.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peer-link.h"
+#include "peer-listener.h"
+#include "svemig/cluster.h"
+#include "svemig/error.h"
+#include "svemig/migrate.h"
+
+struct svemigd;
+struct cluster_view;
+
+struct cluster_member {
+        const char *name;
+        const char *address; /* as configured; NULL for this host */
+        bool self;
+        /* This host: always up and known, info = what it tells its peers. */
+        struct peer_link_state state;
+};
+
+/* Reads the peers from d->conf, starts the listener (if configured) and the links. */
+int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig_error *err);
+
+/*
+ * Stops the links and the listener: no new peer connections, idle ones
+ * closed, requests being served finish. done() runs on the loop once the
+ * last peer connection is gone.
+ */
+void cluster_view_stop(struct cluster_view *v, void (*done)(void *userdata), void *userdata);
+void cluster_view_free(struct cluster_view *v);
+
+/* Member 0 is this host, then the peers in migrate.conf's order. */
+const struct cluster_member *cluster_view_members(const struct cluster_view *v, size_t *n);
+/* Index-aligned with the members. */
+const struct cluster_result *cluster_view_result(const struct cluster_view *v);
+/* Bumps whenever a member or the result changes. */
+uint64_t cluster_view_generation(const struct cluster_view *v);
+unsigned cluster_view_refresh_ms(const struct cluster_view *v);
+/* Where the peer listener listens, NULL when it does not. */
+const char *cluster_view_listen_address(const struct cluster_view *v);
+/* What this host says about itself to its peers (peer_hello(), HostInfo). */
+const struct peer_info *cluster_view_self(const struct cluster_view *v);
+
+/*
+ * The guest set for max VL "cluster": the set this host and every peer now
+ * up can present (this host's own when no peer is up). Empty = FPSIMD only.
+ */
+int svemigd_cluster_guest_set(struct svemigd *d, vqset_t *out, struct svemig_error *err);

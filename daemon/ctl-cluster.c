@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * svemigctl cluster: the daemon's live view of its cluster. Each host (this
+ * one and its peers) up or down with the reason, what its hypervisor offers,
+ * whether it can present the guest set; the guest set itself; the hosts that
+ * limit it and what leaving them out would gain.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "ctl-call.h"
+#include "macro.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_object *, json_object_put);
+
+/* ---- JSON ---- */
+
+static struct json_object *json_bits(const uint32_t *bits, size_t n)
+{
+        struct json_object *a = json_object_new_array();
+
+        for (size_t i = 0; i < n; i++)
+                json_object_array_add(a, json_object_new_int64(bits[i]));
+        return a;
+}
+
+static struct json_object *json_names(char **names, size_t n)
+{
+        struct json_object *a = json_object_new_array();
+
+        for (size_t i = 0; i < n; i++)
+                json_object_array_add(a, json_object_new_string(names[i]));
+        return a;
+}
+
+/* A string, or null when empty. */
+static struct json_object *json_str(const char *s)
+{
+        return s && s[0] ? json_object_new_string(s) : NULL;
+}
+
+static struct json_object *json_host(const Svemig__Api__ClusterHost *h)
+{
+        struct json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "name", json_object_new_string(h->name));
+        json_object_object_add(o, "self", json_object_new_boolean(h->self));
+        json_object_object_add(o, "address", json_str(h->address));
+        json_object_object_add(o, "state", json_object_new_string(h->up ? "up" : "down"));
+        json_object_object_add(o, "down_reason", h->up ? NULL : json_str(h->down_reason));
+        json_object_object_add(o, "since_ns", json_object_new_int64((int64_t)h->since_ns));
+        json_object_object_add(o, "backend", h->known ? json_str(h->backend) : NULL);
+        json_object_object_add(o, "kernel", h->known ? json_str(h->kernel) : NULL);
+        json_object_object_add(o, "sve", h->known ? json_object_new_boolean(h->sve) : NULL);
+        json_object_object_add(o, "vl_bits", h->known ? json_bits(h->vl_bits, h->n_vl_bits) : NULL);
+        json_object_object_add(o, "svemig_version", h->known ? json_str(h->svemig_version) : NULL);
+        json_object_object_add(o, "counted", json_object_new_boolean(h->counted));
+        json_object_object_add(o, "can_present",
+                               h->counted ? json_object_new_boolean(h->can_present) : NULL);
+        json_object_object_add(o, "reason",
+                               h->counted && !h->can_present ? json_str(h->present_reason) : NULL);
+        json_object_object_add(o, "limiting", json_object_new_boolean(h->limiting));
+        return o;
+}
+
+static int print_json(const Svemig__Api__ClusterView *v)
+{
+        _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
+        struct json_object *hosts = json_object_new_array();
+        const char *text;
+
+        for (size_t i = 0; i < v->n_hosts; i++) {
+                if (v->hosts[i]->self)
+                        json_object_object_add(root, "self", json_object_new_string(v->hosts[i]->name));
+                json_object_array_add(hosts, json_host(v->hosts[i]));
+        }
+        json_object_object_add(root, "listen", json_str(v->listen));
+        json_object_object_add(root, "refresh_ms", json_object_new_int64(v->refresh_ms));
+        json_object_object_add(root, "generation", json_object_new_int64((int64_t)v->generation));
+        json_object_object_add(root, "guest_bits", json_bits(v->guest_bits, v->n_guest_bits));
+        json_object_object_add(root, "max_bits", json_object_new_int64(v->max_bits));
+        json_object_object_add(root, "limiting", json_names(v->limiting, v->n_limiting));
+        if (v->without_limiting) {
+                const Svemig__Api__ClusterGain *g = v->without_limiting;
+                struct json_object *w = json_object_new_object();
+
+                json_object_object_add(w, "excluded", json_names(g->excluded, g->n_excluded));
+                json_object_object_add(w, "guest_bits", json_bits(g->guest_bits, g->n_guest_bits));
+                json_object_object_add(w, "max_bits", json_object_new_int64(g->max_bits));
+                json_object_object_add(root, "without_limiting", w);
+        } else {
+                json_object_object_add(root, "without_limiting", NULL);
+        }
+        json_object_object_add(root, "hosts", hosts);
+
+        text = json_object_to_json_string_ext(root,
+                                              JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!text) {
+                fputs("svemigctl: cluster: out of memory formatting JSON\n", stderr);
+                return CTL_EXIT_FAILURE;
+        }
+        puts(text);
+        return CTL_EXIT_OK;
+}
+
+/* ---- for a person ---- */
+
+static void print_bits(const uint32_t *bits, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                printf("%s%u", i ? "," : "", bits[i]);
+}
+
+static void print_set(const uint32_t *bits, size_t n, uint32_t max)
+{
+        if (n == 0) {
+                puts("no common SVE; FPSIMD only");
+                return;
+        }
+        print_bits(bits, n);
+        printf(" bits (maximum %u bits)\n", max);
+}
+
+static void print_names(char **names, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                printf("%s%s", i ? ", " : "", names[i]);
+}
+
+/*
+ * The lowest length the others would gain is the one the limiting hosts
+ * lack: every length below it was common already.
+ */
+static void print_lacking(const Svemig__Api__ClusterView *v)
+{
+        const Svemig__Api__ClusterGain *g = v->without_limiting;
+
+        if (!g)
+                return;
+        for (size_t i = 0; i < g->n_guest_bits; i++) {
+                bool common = false;
+
+                for (size_t j = 0; j < v->n_guest_bits; j++)
+                        common |= v->guest_bits[j] == g->guest_bits[i];
+                if (!common) {
+                        printf(" (lacking %u bits, which another host offers)", g->guest_bits[i]);
+                        return;
+                }
+        }
+}
+
+static const char *vls_text(const Svemig__Api__ClusterHost *h, char *buf, size_t len)
+{
+        size_t off = 0;
+
+        if (!h->known)
+                return "-";
+        if (!h->sve || h->n_vl_bits == 0)
+                return "none (no SVE)";
+        buf[0] = '\0';
+        for (size_t i = 0; i < h->n_vl_bits && off < len; i++)
+                off += (size_t)snprintf(buf + off, len - off, "%s%u", i ? "," : "", h->vl_bits[i]);
+        return buf;
+}
+
+static void format_since(uint64_t ns, char *buf, size_t len)
+{
+        time_t t = (time_t)(ns / 1000000000ull);
+        struct tm tm;
+
+        if (!ns || !localtime_r(&t, &tm) || strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+                snprintf(buf, len, "?");
+}
+
+static int print_human(const Svemig__Api__ClusterView *v)
+{
+        int name_w = 4, vls_w = 10, kernel_w = 6, backend_w = 7;
+        size_t n_up = 0;
+        char vls[4096], name[128], since[64];
+
+        for (size_t i = 0; i < v->n_hosts; i++) {
+                const Svemig__Api__ClusterHost *h = v->hosts[i];
+
+                n_up += h->up;
+                name_w = MAX(name_w, (int)strlen(h->name) + (h->self ? 7 : 0));
+                vls_w = MAX(vls_w, (int)strlen(vls_text(h, vls, sizeof(vls))));
+                if (h->known) {
+                        kernel_w = MAX(kernel_w, (int)strlen(h->kernel));
+                        backend_w = MAX(backend_w, (int)strlen(h->backend));
+                }
+        }
+
+        printf("hosts:     %zu, %zu up; peers asked every %u ms; %s%s\n", v->n_hosts, n_up, v->refresh_ms,
+               v->listen[0] ? "listening on " : "not listening for peers", v->listen);
+        fputs("guest set: ", stdout);
+        print_set(v->guest_bits, v->n_guest_bits, v->max_bits);
+        if (v->n_limiting == 0) {
+                puts("limiting:  none (every host up offers the same lengths)");
+        } else {
+                fputs("limiting:  ", stdout);
+                print_names(v->limiting, v->n_limiting);
+                print_lacking(v);
+                putchar('\n');
+        }
+        if (v->without_limiting) {
+                fputs("without ", stdout);
+                print_names(v->without_limiting->excluded, v->without_limiting->n_excluded);
+                fputs(": ", stdout);
+                print_set(v->without_limiting->guest_bits, v->without_limiting->n_guest_bits,
+                          v->without_limiting->max_bits);
+        }
+
+        printf("\n%-*s  %-5s  %-*s  %-*s  %-*s  %s\n", name_w, "HOST", "STATE", backend_w, "BACKEND",
+               kernel_w, "KERNEL", vls_w, "VLS (bits)", "CAN PRESENT");
+        for (size_t i = 0; i < v->n_hosts; i++) {
+                const Svemig__Api__ClusterHost *h = v->hosts[i];
+
+                snprintf(name, sizeof(name), "%s%s", h->name, h->self ? " (self)" : "");
+                printf("%-*s  %-5s  %-*s  %-*s  %-*s  %s%s\n", name_w, name, h->up ? "up" : "down",
+                       backend_w, h->known ? h->backend : "-", kernel_w, h->known ? h->kernel : "-", vls_w,
+                       vls_text(h, vls, sizeof(vls)),
+                       !h->counted      ? "- (not counted)"
+                       : h->can_present ? "yes"
+                                        : "no",
+                       h->limiting ? ", limiting" : "");
+        }
+        for (size_t i = 0; i < v->n_hosts; i++) {
+                const Svemig__Api__ClusterHost *h = v->hosts[i];
+
+                format_since(h->since_ns, since, sizeof(since));
+                if (!h->up)
+                        printf("%s (%s): down since %s: %s\n", h->name, h->address, since, h->down_reason);
+                else if (h->counted && !h->can_present)
+                        printf("%s: cannot present the guest set: %s\n", h->name, h->present_reason);
+        }
+        return CTL_EXIT_OK;
+}
+
+static void help(void)
+{
+        printf("Usage: svemigctl [--socket PATH] cluster [--json]\n\n"
+               "Show the daemon's live view of its cluster: this host and each peer in its migrate.conf,\n"
+               "up or down (with the reason; a peer that is down is retried), its backend, kernel and SVE\n"
+               "vector lengths (the host VLS), and whether it can present the guest set. The guest set is\n"
+               "the one every host that is up can present (what 'guest create --vl cluster' gives); the\n"
+               "limiting hosts lack the lowest length another host offers, and 'without' shows the set\n"
+               "the others would offer without them.\n\n"
+               "  -j, --json  print one JSON object:\n"
+               "      self, listen, refresh_ms, generation (bumps with every change),\n"
+               "      guest_bits (empty: FPSIMD only), max_bits, limiting (host names),\n"
+               "      without_limiting {excluded, guest_bits, max_bits} or null,\n"
+               "      hosts [{name, self, address, state (\"up\"/\"down\"), down_reason, since_ns,\n"
+               "              backend, kernel, sve, vl_bits, svemig_version (null until known),\n"
+               "              counted, can_present (null when not counted), reason, limiting}]\n"
+               "  -h, --help  this text\n");
+}
+
+int ctl_cluster(const struct ctl_options *opts, int argc, char **argv)
+{
+        static const struct option longopts[] = {
+                {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
+        Svemig__Api__ClusterRequest creq = SVEMIG__API__CLUSTER_REQUEST__INIT;
+        Svemig__Api__Response *resp = NULL;
+        bool json = opts->json;
+        int c, r;
+
+        opterr = 0;
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        help();
+                        return CTL_EXIT_OK;
+                default:
+                        return ctl_usage_error("cluster: unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                return ctl_usage_error("cluster: takes no arguments");
+
+        req.op_case = SVEMIG__API__REQUEST__OP_CLUSTER;
+        req.cluster = &creq;
+        r = ctl_call(opts, "cluster", &req, NULL, NULL, &resp);
+        if (r != CTL_EXIT_OK)
+                return r;
+        if (resp->result_case != SVEMIG__API__RESPONSE__RESULT_CLUSTER) {
+                fputs("svemigctl: cluster: svemigd answered without a cluster view\n", stderr);
+                r = CTL_EXIT_FAILURE;
+        } else
+                r = json ? print_json(resp->cluster) : print_human(resp->cluster);
+        svemig__api__response__free_unpacked(resp, NULL);
+        return r;
+}

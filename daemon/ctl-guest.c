@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * svemigctl guest create|start|pause|resume|run|stop|delete|show|list: the
+ * guests of the daemon's host, each running in its own VMM.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl-call.h"
+#include "ctl-guest-print.h"
+#include "ctl-progress.h"
+#include "macro.h"
+#include "svemig/vqset.h"
+
+static void help(void)
+{
+        printf("Usage: svemigctl [--socket PATH] [--json] [--quiet] guest COMMAND ...\n\n"
+               "  create NAME --vcpus N --memory SIZE [--vl SET|cluster] [--dirty-rate PAGES] [--start]\n"
+               "      a new guest running the sim workload in its own VMM. SIZE takes K, M, G suffixes.\n"
+               "      --vl: its vector lengths (\"128,256\": this host must present exactly that set);\n"
+               "      \"cluster\" the set every host of the cluster can present (for now: this host's);\n"
+               "      \"none\" no SVE; default this host's full set. --dirty-rate: pages each vcpu writes\n"
+               "      per workload step.\n"
+               "  start NAME     run it (a stopped or dead guest boots again from its configuration)\n"
+               "  pause NAME     stop its vcpus; resume NAME runs them on\n"
+               "  run NAME --steps N   run exactly N workload steps per vcpu, then leave it paused\n"
+               "  stop NAME      end its VMM (its memory goes; the record and snapshots stay)\n"
+               "  delete NAME [--force]  remove the record and the snapshots svemigd named;\n"
+               "                 --force stops a guest whose VMM still runs first\n"
+               "  show NAME [--digest]  state, VL set, vcpus, memory, steps, dirty rate, VMM, snapshots;\n"
+               "                 --digest adds a hash of its registers and memory (not while running)\n"
+               "  list           every guest on record\n");
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+        char *end;
+        unsigned long long v;
+        unsigned shift = 0;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || end == s)
+                return -EINVAL;
+        if (*end == 'k' || *end == 'K')
+                shift = 10;
+        else if (*end == 'm' || *end == 'M')
+                shift = 20;
+        else if (*end == 'g' || *end == 'G')
+                shift = 30;
+        else if (*end)
+                return -EINVAL;
+        if (shift) {
+                end++;
+                if (strcmp(end, "") != 0 && strcasecmp(end, "iB") != 0 && strcasecmp(end, "B") != 0)
+                        return -EINVAL;
+        }
+        if (v > (UINT64_MAX >> shift))
+                return -ERANGE;
+        *out = v << shift;
+        return 0;
+}
+
+static int parse_count(const char *s, uint64_t max, uint64_t *out)
+{
+        char *end;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || end == s || *end || s[0] == '-' || v > max)
+                return -EINVAL;
+        *out = v;
+        return 0;
+}
+
+/* A request's answer: the guest for a person or as JSON. */
+static int print_guest_response(Svemig__Api__Response *resp, bool json, const char *what)
+{
+        const Svemig__Api__Guest *g = resp->result_case == SVEMIG__API__RESPONSE__RESULT_GUEST ? resp->guest
+                                      : resp->result_case == SVEMIG__API__RESPONSE__RESULT_RESTORED
+                                              ? resp->restored
+                                              : NULL;
+
+        if (!g) {
+                if (json)
+                        return ctl_print_json(json_object_new_object());
+                return CTL_EXIT_OK;
+        }
+        if (json)
+                return ctl_print_json(ctl_guest_json(g));
+        ctl_guest_print(g);
+        return CTL_EXIT_OK;
+}
+
+static int call_and_print(const struct ctl_options *opts, bool json, const char *what,
+                          Svemig__Api__Request *req, bool progress)
+{
+        Svemig__Api__Response *resp = NULL;
+        struct ctl_progress p;
+        int r;
+
+        ctl_progress_init(&p, opts, json, what);
+        r = ctl_call(opts, what, req, progress ? ctl_progress_show : NULL, &p, &resp);
+        ctl_progress_end(&p);
+        if (r != CTL_EXIT_OK)
+                return r;
+        /* --quiet: a change's exit code says it all; a question (show) is still answered. */
+        r = json || !opts->quiet || strcmp(what, "guest show") == 0 ? print_guest_response(resp, json, what)
+                                                                    : CTL_EXIT_OK;
+        svemig__api__response__free_unpacked(resp, NULL);
+        return r;
+}
+
+static int guest_create(const struct ctl_options *opts, int argc, char **argv)
+{
+        static const struct option longopts[] = {
+                {"vcpus", required_argument, NULL, 'c'}, {"memory", required_argument, NULL, 'm'},
+                {"vl", required_argument, NULL, 'l'},    {"dirty-rate", required_argument, NULL, 'd'},
+                {"start", no_argument, NULL, 's'},       {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},        {0},
+        };
+        Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
+        Svemig__Api__GuestCreateRequest create = SVEMIG__API__GUEST_CREATE_REQUEST__INIT;
+        Svemig__Api__Workload workload = SVEMIG__API__WORKLOAD__INIT;
+        Svemig__Api__VlSet vlset = SVEMIG__API__VL_SET__INIT;
+        uint32_t bits[VQSET_VQ_MAX];
+        bool json = opts->json;
+        uint64_t v;
+        int c;
+
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        if (parse_count(optarg, UINT32_MAX, &v) < 0 || v == 0)
+                                return ctl_usage_error(
+                                        "guest create: --vcpus takes a number above 0, not '%s'", optarg);
+                        create.vcpus = (uint32_t)v;
+                        break;
+                case 'm':
+                        if (parse_size(optarg, &create.memory_bytes) < 0)
+                                return ctl_usage_error(
+                                        "guest create: --memory takes a size such as 256M or 1G, "
+                                        "not '%s'",
+                                        optarg);
+                        break;
+                case 'l':
+                        if (strcmp(optarg, "cluster") == 0) {
+                                create.max_vl_case = SVEMIG__API__GUEST_CREATE_REQUEST__MAX_VL_CLUSTER;
+                                create.cluster = true;
+                        } else {
+                                struct svemig_error err = {0};
+                                vqset_t set;
+
+                                if (vqset_parse(optarg, &set, &err) < 0)
+                                        return ctl_usage_error("guest create: --vl: %s (or \"cluster\")",
+                                                               err.msg);
+                                VQSET_FOREACH (vq, &set) {
+                                        bits[vlset.n_bits++] = vq_to_bits(vq);
+                                }
+                                vlset.bits = bits;
+                                create.max_vl_case = SVEMIG__API__GUEST_CREATE_REQUEST__MAX_VL_VL_SET;
+                                create.vl_set = &vlset;
+                        }
+                        break;
+                case 'd':
+                        if (parse_count(optarg, UINT32_MAX, &v) < 0)
+                                return ctl_usage_error("guest create: --dirty-rate takes a number of pages, "
+                                                       "not '%s'",
+                                                       optarg);
+                        workload.dirty_pages_per_step = (uint32_t)v;
+                        break;
+                case 's':
+                        create.start = true;
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        help();
+                        return CTL_EXIT_OK;
+                default:
+                        return ctl_usage_error("guest create: unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        if (optind + 1 != argc)
+                return ctl_usage_error("guest create: give one guest NAME");
+        if (!create.vcpus || !create.memory_bytes)
+                return ctl_usage_error("guest create: --vcpus and --memory are required");
+        create.name = argv[optind];
+        create.program_case = SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_WORKLOAD;
+        create.workload = &workload;
+        req.op_case = SVEMIG__API__REQUEST__OP_GUEST_CREATE;
+        req.guest_create = &create;
+        return call_and_print(opts, json, "guest create", &req, false);
+}
+
+/* start, pause, resume, stop, delete, show, list, run. */
+static int guest_simple(const struct ctl_options *opts, const char *cmd, int argc, char **argv)
+{
+        static const struct option longopts[] = {
+                {"json", no_argument, NULL, 'j'},   {"force", no_argument, NULL, 'f'},
+                {"digest", no_argument, NULL, 'd'}, {"steps", required_argument, NULL, 's'},
+                {"help", no_argument, NULL, 'h'},   {0},
+        };
+        Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
+        Svemig__Api__GuestRef ref = SVEMIG__API__GUEST_REF__INIT;
+        Svemig__Api__GuestRunRequest run = SVEMIG__API__GUEST_RUN_REQUEST__INIT;
+        Svemig__Api__GuestListRequest list = SVEMIG__API__GUEST_LIST_REQUEST__INIT;
+        Svemig__Api__Response *resp = NULL;
+        bool json = opts->json, is_list = strcmp(cmd, "list") == 0, is_run = strcmp(cmd, "run") == 0;
+        char what[32];
+        uint64_t v;
+        int c, r;
+
+        snprintf(what, sizeof(what), "guest %s", cmd);
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'j':
+                        json = true;
+                        break;
+                case 'f':
+                        if (strcmp(cmd, "delete") != 0)
+                                return ctl_usage_error("%s: --force is for guest delete", what);
+                        ref.force = true;
+                        break;
+                case 'd':
+                        if (strcmp(cmd, "show") != 0)
+                                return ctl_usage_error("%s: --digest is for guest show", what);
+                        ref.digest = true;
+                        break;
+                case 's':
+                        if (!is_run)
+                                return ctl_usage_error("%s: --steps is for guest run", what);
+                        if (parse_count(optarg, UINT64_MAX, &v) < 0 || v == 0)
+                                return ctl_usage_error("guest run: --steps takes a number above 0, not '%s'",
+                                                       optarg);
+                        run.steps = v;
+                        break;
+                case 'h':
+                        help();
+                        return CTL_EXIT_OK;
+                default:
+                        return ctl_usage_error("%s: unknown option '%s'", what, argv[optind - 1]);
+                }
+        }
+        if (is_list) {
+                if (optind != argc)
+                        return ctl_usage_error("guest list: takes no arguments");
+                req.op_case = SVEMIG__API__REQUEST__OP_GUEST_LIST;
+                req.guest_list = &list;
+                r = ctl_call(opts, what, &req, NULL, NULL, &resp);
+                if (r != CTL_EXIT_OK)
+                        return r;
+                if (resp->result_case != SVEMIG__API__RESPONSE__RESULT_GUEST_LIST) {
+                        fputs("svemigctl: guest list: svemigd answered without a list\n", stderr);
+                        r = CTL_EXIT_FAILURE;
+                } else if (json) {
+                        struct json_object *doc = json_object_new_object(), *a = json_object_new_array();
+
+                        for (size_t i = 0; i < resp->guest_list->n_guests; i++)
+                                json_object_array_add(a, ctl_guest_json(resp->guest_list->guests[i]));
+                        json_object_object_add(doc, "guests", a);
+                        r = ctl_print_json(doc);
+                } else if (resp->guest_list->n_guests == 0)
+                        puts("no guests");
+                else
+                        ctl_guest_table(resp->guest_list->guests, resp->guest_list->n_guests);
+                svemig__api__response__free_unpacked(resp, NULL);
+                return r;
+        }
+        if (optind + 1 != argc)
+                return ctl_usage_error("%s: give one guest NAME", what);
+        ref.name = argv[optind];
+        if (is_run) {
+                if (!run.steps)
+                        return ctl_usage_error("guest run: --steps N is required");
+                run.name = argv[optind];
+                req.op_case = SVEMIG__API__REQUEST__OP_GUEST_RUN;
+                req.guest_run = &run;
+        } else if (strcmp(cmd, "start") == 0) {
+                req.op_case = SVEMIG__API__REQUEST__OP_GUEST_START;
+                req.guest_start = &ref;
+        } else if (strcmp(cmd, "pause") == 0) {
+                req.op_case = SVEMIG__API__REQUEST__OP_GUEST_PAUSE;
+                req.guest_pause = &ref;
+        } else if (strcmp(cmd, "resume") == 0) {
+                req.op_case = SVEMIG__API__REQUEST__OP_GUEST_RESUME;
+                req.guest_resume = &ref;
+        } else if (strcmp(cmd, "stop") == 0) {
+                req.op_case = SVEMIG__API__REQUEST__OP_GUEST_STOP;
+                req.guest_stop = &ref;
+        } else if (strcmp(cmd, "delete") == 0) {
+                req.op_case = SVEMIG__API__REQUEST__OP_GUEST_DELETE;
+                req.guest_delete = &ref;
+        } else {
+                req.op_case = SVEMIG__API__REQUEST__OP_GUEST_SHOW;
+                req.guest_show = &ref;
+        }
+        r = call_and_print(opts, json, what, &req, is_run);
+        if (r == CTL_EXIT_OK && !json && !opts->quiet && strcmp(cmd, "delete") == 0)
+                printf("deleted guest %s\n", argv[optind]);
+        return r;
+}
+
+int ctl_guest(const struct ctl_options *opts, int argc, char **argv)
+{
+        static const char *const simple[] = {"start", "pause",  "resume", "run",
+                                             "stop",  "delete", "show",   "list"};
+
+        if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+                help();
+                return argc < 2 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
+        }
+        if (strcmp(argv[1], "create") == 0)
+                return guest_create(opts, argc - 1, argv + 1);
+        for (size_t i = 0; i < ELEMENTSOF(simple); i++)
+                if (strcmp(argv[1], simple[i]) == 0)
+                        return guest_simple(opts, simple[i], argc - 1, argv + 1);
+        return ctl_usage_error(
+                "guest: unknown command '%s' (create, start, pause, resume, run, stop, delete, "
+                "show, list)",
+                argv[1]);
+}

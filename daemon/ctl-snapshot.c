@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * svemigctl snapshot, restore and cancel: the long operations, with their
+ * progress, and the way to stop one half-way.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl-call.h"
+#include "ctl-guest-print.h"
+#include "ctl-progress.h"
+
+/* svemigd does not share our working directory: it gets absolute paths. */
+static int absolute(const char *path, char *buf, size_t len)
+{
+        char cwd[PATH_MAX];
+
+        if (path[0] == '/') {
+                snprintf(buf, len, "%s", path);
+                return 0;
+        }
+        if (!getcwd(cwd, sizeof(cwd)))
+                return -errno;
+        if ((size_t)snprintf(buf, len, "%s/%s", cwd, path) >= len)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+static int parse_uint(const char *s, unsigned *out)
+{
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || s[0] == '-' || v > UINT32_MAX)
+                return -EINVAL;
+        *out = (unsigned)v;
+        return 0;
+}
+
+static void snapshot_help(void)
+{
+        printf("Usage: svemigctl [--socket PATH] [--json] [--quiet] snapshot NAME [PATH] [--keep N] "
+               "[--stop]\n\n"
+               "Write guest NAME to PATH (default: the snapshot directory of migrate.conf, as\n"
+               "NAME-<UTC time>.svemig). A running guest is paused while it is written and runs on after\n"
+               "(--stop ends it instead). The file appears whole or not at all: a failure or a cancel\n"
+               "(svemigctl cancel ID, with the operation number the progress shows) leaves nothing.\n"
+               "--keep N keeps the newest N snapshots of the guest in that directory (0 or none: the\n"
+               "configured keep).\n");
+}
+
+int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
+{
+        static const struct option longopts[] = {
+                {"keep", required_argument, NULL, 'k'},
+                {"stop", no_argument, NULL, 's'},
+                {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
+        Svemig__Api__SnapshotRequest sreq = SVEMIG__API__SNAPSHOT_REQUEST__INIT;
+        Svemig__Api__Response *resp = NULL;
+        struct ctl_progress p;
+        char path[PATH_MAX];
+        bool json = opts->json;
+        int c, r;
+
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'k':
+                        if (parse_uint(optarg, &sreq.keep) < 0)
+                                return ctl_usage_error("snapshot: --keep takes a number, not '%s'", optarg);
+                        break;
+                case 's':
+                        sreq.stop = true;
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        snapshot_help();
+                        return CTL_EXIT_OK;
+                default:
+                        return ctl_usage_error("snapshot: unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        if (optind >= argc || argc - optind > 2)
+                return ctl_usage_error("snapshot: give the guest's NAME and optionally a PATH");
+        sreq.guest = argv[optind];
+        if (optind + 1 < argc) {
+                if (absolute(argv[optind + 1], path, sizeof(path)) < 0)
+                        return ctl_usage_error("snapshot: cannot make %s an absolute path",
+                                               argv[optind + 1]);
+                sreq.path = path;
+        }
+        req.op_case = SVEMIG__API__REQUEST__OP_SNAPSHOT;
+        req.snapshot = &sreq;
+
+        ctl_progress_init(&p, opts, json, "snapshot");
+        r = ctl_call(opts, "snapshot", &req, ctl_progress_show, &p, &resp);
+        ctl_progress_end(&p);
+        if (r != CTL_EXIT_OK)
+                return r;
+        if (resp->result_case != SVEMIG__API__RESPONSE__RESULT_SNAPSHOT) {
+                fputs("svemigctl: snapshot: svemigd answered without a result\n", stderr);
+                r = CTL_EXIT_FAILURE;
+        } else if (json) {
+                const Svemig__Api__SnapshotResult *s = resp->snapshot;
+                struct json_object *doc = json_object_new_object(), *pruned = json_object_new_array();
+
+                for (size_t i = 0; i < s->n_pruned; i++)
+                        json_object_array_add(pruned, json_object_new_string(s->pruned[i]));
+                json_object_object_add(doc, "guest", json_object_new_string(sreq.guest));
+                json_object_object_add(doc, "path", json_object_new_string(s->path));
+                json_object_object_add(doc, "bytes", json_object_new_int64((int64_t)s->bytes));
+                json_object_object_add(doc, "steps", json_object_new_int64((int64_t)s->steps));
+                json_object_object_add(doc, "created_ns", json_object_new_int64((int64_t)s->created_ns));
+                json_object_object_add(doc, "pruned", pruned);
+                r = ctl_print_json(doc);
+        } else if (!opts->quiet) {
+                const Svemig__Api__SnapshotResult *s = resp->snapshot;
+
+                printf("snapshot of %s: %s (%llu bytes, at %llu steps)\n", sreq.guest, s->path,
+                       (unsigned long long)s->bytes, (unsigned long long)s->steps);
+                for (size_t i = 0; i < s->n_pruned; i++)
+                        printf("removed the older %s\n", s->pruned[i]);
+        }
+        svemig__api__response__free_unpacked(resp, NULL);
+        return r;
+}
+
+static void restore_help(void)
+{
+        printf("Usage: svemigctl [--socket PATH] [--json] [--quiet] restore PATH [--name NAME] [--start]\n\n"
+               "Restore the snapshot PATH as a new guest (NAME, default the file's name without .svemig),\n"
+               "paused, or running with --start. The file's header is judged against this host first: an\n"
+               "incompatible host (vector lengths, vcpu features, ID registers) is refused before anything\n"
+               "else is read, with the reason, and exit code 4.\n");
+}
+
+int ctl_restore(const struct ctl_options *opts, int argc, char **argv)
+{
+        static const struct option longopts[] = {
+                {"name", required_argument, NULL, 'n'},
+                {"start", no_argument, NULL, 's'},
+                {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
+        Svemig__Api__RestoreRequest rreq = SVEMIG__API__RESTORE_REQUEST__INIT;
+        Svemig__Api__Response *resp = NULL;
+        struct ctl_progress p;
+        char path[PATH_MAX];
+        bool json = opts->json;
+        int c, r;
+
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'n':
+                        rreq.name = optarg;
+                        break;
+                case 's':
+                        rreq.start = true;
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        restore_help();
+                        return CTL_EXIT_OK;
+                default:
+                        return ctl_usage_error("restore: unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        if (optind + 1 != argc)
+                return ctl_usage_error("restore: give one snapshot PATH");
+        if (absolute(argv[optind], path, sizeof(path)) < 0)
+                return ctl_usage_error("restore: cannot make %s an absolute path", argv[optind]);
+        rreq.path = path;
+        req.op_case = SVEMIG__API__REQUEST__OP_RESTORE;
+        req.restore = &rreq;
+
+        ctl_progress_init(&p, opts, json, "restore");
+        r = ctl_call(opts, "restore", &req, ctl_progress_show, &p, &resp);
+        ctl_progress_end(&p);
+        if (r != CTL_EXIT_OK)
+                return r;
+        if (resp->result_case == SVEMIG__API__RESPONSE__RESULT_RESTORED ||
+            resp->result_case == SVEMIG__API__RESPONSE__RESULT_GUEST) {
+                const Svemig__Api__Guest *g = resp->result_case == SVEMIG__API__RESPONSE__RESULT_RESTORED
+                                                      ? resp->restored
+                                                      : resp->guest;
+
+                if (json)
+                        r = ctl_print_json(ctl_guest_json(g));
+                else if (!opts->quiet)
+                        ctl_guest_print(g);
+        } else {
+                fputs("svemigctl: restore: svemigd answered without the guest\n", stderr);
+                r = CTL_EXIT_FAILURE;
+        }
+        svemig__api__response__free_unpacked(resp, NULL);
+        return r;
+}
+
+int ctl_cancel(const struct ctl_options *opts, int argc, char **argv)
+{
+        Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
+        Svemig__Api__CancelRequest creq = SVEMIG__API__CANCEL_REQUEST__INIT;
+        Svemig__Api__Response *resp = NULL;
+        bool json = opts->json;
+        const char *id = NULL;
+        unsigned long long v;
+        char *end;
+        int r;
+
+        for (int i = 1; i < argc; i++) {
+                if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0)
+                        json = true;
+                else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                        printf("Usage: svemigctl cancel ID\n\nCancel operation ID of svemigd (the number "
+                               "its "
+                               "progress shows, e.g. a snapshot's). The operation's own client is told it "
+                               "was cancelled.\n");
+                        return CTL_EXIT_OK;
+                } else if (id)
+                        return ctl_usage_error("cancel: give one operation ID");
+                else
+                        id = argv[i];
+        }
+        if (!id)
+                return ctl_usage_error("cancel: give the operation ID its progress shows");
+        errno = 0;
+        v = strtoull(id, &end, 10);
+        if (errno || end == id || *end || v == 0)
+                return ctl_usage_error("cancel: '%s' is not an operation number", id);
+        creq.target_case = SVEMIG__API__CANCEL_REQUEST__TARGET_OPERATION;
+        creq.operation = v;
+        req.op_case = SVEMIG__API__REQUEST__OP_CANCEL;
+        req.cancel = &creq;
+        r = ctl_call(opts, "cancel", &req, NULL, NULL, &resp);
+        if (r != CTL_EXIT_OK)
+                return r;
+        if (json) {
+                struct json_object *doc = json_object_new_object();
+
+                json_object_object_add(doc, "operation", json_object_new_int64((int64_t)v));
+                r = ctl_print_json(doc);
+        } else if (!opts->quiet)
+                printf("cancelling operation %llu\n", v);
+        svemig__api__response__free_unpacked(resp, NULL);
+        return r;
+}

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The cluster operation: the daemon's live cluster view (cluster-view.h), as it stands. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api-ops.h"
+#include "cluster-view.h"
+#include "macro.h"
+#include "svemigd.h"
+
+/* Everything the response points to, freed once it is sent. */
+struct cluster_reply {
+        Svemig__Api__ClusterView view;
+        Svemig__Api__ClusterGain gain;
+        Svemig__Api__ClusterHost *hosts;
+        Svemig__Api__ClusterHost **host_ptrs;
+        char (*reasons)[256];
+        uint32_t *bits; /* VQSET_VQ_MAX per host, then the guest set, then the gain */
+        const char **limiting;
+};
+
+static void cluster_reply_done(struct cluster_reply *c)
+{
+        free(c->hosts);
+        free(c->host_ptrs);
+        free(c->reasons);
+        free(c->bits);
+        free(c->limiting);
+}
+
+static size_t fill_bits(const vqset_t *s, uint32_t *out)
+{
+        size_t n = 0;
+
+        VQSET_FOREACH (vq, s)
+                out[n++] = vq_to_bits(vq);
+        return n;
+}
+
+int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+               struct svemig_error *err)
+{
+        Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
+        _cleanup_(cluster_reply_done) struct cluster_reply c = {0};
+        struct svemigd *d = userdata;
+        const struct cluster_member *members;
+        const struct cluster_result *res;
+        size_t n, n_limiting = 0;
+        uint32_t *guest_bits, *gain_bits;
+
+        (void)req;
+        if (!d->cluster)
+                return svemig_error_set(err, EAGAIN, "the cluster view is not ready yet; try again");
+        members = cluster_view_members(d->cluster, &n);
+        res = cluster_view_result(d->cluster);
+
+        c.hosts = calloc(n, sizeof(*c.hosts));
+        c.host_ptrs = calloc(n, sizeof(*c.host_ptrs));
+        c.reasons = calloc(n, sizeof(*c.reasons));
+        c.bits = calloc((n + 2) * VQSET_VQ_MAX, sizeof(*c.bits));
+        c.limiting = calloc(n, sizeof(*c.limiting));
+        if (!c.hosts || !c.host_ptrs || !c.reasons || !c.bits || !c.limiting)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        guest_bits = c.bits + n * VQSET_VQ_MAX;
+        gain_bits = guest_bits + VQSET_VQ_MAX;
+
+        for (size_t i = 0; i < n; i++) {
+                const struct cluster_member *m = &members[i];
+                const struct cluster_host_verdict *v = &res->hosts[i];
+                Svemig__Api__ClusterHost *h = &c.hosts[i];
+
+                svemig__api__cluster_host__init(h);
+                h->name = (char *)m->name;
+                h->self = m->self;
+                h->address = (char *)(m->address ? m->address : "");
+                h->up = m->state.up;
+                h->down_reason = (char *)(m->state.up ? "" : m->state.reason);
+                h->since_ns = m->state.since_ns;
+                h->known = m->state.known;
+                if (m->state.known) {
+                        h->backend = (char *)m->state.info.backend;
+                        h->kernel = (char *)m->state.info.kernel;
+                        h->sve = m->state.info.sve;
+                        h->svemig_version = (char *)m->state.info.svemig_version;
+                        if (m->state.info.sve) {
+                                h->vl_bits = c.bits + i * VQSET_VQ_MAX;
+                                h->n_vl_bits = fill_bits(&m->state.info.vls, h->vl_bits);
+                        }
+                }
+                h->counted = v->counted;
+                h->can_present = v->can_present;
+                h->limiting = v->limiting;
+                if (v->counted && !v->can_present) {
+                        vqset_reason_format(&v->reason, c.reasons[i], sizeof(c.reasons[i]));
+                        h->present_reason = c.reasons[i];
+                }
+                if (v->limiting)
+                        c.limiting[n_limiting++] = m->name;
+                c.host_ptrs[i] = h;
+        }
+
+        svemig__api__cluster_view__init(&c.view);
+        c.view.n_hosts = n;
+        c.view.hosts = c.host_ptrs;
+        c.view.guest_bits = guest_bits;
+        c.view.n_guest_bits = fill_bits(&res->guest, guest_bits);
+        c.view.max_bits = vq_to_bits(res->max_vq);
+        c.view.n_limiting = n_limiting;
+        c.view.limiting = (char **)c.limiting;
+        c.view.generation = cluster_view_generation(d->cluster);
+        c.view.refresh_ms = cluster_view_refresh_ms(d->cluster);
+        c.view.listen = (char *)(cluster_view_listen_address(d->cluster) ?: "");
+        if (res->have_without) {
+                svemig__api__cluster_gain__init(&c.gain);
+                c.gain.n_excluded = n_limiting;
+                c.gain.excluded = (char **)c.limiting;
+                c.gain.guest_bits = gain_bits;
+                c.gain.n_guest_bits = fill_bits(&res->without, gain_bits);
+                c.gain.max_bits = vq_to_bits(res->without_max_vq);
+                c.view.without_limiting = &c.gain;
+        }
+
+        resp.result_case = SVEMIG__API__RESPONSE__RESULT_CLUSTER;
+        resp.cluster = &c.view;
+        api_call_reply(call, &resp);
+        return 0;
+}

@@ -1,0 +1,423 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Snapshot and restore. A snapshot is written by the guest's VMM (which
+ * pauses it, writes the file never half, and resumes it), and recorded
+ * here; in the snapshot directory only the newest N of a guest are kept. A
+ * restore reads the file's header first and judges it against this host
+ * before any VMM starts, so that an incompatible stream is refused at once
+ * with the reason (Status.incompatible); then a new VMM restores it as a
+ * new guest.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api-ops.h"
+#include "guest-registry.h"
+#include "log.h"
+#include "macro.h"
+#include "svemig/snapshot.h"
+#include "svemig/stream.h"
+#include "svemigd.h"
+#include "vmm-forward.h"
+
+#define SNAPSHOT_SUFFIX ".svemig"
+
+struct snap_ctx {
+        unsigned keep;
+        bool stop;
+        Svemig__Api__SnapshotResult result;
+        char *path;
+        char **pruned;
+        size_t n_pruned;
+};
+
+static void snap_ctx_free(struct snap_ctx *c)
+{
+        if (!c)
+                return;
+        for (size_t i = 0; i < c->n_pruned; i++)
+                free(c->pruned[i]);
+        free(c->pruned);
+        free(c->path);
+        free(c);
+}
+
+static bool same_dir(const char *a, const char *b)
+{
+        const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+
+        return sa && sb && sa - a == sb - b && strncmp(a, b, (size_t)(sa - a)) == 0;
+}
+
+/* Keeps the newest 'keep' snapshots of e in the directory of 'latest'; removes the rest. */
+static void prune(struct guest_entry *e, struct snap_ctx *c)
+{
+        size_t in_dir = 0;
+
+        if (c->keep == 0)
+                return;
+        for (size_t i = 0; i < e->rec.n_snapshots; i++)
+                if (same_dir(e->rec.snapshots[i].path, c->path))
+                        in_dir++;
+        /* The record is oldest first. */
+        for (size_t i = 0; i < e->rec.n_snapshots && in_dir > c->keep;) {
+                char *path = e->rec.snapshots[i].path, **p;
+
+                if (!same_dir(path, c->path) || strcmp(path, c->path) == 0) {
+                        i++;
+                        continue;
+                }
+                if (unlink(path) < 0 && errno != ENOENT) {
+                        log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name, .op = "snapshot"),
+                                "cannot remove the old snapshot %s: %s", path, strerror(errno));
+                        i++;
+                        in_dir--;
+                        continue;
+                }
+                log_msg(LOG_INFO, LOG_CTX(.guest = e->rec.name, .op = "snapshot"),
+                        "removed the old snapshot %s (keeping %u)", path, c->keep);
+                p = realloc(c->pruned, (c->n_pruned + 1) * sizeof(*p));
+                if (p) {
+                        c->pruned = p;
+                        c->pruned[c->n_pruned] = strdup(path);
+                        if (c->pruned[c->n_pruned])
+                                c->n_pruned++;
+                }
+                guest_record_remove_snapshot(&e->rec, i);
+                in_dir--;
+        }
+}
+
+static void snapshot_reply(struct api_call *call, struct snap_ctx *c)
+{
+        Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
+
+        c->result.path = c->path;
+        c->result.n_pruned = c->n_pruned;
+        c->result.pruned = c->pruned;
+        resp.result_case = SVEMIG__API__RESPONSE__RESULT_SNAPSHOT;
+        resp.snapshot = &c->result;
+        api_call_reply(call, &resp);
+}
+
+static void snapshot_stopped(struct forward *f, const Svemig__Api__Response *resp)
+{
+        struct snap_ctx *c = f->data;
+
+        guest_entry_detach(f->e, GUEST_STOPPED);
+        (void)guest_entry_save(f->e, NULL);
+        snapshot_reply(f->call, c);
+        snap_ctx_free(c);
+}
+
+static void snapshot_failed(struct forward *f)
+{
+        snap_ctx_free(f->data);
+}
+
+static void snapshot_written(struct forward *f, const Svemig__Api__Response *resp)
+{
+        const Svemig__Api__SnapshotResult *res = resp->snapshot;
+        struct snap_ctx *c = f->data;
+        struct guest_entry *e = f->e;
+        struct svemig_error err = {0};
+
+        if (resp->result_case != SVEMIG__API__RESPONSE__RESULT_SNAPSHOT) {
+                api_call_fail(f->call, EIO, "guest %s: its VMM answered the snapshot without a result",
+                              e->rec.name);
+                snap_ctx_free(c);
+                return;
+        }
+        c->result.bytes = res->bytes;
+        c->result.steps = res->steps;
+        c->result.created_ns = res->created_ns;
+        if (guest_record_add_snapshot(&e->rec, c->path, res->created_ns, res->bytes, res->steps) < 0)
+                log_msg(LOG_ERR, LOG_CTX(.guest = e->rec.name), "out of memory recording %s", c->path);
+        prune(e, c);
+        (void)guest_entry_save(e, NULL);
+        log_msg(LOG_INFO, LOG_CTX(.guest = e->rec.name, .op = "snapshot"),
+                "snapshot %s: %llu bytes, %llu steps", c->path, (unsigned long long)res->bytes,
+                (unsigned long long)res->steps);
+
+        if (c->stop && e->vmm) {
+                Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
+                Svemig__Api__GuestRef ref = SVEMIG__API__GUEST_REF__INIT;
+                struct forward *next;
+
+                ref.name = e->rec.name;
+                req.op_case = SVEMIG__API__REQUEST__OP_GUEST_STOP;
+                req.guest_stop = &ref;
+                if (vmm_forward(f->d, f->call, e, &req, snapshot_stopped, c, false, &next, &err) == 0) {
+                        next->failed = snapshot_failed;
+                        return;
+                }
+                log_msg(LOG_ERR, LOG_CTX(.guest = e->rec.name), "cannot stop after the snapshot: %s",
+                        err.msg);
+        }
+        snapshot_reply(f->call, c);
+        snap_ctx_free(c);
+}
+
+/* <snapshot dir>/<guest>-<UTC time>.svemig, the directory created if need be. */
+static int default_path(struct svemigd *d, const char *name, char **out, struct svemig_error *err)
+{
+        struct timespec ts;
+        struct tm tm;
+        char stamp[32];
+
+        if (mkdir(d->conf.snapshot_dir, 0750) < 0 && errno != EEXIST)
+                return svemig_error_set(err, errno, "cannot create the snapshot directory %s: %s",
+                                        d->conf.snapshot_dir, strerror(errno));
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%S", &tm);
+        if (asprintf(out, "%s/%s-%s.%03ldZ" SNAPSHOT_SUFFIX, d->conf.snapshot_dir, name, stamp,
+                     ts.tv_nsec / 1000000) < 0)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        return 0;
+}
+
+static int check_target_path(const char *path, struct svemig_error *err)
+{
+        _cleanup_free_ char *copy = strdup(path);
+        struct stat st;
+
+        if (!copy)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        if (path[0] != '/')
+                return svemig_error_set(err, EINVAL,
+                                        "the snapshot path %s is relative; svemigd needs an absolute path",
+                                        path);
+        if (stat(dirname(copy), &st) < 0 || !S_ISDIR(st.st_mode))
+                return svemig_error_set(err, ENOENT, "cannot write %s: its directory does not exist", path);
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+                return svemig_error_set(err, EISDIR, "%s is a directory; give the snapshot file's name",
+                                        path);
+        return 0;
+}
+
+int op_snapshot(struct api_call *call, const Svemig__Api__Request *request, void *userdata,
+                struct svemig_error *err)
+{
+        const Svemig__Api__SnapshotRequest *req = request->snapshot;
+        Svemig__Api__Request fwd = SVEMIG__API__REQUEST__INIT;
+        Svemig__Api__SnapshotRequest sreq = SVEMIG__API__SNAPSHOT_REQUEST__INIT;
+        struct svemigd *d = userdata;
+        struct guest_entry *e;
+        struct forward *f;
+        struct snap_ctx *c;
+        int r;
+
+        if (!req->guest || !req->guest[0])
+                return svemig_error_set(err, EINVAL, "name the guest to snapshot");
+        e = guest_registry_find(d->guests, req->guest);
+        if (!e)
+                return svemig_error_set(err, ENOENT, "no guest named %s on this host (svemigctl guest list)",
+                                        req->guest);
+        if (e->busy)
+                return svemig_error_set(err, EBUSY, "guest %s is busy: a %s (operation %llu) is in progress",
+                                        req->guest, e->busy, (unsigned long long)e->busy_operation);
+        if (!e->vmm)
+                return guest_not_live(e, "snapshot", err);
+        if (req->compression && req->compression[0] && strcmp(req->compression, "lz4") != 0)
+                return svemig_error_set(err, EOPNOTSUPP,
+                                        "compression '%s' is not available: snapshots are written with lz4 "
+                                        "(incompressible chunks are stored raw)",
+                                        req->compression);
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        svemig__api__snapshot_result__init(&c->result);
+        c->keep = req->keep ? req->keep : d->conf.snapshot_keep;
+        c->stop = req->stop;
+        if (req->path && req->path[0]) {
+                r = check_target_path(req->path, err);
+                if (r == 0 && !(c->path = strdup(req->path)))
+                        r = svemig_error_set(err, ENOMEM, "out of memory");
+        } else
+                r = default_path(d, e->rec.name, &c->path, err);
+        if (r < 0) {
+                snap_ctx_free(c);
+                return r;
+        }
+
+        sreq.guest = e->rec.name;
+        sreq.path = c->path;
+        fwd.op_case = SVEMIG__API__REQUEST__OP_SNAPSHOT;
+        fwd.snapshot = &sreq;
+        r = vmm_forward(d, call, e, &fwd, snapshot_written, c, true, &f, err);
+        if (r < 0) {
+                snap_ctx_free(c);
+                return r;
+        }
+        f->failed = snapshot_failed;
+        return 0;
+}
+
+/* --- restore --- */
+
+/* The file's name without its directory and .svemig. */
+static int name_from_path(const char *path, char *name, size_t len, struct svemig_error *err)
+{
+        const char *base = strrchr(path, '/');
+        size_t n;
+
+        base = base ? base + 1 : path;
+        n = strlen(base);
+        if (n > strlen(SNAPSHOT_SUFFIX) && strcmp(base + n - strlen(SNAPSHOT_SUFFIX), SNAPSHOT_SUFFIX) == 0)
+                n -= strlen(SNAPSHOT_SUFFIX);
+        snprintf(name, len, "%.*s", (int)n, base);
+        if (guest_name_check(name, NULL) < 0)
+                return svemig_error_set(
+                        err, EINVAL,
+                        "%s does not make a guest name (letters, digits, '-', '_', '.'); give "
+                        "one with --name",
+                        base);
+        return 0;
+}
+
+/* Reads the header only and judges it against this host: *incompatible when that is why it fails. */
+static int check_stream(struct svemigd *d, const char *path, struct guest_record *rec, bool *incompatible,
+                        struct svemig_error *err)
+{
+        struct svemig_stream_read_opts opts = {.n_threads = 1};
+        struct svemig_stream_reader *rd = NULL;
+        const struct svemig_stream_info *info;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int r;
+
+        if (fd < 0)
+                return svemig_error_set(err, errno, "cannot open snapshot %s: %s", path, strerror(errno));
+        r = svemig_stream_reader_open(fd, &opts, &rd, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "%s", path);
+        info = svemig_stream_reader_info(rd);
+        r = snapshot_check_host(d->hv, info, err);
+        if (r < 0) {
+                *incompatible = true;
+                svemig_stream_reader_free(rd);
+                return svemig_error_prefix(err, "%s cannot be restored on this host", path);
+        }
+        if (info->n_slots != 1) {
+                svemig_stream_reader_free(rd);
+                return svemig_error_set(err, EPROTO, "%s: %zu memory slots; this version restores one", path,
+                                        info->n_slots);
+        }
+        rec->vcpus = info->vcpu_count;
+        rec->memory_bytes = info->slots[0].size;
+        if (info->vcpu_features & HV_FEAT_BIT(HV_FEAT_SVE))
+                rec->vls = info->guest_vls;
+        svemig_stream_reader_free(rd);
+        return 0;
+}
+
+static void restored(struct svemigd *d, struct api_call *call, struct guest_entry *e,
+                     const Svemig__Api__Response *resp, const char *why)
+{
+        Svemig__Api__Response out = SVEMIG__API__RESPONSE__INIT;
+        Svemig__Api__Guest *g;
+        bool start = e->start_when_ready;
+
+        e->busy = NULL;
+        if (!resp || resp->status) {
+                (void)guest_entry_delete(e, NULL, NULL);
+                if (resp)
+                        api_call_fail_status(call, resp->status);
+                else if (strcmp(why, "cancelled") == 0)
+                        api_call_fail(call, ECANCELED, "restore cancelled; no guest was created");
+                else
+                        api_call_fail(call, EIO, "restore failed: %s", why);
+                return;
+        }
+        log_msg(LOG_INFO, LOG_CTX(.guest = e->rec.name, .op = "restore"), "restored guest %s from %s",
+                e->rec.name, e->rec.restored_from);
+        if (start) {
+                Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
+                Svemig__Api__GuestRef ref = SVEMIG__API__GUEST_REF__INIT;
+                struct svemig_error err = {0};
+
+                ref.name = e->rec.name;
+                req.op_case = SVEMIG__API__REQUEST__OP_GUEST_RESUME;
+                req.guest_resume = &ref;
+                if (vmm_forward(d, call, e, &req, NULL, NULL, false, NULL, &err) < 0)
+                        api_call_fail_error(call, -err.code, &err);
+                return;
+        }
+        g = guest_msg_new(e, resp->result_case == SVEMIG__API__RESPONSE__RESULT_GUEST ? resp->guest : NULL);
+        if (!g) {
+                api_call_fail(call, ENOMEM, "svemigd is out of memory");
+                return;
+        }
+        out.result_case = SVEMIG__API__RESPONSE__RESULT_RESTORED;
+        out.restored = g;
+        api_call_reply(call, &out);
+        guest_msg_free(g);
+}
+
+int op_restore(struct api_call *call, const Svemig__Api__Request *request, void *userdata,
+               struct svemig_error *err)
+{
+        const Svemig__Api__RestoreRequest *req = request->restore;
+        struct svemigd *d = userdata;
+        struct guest_record rec = {0};
+        char name[GUEST_NAME_MAX + 1];
+        bool incompatible = false;
+        struct guest_entry *e;
+        int r;
+
+        if (!req->path || req->path[0] != '/')
+                return svemig_error_set(err, EINVAL, "give the snapshot's absolute path");
+        if (req->name && req->name[0]) {
+                r = guest_name_check(req->name, err);
+                if (r < 0)
+                        return r;
+                snprintf(name, sizeof(name), "%s", req->name);
+        } else if ((r = name_from_path(req->path, name, sizeof(name), err)) < 0)
+                return r;
+        if (guest_registry_find(d->guests, name))
+                return svemig_error_set(
+                        err, EEXIST, "a guest named %s already exists; restore under another name (--name)",
+                        name);
+
+        r = check_stream(d, req->path, &rec, &incompatible, err);
+        if (r < 0) {
+                Svemig__Api__Status status = SVEMIG__API__STATUS__INIT;
+
+                if (!incompatible)
+                        return r;
+                status.code = -r;
+                status.message = err->msg;
+                status.incompatible = true;
+                api_call_fail_status(call, &status);
+                return 0;
+        }
+        rec.state = GUEST_PAUSED;
+        rec.created_ns = (uint64_t)time(NULL) * 1000000000ull;
+        if (guest_record_set_str(&rec.name, name) < 0 ||
+            guest_record_set_str(&rec.restored_from, req->path) < 0) {
+                guest_record_done(&rec);
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        }
+        r = guest_registry_add(d->guests, &rec, &e, err);
+        guest_record_done(&rec);
+        if (r < 0)
+                return r;
+        e->busy = "restore";
+        e->busy_operation = api_call_operation(call);
+        e->start_when_ready = req->start;
+        r = guest_launch(d, call, e, req->path, restored, err);
+        if (r < 0) {
+                e->busy = NULL;
+                (void)guest_entry_delete(e, NULL, NULL);
+        }
+        return r;
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * svemigd's TCP listener for its peers ([cluster] listen in migrate.conf).
+ * The event loop accepts; each connection is served on a thread of its own,
+ * since the peer protocol's calls block: peer_hello(), then migrate_serve()
+ * for each request (HostInfo refreshes, pre-flight checks, migrations,
+ * resolves) until the peer says Bye or goes away. What was served comes back
+ * to the loop through an eventfd source and is handed to params.served()
+ * there, on the loop's thread.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "svemig/error.h"
+#include "svemig/hv.h"
+#include "svemig/migrate.h"
+
+struct peer_listener;
+
+/*
+ * On the loop, for every request served except HostInfo (which every peer
+ * asks for each refresh interval): r and err as migrate_serve() returned
+ * them, peer the name the peer gave in its Hello. A guest received
+ * (s->kind == MIGRATE_SERVED_MIGRATE, s->guest) becomes the callee's.
+ */
+typedef void (*peer_served_fn)(void *userdata, const char *peer, struct migrate_served *s, int r,
+                               const struct svemig_error *err);
+
+struct peer_listener_params {
+        const char *host; /* an address or name to bind, or "*" for every address */
+        uint16_t port;
+        struct hv *hv;
+        const struct peer_info *self;  /* this host, as Hello and HostInfo tell it; outlives the listener */
+        struct migrate_ledger *ledger; /* NULL: migrations and resolves are refused */
+        unsigned timeout_ms;           /* the longest wait on a peer inside a request */
+        unsigned max_connections;      /* 0 = 64; more are closed at once, with a warning */
+        peer_served_fn served;         /* NULL: logged only (and a received guest destroyed) */
+        void *userdata;
+};
+
+int peer_listener_new(sd_event *event, const struct peer_listener_params *params, struct peer_listener **out,
+                      struct svemig_error *err);
+
+/*
+ * Starts the clean stop: no new connections; idle connections are closed,
+ * and those serving a request finish it first. done() runs on the loop once
+ * every connection is gone (from within this call when none is open).
+ */
+void peer_listener_stop(struct peer_listener *l, void (*done)(void *userdata), void *userdata);
+
+/* Stops if not stopped, waits for every connection's thread, and frees. */
+void peer_listener_free(struct peer_listener *l);
+
+unsigned peer_listener_n_connections(const struct peer_listener *l);
+
+/* Where it listens, numerically, e.g. "[::]:7070" or "127.0.0.1:7070". */
+const char *peer_listener_address(const struct peer_listener *l);

@@ -1,0 +1,472 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * svemig-vmm: runs one guest, in its own process, for svemigd.
+ *
+ * svemigd spawns it in a session of its own and talks to it over
+ * DIR/vmm.sock. The guest lives here, not in the daemon, so that stopping or
+ * restarting svemigd pauses nothing and loses nothing: a restarted daemon
+ * reconnects to every VMM it finds in its state directory.
+ *
+ *   svemig-vmm --name NAME --dir DIR --ready-fd FD [--config FILE]
+ *              (--vcpus N --memory BYTES --vls SET --dirty-pages N | --restore PATH)
+ *
+ * It opens the hypervisor as migrate.conf describes (the daemon's own
+ * file), creates the guest (or restores it from PATH, header checked first),
+ * binds DIR/vmm.sock (0600), and then reports on FD: Progress frames while
+ * a restore reads, and one final Response (the Guest, or why it failed,
+ * with Status.incompatible when this host cannot take the stream). Then it
+ * serves the socket until told to stop (or SIGTERM).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-event.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api-frame.h"
+#include "config.h"
+#include "log.h"
+#include "macro.h"
+#include "svemig/kvmreg.h"
+#include "svemig/snapshot.h"
+#include "vmm.h"
+
+#define RATE_INTERVAL_USEC 1000000ull
+
+struct args {
+        const char *config;
+        const char *name;
+        const char *dir;
+        int ready_fd;
+        const char *restore;
+        unsigned vcpus;
+        uint64_t memory;
+        const char *vls;
+        uint32_t dirty_pages;
+        bool verbose;
+};
+
+static int parse_u64(const char *opt, const char *s, uint64_t max, uint64_t *out)
+{
+        char *end;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(s, &end, 0);
+        if (errno || end == s || *end || v > max) {
+                fprintf(stderr, "svemig-vmm: bad %s '%s'\n", opt, s);
+                return -EINVAL;
+        }
+        *out = v;
+        return 0;
+}
+
+static int parse_argv(int argc, char **argv, struct args *a)
+{
+        static const struct option longopts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"name", required_argument, NULL, 'n'},
+                {"dir", required_argument, NULL, 'd'},
+                {"ready-fd", required_argument, NULL, 'r'},
+                {"restore", required_argument, NULL, 'R'},
+                {"vcpus", required_argument, NULL, 'C'},
+                {"memory", required_argument, NULL, 'm'},
+                {"vls", required_argument, NULL, 'l'},
+                {"dirty-pages", required_argument, NULL, 'D'},
+                {"verbose", no_argument, NULL, 'v'},
+                {0},
+        };
+        uint64_t v;
+        int c;
+
+        a->ready_fd = -1;
+        while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'c':
+                        a->config = optarg;
+                        break;
+                case 'n':
+                        a->name = optarg;
+                        break;
+                case 'd':
+                        a->dir = optarg;
+                        break;
+                case 'r':
+                        if (parse_u64("--ready-fd", optarg, INT32_MAX, &v) < 0)
+                                return -EINVAL;
+                        a->ready_fd = (int)v;
+                        break;
+                case 'R':
+                        a->restore = optarg;
+                        break;
+                case 'C':
+                        if (parse_u64("--vcpus", optarg, UINT32_MAX, &v) < 0)
+                                return -EINVAL;
+                        a->vcpus = (unsigned)v;
+                        break;
+                case 'm':
+                        if (parse_u64("--memory", optarg, UINT64_MAX, &a->memory) < 0)
+                                return -EINVAL;
+                        break;
+                case 'l':
+                        a->vls = optarg;
+                        break;
+                case 'D':
+                        if (parse_u64("--dirty-pages", optarg, UINT32_MAX, &v) < 0)
+                                return -EINVAL;
+                        a->dirty_pages = (uint32_t)v;
+                        break;
+                case 'v':
+                        a->verbose = true;
+                        break;
+                default:
+                        return -EINVAL;
+                }
+        }
+        if (!a->name || !a->dir || (!a->restore && (!a->vcpus || !a->memory || !a->vls))) {
+                fprintf(stderr, "svemig-vmm is started by svemigd; it needs --name, --dir and either "
+                                "--restore or --vcpus, --memory and --vls\n");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* --- the ready pipe --- */
+
+static void ready_send(int fd, Svemig__Api__ServerMessage *msg)
+{
+        _cleanup_free_ uint8_t *frame = NULL;
+        size_t size, off = 0;
+
+        if (fd < 0 || api_frame_pack(&msg->base, &frame, &size) < 0)
+                return;
+        while (off < size) {
+                ssize_t n = write(fd, frame + off, size - off);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        return; /* svemigd is gone; the socket is how it will find us */
+                off += (size_t)n;
+        }
+}
+
+static void ready_fail(int fd, int r, const struct svemig_error *err, bool incompatible)
+{
+        Svemig__Api__ServerMessage msg = SVEMIG__API__SERVER_MESSAGE__INIT;
+        Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
+        Svemig__Api__Status status = SVEMIG__API__STATUS__INIT;
+
+        status.code = r < 0 ? -r : EIO;
+        status.message = (char *)svemig_error_str(err, r);
+        status.incompatible = incompatible;
+        resp.status = &status;
+        msg.kind_case = SVEMIG__API__SERVER_MESSAGE__KIND_RESPONSE;
+        msg.response = &resp;
+        ready_send(fd, &msg);
+}
+
+static void ready_ok(struct vmm *v, int fd)
+{
+        Svemig__Api__ServerMessage msg = SVEMIG__API__SERVER_MESSAGE__INIT;
+        Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
+        Svemig__Api__Guest g = SVEMIG__API__GUEST__INIT;
+
+        vmm_describe(v, &g);
+        resp.result_case = SVEMIG__API__RESPONSE__RESULT_GUEST;
+        resp.guest = &g;
+        msg.kind_case = SVEMIG__API__SERVER_MESSAGE__KIND_RESPONSE;
+        msg.response = &resp;
+        ready_send(fd, &msg);
+}
+
+static int restore_progress(void *userdata, const char *phase, uint64_t done, uint64_t total)
+{
+        Svemig__Api__ServerMessage msg = SVEMIG__API__SERVER_MESSAGE__INIT;
+        Svemig__Api__Progress p = SVEMIG__API__PROGRESS__INIT;
+
+        p.phase = (char *)phase;
+        p.done = done;
+        p.total = total;
+        msg.kind_case = SVEMIG__API__SERVER_MESSAGE__KIND_PROGRESS;
+        msg.progress = &p;
+        ready_send(*(int *)userdata, &msg);
+        return 0;
+}
+
+/* --- the guest --- */
+
+static int create_guest(struct vmm *v, const struct args *a, struct svemig_error *err)
+{
+        struct guest_config cfg = {
+                .n_vcpus = a->vcpus,
+                .mem_bytes = a->memory,
+                .dirty_pages_per_step = a->dirty_pages,
+        };
+        int r;
+
+        r = vqset_parse(a->vls, &v->vls, err);
+        if (r < 0)
+                return r;
+        cfg.sve = !vqset_empty(&v->vls);
+        cfg.vls = v->vls;
+        v->dirty_pages_per_step = a->dirty_pages;
+        r = guest_create(v->hv, &cfg, &v->guest, err);
+        if (r < 0)
+                return r;
+        v->base_steps = calloc(a->vcpus, sizeof(*v->base_steps));
+        return v->base_steps ? 0 : svemig_error_set(err, ENOMEM, "out of memory");
+}
+
+static uint64_t read_x(struct guest *g, unsigned vcpu, unsigned n)
+{
+        uint64_t value = 0;
+
+        if (hv_vcpu_get_reg(guest_vcpu(g, vcpu), kvmreg_core_x(n), &value) < 0)
+                return 0;
+        return value;
+}
+
+/* The header is judged against this host before anything else is read; *incompatible says it failed. */
+static int restore_guest(struct vmm *v, const struct args *a, bool *incompatible, struct svemig_error *err)
+{
+        struct snapshot_opts opts = {.progress = restore_progress, .userdata = (void *)&a->ready_fd};
+        struct svemig_stream_reader *rd = NULL;
+        const struct svemig_stream_info *info;
+        _cleanup_close_ int fd = -1;
+        unsigned n;
+        int r;
+
+        fd = open(a->restore, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return svemig_error_set(err, errno, "cannot open snapshot %s: %s", a->restore,
+                                        strerror(errno));
+        r = svemig_stream_reader_open(fd, NULL, &rd, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "%s", a->restore);
+        info = svemig_stream_reader_info(rd);
+        r = snapshot_check_host(v->hv, info, err);
+        if (r < 0) {
+                *incompatible = true;
+                svemig_stream_reader_free(rd);
+                return svemig_error_prefix(err, "%s cannot be restored on this host", a->restore);
+        }
+        if (info->n_slots != 1) {
+                svemig_stream_reader_free(rd);
+                return svemig_error_set(err, EPROTO, "%s: %zu memory slots; this version restores one",
+                                        a->restore, info->n_slots);
+        }
+        v->vls = (info->vcpu_features & HV_FEAT_BIT(HV_FEAT_SVE)) ? info->guest_vls : (vqset_t){0};
+        n = info->vcpu_count;
+        r = guest_create_empty_at(v->hv, n, info->slots[0].gpa, info->slots[0].size, false, &v->guest, err);
+        if (r == 0)
+                r = snapshot_restore_into(v->guest, rd, &opts, err);
+        svemig_stream_reader_free(rd);
+        if (r < 0)
+                return svemig_error_prefix(err, "%s", a->restore);
+
+        /* The workload keeps its step count in x0 and its dirty rate in x28 (docs/sim-workload.md). */
+        v->base_steps = calloc(n, sizeof(*v->base_steps));
+        if (!v->base_steps)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        for (unsigned i = 0; i < n; i++)
+                v->base_steps[i] = read_x(v->guest, i, 0);
+        v->dirty_pages_per_step = (uint32_t)read_x(v->guest, 0, 28);
+        v->ever_ran = true;
+        return 0;
+}
+
+/* --- the socket --- */
+
+static int bind_socket(struct vmm *v, const char *dir, int *out, struct svemig_error *err)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        _cleanup_close_ int fd = -1;
+        mode_t old;
+        int r;
+
+        if (asprintf(&v->socket_path, "%s/vmm.sock", dir) < 0) {
+                v->socket_path = NULL;
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        }
+        if (strlen(v->socket_path) >= sizeof(sa.sun_path))
+                return svemig_error_set(err, ENAMETOOLONG,
+                                        "%s is too long for a Unix socket; choose a shorter state-directory",
+                                        v->socket_path);
+        strcpy(sa.sun_path, v->socket_path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return svemig_error_set(err, errno, "socket: %s", strerror(errno));
+        /* A socket left by a VMM that died is taken over; a live one is not. */
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+                return svemig_error_set(err, EADDRINUSE, "another VMM already serves guest %s at %s",
+                                        v->name, v->socket_path);
+        close(fd);
+        unlink(v->socket_path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return svemig_error_set(err, errno, "socket: %s", strerror(errno));
+        old = umask(0177); /* 0600: only svemigd's user */
+        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+        umask(old);
+        if (r < 0 || listen(fd, 16) < 0)
+                return svemig_error_set(err, errno, "cannot listen on %s: %s", v->socket_path,
+                                        strerror(errno));
+        *out = fd;
+        fd = -1;
+        return 0;
+}
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Pages the workload writes per second: steps run since the last sample times its pages per step. */
+static int on_rate_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct vmm *v = userdata;
+        uint64_t steps = vmm_total_steps(v), now = now_usec();
+
+        if (now > v->rate_usec)
+                v->dirty_rate = (double)(steps - v->rate_steps) * v->dirty_pages_per_step * 1e6 /
+                                (double)(now - v->rate_usec);
+        v->rate_steps = steps;
+        v->rate_usec = now;
+        sd_event_source_set_time_relative(s, RATE_INTERVAL_USEC);
+        return 0;
+}
+
+static void on_drained(void *userdata)
+{
+        struct vmm *v = userdata;
+
+        sd_event_exit(v->event, 0);
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        struct vmm *v = userdata;
+
+        if (v->exiting)
+                return 0;
+        log_msg(LOG_NOTICE, LOG_CTX(.guest = v->name), "%s: stopping the guest and exiting",
+                strsignal((int)si->ssi_signo));
+        v->exiting = true;
+        (void)guest_pause(v->guest, NULL);
+        api_server_drain(v->server, on_drained, v);
+        return 0;
+}
+
+static int setup_loop(struct vmm *v, struct svemig_error *err)
+{
+        sigset_t mask;
+        int r;
+
+        r = sd_event_default(&v->event);
+        if (r < 0)
+                return svemig_error_set(err, r, "cannot create the event loop: %s", strerror(-r));
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        if ((r = sd_event_add_signal(v->event, NULL, SIGTERM, on_signal, v)) < 0 ||
+            (r = sd_event_add_signal(v->event, NULL, SIGINT, on_signal, v)) < 0)
+                return svemig_error_set(err, r, "cannot watch signals: %s", strerror(-r));
+        return 0;
+}
+
+static int serve(struct vmm *v, const struct args *a, struct svemig_error *err)
+{
+        struct api_server_params params = {
+                .group = getegid(),
+                .lookup = vmm_op_find,
+                .userdata = v,
+        };
+        int r;
+
+        r = bind_socket(v, a->dir, &params.listen_fd, err);
+        if (r < 0)
+                return r;
+        r = api_server_new(v->event, &params, &v->server, err);
+        if (r < 0) {
+                close(params.listen_fd);
+                return r;
+        }
+        v->rate_usec = now_usec();
+        v->rate_steps = vmm_total_steps(v);
+        r = sd_event_add_time_relative(v->event, &v->rate_timer, CLOCK_MONOTONIC, RATE_INTERVAL_USEC, 0,
+                                       on_rate_timer, v);
+        if (r < 0)
+                return svemig_error_set(err, r, "cannot set up a timer: %s", strerror(-r));
+        return sd_event_source_set_enabled(v->rate_timer, SD_EVENT_ON) < 0 ? -EIO : 0;
+}
+
+static void vmm_done(struct vmm *v)
+{
+        api_server_free(v->server);
+        sd_event_source_disable_unref(v->rate_timer);
+        guest_destroy(v->guest);
+        if (v->socket_path)
+                unlink(v->socket_path);
+        free(v->socket_path);
+        free(v->base_steps);
+        hv_close(v->hv);
+        sd_event_unref(v->event);
+        migrate_conf_done(&v->conf);
+}
+
+int main(int argc, char **argv)
+{
+        struct svemig_error err = {0};
+        struct hv_config hvcfg;
+        struct vmm v = {0};
+        struct args a = {0};
+        bool incompatible = false;
+        int r;
+
+        if (parse_argv(argc, argv, &a) < 0)
+                return EXIT_FAILURE;
+        v.name = (char *)a.name;
+
+        r = migrate_conf_load(&v.conf, a.config, &err);
+        log_setup(a.verbose ? LOG_DEBUG : (r < 0 ? LOG_INFO : v.conf.log_level), false);
+        if (r >= 0)
+                r = setup_loop(&v, &err);
+        if (r >= 0) {
+                migrate_conf_hv_config(&v.conf, &hvcfg);
+                r = hv_open(&hvcfg, &v.hv, &err);
+        }
+        if (r >= 0)
+                r = a.restore ? restore_guest(&v, &a, &incompatible, &err) : create_guest(&v, &a, &err);
+        if (r >= 0)
+                r = serve(&v, &a, &err);
+        if (r < 0) {
+                log_msg(LOG_ERR, LOG_CTX(.guest = a.name), "%s", svemig_error_str(&err, r));
+                ready_fail(a.ready_fd, r, &err, incompatible);
+                vmm_done(&v);
+                return EXIT_FAILURE;
+        }
+        log_msg(LOG_INFO, LOG_CTX(.guest = a.name), "guest %s %s: %u vcpus, %llu MiB; serving %s", a.name,
+                a.restore ? "restored" : "created", guest_n_vcpus(v.guest),
+                (unsigned long long)(guest_mem_size(v.guest) >> 20), v.socket_path);
+        ready_ok(&v, a.ready_fd);
+        if (a.ready_fd >= 0)
+                close(a.ready_fd);
+
+        r = sd_event_loop(v.event);
+        vmm_done(&v);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "svemigd.h"
+#include "vmm-forward.h"
+#include "vmm-spawn.h"
+
+static void forward_free(struct forward *f)
+{
+        guest_entry_unref(f->e);
+        free(f);
+}
+
+static void on_progress(const Svemig__Api__Progress *p, void *userdata)
+{
+        struct forward *f = userdata;
+
+        api_call_progress(f->call, p->phase, p->done, p->total);
+}
+
+static void on_cancel(struct api_call *call, void *userdata)
+{
+        struct forward *f = userdata;
+
+        if (f->e->vmm)
+                (void)vmm_client_cancel(f->e->vmm, f->vmm_id);
+}
+
+static void on_done(const Svemig__Api__Response *resp, const char *why, void *userdata)
+{
+        struct forward *f = userdata;
+
+        if (!resp && f->record_if_lost)
+                reply_guest(f->call, f->e, NULL);
+        else if (!resp) {
+                if (f->failed)
+                        f->failed(f);
+                api_call_fail(f->call, EIO, "guest %s: its VMM (pid %d) is gone: %s", f->e->rec.name,
+                              (int)f->e->rec.vmm_pid, why);
+        } else if (resp->status && resp->status->code != 0) {
+                if (f->failed)
+                        f->failed(f);
+                api_call_fail_status(f->call, resp->status);
+        } else
+                f->done(f, resp);
+        forward_free(f);
+}
+
+int guest_not_live(const struct guest_entry *e, const char *what, struct svemig_error *err)
+{
+        if (e->rec.state == GUEST_DEAD)
+                return svemig_error_set(err, EINVAL, "cannot %s guest %s: it is dead (%s); start it again",
+                                        what, e->rec.name,
+                                        e->rec.reason ? e->rec.reason : "its VMM is gone");
+        return svemig_error_set(err, EINVAL, "cannot %s guest %s: it is %s; start it first", what,
+                                e->rec.name, guest_state_name(e->rec.state));
+}
+
+int vmm_forward(struct svemigd *d, struct api_call *call, struct guest_entry *e, Svemig__Api__Request *req,
+                forward_done_t done, void *data, bool cancellable, struct forward **out,
+                struct svemig_error *err)
+{
+        struct forward *f;
+        int r;
+
+        if (!e->vmm) {
+                const char *what = api_call_op_name(call);
+
+                /* "guest-pause" -> "pause" */
+                return guest_not_live(e, strncmp(what, "guest-", 6) == 0 ? what + 6 : what, err);
+        }
+        f = calloc(1, sizeof(*f));
+        if (!f)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        f->d = d;
+        f->call = call;
+        f->e = guest_entry_ref(e);
+        f->done = done ? done : forward_reply_guest;
+        f->data = data;
+        r = vmm_client_call(e->vmm, req, on_progress, on_done, f, &f->vmm_id, err);
+        if (r < 0) {
+                forward_free(f);
+                return r;
+        }
+        if (cancellable)
+                api_call_set_cancel(call, on_cancel, f);
+        if (out)
+                *out = f;
+        return 0;
+}
+
+void reply_guest(struct api_call *call, const struct guest_entry *e, const Svemig__Api__Guest *live)
+{
+        Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
+        Svemig__Api__Guest *g = guest_msg_new(e, live);
+
+        if (!g) {
+                api_call_fail(call, ENOMEM, "svemigd is out of memory");
+                return;
+        }
+        resp.result_case = SVEMIG__API__RESPONSE__RESULT_GUEST;
+        resp.guest = g;
+        api_call_reply(call, &resp);
+        guest_msg_free(g);
+}
+
+void forward_reply_guest(struct forward *f, const Svemig__Api__Response *resp)
+{
+        const Svemig__Api__Guest *live = NULL;
+
+        if (resp->result_case == SVEMIG__API__RESPONSE__RESULT_GUEST) {
+                enum guest_state before = f->e->rec.state;
+
+                live = resp->guest;
+                guest_entry_update(f->e, live);
+                /* A show changes nothing worth a write (and an fsync), unless the state moved. */
+                if (before != f->e->rec.state || strcmp(api_call_op_name(f->call), "guest-show") != 0)
+                        (void)guest_entry_save(f->e, NULL);
+        }
+        reply_guest(f->call, f->e, live);
+}
+
+/* --- launching a VMM --- */
+
+struct launch {
+        struct svemigd *d;
+        struct api_call *call;
+        struct guest_entry *e;
+        struct vmm_spawn *spawn;
+        launch_done_t done;
+        bool cancelled;
+};
+
+static void launch_progress(const Svemig__Api__Progress *p, void *userdata)
+{
+        struct launch *l = userdata;
+
+        api_call_progress(l->call, p->phase, p->done, p->total);
+}
+
+static void launch_cancel(struct api_call *call, void *userdata)
+{
+        struct launch *l = userdata;
+
+        l->cancelled = true;
+        vmm_spawn_kill(l->spawn);
+}
+
+static void launch_ready(struct vmm_spawn *s, const Svemig__Api__Response *resp, const char *why,
+                         void *userdata)
+{
+        struct launch *l = userdata;
+        struct svemig_error err = {0};
+        char reason[600];
+
+        if (resp && !resp->status) {
+                if (guest_entry_attach(l->e, vmm_spawn_pid(s), true, &err) < 0) {
+                        vmm_spawn_kill(s);
+                        snprintf(reason, sizeof(reason), "svemigd cannot reach the VMM it started: %s",
+                                 err.msg);
+                        resp = NULL;
+                        why = reason;
+                } else {
+                        if (resp->result_case == SVEMIG__API__RESPONSE__RESULT_GUEST)
+                                guest_entry_update(l->e, resp->guest);
+                        (void)guest_entry_save(l->e, NULL);
+                        log_msg(LOG_INFO, LOG_CTX(.guest = l->e->rec.name), "guest %s: VMM pid %d serves it",
+                                l->e->rec.name, (int)l->e->rec.vmm_pid);
+                }
+        }
+        if (!resp && l->cancelled)
+                why = "cancelled";
+        /* The call is no longer this launch's to cancel. */
+        api_call_set_cancel(l->call, NULL, NULL);
+        l->done(l->d, l->call, l->e, resp, why);
+        guest_entry_unref(l->e);
+        vmm_spawn_free(s);
+        free(l);
+}
+
+int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
+                 launch_done_t done, struct svemig_error *err)
+{
+        char vls[256], config[4096];
+        struct vmm_spawn_args args = {
+                .name = e->rec.name,
+                .dir = e->dir,
+                .verbose = d->verbose,
+                .restore = restore,
+                .vcpus = e->rec.vcpus,
+                .memory = e->rec.memory_bytes,
+                .vls = vls,
+                .dirty_pages = e->rec.dirty_pages_per_step,
+        };
+        struct launch *l;
+        int r;
+
+        if (vqset_empty(&e->rec.vls))
+                snprintf(vls, sizeof(vls), "none");
+        else
+                vqset_format(&e->rec.vls, VQSET_FORMAT_BITMAP, vls, sizeof(vls));
+        /* The VMM runs in / : it gets the configuration by its absolute name. */
+        if (d->conf.path) {
+                if (!realpath(d->conf.path, config))
+                        return svemig_error_set(err, errno, "cannot find the configuration %s again: %s",
+                                                d->conf.path, strerror(errno));
+                args.config = config;
+        }
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        l->d = d;
+        l->call = call;
+        l->done = done;
+        r = vmm_spawn(d->event, &args, launch_progress, launch_ready, l, &l->spawn, err);
+        if (r < 0) {
+                free(l);
+                return r;
+        }
+        l->e = guest_entry_ref(e);
+        e->rec.vmm_pid = vmm_spawn_pid(l->spawn);
+        api_call_set_cancel(call, launch_cancel, l);
+        return 0;
+}

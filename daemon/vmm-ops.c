@@ -1,0 +1,466 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What svemig-vmm does for svemigd: the guest operations on the one guest
+ * it owns. State rules (svemigd relies on them and relays the refusals):
+ *
+ *   start   created -> running        resume  paused -> running
+ *   pause   running -> paused         run N   created/paused/running -> paused, N steps later
+ *   snapshot  pauses a running guest, writes the file, resumes it (unless asked to stop)
+ *   stop    answers, then the process exits (the guest's memory is gone)
+ *
+ * While a snapshot or a run is in flight, everything but show and cancel is
+ * refused with EBUSY.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "guest-digest.h"
+#include "log.h"
+#include "macro.h"
+#include "svemig/snapshot.h"
+#include "vmm.h"
+
+/* Steps per guest_run() in a run: how often a run reports progress and notices a cancel. */
+#define RUN_CHUNK 4096u
+
+uint64_t vmm_vcpu_steps(const struct vmm *v, unsigned i)
+{
+        return v->base_steps[i] + guest_steps(v->guest, i);
+}
+
+uint64_t vmm_total_steps(const struct vmm *v)
+{
+        uint64_t sum = 0;
+
+        for (unsigned i = 0; i < guest_n_vcpus(v->guest); i++)
+                sum += vmm_vcpu_steps(v, i);
+        return sum;
+}
+
+const char *vmm_state(const struct vmm *v)
+{
+        /* A run in flight is the guest running, whatever guest_running() says between chunks. */
+        if ((v->job && v->job_name && strcmp(v->job_name, "run") == 0) || guest_running(v->guest))
+                return "running";
+        return v->ever_ran ? "paused" : "created";
+}
+
+void vmm_describe(struct vmm *v, Svemig__Api__Guest *g)
+{
+        static uint32_t vl_bits[VQSET_VQ_MAX];
+        static uint64_t *vcpu_steps;
+        static unsigned n_vcpu_steps;
+        unsigned n = guest_n_vcpus(v->guest);
+        size_t nvl = 0;
+
+        if (n_vcpu_steps < n) {
+                uint64_t *p = realloc(vcpu_steps, n * sizeof(*p));
+
+                if (p) {
+                        vcpu_steps = p;
+                        n_vcpu_steps = n;
+                }
+        }
+        VQSET_FOREACH (vq, &v->vls) {
+                vl_bits[nvl++] = vq_to_bits(vq);
+        }
+        g->name = v->name;
+        g->state = (char *)vmm_state(v);
+        g->vcpus = n;
+        g->memory_bytes = guest_mem_size(v->guest);
+        g->n_vl_bits = nvl;
+        g->vl_bits = vl_bits;
+        g->max_vl_bits = vq_to_bits(vqset_highest(&v->vls));
+        g->steps = vmm_total_steps(v);
+        /* As last measured while it ran; a guest that does not run dirties nothing. */
+        g->dirty_pages_per_second = strcmp(g->state, "running") == 0 ? v->dirty_rate : 0;
+        g->dirty_pages_per_step = v->dirty_pages_per_step;
+        g->vmm_pid = (uint32_t)getpid();
+        g->vmm_socket = v->socket_path;
+        if (n_vcpu_steps >= n) {
+                for (unsigned i = 0; i < n; i++)
+                        vcpu_steps[i] = vmm_vcpu_steps(v, i);
+                g->n_vcpu_steps = n;
+                g->vcpu_steps = vcpu_steps;
+        }
+}
+
+static void reply_guest(struct vmm *v, struct api_call *call, const char *digest)
+{
+        Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
+        Svemig__Api__Guest g = SVEMIG__API__GUEST__INIT;
+
+        vmm_describe(v, &g);
+        if (digest)
+                g.digest = (char *)digest;
+        resp.result_case = SVEMIG__API__RESPONSE__RESULT_GUEST;
+        resp.guest = &g;
+        api_call_reply(call, &resp);
+}
+
+/* svemigd names the guest in each request; a VMM serves only its own. */
+static int check_target(struct vmm *v, const char *name, bool busy_ok, struct svemig_error *err)
+{
+        if (name && name[0] && strcmp(name, v->name) != 0)
+                return svemig_error_set(err, ENOENT, "this VMM runs guest %s, not %s", v->name, name);
+        if (!busy_ok && v->job)
+                return svemig_error_set(err, EBUSY, "guest %s is busy with a %s; wait for it or cancel it",
+                                        v->name, v->job_name);
+        if (v->exiting)
+                return svemig_error_set(err, ESHUTDOWN, "guest %s is stopping", v->name);
+        return 0;
+}
+
+static int op_start(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+                    struct svemig_error *err)
+{
+        struct vmm *v = userdata;
+        bool resume = req->op_case == SVEMIG__API__REQUEST__OP_GUEST_RESUME;
+        const Svemig__Api__GuestRef *ref = resume ? req->guest_resume : req->guest_start;
+        const char *state;
+        int r;
+
+        r = check_target(v, ref->name, false, err);
+        if (r < 0)
+                return r;
+        state = vmm_state(v);
+        if (strcmp(state, "running") == 0)
+                return svemig_error_set(err, EALREADY, "guest %s is already running", v->name);
+        if (resume && strcmp(state, "created") == 0)
+                return svemig_error_set(err, EINVAL,
+                                        "guest %s has never run, so there is nothing to resume; start it",
+                                        v->name);
+        if (!resume && strcmp(state, "paused") == 0)
+                return svemig_error_set(err, EINVAL, "guest %s is paused; resume it rather than start it",
+                                        v->name);
+        r = guest_start(v->guest, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "guest %s", v->name);
+        v->ever_ran = true;
+        log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .op = api_call_op_name(call)), "running");
+        reply_guest(v, call, NULL);
+        return 0;
+}
+
+static int op_pause(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+                    struct svemig_error *err)
+{
+        struct vmm *v = userdata;
+        int r;
+
+        r = check_target(v, req->guest_pause->name, false, err);
+        if (r < 0)
+                return r;
+        if (!guest_running(v->guest))
+                return svemig_error_set(err, EINVAL, "guest %s is not running (it is %s)", v->name,
+                                        vmm_state(v));
+        r = guest_pause(v->guest, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "guest %s", v->name);
+        log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .op = "guest-pause"), "paused after %llu steps",
+                (unsigned long long)vmm_total_steps(v));
+        reply_guest(v, call, NULL);
+        return 0;
+}
+
+static void drained(void *userdata)
+{
+        struct vmm *v = userdata;
+
+        sd_event_exit(v->event, 0);
+}
+
+static int start_drain(sd_event_source *s, void *userdata)
+{
+        struct vmm *v = userdata;
+
+        api_server_drain(v->server, drained, v);
+        return 0;
+}
+
+static int op_stop(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+                   struct svemig_error *err)
+{
+        Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
+        Svemig__Api__Guest g = SVEMIG__API__GUEST__INIT;
+        struct vmm *v = userdata;
+        sd_event_source *defer;
+        int r;
+
+        r = check_target(v, req->guest_stop->name, false, err);
+        if (r < 0)
+                return r;
+        r = guest_pause(v->guest, err);
+        if (r < 0)
+                log_msg(LOG_WARNING, LOG_CTX(.guest = v->name), "stopping: %s", err->msg);
+        log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .op = "guest-stop"), "stopped after %llu steps; exiting",
+                (unsigned long long)vmm_total_steps(v));
+        vmm_describe(v, &g);
+        g.state = (char *)"stopped";
+        resp.result_case = SVEMIG__API__RESPONSE__RESULT_GUEST;
+        resp.guest = &g;
+        v->exiting = true;
+        api_call_reply(call, &resp);
+        /*
+         * The answer goes out first; then, once this handler has returned,
+         * every client is closed and the loop ends.
+         */
+        r = sd_event_add_defer(v->event, &defer, start_drain, v);
+        if (r >= 0) {
+                (void)sd_event_source_set_enabled(defer, SD_EVENT_ONESHOT);
+                (void)sd_event_source_set_floating(defer, true);
+                sd_event_source_unref(defer);
+        } else
+                api_server_drain(v->server, drained, v);
+        return 0;
+}
+
+static int op_show(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+                   struct svemig_error *err)
+{
+        struct vmm *v = userdata;
+        char digest[GUEST_DIGEST_HEX_SIZE];
+        int r;
+
+        r = check_target(v, req->guest_show->name, !req->guest_show->digest, err);
+        if (r < 0)
+                return r;
+        if (!req->guest_show->digest) {
+                reply_guest(v, call, NULL);
+                return 0;
+        }
+        r = guest_digest(v->guest, digest, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "guest %s", v->name);
+        reply_guest(v, call, digest);
+        return 0;
+}
+
+/* --- run N steps --- */
+
+struct run_arg {
+        uint64_t steps;
+};
+
+static int run_work(struct vmm_job *job, void *arg, struct svemig_error *err)
+{
+        struct run_arg *a = arg;
+        struct vmm *v = vmm_job_vmm(job);
+        uint64_t done = 0;
+        int r;
+
+        while (done < a->steps) {
+                uint64_t n = MIN((uint64_t)RUN_CHUNK, a->steps - done);
+
+                if (vmm_job_cancelled(job))
+                        return svemig_error_set(err, ECANCELED,
+                                                "run cancelled after %llu of %llu steps per vcpu; the guest "
+                                                "is paused there",
+                                                (unsigned long long)done, (unsigned long long)a->steps);
+                r = guest_run(v->guest, n, err);
+                if (r < 0)
+                        return r;
+                done += n;
+                vmm_job_progress(job, "running", done, a->steps);
+        }
+        return 0;
+}
+
+static void run_done(struct vmm *v, struct api_call *call, int r, const struct svemig_error *err, void *arg)
+{
+        free(arg);
+        if (r < 0) {
+                api_call_fail(call, r, "guest %s: %s", v->name, svemig_error_str(err, r));
+                return;
+        }
+        log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .op = "guest-run"), "paused after %llu steps",
+                (unsigned long long)vmm_total_steps(v));
+        reply_guest(v, call, NULL);
+}
+
+static int op_run(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+                  struct svemig_error *err)
+{
+        struct vmm *v = userdata;
+        struct run_arg *a;
+        int r;
+
+        r = check_target(v, req->guest_run->name, false, err);
+        if (r < 0)
+                return r;
+        if (req->guest_run->steps == 0)
+                return svemig_error_set(err, EINVAL, "give a number of steps above 0");
+        a = calloc(1, sizeof(*a));
+        if (!a)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        a->steps = req->guest_run->steps;
+        /* From wherever it is: a running guest is paused first, then runs exactly N more. */
+        r = guest_pause(v->guest, err);
+        if (r >= 0)
+                r = vmm_job_start(v, call, "run", run_work, run_done, a, err);
+        if (r < 0) {
+                free(a);
+                return r;
+        }
+        v->ever_ran = true;
+        return 0;
+}
+
+/* --- snapshot --- */
+
+struct snap_arg {
+        char *path;
+        bool stop;
+        uint64_t created_ns;
+        uint64_t steps;
+        unsigned pace_ms;
+        struct svemig_stream_stats stats;
+        struct vmm_job *job;
+};
+
+static int snap_progress(void *userdata, const char *phase, uint64_t done, uint64_t total)
+{
+        struct snap_arg *a = userdata;
+
+        if (vmm_job_cancelled(a->job))
+                return -ECANCELED;
+        vmm_job_progress(a->job, phase, done, total);
+        /* The tests' slow-down knob: memory is written slowly enough for a cancel to land half-way. */
+        if (a->pace_ms > 0 && strcmp(phase, "memory") == 0 && done < total) {
+                vmm_job_pace(a->job, a->pace_ms);
+                if (vmm_job_cancelled(a->job))
+                        return -ECANCELED;
+        }
+        return 0;
+}
+
+static int snap_work(struct vmm_job *job, void *arg, struct svemig_error *err)
+{
+        struct snap_arg *a = arg;
+        struct snapshot_opts opts = {
+                .purpose = "snapshot",
+                .created_ns = a->created_ns,
+                .progress = snap_progress,
+                .userdata = a,
+        };
+
+        a->job = job;
+        return snapshot_save(vmm_job_vmm(job)->guest, a->path, &opts, &a->stats, err);
+}
+
+static void snap_arg_free(struct snap_arg *a)
+{
+        if (a) {
+                free(a->path);
+                free(a);
+        }
+}
+
+static void snap_done(struct vmm *v, struct api_call *call, int r, const struct svemig_error *err, void *arg)
+{
+        Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
+        Svemig__Api__SnapshotResult res = SVEMIG__API__SNAPSHOT_RESULT__INIT;
+        struct snap_arg *a = arg;
+        struct svemig_error rerr = {0};
+
+        /* Whatever the outcome, a guest the snapshot paused runs on, unless it is to stop. */
+        if (v->job_paused_it && !(r == 0 && a->stop) && guest_start(v->guest, &rerr) < 0)
+                log_msg(LOG_ERR, LOG_CTX(.guest = v->name), "cannot resume after the snapshot: %s",
+                        rerr.msg);
+        v->job_paused_it = false;
+        if (r < 0) {
+                log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .op = "snapshot"), "%s",
+                        svemig_error_str(err, r));
+                api_call_fail(call, r, "%s", svemig_error_str(err, r));
+                snap_arg_free(a);
+                return;
+        }
+        log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .op = "snapshot"), "wrote %s (%llu bytes) at %llu steps",
+                a->path, (unsigned long long)a->stats.bytes, (unsigned long long)a->steps);
+        res.path = a->path;
+        res.bytes = a->stats.bytes;
+        res.steps = a->steps;
+        res.created_ns = a->created_ns;
+        resp.result_case = SVEMIG__API__RESPONSE__RESULT_SNAPSHOT;
+        resp.snapshot = &res;
+        api_call_reply(call, &resp);
+        snap_arg_free(a);
+}
+
+static uint64_t realtime_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int op_snapshot(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+                       struct svemig_error *err)
+{
+        const Svemig__Api__SnapshotRequest *sreq = req->snapshot;
+        struct vmm *v = userdata;
+        struct snap_arg *a;
+        const char *pace = getenv("SVEMIG_TEST_SNAPSHOT_PACE_MS");
+        bool was_running;
+        int r;
+
+        r = check_target(v, sreq->guest, false, err);
+        if (r < 0)
+                return r;
+        if (!sreq->path || sreq->path[0] != '/')
+                return svemig_error_set(err, EINVAL, "the snapshot path must be absolute");
+        a = calloc(1, sizeof(*a));
+        if (!a || !(a->path = strdup(sreq->path))) {
+                snap_arg_free(a);
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        }
+        a->stop = sreq->stop;
+        a->created_ns = realtime_ns();
+        a->pace_ms = pace ? (unsigned)strtoul(pace, NULL, 10) : 0;
+
+        was_running = guest_running(v->guest);
+        r = guest_pause(v->guest, err);
+        if (r >= 0) {
+                a->steps = vmm_total_steps(v);
+                r = vmm_job_start(v, call, "snapshot", snap_work, snap_done, a, err);
+        }
+        if (r < 0) {
+                if (was_running)
+                        (void)guest_start(v->guest, NULL);
+                snap_arg_free(a);
+                return r;
+        }
+        v->job_paused_it = was_running;
+        return 0;
+}
+
+static int op_cancel(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+                     struct svemig_error *err)
+{
+        return api_server_cancel(call, req->cancel, err);
+}
+
+#define OP(c) SVEMIG__API__REQUEST__OP_##c
+
+static const struct api_op ops[] = {
+        {OP(GUEST_START), "guest-start", op_start, false},
+        {OP(GUEST_RESUME), "guest-resume", op_start, false},
+        {OP(GUEST_PAUSE), "guest-pause", op_pause, false},
+        {OP(GUEST_STOP), "guest-stop", op_stop, false},
+        {OP(GUEST_SHOW), "guest-show", op_show, false},
+        {OP(GUEST_RUN), "guest-run", op_run, false},
+        {OP(SNAPSHOT), "snapshot", op_snapshot, false},
+        {OP(CANCEL), "cancel", op_cancel, true},
+};
+
+const struct api_op *vmm_op_find(int op_case)
+{
+        for (size_t i = 0; i < ELEMENTSOF(ops); i++)
+                if (ops[i].op_case == op_case)
+                        return &ops[i];
+        return NULL;
+}

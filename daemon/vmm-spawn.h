@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Starting a svemig-vmm (daemon/vmm.h) from svemigd: fork and exec it in a
+ * session of its own (so that it outlives the daemon and its signals), and
+ * read its ready pipe on the event loop without blocking it: Progress
+ * frames while a restore reads, then one Response.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "api.pb-c.h"
+#include "svemig/error.h"
+
+struct vmm_spawn;
+
+struct vmm_spawn_args {
+        const char *config; /* migrate.conf, absolute; NULL: the built-in defaults */
+        const char *name;
+        const char *dir; /* the guest's directory: vmm.sock goes there */
+        bool verbose;
+        const char *restore; /* a snapshot to restore; else the guest below */
+        unsigned vcpus;
+        uint64_t memory;
+        const char *vls; /* a VL set as vqset_parse() reads it; "none" = no SVE */
+        uint32_t dirty_pages;
+};
+
+typedef void (*vmm_spawn_progress_t)(const Svemig__Api__Progress *progress, void *userdata);
+/*
+ * The VMM's answer: its Response (status set when it failed; it has then
+ * exited and been reaped), or NULL with 'why' when it died before
+ * answering. After this the spawn is spent: free it.
+ */
+typedef void (*vmm_spawn_done_t)(struct vmm_spawn *s, const Svemig__Api__Response *resp, const char *why,
+                                 void *userdata);
+
+/* Where svemig-vmm is: $SVEMIG_VMM, else beside svemigd's own binary, else the installed one. */
+const char *vmm_spawn_binary(void);
+
+int vmm_spawn(sd_event *event, const struct vmm_spawn_args *args, vmm_spawn_progress_t progress,
+              vmm_spawn_done_t done, void *userdata, struct vmm_spawn **out, struct svemig_error *err);
+pid_t vmm_spawn_pid(const struct vmm_spawn *s);
+/* Kills the VMM (SIGKILL), e.g. a cancelled restore; done() follows with NULL. */
+void vmm_spawn_kill(struct vmm_spawn *s);
+void vmm_spawn_free(struct vmm_spawn *s);
+
+/* "exited with status 1", "was killed by signal 9 (Killed)", from a wait status or siginfo. */
+void vmm_describe_exit(int code, int status, char *buf, size_t len);

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * svemig-vmm: the process that runs ONE guest, as QEMU does under libvirt.
+ * svemigd spawns it (in its own session, so that it outlives the daemon),
+ * and talks to it over <state>/guests/<name>/vmm.sock (0600) with the same
+ * framing and messages as its own control socket (proto/api.proto): the
+ * guest operations, addressed to the one guest this process owns.
+ *
+ * Shared by svemig-vmm.c (main, create/restore), vmm-ops.c (the handlers)
+ * and vmm-job.c (long operations on a worker thread).
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "api-server.h"
+#include "migrate-conf.h"
+#include "svemig/guest.h"
+#include "svemig/hv.h"
+
+struct vmm_job;
+
+struct vmm {
+        struct migrate_conf conf;
+        sd_event *event;
+        struct hv *hv;
+        struct guest *guest;
+        struct api_server *server;
+        char *name;
+        char *socket_path;
+
+        vqset_t vls; /* the guest's VL set; empty without SVE */
+        uint32_t dirty_pages_per_step;
+        uint64_t *base_steps; /* per vcpu: steps run before this process (a restored guest's x0) */
+        bool ever_ran;        /* "created" until the first start or run */
+
+        struct vmm_job *job; /* the long operation in flight (snapshot, run), NULL when none */
+        const char *job_name;
+        bool job_paused_it; /* the job paused a running guest, which it resumes after */
+
+        /* The dirty rate, sampled once a second from the steps run. */
+        sd_event_source *rate_timer;
+        uint64_t rate_steps, rate_usec;
+        double dirty_rate;
+
+        bool exiting;
+};
+
+/* Steps run by vcpu i, in this process and before it. */
+uint64_t vmm_vcpu_steps(const struct vmm *v, unsigned i);
+uint64_t vmm_total_steps(const struct vmm *v);
+/* "created", "running" or "paused", as svemigd records it. */
+const char *vmm_state(const struct vmm *v);
+
+/* vmm-ops.c: the operations this process serves, for api_server_params.lookup. */
+const struct api_op *vmm_op_find(int op_case);
+/* Fills g (whose arrays point into v's storage until the next call) with the guest as it is now. */
+void vmm_describe(struct vmm *v, Svemig__Api__Guest *g);
+
+/* vmm-job.c */
+typedef int (*vmm_job_work_t)(struct vmm_job *job, void *arg, struct svemig_error *err);
+typedef void (*vmm_job_done_t)(struct vmm *v, struct api_call *call, int r, const struct svemig_error *err,
+                               void *arg);
+
+/*
+ * Runs work(arg) on a worker thread for 'call'. Progress posted with
+ * vmm_job_progress() reaches the call's client from the loop; a cancel of
+ * the call sets vmm_job_cancelled(). When work returns, done() runs on the
+ * loop thread and completes the call. One job at a time: v->job.
+ */
+int vmm_job_start(struct vmm *v, struct api_call *call, const char *name, vmm_job_work_t work,
+                  vmm_job_done_t done, void *arg, struct svemig_error *err);
+/* From the worker: the latest progress (coalesced if the loop is behind). */
+void vmm_job_progress(struct vmm_job *job, const char *phase, uint64_t done, uint64_t total);
+bool vmm_job_cancelled(struct vmm_job *job);
+struct vmm *vmm_job_vmm(struct vmm_job *job);
+/*
+ * From the worker: waits up to ms milliseconds, or until the job is
+ * cancelled. Only for SVEMIG_TEST_SNAPSHOT_PACE_MS, the tests' slow-down knob.
+ */
+void vmm_job_pace(struct vmm_job *job, unsigned ms);

@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Live migration between svemig peers (docs/migration.md).
+ *
+ * A connection between two peers (a TCP socket, or any connected stream
+ * socket) starts with peer_hello() on both sides. Then the side that
+ * connected sends requests and the other serves them:
+ *
+ *   source (connected)                     destination (accepted)
+ *   peer_hello()                    <-->   peer_hello()
+ *   migrate_check_send()             -->   migrate_serve() / migrate_check_receive()
+ *   migrate_send()                   -->   migrate_serve() / migrate_receive()
+ *   peer_request_info()              -->   migrate_serve()
+ *   migrate_resolve()                -->   migrate_serve()
+ *
+ * A migration sends the svemig stream header first, so the destination
+ * refuses an incompatible guest before any memory moves; then pre-copy
+ * rounds of dirty memory; then stop-and-copy (the guest paused, the last
+ * dirty pages and every vcpu); then a two-phase handoff: the destination
+ * says LOADED, the source says COMMIT, the destination starts the guest and
+ * says ACK.
+ *
+ * Every function returns 0 or a negative errno and, with err, a sentence that
+ * names the side ("source"/"destination <host>") and the step that failed.
+ * No call waits on the peer longer than the timeout.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "svemig/error.h"
+#include "svemig/guest.h"
+#include "svemig/hv.h"
+#include "svemig/vcpu.h"
+#include "svemig/vqset.h"
+
+#define MIGRATE_PROTOCOL_VERSION     1u
+#define MIGRATE_PROTOCOL_VERSION_MIN 1u
+#define MIGRATE_MSG_MAX              (1u << 20) /* a PeerMessage; memory travels in the stream */
+#define MIGRATE_ID_SIZE              16u
+
+#define MIGRATE_TIMEOUT_MS_DEFAULT    30000u
+#define MIGRATE_DOWNTIME_MS_DEFAULT   10u
+#define MIGRATE_DOWNTIME_LIMIT_MS_DEF 300u
+#define MIGRATE_MAX_ROUNDS_DEFAULT    30u
+
+/* ---- Peers ---- */
+
+/* What a peer says about itself in Hello and HostInfo. */
+struct peer_info {
+        unsigned protocol_version; /* the version agreed on the connection (remote), or ours */
+        char svemig_version[64];
+        char host_name[64];
+        char backend[8]; /* "kvm" or "sim" */
+        char kernel[128];
+        bool sve;
+        vqset_t vls; /* from the peer's own hypervisor (hv_get_caps) */
+        unsigned max_vq;
+        unsigned max_vcpus;
+        unsigned n_cpus;
+        unsigned ipa_bits;
+        uint32_t vcpu_features; /* HV_FEAT_BIT()s a vcpu may be initialised with */
+        uint64_t mem_available; /* bytes an incoming guest may use */
+        /* Host-invariant registers (ID_AA64*, CCSIDR) of a probe vcpu, SVE when the host has it. Owned. */
+        struct vcpu_state id_regs;
+};
+
+/*
+ * Describes this host: caps from hv, ID registers from a probe vcpu, and
+ * mem_available (0 = the kernel's MemAvailable). Free with peer_info_done().
+ */
+int peer_info_local(struct hv *hv, uint64_t mem_available, struct peer_info *out, struct svemig_error *err);
+void peer_info_done(struct peer_info *info);
+
+/*
+ * Both ends call this first on a new connection: each sends Hello and
+ * HostInfo for self and reads the other's into *remote (free with
+ * peer_info_done()). Refuses a peer whose protocol range does not overlap
+ * ours. timeout_ms 0 = MIGRATE_TIMEOUT_MS_DEFAULT.
+ */
+int peer_hello(int fd, const struct peer_info *self, unsigned timeout_ms, struct peer_info *remote,
+               struct svemig_error *err);
+
+/* Asks the peer (served by migrate_serve()) for fresh HostInfo, for a cluster view. */
+int peer_request_info(int fd, unsigned timeout_ms, struct peer_info *remote, struct svemig_error *err);
+
+/* Tells the serving peer that this side is done; migrate_serve() returns MIGRATE_SERVED_BYE. */
+int peer_bye(int fd, unsigned timeout_ms, struct svemig_error *err);
+
+/* ---- Migration steps, phases, progress ---- */
+
+/* The protocol's steps, in order: reasons name them, and the test hook fails at them. */
+enum migrate_step {
+        MIGRATE_STEP_NONE = 0,
+        MIGRATE_STEP_REQUEST,   /* source: Migrate and the stream header; destination: reading them */
+        MIGRATE_STEP_VERDICT,   /* the destination judges the header and answers */
+        MIGRATE_STEP_PRECOPY,   /* memory rounds while the guest runs */
+        MIGRATE_STEP_STOP_COPY, /* guest paused: last dirty pages, every vcpu, the trailer */
+        MIGRATE_STEP_LOADED,    /* the destination has restored and verified; says LOADED */
+        MIGRATE_STEP_COMMIT,    /* the source says COMMIT */
+        MIGRATE_STEP_ACK,       /* the destination starts the guest and says ACK */
+        _MIGRATE_STEP_MAX,
+};
+
+const char *migrate_step_name(enum migrate_step step);
+
+enum migrate_compression {
+        MIGRATE_COMPRESSION_AUTO = 0, /* LZ4 when a sample of guest memory says it pays on this link */
+        MIGRATE_COMPRESSION_NONE,
+        MIGRATE_COMPRESSION_LZ4,
+};
+
+struct migrate_progress {
+        enum migrate_step step;        /* MIGRATE_STEP_PRECOPY, _STOP_COPY, ... */
+        unsigned round;                /* memory passes so far */
+        uint64_t bytes_sent;           /* wire bytes, source to destination */
+        uint64_t dirty_pages;          /* pages to send in the next pass */
+        uint64_t dirty_rate;           /* bytes/s the guest dirtied during the last pass */
+        uint64_t link_bps;             /* bytes/s measured on the link */
+        uint64_t expected_downtime_ns; /* if the guest were paused now */
+        unsigned throttle_pct;         /* share of vcpu time taken away, 0..99 */
+};
+
+/* Called between steps and rounds. A negative errno cancels (only before COMMIT). */
+typedef int (*migrate_progress_fn)(void *userdata, const struct migrate_progress *p);
+
+/* Opens a new connection to the same destination, hello not done yet; returns the fd or -errno. */
+typedef int (*migrate_connect_fn)(void *userdata);
+
+/* ---- Source ---- */
+
+struct migrate_opts {
+        const char *guest_name; /* told to the destination; NULL = "" */
+        const char *peer_name;  /* the destination, for reasons; NULL = "the destination" */
+        unsigned timeout_ms;    /* the longest wait on the peer; 0 = MIGRATE_TIMEOUT_MS_DEFAULT */
+
+        /* Convergence (docs/migration.md "Convergence"). */
+        unsigned downtime_ms;        /* target pause; 0 = MIGRATE_DOWNTIME_MS_DEFAULT */
+        unsigned downtime_limit_ms;  /* the most accepted once max_rounds is reached; 0 = default */
+        unsigned max_rounds;         /* pre-copy passes; 0 = MIGRATE_MAX_ROUNDS_DEFAULT */
+        bool no_auto_converge;       /* never throttle the guest */
+        unsigned throttle_initial;   /* % of vcpu time taken at the first step; 0 = 20 */
+        unsigned throttle_increment; /* 0 = 10 */
+        unsigned throttle_max;       /* 0 = 99 */
+        uint64_t max_bandwidth;      /* bytes/s on the wire; 0 = unlimited */
+        uint64_t link_bps_hint; /* a previous report's link_bps, for the compression choice; 0 = unknown */
+
+        enum migrate_compression compression;
+        unsigned n_threads; /* compression workers; 0 = one per CPU */
+
+        migrate_progress_fn progress;
+        void *userdata;
+
+        /*
+         * For a handoff in doubt (COMMIT sent, no ACK): a fresh connection
+         * to ask the destination what became of the migration. NULL: the
+         * source returns -EINPROGRESS with the guest paused.
+         */
+        migrate_connect_fn reconnect;
+        void *reconnect_userdata;
+
+        /*
+         * Test hook: at this step the source behaves as if killed: it shuts
+         * the connection down and returns -ECANCELED leaving the guest paused
+         * (a killed source does not resume anything).
+         */
+        enum migrate_step fail_at;
+};
+
+enum migrate_outcome {
+        MIGRATE_OUTCOME_NONE = 0,  /* failed before COMMIT: the source kept the guest */
+        MIGRATE_OUTCOME_COMMITTED, /* the destination owns the guest */
+        MIGRATE_OUTCOME_ABORTED,  /* COMMIT was sent, the destination had not taken it: the source kept it */
+        MIGRATE_OUTCOME_IN_DOUBT, /* COMMIT sent, outcome unknown: the guest stays paused on the source */
+};
+
+struct migrate_report {
+        uint8_t id[MIGRATE_ID_SIZE];
+        enum migrate_outcome outcome;
+        enum migrate_step failed_step; /* MIGRATE_STEP_NONE on success */
+        bool resumed;                  /* source: the guest was running again when migrate_send() returned */
+        uint64_t total_ns;
+        uint64_t downtime_ns; /* source: guest paused until the ACK; destination: COMMIT to running */
+        uint64_t bytes_sent;  /* source: wire bytes sent; destination: wire bytes received */
+        uint64_t stream_bytes;
+        uint64_t pages_sent; /* memory pages carried, zero pages included */
+        uint64_t zero_pages;
+        unsigned rounds;       /* memory passes, the stop-and-copy pass included */
+        unsigned throttle_pct; /* the most vcpu time taken away */
+        uint64_t link_bps;
+        uint64_t final_dirty_pages;           /* sent while paused */
+        enum migrate_compression compression; /* what the stream used */
+        char peer_host[64];
+};
+
+/*
+ * Pre-flight: asks the destination whether it could take g, moving nothing.
+ * 0 = yes. Otherwise the destination's errno and reason: -EINVAL (VL set: a
+ * missing or extra vq; an ID-register difference), -ENOENT (a register one
+ * side lacks), -ENOMEM (not enough memory), -EPROTO...
+ */
+int migrate_check_send(struct guest *g, int fd, const struct migrate_opts *opts, struct svemig_error *err);
+
+/*
+ * Migrates g to the peer on fd (after peer_hello()). g may be running (it
+ * needs guest_config.log_dirty for pre-copy; without it the guest is paused
+ * for a single pass) or paused.
+ *
+ * Returns 0 once the destination owns the guest: g is paused and the caller
+ * must destroy it, never run it. On failure before COMMIT, g runs again
+ * exactly as before if it was running (outcome NONE or ABORTED). After a
+ * COMMIT whose ACK was lost and could not be resolved (opts->reconnect):
+ * -EINPROGRESS, outcome IN_DOUBT, g paused and kept: resolve with
+ * migrate_resolve() and resume g only when the destination did not commit.
+ */
+int migrate_send(struct guest *g, int fd, const struct migrate_opts *opts, struct migrate_report *report,
+                 struct svemig_error *err);
+
+/*
+ * Asks the destination (on a new connection, after peer_hello()) what became
+ * of migration id; the destination makes its answer final. *committed true:
+ * destroy the source's copy; false: the destination does not run it (resume).
+ */
+int migrate_resolve(int fd, const uint8_t id[MIGRATE_ID_SIZE], unsigned timeout_ms, bool *committed,
+                    struct svemig_error *err);
+
+/* ---- Destination ---- */
+
+/*
+ * The destination's record of handoff outcomes, shared by every connection
+ * of one process: a Resolve from a source and a COMMIT arriving late race on
+ * it, and exactly one wins. It lives as long as the guests it received.
+ */
+struct migrate_ledger;
+
+int migrate_ledger_new(struct migrate_ledger **out);
+void migrate_ledger_free(struct migrate_ledger *l);
+
+struct migrate_recv_opts {
+        struct migrate_ledger *ledger; /* required for migrations and Resolve */
+        const struct peer_info *self;  /* answers HostInfoRequest; NULL = peer_info_local() */
+        uint64_t mem_limit;            /* refuse guests larger than this; 0 = MemAvailable */
+        bool log_dirty;                /* give received guests a dirty log, to migrate them on */
+        unsigned timeout_ms;           /* waits on the source inside a request; 0 = default */
+        unsigned request_timeout_ms;   /* waiting for the next request; 0 = forever */
+        unsigned n_threads;            /* decompression workers; 0 = one per CPU */
+        migrate_progress_fn progress;
+        void *userdata;
+        /*
+         * Test hooks: at fail_at, with fail_errno 0 the destination behaves
+         * as if killed (connection shut, any received guest destroyed,
+         * -ECANCELED); with fail_errno it fails there in order (e.g. ENOMEM:
+         * out of memory), telling the source why.
+         */
+        enum migrate_step fail_at;
+        int fail_errno;
+};
+
+enum migrate_served_kind {
+        MIGRATE_SERVED_BYE = 0, /* the peer sent Bye or closed the connection between requests */
+        MIGRATE_SERVED_HOST_INFO,
+        MIGRATE_SERVED_CHECK,   /* answered; result in check_code/err */
+        MIGRATE_SERVED_MIGRATE, /* guest is set when the migration committed */
+        MIGRATE_SERVED_RESOLVE,
+};
+
+struct migrate_served {
+        enum migrate_served_kind kind;
+        char guest_name[256];
+        int check_code;      /* CHECK: 0 or the -errno answered */
+        struct guest *guest; /* MIGRATE: the received guest (running if it ran on the source); caller owns */
+        struct migrate_report report;
+};
+
+/*
+ * Reads one request from the peer on fd (after peer_hello()) and serves it.
+ * Returns 0 with *out describing what was served (a refused check is still
+ * 0), or -errno when the request failed (a migration that did not commit:
+ * nothing is left running here) or the connection broke.
+ */
+int migrate_serve(struct hv *hv, int fd, const struct migrate_recv_opts *opts, struct migrate_served *out,
+                  struct svemig_error *err);
+
+/*
+ * Serves requests until a migration ends: 0 with *out the received guest
+ * (running if it was running on the source, paused otherwise), or -errno.
+ * Checks and host-info requests before it are answered on the way.
+ */
+int migrate_receive(struct hv *hv, int fd, const struct migrate_recv_opts *opts, struct guest **out,
+                    struct migrate_report *report, struct svemig_error *err);
+
+/* Serves exactly one request, which must be a Check. 0 whatever the answer; *answer holds it. */
+int migrate_check_receive(struct hv *hv, int fd, const struct migrate_recv_opts *opts, int *answer,
+                          struct svemig_error *err);

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The cluster's vector-length view over the hosts taking part: the
+ * negotiation itself is vqset_negotiate(); this maps it back onto the full
+ * host list and adds what leaving the limiting hosts out would gain.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macro.h"
+#include "svemig/cluster.h"
+
+static void vqset_cluster_donep(struct vqset_cluster *c)
+{
+        vqset_cluster_done(c);
+}
+
+int cluster_compute(const struct cluster_host *hosts, size_t n, struct cluster_result *out,
+                    struct svemig_error *err)
+{
+        _cleanup_(vqset_cluster_donep) struct vqset_cluster all = {0}, without = {0};
+        _cleanup_free_ vqset_t *sets = NULL;
+        _cleanup_free_ size_t *index = NULL;
+        _cleanup_free_ struct cluster_host_verdict *verdicts = NULL;
+        size_t n_counted = 0, n_rest = 0;
+        int r;
+
+        memset(out, 0, sizeof(*out));
+        sets = calloc(n ? n : 1, sizeof(*sets));
+        index = calloc(n ? n : 1, sizeof(*index));
+        verdicts = calloc(n ? n : 1, sizeof(*verdicts));
+        if (!sets || !index || !verdicts)
+                return svemig_error_set(err, ENOMEM, "out of memory computing the cluster view");
+
+        for (size_t i = 0; i < n; i++)
+                if (hosts[i].counted) {
+                        index[n_counted] = i;
+                        sets[n_counted++] = hosts[i].vls;
+                }
+        if (n_counted == 0)
+                return svemig_error_set(err, EINVAL,
+                                        "no host takes part in the cluster view: at least this host must");
+
+        r = vqset_negotiate(sets, n_counted, &all, err);
+        if (r < 0)
+                return r;
+        for (size_t k = 0; k < n_counted; k++) {
+                struct cluster_host_verdict *v = &verdicts[index[k]];
+
+                v->counted = true;
+                v->can_present = all.hosts[k].can_present;
+                v->reason = all.hosts[k].reason;
+                v->limiting = all.limiting[k];
+        }
+
+        /* A limiting host lacks a length another counted host has, so someone remains. */
+        if (all.n_limiting > 0) {
+                for (size_t k = 0; k < n_counted; k++)
+                        if (!all.limiting[k])
+                                sets[n_rest++] = sets[k];
+                r = vqset_negotiate(sets, n_rest, &without, err);
+                if (r < 0)
+                        return r;
+                out->have_without = true;
+                out->without = without.guest;
+                out->without_max_vq = without.max_vq;
+        }
+
+        out->guest = all.guest;
+        out->max_vq = all.max_vq;
+        out->n_counted = n_counted;
+        out->n_hosts = n;
+        out->n_limiting = all.n_limiting;
+        out->hosts = verdicts;
+        verdicts = NULL;
+        return 0;
+}
+
+void cluster_result_done(struct cluster_result *r)
+{
+        if (!r)
+                return;
+        free(r->hosts);
+        memset(r, 0, sizeof(*r));
+}
+
+bool cluster_result_equal(const struct cluster_result *a, const struct cluster_result *b)
+{
+        if (!vqset_equal(&a->guest, &b->guest) || a->n_hosts != b->n_hosts ||
+            a->have_without != b->have_without ||
+            (a->have_without && !vqset_equal(&a->without, &b->without)))
+                return false;
+        for (size_t i = 0; i < a->n_hosts; i++) {
+                const struct cluster_host_verdict *x = &a->hosts[i], *y = &b->hosts[i];
+
+                if (x->counted != y->counted || x->can_present != y->can_present ||
+                    x->limiting != y->limiting || x->reason.kind != y->reason.kind ||
+                    x->reason.vq != y->reason.vq)
+                        return false;
+        }
+        return true;
+}

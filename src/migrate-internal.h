@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * What the migration modules share:
+ *   migrate-wire.c     PeerMessage frames on a socket, every wait bounded
+ *   migrate-pump.c     the stream's bytes between a local pipe and the socket
+ *   migrate-peer.c     Hello, HostInfo, this host's description, probe vcpus
+ *   migrate-policy.c   convergence, throttling and compression decisions
+ *   migrate-ledger.c   the destination's handoff outcomes
+ *   migrate.c          the source
+ *   migrate-receive.c  the destination
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pbarena.h"
+#include "peer.pb-c.h"
+#include "svemig/migrate.h"
+
+typedef Svemig__Peer__PeerMessage PeerMessage;
+
+#define PEER_FRAME_HEAD_SIZE 8u
+#define PEER_FRAME_SEED      0x50454552u /* "PEER" */
+
+uint64_t migrate_now_ns(void);
+unsigned migrate_timeout(unsigned timeout_ms);
+
+/* ---- migrate-wire.c ---- */
+
+/* A connection and what crossed it, for reports. */
+struct wire {
+        int fd;
+        unsigned timeout_ms;
+        uint64_t bytes_out, bytes_in;
+        struct pbarena arena; /* holds the last received message */
+        PeerMessage *last;
+};
+
+void wire_init(struct wire *w, int fd, unsigned timeout_ms);
+void wire_done(struct wire *w);
+
+/*
+ * Sends one message. -ETIMEDOUT when the peer takes nothing for the timeout,
+ * -EPIPE/-ECONNRESET when the connection is gone.
+ */
+int wire_send(struct wire *w, const PeerMessage *msg, struct svemig_error *err);
+
+/*
+ * Receives one message into w->last (valid until the next wire_recv).
+ * timeout_ms 0 waits forever. -ENOTCONN for an orderly close before the
+ * first byte of a frame, -EPIPE for one inside a frame, -ECONNRESET,
+ * -ETIMEDOUT, -EBADMSG for a corrupt frame, -EMSGSIZE.
+ */
+int wire_recv(struct wire *w, unsigned timeout_ms, PeerMessage **out, struct svemig_error *err);
+
+/* Sends raw bytes (a stream header) with the timeout. */
+int wire_send_raw(struct wire *w, const void *buf, size_t len, struct svemig_error *err);
+
+/* Waits for events on fd, or the timeout (0 = forever): 1 ready, 0 timed out, -errno. */
+int wire_poll(int fd, short events, unsigned timeout_ms);
+
+/* The body's name, for "expected X, got Y". */
+const char *wire_body_name(const PeerMessage *msg);
+
+/* Sends an Abort (best effort: errors are ignored) with a reason. */
+void wire_send_abort(struct wire *w, int code, enum migrate_step step, const char *reason);
+
+/*
+ * When the peer broke a wait with an Abort, returns its -code and reason;
+ * otherwise r. Reads at most briefly: the peer either said why or did not.
+ */
+int wire_peer_reason(struct wire *w, int r, const char *peer, struct svemig_error *err);
+
+/* Ends a connection now, as a killed process would: the peer reads EOF. */
+void wire_kill(struct wire *w);
+
+/* Both halves of an ended migration: a FIN, then what the peer still sends is drained until it closes. */
+void wire_linger(struct wire *w);
+
+/* ---- migrate-pump.c ---- */
+
+struct pump;
+
+enum pump_dir {
+        PUMP_TO_PEER,   /* source: local pipe -> socket */
+        PUMP_FROM_PEER, /* destination: socket -> local pipe */
+};
+
+/*
+ * Starts a thread moving stream bytes between a pipe and the socket, so that
+ * the stream writer/reader (which block without limit) never wait on the
+ * peer: the pump does, with the timeout. *local_fd is the end the stream
+ * writer (TO_PEER) or reader (FROM_PEER) uses; the pump owns it.
+ */
+int pump_start(int sock, enum pump_dir dir, unsigned timeout_ms, uint64_t max_bps, int *local_fd,
+               struct pump **out, struct svemig_error *err);
+
+/* TO_PEER: waits until 'bytes' stream bytes have gone into the socket. */
+int pump_flush(struct pump *p, uint64_t bytes, struct svemig_error *err);
+
+/* TO_PEER: from now on, data or a close from the peer means it stopped the migration. */
+void pump_watch_peer(struct pump *p, bool on);
+
+/* FROM_PEER: whether data is expected now, i.e. the timeout applies. */
+void pump_expect(struct pump *p, bool on);
+
+/* Stream bytes moved so far. */
+uint64_t pump_bytes(struct pump *p);
+
+/* 0, or the pump's failure with its reason. */
+int pump_error(struct pump *p, struct svemig_error *err);
+
+/*
+ * Stops the thread. TO_PEER: closes the writer's end and waits until every
+ * byte has gone to the socket first. Returns pump_error().
+ */
+int pump_stop(struct pump *p, struct svemig_error *err);
+
+void pump_free(struct pump *p);
+
+/* ---- migrate-peer.c ---- */
+
+/* Creates vcpu 0 on vm and sets it up as init(features) -> SVE_VLS -> finalize. */
+int peer_probe_vcpu(struct hv_vm *vm, uint32_t features, const vqset_t *vls, struct hv_vcpu **out,
+                    struct svemig_error *err);
+
+/* MemAvailable from /proc/meminfo, in bytes; 0 when unknown. */
+uint64_t peer_mem_available(void);
+
+int peer_info_to_msg(const struct peer_info *info, Svemig__Peer__HostInfo *msg, Svemig__RegValue **regs,
+                     Svemig__RegValue ***reg_ptrs);
+int peer_info_from_msg(const Svemig__Peer__HostInfo *msg, struct peer_info *info, struct svemig_error *err);
+
+/* Answers a HostInfoRequest with self. */
+int peer_serve_info(struct wire *w, const struct peer_info *self, struct svemig_error *err);
+
+/* ---- migrate-policy.c ---- */
+
+struct converge_opts {
+        uint64_t downtime_ns;
+        uint64_t downtime_limit_ns;
+        unsigned max_rounds;
+        bool auto_converge;
+        unsigned throttle_initial, throttle_increment, throttle_max;
+};
+
+void converge_opts_from(const struct migrate_opts *opts, struct converge_opts *c);
+
+/* What one pre-copy pass showed. */
+struct converge_round {
+        unsigned round;          /* passes done, the one measured included */
+        uint64_t dirty_pages;    /* pages dirtied during it (to send next) */
+        uint64_t round_ns;       /* how long it took */
+        uint64_t sent_bytes;     /* stream bytes it sent */
+        uint64_t sent_pages;     /* non-zero pages it sent */
+        uint64_t link_bps;       /* measured over every pass so far */
+        uint64_t fixed_bytes;    /* what stop-and-copy sends besides memory (vcpus, trailer) */
+        uint64_t bytes_per_page; /* measured wire bytes per dirty page */
+        unsigned throttle_pct;   /* now */
+};
+
+enum converge_action {
+        CONVERGE_CONTINUE,  /* another pre-copy pass */
+        CONVERGE_THROTTLE,  /* another pass, with the guest throttled to throttle_pct */
+        CONVERGE_STOP_COPY, /* pause and finish */
+        CONVERGE_GIVE_UP,   /* no convergence: resume, fail with reason */
+};
+
+struct converge_verdict {
+        enum converge_action action;
+        uint64_t expected_downtime_ns;
+        uint64_t dirty_rate;   /* bytes/s */
+        unsigned throttle_pct; /* for CONVERGE_THROTTLE */
+        char reason[384];      /* for CONVERGE_GIVE_UP */
+};
+
+/* The policy of docs/migration.md "Convergence": a pure function, unit-tested. */
+void converge_decide(const struct converge_opts *c, const struct converge_round *r,
+                     struct converge_verdict *out);
+
+/*
+ * MIGRATE_COMPRESSION_AUTO: LZ4 when a sample of pages shrinks and the
+ * workers compress faster than the link carries; link_bps 0 = unknown.
+ */
+enum migrate_compression compression_choose(const uint8_t *mem, uint64_t size, unsigned n_threads,
+                                            uint64_t link_bps);
+
+/* ---- migrate-ledger.c ---- */
+
+enum ledger_state {
+        LEDGER_UNKNOWN = 0,
+        LEDGER_PENDING,
+        LEDGER_COMMITTED,
+        LEDGER_ABORTED,
+};
+
+/* Records a new migration as pending. -EEXIST for an id seen before. */
+int ledger_begin(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE]);
+
+/*
+ * Makes the outcome final if still pending: commit() runs the caller's start
+ * under the ledger's lock and records COMMITTED when it returns 0, ABORTED
+ * otherwise. Returns the final state.
+ */
+enum ledger_state ledger_commit(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
+                                int (*commit)(void *userdata), void *userdata);
+/* Pending -> ABORTED. Returns the final state. */
+enum ledger_state ledger_abort(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE]);
+/* A Resolve: aborts a pending one; an unknown id is recorded as aborted. Returns the final state. */
+enum ledger_state ledger_resolve(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE]);

@@ -1,0 +1,836 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The source side of a live migration (docs/migration.md):
+ *
+ *   Migrate + stream header -> Verdict -> pre-copy passes -> pause,
+ *   last dirty pages, vcpus, trailer -> Loaded -> COMMIT -> Ack
+ *
+ * The rule that keeps exactly one running copy: until COMMIT has been sent,
+ * any failure resumes the guest here (the destination never runs a guest
+ * without COMMIT). Once COMMIT may have reached the destination, this side
+ * never resumes on its own: without an Ack it asks the destination on a new
+ * connection (Resolve), whose answer is final, and otherwise leaves the
+ * guest paused and says so (-EINPROGRESS).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "macro.h"
+#include "migrate-internal.h"
+#include "svemig/snapshot.h"
+#include "svemig/stream.h"
+
+/* Memory goes to the stream writer in pieces, so that failures and cancels are noticed promptly. */
+#define SOURCE_PIECE  (64ull << 20)
+#define RESOLVE_TRIES 3u
+#define VCPU_OVERHEAD 4096u /* framing and encoding per vcpu, for the downtime estimate */
+
+static const char *const step_names[_MIGRATE_STEP_MAX] = {
+        [MIGRATE_STEP_NONE] = "start",
+        [MIGRATE_STEP_REQUEST] = "request",
+        [MIGRATE_STEP_VERDICT] = "verdict",
+        [MIGRATE_STEP_PRECOPY] = "pre-copy",
+        [MIGRATE_STEP_STOP_COPY] = "stop-and-copy",
+        [MIGRATE_STEP_LOADED] = "loaded",
+        [MIGRATE_STEP_COMMIT] = "commit",
+        [MIGRATE_STEP_ACK] = "ack",
+};
+
+const char *migrate_step_name(enum migrate_step step)
+{
+        return step < _MIGRATE_STEP_MAX && step_names[step] ? step_names[step] : "unknown";
+}
+
+struct source {
+        struct guest *g;
+        const struct migrate_opts *opts;
+        struct migrate_report *rep;
+        struct wire w;
+        struct pump *pump;
+        int stream_fd;
+        struct svemig_stream_writer *writer;
+        struct converge_opts conv;
+        enum migrate_step step;
+        bool was_running;
+        bool paused; /* by us */
+        bool commit_sent;
+        bool killed; /* by the test hook */
+        uint64_t t_start, t_pause;
+        struct vcpu_state desc; /* vcpu 0, for the header and the register list */
+        uint64_t *dirty;        /* the pages still to send */
+        size_t words;
+        unsigned throttle;
+        uint64_t link_bytes, link_ns; /* over every pre-copy pass */
+        uint64_t bytes_per_page;
+        char peer[96]; /* "destination <host>" */
+};
+
+static const struct migrate_opts no_opts;
+
+/* ---- Describing the guest ---- */
+
+/* vcpu 0's state, for the stream header. A running guest stops for the length of one vcpu capture. */
+static int capture_descriptor(struct source *s, struct svemig_error *err)
+{
+        int r, r2;
+
+        if (s->was_running) {
+                r = guest_pause(s->g, err);
+                if (r < 0)
+                        return r;
+        }
+        r = vcpu_capture(guest_vcpu(s->g, 0), &s->desc, err);
+        if (s->was_running) {
+                r2 = guest_start(s->g, r < 0 ? NULL : err);
+                if (r == 0)
+                        r = r2;
+        }
+        return r;
+}
+
+/* The stream header of this migration. id_regs point into s->desc. */
+static int describe(struct source *s, enum migrate_compression c, struct snapshot_header *hdr,
+                    struct svemig_error *err)
+{
+        return snapshot_describe(s->g, &s->desc, "migration",
+                                 c == MIGRATE_COMPRESSION_LZ4 ? SVEMIG_COMPRESSION_LZ4
+                                                              : SVEMIG_COMPRESSION_NONE,
+                                 0, hdr, err);
+}
+
+/* GuestSpec: the name and vcpu 0's register list. reg_ids is the caller's to free. */
+static int guest_spec(const struct source *s, Svemig__Peer__GuestSpec *spec, uint64_t **reg_ids)
+{
+        svemig__peer__guest_spec__init(spec);
+        *reg_ids = calloc(s->desc.n_regs ? s->desc.n_regs : 1, sizeof(**reg_ids));
+        if (!*reg_ids)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->desc.n_regs; i++)
+                (*reg_ids)[i] = s->desc.regs[i].id;
+        spec->name = (char *)(s->opts->guest_name ? s->opts->guest_name : "");
+        spec->n_reg_ids = s->desc.n_regs;
+        spec->reg_ids = *reg_ids;
+        return 0;
+}
+
+/* ---- Failure ---- */
+
+/* Where the source is and what it does, in front of a reason. */
+static int source_fail(struct source *s, int r, struct svemig_error *err)
+{
+        const char *name = s->opts->guest_name;
+
+        s->rep->failed_step = s->step;
+        svemig_error_prefix(err, "migrating %s%s%sto %s failed at %s", name ? "guest '" : "",
+                            name ? name : "", name ? "' " : "", s->peer, migrate_step_name(s->step));
+        return r;
+}
+
+/* Puts the guest back as it was on entry: running (at full speed) if it was. */
+static void resume(struct source *s)
+{
+        guest_set_throttle(s->g, 100);
+        if (s->paused && s->was_running && guest_start(s->g, NULL) == 0)
+                s->paused = false;
+        s->rep->resumed = guest_running(s->g);
+}
+
+/* Takes the reason from the destination when it sent one (an Abort) before the connection broke. */
+static int peer_reason(struct source *s, int r, struct svemig_error *err)
+{
+        return wire_peer_reason(&s->w, r, s->peer, err);
+}
+
+static void stream_close(struct source *s)
+{
+        svemig_stream_writer_free(s->writer);
+        s->writer = NULL;
+        pump_free(s->pump);
+        s->pump = NULL;
+}
+
+/* The test hook: behave as a killed source would. Nothing is resumed. */
+static bool killed_at(struct source *s, enum migrate_step step, int *r, struct svemig_error *err)
+{
+        if (s->opts->fail_at != step)
+                return false;
+        stream_close(s);
+        wire_kill(&s->w);
+        s->killed = true;
+        s->rep->failed_step = step;
+        *r = svemig_error_set(err, ECANCELED, "source killed at %s (test hook)", migrate_step_name(step));
+        return true;
+}
+
+static int progress(struct source *s, const struct migrate_progress *p, struct svemig_error *err)
+{
+        int r;
+
+        if (!s->opts->progress)
+                return 0;
+        r = s->opts->progress(s->opts->userdata, p);
+        if (r < 0)
+                return svemig_error_set(err, r, "source: %s by the caller",
+                                        r == -ECANCELED ? "cancelled" : "stopped");
+        return 0;
+}
+
+static uint64_t bytes_sent(struct source *s)
+{
+        return s->w.bytes_out + (s->pump ? pump_bytes(s->pump) : 0);
+}
+
+/* ---- Memory passes ---- */
+
+struct pass {
+        uint64_t ns, bytes, pages, zero, nonzero_bytes;
+};
+
+/* Writes the pages of dirty (NULL: all of RAM) and waits until they are in the socket. */
+static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, struct svemig_error *err)
+{
+        const struct svemig_stream_stats *st = svemig_stream_writer_stats(s->writer);
+        uint64_t size = guest_mem_size(s->g), start = migrate_now_ns();
+        uint64_t bytes0 = st->bytes, pages0 = st->mem_pages, zero0 = st->zero_pages,
+                 stored0 = st->mem_stored;
+        int r;
+
+        for (uint64_t off = 0; off < size; off += SOURCE_PIECE) {
+                uint64_t len = MIN(SOURCE_PIECE, size - off);
+                const uint64_t *bits = dirty ? dirty + off / HV_PAGE_SIZE / 64 : NULL;
+                struct svemig_mem_range range = {
+                        .slot = GUEST_RAM_SLOT,
+                        .gpa = GUEST_RAM_BASE + off,
+                        .host = guest_mem(s->g) + off,
+                        .size = len,
+                        .dirty = bits,
+                };
+                bool any = !bits;
+
+                for (uint64_t i = 0; !any && i < DIV_ROUND_UP(len / HV_PAGE_SIZE, 64); i++)
+                        any = bits[i] != 0;
+                if (!any)
+                        continue;
+                r = pump_error(s->pump, err);
+                if (r < 0)
+                        return peer_reason(s, r, err);
+                r = svemig_stream_write_memory(s->writer, &range, 1, err);
+                if (r < 0)
+                        return svemig_error_prefix(err, "source: writing guest memory");
+        }
+        r = pump_flush(s->pump, st->bytes, err);
+        if (r < 0)
+                return peer_reason(s, r, err);
+        p->ns = migrate_now_ns() - start;
+        p->bytes = st->bytes - bytes0;
+        p->pages = st->mem_pages - pages0;
+        p->zero = st->zero_pages - zero0;
+        p->nonzero_bytes = st->mem_stored - stored0;
+        s->rep->pages_sent = st->mem_pages;
+        s->rep->zero_pages = st->zero_pages;
+        s->rep->rounds++;
+        return 0;
+}
+
+static uint64_t count_bits(const uint64_t *bits, size_t words)
+{
+        uint64_t n = 0;
+
+        for (size_t i = 0; i < words; i++)
+                n += (uint64_t)__builtin_popcountll(bits[i]);
+        return n;
+}
+
+static int read_dirty(struct source *s, uint64_t *bits, struct svemig_error *err)
+{
+        int r = hv_vm_get_dirty_log(guest_vm(s->g), GUEST_RAM_SLOT, bits, err);
+
+        if (r < 0)
+                return svemig_error_prefix(err, "source: reading the dirty log");
+        return 0;
+}
+
+static void account_pass(struct source *s, const struct pass *p)
+{
+        s->link_bytes += p->bytes;
+        s->link_ns += p->ns;
+        if (p->pages > p->zero)
+                s->bytes_per_page = MAX(p->nonzero_bytes / (p->pages - p->zero), 1ull);
+        s->rep->link_bps = s->link_ns ? (uint64_t)((double)s->link_bytes * 1e9 / (double)s->link_ns) : 0;
+}
+
+/*
+ * Pre-copy: a full pass, then passes of what the guest dirtied meanwhile,
+ * until the policy says stop and copy. On return s->dirty holds the pages
+ * dirtied since the last pass.
+ */
+static int precopy(struct source *s, struct svemig_error *err)
+{
+        struct converge_round round = {.fixed_bytes =
+                                               guest_n_vcpus(s->g) * (s->desc.blob_size + VCPU_OVERHEAD)};
+        struct pass p;
+        int r;
+
+        /* Start the log afresh: the first pass sends everything there is. */
+        r = read_dirty(s, s->dirty, err);
+        if (r < 0)
+                return r;
+        r = send_pass(s, NULL, &p, err);
+        for (;;) {
+                struct converge_verdict v;
+                struct migrate_progress prog;
+
+                if (r < 0)
+                        return r;
+                account_pass(s, &p);
+                r = read_dirty(s, s->dirty, err);
+                if (r < 0)
+                        return r;
+                round.round = s->rep->rounds;
+                round.dirty_pages = count_bits(s->dirty, s->words);
+                round.round_ns = p.ns;
+                round.sent_bytes = p.bytes;
+                round.sent_pages = p.pages - p.zero;
+                round.link_bps = s->rep->link_bps;
+                round.bytes_per_page = s->bytes_per_page;
+                round.throttle_pct = s->throttle;
+                converge_decide(&s->conv, &round, &v);
+
+                prog = (struct migrate_progress){.step = MIGRATE_STEP_PRECOPY,
+                                                 .round = s->rep->rounds,
+                                                 .bytes_sent = bytes_sent(s),
+                                                 .dirty_pages = round.dirty_pages,
+                                                 .dirty_rate = v.dirty_rate,
+                                                 .link_bps = round.link_bps,
+                                                 .expected_downtime_ns = v.expected_downtime_ns,
+                                                 .throttle_pct = s->throttle};
+                r = progress(s, &prog, err);
+                if (r < 0)
+                        return r;
+                switch (v.action) {
+                case CONVERGE_STOP_COPY:
+                        return 0;
+                case CONVERGE_GIVE_UP:
+                        return svemig_error_set(err, ETIME, "source: %s", v.reason);
+                case CONVERGE_THROTTLE:
+                        s->throttle = v.throttle_pct;
+                        s->rep->throttle_pct = MAX(s->rep->throttle_pct, s->throttle);
+                        guest_set_throttle(s->g, 100 - s->throttle);
+                        break;
+                case CONVERGE_CONTINUE:
+                        break;
+                }
+                r = send_pass(s, s->dirty, &p, err);
+        }
+}
+
+/* Pause; the last dirty pages and every vcpu; the trailer; everything out of the pump. */
+static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *err)
+{
+        _cleanup_free_ uint64_t *more = NULL;
+        struct vcpu_state *states = NULL;
+        unsigned n = guest_n_vcpus(s->g);
+        struct pass p;
+        int r;
+
+        if (s->was_running) {
+                r = guest_pause(s->g, err);
+                s->paused = true;
+                if (r < 0)
+                        return svemig_error_prefix(err, "source: pausing the guest");
+        }
+        s->t_pause = migrate_now_ns();
+        if (precopied) {
+                more = calloc(s->words, sizeof(*more));
+                if (!more)
+                        return svemig_error_set(err, ENOMEM, "source: out of memory");
+                r = read_dirty(s, more, err);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < s->words; i++)
+                        s->dirty[i] |= more[i];
+                s->rep->final_dirty_pages = count_bits(s->dirty, s->words);
+        } else
+                s->rep->final_dirty_pages = guest_mem_size(s->g) / HV_PAGE_SIZE;
+
+        r = guest_capture(s->g, &states, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "source: capturing the vcpus");
+        for (unsigned i = 0; i < n && r == 0; i++)
+                r = svemig_stream_write_vcpu(s->writer, &states[i], err);
+        guest_states_free(states, n);
+        if (r < 0)
+                return svemig_error_prefix(err, "source: writing the vcpus");
+        r = send_pass(s, precopied ? s->dirty : NULL, &p, err);
+        if (r < 0)
+                return r;
+        /*
+         * From the trailer on, the destination speaks (Loaded) as soon as it
+         * has it, which the pump must not take for an Abort; an Abort now is
+         * read in Loaded's place.
+         */
+        pump_watch_peer(s->pump, false);
+        r = svemig_stream_writer_finish(s->writer, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "source: writing the trailer");
+        s->rep->stream_bytes = svemig_stream_writer_stats(s->writer)->bytes;
+        r = pump_stop(s->pump, err);
+        if (r < 0)
+                return peer_reason(s, r, err);
+        s->rep->bytes_sent = bytes_sent(s);
+        return 0;
+}
+
+/* ---- The handoff ---- */
+
+static int expect_reply(struct source *s, Svemig__Peer__PeerMessage__BodyCase kind, const char *what,
+                        PeerMessage **out, struct svemig_error *err)
+{
+        int r = wire_recv(&s->w, s->w.timeout_ms, out, err);
+
+        if (r < 0)
+                return svemig_error_prefix(err, "%s: waiting for %s", s->peer, what);
+        if ((*out)->body_case == SVEMIG__PEER__PEER_MESSAGE__BODY_ABORT)
+                return svemig_error_set(err, (*out)->abort->code ? (int)(*out)->abort->code : EPROTO,
+                                        "%s stopped at %s: %s", s->peer, (*out)->abort->step,
+                                        (*out)->abort->message);
+        if ((*out)->body_case != kind)
+                return svemig_error_set(err, EPROTO, "%s sent %s where %s was due", s->peer,
+                                        wire_body_name(*out), what);
+        if (kind != SVEMIG__PEER__PEER_MESSAGE__BODY_VERDICT) {
+                ProtobufCBinaryData *id = kind == SVEMIG__PEER__PEER_MESSAGE__BODY_LOADED
+                                                  ? &(*out)->loaded->id
+                                                  : &(*out)->ack->id;
+
+                if (id->len != MIGRATE_ID_SIZE || memcmp(id->data, s->rep->id, MIGRATE_ID_SIZE) != 0)
+                        return svemig_error_set(err, EPROTO, "%s answered %s for another migration", s->peer,
+                                                what);
+        }
+        return 0;
+}
+
+/* Asks the destination on new connections what became of the migration. 1 committed, 0 not, <0 unknown. */
+static int resolve(struct source *s, struct svemig_error *err)
+{
+        struct peer_info self, remote;
+        int r = -ENOTCONN;
+
+        if (!s->opts->reconnect)
+                return svemig_error_set(err, ENOTCONN, "no way to reach the destination again");
+        r = peer_info_local(guest_host(s->g), 0, &self, err);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < RESOLVE_TRIES; i++) {
+                int fd = s->opts->reconnect(s->opts->reconnect_userdata);
+                bool committed;
+
+                if (fd < 0) {
+                        r = svemig_error_set(err, fd, "cannot reach the destination again: %s",
+                                             strerror(-fd));
+                        continue;
+                }
+                r = peer_hello(fd, &self, s->w.timeout_ms, &remote, err);
+                if (r == 0) {
+                        peer_info_done(&remote);
+                        r = migrate_resolve(fd, s->rep->id, s->w.timeout_ms, &committed, err);
+                }
+                close(fd);
+                if (r == 0) {
+                        peer_info_done(&self);
+                        return committed ? 1 : 0;
+                }
+        }
+        peer_info_done(&self);
+        return r;
+}
+
+/*
+ * COMMIT is out (or may be): the guest is no longer ours to resume unless the
+ * destination says it did not take it.
+ */
+static int handoff_in_doubt(struct source *s, int r, struct svemig_error *err)
+{
+        struct svemig_error why = *err, rerr = {0};
+        int k = resolve(s, &rerr);
+
+        if (k == 1) {
+                s->rep->outcome = MIGRATE_OUTCOME_COMMITTED;
+                s->rep->failed_step = MIGRATE_STEP_NONE;
+                svemig_error_clear(err);
+                return 0;
+        }
+        if (k == 0) {
+                s->rep->outcome = MIGRATE_OUTCOME_ABORTED;
+                resume(s);
+                *err = why;
+                svemig_error_prefix(err,
+                                    "%s did not commit (asked again after the Ack never came); the "
+                                    "guest %s here",
+                                    s->peer, s->rep->resumed ? "runs again" : "is kept, paused,");
+                return r;
+        }
+        s->rep->outcome = MIGRATE_OUTCOME_IN_DOUBT;
+        s->rep->failed_step = MIGRATE_STEP_ACK;
+        return svemig_error_set(
+                err, EINPROGRESS,
+                "migrating to %s: COMMIT was sent but no Ack came (%s), and asking again failed "
+                "(%s). The guest stays PAUSED here and is not destroyed: resume it only once %s "
+                "answers migrate_resolve() that it did not commit",
+                s->peer, svemig_error_str(&why, r), svemig_error_str(&rerr, k), s->peer);
+}
+
+static int send_commit(struct source *s, struct svemig_error *err)
+{
+        Svemig__Peer__Commit commit = SVEMIG__PEER__COMMIT__INIT;
+        PeerMessage msg = SVEMIG__PEER__PEER_MESSAGE__INIT;
+
+        commit.id.data = s->rep->id;
+        commit.id.len = MIGRATE_ID_SIZE;
+        msg.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_COMMIT;
+        msg.commit = &commit;
+        return wire_send(&s->w, &msg, err);
+}
+
+static int handoff(struct source *s, struct svemig_error *err)
+{
+        struct migrate_progress prog = {.round = s->rep->rounds};
+        PeerMessage *in;
+        int r;
+
+        s->step = MIGRATE_STEP_LOADED;
+        r = expect_reply(s, SVEMIG__PEER__PEER_MESSAGE__BODY_LOADED, "Loaded", &in, err);
+        if (r < 0)
+                return r;
+
+        s->step = MIGRATE_STEP_COMMIT;
+        prog.step = MIGRATE_STEP_COMMIT;
+        prog.bytes_sent = bytes_sent(s);
+        r = progress(s, &prog, err);
+        if (r < 0)
+                return r;
+        if (killed_at(s, MIGRATE_STEP_COMMIT, &r, err))
+                return r;
+        r = send_commit(s, err);
+        if (r < 0) {
+                /*
+                 * Not all of the frame went out, so the destination cannot
+                 * read a COMMIT; closing makes sure no rest follows later.
+                 */
+                wire_kill(&s->w);
+                return svemig_error_prefix(err, "source: sending COMMIT");
+        }
+        s->commit_sent = true;
+
+        s->step = MIGRATE_STEP_ACK;
+        if (killed_at(s, MIGRATE_STEP_ACK, &r, err))
+                return r;
+        r = expect_reply(s, SVEMIG__PEER__PEER_MESSAGE__BODY_ACK, "Ack", &in, err);
+        if (r < 0)
+                return handoff_in_doubt(s, r, err);
+        if (in->ack->code != 0) {
+                /* The destination took COMMIT but discarded its copy: the guest is still ours. */
+                s->rep->outcome = MIGRATE_OUTCOME_ABORTED;
+                return svemig_error_set(err, (int)in->ack->code, "%s could not start the guest: %s", s->peer,
+                                        in->ack->message);
+        }
+        s->rep->outcome = MIGRATE_OUTCOME_COMMITTED;
+        return 0;
+}
+
+/* ---- Request and verdict ---- */
+
+static int send_request(struct source *s, struct svemig_error *err)
+{
+        Svemig__Peer__Migrate mig = SVEMIG__PEER__MIGRATE__INIT;
+        PeerMessage msg = SVEMIG__PEER__PEER_MESSAGE__INIT;
+        Svemig__Peer__GuestSpec spec;
+        _cleanup_free_ uint64_t *ids = NULL;
+
+        if (guest_spec(s, &spec, &ids) < 0)
+                return svemig_error_set(err, ENOMEM, "source: out of memory");
+        mig.id.data = s->rep->id;
+        mig.id.len = MIGRATE_ID_SIZE;
+        mig.guest = &spec;
+        mig.running = s->was_running;
+        msg.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_MIGRATE;
+        msg.migrate = &mig;
+        return wire_send(&s->w, &msg, err);
+}
+
+/* The destination's answer to the header. A refusal leaves the connection clean for another request. */
+static int await_verdict(struct source *s, bool *refused, struct svemig_error *err)
+{
+        PeerMessage *in;
+        int r;
+
+        *refused = false;
+        r = expect_reply(s, SVEMIG__PEER__PEER_MESSAGE__BODY_VERDICT, "Verdict", &in, err);
+        if (r < 0)
+                return r;
+        if (in->verdict->code == 0)
+                return 0;
+        *refused = true;
+        return svemig_error_set(err, (int)in->verdict->code, "%s refused the guest: %s", s->peer,
+                                in->verdict->message);
+}
+
+static enum migrate_compression pick_compression(struct source *s)
+{
+        uint64_t link = s->opts->max_bandwidth ? s->opts->max_bandwidth : s->opts->link_bps_hint;
+
+        if (s->opts->compression != MIGRATE_COMPRESSION_AUTO)
+                return s->opts->compression;
+        return compression_choose(guest_mem(s->g), guest_mem_size(s->g), s->opts->n_threads, link);
+}
+
+static int open_stream(struct source *s, struct svemig_error *err)
+{
+        struct svemig_stream_write_opts wopts = {.n_threads = s->opts->n_threads};
+        struct snapshot_header hdr;
+        int r;
+
+        s->rep->compression = pick_compression(s);
+        r = describe(s, s->rep->compression, &hdr, err);
+        if (r < 0)
+                return r;
+        r = pump_start(s->w.fd, PUMP_TO_PEER, s->w.timeout_ms, s->opts->max_bandwidth, &s->stream_fd,
+                       &s->pump, err);
+        if (r < 0)
+                return r;
+        r = send_request(s, err);
+        if (r < 0)
+                return r;
+        r = svemig_stream_writer_open(s->stream_fd, &hdr.info, &wopts, &s->writer, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "source: writing the stream header");
+        r = pump_flush(s->pump, svemig_stream_writer_stats(s->writer)->bytes, err);
+        if (r < 0)
+                return r;
+        return 0;
+}
+
+static int source_init(struct source *s, struct guest *g, int fd, const struct migrate_opts *opts,
+                       struct migrate_report *rep, struct svemig_error *err)
+{
+        *s = (struct source){.g = g, .opts = opts ? opts : &no_opts, .rep = rep, .stream_fd = -1};
+        memset(rep, 0, sizeof(*rep));
+        wire_init(&s->w, fd, s->opts->timeout_ms);
+        converge_opts_from(s->opts, &s->conv);
+        if (s->opts->peer_name)
+                snprintf(s->peer, sizeof(s->peer), "destination %s", s->opts->peer_name);
+        else
+                snprintf(s->peer, sizeof(s->peer), "the destination");
+        s->t_start = migrate_now_ns();
+        s->was_running = guest_running(g);
+        if (getrandom(rep->id, sizeof(rep->id), 0) != (ssize_t)sizeof(rep->id))
+                return svemig_error_set(err, errno ? errno : EIO,
+                                        "source: no random bytes for the migration id");
+        return 0;
+}
+
+static void source_done(struct source *s)
+{
+        stream_close(s);
+        vcpu_state_done(&s->desc);
+        free(s->dirty);
+        wire_done(&s->w);
+}
+
+int migrate_send(struct guest *g, int fd, const struct migrate_opts *opts, struct migrate_report *report,
+                 struct svemig_error *err)
+{
+        struct migrate_report scratch;
+        struct svemig_error local = {0};
+        struct source s;
+        bool refused = false, precopied = false;
+        int r;
+
+        if (!report)
+                report = &scratch;
+        if (!err)
+                err = &local;
+        r = source_init(&s, g, fd, opts, report, err);
+        if (r < 0)
+                goto out;
+
+        s.step = MIGRATE_STEP_REQUEST;
+        r = capture_descriptor(&s, err);
+        if (r < 0)
+                goto fail;
+        if (killed_at(&s, MIGRATE_STEP_REQUEST, &r, err))
+                goto out;
+        r = open_stream(&s, err);
+        if (r < 0)
+                goto fail;
+
+        s.step = MIGRATE_STEP_VERDICT;
+        if (killed_at(&s, MIGRATE_STEP_VERDICT, &r, err))
+                goto out;
+        r = await_verdict(&s, &refused, err);
+        if (r < 0)
+                goto fail;
+        pump_watch_peer(s.pump, true);
+
+        s.step = MIGRATE_STEP_PRECOPY;
+        if (killed_at(&s, MIGRATE_STEP_PRECOPY, &r, err))
+                goto out;
+        s.words = DIV_ROUND_UP(guest_mem_size(g) / HV_PAGE_SIZE, 64);
+        s.dirty = calloc(s.words, sizeof(*s.dirty));
+        if (!s.dirty) {
+                r = svemig_error_set(err, ENOMEM, "source: out of memory");
+                goto fail;
+        }
+        /* Pre-copy needs a running guest with a dirty log; otherwise one pass while paused does it all. */
+        if (s.was_running && hv_vm_get_dirty_log(guest_vm(g), GUEST_RAM_SLOT, s.dirty, NULL) == 0) {
+                precopied = true;
+                r = precopy(&s, err);
+                if (r < 0)
+                        goto fail;
+        }
+
+        s.step = MIGRATE_STEP_STOP_COPY;
+        if (killed_at(&s, MIGRATE_STEP_STOP_COPY, &r, err))
+                goto out;
+        r = stop_and_copy(&s, precopied, err);
+        if (r < 0)
+                goto fail;
+
+        r = handoff(&s, err);
+        if (r < 0 || s.rep->outcome != MIGRATE_OUTCOME_COMMITTED)
+                goto fail;
+        report->downtime_ns = migrate_now_ns() - s.t_pause;
+        report->bytes_sent = s.w.bytes_out + report->stream_bytes;
+        guest_set_throttle(g, 100);
+        r = 0;
+        goto out;
+
+fail:
+        if (s.killed)
+                goto out; /* as a killed process: nothing more happens */
+        if (s.rep->outcome == MIGRATE_OUTCOME_IN_DOUBT)
+                goto out; /* paused, kept, and said so */
+        stream_close(&s);
+        if (!refused)
+                wire_kill(&s.w); /* the connection is mid-protocol: nothing more can follow on it */
+        if (s.rep->outcome != MIGRATE_OUTCOME_COMMITTED)
+                resume(&s);
+        report->bytes_sent = bytes_sent(&s);
+        r = source_fail(&s, r, err);
+out:
+        report->total_ns = migrate_now_ns() - s.t_start;
+        source_done(&s);
+        return r;
+}
+
+/* ---- Pre-flight ---- */
+
+/* The stream header a migration would send, as bytes (through a memfd: the writer wants an fd). */
+static int header_bytes(struct source *s, uint8_t **out, size_t *len, struct svemig_error *err)
+{
+        struct svemig_stream_writer *w = NULL;
+        struct snapshot_header hdr;
+        _cleanup_close_ int fd = memfd_create("svemig-header", MFD_CLOEXEC);
+        uint64_t n;
+        int r;
+
+        if (fd < 0)
+                return svemig_error_set(err, errno, "source: memfd_create: %s", strerror(errno));
+        r = describe(s, MIGRATE_COMPRESSION_LZ4, &hdr, err);
+        if (r < 0)
+                return r;
+        r = svemig_stream_writer_open(fd, &hdr.info, NULL, &w, err);
+        if (r < 0)
+                return r;
+        n = svemig_stream_writer_stats(w)->bytes;
+        svemig_stream_writer_free(w);
+        *out = malloc(n ? n : 1);
+        if (!*out)
+                return svemig_error_set(err, ENOMEM, "source: out of memory");
+        if (pread(fd, *out, n, 0) != (ssize_t)n) {
+                free(*out);
+                return svemig_error_set(err, EIO, "source: reading back the stream header failed");
+        }
+        *len = n;
+        return 0;
+}
+
+int migrate_check_send(struct guest *g, int fd, const struct migrate_opts *opts, struct svemig_error *err)
+{
+        Svemig__Peer__Check check = SVEMIG__PEER__CHECK__INIT;
+        PeerMessage msg = SVEMIG__PEER__PEER_MESSAGE__INIT;
+        Svemig__Peer__GuestSpec spec;
+        struct svemig_error local = {0};
+        struct migrate_report rep;
+        _cleanup_free_ uint64_t *ids = NULL;
+        _cleanup_free_ uint8_t *header = NULL;
+        struct source s;
+        size_t len = 0;
+        bool refused;
+        int r;
+
+        if (!err)
+                err = &local;
+        r = source_init(&s, g, fd, opts, &rep, err);
+        if (r == 0)
+                r = capture_descriptor(&s, err);
+        if (r == 0)
+                r = header_bytes(&s, &header, &len, err);
+        if (r == 0 && guest_spec(&s, &spec, &ids) < 0)
+                r = svemig_error_set(err, ENOMEM, "source: out of memory");
+        if (r < 0)
+                goto out;
+        check.guest = &spec;
+        check.stream_header.data = header;
+        check.stream_header.len = len;
+        msg.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_CHECK;
+        msg.check = &check;
+        s.step = MIGRATE_STEP_VERDICT;
+        r = wire_send(&s.w, &msg, err);
+        if (r == 0)
+                r = await_verdict(&s, &refused, err);
+out:
+        source_done(&s);
+        if (r < 0)
+                return svemig_error_prefix(err, "pre-flight check");
+        return 0;
+}
+
+/* ---- Resolution ---- */
+
+int migrate_resolve(int fd, const uint8_t id[MIGRATE_ID_SIZE], unsigned timeout_ms, bool *committed,
+                    struct svemig_error *err)
+{
+        Svemig__Peer__Resolve res = SVEMIG__PEER__RESOLVE__INIT;
+        PeerMessage msg = SVEMIG__PEER__PEER_MESSAGE__INIT, *in = NULL;
+        struct svemig_error local = {0};
+        struct wire w;
+        int r;
+
+        if (!err)
+                err = &local;
+        wire_init(&w, fd, timeout_ms);
+        res.id.data = (uint8_t *)id;
+        res.id.len = MIGRATE_ID_SIZE;
+        msg.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_RESOLVE;
+        msg.resolve = &res;
+        r = wire_send(&w, &msg, err);
+        if (r == 0)
+                r = wire_recv(&w, w.timeout_ms, &in, err);
+        if (r == 0 && (in->body_case != SVEMIG__PEER__PEER_MESSAGE__BODY_OUTCOME ||
+                       in->outcome->id.len != MIGRATE_ID_SIZE ||
+                       memcmp(in->outcome->id.data, id, MIGRATE_ID_SIZE) != 0))
+                r = svemig_error_set(err, EPROTO, "the destination sent %s where the Outcome was due",
+                                     wire_body_name(in));
+        if (r == 0)
+                *committed = in->outcome->state == SVEMIG__PEER__OUTCOME__STATE__COMMITTED;
+        wire_done(&w);
+        if (r < 0)
+                return svemig_error_prefix(err, "resolving a handoff in doubt");
+        return 0;
+}
