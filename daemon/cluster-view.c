@@ -348,6 +348,50 @@ const struct peer_info *cluster_view_self(const struct cluster_view *v)
         return &v->self;
 }
 
+unsigned cluster_view_peer_timeout_ms(const struct cluster_view *v)
+{
+        return v->d->conf.peer_timeout_ms;
+}
+
+int cluster_view_peer(const struct cluster_view *v, const char *name, struct peer_address *addr,
+                      const struct cluster_member **member, struct svemig_error *err)
+{
+        const struct migrate_conf *conf = &v->d->conf;
+        char names[1024] = "";
+        size_t off = 0;
+
+        for (size_t i = 0; i < conf->n_peers; i++) {
+                const struct migrate_conf_peer *p = &conf->peers[i];
+                const struct cluster_member *m = &v->members[i + 1];
+
+                if (strcmp(p->name, name) != 0) {
+                        if (off < sizeof(names))
+                                off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
+                                                        off ? ", " : "", p->name);
+                        continue;
+                }
+                if (!m->state.up)
+                        return svemig_error_set(err, EHOSTDOWN, "peer %s is down: %s", name,
+                                                m->state.reason);
+                if (addr)
+                        *addr = (struct peer_address){
+                                .name = p->name, .address = p->address, .host = p->host, .port = p->port};
+                if (member)
+                        *member = m;
+                return 0;
+        }
+        if (strcmp(name, conf->host_name) == 0)
+                return svemig_error_set(err, EINVAL, "%s is this host; name one of its peers", name);
+        if (conf->n_peers == 0)
+                return svemig_error_set(
+                        err, ENOENT,
+                        "no peer named %s: %s lists no peers; add a [peer %s] section with its "
+                        "address",
+                        name, conf->path ? conf->path : "migrate.conf", name);
+        return svemig_error_set(err, ENOENT, "no peer named %s in %s; its peers are: %s", name,
+                                conf->path ? conf->path : "migrate.conf", names);
+}
+
 int svemigd_cluster_guest_set(struct svemigd *d, vqset_t *out, struct svemig_error *err)
 {
         if (!d->cluster || !d->cluster->have_result)

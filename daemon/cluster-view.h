@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "peer-connect.h"
 #include "peer-link.h"
 #include "peer-listener.h"
 #include "svemig/cluster.h"
@@ -56,6 +57,18 @@ unsigned cluster_view_refresh_ms(const struct cluster_view *v);
 const char *cluster_view_listen_address(const struct cluster_view *v);
 /* What this host says about itself to its peers (peer_hello(), HostInfo). */
 const struct peer_info *cluster_view_self(const struct cluster_view *v);
+/* [cluster] peer-timeout. */
+unsigned cluster_view_peer_timeout_ms(const struct cluster_view *v);
+
+/*
+ * The peer a migration goes to, by name: -ENOENT when migrate.conf lists no
+ * such peer (the reason names those it does), -EHOSTDOWN with the reason
+ * when it is down now. *addr (for peer_connect(), on a worker thread) and
+ * *member point into the view and the configuration: copy what outlives the
+ * loop's current turn.
+ */
+int cluster_view_peer(const struct cluster_view *v, const char *name, struct peer_address *addr,
+                      const struct cluster_member **member, struct svemig_error *err);
 
 /*
  * The guest set for max VL "cluster": the set this host and every peer now

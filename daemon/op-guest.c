@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "api-ops.h"
+#include "cluster-view.h"
 #include "guest-registry.h"
 #include "log.h"
 #include "macro.h"
@@ -54,16 +55,6 @@ static void set_busy(struct guest_entry *e, struct api_call *call, const char *w
         e->busy_operation = api_call_operation(call);
 }
 
-/*
- * The guest set for max VL "cluster". For now it is this host's full set;
- * the migration work replaces it with the set negotiated with the peers
- * (vqset_negotiate() over their host-info).
- */
-static vqset_t cluster_guest_set(struct svemigd *d, const struct hv_caps *caps)
-{
-        return caps->vls;
-}
-
 static int choose_vls(struct svemigd *d, const Svemig__Api__GuestCreateRequest *req, vqset_t *out,
                       struct svemig_error *err)
 {
@@ -80,8 +71,8 @@ static int choose_vls(struct svemigd *d, const Svemig__Api__GuestCreateRequest *
 
         switch (req->max_vl_case) {
         case SVEMIG__API__GUEST_CREATE_REQUEST__MAX_VL_CLUSTER:
-                *out = cluster_guest_set(d, &caps);
-                return 0;
+                /* The set negotiated with the peers now up; empty = FPSIMD only. */
+                return svemigd_cluster_guest_set(d, out, err);
         case SVEMIG__API__GUEST_CREATE_REQUEST__MAX_VL_MAX_VL_BITS:
                 if (req->max_vl_bits == 0)
                         break;

@@ -229,6 +229,16 @@ class Negotiation(ClusterTestCase):
             self.assertEqual(b_view["vl_bits"], [128, 256])
         self.assertRegex(a.daemon.output(), r"warning: peer b is down: .*\[peer=b\]")
 
+        # b comes back on another host with other lengths (the same name and address): the view
+        # follows what it says now, and b no longer limits.
+        hosts["b"].vq_map = C
+        self.start(hosts["b"], [a, c])
+        for h in (a, c):
+            v = self.wait_view(h, "b back with 128..512", lambda v: self.state(v, "b") == "up" and next(
+                x for x in v["hosts"] if x["name"] == "b")["vl_bits"] == [128, 256, 384, 512])
+            self.assertEqual((v["guest_bits"], v["limiting"]), ([128, 256], ["a"]))
+        hosts["b"].daemon.stop()
+
         # c stops cleanly (it says Bye): a alone is left, and nobody limits it.
         c.daemon.stop()
         v = self.wait_states(a, a="up", b="down", c="down")
@@ -263,7 +273,6 @@ class Negotiation(ClusterTestCase):
 
     # Until op-guest.c's cluster_guest_set() calls svemigd_cluster_guest_set() (cluster-view.h),
     # a "cluster" guest gets this host's own set. Remove this decorator once it is wired.
-    @unittest.expectedFailure
     def test_guest_created_at_cluster_gets_the_negotiated_set(self):
         hosts = self.hosts(a=A, c=C)
         self.start_all(hosts)
