@@ -261,31 +261,15 @@ static void help(void)
 
 int ctl_cluster(const struct ctl_options *opts, int argc, char **argv)
 {
-        static const struct option longopts[] = {
-                {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},
-                {0},
-        };
         Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
         Svemig__Api__ClusterRequest creq = SVEMIG__API__CLUSTER_REQUEST__INIT;
         Svemig__Api__Response *resp = NULL;
         bool json = opts->json;
-        int c, r;
+        int r;
 
-        opterr = 0;
-        optind = 0;
-        while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
-                switch (c) {
-                case 'j':
-                        json = true;
-                        break;
-                case 'h':
-                        help();
-                        return CTL_EXIT_OK;
-                default:
-                        return ctl_usage_error("cluster: unknown option '%s'", argv[optind - 1]);
-                }
-        }
+        r = ctl_parse_json_help("cluster", argc, argv, help, &json);
+        if (r >= 0)
+                return r;
         if (optind < argc)
                 return ctl_usage_error("cluster: takes no arguments");
 

@@ -202,33 +202,16 @@ static void help(void)
 
 int ctl_negotiate(const struct ctl_options *opts, int argc, char **argv)
 {
-        static const struct option longopts[] = {
-                {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},
-                {0},
-        };
         _cleanup_(cluster_donep) struct vqset_cluster cluster = {0}, without = {0};
         _cleanup_free_ vqset_t *hosts = NULL, *rest = NULL;
         struct svemig_error err = {0};
         bool json = opts->json, have_without = false;
         size_t n;
-        int c, r;
+        int r;
 
-        /* Errors are ours to word; getopt would name the subcommand as the program. */
-        opterr = 0;
-        optind = 0;
-        while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
-                switch (c) {
-                case 'j':
-                        json = true;
-                        break;
-                case 'h':
-                        help();
-                        return CTL_EXIT_OK;
-                default:
-                        return ctl_usage_error("negotiate: unknown option '%s'", argv[optind - 1]);
-                }
-        }
+        r = ctl_parse_json_help("negotiate", argc, argv, help, &json);
+        if (r >= 0)
+                return r;
 
         n = (size_t)(argc - optind);
         if (n == 0)

@@ -44,6 +44,14 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv);
 int ctl_restore(const struct ctl_options *opts, int argc, char **argv);
 int ctl_cancel(const struct ctl_options *opts, int argc, char **argv);
 int ctl_cluster(const struct ctl_options *opts, int argc, char **argv);
+int ctl_migrate(const struct ctl_options *opts, int argc, char **argv);
+
+/*
+ * Parses the options of a subcommand that takes only --json and --help:
+ * returns -1 to go on (optind at the first argument, *json set), or the
+ * exit code to return (after --help, or a usage error naming cmd).
+ */
+int ctl_parse_json_help(const char *cmd, int argc, char **argv, void (*help)(void), bool *json);
 
 /* Prints "svemigctl: <what>" and returns CTL_EXIT_USAGE. */
 int ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -44,6 +44,11 @@ static const struct ctl_command commands[] = {
          "reason (exit code 4)",
          ctl_restore},
         {"cancel", "ID", "cancel operation ID (the number a long operation's progress shows)", ctl_cancel},
+        {"migrate", "GUEST PEER [--check]",
+         "move a running guest to PEER, with progress and a report (total time, downtime, bytes, "
+         "passes); --check only asks PEER whether it could take it; a refusal names the reason (exit "
+         "code 4) and the guest runs on here",
+         ctl_migrate},
 };
 
 int ctl_usage_error(const char *fmt, ...)
@@ -56,6 +61,33 @@ int ctl_usage_error(const char *fmt, ...)
         va_end(ap);
         fputs("\nTry 'svemigctl --help'.\n", stderr);
         return CTL_EXIT_USAGE;
+}
+
+int ctl_parse_json_help(const char *cmd, int argc, char **argv, void (*help)(void), bool *json)
+{
+        static const struct option longopts[] = {
+                {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        int c;
+
+        /* Errors are ours to word; getopt would name the subcommand as the program. */
+        opterr = 0;
+        optind = 0;
+        while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'j':
+                        *json = true;
+                        break;
+                case 'h':
+                        help();
+                        return CTL_EXIT_OK;
+                default:
+                        return ctl_usage_error("%s: unknown option '%s'", cmd, argv[optind - 1]);
+                }
+        }
+        return -1;
 }
 
 static void help(void)
