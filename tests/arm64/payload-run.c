@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 
 #include "macro.h"
+#include "rig-check.h"
 #include "svemig/hv.h"
 #include "svemig/kvmreg.h"
 #include "workload-model.h"
@@ -36,22 +37,6 @@
 #define CPACR_SVE     0x330000ull /* FPEN = ZEN = 0b11: no FP/SVE traps at EL1 */
 #define ZCR_MAX_LEN   0xfull
 #define PSCI_SHUTDOWN 1 /* KVM_SYSTEM_EVENT_SHUTDOWN */
-
-static unsigned n_pass, n_fail;
-
-static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool check(bool ok, const char *fmt, ...)
-{
-        va_list ap;
-
-        printf("%s ", ok ? "PASS" : "FAIL");
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        putchar('\n');
-        ok ? n_pass++ : n_fail++;
-        return ok;
-}
 
 struct guest {
         struct hv *hv;
@@ -153,17 +138,17 @@ static int run_rdvl(struct guest *g)
         int r;
 
         r = run_to_report(g, &exit, &vl);
-        if (!check(r == 0 && exit.reason == HV_EXIT_MMIO && exit.mmio.is_write &&
-                           exit.mmio.addr == MMIO_REPORT,
-                   "rdvl-mmio-report (run %d, exit %d, addr 0x%llx)", r, exit.reason,
-                   (unsigned long long)exit.mmio.addr))
+        if (!rig_check(r == 0 && exit.reason == HV_EXIT_MMIO && exit.mmio.is_write &&
+                               exit.mmio.addr == MMIO_REPORT,
+                       "rdvl-mmio-report (run %d, exit %d, addr 0x%llx)", r, exit.reason,
+                       (unsigned long long)exit.mmio.addr))
                 return -EIO;
         printf("RIG-INFO rdvl=%llu max_vl=%u\n", (unsigned long long)vl, want);
-        check(vl == want, "rdvl-equals-max-vl (%llu bits, the vcpu's maximum is %u)", (unsigned long long)vl,
-              want);
+        rig_check(vl == want, "rdvl-equals-max-vl (%llu bits, the vcpu's maximum is %u)",
+                  (unsigned long long)vl, want);
         r = run_to_report(g, &exit, NULL);
-        check(r == 0 && exit.reason == HV_EXIT_SYSTEM_EVENT && exit.system_event == PSCI_SHUTDOWN,
-              "psci-system-off-exit (run %d, exit %d, event %u)", r, exit.reason, exit.system_event);
+        rig_check(r == 0 && exit.reason == HV_EXIT_SYSTEM_EVENT && exit.system_event == PSCI_SHUTDOWN,
+                  "psci-system-off-exit (run %d, exit %d, event %u)", r, exit.reason, exit.system_event);
         return 0;
 }
 
@@ -174,21 +159,22 @@ static void check_workload_state(struct guest *g, uint64_t k)
         uint64_t x2 = 0, count;
 
         memcpy(&count, g->ram + COUNT_GPA, sizeof(count));
-        check(count == k, "workload-counter-in-memory (%llu, expected %llu)", (unsigned long long)count,
-              (unsigned long long)k);
-        check(hv_vcpu_get_reg(g->vcpu, kvmreg_core_x(2), &x2) == 0 && x2 == k, "workload-x2 (%llu)",
-              (unsigned long long)x2);
-        check(workload_buf_matches(g->ram + BUF_GPA, KVMREG_ZREG_SLICE_BYTES, vq, k),
-              "workload-memory-matches-model (%u lanes, k=%llu)", 2 * vq, (unsigned long long)k);
-        check(hv_vcpu_get_reg(g->vcpu, kvmreg_zreg(0, 0), z) == 0 &&
-                      workload_z0_matches(z, sizeof(z), vq, k),
-              "workload-z0-matches-model");
-        check(hv_vcpu_get_reg(g->vcpu, kvmreg_zreg(1, 0), z) == 0 &&
-                      workload_buf_matches(z, sizeof(z), vq, k),
-              "workload-z1-matches-model");
+        rig_check(count == k, "workload-counter-in-memory (%llu, expected %llu)", (unsigned long long)count,
+                  (unsigned long long)k);
+        rig_check(hv_vcpu_get_reg(g->vcpu, kvmreg_core_x(2), &x2) == 0 && x2 == k, "workload-x2 (%llu)",
+                  (unsigned long long)x2);
+        rig_check(workload_buf_matches(g->ram + BUF_GPA, KVMREG_ZREG_SLICE_BYTES, vq, k),
+                  "workload-memory-matches-model (%u lanes, k=%llu)", 2 * vq, (unsigned long long)k);
+        rig_check(hv_vcpu_get_reg(g->vcpu, kvmreg_zreg(0, 0), z) == 0 &&
+                          workload_z0_matches(z, sizeof(z), vq, k),
+                  "workload-z0-matches-model");
+        rig_check(hv_vcpu_get_reg(g->vcpu, kvmreg_zreg(1, 0), z) == 0 &&
+                          workload_buf_matches(z, sizeof(z), vq, k),
+                  "workload-z1-matches-model");
         /* ptrue p0.d: one predicate bit per byte, the lowest of each doubleword's 8. */
-        check(hv_vcpu_get_reg(g->vcpu, kvmreg_preg(0, 0), p) == 0 && workload_p0_matches(p, sizeof(p), vq),
-              "workload-p0-ptrue-d");
+        rig_check(hv_vcpu_get_reg(g->vcpu, kvmreg_preg(0, 0), p) == 0 &&
+                          workload_p0_matches(p, sizeof(p), vq),
+                  "workload-p0-ptrue-d");
 }
 
 static int run_workload(struct guest *g)
@@ -203,25 +189,25 @@ static int run_workload(struct guest *g)
                 uint64_t k = stops[s];
 
                 /* x0 is where the workload stops to report; moving it resumes the loop. */
-                if (!check(hv_vcpu_set_reg(g->vcpu, kvmreg_core_x(0), &k) == 0, "workload-set-x0"))
+                if (!rig_check(hv_vcpu_set_reg(g->vcpu, kvmreg_core_x(0), &k) == 0, "workload-set-x0"))
                         return -EIO;
                 r = run_to_report(g, &exit, &value);
-                if (!check(r == 0 && exit.reason == HV_EXIT_MMIO && exit.mmio.addr == MMIO_REPORT &&
-                                   value == k,
-                           "workload-report-at-%llu (run %d, exit %d, value %llu)", (unsigned long long)k, r,
-                           exit.reason, (unsigned long long)value))
+                if (!rig_check(r == 0 && exit.reason == HV_EXIT_MMIO && exit.mmio.addr == MMIO_REPORT &&
+                                       value == k,
+                               "workload-report-at-%llu (run %d, exit %d, value %llu)",
+                               (unsigned long long)k, r, exit.reason, (unsigned long long)value))
                         return -EIO;
                 check_workload_state(g, k);
 
                 /* The guest wrote the buffer (page 2) and the counter (page 3), nothing else. */
                 r = hv_vm_get_dirty_log(g->vm, 0, bitmap, &err);
-                check(r == 0 && bitmap[0] == ((1ull << (BUF_GPA / HV_PAGE_SIZE)) |
-                                              (1ull << (COUNT_GPA / HV_PAGE_SIZE))),
-                      "workload-dirty-log-pages-2-3 (rc %d, bitmap 0x%llx)", r,
-                      (unsigned long long)bitmap[0]);
+                rig_check(r == 0 && bitmap[0] == ((1ull << (BUF_GPA / HV_PAGE_SIZE)) |
+                                                  (1ull << (COUNT_GPA / HV_PAGE_SIZE))),
+                          "workload-dirty-log-pages-2-3 (rc %d, bitmap 0x%llx)", r,
+                          (unsigned long long)bitmap[0]);
                 r = hv_vm_get_dirty_log(g->vm, 0, bitmap, &err);
-                check(r == 0 && bitmap[0] == 0, "workload-dirty-log-cleared (bitmap 0x%llx)",
-                      (unsigned long long)bitmap[0]);
+                rig_check(r == 0 && bitmap[0] == 0, "workload-dirty-log-cleared (bitmap 0x%llx)",
+                          (unsigned long long)bitmap[0]);
         }
         return 0;
 }
@@ -250,6 +236,5 @@ int main(int argc, char **argv)
                 run_rdvl(&g);
         else
                 run_workload(&g);
-        printf("%u passed, %u failed\n", n_pass, n_fail);
-        return n_fail || !n_pass ? 1 : 0;
+        return rig_summary();
 }

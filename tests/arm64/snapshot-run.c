@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "rig-check.h"
 #include "svemig/guest.h"
 #include "svemig/kvmreg.h"
 #include "svemig/snapshot.h"
@@ -46,22 +47,6 @@
 #define K_FINAL    (3 * K_SNAPSHOT)
 /* A guest that never reports must not hold the rig until init's timeout. */
 #define WATCHDOG_S 60
-
-static unsigned n_pass, n_fail;
-
-static bool check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool check(bool ok, const char *fmt, ...)
-{
-        va_list ap;
-
-        printf("%s ", ok ? "PASS" : "FAIL");
-        va_start(ap, fmt);
-        vprintf(fmt, ap);
-        va_end(ap);
-        putchar('\n');
-        ok ? n_pass++ : n_fail++;
-        return ok;
-}
 
 /* What the workload's MMIO reports said; the handler's userdata. */
 struct reports {
@@ -151,14 +136,14 @@ static bool run_to(struct guest *g, struct reports *rep, uint64_t k, const char 
 
         *rep = (struct reports){.stop_at = k};
         r = hv_vcpu_set_reg(guest_vcpu(g, 0), kvmreg_core_x(WORKLOAD_X_STOP), &k);
-        if (!check(r == 0, "%s-set-x0 (%s)", what, strerror(-r)))
+        if (!rig_check(r == 0, "%s-set-x0 (%s)", what, strerror(-r)))
                 return false;
         /* On kvm the step budget counts nothing: the vcpu runs until the handler stops it. */
         r = guest_run(g, 1, &err);
-        return check(r == 0 && rep->stray_addr == 0 && rep->last == k,
-                     "%s-stopped-at-%llu (run: %s; last report %llu of %u; stray MMIO at 0x%llx)", what,
-                     (unsigned long long)k, r < 0 ? svemig_error_str(&err, r) : "ok",
-                     (unsigned long long)rep->last, rep->n, (unsigned long long)rep->stray_addr);
+        return rig_check(r == 0 && rep->stray_addr == 0 && rep->last == k,
+                         "%s-stopped-at-%llu (run: %s; last report %llu of %u; stray MMIO at 0x%llx)", what,
+                         (unsigned long long)k, r < 0 ? svemig_error_str(&err, r) : "ok",
+                         (unsigned long long)rep->last, rep->n, (unsigned long long)rep->stray_addr);
 }
 
 /*
@@ -168,8 +153,8 @@ static bool run_to(struct guest *g, struct reports *rep, uint64_t k, const char 
  */
 static void check_resumed_past_report(const struct reports *rep, const char *what)
 {
-        check(rep->n == 1, "%s-resumed-past-the-report (%u reports on the way to %llu)", what, rep->n,
-              (unsigned long long)rep->stop_at);
+        rig_check(rep->n == 1, "%s-resumed-past-the-report (%u reports on the way to %llu)", what, rep->n,
+                  (unsigned long long)rep->stop_at);
 }
 
 /* The guest's vector length in quadwords: the maximum of its vcpu's VL set. */
@@ -191,18 +176,20 @@ static void check_model(struct guest *g, unsigned vq, uint64_t k, const char *wh
         uint64_t count, x2 = 0;
 
         memcpy(&count, mem + WORKLOAD_COUNT_GPA, sizeof(count));
-        check(count == k, "%s-counter-in-memory (%llu, model %llu)", what, (unsigned long long)count,
-              (unsigned long long)k);
-        check(hv_vcpu_get_reg(vcpu, kvmreg_core_x(WORKLOAD_X_COUNT), &x2) == 0 && x2 == k,
-              "%s-x2 (%llu, model %llu)", what, (unsigned long long)x2, (unsigned long long)k);
-        check(workload_buf_matches(mem + WORKLOAD_BUF_GPA, KVMREG_ZREG_SLICE_BYTES, vq, k),
-              "%s-memory-buffer (%u lanes, k=%llu)", what, 2 * vq, (unsigned long long)k);
-        check(hv_vcpu_get_reg(vcpu, kvmreg_zreg(0, 0), z) == 0 && workload_z0_matches(z, sizeof(z), vq, k),
-              "%s-z0 (%u-bit lanes filled, zeros past them)", what, vq_to_bits(vq));
-        check(hv_vcpu_get_reg(vcpu, kvmreg_zreg(1, 0), z) == 0 && workload_buf_matches(z, sizeof(z), vq, k),
-              "%s-z1", what);
-        check(hv_vcpu_get_reg(vcpu, kvmreg_preg(0, 0), p) == 0 && workload_p0_matches(p, sizeof(p), vq),
-              "%s-p0-ptrue-d", what);
+        rig_check(count == k, "%s-counter-in-memory (%llu, model %llu)", what, (unsigned long long)count,
+                  (unsigned long long)k);
+        rig_check(hv_vcpu_get_reg(vcpu, kvmreg_core_x(WORKLOAD_X_COUNT), &x2) == 0 && x2 == k,
+                  "%s-x2 (%llu, model %llu)", what, (unsigned long long)x2, (unsigned long long)k);
+        rig_check(workload_buf_matches(mem + WORKLOAD_BUF_GPA, KVMREG_ZREG_SLICE_BYTES, vq, k),
+                  "%s-memory-buffer (%u lanes, k=%llu)", what, 2 * vq, (unsigned long long)k);
+        rig_check(hv_vcpu_get_reg(vcpu, kvmreg_zreg(0, 0), z) == 0 &&
+                          workload_z0_matches(z, sizeof(z), vq, k),
+                  "%s-z0 (%u-bit lanes filled, zeros past them)", what, vq_to_bits(vq));
+        rig_check(hv_vcpu_get_reg(vcpu, kvmreg_zreg(1, 0), z) == 0 &&
+                          workload_buf_matches(z, sizeof(z), vq, k),
+                  "%s-z1", what);
+        rig_check(hv_vcpu_get_reg(vcpu, kvmreg_preg(0, 0), p) == 0 && workload_p0_matches(p, sizeof(p), vq),
+                  "%s-p0-ptrue-d", what);
 }
 
 /* Every vcpu register (Z/P/FFR at full width included) and all of RAM. */
@@ -214,10 +201,10 @@ static void check_same(struct guest *a, struct guest *b, const char *what)
         int r;
 
         r = guest_compare(a, b, &equal, diff, sizeof(diff), &err);
-        check(r == 0 && equal, "%s (%s)", what,
-              r < 0   ? svemig_error_str(&err, r)
-              : equal ? "bit-exact"
-                      : diff);
+        rig_check(r == 0 && equal, "%s (%s)", what,
+                  r < 0   ? svemig_error_str(&err, r)
+                  : equal ? "bit-exact"
+                          : diff);
 }
 
 static int do_roundtrip(struct hv *hv, const uint8_t *image, size_t size, const struct hv_caps *caps)
@@ -229,26 +216,26 @@ static int do_roundtrip(struct hv *hv, const uint8_t *image, size_t size, const 
         _cleanup_close_ int fd = mkstemp(path);
         int r;
 
-        if (!check(fd >= 0, "roundtrip-tmpfile (%s)", strerror(errno)))
+        if (!rig_check(fd >= 0, "roundtrip-tmpfile (%s)", strerror(errno)))
                 return -EIO;
         r = workload_guest(hv, image, size, NULL, &rep, &g, &err);
         if (r == 0)
                 r = workload_guest(hv, image, size, NULL, &rep_unbroken, &unbroken, &err);
-        if (!check(r == 0, "roundtrip-create-guests (%s)", svemig_error_str(&err, r)))
+        if (!rig_check(r == 0, "roundtrip-create-guests (%s)", svemig_error_str(&err, r)))
                 return r;
 
         if (!run_to(g, &rep, K_SNAPSHOT, "roundtrip-first-leg"))
                 return -EIO;
         check_model(g, caps->max_vq, K_SNAPSHOT, "roundtrip-at-k");
         r = snapshot_save(g, path, NULL, NULL, &err);
-        if (!check(r == 0, "roundtrip-snapshot-save (%s)", svemig_error_str(&err, r)))
+        if (!rig_check(r == 0, "roundtrip-snapshot-save (%s)", svemig_error_str(&err, r)))
                 return r;
         r = snapshot_load(hv, path, NULL, &restored, &err);
         unlink(path);
-        if (!check(r == 0, "roundtrip-snapshot-load-new-vm (%s)", svemig_error_str(&err, r)))
+        if (!rig_check(r == 0, "roundtrip-snapshot-load-new-vm (%s)", svemig_error_str(&err, r)))
                 return r;
-        check(guest_ram_base(restored) == 0, "roundtrip-restored-ram-at-ipa-0 (0x%llx)",
-              (unsigned long long)guest_ram_base(restored));
+        rig_check(guest_ram_base(restored) == 0, "roundtrip-restored-ram-at-ipa-0 (0x%llx)",
+                  (unsigned long long)guest_ram_base(restored));
         check_same(g, restored, "roundtrip-restored-equals-saved");
 
         guest_set_mmio_handler(restored, on_mmio, &rep_restored);
@@ -258,7 +245,7 @@ static int do_roundtrip(struct hv *hv, const uint8_t *image, size_t size, const 
         /* The reference never stopped before 3K. */
         if (!run_to(unbroken, &rep_unbroken, K_FINAL, "roundtrip-unbroken"))
                 return -EIO;
-        check(rep_unbroken.n == 1, "roundtrip-unbroken-reported-once (%u)", rep_unbroken.n);
+        rig_check(rep_unbroken.n == 1, "roundtrip-unbroken-reported-once (%u)", rep_unbroken.n);
         check_model(restored, caps->max_vq, K_FINAL, "roundtrip-restored-at-3k");
         check_same(restored, unbroken, "roundtrip-restored-equals-unbroken-run");
         /* The original, continued in its own VM, is the same guest too. */
@@ -282,17 +269,17 @@ static int do_save(struct hv *hv, const uint8_t *image, size_t size, const char 
         int r;
 
         r = workload_guest(hv, image, size, vqset_empty(vls) ? NULL : vls, &rep, &g, &err);
-        if (!check(r == 0, "save-create-guest (%s)", svemig_error_str(&err, r)))
+        if (!rig_check(r == 0, "save-create-guest (%s)", svemig_error_str(&err, r)))
                 return r;
         hv_vcpu_get_reg(guest_vcpu(g, 0), kvmreg_vls(), guest_vls.w);
         vq = vqset_highest(&guest_vls);
-        check(vq == (vqset_empty(vls) ? caps->max_vq : vqset_highest(vls)), "save-guest-vl (%u bits)",
-              vq_to_bits(vq));
+        rig_check(vq == (vqset_empty(vls) ? caps->max_vq : vqset_highest(vls)), "save-guest-vl (%u bits)",
+                  vq_to_bits(vq));
         if (!run_to(g, &rep, K_SNAPSHOT, "save"))
                 return -EIO;
         check_model(g, vq, K_SNAPSHOT, "save-at-k");
         r = snapshot_save(g, file, NULL, &stats, &err);
-        if (!check(r == 0, "save-snapshot (%s)", svemig_error_str(&err, r)))
+        if (!rig_check(r == 0, "save-snapshot (%s)", svemig_error_str(&err, r)))
                 return r;
         vqset_format(&guest_vls, VQSET_FORMAT_BITS, set, sizeof(set));
         printf("RIG-INFO saved %s: guest VLs %s bits, stopped at %u iterations, %llu bytes\n", file, set,
@@ -312,13 +299,13 @@ static int do_restore(struct hv *hv, const char *file, unsigned expect_bits, con
         int r;
 
         r = snapshot_load(hv, file, NULL, &g, &err);
-        if (!check(r == 0, "restore-snapshot-load (%s)", svemig_error_str(&err, r)))
+        if (!rig_check(r == 0, "restore-snapshot-load (%s)", svemig_error_str(&err, r)))
                 return r;
         hv_vcpu_get_reg(guest_vcpu(g, 0), kvmreg_vls(), vls.w);
         vq = vqset_highest(&vls);
         if (expect_bits)
-                check(vq_to_bits(vq) == expect_bits, "restore-guest-vl (%u bits, expected %u)",
-                      vq_to_bits(vq), expect_bits);
+                rig_check(vq_to_bits(vq) == expect_bits, "restore-guest-vl (%u bits, expected %u)",
+                          vq_to_bits(vq), expect_bits);
         check_model(g, vq, K_SNAPSHOT, "restore-at-k");
 
         guest_set_mmio_handler(g, on_mmio, &rep);
@@ -331,16 +318,16 @@ static int do_restore(struct hv *hv, const char *file, unsigned expect_bits, con
                 r = read_file(image_path, &image, &size, &err);
                 if (r == 0)
                         r = workload_guest(hv, image, size, &vls, &rep_native, &native, &err);
-                if (!check(r == 0, "restore-native-guest (%s)", svemig_error_str(&err, r)))
+                if (!rig_check(r == 0, "restore-native-guest (%s)", svemig_error_str(&err, r)))
                         return r;
                 if (run_to(native, &rep_native, K_FINAL, "restore-native"))
                         check_same(g, native, "restore-equals-native-run");
         }
         printf("RIG-INFO restored %s at %u bits, continued from %u to %u iterations: %s\n", file,
                vq_to_bits(vq), K_SNAPSHOT, K_FINAL,
-               n_fail       ? "FAILED"
-               : image_path ? "matches the model, bit-exact against a run here"
-                            : "matches the model");
+               rig_failures() ? "FAILED"
+               : image_path   ? "matches the model, bit-exact against a run here"
+                              : "matches the model");
         return 0;
 }
 
@@ -367,9 +354,9 @@ static int do_refuse(struct hv *hv, const char *file, unsigned expect_vq, const 
         else
                 snprintf(needle, sizeof(needle), "vq %u (%u-bit) is missing", expect_vq,
                          vq_to_bits(expect_vq));
-        check(r == -EINVAL, "refuse-einval (%d: %s)", r, r < 0 ? svemig_error_str(&err, r) : "loaded");
-        check(r < 0 && strstr(err.msg, needle), "refuse-reason (wanted \"%s\")", needle);
-        check(progressed == 0 && !g, "refuse-before-memory (%u progress calls)", progressed);
+        rig_check(r == -EINVAL, "refuse-einval (%d: %s)", r, r < 0 ? svemig_error_str(&err, r) : "loaded");
+        rig_check(r < 0 && strstr(err.msg, needle), "refuse-reason (wanted \"%s\")", needle);
+        rig_check(progressed == 0 && !g, "refuse-before-memory (%u progress calls)", progressed);
         printf("RIG-INFO refused %s: %s\n", file, r < 0 ? err.msg : "(it loaded)");
         return 0;
 }
@@ -456,6 +443,5 @@ int main(int argc, char **argv)
         else
                 do_refuse(hv, argv[optind], expect_vq, expect);
         hv_close(hv);
-        printf("%u passed, %u failed\n", n_pass, n_fail);
-        return n_fail || !n_pass ? 1 : 0;
+        return rig_summary();
 }
