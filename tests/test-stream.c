@@ -587,6 +587,40 @@ static void test_random_pages_raw(void **state)
         close(fd);
 }
 
+/* A page random in its first half and regular in its second still compresses (on its own, to under a page).
+ */
+static void test_half_random_page(void **state)
+{
+        static const struct svemig_stream_slot slot = {.id = 1, .gpa = 0x10000000ull, .size = 4096};
+        struct svemig_stream_writer *w = NULL;
+        struct svemig_error err = {0};
+        struct svemig_stream_info info;
+        uint8_t page[4096], back[4096];
+        struct svemig_mem_range rg = {slot.id, slot.gpa, page, slot.size, NULL};
+        struct svemig_mem_map map = {slot.id, slot.gpa, back, sizeof(back)};
+        struct decoded d;
+        uint64_t rng = 11;
+        int fd = memfd_with(NULL);
+
+        content_fill_random(page, 2048, &rng);
+        for (size_t i = 2048; i < sizeof(page); i++)
+                page[i] = (uint8_t)(i % 7);
+        basic_info(&info, &slot, 1, 0);
+        assert_int_equal(svemig_stream_writer_open(fd, &info, NULL, &w, &err), 0);
+        assert_int_equal(svemig_stream_write_memory(w, &rg, 1, &err), 0);
+        assert_int_equal(svemig_stream_writer_finish(w, &err), 0);
+        assert_int_equal(svemig_stream_writer_stats(w)->lz4_pages, 1);
+        assert_true(svemig_stream_writer_stats(w)->mem_stored < 2048 + 200);
+        svemig_stream_writer_free(w);
+
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        if (decode_fd(fd, 1, &map, 1, &d, &err) != 0)
+                fail_msg("decode: %s", err.msg);
+        assert_memory_equal(back, page, sizeof(page));
+        decoded_done(&d);
+        close(fd);
+}
+
 struct progress_log {
         uint64_t last, total;
         unsigned calls, stop_at;
@@ -1444,6 +1478,7 @@ int main(void)
                 cmocka_unit_test(test_pipe),
                 cmocka_unit_test(test_page_coding),
                 cmocka_unit_test(test_random_pages_raw),
+                cmocka_unit_test(test_half_random_page),
                 cmocka_unit_test(test_progress),
                 cmocka_unit_test(test_golden),
                 cmocka_unit_test(test_golden_v1_1),
