@@ -28,6 +28,7 @@ static const struct api_op ops[] = {
         {OP(SNAPSHOT), "snapshot", op_snapshot, false},
         {OP(RESTORE), "restore", op_restore, false},
         {OP(CLUSTER), "cluster", op_cluster, false},
+        {OP(MIGRATE), "migrate", op_migrate, false},
         /* A stopping daemon still lets a client cancel what it waits for. */
         {OP(CANCEL), "cancel", op_cancel, true},
 };

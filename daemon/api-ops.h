@@ -45,3 +45,7 @@ int op_restore(struct api_call *call, const Svemig__Api__Request *req, void *use
 /* op-cluster.c */
 int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
                struct svemig_error *err);
+
+/* op-migrate.c */
+int op_migrate(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+               struct svemig_error *err);

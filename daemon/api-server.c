@@ -405,15 +405,22 @@ void api_call_fail_status(struct api_call *call, const Svemig__Api__Status *stat
 
 void api_call_progress(struct api_call *call, const char *phase, uint64_t done, uint64_t total)
 {
-        Svemig__Api__ServerMessage msg = SVEMIG__API__SERVER_MESSAGE__INIT;
         Svemig__Api__Progress progress = SVEMIG__API__PROGRESS__INIT;
 
-        if (call->client->fd < 0)
-                return;
-        progress.id = call->id;
         progress.phase = (char *)phase;
         progress.done = done;
         progress.total = total;
+        api_call_progress_msg(call, &progress);
+}
+
+void api_call_progress_msg(struct api_call *call, const Svemig__Api__Progress *p)
+{
+        Svemig__Api__ServerMessage msg = SVEMIG__API__SERVER_MESSAGE__INIT;
+        Svemig__Api__Progress progress = *p;
+
+        if (!call || call->client->fd < 0)
+                return;
+        progress.id = call->id;
         progress.operation = call->operation;
         msg.kind_case = SVEMIG__API__SERVER_MESSAGE__KIND_PROGRESS;
         msg.progress = &progress;

@@ -96,6 +96,8 @@ void api_call_fail_status(struct api_call *call, const Svemig__Api__Status *stat
 
 /* Sends a Progress event (dropped when the client is gone). */
 void api_call_progress(struct api_call *call, const char *phase, uint64_t done, uint64_t total);
+/* The same with every field of p (a migration's round, rates...); id and operation are the call's. */
+void api_call_progress_msg(struct api_call *call, const Svemig__Api__Progress *p);
 
 /*
  * Makes the call cancellable: cancel() runs (once) when a client cancels it

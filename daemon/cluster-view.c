@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cluster-view.h"
+#include "op-migrate.h"
 #include "log.h"
 #include "macro.h"
 #include "svemigd.h"
@@ -256,6 +257,9 @@ int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig
                         .hv = d->hv,
                         .self = &v->self,
                         .timeout_ms = conf->peer_timeout_ms,
+                        /* A migration is served by the guest's new VMM (op-migrate.c). */
+                        .incoming = svemigd_migrate_incoming,
+                        .userdata = d,
                 };
 
                 r = peer_listener_new(d->event, &lp, &v->listener, err);

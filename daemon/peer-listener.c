@@ -37,6 +37,7 @@ struct conn {
 enum event_kind {
         EV_HELLO,
         EV_SERVED,
+        EV_INCOMING, /* a Migrate is next: the connection is handed to l->incoming */
         EV_CLOSED,
 };
 
@@ -63,6 +64,7 @@ struct peer_listener {
         unsigned timeout_ms;
         unsigned max_connections;
         peer_served_fn served;
+        peer_incoming_fn incoming;
         void *userdata;
 
         struct conn *conns; /* the loop's: every connection whose thread is not joined */
@@ -160,6 +162,23 @@ static void *conn_main(void *userdata)
                 struct migrate_served s;
 
                 svemig_error_clear(&err);
+                if (l->incoming) {
+                        enum migrate_served_kind kind;
+
+                        memset(&s, 0, sizeof(s));
+                        r = migrate_peek_request(c->fd, l->timeout_ms, &kind, s.guest_name,
+                                                 sizeof(s.guest_name), &err);
+                        if (r == -ENOTCONN) /* closed between requests, as a Bye */
+                                r = 0;
+                        if (r < 0)
+                                break;
+                        if (kind == MIGRATE_SERVED_MIGRATE) {
+                                /* The loop hands the fd on; this thread is done with it. */
+                                s.kind = kind;
+                                push(c, EV_INCOMING, 0, NULL, &s);
+                                return NULL;
+                        }
+                }
                 r = migrate_serve(l->hv, c->fd, &l->recv, &s, &err);
                 if (r == 0 && s.kind == MIGRATE_SERVED_BYE)
                         break;
@@ -258,6 +277,18 @@ static int on_wake(sd_event_source *source, int fd, uint32_t revents, void *user
                 case EV_SERVED:
                         handle_served(l, ev);
                         break;
+                case EV_INCOMING: {
+                        char peer[sizeof(c->peer)];
+                        int cfd = c->fd;
+
+                        snprintf(peer, sizeof(peer), "%s", c->peer);
+                        c->fd = -1;
+                        reap(l, c);
+                        log_msg(LOG_INFO, LOG_CTX(.peer = peer, .guest = ev->served.guest_name),
+                                "peer %s: incoming migration of guest %s", peer, ev->served.guest_name);
+                        l->incoming(l->userdata, peer, ev->served.guest_name, cfd);
+                        break;
+                }
                 case EV_CLOSED:
                         if (!c->peer[0])
                                 log_msg(LOG_NOTICE, NULL, "a connection from %s failed before its hello: %s",
@@ -433,6 +464,7 @@ int peer_listener_new(sd_event *event, const struct peer_listener_params *params
         l->timeout_ms = params->timeout_ms;
         l->max_connections = params->max_connections ? params->max_connections : MAX_CONNECTIONS_DEFAULT;
         l->served = params->served;
+        l->incoming = params->incoming;
         l->userdata = params->userdata;
         l->recv = (struct migrate_recv_opts){
                 .ledger = params->ledger,

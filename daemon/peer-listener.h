@@ -30,6 +30,13 @@ struct peer_listener;
 typedef void (*peer_served_fn)(void *userdata, const char *peer, struct migrate_served *s, int r,
                                const struct svemig_error *err);
 
+/*
+ * On the loop: the next request on a connection is a Migrate of guest_name;
+ * the callee takes fd (hello done, the request unread) and serves it in
+ * another process, e.g. the guest's new VMM. The listener forgets it.
+ */
+typedef void (*peer_incoming_fn)(void *userdata, const char *peer, const char *guest_name, int fd);
+
 struct peer_listener_params {
         const char *host; /* an address or name to bind, or "*" for every address */
         uint16_t port;
@@ -39,6 +46,7 @@ struct peer_listener_params {
         unsigned timeout_ms;           /* the longest wait on a peer inside a request */
         unsigned max_connections;      /* 0 = 64; more are closed at once, with a warning */
         peer_served_fn served;         /* NULL: logged only (and a received guest destroyed) */
+        peer_incoming_fn incoming;     /* NULL: migrations are served here (migrate_serve()) */
         void *userdata;
 };
 

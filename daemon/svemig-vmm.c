@@ -47,6 +47,7 @@ struct args {
         const char *dir;
         int ready_fd;
         const char *restore;
+        int receive_fd; /* a peer connection whose next request is a Migrate (hello done) */
         unsigned vcpus;
         uint64_t memory;
         const char *vls;
@@ -72,22 +73,18 @@ static int parse_u64(const char *opt, const char *s, uint64_t max, uint64_t *out
 static int parse_argv(int argc, char **argv, struct args *a)
 {
         static const struct option longopts[] = {
-                {"config", required_argument, NULL, 'c'},
-                {"name", required_argument, NULL, 'n'},
-                {"dir", required_argument, NULL, 'd'},
-                {"ready-fd", required_argument, NULL, 'r'},
-                {"restore", required_argument, NULL, 'R'},
-                {"vcpus", required_argument, NULL, 'C'},
-                {"memory", required_argument, NULL, 'm'},
-                {"vls", required_argument, NULL, 'l'},
-                {"dirty-pages", required_argument, NULL, 'D'},
-                {"verbose", no_argument, NULL, 'v'},
-                {0},
+                {"config", required_argument, NULL, 'c'},  {"name", required_argument, NULL, 'n'},
+                {"dir", required_argument, NULL, 'd'},     {"ready-fd", required_argument, NULL, 'r'},
+                {"restore", required_argument, NULL, 'R'}, {"receive-fd", required_argument, NULL, 'F'},
+                {"vcpus", required_argument, NULL, 'C'},   {"memory", required_argument, NULL, 'm'},
+                {"vls", required_argument, NULL, 'l'},     {"dirty-pages", required_argument, NULL, 'D'},
+                {"verbose", no_argument, NULL, 'v'},       {0},
         };
         uint64_t v;
         int c;
 
         a->ready_fd = -1;
+        a->receive_fd = -1;
         while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
@@ -106,6 +103,11 @@ static int parse_argv(int argc, char **argv, struct args *a)
                         break;
                 case 'R':
                         a->restore = optarg;
+                        break;
+                case 'F':
+                        if (parse_u64("--receive-fd", optarg, INT32_MAX, &v) < 0)
+                                return -EINVAL;
+                        a->receive_fd = (int)v;
                         break;
                 case 'C':
                         if (parse_u64("--vcpus", optarg, UINT32_MAX, &v) < 0)
@@ -131,9 +133,10 @@ static int parse_argv(int argc, char **argv, struct args *a)
                         return -EINVAL;
                 }
         }
-        if (!a->name || !a->dir || (!a->restore && (!a->vcpus || !a->memory || !a->vls))) {
+        if (!a->name || !a->dir ||
+            (!a->restore && a->receive_fd < 0 && (!a->vcpus || !a->memory || !a->vls))) {
                 fprintf(stderr, "svemig-vmm is started by svemigd; it needs --name, --dir and either "
-                                "--restore or --vcpus, --memory and --vls\n");
+                                "--restore, --receive-fd or --vcpus, --memory and --vls\n");
                 return -EINVAL;
         }
         return 0;
@@ -210,6 +213,7 @@ static int create_guest(struct vmm *v, const struct args *a, struct svemig_error
                 .n_vcpus = a->vcpus,
                 .mem_bytes = a->memory,
                 .dirty_pages_per_step = a->dirty_pages,
+                .log_dirty = true, /* pre-copy, when it migrates */
         };
         int r;
 
@@ -450,7 +454,11 @@ int main(int argc, char **argv)
                 r = hv_open(&hvcfg, &v.hv, &err);
         }
         if (r >= 0)
-                r = a.restore ? restore_guest(&v, &a, &incompatible, &err) : create_guest(&v, &a, &err);
+                r = a.receive_fd >= 0 ? vmm_receive(&v, a.receive_fd, &err)
+                    : a.restore       ? restore_guest(&v, &a, &incompatible, &err)
+                                      : create_guest(&v, &a, &err);
+        if (a.receive_fd >= 0)
+                close(a.receive_fd);
         if (r >= 0)
                 r = serve(&v, &a, &err);
         if (r < 0) {
@@ -460,8 +468,10 @@ int main(int argc, char **argv)
                 return EXIT_FAILURE;
         }
         log_msg(LOG_INFO, LOG_CTX(.guest = a.name), "guest %s %s: %u vcpus, %llu MiB; serving %s", a.name,
-                a.restore ? "restored" : "created", guest_n_vcpus(v.guest),
-                (unsigned long long)(guest_mem_size(v.guest) >> 20), v.socket_path);
+                a.receive_fd >= 0 ? "received"
+                : a.restore       ? "restored"
+                                  : "created",
+                guest_n_vcpus(v.guest), (unsigned long long)(guest_mem_size(v.guest) >> 20), v.socket_path);
         ready_ok(&v, a.ready_fd);
         if (a.ready_fd >= 0)
                 close(a.ready_fd);

@@ -20,7 +20,7 @@ static void on_progress(const Svemig__Api__Progress *p, void *userdata)
 {
         struct forward *f = userdata;
 
-        api_call_progress(f->call, p->phase, p->done, p->total);
+        api_call_progress_msg(f->call, p);
 }
 
 static void on_cancel(struct api_call *call, void *userdata)
@@ -140,7 +140,7 @@ static void launch_progress(const Svemig__Api__Progress *p, void *userdata)
 {
         struct launch *l = userdata;
 
-        api_call_progress(l->call, p->phase, p->done, p->total);
+        api_call_progress_msg(l->call, p);
 }
 
 static void launch_cancel(struct api_call *call, void *userdata)
@@ -176,15 +176,16 @@ static void launch_ready(struct vmm_spawn *s, const Svemig__Api__Response *resp,
         if (!resp && l->cancelled)
                 why = "cancelled";
         /* The call is no longer this launch's to cancel. */
-        api_call_set_cancel(l->call, NULL, NULL);
+        if (l->call)
+                api_call_set_cancel(l->call, NULL, NULL);
         l->done(l->d, l->call, l->e, resp, why);
         guest_entry_unref(l->e);
         vmm_spawn_free(s);
         free(l);
 }
 
-int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
-                 launch_done_t done, struct svemig_error *err)
+static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
+                  int receive_fd, launch_done_t done, struct svemig_error *err)
 {
         char vls[256], config[4096];
         struct vmm_spawn_args args = {
@@ -192,6 +193,8 @@ int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e
                 .dir = e->dir,
                 .verbose = d->verbose,
                 .restore = restore,
+                .receive = receive_fd >= 0,
+                .receive_fd = receive_fd,
                 .vcpus = e->rec.vcpus,
                 .memory = e->rec.memory_bytes,
                 .vls = vls,
@@ -224,6 +227,19 @@ int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e
         }
         l->e = guest_entry_ref(e);
         e->rec.vmm_pid = vmm_spawn_pid(l->spawn);
-        api_call_set_cancel(call, launch_cancel, l);
+        if (call)
+                api_call_set_cancel(call, launch_cancel, l);
         return 0;
+}
+
+int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
+                 launch_done_t done, struct svemig_error *err)
+{
+        return launch(d, call, e, restore, -1, done, err);
+}
+
+int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, launch_done_t done,
+                         struct svemig_error *err)
+{
+        return launch(d, NULL, e, NULL, fd, done, err);
 }

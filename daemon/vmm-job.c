@@ -37,6 +37,7 @@ struct vmm_job {
         bool has_progress, finished;
         char phase[32];
         uint64_t progress_done, progress_total;
+        Svemig__Api__Progress progress_more; /* a migration's round, rates...: phase/done/total aside */
         int r;
         struct svemig_error err;
 };
@@ -80,6 +81,7 @@ static int job_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         bool has_progress, finished;
         char phase[sizeof(job->phase)];
         uint64_t done, total, junk;
+        Svemig__Api__Progress p;
 
         (void)!read(job->efd, &junk, sizeof(junk));
         pthread_mutex_lock(&job->lock);
@@ -88,11 +90,17 @@ static int job_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         memcpy(phase, job->phase, sizeof(phase));
         done = job->progress_done;
         total = job->progress_total;
+        p = job->progress_more;
         finished = job->finished;
         pthread_mutex_unlock(&job->lock);
 
-        if (has_progress && !finished)
-                api_call_progress(job->call, phase, done, total);
+        /* The last progress goes out even when the end came with it: it comes before the answer. */
+        if (has_progress) {
+                p.phase = phase;
+                p.done = done;
+                p.total = total;
+                api_call_progress_msg(job->call, &p);
+        }
         if (!finished)
                 return 0;
 
@@ -127,6 +135,7 @@ int vmm_job_start(struct vmm *v, struct api_call *call, const char *name, vmm_jo
         if (!job)
                 return svemig_error_set(err, ENOMEM, "out of memory");
         job->vmm = v;
+        job->progress_more = (Svemig__Api__Progress)SVEMIG__API__PROGRESS__INIT;
         job->call = call;
         job->work = work;
         job->done = done;
@@ -153,6 +162,14 @@ int vmm_job_start(struct vmm *v, struct api_call *call, const char *name, vmm_jo
         v->job_name = name;
         api_call_set_cancel(call, job_cancel, job);
         return 0;
+}
+
+void vmm_job_progress_msg(struct vmm_job *job, const Svemig__Api__Progress *p)
+{
+        pthread_mutex_lock(&job->lock);
+        job->progress_more = *p;
+        pthread_mutex_unlock(&job->lock);
+        vmm_job_progress(job, p->phase, p->done, p->total);
 }
 
 void vmm_job_progress(struct vmm_job *job, const char *phase, uint64_t done, uint64_t total)

@@ -166,7 +166,7 @@ static int op_pause(struct api_call *call, const Svemig__Api__Request *req, void
         return 0;
 }
 
-static void drained(void *userdata)
+void vmm_drained(void *userdata)
 {
         struct vmm *v = userdata;
 
@@ -177,7 +177,7 @@ static int start_drain(sd_event_source *s, void *userdata)
 {
         struct vmm *v = userdata;
 
-        api_server_drain(v->server, drained, v);
+        api_server_drain(v->server, vmm_drained, v);
         return 0;
 }
 
@@ -214,7 +214,7 @@ static int op_stop(struct api_call *call, const Svemig__Api__Request *req, void 
                 (void)sd_event_source_set_floating(defer, true);
                 sd_event_source_unref(defer);
         } else
-                api_server_drain(v->server, drained, v);
+                api_server_drain(v->server, vmm_drained, v);
         return 0;
 }
 
@@ -454,6 +454,7 @@ static const struct api_op ops[] = {
         {OP(GUEST_SHOW), "guest-show", op_show, false},
         {OP(GUEST_RUN), "guest-run", op_run, false},
         {OP(SNAPSHOT), "snapshot", op_snapshot, false},
+        {OP(MIGRATE), "migrate", vmm_op_migrate, false},
         {OP(CANCEL), "cancel", op_cancel, true},
 };
 

@@ -15,7 +15,8 @@
 #include "macro.h"
 #include "vmm-spawn.h"
 
-#define READY_FD 3
+#define READY_FD   3
+#define RECEIVE_FD 4 /* --receive-fd: the peer connection an incoming guest arrives on */
 
 struct vmm_spawn {
         pid_t pid;
@@ -160,7 +161,7 @@ static int ready_io(sd_event_source *source, int fd, uint32_t revents, void *use
 }
 
 /* Between fork and exec: only async-signal-safe calls. */
-_Noreturn static void child(int ready, const char *binary, char **argv)
+_Noreturn static void child(int ready, int receive, const char *binary, char **argv)
 {
         sigset_t none;
         int null;
@@ -177,12 +178,15 @@ _Noreturn static void child(int ready, const char *binary, char **argv)
                 fcntl(ready, F_SETFD, 0);
         else if (dup2(ready, READY_FD) < 0)
                 _exit(126);
+        /* receive is above RECEIVE_FD (vmm_spawn() made sure), so the ready pipe is not in its way. */
+        if (receive >= 0 && dup2(receive, RECEIVE_FD) < 0)
+                _exit(126);
         null = open("/dev/null", O_RDONLY);
         if (null >= 0 && null != STDIN_FILENO) {
                 dup2(null, STDIN_FILENO);
                 close(null);
         }
-        close_range(READY_FD + 1, ~0u, 0);
+        close_range((receive >= 0 ? RECEIVE_FD : READY_FD) + 1, ~0u, 0);
         if (chdir("/") < 0)
                 _exit(126);
         execv(binary, argv);
@@ -193,10 +197,10 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
               vmm_spawn_done_t done, void *userdata, struct vmm_spawn **out, struct svemig_error *err)
 {
         const char *binary = vmm_spawn_binary();
-        char vcpus[16], memory[32], dirty[16], ready_fd[8];
+        char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8];
         const char *argv[24];
         size_t n = 0;
-        int fds[2], r;
+        int fds[2], receive, r;
         struct vmm_spawn *s;
         pid_t pid;
 
@@ -222,7 +226,11 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
         }
         if (a->verbose)
                 argv[n++] = "--verbose";
-        if (a->restore) {
+        if (a->receive) {
+                snprintf(receive_fd, sizeof(receive_fd), "%d", RECEIVE_FD);
+                argv[n++] = "--receive-fd";
+                argv[n++] = receive_fd;
+        } else if (a->restore) {
                 argv[n++] = "--restore";
                 argv[n++] = a->restore;
         } else {
@@ -248,17 +256,23 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                 free(s);
                 return svemig_error_set(err, errno, "pipe: %s", strerror(errno));
         }
-        pid = fork();
+        /* Above every fd number the child moves things to. */
+        receive = a->receive ? fcntl(a->receive_fd, F_DUPFD_CLOEXEC, RECEIVE_FD + 1) : -1;
+        pid = a->receive && receive < 0 ? -1 : fork();
         if (pid < 0) {
                 r = -errno;
                 close(fds[0]);
                 close(fds[1]);
+                if (receive >= 0)
+                        close(receive);
                 free(s);
                 return svemig_error_set(err, r, "cannot start the guest's VMM: fork: %s", strerror(-r));
         }
         if (pid == 0)
-                child(fds[1], binary, (char **)argv);
+                child(fds[1], receive, binary, (char **)argv);
         close(fds[1]);
+        if (receive >= 0)
+                close(receive);
         s->pid = pid;
         s->fd = fds[0];
         fcntl(s->fd, F_SETFL, O_NONBLOCK);

@@ -24,6 +24,8 @@ struct vmm_spawn_args {
         const char *dir; /* the guest's directory: vmm.sock goes there */
         bool verbose;
         const char *restore; /* a snapshot to restore; else the guest below */
+        bool receive;        /* else: a guest migrating in on receive_fd (a peer connection, hello done) */
+        int receive_fd;      /* the caller's: the VMM gets a copy */
         unsigned vcpus;
         uint64_t memory;
         const char *vls; /* a VL set as vqset_parse() reads it; "none" = no SVE */

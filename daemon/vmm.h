@@ -57,6 +57,13 @@ const char *vmm_state(const struct vmm *v);
 
 /* vmm-ops.c: the operations this process serves, for api_server_params.lookup. */
 const struct api_op *vmm_op_find(int op_case);
+/* api_server_drain()'s done: the loop ends. */
+void vmm_drained(void *userdata);
+
+/* vmm-migrate.c: the source's MigrateRequest; the destination's incoming guest on fd (hello done). */
+int vmm_op_migrate(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+                   struct svemig_error *err);
+int vmm_receive(struct vmm *v, int fd, struct svemig_error *err);
 /* Fills g (whose arrays point into v's storage until the next call) with the guest as it is now. */
 void vmm_describe(struct vmm *v, Svemig__Api__Guest *g);
 
@@ -75,6 +82,8 @@ int vmm_job_start(struct vmm *v, struct api_call *call, const char *name, vmm_jo
                   vmm_job_done_t done, void *arg, struct svemig_error *err);
 /* From the worker: the latest progress (coalesced if the loop is behind). */
 void vmm_job_progress(struct vmm_job *job, const char *phase, uint64_t done, uint64_t total);
+/* The same with every field of p (phase copied; its pointers need not outlive the call). */
+void vmm_job_progress_msg(struct vmm_job *job, const Svemig__Api__Progress *p);
 bool vmm_job_cancelled(struct vmm_job *job);
 struct vmm *vmm_job_vmm(struct vmm_job *job);
 /*

@@ -1,6 +1,7 @@
 #!/bin/sh
 # make demo: svemig's tour on the embedded sim backend: offline first, then
-# with svemigd on a temporary socket (guests in their VMMs, a snapshot, a restore).
+# with svemigd on a temporary socket (guests in their VMMs, a snapshot, a restore),
+# then three svemigd peers: the cluster view, a live migration, a refused one.
 #   scripts/demo.sh BUILD_DIR
 set -eu
 build=${1:-build}
@@ -23,7 +24,20 @@ echo "exit code: $rc"
 
 work=$(mktemp -d)
 daemon_pid=
+cluster_pids=
 cleanup() {
+        # The cluster's daemons: every guest they hold is stopped first (VMMs outlive svemigd).
+        for h in a b c; do
+                [ -S "$work/$h/svemigd.sock" ] || continue
+                for g in $("$ctl" --socket "$work/$h/svemigd.sock" --json guest list 2>/dev/null |
+                        python3 -c 'import json, sys; print(" ".join(g["name"] for g in json.load(sys.stdin)["guests"]))' 2>/dev/null); do
+                        "$ctl" --socket "$work/$h/svemigd.sock" --quiet guest stop "$g" >/dev/null 2>&1 || true
+                done
+        done
+        for pid in $cluster_pids; do
+                kill -TERM "$pid" 2>/dev/null || true
+                wait "$pid" 2>/dev/null || true
+        done
         # Guests live in their own VMM processes, which outlive svemigd by design: stop them first.
         if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
                 for g in vm1 vm2; do
@@ -133,3 +147,104 @@ daemon_pid=
 echo "svemigd exit code: $rc"
 tail -n 2 "$work/svemigd.log"
 [ "$rc" -eq 0 ]
+
+# ---- Three daemons as peers: the cluster view, a live migration, a refused one ----
+
+# Three free TCP ports on loopback, one per host.
+set -- $(python3 -c 'import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+port_a=$1 port_b=$2 port_c=$3
+host_conf() { # NAME VQ-MAP PORT, then the peers as NAME PORT pairs
+        name=$1 map=$2 port=$3
+        shift 3
+        mkdir -p "$work/$name"
+        {
+                printf '[daemon]\nhost-name = %s\nstate-directory = %s/state\nsocket = %s/svemigd.sock\nsocket-group = %s\n' \
+                        "$name" "$work/$name" "$work/$name" "$(id -g)"
+                printf '[hypervisor]\nbackend = sim\n[sim]\nvq-map = %s\n' "$map"
+                printf '[cluster]\nlisten = 127.0.0.1:%s\nrefresh-interval = 500ms\n' "$port"
+                while [ $# -gt 0 ]; do
+                        printf '[peer %s]\naddress = 127.0.0.1:%s\n' "$1" "$2"
+                        shift 2
+                done
+        } >"$work/$name/migrate.conf"
+}
+host_conf a 128,256,512 "$port_a" b "$port_b" c "$port_c"
+host_conf b 128,256 "$port_b" a "$port_a" c "$port_c"
+host_conf c 128,256,384,512 "$port_c" a "$port_a" b "$port_b"
+
+step "Three hosts, each with its svemigd: a {128,256,512}, b {128,256}, c {128,256,384,512}" \
+        "svemigd --config a/migrate.conf & svemigd --config b/migrate.conf & svemigd --config c/migrate.conf &"
+for h in a b c; do
+        "$build/daemon/svemigd" --config "$work/$h/migrate.conf" --foreground 2>"$work/$h/svemigd.log" &
+        cluster_pids="$cluster_pids $!"
+done
+actl() { "$ctl" --socket "$work/a/svemigd.sock" "$@"; }
+bctl() { "$ctl" --socket "$work/b/svemigd.sock" "$@"; }
+ups='import json, sys; print(sum(h["state"] == "up" for h in json.load(sys.stdin)["hosts"]))'
+tries=0
+until [ "$(actl --json cluster 2>/dev/null | python3 -c "$ups" 2>/dev/null)" = 3 ] &&
+        [ "$(bctl --json cluster 2>/dev/null | python3 -c "$ups" 2>/dev/null)" = 3 ]; do
+        tries=$((tries + 1))
+        if [ $tries -gt 400 ]; then
+                echo "the three daemons never saw each other:" >&2
+                cat "$work"/?/svemigd.log >&2
+                exit 1
+        fi
+        sleep 0.05
+done
+
+step "a's live view of its cluster" "svemigctl cluster"
+actl cluster
+
+step "A running guest on a at the cluster's set, 32 MiB, dirtying memory as it runs" \
+        "svemigctl guest create web --vcpus 2 --memory 32M --vl cluster --dirty-rate 4 --start"
+actl guest create web --vcpus 2 --memory 32M --vl cluster --dirty-rate 4 --start
+sleep 0.3
+
+step "Pre-flight: can b take it?" "svemigctl migrate web b --check"
+actl migrate web b --check
+
+step "Live migration a -> b while it runs: progress, then the report" "svemigctl migrate web b"
+actl migrate web b
+
+step "It runs on b now, in a new VMM there; a no longer holds it" \
+        "svemigctl --socket b/svemigd.sock guest show web; svemigctl guest list"
+running='import json, sys; print(json.load(sys.stdin)["state"])'
+tries=0
+# b registers the guest once its new VMM reports in, just after the handoff.
+until [ "$(bctl --json guest show web 2>/dev/null | python3 -c "$running" 2>/dev/null)" = running ]; do
+        tries=$((tries + 1))
+        [ $tries -le 200 ] || { echo "web never ran on b" >&2; cat "$work/b/svemigd.log" >&2; exit 1; }
+        sleep 0.05
+done
+bctl guest show web
+echo
+actl guest list
+
+step "A guest at 512 bits on a" "svemigctl guest create wide --vcpus 1 --memory 32M --vl 128,256,512 --start"
+actl guest create wide --vcpus 1 --memory 32M --vl 128,256,512 --start
+
+step "b cannot present 512-bit vectors: refused before anything moves (exit code 4)" \
+        "svemigctl migrate wide b"
+rc=0
+actl migrate wide b || rc=$?
+echo "exit code: $rc"
+[ "$rc" -eq 4 ]
+
+step "The refused guest runs on, on a" "svemigctl guest show wide"
+actl guest show wide
+
+step "Everything torn down: guests stopped, the three daemons stopped on SIGTERM" "..."
+for g in wide; do actl --quiet guest stop "$g" >/dev/null; done
+bctl --quiet guest stop web >/dev/null
+for pid in $cluster_pids; do
+        kill -TERM "$pid"
+        rc=0
+        wait "$pid" || rc=$?
+        [ "$rc" -eq 0 ] || { echo "a cluster daemon exited $rc" >&2; exit 1; }
+done
+cluster_pids=
+echo "all stopped"

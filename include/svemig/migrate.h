@@ -295,3 +295,22 @@ int migrate_receive(struct hv *hv, int fd, const struct migrate_recv_opts *opts,
 /* Serves exactly one request, which must be a Check. 0 whatever the answer; *answer holds it. */
 int migrate_check_receive(struct hv *hv, int fd, const struct migrate_recv_opts *opts, int *answer,
                           struct svemig_error *err);
+
+/* ---- Handing a connection on ---- */
+
+/*
+ * Looks at the next request on fd (after peer_hello()) without taking it, so
+ * that another process can serve it: *kind is MIGRATE_SERVED_MIGRATE (with
+ * the guest's name), _CHECK, _RESOLVE, or _HOST_INFO for anything else
+ * (_BYE for a frame that does not parse: the reader reports it). Waits up to
+ * timeout_ms (0 = default) for the whole frame.
+ */
+int migrate_peek_request(int fd, unsigned timeout_ms, enum migrate_served_kind *kind, char *guest_name,
+                         size_t name_size, struct svemig_error *err);
+
+/*
+ * Refuses the migration request waiting on fd with code (an errno) and
+ * reason, as the destination's Verdict: the source's migrate_send() fails
+ * with them and keeps its guest. Drains what the source sent meanwhile.
+ */
+int migrate_refuse(int fd, int code, const char *reason, unsigned timeout_ms, struct svemig_error *err);

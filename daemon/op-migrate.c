@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Live migration through svemigd (docs/migration.md, "In the daemons").
+ *
+ * Source: `migrate GUEST PEER [--check]` resolves PEER in the cluster view
+ * and hands the request, with the peer's address, to the guest's VMM, which
+ * runs the engine there (the guest lives in it). Progress comes back through
+ * vmm_forward(). When the destination owns the guest its VMM exits and the
+ * guest's record here is removed: the guest lives on PEER now, under the same
+ * name, and this host keeps no copy of it to show (the log says where it
+ * went). On a failure the guest runs on, and the VMM's reason is relayed.
+ *
+ * Destination: the peer listener hands over a connection whose next request
+ * is a Migrate; a new VMM is started on it (--receive-fd) and the guest is
+ * registered under the name the source gave, or refused when that name is
+ * taken here.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api-ops.h"
+#include "cluster-view.h"
+#include "guest-registry.h"
+#include "log.h"
+#include "op-migrate.h"
+#include "svemigd.h"
+#include "vmm-forward.h"
+
+static void migrated(struct forward *f, const Svemig__Api__Response *resp)
+{
+        struct guest_entry *e = f->e;
+        const Svemig__Api__MigrateReport *rep =
+                resp->result_case == SVEMIG__API__RESPONSE__RESULT_MIGRATE ? resp->migrate : NULL;
+        struct svemig_error err = {0};
+        Svemig__Api__Response copy;
+
+        e->busy = NULL;
+        if (rep && !rep->check) {
+                log_msg(LOG_NOTICE, LOG_CTX(.guest = e->rec.name, .peer = rep->peer, .op = "migrate"),
+                        "guest %s migrated to %s (%llu bytes, %u passes); its record here is removed",
+                        e->rec.name, rep->peer, (unsigned long long)rep->bytes_sent, rep->rounds);
+                guest_entry_detach(e, GUEST_STOPPED);
+                if (guest_entry_delete(e, NULL, &err) < 0)
+                        log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name), "%s", err.msg);
+        }
+        copy = *resp;
+        api_call_reply(f->call, &copy);
+}
+
+static void migrate_failed(struct forward *f)
+{
+        f->e->busy = NULL;
+}
+
+int op_migrate(struct api_call *call, const Svemig__Api__Request *request, void *userdata,
+               struct svemig_error *err)
+{
+        const Svemig__Api__MigrateRequest *m = request->migrate;
+        Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
+        Svemig__Api__MigrateRequest fwd = SVEMIG__API__MIGRATE_REQUEST__INIT;
+        struct svemigd *d = userdata;
+        const struct cluster_member *member;
+        struct peer_address addr;
+        struct guest_entry *e;
+        struct forward *f;
+        int r;
+
+        if (!m->guest || !m->guest[0] || !m->peer || !m->peer[0])
+                return svemig_error_set(err, EINVAL, "give the guest and the peer to migrate it to");
+        e = guest_registry_find(d->guests, m->guest);
+        if (!e)
+                return svemig_error_set(err, ENOENT, "no guest named %s here", m->guest);
+        if (e->busy)
+                return svemig_error_set(err, EBUSY, "guest %s is busy with a %s; wait for it", e->rec.name,
+                                        e->busy);
+        if (strcmp(m->peer, d->conf.host_name) == 0)
+                return svemig_error_set(err, EINVAL, "guest %s is already on %s; name another peer",
+                                        e->rec.name, m->peer);
+        r = cluster_view_peer(d->cluster, m->peer, &addr, &member, err);
+        if (r < 0)
+                return r;
+
+        fwd.guest = e->rec.name;
+        fwd.peer = (char *)addr.name;
+        fwd.check = m->check;
+        fwd.address = (char *)addr.address;
+        fwd.host = (char *)addr.host;
+        fwd.port = addr.port;
+        req.op_case = SVEMIG__API__REQUEST__OP_MIGRATE;
+        req.migrate = &fwd;
+        r = vmm_forward(d, call, e, &req, migrated, NULL, true, &f, err);
+        if (r < 0)
+                return r;
+        f->failed = migrate_failed;
+        e->busy = m->check ? "migration check" : "migration";
+        e->busy_operation = api_call_operation(call);
+        return 0;
+}
+
+/* --- destination --- */
+
+struct refusal {
+        int fd;
+        int code;
+        unsigned timeout_ms;
+        char reason[512];
+};
+
+/* On a thread of its own: the source may take up to the timeout to read the refusal. */
+static void *refuse_main(void *userdata)
+{
+        struct refusal *x = userdata;
+
+        (void)migrate_refuse(x->fd, x->code, x->reason, x->timeout_ms, NULL);
+        close(x->fd);
+        free(x);
+        return NULL;
+}
+
+static void refuse(struct svemigd *d, int fd, int code, const char *reason)
+{
+        struct refusal *x = calloc(1, sizeof(*x));
+        pthread_attr_t attr;
+        pthread_t t;
+
+        if (!x) {
+                close(fd);
+                return;
+        }
+        x->fd = fd;
+        x->code = code;
+        x->timeout_ms = d->conf.peer_timeout_ms;
+        snprintf(x->reason, sizeof(x->reason), "%s", reason);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, refuse_main, x) != 0) {
+                close(fd);
+                free(x);
+        }
+        pthread_attr_destroy(&attr);
+}
+
+static void arrived(struct svemigd *d, struct api_call *call, struct guest_entry *e,
+                    const Svemig__Api__Response *resp, const char *why)
+{
+        e->busy = NULL;
+        if (!resp || resp->status) {
+                log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name, .op = "migrate"),
+                        "incoming guest %s did not arrive: %s", e->rec.name,
+                        resp ? resp->status->message : why);
+                (void)guest_entry_delete(e, NULL, NULL);
+                return;
+        }
+        log_msg(LOG_NOTICE, LOG_CTX(.guest = e->rec.name, .op = "migrate"), "guest %s arrived; VMM pid %d",
+                e->rec.name, (int)e->rec.vmm_pid);
+}
+
+void svemigd_migrate_incoming(void *userdata, const char *peer, const char *guest_name, int fd)
+{
+        struct svemigd *d = userdata;
+        struct svemig_error err = {0};
+        struct guest_record rec = {0};
+        struct guest_entry *e;
+        char reason[512];
+        int r;
+
+        if (d->stopping) {
+                refuse(d, fd, ESHUTDOWN, "the destination daemon is stopping; try again later");
+                return;
+        }
+        r = guest_name_check(guest_name, &err);
+        if (r >= 0 && guest_registry_find(d->guests, guest_name)) {
+                snprintf(err.msg, sizeof(err.msg),
+                         "%s already has a guest named %s; delete or rename it there first",
+                         d->conf.host_name, guest_name);
+                r = -EEXIST;
+        }
+        if (r < 0) {
+                log_msg(LOG_WARNING, LOG_CTX(.peer = peer, .guest = guest_name, .op = "migrate"),
+                        "refusing guest %s from %s: %s", guest_name, peer, err.msg);
+                refuse(d, fd, -r, err.msg);
+                return;
+        }
+        rec.state = GUEST_PAUSED;
+        rec.created_ns = (uint64_t)time(NULL) * 1000000000ull;
+        if (guest_record_set_str(&rec.name, guest_name) < 0) {
+                guest_record_done(&rec);
+                refuse(d, fd, ENOMEM, "the destination daemon is out of memory");
+                return;
+        }
+        r = guest_registry_add(d->guests, &rec, &e, &err);
+        guest_record_done(&rec);
+        if (r < 0) {
+                refuse(d, fd, -r, err.msg);
+                return;
+        }
+        e->busy = "incoming migration";
+        log_msg(LOG_INFO, LOG_CTX(.peer = peer, .guest = guest_name, .op = "migrate"),
+                "guest %s is coming from %s", guest_name, peer);
+        r = guest_launch_receive(d, e, fd, arrived, &err);
+        if (r < 0) {
+                snprintf(reason, sizeof(reason), "%s cannot start a VMM for the guest: %s",
+                         d->conf.host_name, err.msg);
+                e->busy = NULL;
+                (void)guest_entry_delete(e, NULL, NULL);
+                refuse(d, fd, -r, reason);
+                return;
+        }
+        close(fd); /* the VMM has its own copy */
+}

@@ -1,0 +1,13 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* op-migrate.c: live migration through svemigd (docs/migration.md, "In the daemons"). */
+
+struct svemigd;
+
+/*
+ * The peer listener's handoff (peer_incoming_fn, userdata the struct svemigd): fd (a peer connection, hello
+ * done) carries a Migrate of guest_name next. Starts a VMM that receives it, or refuses it (the name is
+ * taken here, the daemon is stopping). Takes fd.
+ */
+void svemigd_migrate_incoming(void *d, const char *peer, const char *guest_name, int fd);

@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Live migration in svemig-vmm (docs/migration.md, "In the daemons").
+ *
+ * Source: svemigd hands the VMM a MigrateRequest with the peer's address;
+ * a worker thread connects to the peer's listener, says hello as this host,
+ * and runs migrate_check_send() or migrate_send(), relaying the engine's
+ * progress. When the destination owns the guest, the VMM answers with the
+ * report and exits; when the migration fails before COMMIT the guest runs
+ * on here as before; a handoff in doubt leaves it paused.
+ *
+ * Destination: svemigd's listener hands an accepted connection whose next
+ * request is a Migrate to a new VMM (--receive-fd), which calls
+ * migrate_receive() with a ledger of its own.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macro.h"
+#include "peer-connect.h"
+#include "svemig/kvmreg.h"
+#include "svemig/migrate.h"
+#include "vmm.h"
+
+struct mig_arg {
+        struct vmm_job *job;
+        char *peer, *address, *host;
+        uint16_t port;
+        bool check;
+        bool incompatible; /* the destination refused the guest itself (exit 4), not the transport */
+        struct peer_info self;
+        struct migrate_report rep;
+        uint64_t steps;
+};
+
+static void mig_arg_free(struct mig_arg *a)
+{
+        if (!a)
+                return;
+        peer_info_done(&a->self);
+        free(a->peer);
+        free(a->address);
+        free(a->host);
+        free(a);
+}
+
+static struct peer_address mig_address(const struct mig_arg *a)
+{
+        return (struct peer_address){
+                .name = a->peer, .address = a->address, .host = a->host, .port = a->port};
+}
+
+static int mig_progress(void *userdata, const struct migrate_progress *p)
+{
+        struct mig_arg *a = userdata;
+        Svemig__Api__Progress msg = SVEMIG__API__PROGRESS__INIT;
+
+        if (vmm_job_cancelled(a->job))
+                return -ECANCELED;
+        msg.phase = (char *)migrate_step_name(p->step);
+        msg.done = p->bytes_sent;
+        msg.round = p->round;
+        msg.dirty_rate = p->dirty_rate;
+        msg.expected_downtime_ns = p->expected_downtime_ns;
+        msg.link_bps = p->link_bps;
+        msg.throttle_pct = p->throttle_pct;
+        vmm_job_progress_msg(a->job, &msg);
+        return 0;
+}
+
+/* A handoff in doubt asks the destination again on a new connection (migrate_opts.reconnect). */
+static int mig_reconnect(void *userdata)
+{
+        struct mig_arg *a = userdata;
+        struct peer_address pa = mig_address(a);
+        int fd = -1, r;
+
+        r = peer_dial(&pa, MIGRATE_TIMEOUT_MS_DEFAULT, -1, &fd, NULL);
+        return r < 0 ? r : fd;
+}
+
+/* The destination's own refusals of the guest: its VL set, registers, ID registers, memory. */
+static bool is_refusal(int r)
+{
+        return r == -EINVAL || r == -ENOENT || r == -ENOMEM;
+}
+
+static int mig_work(struct vmm_job *job, void *arg, struct svemig_error *err)
+{
+        struct mig_arg *a = arg;
+        struct vmm *v = vmm_job_vmm(job);
+        struct peer_address pa = mig_address(a);
+        struct peer_info remote = {0};
+        struct migrate_opts opts = {
+                .guest_name = v->name,
+                .peer_name = a->peer,
+                .timeout_ms = v->conf.peer_timeout_ms,
+                .progress = mig_progress,
+                .userdata = a,
+                .reconnect = mig_reconnect,
+                .reconnect_userdata = a,
+        };
+        const char *bw = getenv("SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH");
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        /* The tests' slow link: a migration lasts long enough for a fault to land half-way. */
+        if (bw)
+                opts.max_bandwidth = strtoull(bw, NULL, 10);
+        a->job = job;
+        r = peer_info_local(v->hv, 0, &a->self, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "cannot describe this host to %s", a->peer);
+        /* Peers know this host by its configured name, whatever the kernel calls it. */
+        snprintf(a->self.host_name, sizeof(a->self.host_name), "%s", v->conf.host_name);
+
+        r = peer_connect(&pa, &a->self, v->conf.peer_timeout_ms, -1, &fd, &remote, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "cannot reach peer %s (%s); guest %s runs on here", a->peer,
+                                           a->address, v->name);
+        snprintf(a->rep.peer_host, sizeof(a->rep.peer_host), "%s", remote.host_name);
+        peer_info_done(&remote);
+
+        if (a->check) {
+                r = migrate_check_send(v->guest, fd, &opts, err);
+                if (r < 0) {
+                        a->incompatible = is_refusal(r);
+                        return r;
+                }
+                (void)peer_bye(fd, v->conf.peer_timeout_ms, NULL);
+                return 0;
+        }
+        r = migrate_send(v->guest, fd, &opts, &a->rep, err);
+        a->steps = vmm_total_steps(v);
+        if (r < 0 && a->rep.failed_step == MIGRATE_STEP_VERDICT)
+                a->incompatible = is_refusal(r);
+        return r;
+}
+
+static int start_drain(sd_event_source *s, void *userdata)
+{
+        struct vmm *v = userdata;
+
+        api_server_drain(v->server, vmm_drained, v);
+        return 0;
+}
+
+static void mig_done(struct vmm *v, struct api_call *call, int r, const struct svemig_error *err, void *arg)
+{
+        Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
+        Svemig__Api__MigrateReport rep = SVEMIG__API__MIGRATE_REPORT__INIT;
+        struct mig_arg *a = arg;
+        sd_event_source *defer;
+
+        if (r < 0) {
+                Svemig__Api__Status status = SVEMIG__API__STATUS__INIT;
+
+                log_msg(LOG_WARNING, LOG_CTX(.guest = v->name, .peer = a->peer, .op = "migrate"), "%s",
+                        svemig_error_str(err, r));
+                status.code = -r;
+                status.message = (char *)svemig_error_str(err, r);
+                status.incompatible = a->incompatible;
+                api_call_fail_status(call, &status);
+                mig_arg_free(a);
+                return;
+        }
+        rep.guest = v->name;
+        rep.peer = a->peer;
+        rep.check = a->check;
+        rep.peer_host = a->rep.peer_host;
+        if (!a->check) {
+                rep.total_ns = a->rep.total_ns;
+                rep.downtime_ns = a->rep.downtime_ns;
+                rep.bytes_sent = a->rep.bytes_sent;
+                rep.stream_bytes = a->rep.stream_bytes;
+                rep.rounds = a->rep.rounds;
+                rep.pages_sent = a->rep.pages_sent;
+                rep.zero_pages = a->rep.zero_pages;
+                rep.throttle_pct = a->rep.throttle_pct;
+                rep.link_bps = a->rep.link_bps;
+                rep.compression = (char *)(a->rep.compression == MIGRATE_COMPRESSION_LZ4 ? "lz4" : "none");
+                rep.steps = a->steps;
+        }
+        resp.result_case = SVEMIG__API__RESPONSE__RESULT_MIGRATE;
+        resp.migrate = &rep;
+        if (!a->check) {
+                log_msg(LOG_NOTICE, LOG_CTX(.guest = v->name, .peer = a->peer, .op = "migrate"),
+                        "guest %s now runs on %s; exiting", v->name, a->peer);
+                /* The destination owns the guest: this copy must never run again. */
+                v->exiting = true;
+        }
+        api_call_reply(call, &resp);
+        mig_arg_free(a);
+        if (!v->exiting)
+                return;
+        if (sd_event_add_defer(v->event, &defer, start_drain, v) >= 0) {
+                (void)sd_event_source_set_enabled(defer, SD_EVENT_ONESHOT);
+                (void)sd_event_source_set_floating(defer, true);
+                sd_event_source_unref(defer);
+        } else
+                api_server_drain(v->server, vmm_drained, v);
+}
+
+int vmm_op_migrate(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+                   struct svemig_error *err)
+{
+        const Svemig__Api__MigrateRequest *m = req->migrate;
+        struct vmm *v = userdata;
+        struct mig_arg *a;
+        int r;
+
+        if (m->guest && m->guest[0] && strcmp(m->guest, v->name) != 0)
+                return svemig_error_set(err, ENOENT, "this VMM runs guest %s, not %s", v->name, m->guest);
+        if (v->exiting)
+                return svemig_error_set(err, ESHUTDOWN, "guest %s is stopping", v->name);
+        if (!m->peer || !m->peer[0] || !m->host || !m->host[0] || m->port == 0 || m->port > 65535)
+                return svemig_error_set(err, EINVAL, "a migration needs the peer's name, host and port");
+        a = calloc(1, sizeof(*a));
+        if (!a)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        a->peer = strdup(m->peer);
+        a->address = strdup(m->address && m->address[0] ? m->address : m->host);
+        a->host = strdup(m->host);
+        a->port = (uint16_t)m->port;
+        a->check = m->check;
+        if (!a->peer || !a->address || !a->host) {
+                mig_arg_free(a);
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        }
+        r = vmm_job_start(v, call, a->check ? "migration check" : "migration", mig_work, mig_done, a, err);
+        if (r < 0)
+                mig_arg_free(a);
+        return r;
+}
+
+/* --- destination --- */
+
+/* The guest's VL set, from vcpu 0's SVE_VLS (KVM's layout: bit vq-1). Empty without SVE. */
+static vqset_t guest_vls(struct guest *g)
+{
+        uint64_t w[KVMREG_VLS_BYTES / 8] = {0};
+        vqset_t s;
+
+        vqset_clear(&s);
+        if (hv_vcpu_get_reg(guest_vcpu(g, 0), kvmreg_vls(), w) < 0)
+                return s;
+        for (unsigned vq = 1; vq <= KVMREG_VLS_BYTES * 8 && vq <= VQSET_VQ_MAX; vq++)
+                if (w[(vq - 1) / 64] & (1ull << ((vq - 1) % 64)))
+                        vqset_add(&s, vq);
+        return s;
+}
+
+static uint64_t read_x(struct guest *g, unsigned vcpu, unsigned n)
+{
+        uint64_t value = 0;
+
+        if (hv_vcpu_get_reg(guest_vcpu(g, vcpu), kvmreg_core_x(n), &value) < 0)
+                return 0;
+        return value;
+}
+
+int vmm_receive(struct vmm *v, int fd, struct svemig_error *err)
+{
+        struct migrate_ledger *ledger = NULL;
+        struct peer_info self = {0};
+        struct migrate_report rep = {0};
+        struct migrate_recv_opts opts = {
+                .self = &self,
+                .log_dirty = true, /* so that it can move on */
+                .timeout_ms = v->conf.peer_timeout_ms,
+                .request_timeout_ms = v->conf.peer_timeout_ms,
+        };
+        bool running;
+        unsigned n;
+        int r;
+
+        r = migrate_ledger_new(&ledger);
+        if (r < 0)
+                return svemig_error_set(err, r, "cannot create the migration ledger: %s", strerror(-r));
+        r = peer_info_local(v->hv, 0, &self, err);
+        if (r < 0) {
+                migrate_ledger_free(ledger);
+                return r;
+        }
+        snprintf(self.host_name, sizeof(self.host_name), "%s", v->conf.host_name);
+        opts.ledger = ledger;
+        r = migrate_receive(v->hv, fd, &opts, &v->guest, &rep, err);
+        peer_info_done(&self);
+        /* This process resolves nothing later: the source asks svemigd's listener. */
+        migrate_ledger_free(ledger);
+        if (r < 0)
+                return r;
+
+        /*
+         * The workload keeps its step count in x0 and its dirty rate in x28
+         * (docs/sim-workload.md): read them with the vcpus still, so that
+         * the steps counted here and before add up exactly.
+         */
+        running = guest_running(v->guest);
+        if (running)
+                (void)guest_pause(v->guest, NULL);
+        n = guest_n_vcpus(v->guest);
+        v->base_steps = calloc(n, sizeof(*v->base_steps));
+        if (!v->base_steps)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        for (unsigned i = 0; i < n; i++)
+                v->base_steps[i] = read_x(v->guest, i, 0) - guest_steps(v->guest, i);
+        v->dirty_pages_per_step = (uint32_t)read_x(v->guest, 0, 28);
+        v->vls = guest_vls(v->guest);
+        v->ever_ran = true;
+        if (running) {
+                r = guest_start(v->guest, err);
+                if (r < 0)
+                        return svemig_error_prefix(err, "guest %s arrived but cannot run on", v->name);
+        }
+        log_msg(LOG_NOTICE, LOG_CTX(.guest = v->name, .peer = rep.peer_host, .op = "migrate"),
+                "guest %s arrived from %s: %llu bytes in %u passes", v->name, rep.peer_host,
+                (unsigned long long)rep.bytes_sent, rep.rounds);
+        return 0;
+}

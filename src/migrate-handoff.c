@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Handing an accepted connection on: a daemon's listener looks at the next
+ * request without taking it (MSG_PEEK), so that a migration can be served by
+ * another process (the guest's new VMM) that reads it whole; or it refuses
+ * the migration outright, as a Verdict the source reports.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "macro.h"
+#include "migrate-internal.h"
+
+/* Waits until 'want' bytes can be peeked, or the timeout. */
+static int peek_bytes(int fd, void *buf, size_t want, unsigned timeout_ms, struct svemig_error *err)
+{
+        uint64_t deadline = migrate_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+
+        for (;;) {
+                ssize_t k = recv(fd, buf, want, MSG_PEEK | MSG_DONTWAIT);
+
+                if (k == (ssize_t)want)
+                        return 0;
+                if (k == 0)
+                        return svemig_error_set(err, ENOTCONN, "the peer closed the connection");
+                if (k < 0 && errno != EAGAIN && errno != EINTR)
+                        return svemig_error_set(err, errno, "receiving failed: %s", strerror(errno));
+                if (migrate_now_ns() >= deadline)
+                        return svemig_error_set(err, ETIMEDOUT,
+                                                "no complete request from the peer for %u ms", timeout_ms);
+                if (k < 0) {
+                        int r = wire_poll(fd, POLLIN, timeout_ms);
+
+                        if (r < 0)
+                                return svemig_error_set(err, r, "waiting for data: %s", strerror(-r));
+                } else {
+                        /* Part of the frame is there: poll() would say readable at once, so wait a little.
+                         */
+                        struct timespec ms = {.tv_nsec = 1000000};
+
+                        nanosleep(&ms, NULL);
+                }
+        }
+}
+
+int migrate_peek_request(int fd, unsigned timeout_ms, enum migrate_served_kind *kind, char *guest_name,
+                         size_t name_size, struct svemig_error *err)
+{
+        uint8_t head[PEER_FRAME_HEAD_SIZE];
+        _cleanup_free_ uint8_t *frame = NULL;
+        PeerMessage *msg;
+        uint32_t len;
+        int r;
+
+        timeout_ms = migrate_timeout(timeout_ms);
+        r = peek_bytes(fd, head, sizeof(head), timeout_ms, err);
+        if (r < 0)
+                return r;
+        len = (uint32_t)head[0] | (uint32_t)head[1] << 8 | (uint32_t)head[2] << 16 | (uint32_t)head[3] << 24;
+        if (len > MIGRATE_MSG_MAX)
+                return svemig_error_set(err, EMSGSIZE,
+                                        "the peer sent a frame of %u bytes, over the limit of %u", len,
+                                        MIGRATE_MSG_MAX);
+        frame = malloc(PEER_FRAME_HEAD_SIZE + len);
+        if (!frame)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        r = peek_bytes(fd, frame, PEER_FRAME_HEAD_SIZE + len, timeout_ms, err);
+        if (r < 0)
+                return r;
+        /* A corrupt frame is left for whoever reads it, who reports it as such. */
+        msg = svemig__peer__peer_message__unpack(NULL, len, frame + PEER_FRAME_HEAD_SIZE);
+        *kind = MIGRATE_SERVED_BYE;
+        if (guest_name && name_size)
+                guest_name[0] = 0;
+        if (!msg)
+                return 0;
+        switch (msg->body_case) {
+        case SVEMIG__PEER__PEER_MESSAGE__BODY_MIGRATE:
+                *kind = MIGRATE_SERVED_MIGRATE;
+                if (guest_name && name_size && msg->migrate->guest && msg->migrate->guest->name)
+                        snprintf(guest_name, name_size, "%s", msg->migrate->guest->name);
+                break;
+        case SVEMIG__PEER__PEER_MESSAGE__BODY_CHECK:
+                *kind = MIGRATE_SERVED_CHECK;
+                break;
+        case SVEMIG__PEER__PEER_MESSAGE__BODY_RESOLVE:
+                *kind = MIGRATE_SERVED_RESOLVE;
+                break;
+        default:
+                *kind = MIGRATE_SERVED_HOST_INFO;
+                break;
+        }
+        svemig__peer__peer_message__free_unpacked(msg, NULL);
+        return 0;
+}
+
+int migrate_refuse(int fd, int code, const char *reason, unsigned timeout_ms, struct svemig_error *err)
+{
+        Svemig__Peer__PeerMessage msg = SVEMIG__PEER__PEER_MESSAGE__INIT;
+        Svemig__Peer__Verdict v = SVEMIG__PEER__VERDICT__INIT;
+        struct wire w;
+        char buf[4096];
+        int r;
+
+        v.code = code > 0 ? code : -code;
+        v.message = (char *)reason;
+        msg.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_VERDICT;
+        msg.verdict = &v;
+        wire_init(&w, fd, migrate_timeout(timeout_ms));
+        r = wire_send(&w, &msg, err);
+        wire_done(&w);
+        if (r < 0)
+                return r;
+        /* Let the source read the Verdict: closing with its stream unread would reset the connection. */
+        (void)shutdown(fd, SHUT_WR);
+        for (;;) {
+                ssize_t k = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+                if (k == 0)
+                        break;
+                if (k < 0 && errno != EAGAIN && errno != EINTR)
+                        break;
+                if (k < 0 && wire_poll(fd, POLLIN, migrate_timeout(timeout_ms)) <= 0)
+                        break;
+        }
+        return 0;
+}
