@@ -1275,11 +1275,16 @@ static void test_reset(void **state)
 
         p.tcp = true;
         p.s2d_limit = 100000;
-        if (through(&p, TEST_TIMEOUT_MS, &err, &rep) < 0)
+        if (through(&p, TEST_TIMEOUT_MS, &err, &rep) < 0) {
                 assert_true(rep.resumed);
-        else
+                /* Where the source notices depends on timing (an RST drops what was buffered), but always
+                 * before LOADED. */
+                if (rep.failed_step < MIGRATE_STEP_VERDICT || rep.failed_step > MIGRATE_STEP_STOP_COPY)
+                        fail_msg("a reset 100000 bytes into the stream failed at step %s",
+                                 migrate_step_name(rep.failed_step));
+        } else {
                 assert_true(p.s2d <= p.s2d_limit); /* a stream shorter than the cut */
-        assert_true(rep.failed_step == MIGRATE_STEP_PRECOPY || rep.failed_step == MIGRATE_STEP_STOP_COPY);
+        }
 
         p = proxy_new(PROXY_CUT);
         p.tcp = true;
