@@ -101,12 +101,10 @@ static int call_and_print(const struct ctl_options *opts, bool json, const char 
                           Svemig__Api__Request *req, bool progress)
 {
         Svemig__Api__Response *resp = NULL;
-        struct ctl_progress p;
         int r;
 
-        ctl_progress_init(&p, opts, json, what);
-        r = ctl_call(opts, what, req, progress ? ctl_progress_show : NULL, &p, &resp);
-        ctl_progress_end(&p);
+        r = progress ? ctl_call_progress(opts, json, what, req, &resp)
+                     : ctl_call(opts, what, req, NULL, NULL, &resp);
         if (r != CTL_EXIT_OK)
                 return r;
         /* --quiet: a change's exit code says it all; a question (show) is still answered. */

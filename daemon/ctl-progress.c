@@ -3,6 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ctl-call.h"
 #include "ctl-progress.h"
 
 #define BAR_WIDTH 30
@@ -82,4 +83,16 @@ void ctl_progress_end(struct ctl_progress *p)
         if (p->drawn)
                 fputc('\n', stderr);
         p->drawn = false;
+}
+
+int ctl_call_progress(const struct ctl_options *opts, bool json, const char *what, Svemig__Api__Request *req,
+                      Svemig__Api__Response **resp)
+{
+        struct ctl_progress p;
+        int r;
+
+        ctl_progress_init(&p, opts, json, what);
+        r = ctl_call(opts, what, req, ctl_progress_show, &p, resp);
+        ctl_progress_end(&p);
+        return r;
 }

@@ -68,7 +68,6 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
         Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
         Svemig__Api__SnapshotRequest sreq = SVEMIG__API__SNAPSHOT_REQUEST__INIT;
         Svemig__Api__Response *resp = NULL;
-        struct ctl_progress p;
         char path[PATH_MAX];
         bool json = opts->json;
         int c, r;
@@ -106,9 +105,7 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
         req.op_case = SVEMIG__API__REQUEST__OP_SNAPSHOT;
         req.snapshot = &sreq;
 
-        ctl_progress_init(&p, opts, json, "snapshot");
-        r = ctl_call(opts, "snapshot", &req, ctl_progress_show, &p, &resp);
-        ctl_progress_end(&p);
+        r = ctl_call_progress(opts, json, "snapshot", &req, &resp);
         if (r != CTL_EXIT_OK)
                 return r;
         if (resp->result_case != SVEMIG__API__RESPONSE__RESULT_SNAPSHOT) {
@@ -160,7 +157,6 @@ int ctl_restore(const struct ctl_options *opts, int argc, char **argv)
         Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
         Svemig__Api__RestoreRequest rreq = SVEMIG__API__RESTORE_REQUEST__INIT;
         Svemig__Api__Response *resp = NULL;
-        struct ctl_progress p;
         char path[PATH_MAX];
         bool json = opts->json;
         int c, r;
@@ -193,9 +189,7 @@ int ctl_restore(const struct ctl_options *opts, int argc, char **argv)
         req.op_case = SVEMIG__API__REQUEST__OP_RESTORE;
         req.restore = &rreq;
 
-        ctl_progress_init(&p, opts, json, "restore");
-        r = ctl_call(opts, "restore", &req, ctl_progress_show, &p, &resp);
-        ctl_progress_end(&p);
+        r = ctl_call_progress(opts, json, "restore", &req, &resp);
         if (r != CTL_EXIT_OK)
                 return r;
         if (resp->result_case == SVEMIG__API__RESPONSE__RESULT_RESTORED ||
