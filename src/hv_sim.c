@@ -23,10 +23,7 @@
         (HV_FEAT_BIT(HV_FEAT_POWER_OFF) | HV_FEAT_BIT(HV_FEAT_PSCI_0_2) | HV_FEAT_BIT(HV_FEAT_SVE))
 
 #define SIM_DEFAULT_KERNEL "6.12"
-#define SIM_MPIDR_EL1      kvmreg_sys(3, 0, 0, 0, 5)
 #define SIM_TPIDR_EL0      kvmreg_sys(3, 3, 13, 0, 2)
-#define SIM_TIMER_CNT      kvmreg_sys(3, 3, 14, 3, 2) /* KVM_REG_ARM_TIMER_CNT (encoding swapped in uapi) */
-#define SIM_PTIMER_CNT     kvmreg_sys(3, 3, 14, 0, 1) /* KVM_REG_ARM_PTIMER_CNT (6.12) */
 
 /* PSTATE.M values KVM accepts for a 64-bit vcpu: EL0t, EL1t, EL1h. */
 #define PSR_MODE_MASK 0x1full
@@ -307,7 +304,7 @@ static bool sim_is_plain(uint64_t id)
 {
         unsigned group = (id & KVMREG_COPROC_MASK) >> KVMREG_COPROC_SHIFT;
 
-        if (group == KVMREG_GROUP_SVE || id == SIM_TIMER_CNT || id == SIM_PTIMER_CNT)
+        if (group == KVMREG_GROUP_SVE || id == KVMREG_TIMER_CNT || id == KVMREG_PTIMER_CNT)
                 return false;
         return !(group == KVMREG_GROUP_CORE && kvmreg_size(id) == 16);
 }
@@ -353,7 +350,7 @@ static int sim_vcpu_reset(struct sim_vcpu *v, const struct reglist_profile *prof
 
                 if (!sim_is_plain(e->id))
                         continue;
-                if (e->id == SIM_MPIDR_EL1)
+                if (e->id == KVMREG_MPIDR_EL1)
                         /* KVM derives MPIDR from the vcpu id: Aff0 = id % 16, Aff1 = id / 16. */
                         value = (1ull << 31) | ((v->base.index / 16) & 0xff) << 8 | (v->base.index % 16);
                 else
@@ -564,7 +561,7 @@ static int sim_core_reg(struct sim_vcpu *v, uint64_t id, void *buf, const void *
 
 static int sim_counter_index(uint64_t id)
 {
-        return id == SIM_TIMER_CNT ? 0 : id == SIM_PTIMER_CNT ? 1 : -1;
+        return id == KVMREG_TIMER_CNT ? 0 : id == KVMREG_PTIMER_CNT ? 1 : -1;
 }
 
 static int sim_counter_reg(struct sim_vcpu *v, uint64_t id, void *buf, const void *in)
@@ -594,7 +591,7 @@ static int sim_check_write(struct sim_vcpu *v, const struct kvmreg *reg, uint64_
         case KVMREG_CLASS_SYS_ID:
         case KVMREG_CLASS_DEMUX:
                 /* Invariant: the host's value, and no other. MPIDR is the vcpu's own. */
-                if (reg->id != SIM_MPIDR_EL1 && val != old)
+                if (reg->id != KVMREG_MPIDR_EL1 && val != old)
                         return -EINVAL;
                 return 0;
         case KVMREG_CLASS_FW:

@@ -16,10 +16,7 @@
 /* Registers that may differ between a write and the read back: the counters move with time. */
 static bool reg_is_volatile(uint64_t id)
 {
-        struct kvmreg reg;
-
-        return kvmreg_decode(id, &reg, NULL) == 0 && reg.cls == KVMREG_CLASS_TIMER &&
-               (id == kvmreg_sys(3, 3, 14, 3, 2) || id == kvmreg_sys(3, 3, 14, 0, 1));
+        return id == KVMREG_TIMER_CNT || id == KVMREG_PTIMER_CNT;
 }
 
 bool vcpu_reg_is_host_invariant(uint64_t id)
@@ -29,7 +26,7 @@ bool vcpu_reg_is_host_invariant(uint64_t id)
         if (kvmreg_decode(id, &reg, NULL) < 0)
                 return false;
         /* MPIDR_EL1 sits among the ID registers but is the vcpu's own (its affinity), set by userspace. */
-        if (id == kvmreg_sys(3, 0, 0, 0, 5))
+        if (id == KVMREG_MPIDR_EL1)
                 return false;
         return reg.cls == KVMREG_CLASS_SYS_ID || reg.cls == KVMREG_CLASS_DEMUX;
 }

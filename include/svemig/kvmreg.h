@@ -103,6 +103,11 @@ uint64_t kvmreg_demux_ccsidr(unsigned csselr); /* group 0x0011, CCSIDR for CSSEL
 #define KVMREG_CPACR_EL1       kvmreg_sys(3, 0, 1, 0, 2)
 #define KVMREG_ID_AA64PFR0_EL1 kvmreg_sys(3, 0, 0, 4, 0)
 #define KVMREG_ID_AA64ZFR0_EL1 kvmreg_sys(3, 0, 0, 4, 4)
+/* Among the ID registers by encoding, but the vcpu's own (its affinity), set by userspace. */
+#define KVMREG_MPIDR_EL1 kvmreg_sys(3, 0, 0, 0, 5)
+/* The counters: KVM_REG_ARM_TIMER_CNT and (6.12) KVM_REG_ARM_PTIMER_CNT, encodings swapped in the uapi. */
+#define KVMREG_TIMER_CNT  kvmreg_sys(3, 3, 14, 3, 2)
+#define KVMREG_PTIMER_CNT kvmreg_sys(3, 3, 14, 0, 1)
 
 /*
  * Decodes any arm64 ONE_REG ID. Returns 0, or -EINVAL (with a reason) for an
