@@ -72,6 +72,15 @@ static void log_member_change(const struct cluster_member *m, const struct peer_
                         "peer %s %s: %s backend, kernel %s, VLS %s bits, svemig %s", m->name,
                         old->up ? "changed" : "is up", s->info.backend, s->info.kernel,
                         set_text(&set, vls, sizeof(vls)), s->info.svemig_version);
+                if (s->id_diff.differ) {
+                        char diff[256];
+
+                        cluster_id_diff_format(&s->id_diff, m->name, diff, sizeof(diff));
+                        log_msg(LOG_WARNING, LOG_CTX(.peer = m->name),
+                                "guests cannot move between this host and %s: %s (KVM accepts no other "
+                                "value of an ID register)",
+                                m->name, diff);
+                }
         } else if (old->up) {
                 log_msg(LOG_WARNING, LOG_CTX(.peer = m->name), "peer %s is down: %s", m->name, s->reason);
         } else {

@@ -64,6 +64,7 @@ static struct json_object *json_host(const Svemig__Api__ClusterHost *h)
         json_object_object_add(o, "reason",
                                h->counted && !h->can_present ? json_str(h->present_reason) : NULL);
         json_object_object_add(o, "limiting", json_object_new_boolean(h->limiting));
+        json_object_object_add(o, "id_difference", json_str(h->id_difference));
         return o;
 }
 
@@ -236,6 +237,11 @@ static int print_human(const Svemig__Api__ClusterView *v)
                         printf("%s (%s): down since %s: %s\n", h->name, h->address, since, h->down_reason);
                 else if (h->counted && !h->can_present)
                         printf("%s: cannot present the guest set: %s\n", h->name, h->present_reason);
+                if (h->id_difference[0])
+                        printf("%s: guests cannot move between it and this host: %s (KVM accepts no other "
+                               "value of an ID register; hosts in different KVM modes, VHE and nVHE, differ "
+                               "in ID_AA64MMFR1_EL1)\n",
+                               h->name, h->id_difference);
         }
         return CTL_EXIT_OK;
 }
@@ -255,7 +261,8 @@ static void help(void)
                "      without_limiting {excluded, guest_bits, max_bits} or null,\n"
                "      hosts [{name, self, address, state (\"up\"/\"down\"), down_reason, since_ns,\n"
                "              backend, kernel, sve, vl_bits, svemig_version (null until known),\n"
-               "              counted, can_present (null when not counted), reason, limiting}]\n"
+               "              counted, can_present (null when not counted), reason, limiting,\n"
+               "              id_difference (the first ID register differing from this host's, or null)}]\n"
                "  -h, --help  this text\n");
 }
 

@@ -244,6 +244,16 @@ static int parse_sim_kernel(struct parse_ctx *ctx, const char *key, const char *
         return set_string(&ctx->conf->sim_kernel, value);
 }
 
+static int parse_sim_kvm_mode(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        if (strcmp(value, "vhe") != 0 && strcmp(value, "nvhe") != 0)
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s = %s: expected vhe or nvhe (the mode of the KVM the sim models)", key,
+                            value);
+        ctx->conf->sim_nvhe = strcmp(value, "nvhe") == 0;
+        return 0;
+}
+
 static int parse_sim_cpus(struct parse_ctx *ctx, const char *key, const char *value)
 {
         ctx->sim_cpus_line = ctx->line;
@@ -494,6 +504,7 @@ static const struct key_def hypervisor_keys[] = {
 /* and cpuN, see is_cpu_n_key() */
 static const struct key_def sim_keys[] = {
         {"kernel", parse_sim_kernel},
+        {"kvm-mode", parse_sim_kvm_mode},
         {"cpus", parse_sim_cpus},
         {"vq-map", parse_sim_vq_map},
 };
@@ -964,7 +975,8 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
         fprintf(f, "\n[hypervisor]\nbackend = %s\nkvm-device = %s\n",
                 migrate_conf_backend_name(conf->backend), conf->kvm_device);
 
-        fprintf(f, "\n[sim]\nkernel = %s\ncpus = %zu\n", conf->sim_kernel, conf->n_sim_cpus);
+        fprintf(f, "\n[sim]\nkernel = %s\nkvm-mode = %s\ncpus = %zu\n", conf->sim_kernel,
+                conf->sim_nvhe ? "nvhe" : "vhe", conf->n_sim_cpus);
         for (size_t i = 0; i < conf->n_sim_cpus; i++) {
                 char key[32];
 
@@ -998,6 +1010,7 @@ void migrate_conf_hv_config(const struct migrate_conf *conf, struct hv_config *o
                                 .cpu_maps = conf->sim_cpus,
                                 .n_cpus = conf->n_sim_cpus,
                                 .kernel = conf->sim_kernel,
+                                .nvhe = conf->sim_nvhe,
                                 .host_name = conf->host_name,
                         },
         };

@@ -57,6 +57,7 @@ struct migrate_conf {
 
         /* [sim] */
         char *sim_kernel;  /* "6.1" or "6.12" */
+        bool sim_nvhe;     /* kvm-mode = nvhe */
         vqset_t *sim_cpus; /* n_sim_cpus maps; NULL/0: the sim's default host */
         size_t n_sim_cpus;
 

@@ -16,6 +16,7 @@ struct cluster_reply {
         Svemig__Api__ClusterHost *hosts;
         Svemig__Api__ClusterHost **host_ptrs;
         char (*reasons)[256];
+        char (*id_diffs)[256];
         uint32_t *bits; /* VQSET_VQ_MAX per host, then the guest set, then the gain */
         const char **limiting;
 };
@@ -25,6 +26,7 @@ static void cluster_reply_done(struct cluster_reply *c)
         free(c->hosts);
         free(c->host_ptrs);
         free(c->reasons);
+        free(c->id_diffs);
         free(c->bits);
         free(c->limiting);
 }
@@ -58,9 +60,10 @@ int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *use
         c.hosts = calloc(n, sizeof(*c.hosts));
         c.host_ptrs = calloc(n, sizeof(*c.host_ptrs));
         c.reasons = calloc(n, sizeof(*c.reasons));
+        c.id_diffs = calloc(n, sizeof(*c.id_diffs));
         c.bits = calloc((n + 2) * VQSET_VQ_MAX, sizeof(*c.bits));
         c.limiting = calloc(n, sizeof(*c.limiting));
-        if (!c.hosts || !c.host_ptrs || !c.reasons || !c.bits || !c.limiting)
+        if (!c.hosts || !c.host_ptrs || !c.reasons || !c.id_diffs || !c.bits || !c.limiting)
                 return svemig_error_set(err, ENOMEM, "out of memory");
         guest_bits = c.bits + n * VQSET_VQ_MAX;
         gain_bits = guest_bits + VQSET_VQ_MAX;
@@ -87,6 +90,9 @@ int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *use
                                 h->vl_bits = c.bits + i * VQSET_VQ_MAX;
                                 h->n_vl_bits = fill_bits(&m->state.info.vls, h->vl_bits);
                         }
+                        cluster_id_diff_format(&m->state.id_diff, m->name, c.id_diffs[i],
+                                               sizeof(c.id_diffs[i]));
+                        h->id_difference = c.id_diffs[i];
                 }
                 h->counted = v->counted;
                 h->can_present = v->can_present;

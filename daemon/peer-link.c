@@ -85,15 +85,26 @@ static bool info_same(const struct peer_info *a, const struct peer_info *b)
                strcmp(a->svemig_version, b->svemig_version) == 0;
 }
 
+static bool id_diff_same(const struct cluster_id_diff *a, const struct cluster_id_diff *b)
+{
+        return a->differ == b->differ &&
+               (!a->differ || (a->id == b->id && a->here == b->here && a->there == b->there &&
+                               a->missing_here == b->missing_here && a->missing_there == b->missing_there));
+}
+
 /* Updates the state under the lock and tells the loop when something a person would see changed. */
 static void mark_up(struct peer_link *l, const struct peer_info *info)
 {
         struct peer_link_state *s = &l->state;
         bool changed, notify;
 
+        struct cluster_id_diff diff;
+
+        cluster_id_compare(&l->self->id_regs, &info->id_regs, &diff);
         pthread_mutex_lock(&l->lock);
-        changed = !s->up || !s->known || !info_same(&s->info, info);
+        changed = !s->up || !s->known || !info_same(&s->info, info) || !id_diff_same(&s->id_diff, &diff);
         s->info = *info;
+        s->id_diff = diff;
         /* The ID registers stay with the caller: the view does not need them. */
         memset(&s->info.id_regs, 0, sizeof(s->info.id_regs));
         if (changed) {

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "svemig/cluster.h"
 #include "svemig/error.h"
 #include "svemig/migrate.h"
 
@@ -41,6 +42,7 @@ struct peer_link_state {
         bool known;                        /* info holds what the peer said (now, or when last up) */
         char reason[SVEMIG_ERROR_MSG_MAX]; /* down: why */
         struct peer_info info;             /* without id_regs (left empty) */
+        struct cluster_id_diff id_diff;    /* its ID registers against this host's */
         uint64_t since_ns;                 /* CLOCK_REALTIME when it entered its state */
         uint64_t version;                  /* bumps with every change */
 };

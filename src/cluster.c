@@ -5,11 +5,13 @@
  * host list and adds what leaving the limiting hosts out would gain.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "macro.h"
 #include "svemig/cluster.h"
+#include "svemig/kvmreg.h"
 
 static void vqset_cluster_donep(struct vqset_cluster *c)
 {
@@ -100,4 +102,79 @@ bool cluster_result_equal(const struct cluster_result *a, const struct cluster_r
                         return false;
         }
         return true;
+}
+
+#define ID_AA64PFR0_SVE_MASK (0xfull << 32)
+
+/* A register's value as the comparison takes it: 0 when absent, the SVE-dependent fields left out. */
+static uint64_t id_value(const struct vcpu_state *st, uint64_t id, bool *present)
+{
+        const struct vcpu_reg *reg = vcpu_state_find(st, id);
+        uint64_t value = 0;
+
+        *present = reg != NULL;
+        if (reg)
+                memcpy(&value, reg->value, MIN(reg->size, sizeof(value)));
+        if (id == KVMREG_ID_AA64PFR0_EL1)
+                value &= ~ID_AA64PFR0_SVE_MASK;
+        return value;
+}
+
+static bool id_compared(uint64_t id)
+{
+        return vcpu_reg_is_host_invariant(id) && id != KVMREG_ID_AA64ZFR0_EL1;
+}
+
+/* The first register of 'a' (in its order) whose value 'b' does not share. */
+static bool first_diff(const struct vcpu_state *a, const struct vcpu_state *b, bool a_is_here,
+                       struct cluster_id_diff *out)
+{
+        for (size_t i = 0; i < a->n_regs; i++) {
+                uint64_t id = a->regs[i].id, va, vb;
+                bool in_a, in_b;
+
+                if (!id_compared(id))
+                        continue;
+                va = id_value(a, id, &in_a);
+                vb = id_value(b, id, &in_b);
+                if (in_b && va == vb)
+                        continue;
+                *out = (struct cluster_id_diff){
+                        .differ = true,
+                        .missing_here = !a_is_here && !in_b,
+                        .missing_there = a_is_here && !in_b,
+                        .id = id,
+                        .here = a_is_here ? va : vb,
+                        .there = a_is_here ? vb : va,
+                };
+                return true;
+        }
+        return false;
+}
+
+void cluster_id_compare(const struct vcpu_state *here, const struct vcpu_state *there,
+                        struct cluster_id_diff *out)
+{
+        *out = (struct cluster_id_diff){0};
+        if (!here || !there || here->n_regs == 0 || there->n_regs == 0)
+                return;
+        if (!first_diff(here, there, true, out))
+                first_diff(there, here, false, out);
+}
+
+void cluster_id_diff_format(const struct cluster_id_diff *d, const char *peer, char *buf, size_t len)
+{
+        char name[64];
+
+        if (!d->differ) {
+                snprintf(buf, len, "%s", "");
+                return;
+        }
+        kvmreg_name(d->id, name, sizeof(name));
+        if (d->missing_here || d->missing_there)
+                snprintf(buf, len, "ID register %s is on %s only", name,
+                         d->missing_there ? "this host" : peer);
+        else
+                snprintf(buf, len, "ID register %s is 0x%016llx here and 0x%016llx on %s", name,
+                         (unsigned long long)d->here, (unsigned long long)d->there, peer);
 }

@@ -29,6 +29,7 @@ struct sim_host {
         unsigned max_vq; /* the kernel's max virtualisable vq, 0 without SVE */
         struct hv_sim_id_reg *id_regs;
         size_t n_id_regs;
+        bool nvhe;
 };
 
 struct sim_slot {

@@ -77,6 +77,7 @@ static int sim_open(const struct hv_config *cfg, struct hv **out, struct svemig_
                 memcpy(h->id_regs, sc->id_regs, sc->n_id_regs * sizeof(*h->id_regs));
                 h->n_id_regs = sc->n_id_regs;
         }
+        h->nvhe = sc->nvhe;
 
         *out = &h->base;
         h = NULL;
@@ -310,6 +311,7 @@ static bool sim_is_plain(uint64_t id)
 }
 
 #define ID_AA64PFR0_SVE_MASK (0xfull << 32)
+#define ID_AA64MMFR1_VH_MASK (0xfull << 8)
 
 /* The host's value of a register: its override, with the SVE fields following the vcpu as on KVM. */
 static uint64_t sim_id_reg_value(const struct sim_host *h, uint64_t id, uint64_t reference, bool sve)
@@ -323,6 +325,8 @@ static uint64_t sim_id_reg_value(const struct sim_host *h, uint64_t id, uint64_t
                 value = (value & ~ID_AA64PFR0_SVE_MASK) | (sve ? 1ull << 32 : 0);
         else if (id == KVMREG_ID_AA64ZFR0_EL1 && !sve)
                 value = 0;
+        else if (id == KVMREG_ID_AA64MMFR1_EL1 && h->nvhe)
+                value &= ~ID_AA64MMFR1_VH_MASK;
         return value;
 }
 

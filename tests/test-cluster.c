@@ -12,6 +12,9 @@
 #include <cmocka.h>
 
 #include "svemig/cluster.h"
+#include "svemig/hv.h"
+#include "svemig/kvmreg.h"
+#include "svemig/migrate.h"
 
 #define S(...) set_of((const unsigned[]){__VA_ARGS__, 0})
 #define NONE   ((vqset_t){{0}})
@@ -139,12 +142,92 @@ static void test_nobody_counted(void **state)
         assert_int_equal(cluster_compute(h, 0, &r, NULL), -EINVAL);
 }
 
+/* What a sim host tells its peers about its ID registers (a probe vcpu's). */
+static void probe_host(const vqset_t *map, bool nvhe, struct peer_info *out)
+{
+        struct hv_config cfg = {.backend = HV_BACKEND_SIM,
+                                .sim = {.cpu_maps = map, .n_cpus = 1, .nvhe = nvhe}};
+        struct svemig_error err = {0};
+        struct hv *hv;
+
+        assert_int_equal(hv_open(&cfg, &hv, &err), 0);
+        assert_int_equal(peer_info_local(hv, 0, out, &err), 0);
+        assert_true(out->id_regs.n_regs > 0);
+        hv_close(hv);
+}
+
+static uint64_t reg_value(const struct vcpu_state *st, uint64_t id)
+{
+        const struct vcpu_reg *reg = vcpu_state_find(st, id);
+        uint64_t v = 0;
+
+        assert_non_null(reg);
+        memcpy(&v, reg->value, sizeof(v));
+        return v;
+}
+
+static void test_id_registers(void **state)
+{
+        const vqset_t b = S(1, 2), a = S(1, 2, 4), none = NONE;
+        struct peer_info vhe, vhe_a, nvhe, nosve;
+        struct cluster_id_diff d;
+        struct vcpu_state partial = {0};
+        char text[256];
+
+        (void)state;
+        probe_host(&b, false, &vhe);
+        probe_host(&a, false, &vhe_a);
+        probe_host(&b, true, &nvhe);
+        probe_host(&none, false, &nosve);
+
+        /* Other vector lengths, or no SVE at all, are the negotiation's business, not a difference. */
+        cluster_id_compare(&vhe.id_regs, &vhe_a.id_regs, &d);
+        assert_false(d.differ);
+        assert_int_not_equal(reg_value(&vhe.id_regs, KVMREG_ID_AA64PFR0_EL1),
+                             reg_value(&nosve.id_regs, KVMREG_ID_AA64PFR0_EL1));
+        cluster_id_compare(&vhe.id_regs, &nosve.id_regs, &d);
+        assert_false(d.differ);
+
+        /* VHE against nVHE: ID_AA64MMFR1_EL1.VH, as on the rig's hosts (...1122 against ...1022). */
+        cluster_id_compare(&vhe.id_regs, &nvhe.id_regs, &d);
+        assert_true(d.differ);
+        assert_false(d.missing_here || d.missing_there);
+        assert_true(d.id == KVMREG_ID_AA64MMFR1_EL1);
+        assert_int_equal(d.here & 0xf00, 0x100);
+        assert_int_equal(d.there, d.here & ~0xf00ull);
+        cluster_id_diff_format(&d, "b", text, sizeof(text));
+        assert_non_null(strstr(text, "ID_AA64MMFR1_EL1"));
+        assert_non_null(strstr(text, "on b"));
+        cluster_id_compare(&nvhe.id_regs, &vhe.id_regs, &d);
+        assert_true(d.differ && d.here == (d.there & ~0xf00ull));
+
+        /* A register on one side only is a difference, named with the side that has it. */
+        assert_int_equal(vcpu_state_alloc(&partial, &(uint64_t){KVMREG_ID_AA64PFR0_EL1}, 1), 0);
+        memcpy(partial.regs[0].value, vcpu_state_find(&vhe.id_regs, KVMREG_ID_AA64PFR0_EL1)->value, 8);
+        cluster_id_compare(&partial, &vhe.id_regs, &d);
+        assert_true(d.differ && d.missing_here && !d.missing_there);
+        cluster_id_diff_format(&d, "b", text, sizeof(text));
+        assert_non_null(strstr(text, "is on b only"));
+        cluster_id_compare(&vhe.id_regs, &partial, &d);
+        assert_true(d.differ && d.missing_there);
+
+        /* Unknown (nothing said yet): no difference. */
+        cluster_id_compare(&vhe.id_regs, &(struct vcpu_state){0}, &d);
+        assert_false(d.differ);
+
+        vcpu_state_done(&partial);
+        peer_info_done(&vhe);
+        peer_info_done(&vhe_a);
+        peer_info_done(&nvhe);
+        peer_info_done(&nosve);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_three_hosts),    cmocka_unit_test(test_down_host_is_not_counted),
                 cmocka_unit_test(test_no_sve_host),    cmocka_unit_test(test_alone_and_equal),
-                cmocka_unit_test(test_nobody_counted),
+                cmocka_unit_test(test_nobody_counted), cmocka_unit_test(test_id_registers),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "svemig/error.h"
+#include "svemig/vcpu.h"
 #include "svemig/vqset.h"
 
 struct cluster_host {
@@ -51,3 +52,28 @@ void cluster_result_done(struct cluster_result *r);
 
 /* Whether two results say the same thing (for logging changes only). */
 bool cluster_result_equal(const struct cluster_result *a, const struct cluster_result *b);
+
+/*
+ * The first host-invariant register two hosts disagree on. KVM accepts no
+ * other value for an ID register than its own, so a guest cannot move between
+ * such hosts whatever its vector lengths: hosts in different KVM modes
+ * (ID_AA64MMFR1_EL1.VH: VHE or nVHE) or on different CPUs or kernels.
+ */
+struct cluster_id_diff {
+        bool differ;
+        bool missing_here, missing_there; /* the register is on one side only (its value reads as 0) */
+        uint64_t id;
+        uint64_t here, there;
+};
+
+/*
+ * Compares two hosts' probe ID registers (peer_info.id_regs). Leaves out what
+ * follows the guest's SVE feature rather than the host, ID_AA64PFR0_EL1.SVE
+ * and ID_AA64ZFR0_EL1, which the vector-length negotiation governs. Either
+ * side empty (not known yet): no difference.
+ */
+void cluster_id_compare(const struct vcpu_state *here, const struct vcpu_state *there,
+                        struct cluster_id_diff *out);
+
+/* "ID register ID_AA64MMFR1_EL1 is 0x... here and 0x... on B". */
+void cluster_id_diff_format(const struct cluster_id_diff *d, const char *peer, char *buf, size_t len);

@@ -77,6 +77,11 @@ struct hv_sim_config {
          */
         const struct hv_sim_id_reg *id_regs;
         size_t n_id_regs;
+        /*
+         * KVM running in nVHE mode (kvm-arm.mode=nvhe) rather than VHE: a
+         * vcpu then reads ID_AA64MMFR1_EL1.VH as 0, as on the rig's nVHE hosts.
+         */
+        bool nvhe;
 };
 
 struct hv_config {

@@ -99,10 +99,11 @@ uint64_t kvmreg_fw_feat(unsigned index);       /* group 0x0016, index 0..0xffff 
 uint64_t kvmreg_demux_ccsidr(unsigned csselr); /* group 0x0011, CCSIDR for CSSELR value 0..0xff */
 
 /* Well-known system registers. */
-#define KVMREG_ZCR_EL1         kvmreg_sys(3, 0, 1, 2, 0)
-#define KVMREG_CPACR_EL1       kvmreg_sys(3, 0, 1, 0, 2)
-#define KVMREG_ID_AA64PFR0_EL1 kvmreg_sys(3, 0, 0, 4, 0)
-#define KVMREG_ID_AA64ZFR0_EL1 kvmreg_sys(3, 0, 0, 4, 4)
+#define KVMREG_ZCR_EL1          kvmreg_sys(3, 0, 1, 2, 0)
+#define KVMREG_CPACR_EL1        kvmreg_sys(3, 0, 1, 0, 2)
+#define KVMREG_ID_AA64PFR0_EL1  kvmreg_sys(3, 0, 0, 4, 0)
+#define KVMREG_ID_AA64ZFR0_EL1  kvmreg_sys(3, 0, 0, 4, 4)
+#define KVMREG_ID_AA64MMFR1_EL1 kvmreg_sys(3, 0, 0, 7, 1)
 /* Among the ID registers by encoding, but the vcpu's own (its affinity), set by userspace. */
 #define KVMREG_MPIDR_EL1 kvmreg_sys(3, 0, 0, 0, 5)
 /* The counters: KVM_REG_ARM_TIMER_CNT and (6.12) KVM_REG_ARM_PTIMER_CNT, encodings swapped in the uapi. */

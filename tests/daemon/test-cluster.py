@@ -43,9 +43,10 @@ def free_port():
 
 
 class Host:
-    def __init__(self, name, vq_map):
+    def __init__(self, name, vq_map, kvm_mode="vhe"):
         self.name = name
         self.vq_map = vq_map
+        self.kvm_mode = kvm_mode
         self.port = free_port()
         self.daemon = None
         self.sock = None
@@ -74,11 +75,12 @@ class ClusterTestCase(DaemonTestCase):
             backend = sim
             [sim]
             vq-map = {m}
+            kvm-mode = {k}
             [cluster]
             listen = {l}
             refresh-interval = {r}ms
             peer-timeout = 5s
-            """).format(n=host.name, d=d, s=host.sock, g=os.getegid(), m=host.vq_map,
+            """).format(n=host.name, d=d, s=host.sock, g=os.getegid(), m=host.vq_map, k=host.kvm_mode,
                         l=host.address if listen else "", r=REFRESH_MS)
         for p in peers:
             text += "[peer %s]\naddress = %s\n" % (p.name, p.address)
@@ -271,8 +273,6 @@ class Negotiation(ClusterTestCase):
         v = self.wait_states(a, n="down")
         self.assertEqual(v["guest_bits"], [128, 256])
 
-    # Until op-guest.c's cluster_guest_set() calls svemigd_cluster_guest_set() (cluster-view.h),
-    # a "cluster" guest gets this host's own set. Remove this decorator once it is wired.
     def test_guest_created_at_cluster_gets_the_negotiated_set(self):
         hosts = self.hosts(a=A, c=C)
         self.start_all(hosts)
@@ -283,6 +283,40 @@ class Negotiation(ClusterTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         g = json.loads(r.stdout)
         self.assertEqual((g["vl_bits"], g["max_vl_bits"]), ([128, 256], 256))
+
+
+    def test_hosts_in_different_kvm_modes(self):
+        # b runs KVM in nVHE mode: its vcpus read ID_AA64MMFR1_EL1.VH as 0, and KVM takes
+        # no other value of an ID register, so no guest can move between a and b.
+        hosts = self.hosts(a=A, c=C)
+        hosts["b"] = Host("b", B, kvm_mode="nvhe")
+        self.start_all(hosts)
+        a, b = hosts["a"], hosts["b"]
+        v = self.wait_states(a, a="up", b="up", c="up")
+        diff = {h["name"]: h["id_difference"] for h in v["hosts"]}
+        self.assertIsNone(diff["a"])
+        self.assertIsNone(diff["c"], "a and c are both VHE")
+        self.assertRegex(diff["b"] or "", r"^ID register ID_AA64MMFR1_EL1 is 0x[0-9a-f]{13}1[0-9a-f]{2} here "
+                                          r"and 0x[0-9a-f]{13}0[0-9a-f]{2} on b$")
+        # Its vector lengths still count: the difference is reported beside them.
+        self.assertEqual(v["guest_bits"], [128, 256])
+        out = ctl("--socket", a.sock, "cluster").stdout
+        self.assertIn("b: guests cannot move between it and this host: ID register ID_AA64MMFR1_EL1", out)
+        self.assertRegex(a.daemon.output(), r"guests cannot move between this host and b: ID register "
+                                            r"ID_AA64MMFR1_EL1.*\[peer=b\]")
+        # b sees the same from its side.
+        v = self.wait_states(b, a="up", b="up", c="up")
+        self.assertIn("on a", next(h for h in v["hosts"] if h["name"] == "a")["id_difference"] or "")
+
+        # The pre-flight check refuses a guest for that register, before anything moves.
+        r = ctl("--socket", a.sock, "guest", "create", "vm1", "--vcpus", "1", "--memory", "16M",
+                "--vl", "cluster", "--start")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = ctl("--socket", a.sock, "migrate", "vm1", "b", "--check")
+        self.assertEqual(r.returncode, 4, r.stdout + r.stderr)
+        self.assertIn("ID register ID_AA64MMFR1_EL1", r.stderr)
+        r = ctl("--socket", a.sock, "migrate", "vm1", "c", "--check")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 class Refusals(ClusterTestCase):
