@@ -31,5 +31,9 @@ echo "== snapshot and restore (bench/snapshot-bench.c)"
 "$build/bench/snapshot-bench" "$work/hpc-1024.img" "$work" $qemu_args
 
 echo
+echo "== live migration between two svemigd on loopback, QEMU multifd beside it (bench/migrate-bench.py)"
+python3 "$here/migrate-bench.py" "$build" "$work/hpc-1024.img" "$work"
+
+echo
 echo "== stream memory encoding and decoding (bench/stream-bench.c)"
 "$build/bench/stream-bench" "$work/hpc-1024.img" "$work"

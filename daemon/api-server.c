@@ -43,6 +43,7 @@ struct api_call {
         uint64_t operation;
         const struct api_op *op;
         bool cancelled;
+        bool client_gone; /* ...because its client hung up */
         void (*cancel)(struct api_call *call, void *userdata);
         void *cancel_userdata;
 };
@@ -250,6 +251,7 @@ restart:
         {
                 if (!call->cancelled && call->cancel) {
                         call->cancelled = true;
+                        call->client_gone = true;
                         log_msg(LOG_INFO, LOG_CTX(.op = call->op->name),
                                 "cancelling operation %llu: its client hung up",
                                 (unsigned long long)call->operation);
@@ -438,6 +440,11 @@ void api_call_set_cancel(struct api_call *call, void (*cancel)(struct api_call *
 bool api_call_cancelled(const struct api_call *call)
 {
         return call->cancelled;
+}
+
+bool api_call_client_gone(const struct api_call *call)
+{
+        return call->client_gone;
 }
 
 int api_server_cancel(struct api_call *call, const Svemig__Api__CancelRequest *req, struct svemig_error *err)

@@ -107,6 +107,8 @@ void api_call_progress_msg(struct api_call *call, const Svemig__Api__Progress *p
 void api_call_set_cancel(struct api_call *call, void (*cancel)(struct api_call *call, void *userdata),
                          void *userdata);
 bool api_call_cancelled(const struct api_call *call);
+/* Whether it was cancelled because its client hung up (not by a Cancel request). */
+bool api_call_client_gone(const struct api_call *call);
 
 /*
  * The Cancel operation: cancels the call the request names (by request id on

@@ -245,7 +245,7 @@ int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig
                 goto fail;
         }
 
-        r = peer_info_local(d->hv, 0, &v->self, err);
+        r = peer_info_local(d->hv, conf->incoming_mem_limit, &v->self, err);
         if (r < 0) {
                 svemig_error_prefix(err, "cannot describe this host to its peers");
                 goto fail;
@@ -266,6 +266,9 @@ int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig
                         .hv = d->hv,
                         .self = &v->self,
                         .timeout_ms = conf->peer_timeout_ms,
+                        /* Resolve is answered from the host's ledger, shared with the VMMs. */
+                        .state_dir = conf->state_dir,
+                        .mem_limit = conf->incoming_mem_limit,
                         /* A migration is served by the guest's new VMM (op-migrate.c). */
                         .incoming = svemigd_migrate_incoming,
                         .userdata = d,

@@ -36,6 +36,21 @@ static struct json_object *u64(uint64_t v)
         return json_object_new_int64((int64_t)v);
 }
 
+/* A payload's reports are raw 64-bit values (checksums): unsigned in JSON, never wrapped negative. */
+static struct json_object *payload_json(const Svemig__Api__PayloadStatus *p)
+{
+        struct json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "image", json_object_new_string(p->image));
+        json_object_object_add(o, "ram_base", json_object_new_uint64(p->ram_base));
+        json_object_object_add(o, "entry", json_object_new_uint64(p->entry));
+        json_object_object_add(o, "reports", json_object_new_uint64(p->reports));
+        json_object_object_add(o, "last_addr", json_object_new_uint64(p->last_addr));
+        json_object_object_add(o, "last_value", json_object_new_uint64(p->last_value));
+        json_object_object_add(o, "finished", json_object_new_boolean(p->finished));
+        return o;
+}
+
 struct json_object *ctl_guest_json(const Svemig__Api__Guest *g)
 {
         struct json_object *o = json_object_new_object(), *bits = json_object_new_array(),
@@ -75,6 +90,8 @@ struct json_object *ctl_guest_json(const Svemig__Api__Guest *g)
         json_object_object_add(o, "reason", json_object_new_string(g->reason));
         if (g->digest && g->digest[0])
                 json_object_object_add(o, "digest", json_object_new_string(g->digest));
+        if (g->payload)
+                json_object_object_add(o, "payload", payload_json(g->payload));
         return o;
 }
 
@@ -100,7 +117,10 @@ void ctl_guest_print(const Svemig__Api__Guest *g)
         if (g->reason && g->reason[0])
                 printf("reason:         %s\n", g->reason);
         printf("vcpus:          %u\n", g->vcpus);
-        printf("memory:         %llu MiB\n", (unsigned long long)(g->memory_bytes >> 20));
+        if (g->memory_bytes % (1 << 20))
+                printf("memory:         %llu KiB\n", (unsigned long long)(g->memory_bytes >> 10));
+        else
+                printf("memory:         %llu MiB\n", (unsigned long long)(g->memory_bytes >> 20));
         printf("vector lengths: %s%s%s\n", vls, g->n_vl_bits ? " bits" : "", g->cluster ? " (cluster)" : "");
         printf("steps:          %llu", (unsigned long long)g->steps);
         if (g->n_vcpu_steps > 1) {
@@ -125,6 +145,20 @@ void ctl_guest_print(const Svemig__Api__Guest *g)
                 printf("last snapshot:  none\n");
         if (g->digest && g->digest[0])
                 printf("state digest:   %s\n", g->digest);
+        if (g->payload) {
+                const Svemig__Api__PayloadStatus *p = g->payload;
+
+                printf("payload:        %s (RAM at 0x%llx, entry 0x%llx)\n", p->image,
+                       (unsigned long long)p->ram_base, (unsigned long long)p->entry);
+                if (p->reports)
+                        printf("reported:       %llu (0x%llx) at 0x%llx, %llu report%s in all\n",
+                               (unsigned long long)p->last_value, (unsigned long long)p->last_value,
+                               (unsigned long long)p->last_addr, (unsigned long long)p->reports,
+                               p->reports == 1 ? "" : "s");
+                else
+                        printf("reported:       nothing yet\n");
+                printf("finished:       %s\n", p->finished ? "yes (every vcpu stopped by itself)" : "no");
+        }
 }
 
 void ctl_guest_table(Svemig__Api__Guest *const *guests, size_t n)

@@ -18,13 +18,17 @@
 static void help(void)
 {
         printf("Usage: svemigctl [--socket PATH] [--json] [--quiet] guest COMMAND ...\n\n"
-               "  create NAME --vcpus N --memory SIZE [--vl SET|cluster] [--dirty-rate PAGES] [--start]\n"
+               "  create NAME --vcpus N --memory SIZE [--vl SET|cluster] [--dirty-rate PAGES | --payload "
+               "IMAGE]\n"
+               "         [--start]\n"
                "      a new guest running the sim workload in its own VMM. SIZE takes K, M, G suffixes.\n"
                "      --vl: its vector lengths (\"128,256\": this host must present exactly that set);\n"
                "      \"cluster\" the set every host of the cluster can present (negotiated with the peers "
                "up now);\n"
                "      \"none\" no SVE; default this host's full set. --dirty-rate: pages each vcpu writes\n"
-               "      per workload step.\n"
+               "      per workload step. --payload: run a bare aarch64 image instead (loaded at IPA 0,\n"
+               "      entered at 0x800 at EL1; tests/arm64/payloads/); show lists what it reported\n"
+               "      by MMIO writes, and whether it finished.\n"
                "  start NAME     run it (a stopped or dead guest boots again from its configuration)\n"
                "  pause NAME     stop its vcpus; resume NAME runs them on\n"
                "  run NAME --steps N   run exactly N workload steps per vcpu, then leave it paused\n"
@@ -117,17 +121,23 @@ static int call_and_print(const struct ctl_options *opts, bool json, const char 
 static int guest_create(const struct ctl_options *opts, int argc, char **argv)
 {
         static const struct option longopts[] = {
-                {"vcpus", required_argument, NULL, 'c'}, {"memory", required_argument, NULL, 'm'},
-                {"vl", required_argument, NULL, 'l'},    {"dirty-rate", required_argument, NULL, 'd'},
-                {"start", no_argument, NULL, 's'},       {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},        {0},
+                {"vcpus", required_argument, NULL, 'c'},
+                {"memory", required_argument, NULL, 'm'},
+                {"vl", required_argument, NULL, 'l'},
+                {"dirty-rate", required_argument, NULL, 'd'},
+                {"start", no_argument, NULL, 's'},
+                {"json", no_argument, NULL, 'j'},
+                {"payload", required_argument, NULL, 'p'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
         };
         Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
         Svemig__Api__GuestCreateRequest create = SVEMIG__API__GUEST_CREATE_REQUEST__INIT;
         Svemig__Api__Workload workload = SVEMIG__API__WORKLOAD__INIT;
         Svemig__Api__VlSet vlset = SVEMIG__API__VL_SET__INIT;
         uint32_t bits[VQSET_VQ_MAX];
-        bool json = opts->json;
+        _cleanup_free_ char *payload = NULL;
+        bool json = opts->json, dirty = false;
         uint64_t v;
         int c;
 
@@ -173,6 +183,15 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
                                                        "not '%s'",
                                                        optarg);
                         workload.dirty_pages_per_step = (uint32_t)v;
+                        dirty = true;
+                        break;
+                case 'p':
+                        /* The daemon is on this host but not in this directory. */
+                        free(payload);
+                        payload = realpath(optarg, NULL);
+                        if (!payload)
+                                return ctl_usage_error("guest create: --payload %s: %s", optarg,
+                                                       strerror(errno));
                         break;
                 case 's':
                         create.start = true;
@@ -191,9 +210,17 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
                 return ctl_usage_error("guest create: give one guest NAME");
         if (!create.vcpus || !create.memory_bytes)
                 return ctl_usage_error("guest create: --vcpus and --memory are required");
+        if (payload && dirty)
+                return ctl_usage_error(
+                        "guest create: a payload guest has no --dirty-rate; give one or the other");
         create.name = argv[optind];
-        create.program_case = SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_WORKLOAD;
-        create.workload = &workload;
+        if (payload) {
+                create.program_case = SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_PAYLOAD;
+                create.payload = payload;
+        } else {
+                create.program_case = SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_WORKLOAD;
+                create.workload = &workload;
+        }
         req.op_case = SVEMIG__API__REQUEST__OP_GUEST_CREATE;
         req.guest_create = &create;
         return call_and_print(opts, json, "guest create", &req, false);

@@ -46,6 +46,13 @@ struct guest_record {
         char *vmm_socket;
         char *reason;        /* GUEST_DEAD: what happened */
         char *restored_from; /* the snapshot it came from */
+        /*
+         * While it migrates in: the migration's id (32 hex digits). Its
+         * outcome is in the host's ledger (host-ledger.h); a restarted
+         * svemigd adopts or drops the guest by it.
+         */
+        char *incoming_migration;
+        char *payload; /* a bare payload image it runs instead of the sim workload; NULL: none */
         uint64_t created_ns;
         struct guest_snapshot *snapshots; /* oldest first */
         size_t n_snapshots;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "guest-registry.h"
+#include "host-ledger.h"
 #include "log.h"
 #include "macro.h"
 #include "vmm-spawn.h"
@@ -17,14 +19,20 @@
 #define RECORD_FILE "guest.json"
 #define SOCKET_FILE "vmm.sock"
 
+/* How often a guest a previous svemigd left arriving is looked at again, until it settles. */
+#define SETTLE_INTERVAL_USEC 100000ull
+
 struct guest_registry {
         sd_event *event;
         char *dir; /* <state>/guests */
         TAILQ_HEAD(, guest_entry) entries;
         unsigned n;
+        struct migrate_ledger *ledger; /* the host's (host-ledger.h): incoming migrations' outcomes */
+        sd_event_source *settle_timer;
 };
 
 static int on_vmm_exit(sd_event_source *s, const siginfo_t *si, void *userdata);
+static bool moved_away(struct guest_entry *e);
 
 /*
  * Lets go of the watch on a VMM this svemigd started, without leaving a
@@ -146,6 +154,9 @@ static void on_vmm_lost(struct vmm_client *c, const char *why, void *userdata)
         /* A stop in flight ends this way; its own callback records it. */
         if (e->busy && strcmp(e->busy, "stop") == 0)
                 return;
+        /* A migration this svemigd did not start (it was restarted meanwhile) took the guest away. */
+        if (moved_away(e))
+                return;
         guest_entry_mark_dead(e, why);
 }
 
@@ -225,6 +236,9 @@ void guest_entry_update(struct guest_entry *e, const Svemig__Api__Guest *g)
                 e->rec.memory_bytes = g->memory_bytes;
         e->rec.dirty_pages_per_step = g->dirty_pages_per_step;
         e->dirty_rate = g->dirty_pages_per_second;
+        /* A guest that arrived by migration learns here what it runs. */
+        if (g->payload && g->payload->image && g->payload->image[0] && !e->rec.payload)
+                (void)guest_record_set_str(&e->rec.payload, g->payload->image);
         vqset_clear(&e->rec.vls);
         for (size_t i = 0; i < g->n_vl_bits; i++)
                 if (g->vl_bits[i] % 128 == 0 && g->vl_bits[i] / 128 >= 1 &&
@@ -239,6 +253,7 @@ struct guest_msg {
         uint32_t vl_bits[VQSET_VQ_MAX];
         Svemig__Api__SnapshotInfo *infos;
         Svemig__Api__SnapshotInfo **ptrs;
+        Svemig__Api__PayloadStatus payload;
 };
 
 Svemig__Api__Guest *guest_msg_new(const struct guest_entry *e, const Svemig__Api__Guest *live)
@@ -276,6 +291,11 @@ Svemig__Api__Guest *guest_msg_new(const struct guest_entry *e, const Svemig__Api
         m->g.vmm_socket = rec->vmm_socket ? rec->vmm_socket : (char *)"";
         m->g.reason = rec->reason ? rec->reason : (char *)"";
         m->g.restored_from = rec->restored_from ? rec->restored_from : (char *)"";
+        if (rec->payload) {
+                svemig__api__payload_status__init(&m->payload);
+                m->payload.image = rec->payload;
+                m->g.payload = &m->payload;
+        }
         for (size_t i = 0; i < rec->n_snapshots; i++) {
                 svemig__api__snapshot_info__init(&m->infos[i]);
                 m->infos[i].path = rec->snapshots[i].path;
@@ -296,6 +316,8 @@ Svemig__Api__Guest *guest_msg_new(const struct guest_entry *e, const Svemig__Api
                 m->g.vcpu_steps = live->vcpu_steps;
                 if (live->digest && live->digest[0])
                         m->g.digest = live->digest;
+                /* What the payload reported: only its VMM knows. */
+                m->g.payload = live->payload;
         }
         return &m->g;
 }
@@ -368,6 +390,10 @@ int guest_entry_delete(struct guest_entry *e, const char *snapshot_dir, struct s
                                 e->rec.snapshots[i].path, strerror(errno));
         if (asprintf(&sock, "%s/%s", e->dir, SOCKET_FILE) >= 0)
                 unlink(sock);
+        free(sock);
+        sock = NULL;
+        if (asprintf(&sock, "%s/%s", e->dir, GUEST_MIGRATED_FILE) >= 0)
+                unlink(sock);
         if (unlink(e->record_path) < 0 && errno != ENOENT)
                 return svemig_error_set(err, errno, "cannot remove %s: %s", e->record_path, strerror(errno));
         if (rmdir(e->dir) < 0 && errno != ENOENT)
@@ -424,6 +450,186 @@ static void refresh_done(const Svemig__Api__Response *resp, const char *why, voi
         guest_entry_unref(e);
 }
 
+/* Asks the VMM what the guest has done meanwhile. */
+static void refresh(struct guest_entry *e)
+{
+        Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
+        Svemig__Api__GuestRef ref = SVEMIG__API__GUEST_REF__INIT;
+
+        ref.name = e->rec.name;
+        req.op_case = SVEMIG__API__REQUEST__OP_GUEST_SHOW;
+        req.guest_show = &ref;
+        if (vmm_client_call(e->vmm, &req, NULL, refresh_done, guest_entry_ref(e), NULL, NULL) < 0)
+                guest_entry_unref(e);
+}
+
+/* --- guests that left, or were arriving, while no svemigd watched --- */
+
+/* Whether the guest's VMM migrated it away (GUEST_MIGRATED_FILE); if so its record is removed. */
+static bool moved_away(struct guest_entry *e)
+{
+        _cleanup_free_ char *path = NULL;
+        struct svemig_error err = {0};
+        char buf[256] = "", peer[64] = "?";
+        const char *p;
+        FILE *f;
+
+        if (asprintf(&path, "%s/%s", e->dir, GUEST_MIGRATED_FILE) < 0)
+                return false;
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        buf[fread(buf, 1, sizeof(buf) - 1, f)] = 0;
+        fclose(f);
+        p = strstr(buf, "peer=");
+        if (p)
+                sscanf(p + 5, "%63[^\n]", peer);
+        log_msg(LOG_NOTICE, LOG_CTX(.guest = e->rec.name, .peer = peer, .op = "migrate"),
+                "guest %s migrated to %s while no svemigd saw it end; its record here is removed",
+                e->rec.name, peer);
+        guest_entry_detach(e, GUEST_STOPPED);
+        if (guest_entry_delete(e, NULL, &err) < 0)
+                log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name), "%s", err.msg);
+        return true;
+}
+
+/* A live svemig-vmm, not a zombie nor another program that got its pid. */
+static bool vmm_alive(pid_t pid)
+{
+        char path[64], buf[512];
+        const char *st;
+        ssize_t k;
+        int fd;
+
+        if (pid <= 0)
+                return false;
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        k = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (k <= 0)
+                return false;
+        buf[k] = 0;
+        if (!strstr(buf, "svemig-vmm"))
+                return false;
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        k = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (k <= 0)
+                return false;
+        buf[k] = 0;
+        st = strrchr(buf, ')');
+        return st && st[1] == ' ' && st[2] != 'Z' && st[2] != 'X';
+}
+
+static void incoming_dropped(struct guest_entry *e, const char *why)
+{
+        struct svemig_error err = {0};
+
+        log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name, .op = "migrate"),
+                "incoming guest %s did not arrive: %s", e->rec.name, why);
+        e->busy = NULL;
+        if (guest_entry_delete(e, NULL, &err) < 0)
+                log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name), "%s", err.msg);
+}
+
+/* Its outcome, made final when the receiver is gone: COMMITTED or ABORTED; UNKNOWN if unreadable. */
+static enum migrate_ledger_state incoming_outcome(struct guest_entry *e, bool receiver_gone)
+{
+        enum migrate_ledger_state s = MIGRATE_LEDGER_UNKNOWN;
+        struct svemig_error err = {0};
+        uint8_t id[MIGRATE_ID_SIZE];
+        int r;
+
+        if (!e->reg->ledger || migrate_id_parse(e->rec.incoming_migration, id) < 0)
+                return MIGRATE_LEDGER_ABORTED; /* nothing to go by: it never committed in a ledger here */
+        r = receiver_gone ? migrate_ledger_give_up(e->reg->ledger, id, &s, &err)
+                          : migrate_ledger_get(e->reg->ledger, id, &s, &err);
+        if (r < 0) {
+                log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name), "incoming guest %s: %s", e->rec.name,
+                        err.msg);
+                return MIGRATE_LEDGER_UNKNOWN;
+        }
+        return s;
+}
+
+void guest_entry_incoming_ended(struct guest_entry *e, const char *why)
+{
+        char reason[600];
+
+        if (incoming_outcome(e, true) == MIGRATE_LEDGER_COMMITTED) {
+                /* It was ours: the source has let go of it. Say so, never hide it. */
+                snprintf(reason, sizeof(reason), "ran the guest it received, then ended: %s", why);
+                e->busy = NULL;
+                (void)guest_record_set_str(&e->rec.incoming_migration, NULL);
+                guest_entry_mark_dead(e, reason);
+                return;
+        }
+        incoming_dropped(e, why);
+}
+
+/* Decides a guest a previous svemigd left arriving. Returns whether it must be looked at again. */
+static bool settle(struct guest_entry *e)
+{
+        struct svemig_error err = {0};
+        bool alive = vmm_alive(e->rec.vmm_pid);
+
+        switch (incoming_outcome(e, false)) {
+        case MIGRATE_LEDGER_COMMITTED:
+                if (guest_entry_attach(e, e->rec.vmm_pid, false, &err) == 0) {
+                        log_msg(LOG_NOTICE, LOG_CTX(.guest = e->rec.name, .op = "migrate"),
+                                "guest %s arrived while svemigd was away; adopted with its VMM (pid %d)",
+                                e->rec.name, (int)e->rec.vmm_pid);
+                        e->settling = false;
+                        e->busy = NULL;
+                        (void)guest_record_set_str(&e->rec.incoming_migration, NULL);
+                        (void)guest_entry_save(e, NULL);
+                        refresh(e);
+                        return false;
+                }
+                if (alive)
+                        return true; /* committed, not serving yet */
+                e->settling = false;
+                guest_entry_incoming_ended(e, "its VMM exited before serving it");
+                return false;
+        case MIGRATE_LEDGER_ABORTED:
+                e->settling = false;
+                incoming_dropped(e, "its migration was aborted (the host's ledger says so)");
+                return false;
+        default:
+                /* Pending, or not begun: its VMM is still at it, or is gone without deciding. */
+                if (alive)
+                        return true;
+                e->settling = false;
+                guest_entry_incoming_ended(e, "its VMM is gone");
+                return false;
+        }
+}
+
+static int on_settle(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct guest_registry *reg = userdata;
+        struct guest_entry *e, *next;
+        bool again = false;
+
+        (void)usec;
+        for (e = TAILQ_FIRST(&reg->entries); e; e = next) {
+                next = TAILQ_NEXT(e, link);
+                if (e->settling)
+                        again |= settle(e);
+        }
+        if (again) {
+                (void)sd_event_source_set_time_relative(s, SETTLE_INTERVAL_USEC);
+                (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        }
+        return 0;
+}
+
 static void load_one(struct guest_registry *reg, const char *name)
 {
         struct svemig_error err = {0};
@@ -446,6 +652,14 @@ static void load_one(struct guest_registry *reg, const char *name)
                 entry_unlink(e);
                 return;
         }
+        if (e->rec.incoming_migration) {
+                /* It was arriving: the ledger and its VMM say how that ended (on_settle). */
+                e->settling = true;
+                e->busy = "incoming migration";
+                return;
+        }
+        if (moved_away(e))
+                return;
         if (!guest_state_has_vmm(e->rec.state)) {
                 log_msg(LOG_INFO, LOG_CTX(.guest = name), "guest %s on record: %s", name,
                         guest_state_name(e->rec.state));
@@ -461,17 +675,7 @@ static void load_one(struct guest_registry *reg, const char *name)
         }
         log_msg(LOG_INFO, LOG_CTX(.guest = name), "guest %s: reconnected to its VMM (pid %d)", name,
                 (int)e->rec.vmm_pid);
-        /* What it has done meanwhile. */
-        {
-                Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
-                Svemig__Api__GuestRef ref = SVEMIG__API__GUEST_REF__INIT;
-
-                ref.name = e->rec.name;
-                req.op_case = SVEMIG__API__REQUEST__OP_GUEST_SHOW;
-                req.guest_show = &ref;
-                if (vmm_client_call(e->vmm, &req, NULL, refresh_done, guest_entry_ref(e), NULL, &err) < 0)
-                        guest_entry_unref(e);
-        }
+        refresh(e);
 }
 
 static int by_name(const struct dirent **a, const struct dirent **b)
@@ -507,6 +711,11 @@ int guest_registry_open(sd_event *event, const char *state_dir, struct guest_reg
                 guest_registry_free(reg);
                 return r;
         }
+        n = host_ledger_open(state_dir, &reg->ledger, err);
+        if (n < 0) {
+                guest_registry_free(reg);
+                return n;
+        }
         n = scandir(reg->dir, &names, only_names, by_name);
         if (n < 0) {
                 int r = -errno;
@@ -527,6 +736,8 @@ int guest_registry_open(sd_event *event, const char *state_dir, struct guest_reg
         free(names);
         if (reg->n)
                 log_info("%u guest(s) on record in %s", reg->n, reg->dir);
+        if (sd_event_add_time_relative(event, &reg->settle_timer, CLOCK_MONOTONIC, 0, 0, on_settle, reg) < 0)
+                log_warning("cannot watch guests that were arriving; they stay as recorded");
         *out = reg;
         return 0;
 }
@@ -538,6 +749,8 @@ void guest_registry_free(struct guest_registry *reg)
         /* The VMMs run on: only our connections to them close. */
         while (!TAILQ_EMPTY(&reg->entries))
                 entry_unlink(TAILQ_FIRST(&reg->entries));
+        sd_event_source_disable_unref(reg->settle_timer);
+        migrate_ledger_free(reg->ledger);
         sd_event_unref(reg->event);
         free(reg->dir);
         free(reg);

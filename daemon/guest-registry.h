@@ -39,6 +39,7 @@ struct guest_entry {
         uint64_t busy_operation; /* its operation number, for messages */
         double dirty_rate;       /* as its VMM last measured it */
         bool start_when_ready;   /* a restore asked to run the guest once it is restored */
+        bool settling;           /* left arriving by a previous svemigd: settled by the ledger */
 };
 
 int guest_registry_open(sd_event *event, const char *state_dir, struct guest_registry **out,
@@ -77,6 +78,21 @@ void guest_entry_mark_dead(struct guest_entry *e, const char *why);
 
 /* Takes what a VMM says about the guest (state, steps, config) into the record. */
 void guest_entry_update(struct guest_entry *e, const Svemig__Api__Guest *live);
+
+/*
+ * An incoming guest's VMM ended without serving it (it failed, or died):
+ * by the host's ledger, the guest never ran here (its migration is given up
+ * if still pending, and the entry removed) or it ran and died with its VMM
+ * (dead, with why).
+ */
+void guest_entry_incoming_ended(struct guest_entry *e, const char *why);
+
+/*
+ * The file a source VMM leaves in the guest's directory before it exits
+ * once the destination owns the guest ("peer=NAME\nid=HEX\n"): a svemigd
+ * that did not see the migration end removes the record by it.
+ */
+#define GUEST_MIGRATED_FILE "migrated"
 
 /* Removes the record and the directory (and the snapshots listed under 'snapshot_dir'), then the entry. */
 int guest_entry_delete(struct guest_entry *e, const char *snapshot_dir, struct svemig_error *err);

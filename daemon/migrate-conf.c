@@ -480,6 +480,29 @@ static int parse_cluster_peer_timeout(struct parse_ctx *ctx, const char *key, co
         return parse_duration_ms(ctx, key, value, 100, 600 * 1000, &ctx->conf->peer_timeout_ms);
 }
 
+/* Bytes: N, NK, NM or NG (powers of 1024). */
+static int parse_cluster_mem_limit(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        unsigned long long v;
+        unsigned shift = 0;
+        char *end;
+
+        errno = 0;
+        v = isdigit((unsigned char)value[0]) ? strtoull(value, &end, 10) : 0;
+        if (!isdigit((unsigned char)value[0]) || errno)
+                goto bad;
+        if (*end && !end[1] && strchr("KMG", *end))
+                shift = *end == 'K' ? 10 : *end == 'M' ? 20 : 30;
+        else if (*end)
+                goto bad;
+        if (v > (ULLONG_MAX >> shift))
+                goto bad;
+        ctx->conf->incoming_mem_limit = v << shift;
+        return 0;
+bad:
+        return fail(ctx, ctx->line, EINVAL, "%s = %s: expected bytes, as N, NK, NM or NG", key, value);
+}
+
 /* --- sections and keys --- */
 
 struct key_def {
@@ -512,6 +535,7 @@ static const struct key_def cluster_keys[] = {
         {"listen", parse_cluster_listen},
         {"refresh-interval", parse_cluster_refresh},
         {"peer-timeout", parse_cluster_peer_timeout},
+        {"incoming-memory-limit", parse_cluster_mem_limit},
 };
 static const struct key_def snapshot_keys[] = {
         {"directory", parse_snapshot_dir},
@@ -995,6 +1019,8 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
                 fprintf(f, "# (no listener: peers cannot reach this host)\n");
         print_duration(f, "refresh-interval", conf->peer_refresh_ms);
         print_duration(f, "peer-timeout", conf->peer_timeout_ms);
+        if (conf->incoming_mem_limit)
+                fprintf(f, "incoming-memory-limit = %llu\n", (unsigned long long)conf->incoming_mem_limit);
 
         for (size_t i = 0; i < conf->n_peers; i++)
                 fprintf(f, "\n[peer %s]\naddress = %s\n", conf->peers[i].name, conf->peers[i].address);

@@ -70,8 +70,9 @@ struct migrate_conf {
         char *listen_address; /* "HOST:PORT" as written; NULL: no peer listener */
         char *listen_host;    /* HOST without brackets; "*" = every address */
         uint16_t listen_port;
-        unsigned peer_refresh_ms; /* how often each peer's HostInfo is asked for again */
-        unsigned peer_timeout_ms; /* the longest wait on a peer's answer */
+        unsigned peer_refresh_ms;    /* how often each peer's HostInfo is asked for again */
+        unsigned peer_timeout_ms;    /* the longest wait on a peer's answer */
+        uint64_t incoming_mem_limit; /* bytes of RAM an incoming guest may have; 0: MemAvailable */
 
         /* [peer NAME] ... */
         struct migrate_conf_peer *peers;

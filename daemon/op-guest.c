@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api-ops.h"
 #include "cluster-view.h"
@@ -124,6 +125,22 @@ static int choose_vls(struct svemigd *d, const Svemig__Api__GuestCreateRequest *
 
 /* --- create --- */
 
+/*
+ * A bare payload image (GuestCreateRequest.payload): its VMM loads it at IPA
+ * 0 and enters it at 0x800 (daemon/vmm-payload.c), and runs in /, so the
+ * path must be absolute; it is read again whenever the guest boots anew.
+ */
+static int check_payload(const char *path, struct svemig_error *err)
+{
+        if (!path || path[0] != '/')
+                return svemig_error_set(err, EINVAL, "name the payload image by its absolute path, not '%s'",
+                                        path ? path : "");
+        if (access(path, R_OK) < 0)
+                return svemig_error_set(err, errno, "cannot read payload image %s: %s", path,
+                                        strerror(errno));
+        return 0;
+}
+
 static void start_after(struct svemigd *d, struct api_call *call, struct guest_entry *e, bool resume)
 {
         Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
@@ -201,10 +218,11 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
                 return svemig_error_set(err, EINVAL,
                                         "guest memory must be a non-zero multiple of %u bytes, not %llu",
                                         HV_PAGE_SIZE, (unsigned long long)req->memory_bytes);
-        if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_PAYLOAD)
-                return svemig_error_set(err, EOPNOTSUPP,
-                                        "svemigd does not run bare payloads yet; create the guest with the "
-                                        "sim workload");
+        if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_PAYLOAD) {
+                r = check_payload(req->payload, err);
+                if (r < 0)
+                        return r;
+        }
         if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_WORKLOAD && req->workload->seed)
                 return svemig_error_set(
                         err, EOPNOTSUPP,
@@ -220,8 +238,12 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
                 rec.dirty_pages_per_step = req->workload->dirty_pages_per_step;
         rec.state = GUEST_CREATED;
         rec.created_ns = realtime_ns();
-        if (guest_record_set_str(&rec.name, req->name) < 0)
+        if (guest_record_set_str(&rec.name, req->name) < 0 ||
+            (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_PAYLOAD &&
+             guest_record_set_str(&rec.payload, req->payload) < 0)) {
+                guest_record_done(&rec);
                 return svemig_error_set(err, ENOMEM, "out of memory");
+        }
         r = guest_registry_add(d->guests, &rec, &e, err);
         guest_record_done(&rec);
         if (r < 0)

@@ -149,18 +149,20 @@ static void arrived(struct svemigd *d, struct api_call *call, struct guest_entry
 {
         e->busy = NULL;
         if (!resp || resp->status) {
-                log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name, .op = "migrate"),
-                        "incoming guest %s did not arrive: %s", e->rec.name,
-                        resp ? resp->status->message : why);
-                (void)guest_entry_delete(e, NULL, NULL);
+                /* The ledger says whether it never ran here (dropped) or ran and died with its VMM. */
+                guest_entry_incoming_ended(e, resp ? resp->status->message : why);
                 return;
         }
+        (void)guest_record_set_str(&e->rec.incoming_migration, NULL);
+        (void)guest_entry_save(e, NULL);
         log_msg(LOG_NOTICE, LOG_CTX(.guest = e->rec.name, .op = "migrate"), "guest %s arrived; VMM pid %d",
                 e->rec.name, (int)e->rec.vmm_pid);
 }
 
-void svemigd_migrate_incoming(void *userdata, const char *peer, const char *guest_name, int fd)
+void svemigd_migrate_incoming(void *userdata, const char *peer, const char *guest_name,
+                              const uint8_t id[MIGRATE_ID_SIZE], int fd)
 {
+        char hex[MIGRATE_ID_HEX_SIZE];
         struct svemigd *d = userdata;
         struct svemig_error err = {0};
         struct guest_record rec = {0};
@@ -187,7 +189,9 @@ void svemigd_migrate_incoming(void *userdata, const char *peer, const char *gues
         }
         rec.state = GUEST_PAUSED;
         rec.created_ns = (uint64_t)time(NULL) * 1000000000ull;
-        if (guest_record_set_str(&rec.name, guest_name) < 0) {
+        migrate_id_format(id, hex);
+        if (guest_record_set_str(&rec.name, guest_name) < 0 ||
+            guest_record_set_str(&rec.incoming_migration, hex) < 0) {
                 guest_record_done(&rec);
                 refuse(d, fd, ENOMEM, "the destination daemon is out of memory");
                 return;
@@ -210,5 +214,7 @@ void svemigd_migrate_incoming(void *userdata, const char *peer, const char *gues
                 refuse(d, fd, -r, reason);
                 return;
         }
+        /* Its VMM's pid on record: a restarted svemigd waits for it to settle (guest-registry.c). */
+        (void)guest_entry_save(e, NULL);
         close(fd); /* the VMM has its own copy */
 }

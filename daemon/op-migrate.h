@@ -3,11 +3,17 @@
 
 /* op-migrate.c: live migration through svemigd (docs/migration.md, "In the daemons"). */
 
+#include <stdint.h>
+
+#include "svemig/migrate.h"
+
 struct svemigd;
 
 /*
  * The peer listener's handoff (peer_incoming_fn, userdata the struct svemigd): fd (a peer connection, hello
- * done) carries a Migrate of guest_name next. Starts a VMM that receives it, or refuses it (the name is
- * taken here, the daemon is stopping). Takes fd.
+ * done) carries a Migrate of guest_name, migration id, next. Registers the guest with the id (so that a
+ * restarted svemigd settles it by the host's ledger) and starts a VMM that receives it, or refuses it (the
+ * name is taken here, the daemon is stopping). Takes fd.
  */
-void svemigd_migrate_incoming(void *d, const char *peer, const char *guest_name, int fd);
+void svemigd_migrate_incoming(void *d, const char *peer, const char *guest_name,
+                              const uint8_t id[MIGRATE_ID_SIZE], int fd);

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "host-ledger.h"
 #include "log.h"
 #include "macro.h"
 #include "peer-listener.h"
@@ -61,6 +62,8 @@ struct peer_listener {
         struct hv *hv;
         const struct peer_info *self;
         struct migrate_recv_opts recv;
+        struct migrate_ledger *own_ledger; /* opened from params->state_dir */
+        sd_event_source *prune_timer;
         unsigned timeout_ms;
         unsigned max_connections;
         peer_served_fn served;
@@ -163,18 +166,19 @@ static void *conn_main(void *userdata)
 
                 svemig_error_clear(&err);
                 if (l->incoming) {
-                        enum migrate_served_kind kind;
+                        struct migrate_peeked p;
 
-                        memset(&s, 0, sizeof(s));
-                        r = migrate_peek_request(c->fd, l->timeout_ms, &kind, s.guest_name,
-                                                 sizeof(s.guest_name), &err);
+                        r = migrate_peek(c->fd, l->timeout_ms, &p, &err);
                         if (r == -ENOTCONN) /* closed between requests, as a Bye */
                                 r = 0;
                         if (r < 0)
                                 break;
-                        if (kind == MIGRATE_SERVED_MIGRATE) {
+                        if (p.kind == MIGRATE_SERVED_MIGRATE) {
                                 /* The loop hands the fd on; this thread is done with it. */
-                                s.kind = kind;
+                                memset(&s, 0, sizeof(s));
+                                s.kind = p.kind;
+                                snprintf(s.guest_name, sizeof(s.guest_name), "%s", p.guest_name);
+                                memcpy(s.report.id, p.id, MIGRATE_ID_SIZE);
                                 push(c, EV_INCOMING, 0, NULL, &s);
                                 return NULL;
                         }
@@ -286,7 +290,7 @@ static int on_wake(sd_event_source *source, int fd, uint32_t revents, void *user
                         reap(l, c);
                         log_msg(LOG_INFO, LOG_CTX(.peer = peer, .guest = ev->served.guest_name),
                                 "peer %s: incoming migration of guest %s", peer, ev->served.guest_name);
-                        l->incoming(l->userdata, peer, ev->served.guest_name, cfd);
+                        l->incoming(l->userdata, peer, ev->served.guest_name, ev->served.report.id, cfd);
                         break;
                 }
                 case EV_CLOSED:
@@ -307,6 +311,23 @@ static int on_wake(sd_event_source *source, int fd, uint32_t revents, void *user
                 ev = next;
         }
         maybe_done(l);
+        return 0;
+}
+
+/* Once at start, then hourly: the ledger keeps what can still be asked about (host-ledger.h). */
+static int on_prune(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        struct peer_listener *l = userdata;
+        struct svemig_error err = {0};
+        unsigned n = 0;
+
+        (void)usec;
+        if (migrate_ledger_prune(l->recv.ledger, HOST_LEDGER_KEEP_S, &n, &err) < 0)
+                log_warning("%s", err.msg);
+        else if (n)
+                log_info("the migration ledger forgot or folded %u decided entries", n);
+        (void)sd_event_source_set_time_relative(s, 3600ull * 1000000ull);
+        (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         return 0;
 }
 
@@ -466,9 +487,15 @@ int peer_listener_new(sd_event *event, const struct peer_listener_params *params
         l->served = params->served;
         l->incoming = params->incoming;
         l->userdata = params->userdata;
+        if (!params->ledger && params->state_dir) {
+                r = host_ledger_open(params->state_dir, &l->own_ledger, err);
+                if (r < 0)
+                        goto fail;
+        }
         l->recv = (struct migrate_recv_opts){
-                .ledger = params->ledger,
+                .ledger = params->ledger ? params->ledger : l->own_ledger,
                 .self = params->self,
+                .mem_limit = params->mem_limit,
                 .timeout_ms = params->timeout_ms,
                 /* The request has begun arriving when it is called: a stalled one times out. */
                 .request_timeout_ms = params->timeout_ms,
@@ -505,6 +532,8 @@ int peer_listener_new(sd_event *event, const struct peer_listener_params *params
         r = sd_event_add_io(event, &l->wake_source, l->wake_fd, EPOLLIN, on_wake, l);
         if (r >= 0)
                 r = sd_event_add_io(event, &l->accept_source, l->listen_fd, EPOLLIN, on_accept, l);
+        if (r >= 0 && l->recv.ledger)
+                r = sd_event_add_time_relative(event, &l->prune_timer, CLOCK_MONOTONIC, 0, 0, on_prune, l);
         if (r < 0) {
                 svemig_error_set(err, r, "cannot watch the peer listener: %s", strerror(-r));
                 goto fail;
@@ -562,6 +591,8 @@ void peer_listener_free(struct peer_listener *l)
         }
         sd_event_source_disable_unref(l->accept_source);
         sd_event_source_disable_unref(l->wake_source);
+        sd_event_source_disable_unref(l->prune_timer);
+        migrate_ledger_free(l->own_ledger);
         if (l->listen_fd >= 0)
                 close(l->listen_fd);
         if (l->wake_fd >= 0)

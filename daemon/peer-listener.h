@@ -31,22 +31,26 @@ typedef void (*peer_served_fn)(void *userdata, const char *peer, struct migrate_
                                const struct svemig_error *err);
 
 /*
- * On the loop: the next request on a connection is a Migrate of guest_name;
- * the callee takes fd (hello done, the request unread) and serves it in
- * another process, e.g. the guest's new VMM. The listener forgets it.
+ * On the loop: the next request on a connection is a Migrate of guest_name,
+ * migration id; the callee takes fd (hello done, the request unread) and
+ * serves it in another process, e.g. the guest's new VMM. The listener
+ * forgets it.
  */
-typedef void (*peer_incoming_fn)(void *userdata, const char *peer, const char *guest_name, int fd);
+typedef void (*peer_incoming_fn)(void *userdata, const char *peer, const char *guest_name,
+                                 const uint8_t id[MIGRATE_ID_SIZE], int fd);
 
 struct peer_listener_params {
         const char *host; /* an address or name to bind, or "*" for every address */
         uint16_t port;
         struct hv *hv;
         const struct peer_info *self;  /* this host, as Hello and HostInfo tell it; outlives the listener */
-        struct migrate_ledger *ledger; /* NULL: migrations and resolves are refused */
-        unsigned timeout_ms;           /* the longest wait on a peer inside a request */
-        unsigned max_connections;      /* 0 = 64; more are closed at once, with a warning */
-        peer_served_fn served;         /* NULL: logged only (and a received guest destroyed) */
-        peer_incoming_fn incoming;     /* NULL: migrations are served here (migrate_serve()) */
+        struct migrate_ledger *ledger; /* NULL: state_dir's, or migrations and resolves are refused */
+        const char *state_dir;     /* with no ledger: the host's ledger in it (host-ledger.h) is opened */
+        unsigned timeout_ms;       /* the longest wait on a peer inside a request */
+        uint64_t mem_limit;        /* refuse guests with more RAM; 0 = MemAvailable */
+        unsigned max_connections;  /* 0 = 64; more are closed at once, with a warning */
+        peer_served_fn served;     /* NULL: logged only (and a received guest destroyed) */
+        peer_incoming_fn incoming; /* NULL: migrations are served here (migrate_serve()) */
         void *userdata;
 };
 

@@ -8,7 +8,8 @@
  * reconnects to every VMM it finds in its state directory.
  *
  *   svemig-vmm --name NAME --dir DIR --ready-fd FD [--config FILE]
- *              (--vcpus N --memory BYTES --vls SET --dirty-pages N | --restore PATH)
+ *              (--vcpus N --memory BYTES --vls SET (--dirty-pages N | --payload IMAGE) |
+ *               --restore PATH | --receive-fd FD)
  *
  * It opens the hypervisor as migrate.conf describes (the daemon's own
  * file), creates the guest (or restores it from PATH, header checked first),
@@ -52,6 +53,7 @@ struct args {
         uint64_t memory;
         const char *vls;
         uint32_t dirty_pages;
+        const char *payload; /* a bare payload image instead of the sim workload (vmm-payload.c) */
         bool verbose;
 };
 
@@ -73,12 +75,19 @@ static int parse_u64(const char *opt, const char *s, uint64_t max, uint64_t *out
 static int parse_argv(int argc, char **argv, struct args *a)
 {
         static const struct option longopts[] = {
-                {"config", required_argument, NULL, 'c'},  {"name", required_argument, NULL, 'n'},
-                {"dir", required_argument, NULL, 'd'},     {"ready-fd", required_argument, NULL, 'r'},
-                {"restore", required_argument, NULL, 'R'}, {"receive-fd", required_argument, NULL, 'F'},
-                {"vcpus", required_argument, NULL, 'C'},   {"memory", required_argument, NULL, 'm'},
-                {"vls", required_argument, NULL, 'l'},     {"dirty-pages", required_argument, NULL, 'D'},
-                {"verbose", no_argument, NULL, 'v'},       {0},
+                {"config", required_argument, NULL, 'c'},
+                {"name", required_argument, NULL, 'n'},
+                {"dir", required_argument, NULL, 'd'},
+                {"ready-fd", required_argument, NULL, 'r'},
+                {"restore", required_argument, NULL, 'R'},
+                {"receive-fd", required_argument, NULL, 'F'},
+                {"vcpus", required_argument, NULL, 'C'},
+                {"memory", required_argument, NULL, 'm'},
+                {"vls", required_argument, NULL, 'l'},
+                {"dirty-pages", required_argument, NULL, 'D'},
+                {"payload", required_argument, NULL, 'P'},
+                {"verbose", no_argument, NULL, 'v'},
+                {0},
         };
         uint64_t v;
         int c;
@@ -125,6 +134,9 @@ static int parse_argv(int argc, char **argv, struct args *a)
                         if (parse_u64("--dirty-pages", optarg, UINT32_MAX, &v) < 0)
                                 return -EINVAL;
                         a->dirty_pages = (uint32_t)v;
+                        break;
+                case 'P':
+                        a->payload = optarg;
                         break;
                 case 'v':
                         a->verbose = true;
@@ -223,7 +235,10 @@ static int create_guest(struct vmm *v, const struct args *a, struct svemig_error
         cfg.sve = !vqset_empty(&v->vls);
         cfg.vls = v->vls;
         v->dirty_pages_per_step = a->dirty_pages;
-        r = guest_create(v->hv, &cfg, &v->guest, err);
+        if (a->payload)
+                r = vmm_payload_create(v, a->payload, &cfg, err);
+        else
+                r = guest_create(v->hv, &cfg, &v->guest, err);
         if (r < 0)
                 return r;
         v->base_steps = calloc(a->vcpus, sizeof(*v->base_steps));
@@ -270,7 +285,8 @@ static int restore_guest(struct vmm *v, const struct args *a, bool *incompatible
         }
         v->vls = (info->vcpu_features & HV_FEAT_BIT(HV_FEAT_SVE)) ? info->guest_vls : (vqset_t){0};
         n = info->vcpu_count;
-        r = guest_create_empty_at(v->hv, n, info->slots[0].gpa, info->slots[0].size, false, &v->guest, err);
+        /* A dirty log, as a created guest has: a restored guest migrates with pre-copy too. */
+        r = guest_create_empty_at(v->hv, n, info->slots[0].gpa, info->slots[0].size, true, &v->guest, err);
         if (r == 0)
                 r = snapshot_restore_into(v->guest, rd, &opts, err);
         svemig_stream_reader_free(rd);
@@ -430,6 +446,7 @@ static void vmm_done(struct vmm *v)
         hv_close(v->hv);
         sd_event_unref(v->event);
         migrate_conf_done(&v->conf);
+        vmm_payload_done(v);
 }
 
 int main(int argc, char **argv)
@@ -444,6 +461,7 @@ int main(int argc, char **argv)
         if (parse_argv(argc, argv, &a) < 0)
                 return EXIT_FAILURE;
         v.name = (char *)a.name;
+        vmm_payload_init(&v);
 
         r = migrate_conf_load(&v.conf, a.config, &err);
         log_setup(a.verbose ? LOG_DEBUG : (r < 0 ? LOG_INFO : v.conf.log_level), false);

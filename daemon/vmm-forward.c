@@ -199,6 +199,7 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
                 .memory = e->rec.memory_bytes,
                 .vls = vls,
                 .dirty_pages = e->rec.dirty_pages_per_step,
+                .payload = e->rec.payload,
         };
         struct launch *l;
         int r;

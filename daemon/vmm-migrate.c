@@ -11,13 +11,26 @@
  *
  * Destination: svemigd's listener hands an accepted connection whose next
  * request is a Migrate to a new VMM (--receive-fd), which calls
- * migrate_receive() with a ledger of its own.
+ * migrate_receive() with the host's ledger (host-ledger.h): the COMMIT is
+ * taken there under the same lock as svemigd's listener answers a Resolve,
+ * and the outcome outlives both processes.
+ *
+ * Test hooks, read only when set (the integration tests set them in
+ * svemigd's environment, which its VMMs inherit):
+ *   SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH=BYTES_PER_S  the source's link cap
+ *   SVEMIG_TEST_RECV_FAIL_AT=STEP                  migrate_recv_opts.fail_at (a step's name)
+ *   SVEMIG_TEST_RECV_FAIL_ERRNO=N                  migrate_recv_opts.fail_errno (e.g. 12, ENOMEM)
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "guest-registry.h"
+#include "host-ledger.h"
 #include "log.h"
 #include "macro.h"
 #include "peer-connect.h"
@@ -27,6 +40,7 @@
 
 struct mig_arg {
         struct vmm_job *job;
+        struct api_call *call;
         char *peer, *address, *host;
         uint16_t port;
         bool check;
@@ -34,6 +48,9 @@ struct mig_arg {
         struct peer_info self;
         struct migrate_report rep;
         uint64_t steps;
+        /* What the guest's devices recorded when the migration started (vmm-payload.c). */
+        uint8_t device_state[MIGRATE_DEVICE_STATE_MAX];
+        size_t device_state_size;
 };
 
 static void mig_arg_free(struct mig_arg *a)
@@ -58,7 +75,12 @@ static int mig_progress(void *userdata, const struct migrate_progress *p)
         struct mig_arg *a = userdata;
         Svemig__Api__Progress msg = SVEMIG__API__PROGRESS__INIT;
 
-        if (vmm_job_cancelled(a->job))
+        /*
+         * A cancel because svemigd went away (killed, restarted) is not the
+         * operator's: the migration goes on here, and a restarted svemigd
+         * learns its end from the guest's directory (record_migrated()).
+         */
+        if (vmm_job_cancelled(a->job) && !api_call_client_gone(a->call))
                 return -ECANCELED;
         msg.phase = (char *)migrate_step_name(p->step);
         msg.done = p->bytes_sent;
@@ -71,15 +93,56 @@ static int mig_progress(void *userdata, const struct migrate_progress *p)
         return 0;
 }
 
-/* A handoff in doubt asks the destination again on a new connection (migrate_opts.reconnect). */
+/*
+ * A handoff in doubt asks the destination again on a new connection
+ * (migrate_opts.reconnect). Its svemigd may be restarting: a refused
+ * connection is tried again for up to the peer timeout.
+ */
 static int mig_reconnect(void *userdata)
 {
         struct mig_arg *a = userdata;
         struct peer_address pa = mig_address(a);
+        unsigned timeout_ms =
+                a->job ? vmm_job_vmm(a->job)->conf.peer_timeout_ms : MIGRATE_TIMEOUT_MS_DEFAULT;
+        struct timespec pause = {.tv_nsec = 100 * 1000000};
         int fd = -1, r;
 
-        r = peer_dial(&pa, MIGRATE_TIMEOUT_MS_DEFAULT, -1, &fd, NULL);
+        for (unsigned waited = 0;; waited += 100) {
+                r = peer_dial(&pa, timeout_ms, -1, &fd, NULL);
+                if (r >= 0 || r != -ECONNREFUSED || waited >= timeout_ms)
+                        break;
+                nanosleep(&pause, NULL);
+        }
         return r < 0 ? r : fd;
+}
+
+/*
+ * The destination owns the guest: say so in the guest's directory before
+ * anything else, so that a svemigd that did not see this end (it was
+ * restarted meanwhile) removes the record instead of calling the guest dead.
+ */
+static void record_migrated(struct vmm *v, const struct mig_arg *a)
+{
+        char dir[4096], path[4200], tmp[4200], text[256], hex[MIGRATE_ID_HEX_SIZE];
+        char *slash;
+        int fd, n;
+
+        snprintf(dir, sizeof(dir), "%s", v->socket_path ? v->socket_path : "");
+        slash = strrchr(dir, '/');
+        if (!slash)
+                return;
+        *slash = 0;
+        snprintf(path, sizeof(path), "%s/%s", dir, GUEST_MIGRATED_FILE);
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+        migrate_id_format(a->rep.id, hex);
+        n = snprintf(text, sizeof(text), "peer=%s\nid=%s\n", a->peer, hex);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, text, (size_t)n) != n || fsync(fd) < 0 || rename(tmp, path) < 0)
+                log_msg(LOG_WARNING, LOG_CTX(.guest = v->name, .peer = a->peer),
+                        "cannot record that guest %s went to %s in %s: %s", v->name, a->peer, path,
+                        strerror(errno));
+        if (fd >= 0)
+                close(fd);
 }
 
 /* The destination's own refusals of the guest: its VL set, registers, ID registers, memory. */
@@ -102,6 +165,8 @@ static int mig_work(struct vmm_job *job, void *arg, struct svemig_error *err)
                 .userdata = a,
                 .reconnect = mig_reconnect,
                 .reconnect_userdata = a,
+                .device_state = a->device_state,
+                .device_state_size = a->device_state_size,
         };
         const char *bw = getenv("SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH");
         _cleanup_close_ int fd = -1;
@@ -135,6 +200,8 @@ static int mig_work(struct vmm_job *job, void *arg, struct svemig_error *err)
         }
         r = migrate_send(v->guest, fd, &opts, &a->rep, err);
         a->steps = vmm_total_steps(v);
+        if (r == 0)
+                record_migrated(v, a);
         if (r < 0 && a->rep.failed_step == MIGRATE_STEP_VERDICT)
                 a->incompatible = is_refusal(r);
         return r;
@@ -226,9 +293,16 @@ int vmm_op_migrate(struct api_call *call, const Svemig__Api__Request *req, void 
         a->host = strdup(m->host);
         a->port = (uint16_t)m->port;
         a->check = m->check;
+        a->call = call;
         if (!a->peer || !a->address || !a->host) {
                 mig_arg_free(a);
                 return svemig_error_set(err, ENOMEM, "out of memory");
+        }
+        r = vmm_payload_pack(v, a->device_state, sizeof(a->device_state), &a->device_state_size);
+        if (r < 0) {
+                mig_arg_free(a);
+                return svemig_error_set(err, -r, "guest %s: its payload's state does not fit in a migration",
+                                        v->name);
         }
         r = vmm_job_start(v, call, a->check ? "migration check" : "migration", mig_work, mig_done, a, err);
         if (r < 0)
@@ -262,14 +336,31 @@ static uint64_t read_x(struct guest *g, unsigned vcpu, unsigned n)
         return value;
 }
 
+/* SVEMIG_TEST_RECV_FAIL_AT / _ERRNO (see the top of this file). */
+static void recv_test_hooks(struct migrate_recv_opts *opts)
+{
+        const char *at = getenv("SVEMIG_TEST_RECV_FAIL_AT"), *code = getenv("SVEMIG_TEST_RECV_FAIL_ERRNO");
+
+        if (!at)
+                return;
+        for (int s = MIGRATE_STEP_REQUEST; s < _MIGRATE_STEP_MAX; s++)
+                if (strcmp(at, migrate_step_name((enum migrate_step)s)) == 0)
+                        opts->fail_at = (enum migrate_step)s;
+        opts->fail_errno = code ? atoi(code) : 0;
+        log_warning("test hook: receiving fails at %s%s%s", migrate_step_name(opts->fail_at),
+                    opts->fail_errno ? " with " : "", opts->fail_errno ? strerror(opts->fail_errno) : "");
+}
+
 int vmm_receive(struct vmm *v, int fd, struct svemig_error *err)
 {
         struct migrate_ledger *ledger = NULL;
+        struct svemig_error why = {0};
         struct peer_info self = {0};
         struct migrate_report rep = {0};
         struct migrate_recv_opts opts = {
                 .self = &self,
                 .log_dirty = true, /* so that it can move on */
+                .mem_limit = v->conf.incoming_mem_limit,
                 .timeout_ms = v->conf.peer_timeout_ms,
                 .request_timeout_ms = v->conf.peer_timeout_ms,
         };
@@ -277,22 +368,31 @@ int vmm_receive(struct vmm *v, int fd, struct svemig_error *err)
         unsigned n;
         int r;
 
-        r = migrate_ledger_new(&ledger);
+        r = host_ledger_open(v->conf.state_dir, &ledger, err);
         if (r < 0)
-                return svemig_error_set(err, r, "cannot create the migration ledger: %s", strerror(-r));
-        r = peer_info_local(v->hv, 0, &self, err);
+                return r;
+        recv_test_hooks(&opts);
+        r = peer_info_local(v->hv, v->conf.incoming_mem_limit, &self, err);
         if (r < 0) {
                 migrate_ledger_free(ledger);
                 return r;
         }
         snprintf(self.host_name, sizeof(self.host_name), "%s", v->conf.host_name);
         opts.ledger = ledger;
+        /* Armed before the guest first runs here: a payload's next report is not lost. */
+        vmm_payload_arm(v, &opts.on_mmio, &opts.mmio_userdata);
         r = migrate_receive(v->hv, fd, &opts, &v->guest, &rep, err);
         peer_info_done(&self);
-        /* This process resolves nothing later: the source asks svemigd's listener. */
+        /* The outcome stays in the host's ledger: a source in doubt asks svemigd's listener. */
         migrate_ledger_free(ledger);
         if (r < 0)
                 return r;
+        /* Committed: the guest is ours whatever its device state says; a bad one is only logged. */
+        r = vmm_payload_unpack(v, rep.device_state, rep.device_state_size, &why);
+        if (r < 0)
+                log_msg(LOG_WARNING, LOG_CTX(.guest = v->name, .peer = rep.peer_host, .op = "migrate"),
+                        "guest %s arrived from %s, but not what its payload reported there: %s", v->name,
+                        rep.peer_host, svemig_error_str(&why, r));
 
         /*
          * The workload keeps its step count in x0 and its dirty rate in x28
@@ -306,9 +406,10 @@ int vmm_receive(struct vmm *v, int fd, struct svemig_error *err)
         v->base_steps = calloc(n, sizeof(*v->base_steps));
         if (!v->base_steps)
                 return svemig_error_set(err, ENOMEM, "out of memory");
-        for (unsigned i = 0; i < n; i++)
+        /* A payload keeps no step count: its registers are its own. */
+        for (unsigned i = 0; i < n && !v->payload.image; i++)
                 v->base_steps[i] = read_x(v->guest, i, 0) - guest_steps(v->guest, i);
-        v->dirty_pages_per_step = (uint32_t)read_x(v->guest, 0, 28);
+        v->dirty_pages_per_step = v->payload.image ? 0 : (uint32_t)read_x(v->guest, 0, 28);
         v->vls = guest_vls(v->guest);
         v->ever_ran = true;
         if (running) {

@@ -51,6 +51,7 @@ const char *vmm_state(const struct vmm *v)
 void vmm_describe(struct vmm *v, Svemig__Api__Guest *g)
 {
         static uint32_t vl_bits[VQSET_VQ_MAX];
+        static Svemig__Api__PayloadStatus payload;
         static uint64_t *vcpu_steps;
         static unsigned n_vcpu_steps;
         unsigned n = guest_n_vcpus(v->guest);
@@ -80,6 +81,9 @@ void vmm_describe(struct vmm *v, Svemig__Api__Guest *g)
         g->dirty_pages_per_step = v->dirty_pages_per_step;
         g->vmm_pid = (uint32_t)getpid();
         g->vmm_socket = v->socket_path;
+        svemig__api__payload_status__init(&payload);
+        if (vmm_payload_describe(v, &payload))
+                g->payload = &payload;
         if (n_vcpu_steps >= n) {
                 for (unsigned i = 0; i < n; i++)
                         vcpu_steps[i] = vmm_vcpu_steps(v, i);

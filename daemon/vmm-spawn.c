@@ -242,6 +242,10 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                 argv[n++] = a->vls;
                 argv[n++] = "--dirty-pages";
                 argv[n++] = dirty;
+                if (a->payload) {
+                        argv[n++] = "--payload";
+                        argv[n++] = a->payload;
+                }
         }
         argv[n] = NULL;
 

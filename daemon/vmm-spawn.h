@@ -30,6 +30,7 @@ struct vmm_spawn_args {
         uint64_t memory;
         const char *vls; /* a VL set as vqset_parse() reads it; "none" = no SVE */
         uint32_t dirty_pages;
+        const char *payload; /* a bare payload image instead of the sim workload; NULL: none */
 };
 
 typedef void (*vmm_spawn_progress_t)(const Svemig__Api__Progress *progress, void *userdata);

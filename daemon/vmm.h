@@ -12,6 +12,7 @@
  * and vmm-job.c (long operations on a worker thread).
  */
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
@@ -22,6 +23,15 @@
 #include "svemig/hv.h"
 
 struct vmm_job;
+
+/* A bare payload guest and what it reported (vmm-payload.c); image NULL for the sim workload. */
+struct vmm_payload {
+        char *image;
+        uint64_t ram_base, entry;
+        bool finished;        /* latched once every vcpu stopped by itself */
+        pthread_mutex_t lock; /* the handler writes these from the vcpu threads */
+        uint64_t reports, last_addr, last_value;
+};
 
 struct vmm {
         struct migrate_conf conf;
@@ -36,6 +46,7 @@ struct vmm {
         uint32_t dirty_pages_per_step;
         uint64_t *base_steps; /* per vcpu: steps run before this process (a restored guest's x0) */
         bool ever_ran;        /* "created" until the first start or run */
+        struct vmm_payload payload;
 
         struct vmm_job *job; /* the long operation in flight (snapshot, run), NULL when none */
         const char *job_name;
@@ -66,6 +77,20 @@ int vmm_op_migrate(struct api_call *call, const Svemig__Api__Request *req, void 
 int vmm_receive(struct vmm *v, int fd, struct svemig_error *err);
 /* Fills g (whose arrays point into v's storage until the next call) with the guest as it is now. */
 void vmm_describe(struct vmm *v, Svemig__Api__Guest *g);
+
+/* vmm-payload.c: bare payload guests and their MMIO reports. */
+void vmm_payload_init(struct vmm *v);
+void vmm_payload_done(struct vmm *v);
+/* Creates v->guest from cfg (vcpus, memory, VLs set) running the payload image at path image. */
+int vmm_payload_create(struct vmm *v, const char *image, struct guest_config *cfg, struct svemig_error *err);
+/* The MMIO handler that records reports into v, for any guest of v (created or received). */
+void vmm_payload_arm(struct vmm *v, guest_mmio_fn *fn, void **userdata);
+/* Fills ps (pointing into v) when the guest is a payload; false for the sim workload. */
+bool vmm_payload_describe(struct vmm *v, Svemig__Api__PayloadStatus *ps);
+/* The device state a migration carries (*len 0: none); -EMSGSIZE when it does not fit in size. */
+int vmm_payload_pack(struct vmm *v, uint8_t *buf, size_t size, size_t *len);
+/* On the destination: what the source recorded (len 0: the guest is no payload). */
+int vmm_payload_unpack(struct vmm *v, const uint8_t *buf, size_t len, struct svemig_error *err);
 
 /* vmm-job.c */
 typedef int (*vmm_job_work_t)(struct vmm_job *job, void *arg, struct svemig_error *err);

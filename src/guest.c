@@ -22,6 +22,8 @@
 
 /* Steps per KVM_RUN on the sim while running freely: small enough for a prompt pause. */
 #define GUEST_RUN_BATCH 256
+/* The longest a throttled vcpu sleeps before it looks whether it is asked to stop. */
+#define THROTTLE_SLICE_NS 1000000ull
 
 struct vcpu_thread {
         struct guest *g;
@@ -45,6 +47,7 @@ struct guest {
 
         /* Running vcpu threads, between guest_start() and guest_pause(). */
         bool running;
+        _Atomic unsigned active; /* of those, the threads still running (guest_vcpus_active()) */
         atomic_bool stop;
         _Atomic unsigned throttle; /* percent of full speed */
         pthread_t *threads;
@@ -327,9 +330,17 @@ static void throttle_sleep(const struct guest *g, uint64_t busy)
         if (pct >= 100 || pct == 0)
                 return;
         idle = busy * (100 - pct) / pct;
-        nanosleep(&(struct timespec){.tv_sec = (time_t)(idle / 1000000000ull),
-                                     .tv_nsec = (long)(idle % 1000000000ull)},
-                  NULL);
+        /*
+         * In slices, so that a pause is not held up: on kvm a batch lasts
+         * until the guest's next exit, and the idle time after a long one
+         * may be seconds.
+         */
+        while (idle > 0 && !atomic_load(&g->stop)) {
+                uint64_t slice = MIN(idle, THROTTLE_SLICE_NS);
+
+                nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = (long)slice}, NULL);
+                idle -= slice;
+        }
 }
 
 /* Whether the vcpu's MMIO handler lets it go on after this exit. */
@@ -376,8 +387,10 @@ static void *vcpu_thread_main(void *arg)
         bool mmio_pending = false;
 
         /* KVM would put it to sleep until PSCI CPU_ON, which nothing here sends. */
-        if (powered_off(vcpu))
+        if (powered_off(vcpu)) {
+                atomic_fetch_sub(&g->active, 1);
                 return NULL;
+        }
         while (left > 0 && !atomic_load(&g->stop)) {
                 uint64_t start = now_ns();
                 struct hv_exit exit;
@@ -398,6 +411,7 @@ static void *vcpu_thread_main(void *arg)
         }
         if (mmio_pending)
                 t->r = complete_mmio(vcpu);
+        atomic_fetch_sub(&g->active, 1);
         return NULL;
 }
 
@@ -409,6 +423,7 @@ static int start_threads(struct guest *g, uint64_t budget, struct svemig_error *
         if (g->running)
                 return svemig_error_set(err, EBUSY, "the guest is already running");
         atomic_store(&g->stop, false);
+        atomic_store(&g->active, g->n_vcpus);
         for (unsigned i = 0; i < g->n_vcpus; i++) {
                 g->jobs[i] = (struct vcpu_thread){.g = g, .index = i, .budget = budget};
                 r = -pthread_create(&g->threads[i], NULL, vcpu_thread_main, &g->jobs[i]);
@@ -473,6 +488,11 @@ int guest_pause(struct guest *g, struct svemig_error *err)
 bool guest_running(const struct guest *g)
 {
         return g->running;
+}
+
+unsigned guest_vcpus_active(const struct guest *g)
+{
+        return g->running ? atomic_load(&g->active) : 0;
 }
 
 void guest_set_throttle(struct guest *g, unsigned percent)

@@ -24,6 +24,12 @@
 
 /* Jobs in flight per worker: enough to hide the writer's or reader's I/O behind the compression. */
 #define JOBS_PER_THREAD 4u
+/*
+ * The reader's: decoding waits on no I/O once a frame is read, and what is
+ * read ahead is what a live migration's destination is still behind on
+ * when the source pauses the guest.
+ */
+#define READ_JOBS_PER_THREAD 2u
 
 /* The MemChunk field 6 (data), length-delimited: its tag byte. */
 #define MEMCHUNK_DATA_TAG ((6u << 3) | 2u)
@@ -258,7 +264,7 @@ static int w_work(void *ctx, unsigned slot)
         struct wctx *c = ctx;
         struct wjob *j = &c->jobs[slot];
         const struct svemig_stream_info *info = &c->w->info;
-        bool lz4 = info->compression == SVEMIG_COMPRESSION_LZ4;
+        bool lz4 = c->w->lz4;
         Svemig__MemChunk m = SVEMIG__MEM_CHUNK__INIT;
         size_t bm = DIV_ROUND_UP(j->n_pages, 8), room = head_room(info->chunk_pages), dlen = 0, hlen, tlen;
         uint32_t ps = info->page_size;
@@ -683,7 +689,13 @@ static int chunk_apply(struct rjob *j, const Svemig__MemChunk *m, uint32_t ps, u
                 if (m->carried.len && !bit_test(m->carried.data, i))
                         continue;
                 if (m->zero.len && bit_test(m->zero.data, i)) {
-                        if (p)
+                        /*
+                         * Only if it is not zero already: a page of fresh
+                         * memory, as a destination's, reads as the shared
+                         * zero page, and writing it would allocate and
+                         * clear a page for nothing.
+                         */
+                        if (p && !page_is_zero(p, ps))
                                 memset(p, 0, ps);
                 } else if (m->lz4_pages.len && bit_test(m->lz4_pages.data, i)) {
                         uint32_t z = m->lz4_sizes[li++];
@@ -806,7 +818,7 @@ int svemig_stream_read_memory(struct svemig_stream_reader *r, const struct svemi
         if (k < 0)
                 return k;
         if (!r->mem) {
-                k = memchunk_reader_new(JOBS_PER_THREAD * workpool_threads(r->pool), &r->mem);
+                k = memchunk_reader_new(READ_JOBS_PER_THREAD * workpool_threads(r->pool), &r->mem);
                 if (k < 0)
                         return svemig_error_set(err, k, "out of memory");
         }

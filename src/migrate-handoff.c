@@ -48,8 +48,7 @@ static int peek_bytes(int fd, void *buf, size_t want, unsigned timeout_ms, struc
         }
 }
 
-int migrate_peek_request(int fd, unsigned timeout_ms, enum migrate_served_kind *kind, char *guest_name,
-                         size_t name_size, struct svemig_error *err)
+int migrate_peek(int fd, unsigned timeout_ms, struct migrate_peeked *out, struct svemig_error *err)
 {
         uint8_t head[PEER_FRAME_HEAD_SIZE];
         _cleanup_free_ uint8_t *frame = NULL;
@@ -57,6 +56,8 @@ int migrate_peek_request(int fd, unsigned timeout_ms, enum migrate_served_kind *
         uint32_t len;
         int r;
 
+        memset(out, 0, sizeof(*out));
+        out->kind = MIGRATE_SERVED_BYE;
         timeout_ms = migrate_timeout(timeout_ms);
         r = peek_bytes(fd, head, sizeof(head), timeout_ms, err);
         if (r < 0)
@@ -74,29 +75,40 @@ int migrate_peek_request(int fd, unsigned timeout_ms, enum migrate_served_kind *
                 return r;
         /* A corrupt frame is left for whoever reads it, who reports it as such. */
         msg = svemig__peer__peer_message__unpack(NULL, len, frame + PEER_FRAME_HEAD_SIZE);
-        *kind = MIGRATE_SERVED_BYE;
-        if (guest_name && name_size)
-                guest_name[0] = 0;
         if (!msg)
                 return 0;
         switch (msg->body_case) {
         case SVEMIG__PEER__PEER_MESSAGE__BODY_MIGRATE:
-                *kind = MIGRATE_SERVED_MIGRATE;
-                if (guest_name && name_size && msg->migrate->guest && msg->migrate->guest->name)
-                        snprintf(guest_name, name_size, "%s", msg->migrate->guest->name);
+                out->kind = MIGRATE_SERVED_MIGRATE;
+                if (msg->migrate->guest && msg->migrate->guest->name)
+                        snprintf(out->guest_name, sizeof(out->guest_name), "%s", msg->migrate->guest->name);
+                if (msg->migrate->id.len == MIGRATE_ID_SIZE)
+                        memcpy(out->id, msg->migrate->id.data, MIGRATE_ID_SIZE);
                 break;
         case SVEMIG__PEER__PEER_MESSAGE__BODY_CHECK:
-                *kind = MIGRATE_SERVED_CHECK;
+                out->kind = MIGRATE_SERVED_CHECK;
                 break;
         case SVEMIG__PEER__PEER_MESSAGE__BODY_RESOLVE:
-                *kind = MIGRATE_SERVED_RESOLVE;
+                out->kind = MIGRATE_SERVED_RESOLVE;
                 break;
         default:
-                *kind = MIGRATE_SERVED_HOST_INFO;
+                out->kind = MIGRATE_SERVED_HOST_INFO;
                 break;
         }
         svemig__peer__peer_message__free_unpacked(msg, NULL);
         return 0;
+}
+
+int migrate_peek_request(int fd, unsigned timeout_ms, enum migrate_served_kind *kind, char *guest_name,
+                         size_t name_size, struct svemig_error *err)
+{
+        struct migrate_peeked p;
+        int r = migrate_peek(fd, timeout_ms, &p, err);
+
+        *kind = p.kind;
+        if (guest_name && name_size)
+                snprintf(guest_name, name_size, "%s", p.guest_name);
+        return r;
 }
 
 int migrate_refuse(int fd, int code, const char *reason, unsigned timeout_ms, struct svemig_error *err)

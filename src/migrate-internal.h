@@ -98,7 +98,7 @@ enum pump_dir {
 int pump_start(int sock, enum pump_dir dir, unsigned timeout_ms, uint64_t max_bps, int *local_fd,
                struct pump **out, struct svemig_error *err);
 
-/* TO_PEER: waits until 'bytes' stream bytes have gone into the socket. */
+/* Waits until 'bytes' stream bytes have moved (TO_PEER: into the socket; FROM_PEER: into the pipe). */
 int pump_flush(struct pump *p, uint64_t bytes, struct svemig_error *err);
 
 /* TO_PEER: from now on, data or a close from the peer means it stopped the migration. */
@@ -181,12 +181,32 @@ struct converge_verdict {
 void converge_decide(const struct converge_opts *c, const struct converge_round *r,
                      struct converge_verdict *out);
 
+/* What the compression choice weighs (docs/migration.md "Compression"). */
+struct compression_input {
+        double ratio;          /* LZ4 output / input on a sample of non-zero pages */
+        uint64_t compress_bps; /* guest bytes/s all the workers compress, from the sample */
+        uint64_t link_bps;     /* bytes/s the link carries (the cap, or measured); 0 = unknown */
+        uint64_t raw_mem_bps;  /* guest bytes/s a piece sent raw moved, end to end; 0 = not tried */
+        uint64_t lz4_mem_bps;  /* the same with LZ4; 0 = not tried */
+        unsigned pieces;       /* pieces measured so far */
+};
+
+/* Measures ratio and compress_bps on a sample of guest memory; leaves link_bps. */
+void compression_sample(const uint8_t *mem, uint64_t size, unsigned n_threads,
+                        struct compression_input *out);
+
+/* Whether LZ4 shrinks the sample enough to be worth having in the stream at all. */
+bool compression_may_pay(const struct compression_input *in);
+
 /*
- * MIGRATE_COMPRESSION_AUTO: LZ4 when a sample of pages shrinks and the
- * workers compress faster than the link carries; link_bps 0 = unknown.
+ * MIGRATE_COMPRESSION_AUTO, before each piece of memory. Never LZ4 where it
+ * does not shrink the data. Before any measurement: raw on an unknown link,
+ * else LZ4 if compressing and sending less beats sending raw by a margin on
+ * this link (the sample's model). Then each way is tried on a piece, and the
+ * one that moved guest memory faster goes on, the other tried again every
+ * few pieces. A pure function, unit-tested.
  */
-enum migrate_compression compression_choose(const uint8_t *mem, uint64_t size, unsigned n_threads,
-                                            uint64_t link_bps);
+enum migrate_compression compression_decide(const struct compression_input *in);
 
 /* ---- migrate-ledger.c ---- */
 
@@ -209,5 +229,8 @@ enum ledger_state ledger_commit(struct migrate_ledger *l, const uint8_t id[MIGRA
                                 int (*commit)(void *userdata), void *userdata);
 /* Pending -> ABORTED. Returns the final state. */
 enum ledger_state ledger_abort(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE]);
-/* A Resolve: aborts a pending one; an unknown id is recorded as aborted. Returns the final state. */
+/*
+ * A Resolve: aborts a pending one; an unknown id is recorded as aborted. Returns the final state, or
+ * LEDGER_UNKNOWN when the ledger could not record it (no answer may be given then).
+ */
 enum ledger_state ledger_resolve(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE]);

@@ -7,15 +7,52 @@
  * first decides, under one lock, so that a late COMMIT can never start a
  * guest the source was told to resume.
  *
- * Entries are never dropped: an answer must not change for as long as the
- * process that may run the guest lives, and an entry is a few bytes.
+ * Two kinds, one set of rules:
+ *
+ * - migrate_ledger_new(): in memory, for one process (the engine's tests).
+ *
+ * - migrate_ledger_open(DIR): on disk, shared by every process of a host
+ *   (svemigd's peer listener answers Resolve, each receiving VMM commits)
+ *   and outliving them all. One small file per migration id, DIR/<hex id>,
+ *   holding its state and when it was last changed. Every decision is made
+ *   holding flock(DIR/.lock) (an open file description of its own per
+ *   decision, so threads of one process exclude each other too), and every
+ *   change is written to a temporary file, fsync'd, renamed over the entry
+ *   and the directory fsync'd: a reader sees the old state or the new one,
+ *   and a state once answered survives a crash.
+ *
+ * What may be forgotten (migrate_ledger_prune()): an ABORTED entry, at any
+ *   time, since an unknown id is answered ABORTED anyway and a COMMIT needs a
+ *   PENDING entry to win. A COMMITTED entry is never forgotten (a source left
+ *   in doubt may ask at any later time, and must not be told to resume):
+ *   once old it is folded into DIR/committed, 33 bytes a line. A PENDING entry
+ *   is never pruned: its receiver or a Resolve decides it.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "macro.h"
 #include "migrate-internal.h"
+
+#define LOCK_FILE      ".lock"
+#define COMMITTED_FILE "committed"
+#define ENTRY_MAGIC    "svemig-ledger 1\n"
+#define HEX_ID_LEN     (2 * MIGRATE_ID_SIZE)
+
+_Static_assert((int)LEDGER_UNKNOWN == (int)MIGRATE_LEDGER_UNKNOWN &&
+                       (int)LEDGER_PENDING == (int)MIGRATE_LEDGER_PENDING &&
+                       (int)LEDGER_COMMITTED == (int)MIGRATE_LEDGER_COMMITTED &&
+                       (int)LEDGER_ABORTED == (int)MIGRATE_LEDGER_ABORTED,
+               "the public and internal ledger states are one enum");
 
 struct ledger_entry {
         uint8_t id[MIGRATE_ID_SIZE];
@@ -24,9 +61,61 @@ struct ledger_entry {
 
 struct migrate_ledger {
         pthread_mutex_t lock;
+        /* In memory: */
         struct ledger_entry *entries;
         size_t n, cap;
+        /* On disk: */
+        char *dir;
+        int dir_fd;
 };
+
+static const char *const state_names[] = {
+        [LEDGER_UNKNOWN] = "unknown",
+        [LEDGER_PENDING] = "pending",
+        [LEDGER_COMMITTED] = "committed",
+        [LEDGER_ABORTED] = "aborted",
+};
+
+const char *migrate_ledger_state_name(enum migrate_ledger_state s)
+{
+        return (unsigned)s < ELEMENTSOF(state_names) ? state_names[s] : "unknown";
+}
+
+void migrate_id_format(const uint8_t id[MIGRATE_ID_SIZE], char out[MIGRATE_ID_HEX_SIZE])
+{
+        static const char hex[] = "0123456789abcdef";
+
+        for (size_t i = 0; i < MIGRATE_ID_SIZE; i++) {
+                out[2 * i] = hex[id[i] >> 4];
+                out[2 * i + 1] = hex[id[i] & 0xf];
+        }
+        out[HEX_ID_LEN] = 0;
+}
+
+static int hex_digit(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        return -1;
+}
+
+int migrate_id_parse(const char *s, uint8_t id[MIGRATE_ID_SIZE])
+{
+        if (!s || strlen(s) != HEX_ID_LEN)
+                return -EINVAL;
+        for (size_t i = 0; i < MIGRATE_ID_SIZE; i++) {
+                int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+
+                if (hi < 0 || lo < 0)
+                        return -EINVAL;
+                id[i] = (uint8_t)(hi << 4 | lo);
+        }
+        return 0;
+}
+
+/* ---- Creating ---- */
 
 int migrate_ledger_new(struct migrate_ledger **out)
 {
@@ -35,6 +124,30 @@ int migrate_ledger_new(struct migrate_ledger **out)
         if (!l)
                 return -ENOMEM;
         pthread_mutex_init(&l->lock, NULL);
+        l->dir_fd = -1;
+        *out = l;
+        return 0;
+}
+
+int migrate_ledger_open(const char *dir, struct migrate_ledger **out, struct svemig_error *err)
+{
+        struct migrate_ledger *l;
+        int r;
+
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return svemig_error_set(err, errno, "cannot create the migration ledger %s: %s", dir,
+                                        strerror(errno));
+        r = migrate_ledger_new(&l);
+        if (r < 0)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        l->dir = strdup(dir);
+        l->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (!l->dir || l->dir_fd < 0) {
+                r = l->dir ? -errno : -ENOMEM;
+                migrate_ledger_free(l);
+                return svemig_error_set(err, -r, "cannot open the migration ledger %s: %s", dir,
+                                        strerror(-r));
+        }
         *out = l;
         return 0;
 }
@@ -45,10 +158,15 @@ void migrate_ledger_free(struct migrate_ledger *l)
                 return;
         pthread_mutex_destroy(&l->lock);
         free(l->entries);
+        if (l->dir_fd >= 0)
+                close(l->dir_fd);
+        free(l->dir);
         free(l);
 }
 
-static struct ledger_entry *find(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE])
+/* ---- In memory ---- */
+
+static struct ledger_entry *mem_find(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE])
 {
         for (size_t i = 0; i < l->n; i++)
                 if (memcmp(l->entries[i].id, id, MIGRATE_ID_SIZE) == 0)
@@ -56,78 +174,377 @@ static struct ledger_entry *find(struct migrate_ledger *l, const uint8_t id[MIGR
         return NULL;
 }
 
-static struct ledger_entry *add(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
-                                enum ledger_state state)
+static int mem_store(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE], enum ledger_state state)
 {
-        if (l->n == l->cap) {
-                size_t cap = l->cap ? 2 * l->cap : 16;
-                struct ledger_entry *e = realloc(l->entries, cap * sizeof(*e));
+        struct ledger_entry *e = mem_find(l, id);
 
-                if (!e)
-                        return NULL;
-                l->entries = e;
-                l->cap = cap;
+        if (!e) {
+                if (l->n == l->cap) {
+                        size_t cap = l->cap ? 2 * l->cap : 16;
+
+                        e = realloc(l->entries, cap * sizeof(*e));
+                        if (!e)
+                                return -ENOMEM;
+                        l->entries = e;
+                        l->cap = cap;
+                }
+                e = &l->entries[l->n++];
+                memcpy(e->id, id, MIGRATE_ID_SIZE);
         }
-        memcpy(l->entries[l->n].id, id, MIGRATE_ID_SIZE);
-        l->entries[l->n].state = state;
-        return &l->entries[l->n++];
+        e->state = state;
+        return 0;
+}
+
+/* ---- On disk ---- */
+
+static int parse_state(const char *text, enum ledger_state *out, uint64_t *when)
+{
+        const char *s;
+
+        if (strncmp(text, ENTRY_MAGIC, strlen(ENTRY_MAGIC)) != 0 || !(s = strstr(text, "\nstate=")))
+                return -EBADMSG;
+        s += strlen("\nstate=");
+        for (int i = LEDGER_PENDING; i <= LEDGER_ABORTED; i++) {
+                size_t n = strlen(state_names[i]);
+
+                if (strncmp(s, state_names[i], n) == 0 && s[n] == '\n') {
+                        const char *t = strstr(text, "\ntime=");
+
+                        *out = (enum ledger_state)i;
+                        if (when)
+                                *when = t ? strtoull(t + strlen("\ntime="), NULL, 10) : 0;
+                        return 0;
+                }
+        }
+        return -EBADMSG;
+}
+
+/* The entry's own file: its state, or LEDGER_UNKNOWN without one. */
+static int file_load(struct migrate_ledger *l, const char *name, enum ledger_state *out, uint64_t *when)
+{
+        char buf[256];
+        _cleanup_close_ int fd = openat(l->dir_fd, name, O_RDONLY | O_CLOEXEC);
+        ssize_t k;
+
+        *out = LEDGER_UNKNOWN;
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        k = read(fd, buf, sizeof(buf) - 1);
+        if (k < 0)
+                return -errno;
+        buf[k] = 0;
+        return parse_state(buf, out, when);
+}
+
+/* Whether id was folded into the committed list by a prune. */
+static int committed_list_has(struct migrate_ledger *l, const char *hex)
+{
+        _cleanup_close_ int fd = openat(l->dir_fd, COMMITTED_FILE, O_RDONLY | O_CLOEXEC);
+        FILE *f;
+        char line[HEX_ID_LEN + 8];
+        int found = 0;
+
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        f = fdopen(fd, "r");
+        if (!f)
+                return -errno;
+        fd = -1;
+        while (!found && fgets(line, sizeof(line), f))
+                found = strncmp(line, hex, HEX_ID_LEN) == 0;
+        fclose(f);
+        return found;
+}
+
+static int dir_load(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE], enum ledger_state *out)
+{
+        char hex[MIGRATE_ID_HEX_SIZE];
+        int r;
+
+        migrate_id_format(id, hex);
+        r = file_load(l, hex, out, NULL);
+        if (r < 0 || *out != LEDGER_UNKNOWN)
+                return r;
+        r = committed_list_has(l, hex);
+        if (r > 0)
+                *out = LEDGER_COMMITTED;
+        return r < 0 ? r : 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+        const char *p = buf;
+
+        while (len) {
+                ssize_t k = write(fd, p, len);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return k < 0 ? -errno : -EIO;
+                p += k;
+                len -= (size_t)k;
+        }
+        return 0;
+}
+
+/* Temporary file, fsync, rename over the entry, fsync the directory: old or new, never half. */
+static int dir_store(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE], enum ledger_state state)
+{
+        char hex[MIGRATE_ID_HEX_SIZE], tmp[HEX_ID_LEN + 8], text[128];
+        int fd, n, r;
+
+        migrate_id_format(id, hex);
+        snprintf(tmp, sizeof(tmp), ".%s.tmp", hex);
+        n = snprintf(text, sizeof(text), ENTRY_MAGIC "state=%s\ntime=%llu\n", state_names[state],
+                     (unsigned long long)time(NULL));
+        fd = openat(l->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        r = write_all(fd, text, (size_t)n);
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        close(fd);
+        if (r == 0 && renameat(l->dir_fd, tmp, l->dir_fd, hex) < 0)
+                r = -errno;
+        if (r == 0 && fsync(l->dir_fd) < 0)
+                r = -errno;
+        if (r < 0)
+                (void)unlinkat(l->dir_fd, tmp, 0);
+        return r;
+}
+
+/* ---- Both ---- */
+
+/* Holds the ledger: the mutex, and on disk the flock. Returns the lock's fd (or -1 in memory), -errno. */
+static int ledger_lock(struct migrate_ledger *l)
+{
+        int fd;
+
+        pthread_mutex_lock(&l->lock);
+        if (!l->dir)
+                return -1;
+        fd = openat(l->dir_fd, LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                int r = -errno;
+
+                pthread_mutex_unlock(&l->lock);
+                return r;
+        }
+        while (flock(fd, LOCK_EX) < 0)
+                if (errno != EINTR) {
+                        int r = -errno;
+
+                        close(fd);
+                        pthread_mutex_unlock(&l->lock);
+                        return r;
+                }
+        return fd;
+}
+
+static void ledger_unlock(struct migrate_ledger *l, int fd)
+{
+        if (fd >= 0)
+                close(fd); /* drops the flock */
+        pthread_mutex_unlock(&l->lock);
+}
+
+static bool lock_failed(struct migrate_ledger *l, int fd)
+{
+        return l->dir && fd < 0;
+}
+
+static int load(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE], enum ledger_state *out)
+{
+        struct ledger_entry *e;
+
+        if (l->dir)
+                return dir_load(l, id, out);
+        e = mem_find(l, id);
+        *out = e ? e->state : LEDGER_UNKNOWN;
+        return 0;
+}
+
+static int store(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE], enum ledger_state state)
+{
+        return l->dir ? dir_store(l, id, state) : mem_store(l, id, state);
 }
 
 int ledger_begin(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE])
 {
-        int r = 0;
+        enum ledger_state s;
+        int fd = ledger_lock(l), r;
 
-        pthread_mutex_lock(&l->lock);
-        if (find(l, id))
+        if (lock_failed(l, fd))
+                return fd;
+        r = load(l, id, &s);
+        if (r == 0 && s != LEDGER_UNKNOWN)
                 r = -EEXIST;
-        else if (!add(l, id, LEDGER_PENDING))
-                r = -ENOMEM;
-        pthread_mutex_unlock(&l->lock);
+        if (r == 0)
+                r = store(l, id, LEDGER_PENDING);
+        ledger_unlock(l, fd);
         return r;
 }
 
 enum ledger_state ledger_commit(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
                                 int (*commit)(void *userdata), void *userdata)
 {
-        struct ledger_entry *e;
-        enum ledger_state s;
+        enum ledger_state s = LEDGER_ABORTED;
+        int fd = ledger_lock(l);
 
-        pthread_mutex_lock(&l->lock);
-        e = find(l, id);
-        if (e && e->state == LEDGER_PENDING)
-                e->state = commit(userdata) == 0 ? LEDGER_COMMITTED : LEDGER_ABORTED;
-        s = e ? e->state : LEDGER_UNKNOWN;
-        pthread_mutex_unlock(&l->lock);
+        if (lock_failed(l, fd))
+                return LEDGER_ABORTED; /* nothing started: the entry stays pending, a Resolve aborts it */
+        if (load(l, id, &s) < 0)
+                s = LEDGER_ABORTED;
+        else if (s == LEDGER_PENDING) {
+                /*
+                 * Started first, recorded after: a process killed in between
+                 * takes the guest with it and leaves the entry pending, which a
+                 * Resolve makes ABORTED, so the source resumes. If the record
+                 * cannot be written the caller discards the guest it started.
+                 */
+                if (commit(userdata) == 0 && store(l, id, LEDGER_COMMITTED) == 0)
+                        s = LEDGER_COMMITTED;
+                else {
+                        (void)store(l, id, LEDGER_ABORTED);
+                        s = LEDGER_ABORTED;
+                }
+        } else if (s == LEDGER_UNKNOWN)
+                s = LEDGER_ABORTED; /* pruned as aborted, or never begun: no COMMIT wins */
+        ledger_unlock(l, fd);
+        return s;
+}
+
+/* PENDING (and with 'unknown_too', UNKNOWN) -> ABORTED; LEDGER_UNKNOWN when that cannot be recorded. */
+static enum ledger_state give_up(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
+                                 bool unknown_too)
+{
+        enum ledger_state s = LEDGER_UNKNOWN;
+        int fd = ledger_lock(l);
+
+        if (lock_failed(l, fd))
+                return LEDGER_UNKNOWN;
+        if (load(l, id, &s) < 0)
+                s = LEDGER_UNKNOWN;
+        else if (s == LEDGER_PENDING || (s == LEDGER_UNKNOWN && unknown_too))
+                s = store(l, id, LEDGER_ABORTED) == 0 ? LEDGER_ABORTED : LEDGER_UNKNOWN;
+        ledger_unlock(l, fd);
         return s;
 }
 
 enum ledger_state ledger_abort(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE])
 {
-        struct ledger_entry *e;
-        enum ledger_state s;
-
-        pthread_mutex_lock(&l->lock);
-        e = find(l, id);
-        if (e && e->state == LEDGER_PENDING)
-                e->state = LEDGER_ABORTED;
-        s = e ? e->state : LEDGER_UNKNOWN;
-        pthread_mutex_unlock(&l->lock);
-        return s;
+        return give_up(l, id, false);
 }
 
 enum ledger_state ledger_resolve(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE])
 {
-        struct ledger_entry *e;
-        enum ledger_state s;
+        /* Never seen here (or pruned): nothing of it runs here, and now never will. */
+        return give_up(l, id, true);
+}
 
-        pthread_mutex_lock(&l->lock);
-        e = find(l, id);
-        if (!e)
-                /* Never seen here (or this process restarted): nothing of it runs here, and never will. */
-                e = add(l, id, LEDGER_ABORTED);
-        else if (e->state == LEDGER_PENDING)
-                e->state = LEDGER_ABORTED;
-        s = e ? e->state : LEDGER_ABORTED;
-        pthread_mutex_unlock(&l->lock);
-        return s;
+/* ---- For the daemons ---- */
+
+int migrate_ledger_get(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
+                       enum migrate_ledger_state *out, struct svemig_error *err)
+{
+        enum ledger_state s = LEDGER_UNKNOWN;
+        int fd = ledger_lock(l), r;
+
+        if (lock_failed(l, fd))
+                return svemig_error_set(err, -fd, "cannot lock the migration ledger %s: %s", l->dir,
+                                        strerror(-fd));
+        r = load(l, id, &s);
+        ledger_unlock(l, fd);
+        if (r < 0)
+                return svemig_error_set(err, -r, "cannot read the migration ledger %s: %s", l->dir,
+                                        strerror(-r));
+        *out = (enum migrate_ledger_state)s;
+        return 0;
+}
+
+int migrate_ledger_give_up(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
+                           enum migrate_ledger_state *out, struct svemig_error *err)
+{
+        enum ledger_state s = give_up(l, id, true);
+
+        if (s == LEDGER_UNKNOWN)
+                return svemig_error_set(err, EIO, "cannot record an outcome in the migration ledger %s",
+                                        l->dir ? l->dir : "(in memory)");
+        *out = (enum migrate_ledger_state)s;
+        return 0;
+}
+
+static int committed_list_append(struct migrate_ledger *l, const char *hex)
+{
+        char line[HEX_ID_LEN + 2];
+        _cleanup_close_ int fd =
+                openat(l->dir_fd, COMMITTED_FILE, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        int r;
+
+        if (fd < 0)
+                return -errno;
+        snprintf(line, sizeof(line), "%s\n", hex);
+        r = write_all(fd, line, HEX_ID_LEN + 1);
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        return r;
+}
+
+static int prune_one(struct migrate_ledger *l, const char *name, uint64_t keep_s, uint64_t now)
+{
+        enum ledger_state s;
+        uint64_t when = 0;
+        uint8_t id[MIGRATE_ID_SIZE];
+        int r;
+
+        if (migrate_id_parse(name, id) < 0)
+                return 0;
+        r = file_load(l, name, &s, &when);
+        if (r < 0 || s == LEDGER_PENDING || when + keep_s > now)
+                return 0;
+        /* The fact that it committed stays, in 33 bytes, before its file goes. */
+        if (s == LEDGER_COMMITTED && committed_list_append(l, name) < 0)
+                return 0;
+        if (unlinkat(l->dir_fd, name, 0) < 0)
+                return 0;
+        return 1;
+}
+
+int migrate_ledger_prune(struct migrate_ledger *l, uint64_t keep_s, unsigned *pruned,
+                         struct svemig_error *err)
+{
+        uint64_t now = (uint64_t)time(NULL);
+        unsigned n = 0;
+        DIR *d;
+        int fd, dfd;
+
+        if (pruned)
+                *pruned = 0;
+        if (!l->dir)
+                return 0; /* in memory: it goes with its process */
+        fd = ledger_lock(l);
+        if (fd < 0)
+                return svemig_error_set(err, -fd, "cannot lock the migration ledger %s: %s", l->dir,
+                                        strerror(-fd));
+        dfd = openat(l->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        d = dfd >= 0 ? fdopendir(dfd) : NULL;
+        if (!d) {
+                int r = -errno;
+
+                if (dfd >= 0)
+                        close(dfd);
+                ledger_unlock(l, fd);
+                return svemig_error_set(err, -r, "cannot read the migration ledger %s: %s", l->dir,
+                                        strerror(-r));
+        }
+        for (struct dirent *de; (de = readdir(d));)
+                n += (unsigned)prune_one(l, de->d_name, keep_s, now);
+        closedir(d);
+        if (n)
+                (void)fsync(l->dir_fd);
+        ledger_unlock(l, fd);
+        if (pruned)
+                *pruned = n;
+        return 0;
 }

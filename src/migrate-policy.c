@@ -4,7 +4,7 @@
  * read and tested on their own (docs/migration.md "Convergence"):
  *   - after each pre-copy pass: go on, throttle the guest, stop and copy,
  *     or give up;
- *   - once per migration: whether LZ4 pays on this link.
+ *   - before each piece of memory: whether LZ4 pays on this link now.
  */
 #include <lz4.h>
 #include <stdio.h>
@@ -18,6 +18,9 @@
 #define THROTTLE_INCREMENT_DEFAULT 10u
 #define THROTTLE_MAX_DEFAULT       99u
 #define SAMPLE_PAGES               64u
+#define COMPRESSION_MIN_GAIN       0.9 /* LZ4 must take 10% off the sample at least */
+#define COMPRESSION_MARGIN         0.9 /* and be expected 10% faster than raw */
+#define COMPRESSION_RETRY_EVERY    8u  /* measured pieces between tries of the slower way */
 
 void converge_opts_from(const struct migrate_opts *opts, struct converge_opts *c)
 {
@@ -58,7 +61,11 @@ void converge_decide(const struct converge_opts *c, const struct converge_round 
         out->dirty_rate = r->round_ns ? (uint64_t)((double)dirty_bytes * 1e9 / (double)r->round_ns) : 0;
         out->throttle_pct = r->throttle_pct;
 
-        if (out->expected_downtime_ns <= c->downtime_ns) {
+        /*
+         * Within the target, or nothing dirty: another pass would send
+         * nothing, and the pause cannot get shorter than the vcpus' state.
+         */
+        if (out->expected_downtime_ns <= c->downtime_ns || r->dirty_pages == 0) {
                 out->action = CONVERGE_STOP_COPY;
                 return;
         }
@@ -103,12 +110,10 @@ static bool page_is_zero(const uint8_t *p)
         return memcmp(p, zero, HV_PAGE_SIZE) == 0;
 }
 
-enum migrate_compression compression_choose(const uint8_t *mem, uint64_t size, unsigned n_threads,
-                                            uint64_t link_bps)
+void compression_sample(const uint8_t *mem, uint64_t size, unsigned n_threads, struct compression_input *out)
 {
-        uint64_t pages = size / HV_PAGE_SIZE, in = 0, out = 0, start, spent;
+        uint64_t pages = size / HV_PAGE_SIZE, in = 0, stored = 0, start, spent;
         char dst[LZ4_COMPRESSBOUND(HV_PAGE_SIZE)];
-        double ratio, t_none, t_lz4, compress_bps;
         long cpus;
 
         if (n_threads == 0) {
@@ -126,19 +131,49 @@ enum migrate_compression compression_choose(const uint8_t *mem, uint64_t size, u
                         continue;
                 z = LZ4_compress_default((const char *)page, dst, HV_PAGE_SIZE, (int)sizeof(dst));
                 in += HV_PAGE_SIZE;
-                out += z > 0 && z < (int)HV_PAGE_SIZE ? (uint64_t)z : HV_PAGE_SIZE;
+                stored += z > 0 && z < (int)HV_PAGE_SIZE ? (uint64_t)z : HV_PAGE_SIZE;
         }
         spent = MAX(migrate_now_ns() - start, 1ull);
-        if (in == 0)
-                return MIGRATE_COMPRESSION_NONE; /* all zero: nothing to compress */
-        ratio = (double)out / (double)in;
-        if (ratio > 0.9)
+        out->ratio = in ? (double)stored / (double)in : 1.0;
+        out->compress_bps = in ? (uint64_t)((double)in * 1e9 / (double)spent * n_threads) : 0;
+}
+
+bool compression_may_pay(const struct compression_input *in)
+{
+        return in->ratio <= COMPRESSION_MIN_GAIN;
+}
+
+/* The model: seconds per byte of guest memory each way, compressing pipelined beside the sending. */
+static enum migrate_compression compression_model(const struct compression_input *in)
+{
+        double t_raw = 1.0 / (double)in->link_bps,
+               t_lz4 = MAX(in->ratio / (double)in->link_bps, 1.0 / (double)in->compress_bps);
+
+        return t_lz4 < COMPRESSION_MARGIN * t_raw ? MIGRATE_COMPRESSION_LZ4 : MIGRATE_COMPRESSION_NONE;
+}
+
+enum migrate_compression compression_decide(const struct compression_input *in)
+{
+        enum migrate_compression best;
+
+        if (!compression_may_pay(in) || in->compress_bps == 0)
                 return MIGRATE_COMPRESSION_NONE;
-        if (link_bps == 0)
-                return MIGRATE_COMPRESSION_LZ4; /* unknown link: the data shrinks, assume it pays */
-        compress_bps = (double)in * 1e9 / (double)spent * n_threads;
-        /* Per byte of guest memory, with compression pipelined beside the sending. */
-        t_none = 1.0 / (double)link_bps;
-        t_lz4 = MAX(ratio / (double)link_bps, 1.0 / compress_bps);
-        return t_lz4 < 0.9 * t_none ? MIGRATE_COMPRESSION_LZ4 : MIGRATE_COMPRESSION_NONE;
+        if (!in->raw_mem_bps && !in->lz4_mem_bps)
+                /* Nothing measured: raw (no CPU) on an unknown link, else what the model says. */
+                return in->link_bps ? compression_model(in) : MIGRATE_COMPRESSION_NONE;
+        /*
+         * The sample predicts the workers alone, not both ends' CPU on a host
+         * shared with other work (on loopback, the "link" is the same CPUs
+         * that compress). So each way is tried on a piece, and the one that
+         * moved guest memory faster end to end goes on; every few pieces
+         * the other is tried again, as the load may have changed.
+         */
+        if (!in->raw_mem_bps)
+                return MIGRATE_COMPRESSION_NONE;
+        if (!in->lz4_mem_bps)
+                return MIGRATE_COMPRESSION_LZ4;
+        best = in->lz4_mem_bps > in->raw_mem_bps ? MIGRATE_COMPRESSION_LZ4 : MIGRATE_COMPRESSION_NONE;
+        if (in->pieces % COMPRESSION_RETRY_EVERY == 0)
+                return best == MIGRATE_COMPRESSION_LZ4 ? MIGRATE_COMPRESSION_NONE : MIGRATE_COMPRESSION_LZ4;
+        return best;
 }

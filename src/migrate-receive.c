@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -39,6 +40,9 @@ struct dest {
 
 static const struct migrate_recv_opts no_recv_opts;
 
+/* Bytes the kernel may hold for us (it doubles this for its bookkeeping): a few ms of decoding. */
+#define RECV_BUFFER (1 << 20)
+
 /* ---- Judging a guest ---- */
 
 static double mib(uint64_t b)
@@ -46,15 +50,14 @@ static double mib(uint64_t b)
         return (double)b / (1024.0 * 1024.0);
 }
 
+/* One RAM slot, wherever the guest had it (a bare payload's is at IPA 0): the layout guest.c builds. */
 static int check_layout(const struct svemig_stream_info *info, struct svemig_error *err)
 {
-        if (info->n_slots != 1 || info->slots[0].id != GUEST_RAM_SLOT ||
-            info->slots[0].gpa != GUEST_RAM_BASE || info->slots[0].size == 0)
-                return svemig_error_set(
-                        err, EPROTO,
-                        "the guest's memory layout (%zu slots) is not one RAM slot at 0x%llx, the "
-                        "only layout this version receives",
-                        info->n_slots, (unsigned long long)GUEST_RAM_BASE);
+        if (info->n_slots != 1 || info->slots[0].id != GUEST_RAM_SLOT || info->slots[0].size == 0)
+                return svemig_error_set(err, EPROTO,
+                                        "the guest's memory layout (%zu slots) is not one RAM slot, the "
+                                        "only layout this version receives",
+                                        info->n_slots);
         if (info->page_size != HV_PAGE_SIZE)
                 return svemig_error_set(err, EPROTO, "the guest uses %u-byte pages; this host %u",
                                         info->page_size, HV_PAGE_SIZE);
@@ -250,7 +253,7 @@ static int read_stream(struct dest *d, bool *killed, struct svemig_error *err)
 {
         const struct svemig_stream_info *info = svemig_stream_reader_info(d->reader);
         struct svemig_mem_map map = {.slot = GUEST_RAM_SLOT,
-                                     .gpa = GUEST_RAM_BASE,
+                                     .gpa = guest_ram_base(d->g),
                                      .host = guest_mem(d->g),
                                      .size = guest_mem_size(d->g)};
         _cleanup_free_ bool *seen = calloc(info->vcpu_count, sizeof(bool));
@@ -414,8 +417,15 @@ static int handoff(struct dest *d, bool *killed, struct svemig_error *err)
 static int open_stream(struct dest *d, struct svemig_error *err)
 {
         struct svemig_stream_read_opts ropts = {.n_threads = d->opts->n_threads};
-        int r;
+        int rcvbuf = RECV_BUFFER, r;
 
+        /*
+         * A bounded receive buffer: left to autotuning it grows to tens of
+         * megabytes that the decoders are still behind on when the source
+         * pauses the guest, and the pause lasts until they catch up. The
+         * source waits for its send queue to drain before it pauses.
+         */
+        (void)setsockopt(d->w->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
         r = pump_start(d->w->fd, PUMP_FROM_PEER, d->w->timeout_ms, 0, &d->stream_fd, &d->pump, err);
         if (r < 0)
                 return r;
@@ -424,7 +434,14 @@ static int open_stream(struct dest *d, struct svemig_error *err)
         if (r < 0)
                 return stream_reason(d, r, err);
         pump_expect(d->pump, false);
-        /* Nothing may follow the header before our Verdict. */
+        /*
+         * Nothing may follow the header before our Verdict. The pump counts
+         * spliced bytes once they are in the pipe, where the reader may have
+         * them first: wait for its count to catch up.
+         */
+        r = pump_flush(d->pump, svemig_stream_reader_offset(d->reader), err);
+        if (r < 0)
+                return r;
         if (pump_bytes(d->pump) != svemig_stream_reader_offset(d->reader))
                 return svemig_error_set(err, EPROTO,
                                         "the source sent more than the stream header before the Verdict");
@@ -444,6 +461,13 @@ static int copy_request(struct dest *d, const Svemig__Peer__Migrate *m, struct s
                 if (!d->reg_ids)
                         return svemig_error_set(err, ENOMEM, "out of memory");
                 memcpy(d->reg_ids, m->guest->reg_ids, d->n_reg_ids * sizeof(*d->reg_ids));
+                if (m->guest->device_state.len > MIGRATE_DEVICE_STATE_MAX)
+                        return svemig_error_set(
+                                err, EPROTO,
+                                "the Migrate request carries %zu bytes of device state, more than %u",
+                                m->guest->device_state.len, MIGRATE_DEVICE_STATE_MAX);
+                memcpy(d->rep->device_state, m->guest->device_state.data, m->guest->device_state.len);
+                d->rep->device_state_size = m->guest->device_state.len;
         }
         return 0;
 }
@@ -489,6 +513,8 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         if (r == 0)
                 r = guest_create_empty_at(hv, info->vcpu_count, info->slots[0].gpa, info->slots[0].size,
                                           opts->log_dirty, &d.g, &why);
+        if (r == 0)
+                guest_set_mmio_handler(d.g, opts->on_mmio, opts->mmio_userdata);
         if (r < 0) {
                 /* Refused before any memory moved: the connection stays clean for another request. */
                 *err = why;
@@ -496,6 +522,13 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
                 (void)send_verdict(d.w, r, why.msg, NULL);
                 goto fail;
         }
+        /*
+         * Fresh RAM in small pages while the stream fills it: a first write
+         * then clears 4 KiB, where a huge page would clear (and on a busy
+         * host compact) 2 MiB, and zero pages are never written at all
+         * (memchunk.c). Huge pages are asked for again once it is loaded.
+         */
+        (void)madvise(guest_mem(d.g), guest_mem_size(d.g), MADV_NOHUGEPAGE);
         r = send_verdict(d.w, 0, NULL, err);
         if (r < 0)
                 goto fail;
@@ -504,6 +537,7 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         r = read_stream(&d, &killed, err);
         if (r < 0)
                 goto fail;
+        (void)madvise(guest_mem(d.g), guest_mem_size(d.g), MADV_HUGEPAGE);
         pump_expect(d.pump, false);
         r = pump_stop(d.pump, err);
         if (r == 0 && pump_bytes(d.pump) != svemig_stream_reader_offset(d.reader))
@@ -514,11 +548,12 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         d.rep->zero_pages = svemig_stream_reader_stats(d.reader)->zero_pages;
         d.rep->stream_bytes = svemig_stream_reader_offset(d.reader);
         d.rep->bytes_sent = d.w->bytes_in + d.rep->stream_bytes;
-        stream_close(&d);
 
+        /* The reader's workers and buffers go after the handoff: the guest is paused until it is done. */
         r = handoff(&d, &killed, err);
         if (r < 0)
                 goto fail;
+        stream_close(&d);
         out->guest = d.g;
         d.g = NULL;
         d.rep->total_ns = migrate_now_ns() - t_start;
@@ -559,6 +594,9 @@ static int serve_resolve(struct wire *w, const struct migrate_recv_opts *opts,
                                         "destination: no ledger configured to resolve migrations");
         memcpy(id, res->id.data, MIGRATE_ID_SIZE);
         s = ledger_resolve(opts->ledger, id);
+        if (s == LEDGER_UNKNOWN)
+                /* No answer beats a wrong one: the source stays in doubt and asks again. */
+                return svemig_error_set(err, EIO, "destination: the ledger cannot record the outcome");
         o.id.data = id;
         o.id.len = MIGRATE_ID_SIZE;
         o.state = s == LEDGER_COMMITTED ? SVEMIG__PEER__OUTCOME__STATE__COMMITTED

@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
@@ -30,6 +32,7 @@
 #define SOURCE_PIECE  (64ull << 20)
 #define RESOLVE_TRIES 3u
 #define VCPU_OVERHEAD 4096u /* framing and encoding per vcpu, for the downtime estimate */
+#define DRAIN_WAIT_NS (500ull * 1000000ull)
 
 static const char *const step_names[_MIGRATE_STEP_MAX] = {
         [MIGRATE_STEP_NONE] = "start",
@@ -68,7 +71,10 @@ struct source {
         unsigned throttle;
         uint64_t link_bytes, link_ns; /* over every pre-copy pass */
         uint64_t bytes_per_page;
-        char peer[96]; /* "destination <host>" */
+        struct compression_input comp; /* MIGRATE_COMPRESSION_AUTO's measurements */
+        bool adaptive;                 /* choose LZ4 or raw before each piece */
+        bool lz4_now;                  /* what the writer does now */
+        char peer[96];                 /* "destination <host>" */
 };
 
 static const struct migrate_opts no_opts;
@@ -116,6 +122,11 @@ static int guest_spec(const struct source *s, Svemig__Peer__GuestSpec *spec, uin
         spec->name = (char *)(s->opts->guest_name ? s->opts->guest_name : "");
         spec->n_reg_ids = s->desc.n_regs;
         spec->reg_ids = *reg_ids;
+        /* The caller's device state rides along, unread (migrate_opts.device_state). */
+        if (s->opts->device_state && s->opts->device_state_size <= MIGRATE_DEVICE_STATE_MAX) {
+                spec->device_state.data = (uint8_t *)s->opts->device_state;
+                spec->device_state.len = s->opts->device_state_size;
+        }
         return 0;
 }
 
@@ -192,6 +203,56 @@ struct pass {
         uint64_t ns, bytes, pages, zero, nonzero_bytes;
 };
 
+/*
+ * MIGRATE_COMPRESSION_AUTO: LZ4 or raw for what comes next
+ * (compression_decide(): the sample against the link's speed at first, then
+ * what each way measured on this migration's pieces).
+ */
+static int adapt_compression(struct source *s, struct svemig_error *err)
+{
+        enum migrate_compression c;
+
+        if (!s->adaptive)
+                return 0;
+        c = compression_decide(&s->comp);
+        s->lz4_now = c == MIGRATE_COMPRESSION_LZ4;
+        return svemig_stream_writer_set_lz4(s->writer, s->lz4_now, err);
+}
+
+/*
+ * After a piece: wire bytes/s (each piece's is a lower bound of the link's
+ * speed: keep the best) and guest bytes/s for the mode it used. Below a few
+ * MiB the pipe's buffering and the workers' start make the figures noise.
+ */
+static void measure_piece(struct source *s, bool lz4, uint64_t wire, uint64_t mem, uint64_t ns)
+{
+        if (mem < (4ull << 20) || ns == 0)
+                return;
+        if (!s->opts->max_bandwidth)
+                s->comp.link_bps = MAX(s->comp.link_bps, (uint64_t)((double)wire * 1e9 / (double)ns));
+        *(lz4 ? &s->comp.lz4_mem_bps : &s->comp.raw_mem_bps) = (uint64_t)((double)mem * 1e9 / (double)ns);
+        s->comp.pieces++;
+}
+
+/* One piece of a pass, compressed or not as the link allows now, and measured. */
+static int write_piece(struct source *s, const struct svemig_mem_range *range, struct svemig_error *err)
+{
+        const struct svemig_stream_stats *st = svemig_stream_writer_stats(s->writer);
+        uint64_t bytes0 = st->bytes, pages0 = st->mem_pages, t0;
+        int r;
+
+        r = adapt_compression(s, err);
+        if (r < 0)
+                return r;
+        t0 = migrate_now_ns();
+        r = svemig_stream_write_memory(s->writer, range, 1, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "source: writing guest memory");
+        measure_piece(s, s->lz4_now, st->bytes - bytes0, (st->mem_pages - pages0) * HV_PAGE_SIZE,
+                      migrate_now_ns() - t0);
+        return 0;
+}
+
 /* Writes the pages of dirty (NULL: all of RAM) and waits until they are in the socket. */
 static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, struct svemig_error *err)
 {
@@ -206,7 +267,7 @@ static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, st
                 const uint64_t *bits = dirty ? dirty + off / HV_PAGE_SIZE / 64 : NULL;
                 struct svemig_mem_range range = {
                         .slot = GUEST_RAM_SLOT,
-                        .gpa = GUEST_RAM_BASE + off,
+                        .gpa = guest_ram_base(s->g) + off, /* a payload's RAM is at 0 */
                         .host = guest_mem(s->g) + off,
                         .size = len,
                         .dirty = bits,
@@ -220,9 +281,9 @@ static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, st
                 r = pump_error(s->pump, err);
                 if (r < 0)
                         return peer_reason(s, r, err);
-                r = svemig_stream_write_memory(s->writer, &range, 1, err);
+                r = write_piece(s, &range, err);
                 if (r < 0)
-                        return svemig_error_prefix(err, "source: writing guest memory");
+                        return r;
         }
         r = pump_flush(s->pump, st->bytes, err);
         if (r < 0)
@@ -234,6 +295,8 @@ static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, st
         p->nonzero_bytes = st->mem_stored - stored0;
         s->rep->pages_sent = st->mem_pages;
         s->rep->zero_pages = st->zero_pages;
+        if (st->lz4_chunks)
+                s->rep->compression = MIGRATE_COMPRESSION_LZ4;
         s->rep->rounds++;
         return 0;
 }
@@ -331,6 +394,22 @@ static int precopy(struct source *s, struct svemig_error *err)
 }
 
 /* Pause; the last dirty pages and every vcpu; the trailer; everything out of the pump. */
+/*
+ * Before the pause: waits (a bounded while) until the destination's kernel
+ * has taken every byte of the pre-copy, so that the pause does not begin
+ * with the destination megabytes behind. Best effort: a socket that cannot
+ * say (not TCP) or a slow drain only costs the pause what it did before.
+ */
+static void drain_before_pause(struct source *s)
+{
+        uint64_t deadline = migrate_now_ns() + DRAIN_WAIT_NS;
+        int queued;
+
+        while (ioctl(s->w.fd, SIOCOUTQ, &queued) == 0 && queued > 0 && migrate_now_ns() < deadline &&
+               pump_error(s->pump, NULL) == 0)
+                nanosleep(&(struct timespec){.tv_nsec = 200000}, NULL);
+}
+
 static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *err)
 {
         _cleanup_free_ uint64_t *more = NULL;
@@ -339,6 +418,8 @@ static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *
         struct pass p;
         int r;
 
+        if (precopied)
+                drain_before_pause(s);
         if (s->was_running) {
                 r = guest_pause(s->g, err);
                 s->paused = true;
@@ -362,6 +443,11 @@ static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *
         r = guest_capture(s->g, &states, err);
         if (r < 0)
                 return svemig_error_prefix(err, "source: capturing the vcpus");
+        r = adapt_compression(s, err);
+        if (r < 0) {
+                guest_states_free(states, n);
+                return r;
+        }
         for (unsigned i = 0; i < n && r == 0; i++)
                 r = svemig_stream_write_vcpu(s->writer, &states[i], err);
         guest_states_free(states, n);
@@ -580,23 +666,33 @@ static int await_verdict(struct source *s, bool *refused, struct svemig_error *e
                                 in->verdict->message);
 }
 
-static enum migrate_compression pick_compression(struct source *s)
+/*
+ * The header's compression: fixed by the caller, or for AUTO, LZ4 (frames
+ * may be compressed) when a sample says LZ4 shrinks this guest's memory at
+ * all; adapt_compression() then turns it on and off as the link allows.
+ */
+static enum migrate_compression header_compression(struct source *s)
 {
-        uint64_t link = s->opts->max_bandwidth ? s->opts->max_bandwidth : s->opts->link_bps_hint;
-
         if (s->opts->compression != MIGRATE_COMPRESSION_AUTO)
                 return s->opts->compression;
-        return compression_choose(guest_mem(s->g), guest_mem_size(s->g), s->opts->n_threads, link);
+        compression_sample(guest_mem(s->g), guest_mem_size(s->g), s->opts->n_threads, &s->comp);
+        s->comp.link_bps = s->opts->max_bandwidth ? s->opts->max_bandwidth : s->opts->link_bps_hint;
+        s->adaptive = compression_may_pay(&s->comp);
+        return s->adaptive ? MIGRATE_COMPRESSION_LZ4 : MIGRATE_COMPRESSION_NONE;
 }
 
 static int open_stream(struct source *s, struct svemig_error *err)
 {
         struct svemig_stream_write_opts wopts = {.n_threads = s->opts->n_threads};
         struct snapshot_header hdr;
+        enum migrate_compression c;
         int r;
 
-        s->rep->compression = pick_compression(s);
-        r = describe(s, s->rep->compression, &hdr, err);
+        c = header_compression(s);
+        /* The report says LZ4 once memory went compressed (send_pass()). */
+        s->rep->compression = s->adaptive ? MIGRATE_COMPRESSION_NONE : c;
+        s->lz4_now = c == MIGRATE_COMPRESSION_LZ4 && !s->adaptive;
+        r = describe(s, c, &hdr, err);
         if (r < 0)
                 return r;
         r = pump_start(s->w.fd, PUMP_TO_PEER, s->w.timeout_ms, s->opts->max_bandwidth, &s->stream_fd,

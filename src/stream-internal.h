@@ -139,6 +139,7 @@ struct svemig_stream_writer {
         struct workpool *pool;       /* on the first memory write */
         struct memchunk_writer *mem; /* memchunk.c's jobs and buffers, from the first memory write */
         struct bytebuf pack, zbuf;   /* for vcpu frames */
+        bool lz4;                    /* compress the frames written now (svemig_stream_writer_set_lz4()) */
         bool finished;
 };
 

@@ -614,6 +614,7 @@ int svemig_stream_writer_open(int fd, const struct svemig_stream_info *info,
         if (r < 0)
                 return r == -ENOMEM ? svemig_error_set(err, r, "stream writer: out of memory") : r;
         digest_reset(w->digest, w->info.digest);
+        w->lz4 = w->info.compression == SVEMIG_COMPRESSION_LZ4;
         r = writer_put_header(w, info, err);
         if (r < 0)
                 return r == -ENOMEM ? svemig_error_set(err, r, "stream writer: out of memory") : r;
@@ -686,8 +687,7 @@ int svemig_stream_write_vcpu(struct svemig_stream_writer *w, const struct vcpu_s
         if (bytebuf_reserve(&w->pack, len + 1) < 0 || bytebuf_reserve(&w->zbuf, frame_lz4_bound(len)) < 0)
                 return svemig_error_set(err, ENOMEM, "vcpu %u: out of memory", st->index);
         svemig__vcpu_state__pack(&msg, w->pack.p);
-        frame_build(&f, SVEMIG_FRAME_VCPU, true, w->pack.p, len,
-                    w->info.compression == SVEMIG_COMPRESSION_LZ4, w->zbuf.p);
+        frame_build(&f, SVEMIG_FRAME_VCPU, true, w->pack.p, len, w->lz4, w->zbuf.p);
         r = stream_writer_emit(w, &f, err);
         if (r < 0)
                 return r;
@@ -733,6 +733,16 @@ int svemig_stream_writer_finish(struct svemig_stream_writer *w, struct svemig_er
                 return r;
         w->stats.frames--; /* the trailer does not count itself */
         w->finished = true;
+        return 0;
+}
+
+int svemig_stream_writer_set_lz4(struct svemig_stream_writer *w, bool on, struct svemig_error *err)
+{
+        if (on && w->info.compression != SVEMIG_COMPRESSION_LZ4)
+                return svemig_error_set(err, EINVAL,
+                                        "the stream header says its frames are not compressed: open the "
+                                        "writer with LZ4 compression to switch it on later");
+        w->lz4 = on;
         return 0;
 }
 

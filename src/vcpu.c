@@ -265,22 +265,31 @@ int vcpu_check_compat(const struct hv_caps *caps, struct hv_vcpu *dst, const str
         return check_registers(dst, st, err);
 }
 
-/* The registers of st in restore order: by kvmreg_restore_rank(), list order within a rank. */
+/*
+ * The registers of st in restore order: by kvmreg_restore_rank(), list order
+ * within a rank. Each ID is decoded once: a migration restores every vcpu
+ * while the guest is paused.
+ */
 static int restore_order(const struct vcpu_state *st, size_t **out)
 {
         size_t *order = calloc(st->n_regs ? st->n_regs : 1, sizeof(*order)), k = 0;
+        _cleanup_free_ int *ranks = calloc(st->n_regs ? st->n_regs : 1, sizeof(*ranks));
 
-        if (!order)
+        if (!order || !ranks) {
+                free(order);
                 return -ENOMEM;
-        for (int rank = 0; rank <= _KVMREG_CLASS_MAX; rank++)
-                for (size_t i = 0; i < st->n_regs; i++) {
-                        struct kvmreg reg;
+        }
+        for (size_t i = 0; i < st->n_regs; i++) {
+                struct kvmreg reg;
 
-                        if (kvmreg_decode(st->regs[i].id, &reg, NULL) < 0)
-                                reg.cls = KVMREG_CLASS_UNKNOWN;
-                        if (kvmreg_restore_rank(reg.cls) == rank)
+                if (kvmreg_decode(st->regs[i].id, &reg, NULL) < 0)
+                        reg.cls = KVMREG_CLASS_UNKNOWN;
+                ranks[i] = kvmreg_restore_rank(reg.cls);
+        }
+        for (int rank = 0; rank <= _KVMREG_CLASS_MAX; rank++)
+                for (size_t i = 0; i < st->n_regs; i++)
+                        if (ranks[i] == rank)
                                 order[k++] = i;
-                }
         if (k != st->n_regs) {
                 free(order);
                 return -EINVAL;

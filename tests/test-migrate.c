@@ -688,12 +688,89 @@ static void test_policy(void **state)
         converge_decide(&c, &r, &v);
         assert_int_equal(v.action, CONVERGE_GIVE_UP);
         assert_non_null(strstr(v.reason, "did not converge"));
+        /* Nothing dirty: stop and copy even when the vcpus alone take longer than the target. */
+        r.round = 1;
+        r.dirty_pages = 0;
+        r.fixed_bytes = 4096000; /* 100 ms at this link */
+        converge_decide(&c, &r, &v);
+        assert_int_equal(v.action, CONVERGE_STOP_COPY);
+        assert_int_equal(v.expected_downtime_ns, 100000000);
+        r.fixed_bytes = 0;
+        r.dirty_pages = 20000;
         /* Without auto-converge it never throttles. */
         c.auto_converge = false;
         r.round = 1;
         r.throttle_pct = 0;
         converge_decide(&c, &r, &v);
         assert_int_equal(v.action, CONVERGE_CONTINUE);
+}
+
+/* The adaptive compression choice: raw where the link outruns the workers, LZ4 where it is slow. */
+static void test_compression_decide(void **state)
+{
+        /* The hpc image's figures: LZ4 leaves 60%; two workers compress 1.2 GB/s. */
+        struct compression_input in = {.ratio = 0.6, .compress_bps = 1200000000};
+
+        /* Unknown link: raw until a piece has measured it. */
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
+        /* Loopback, 2 GB/s: compressing would be the bottleneck. */
+        in.link_bps = 2000000000;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
+        /* A link as fast as the workers: LZ4 would gain nothing at all. */
+        in.link_bps = 1200000000;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
+        /* A capped or slow link, 200 MB/s: 40% fewer bytes on it, the workers keep up. */
+        in.link_bps = 200000000;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
+        /* Inside the margin (LZ4 needs 10% less time than raw): 0.6/L against 0.9/L. */
+        in.link_bps = 600000000;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
+        /* A slow link but slow workers too (one weak CPU): raw. */
+        in.compress_bps = 150000000;
+        in.link_bps = 200000000;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
+        /* Memory LZ4 cannot shrink by 10% never pays, however slow the link. */
+        in = (struct compression_input){.ratio = 0.95, .compress_bps = 1200000000, .link_bps = 1000000};
+        assert_false(compression_may_pay(&in));
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
+        in.ratio = 0.5;
+        assert_true(compression_may_pay(&in));
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
+        /*
+         * Measured: the other way is tried on the next piece, then what each
+         * moved end to end decides, whatever the model said (a host whose
+         * CPUs are busy with other work), and the slower way is tried again
+         * every 8 pieces.
+         */
+        in = (struct compression_input){.ratio = 0.6, .compress_bps = 1200000000, .link_bps = 2000000000};
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
+        in.raw_mem_bps = 300000000;
+        in.pieces = 1;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
+        in.lz4_mem_bps = 250000000;
+        in.pieces = 2;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
+        in.pieces = 8;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
+        in.pieces = 9;
+        in.lz4_mem_bps = 450000000;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
+        in.pieces = 16;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
+        /* A capped link starts with LZ4 and tries raw next. */
+        in = (struct compression_input){.ratio = 0.6, .compress_bps = 1200000000, .link_bps = 200000000};
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
+        in.lz4_mem_bps = 330000000;
+        in.pieces = 1;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
+        /* A measurement never revives LZ4 on memory it does not shrink. */
+        in.ratio = 0.95;
+        in.raw_mem_bps = 200000000;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
+        in.ratio = 0.5;
+        /* No measurement of the workers (an all-zero sample): nothing to compress. */
+        in.compress_bps = 0;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
 }
 
 struct trace {
@@ -1301,6 +1378,7 @@ int main(void)
                 cmocka_unit_test(test_hello),
                 cmocka_unit_test(test_hello_version),
                 cmocka_unit_test(test_policy),
+                cmocka_unit_test(test_compression_decide),
                 cmocka_unit_test(test_migrate_running),
                 cmocka_unit_test(test_migrate_tcp_multi_vcpu),
                 cmocka_unit_test(test_migrate_paused),

@@ -144,6 +144,13 @@ int guest_pause(struct guest *g, struct svemig_error *err);
 bool guest_running(const struct guest *g);
 
 /*
+ * Of a running guest's vcpus, how many still run: 0 once every one has
+ * stopped by itself (powered off, or stopped by its MMIO handler), while
+ * guest_running() stays true until guest_pause(). 0 when not running.
+ */
+unsigned guest_vcpus_active(const struct guest *g);
+
+/*
  * Slows a running guest's vcpus to about percent of their speed (1..100),
  * as QEMU's auto-converge does, so that a migration can outpace its dirty
  * rate. 100 (the default) is full speed.

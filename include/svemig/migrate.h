@@ -41,6 +41,7 @@
 #define MIGRATE_PROTOCOL_VERSION_MIN 1u
 #define MIGRATE_MSG_MAX              (1u << 20) /* a PeerMessage; memory travels in the stream */
 #define MIGRATE_ID_SIZE              16u
+#define MIGRATE_DEVICE_STATE_MAX     1024u /* migrate_opts.device_state, at most */
 
 #define MIGRATE_TIMEOUT_MS_DEFAULT    30000u
 #define MIGRATE_DOWNTIME_MS_DEFAULT   10u
@@ -155,6 +156,15 @@ struct migrate_opts {
         void *userdata;
 
         /*
+         * The caller's state of the guest's devices (e.g. what a payload
+         * reported over MMIO), opaque here: the destination's report gets a
+         * copy (migrate_report.device_state). At most
+         * MIGRATE_DEVICE_STATE_MAX bytes; NULL/0 = none.
+         */
+        const void *device_state;
+        size_t device_state_size;
+
+        /*
          * For a handoff in doubt (COMMIT sent, no ACK): a fresh connection
          * to ask the destination what became of the migration. NULL: the
          * source returns -EINPROGRESS with the guest paused.
@@ -194,6 +204,9 @@ struct migrate_report {
         uint64_t final_dirty_pages;           /* sent while paused */
         enum migrate_compression compression; /* what the stream used */
         char peer_host[64];
+        /* Destination: the source's migrate_opts.device_state, as it sent it. */
+        uint8_t device_state[MIGRATE_DEVICE_STATE_MAX];
+        size_t device_state_size;
 };
 
 /*
@@ -239,6 +252,50 @@ struct migrate_ledger;
 int migrate_ledger_new(struct migrate_ledger **out);
 void migrate_ledger_free(struct migrate_ledger *l);
 
+/*
+ * The same, kept in directory dir (created 0700 if missing) and shared by
+ * every process of a host that opens it: svemigd's listener and each VMM
+ * that receives a guest. Decisions are made under flock(dir/.lock) and
+ * written temp + fsync + rename, so they outlive the processes and a crash
+ * (docs/migration.md, "The ledger").
+ */
+int migrate_ledger_open(const char *dir, struct migrate_ledger **out, struct svemig_error *err);
+
+enum migrate_ledger_state {
+        MIGRATE_LEDGER_UNKNOWN = 0, /* never seen, or an ABORTED entry pruned: nothing of it runs here */
+        MIGRATE_LEDGER_PENDING,     /* being received: neither committed nor given up yet */
+        MIGRATE_LEDGER_COMMITTED,   /* final: the destination took COMMIT and started the guest */
+        MIGRATE_LEDGER_ABORTED,     /* final: the destination will never run it */
+};
+
+#define MIGRATE_ID_HEX_SIZE (2 * MIGRATE_ID_SIZE + 1)
+
+const char *migrate_ledger_state_name(enum migrate_ledger_state s);
+/* An id as 32 lowercase hex digits (and a NUL), and back (-EINVAL). */
+void migrate_id_format(const uint8_t id[MIGRATE_ID_SIZE], char out[MIGRATE_ID_HEX_SIZE]);
+int migrate_id_parse(const char *s, uint8_t id[MIGRATE_ID_SIZE]);
+
+/* What the ledger says about id now, changing nothing. */
+int migrate_ledger_get(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
+                       enum migrate_ledger_state *out, struct svemig_error *err);
+
+/*
+ * Gives id up as a Resolve does: PENDING or UNKNOWN becomes ABORTED (for
+ * good: a later COMMIT loses). *out is the final state: ABORTED, or
+ * COMMITTED if the COMMIT won first. For a receiver known to be gone.
+ */
+int migrate_ledger_give_up(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
+                           enum migrate_ledger_state *out, struct svemig_error *err);
+
+/*
+ * Forgets what can be forgotten among entries unchanged for keep_s seconds:
+ * ABORTED entries go (an unknown id is answered ABORTED anyway); COMMITTED
+ * ones are folded into one list of ids (never dropped: a source left in
+ * doubt may still ask); PENDING ones stay. No-op in memory.
+ */
+int migrate_ledger_prune(struct migrate_ledger *l, uint64_t keep_s, unsigned *pruned,
+                         struct svemig_error *err);
+
 struct migrate_recv_opts {
         struct migrate_ledger *ledger; /* required for migrations and Resolve */
         const struct peer_info *self;  /* answers HostInfoRequest; NULL = peer_info_local() */
@@ -249,6 +306,9 @@ struct migrate_recv_opts {
         unsigned n_threads;            /* decompression workers; 0 = one per CPU */
         migrate_progress_fn progress;
         void *userdata;
+        /* The received guest's MMIO handler (guest_set_mmio_handler()), set before it first runs here. */
+        guest_mmio_fn on_mmio;
+        void *mmio_userdata;
         /*
          * Test hooks: at fail_at, with fail_errno 0 the destination behaves
          * as if killed (connection shut, any received guest destroyed,
@@ -307,6 +367,15 @@ int migrate_check_receive(struct hv *hv, int fd, const struct migrate_recv_opts 
  */
 int migrate_peek_request(int fd, unsigned timeout_ms, enum migrate_served_kind *kind, char *guest_name,
                          size_t name_size, struct svemig_error *err);
+
+/* The same, with a Migrate's id (for the destination's ledger) besides its guest's name. */
+struct migrate_peeked {
+        enum migrate_served_kind kind;
+        char guest_name[256];
+        uint8_t id[MIGRATE_ID_SIZE]; /* MIGRATE_SERVED_MIGRATE: the migration's id; zero otherwise */
+};
+
+int migrate_peek(int fd, unsigned timeout_ms, struct migrate_peeked *out, struct svemig_error *err);
 
 /*
  * Refuses the migration request waiting on fd with code (an errno) and

@@ -173,6 +173,17 @@ struct svemig_mem_range {
 int svemig_stream_write_memory(struct svemig_stream_writer *w, const struct svemig_mem_range *ranges,
                                size_t n_ranges, struct svemig_error *err);
 
+/*
+ * Whether the frames written from now on are LZ4-compressed (where that
+ * shrinks them), as the header's compression says at open. Only a stream
+ * whose header says LZ4 may turn it on: the header's NONE promises readers
+ * that no frame is compressed, its LZ4 only that frames may be (each frame
+ * carries its own flag). A live migration turns LZ4 off and on between
+ * pieces of memory as the link's speed against the workers' says
+ * (docs/migration.md "Compression"). -EINVAL for LZ4 under a NONE header.
+ */
+int svemig_stream_writer_set_lz4(struct svemig_stream_writer *w, bool on, struct svemig_error *err);
+
 /* Writes the trailer. The stream is complete once this returns 0. */
 int svemig_stream_writer_finish(struct svemig_stream_writer *w, struct svemig_error *err);
 

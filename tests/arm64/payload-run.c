@@ -8,6 +8,9 @@
  *   payload-run workload IMAGE   the SVE workload's registers, memory and
  *                                dirty pages after K and then 3K iterations
  *                                equal the host's model of them
+ *   payload-run result VQ        prints what payloads/countdown.S reports when
+ *                                it ends having run at vq (the model's value,
+ *                                for the live-migration case of tests/arm64/init)
  *
  * The VM: 64 KiB of RAM at IPA 0 holding the image, one vcpu with SVE at the
  * host's full VLS, entered at 0x800 in EL1h with SVE enabled (ARM64-RIG.md).
@@ -25,6 +28,7 @@
 #include "rig-check.h"
 #include "svemig/hv.h"
 #include "svemig/kvmreg.h"
+#include "payloads/countdown.h"
 #include "workload-model.h"
 
 #define RAM_SIZE      WORKLOAD_RAM_SIZE
@@ -218,8 +222,18 @@ int main(int argc, char **argv)
         struct svemig_error err = {0};
         int r;
 
+        if (argc == 3 && strcmp(argv[1], "result") == 0) {
+                unsigned long vq = strtoul(argv[2], NULL, 0);
+
+                if (vq < 1 || vq > 16) {
+                        fprintf(stderr, "payload-run result: a vq from 1 to 16, not '%s'\n", argv[2]);
+                        return 2;
+                }
+                printf("%llu\n", (unsigned long long)workload_result((unsigned)vq, COUNTDOWN_ITERS));
+                return 0;
+        }
         if (argc != 3 || (strcmp(argv[1], "rdvl") != 0 && strcmp(argv[1], "workload") != 0)) {
-                fprintf(stderr, "usage: payload-run rdvl|workload IMAGE\n");
+                fprintf(stderr, "usage: payload-run rdvl|workload IMAGE | result VQ\n");
                 return 2;
         }
         r = guest_start(&g, argv[2], &err);

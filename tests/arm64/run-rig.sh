@@ -14,7 +14,13 @@
 #   6. builds the initramfs of round 2 with those files under /rig/in/HOST/
 #      and boots the hosts of round 2 (B), which restore or refuse them
 #      (each with its own case list, /rig/cases-HOST);
-#   7. reads each host's result block, prints a summary and exits non-zero
+#   7. the live round: boots A-live (VLS 0xb) and B-live (VLS 0x3) at once,
+#      both VHE, joined by a QEMU socket netdev on a free loopback port
+#      (virtio-net; the kernel's modules go into the initramfs), each running
+#      svemigd with the kvm backend (tests/arm64/live-migrate.sh): A migrates
+#      a running SVE payload guest to B, which sees it finish with the
+#      model's result, and B refuses a 512-bit guest;
+#   8. reads each host's result block, prints a summary and exits non-zero
 #      on any failure.
 #
 #   tests/arm64/run-rig.sh
@@ -53,7 +59,9 @@ MATRIX="A-vhe $SVE_A vhe 0xb 1
 A-nvhe $SVE_A nvhe 0xb 1
 C-nosve sve=off vhe 0x0 1
 B-vhe $SVE_B vhe 0x3 2
-B-nvhe $SVE_B nvhe 0x3 2"
+B-nvhe $SVE_B nvhe 0x3 2
+A-live $SVE_A vhe 0xb live
+B-live $SVE_B vhe 0x3 live"
 
 # The cases every host runs (tests/arm64/init runs them with RIG_* set; a
 # case that does not apply to a host, such as an SVE payload on C, skips).
@@ -80,8 +88,16 @@ restore_cases() {
         fi
         echo "refuse-full-from-$1 snapshot-run refuse /rig/in/$1/full.svemig --expect-vq 4"
 }
-# The cross-built programs the cases need, as meson targets.
+# The cross-built programs the cases need, as meson targets; the live round
+# also gets the daemon, its VMM and the CLI.
 TARGETS="tests/conformance/conformance tests/arm64/payload-run tests/arm64/snapshot-run"
+LIVE_TARGETS="daemon/svemigd daemon/svemig-vmm daemon/svemigctl"
+# The live round's pair: NAME IP PEER-NAME PEER-IP ROLE MAC. Both VHE (KVM 6.1
+# refuses a guest across modes for ID_AA64MMFR1_EL1.VH, see restore_cases).
+LIVE="A-live 169.254.0.1 B 169.254.0.2 source 52:54:00:00:00:0a
+B-live 169.254.0.2 A 169.254.0.1 dest 52:54:00:00:00:0b"
+# The kernel modules of its link, with what they need (from their .modinfo).
+LIVE_MODULES="virtio_mmio virtio_net"
 
 # 1. Tools.
 "$src/scripts/install-deps.sh" rig >"$cache/logs/install-deps.log" 2>&1 || true
@@ -109,7 +125,7 @@ meson setup $reconf --cross-file "$here/aarch64-cross.ini" -Dtests=enabled -Dbui
         exit 1
 }
 # shellcheck disable=SC2086
-meson compile -C "$xbuild" $TARGETS >"$cache/logs/cross-build.log" 2>&1 || {
+meson compile -C "$xbuild" $TARGETS $LIVE_TARGETS >"$cache/logs/cross-build.log" 2>&1 || {
         tail -n 40 "$cache/logs/cross-build.log"
         say "FAIL: the aarch64 cross build"
         exit 1
@@ -204,7 +220,90 @@ t3=$(date +%s)
 boot_round 2 "$cache/initrd-2.gz"
 t4=$(date +%s)
 
-# 7. Results.
+# 7. The live round: two hosts at once, joined by a link.
+live_wanted() {
+        [ -z "${RIG_HOSTS:-}" ] && return 0
+        case " $RIG_HOSTS " in *" A-live "* | *" B-live "*) return 0 ;; esac
+        return 1
+}
+
+# Copies module $1 of the kernel package and those it depends on into $2,
+# appending each to $2/order after its dependencies.
+copy_module() {
+        grep -qx "$1" "$2/order" && return 0
+        ko=$(find "$moddir" -name "$1.ko" | head -n 1)
+        [ -n "$ko" ] || { say "FAIL: the kernel package has no module $1"; exit 1; }
+        deps=$(aarch64-linux-gnu-objcopy -O binary -j .modinfo "$ko" /dev/stdout | tr '\0' '\n' |
+                sed -n 's/^depends=//p' | tr ',' ' ')
+        for dep in $deps; do
+                copy_module "$dep" "$2"
+        done
+        # sh has no local variables: the recursion reused $ko.
+        cp "$(find "$moddir" -name "$1.ko" | head -n 1)" "$2/$1.ko"
+        echo "$1" >>"$2/order"
+}
+
+# A TCP port on 127.0.0.1 nobody uses now (the kernel's pick).
+free_port() {
+        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' ||
+                echo $((20000 + $(od -An -N2 -tu2 /dev/urandom) % 40000))
+}
+
+# Whether something listens on 127.0.0.1:$1 (/proc/net/tcp, state 0A).
+listening() {
+        grep -q "^ *[0-9]*: 0100007F:$(printf '%04X' "$1") [0-9A-F:]* 0A" /proc/net/tcp
+}
+
+t5=$(date +%s)
+t6=$t5
+if live_wanted; then
+        moddir=$(dirname "$(dirname "$kernel")")/lib/modules
+        rm -rf "$stage/rig/modules" "$stage"/rig/cases-*
+        mkdir -p "$stage/rig/modules"
+        : >"$stage/rig/modules/order"
+        for m in $LIVE_MODULES; do
+                copy_module "$m" "$stage/rig/modules"
+        done
+        for t in $LIVE_TARGETS; do
+                cp "$xbuild/$t" "$stage/bin/"
+        done
+        cp "$here/live-migrate.sh" "$stage/bin/live-migrate"
+        echo "$LIVE" | while read -r name _ peer _ role _; do
+                echo "live-migrate-$role live-migrate $role $peer" >"$stage/rig/cases-$name"
+        done
+        "$here/mkinitramfs.sh" "$cache/initrd-live.gz" "$stage" "$busybox"
+        port=$(free_port)
+        t5=$(date +%s)
+        first=1
+        while read -r name ip peer peer_ip role mac; do
+                sve=$(awk -v n="$name" '$1 == n {print $2}' "$cache/matrix")
+                vls=$(awk -v n="$name" '$1 == n {print $4}' "$cache/matrix")
+                hosts="$hosts $name"
+                rm -f "$cache/logs/host-$name.rc"
+                # The first listens; the second connects once it does.
+                if [ "$first" = 1 ]; then
+                        netdev="socket,listen=127.0.0.1:$port"
+                else
+                        netdev="socket,connect=127.0.0.1:$port"
+                        n=50
+                        while ! listening "$port" && [ "$n" -gt 0 ]; do
+                                sleep 0.2
+                                n=$((n - 1))
+                        done
+                fi
+                first=0
+                (
+                        export RIG_NETDEV="$netdev" RIG_MAC="$mac" RIG_APPEND="rig.ip=$ip rig.peer-ip=$peer_ip"
+                        boot "$name" "$sve" vhe "$vls" "$cache/initrd-live.gz"
+                ) &
+        done <<EOF
+$LIVE
+EOF
+        wait
+        t6=$(date +%s)
+fi
+
+# 8. Results.
 passed=0 failed=0 skipped=0
 kver=""
 for name in $hosts; do
@@ -250,7 +349,7 @@ $cases
 EOF
 done
 say "kernel $kver ($(basename "$(dirname "$(dirname "$kernel")")")), $(qemu-system-aarch64 --version | head -n 1)"
-say "wall time $(($(date +%s) - start)) s (boots: round 1 $((t2 - t1)) s, round 2 $((t4 - t3)) s); console logs in $cache/logs/"
+say "wall time $(($(date +%s) - start)) s (boots: round 1 $((t2 - t1)) s, round 2 $((t4 - t3)) s, live round $((t6 - t5)) s); console logs in $cache/logs/"
 [ "$skipped" -eq 0 ] || say "$skipped case(s) skipped: they do not apply to their host"
 echo "rig: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -47,6 +47,34 @@ bool workload_buf_matches(const uint8_t *bytes, size_t n, unsigned vq, uint64_t 
         return lanes_match(bytes, n, vq, k, workload_buf_lane);
 }
 
+static uint64_t pow3(uint64_t k)
+{
+        uint64_t r = 1, b = 3;
+
+        for (; k; k >>= 1, b *= b)
+                if (k & 1)
+                        r *= b;
+        return r;
+}
+
+/* 3^0 + ... + 3^(k-1) mod 2^64: S(2m) = S(m) (1 + 3^m), S(m+1) = 1 + 3 S(m). */
+static uint64_t geometric_sum(uint64_t k)
+{
+        if (k == 0)
+                return 0;
+        if (k & 1)
+                return 1 + 3 * geometric_sum(k - 1);
+        return geometric_sum(k / 2) * (1 + pow3(k / 2));
+}
+
+uint64_t workload_result(unsigned vq, uint64_t k)
+{
+        uint64_t lanes = 2ull * vq;
+
+        /* Lane i holds (i+1) S(k): the lanes sum to L(L+1)/2 S(k). */
+        return lanes * (lanes + 1) / 2 * geometric_sum(k);
+}
+
 bool workload_p0_matches(const uint8_t *bytes, size_t n, unsigned vq)
 {
         /* VL/8 predicate bits = 2 * vq bytes; ptrue .d sets the lowest bit of each byte. */

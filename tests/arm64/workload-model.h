@@ -33,3 +33,10 @@ bool workload_z0_matches(const uint8_t *bytes, size_t n, unsigned vq, uint64_t k
 bool workload_buf_matches(const uint8_t *bytes, size_t n, unsigned vq, uint64_t k);
 /* Whether P slice 0 (n bytes) is ptrue .d at vq: bit 0 of each doubleword's 8 predicate bits. */
 bool workload_p0_matches(const uint8_t *bytes, size_t n, unsigned vq);
+
+/*
+ * What payloads/countdown.S reports when it ends after k iterations at vq
+ * throughout: the sum of the buffer's 2 * vq lanes, mod 2^64. Computed in
+ * O(log k) steps, since k is tens of millions and this runs under TCG too.
+ */
+uint64_t workload_result(unsigned vq, uint64_t k);

@@ -348,31 +348,54 @@ def ctl(*args, env=None, user=None):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WAIT)
 
 
+def kill_vmms_under(directory):
+    """Kills every svemig-vmm whose command line names directory: the guests' VMMs a test's
+    daemons started, which outlive their daemon by design."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"svemig-vmm") and any(directory.encode() in a for a in argv):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+# The test running now. meson ends a test that overruns its timeout with SIGTERM, and no
+# tearDown runs then: its daemons and their VMMs must not outlive it, spinning on the CPU.
+_running_test = None
+
+
+def _on_sigterm(signum, frame):
+    if _running_test:
+        for d in _running_test.daemons:
+            d.proc.kill()
+        kill_vmms_under(_running_test.dir)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 class DaemonTestCase(unittest.TestCase):
     """A temporary directory (readable by other users) per test."""
 
     def setUp(self):
+        global _running_test
         self.tmp = tempfile.TemporaryDirectory(prefix="svemigd-test-")
         self.dir = self.tmp.name
         os.chmod(self.dir, 0o755)
         self.daemons = []
+        _running_test = self
 
     def kill_vmms(self):
-        """Kills the guests' VMMs this test's daemons started (they outlive their daemon by design):
-        every svemig-vmm whose command line names this test's directory."""
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open("/proc/%s/cmdline" % pid, "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if argv and argv[0].endswith(b"svemig-vmm") and any(self.dir.encode() in a for a in argv):
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        kill_vmms_under(self.dir)
 
     def tearDown(self):
         # Every daemon still running must stop cleanly: after whatever the test did to it,

@@ -1,0 +1,475 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Failure semantics of live migration THROUGH THE DAEMONS (issue 5, items 4
+and 5): three svemigd on loopback, and a real TCP proxy between the source a
+and the destination b's peer port (a's migrate.conf names the proxy as b).
+The proxy parses what crosses it (frames u32 len | u32 xxh32 | PeerMessage,
+and the svemig stream between Migrate and Loaded) and cuts, resets,
+corrupts or stalls the first migration's traffic at a chosen protocol step;
+later connections (a Resolve after a lost Ack) pass untouched. Besides:
+a destination out of memory (its configured limit, at the verdict; and
+mid-stream, via the VMM's test hook), a slow peer, each side's VMM killed,
+and each side's svemigd killed during the handoff.
+
+Every case asserts EXACTLY ONE running copy across the three daemons
+(`svemigctl guest list --json`), that it equals an unbroken run, and that the
+CLI's error names the step."""
+
+import importlib
+import os
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+import unittest
+
+from svemigtest import SVEMIGCTL, Daemon, wait_for_socket
+
+mig = importlib.import_module("test-migrate")
+cluster = importlib.import_module("test-cluster")
+A, B, C = cluster.A, cluster.B, cluster.C
+BOUND = mig.BOUND
+
+# PeerMessage body field numbers (proto/peer.proto).
+MIGRATE, VERDICT, LOADED, COMMIT, ACK = 5, 6, 7, 8, 9
+# Stream frame types (docs/stream-format.md).
+VCPU, TRAILER = 1, 3
+
+
+def body_field(payload):
+    """The PeerMessage's oneof field number: its first key's."""
+    key, shift, i = 0, 0, 0
+    while i < len(payload):
+        b = payload[i]
+        key |= (b & 0x7F) << shift
+        shift += 7
+        i += 1
+        if not b & 0x80:
+            break
+    return key >> 3
+
+
+class Fault:
+    """What to do, in which direction ('up' = source to destination), at which event:
+    a frame's body field (('frame', n)), the first VCPU frame of the stream (('stream', VCPU)),
+    or N stream bytes after the header (('bytes', N))."""
+
+    def __init__(self, direction, event, action, hook=None):
+        self.direction, self.event, self.action, self.hook = direction, event, action, hook
+
+
+class Proxy:
+    """A TCP proxy; the first connection carrying a Migrate gets the fault."""
+
+    def __init__(self, target_port):
+        self.target = ("127.0.0.1", target_port)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.fault = None
+        self.fired = threading.Event()
+        self.seen = []  # (direction, event) of the faulted connection, for the record
+        self.lock = threading.Lock()
+        self.migrations = 0
+        self.closed = False
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+    def accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                s = socket.create_connection(self.target)
+            except OSError:
+                c.close()
+                continue
+            conn = {"faulted": False, "c": c, "s": s, "dead": False}
+            for src, dst, direction in ((c, s, "up"), (s, c, "down")):
+                threading.Thread(target=self.pump, args=(conn, src, dst, direction), daemon=True).start()
+
+    def kill(self, conn, reset):
+        if conn["dead"]:
+            return
+        conn["dead"] = True
+        for x in (conn["c"], conn["s"]):
+            try:
+                if reset:
+                    x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                else:
+                    x.shutdown(socket.SHUT_RDWR)
+                x.close()
+            except OSError:
+                pass
+
+    def event(self, conn, direction, ev):
+        """Called before the bytes of ev are forwarded; returns the action to take, or None."""
+        if direction == "up" and ev == ("frame", MIGRATE):
+            with self.lock:
+                self.migrations += 1
+                conn["faulted"] = self.migrations == 1
+        f = self.fault
+        if not conn["faulted"] or not f or self.fired.is_set():
+            return None
+        if (direction, ev) != (f.direction, f.event):
+            return None
+        self.fired.set()
+        if f.hook:
+            f.hook()
+        return f.action
+
+    @staticmethod
+    def unit_size(mode, buf):
+        """Bytes of the next whole unit at the start of buf, or None until its head is there."""
+        head = {"frames": 8, "preamble": 16, "stream": 20}[mode]
+        if len(buf) < head:
+            return None
+        if mode == "frames":
+            return 8 + struct.unpack_from("<I", buf)[0]
+        if mode == "preamble":
+            return 16 + struct.unpack_from("<I", buf, 12)[0] + 8
+        return 20 + struct.unpack_from("<I", buf, 8)[0] + 8
+
+    def pump(self, conn, src, dst, direction):
+        buf = b""
+        mode = "frames"  # 'up' after a Migrate: 'preamble', then 'stream' until the trailer
+        stream_bytes = 0
+        while True:
+            need = self.unit_size(mode, buf)
+            if need is None or len(buf) < need:
+                try:
+                    data = src.recv(1 << 16)
+                except OSError:
+                    data = b""
+                if not data:
+                    if buf:
+                        self.send(conn, dst, buf)
+                    self.kill(conn, False)
+                    return
+                buf += data
+                continue
+            unit, buf = buf[:need], buf[need:]
+            if mode == "frames":
+                ev = ("frame", body_field(unit[8:]))
+            elif mode == "preamble":
+                ev = ("preamble", 0)
+            else:
+                ev = ("stream", struct.unpack_from("<H", unit)[0])
+            action = self.event(conn, direction, ev)
+            f = self.fault
+            if action is None and mode == "stream" and f and f.event[0] == "bytes" and \
+                    stream_bytes + len(unit) >= f.event[1]:
+                action = self.event(conn, direction, f.event)
+            if action in ("cut", "reset"):
+                self.kill(conn, action == "reset")
+                return
+            if action == "corrupt":
+                unit = unit[:-1] + bytes([unit[-1] ^ 0x55])
+            if action == "stall":
+                # Nothing more crosses, either way, until one end gives up.
+                conn["stalled"] = True
+                try:
+                    while src.recv(1 << 16):
+                        pass
+                except OSError:
+                    pass
+                self.kill(conn, False)
+                return
+            if not self.send(conn, dst, unit):
+                return
+            if mode == "stream":
+                stream_bytes += len(unit)
+            if direction == "up" and mode == "frames" and ev == ("frame", MIGRATE):
+                mode = "preamble"
+            elif mode == "preamble":
+                mode = "stream"
+            elif mode == "stream" and ev == ("stream", TRAILER):
+                mode = "frames"
+
+    def send(self, conn, dst, data):
+        if conn.get("stalled"):
+            return False
+        try:
+            dst.sendall(data)
+            return True
+        except OSError:
+            self.kill(conn, False)
+            return False
+
+
+class FaultCase(mig.MigrationCase):
+    """a, b, c up; a reaches b through the proxy. Small guests, short timeouts."""
+
+    B_ENV = {}
+    B_EXTRA = ""
+    SOURCE_BANDWIDTH = None  # bytes/s: slow enough that a fault lands in the step it aims at
+
+    def setUp(self):
+        cluster.ClusterTestCase.setUp(self)
+        self.h = self.hosts(a=A, b=B, c=C)
+        self.proxy = Proxy(self.h["b"].port)
+        via_proxy = cluster.Host("b", B)
+        via_proxy.port = self.proxy.port
+        self.paths = {}
+        self.launch("b", [self.h["a"], self.h["c"]], self.B_ENV, self.B_EXTRA)
+        self.launch("c", [self.h["a"], self.h["b"]])
+        self.launch("a", [via_proxy, self.h["c"]],
+                    {"SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH": self.SOURCE_BANDWIDTH} if self.SOURCE_BANDWIDTH else None)
+        for h in self.h.values():
+            self.wait_states(h, a="up", b="up", c="up")
+
+    def tearDown(self):
+        self.proxy.close()
+        super().tearDown()
+
+    def launch(self, name, peers, env=None, extra=""):
+        """Starts (or restarts, with the same migrate.conf) one host's svemigd."""
+        h = self.h[name]
+        if name not in self.paths:
+            path, d = self.write_conf(h, peers)
+            with open(path) as f:
+                text = f.read()
+            # The source gives up on a silent peer soon: a stall costs this, not 30 s.
+            timeout = "2s" if name == "a" else "5s"
+            text = text.replace("peer-timeout = 5s\n", "peer-timeout = %s\n%s" % (timeout, extra))
+            with open(path, "w") as f:
+                f.write(text)
+            self.paths[name] = (path, d, env)
+        path, d, env = self.paths[name]
+        h.daemon = Daemon(d, path, env=env)
+        self.daemons.append(h.daemon)
+        wait_for_socket(h.sock, h.daemon)
+
+    def kill_daemon(self, name):
+        self.h[name].daemon.proc.kill()
+        self.h[name].daemon.proc.wait()
+
+    # --- what every case asserts ---
+
+    def running_copies(self, name):
+        where = []
+        for host in self.h:
+            for g in self.json(host, "guest", "list")["guests"]:
+                if g["name"] == name and g["state"] == "running":
+                    where.append(host)
+        return where
+
+    def assert_one_copy(self, name, host):
+        """Exactly one running copy, on host, once the hosts have settled (records of a guest that did
+        not arrive go when its VMM has exited)."""
+        deadline = time.monotonic() + BOUND
+        while True:
+            where = self.running_copies(name)
+            listed = [h for h in self.h if name in self.names(h)]
+            if where == [host] and listed == [host]:
+                break
+            if time.monotonic() > deadline:
+                self.fail("guest %s runs on %s and is listed on %s; expected only on %s" % (
+                    name, where, listed, host))
+            time.sleep(0.05)
+        g = self.json(host, "guest", "show", name)
+        self.wait_steps(host, name, g["steps"] + 50)
+        self.assert_equals_unbroken_run(host, name, "c")
+
+    def create(self, host, name, *extra):
+        return self.json(host, "guest", "create", name, "--vcpus", "1", "--memory", "4M",
+                         "--dirty-rate", "4", *extra)
+
+    def start_guest(self, name="g"):
+        self.create("a", name, "--vl", "cluster", "--start")
+        self.wait_steps("a", name, 300)
+        return name
+
+    def migrate_with(self, fault, name="g"):
+        self.proxy.fault = fault
+        return self.ctl_on("a", "migrate", name, "b")
+
+    def assert_failed_at(self, r, steps, code=1):
+        self.assertEqual(r.returncode, code, r.stdout + r.stderr)
+        self.assertRegex(r.stderr, r"failed at (%s)\b" % "|".join(steps), r.stderr)
+
+
+class ProxyFaults(FaultCase):
+    """A fault on the wire at each step: the guest runs on a (before COMMIT) or on b (after)."""
+
+    def run_case(self, fault, steps, where="a", code=1):
+        name = self.start_guest()
+        r = self.migrate_with(fault)
+        self.assertTrue(self.proxy.fired.is_set(), "the fault never fired: " + r.stdout + r.stderr)
+        if where == "a":
+            self.assert_failed_at(r, steps, code)
+        else:
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assert_one_copy(name, where)
+        return r
+
+    def test_request_reset(self):
+        # The Migrate never reaches b: the source sees the reset at the request or waiting for the verdict.
+        self.run_case(Fault("up", ("frame", MIGRATE), "reset"), ["request", "verdict"])
+
+    def test_request_corrupt(self):
+        self.run_case(Fault("up", ("frame", MIGRATE), "corrupt"), ["request", "verdict"])
+
+    def test_verdict_corrupt(self):
+        r = self.run_case(Fault("down", ("frame", VERDICT), "corrupt"), ["verdict"])
+        self.assertRegex(r.stderr, "checksum|corrupt", r.stderr)
+
+    def test_verdict_cut(self):
+        self.run_case(Fault("down", ("frame", VERDICT), "cut"), ["verdict"])
+
+    def test_precopy_reset(self):
+        # Reset 32 KiB into the first pass; a loaded machine may let the source hand the rest of its pass
+        # to the kernel first and notice in the next step (docs/migration.md, "Known limits").
+        self.run_case(Fault("up", ("bytes", 32 << 10), "reset"), ["pre-copy", "stop-and-copy", "loaded"])
+
+    def test_precopy_corrupt(self):
+        # The stream's own checksums catch it at b, which says so (an Abort) before closing.
+        self.run_case(Fault("up", ("bytes", 32 << 10), "corrupt"), ["pre-copy", "stop-and-copy", "loaded"])
+
+    def test_stop_and_copy_reset(self):
+        # Cut at the first vcpu frame: the source is paused, sending the last of the stream; it may have
+        # handed it all to its kernel and notice only while awaiting Loaded.
+        self.run_case(Fault("up", ("stream", VCPU), "reset"), ["stop-and-copy", "loaded"])
+
+    def test_loaded_cut(self):
+        self.run_case(Fault("down", ("frame", LOADED), "cut"), ["loaded"])
+
+    def test_commit_cut(self):
+        # COMMIT never reaches b, whose VMM gives the migration up; the source, in doubt, asks b's
+        # svemigd (Resolve, from the shared ledger): ABORTED, so it resumes.
+        r = self.run_case(Fault("up", ("frame", COMMIT), "cut"), ["commit", "ack"])
+        self.assertIn("did not commit", r.stderr)
+
+    def test_commit_corrupt(self):
+        self.run_case(Fault("up", ("frame", COMMIT), "corrupt"), ["commit", "ack"])
+
+    def test_ack_lost_resolves_committed(self):
+        # b took COMMIT and runs the guest; the Ack is lost. The source asks b's svemigd, whose listener
+        # answers from the ledger b's VMM wrote: COMMITTED, so the migration succeeds.
+        r = self.run_case(Fault("down", ("frame", ACK), "reset"), [], where="b")
+        self.assertIn("guest g migrated to b", r.stdout)
+        self.assertGreaterEqual(self.proxy.migrations, 1)
+
+    def test_slow_peer_stalls_until_timeout(self):
+        # b says nothing more after its Verdict: a gives up after its peer-timeout and resumes.
+        r = self.run_case(Fault("down", ("frame", VERDICT), "stall"), ["verdict", "pre-copy"])
+        self.assertRegex(r.stderr, "timed out|no .* for|within", r.stderr)
+
+
+class DestinationOutOfMemory(FaultCase):
+    """b may take at most 2 MiB of guest RAM (incoming-memory-limit)."""
+
+    B_EXTRA = "incoming-memory-limit = 2M\n"
+
+    def test_refused_at_verdict(self):
+        name = self.start_guest()
+        r = self.migrate_with(None)
+        self.assert_failed_at(r, ["verdict"], code=4)
+        self.assertIn("not enough memory", r.stderr)
+        self.assert_one_copy(name, "a")
+
+
+class DestinationOutOfMemoryMidStream(FaultCase):
+    """b's receiving VMM runs out of memory during pre-copy (its test hook)."""
+
+    B_ENV = {"SVEMIG_TEST_RECV_FAIL_AT": "pre-copy", "SVEMIG_TEST_RECV_FAIL_ERRNO": "12"}
+
+    def test_enomem_mid_stream(self):
+        name = self.start_guest()
+        r = self.migrate_with(None)
+        self.assert_failed_at(r, ["pre-copy", "stop-and-copy", "loaded"])
+        self.assertIn("Cannot allocate memory", r.stderr)
+        self.assert_one_copy(name, "a")
+
+
+class KilledProcesses(FaultCase):
+    def vmm_pid(self, host, receiving):
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if argv[0].endswith(b"svemig-vmm") and (b"--receive-fd" in argv) == receiving and \
+                    any(os.path.join(self.dir, host).encode() in a for a in argv):
+                return int(pid)
+        return None
+
+    def kill_vmm(self, host, receiving):
+        pid = self.vmm_pid(host, receiving)
+        self.assertIsNotNone(pid, "no VMM to kill on " + host)
+        os.kill(pid, signal.SIGKILL)
+
+    def test_destination_vmm_killed_mid_stream(self):
+        name = self.start_guest()
+        r = self.migrate_with(Fault("up", ("bytes", 32 << 10), None, hook=lambda: self.kill_vmm("b", True)))
+        self.assert_failed_at(r, ["pre-copy", "stop-and-copy", "loaded"])
+        self.assert_one_copy(name, "a")
+
+    def test_source_vmm_killed_after_commit(self):
+        # Killed once COMMIT is on its way: b runs the guest; a's record says its VMM died, not running.
+        name = self.start_guest()
+        def stop_then_kill():
+            # Stopped first, so that its socket stays open until the COMMIT has crossed.
+            pid = self.vmm_pid("a", False)
+            os.kill(pid, signal.SIGSTOP)
+            threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
+
+        r = self.migrate_with(Fault("up", ("frame", COMMIT), None, hook=stop_then_kill))
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        deadline = time.monotonic() + BOUND
+        while self.json("a", "guest", "show", name)["state"] != "dead":
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        self.json("a", "guest", "delete", name)
+        self.assert_one_copy(name, "b")
+
+    def test_destination_svemigd_killed_during_handoff(self):
+        # b's svemigd dies as its VMM says Loaded; the VMM completes the handoff on its own. The restarted
+        # svemigd finds the guest's record (arriving) and adopts it by the ledger: COMMITTED.
+        name = self.start_guest()
+        r = self.migrate_with(Fault("down", ("frame", LOADED), None, hook=lambda: self.kill_daemon("b")))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.launch("b", [])
+        self.h["b"].daemon.wait_for_log("adopted with its VMM")
+        self.assert_one_copy(name, "b")
+
+    def test_destination_svemigd_killed_then_migration_fails(self):
+        # b's svemigd dies mid-stream and the stream is then cut: its VMM gives up. The restarted svemigd
+        # drops the record (the ledger says aborted, or its VMM is gone undecided).
+        name = self.start_guest()
+        self.proxy.fault = Fault("up", ("bytes", 32 << 10), "reset", hook=lambda: self.kill_daemon("b"))
+        r = self.ctl_on("a", "migrate", name, "b")
+        self.assert_failed_at(r, ["pre-copy", "stop-and-copy", "loaded"])
+        self.launch("b", [])
+        self.h["b"].daemon.wait_for_log("did not arrive")
+        self.assert_one_copy(name, "a")
+
+    def test_source_svemigd_killed_during_handoff(self):
+        # a's svemigd dies while its VMM waits for Loaded; the VMM completes the migration, records where
+        # the guest went and exits. The restarted svemigd does not list it.
+        name = self.start_guest()
+        r = self.migrate_with(Fault("down", ("frame", LOADED), None, hook=lambda: self.kill_daemon("a")))
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        deadline = time.monotonic() + BOUND
+        while self.vmm_pid("a", False):
+            self.assertLess(time.monotonic(), deadline, "a's VMM never exited")
+            time.sleep(0.05)
+        self.launch("a", [])
+        self.assert_one_copy(name, "b")
+        self.assertIn("while no svemigd saw it end", self.h["a"].daemon.output())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
