@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench-util.h"
+#include "macro.h"
 
 double bench_now(void)
 {
@@ -62,4 +65,27 @@ void bench_die(const char *what, const struct svemig_error *err, int r)
 {
         fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what, svemig_error_str(err, r));
         exit(EXIT_FAILURE);
+}
+
+void bench_load_image(struct guest *g, const char *path)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        uint64_t off = 0;
+
+        if (fd < 0) {
+                perror(path);
+                exit(EXIT_FAILURE);
+        }
+        while (off < guest_mem_size(g)) {
+                ssize_t n = read(fd, guest_mem(g) + off, guest_mem_size(g) - off);
+
+                if (n <= 0)
+                        break;
+                off += (uint64_t)n;
+        }
+        if (off != guest_mem_size(g)) {
+                fprintf(stderr, "%s: %s holds %llu bytes, the guest %llu\n", program_invocation_short_name,
+                        path, (unsigned long long)off, (unsigned long long)guest_mem_size(g));
+                exit(EXIT_FAILURE);
+        }
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "svemig/error.h"
+#include "svemig/guest.h"
 
 /* CLOCK_MONOTONIC in seconds. */
 double bench_now(void);
@@ -20,3 +21,5 @@ uint8_t *bench_alloc_populated(size_t size);
 double bench_time_command(const char *cmd, int runs);
 /* Prints "<program>: <what>: <reason>" and exits 1. */
 void bench_die(const char *what, const struct svemig_error *err, int r) __attribute__((noreturn));
+/* Fills the guest's RAM from an image file of exactly its size. Exits on failure. */
+void bench_load_image(struct guest *g, const char *path);

@@ -27,29 +27,6 @@
 #include "svemig/guest.h"
 #include "svemig/snapshot.h"
 
-static void load_image(struct guest *g, const char *path)
-{
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        uint64_t off = 0;
-
-        if (fd < 0) {
-                perror(path);
-                exit(EXIT_FAILURE);
-        }
-        while (off < guest_mem_size(g)) {
-                ssize_t n = read(fd, guest_mem(g) + off, guest_mem_size(g) - off);
-
-                if (n <= 0)
-                        break;
-                off += (uint64_t)n;
-        }
-        if (off != guest_mem_size(g)) {
-                fprintf(stderr, "snapshot-bench: %s holds %llu bytes, the guest %llu\n", path,
-                        (unsigned long long)off, (unsigned long long)guest_mem_size(g));
-                exit(EXIT_FAILURE);
-        }
-}
-
 int main(int argc, char **argv)
 {
         static const struct option longopts[] = {
@@ -110,7 +87,7 @@ int main(int argc, char **argv)
                 if ((r = guest_create(hv, &gc, &g, &err)) < 0 || (r = guest_prefault(g, &err)) < 0)
                         bench_die("guest", &err, r);
         }
-        load_image(g, argv[optind]);
+        bench_load_image(g, argv[optind]);
         /* Some steps, with no memory writes, so that every vcpu holds full-width SVE state. */
         if ((r = guest_run(g, 64, &err)) < 0)
                 bench_die("run", &err, r);

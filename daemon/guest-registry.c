@@ -493,36 +493,35 @@ static bool moved_away(struct guest_entry *e)
         return true;
 }
 
-/* A live svemig-vmm, not a zombie nor another program that got its pid. */
-static bool vmm_alive(pid_t pid)
+/* /proc/PID/NAME as a string; false when it cannot be read. */
+static bool read_proc(pid_t pid, const char *name, char *buf, size_t len)
 {
-        char path[64], buf[512];
-        const char *st;
+        char path[64];
         ssize_t k;
         int fd;
 
-        if (pid <= 0)
-                return false;
-        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return false;
-        k = read(fd, buf, sizeof(buf) - 1);
+        k = read(fd, buf, len - 1);
         close(fd);
         if (k <= 0)
                 return false;
         buf[k] = 0;
-        if (!strstr(buf, "svemig-vmm"))
+        return true;
+}
+
+/* A live svemig-vmm, not a zombie nor another program that got its pid. */
+static bool vmm_alive(pid_t pid)
+{
+        char buf[512];
+        const char *st;
+
+        if (pid <= 0 || !read_proc(pid, "cmdline", buf, sizeof(buf)) || !strstr(buf, "svemig-vmm"))
                 return false;
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        if (!read_proc(pid, "stat", buf, sizeof(buf)))
                 return false;
-        k = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (k <= 0)
-                return false;
-        buf[k] = 0;
         st = strrchr(buf, ')');
         return st && st[1] == ' ' && st[2] != 'Z' && st[2] != 'X';
 }

@@ -348,9 +348,9 @@ def ctl(*args, env=None, user=None):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WAIT)
 
 
-def kill_vmms_under(directory):
-    """Kills every svemig-vmm whose command line names directory: the guests' VMMs a test's
-    daemons started, which outlive their daemon by design."""
+def vmm_pids(directory, receiving=None):
+    """The pids of the svemig-vmm processes whose command line names directory (receiving: only
+    those receiving a migration, or only the others)."""
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -359,11 +359,20 @@ def kill_vmms_under(directory):
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0].endswith(b"svemig-vmm") and any(directory.encode() in a for a in argv):
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if not argv[0].endswith(b"svemig-vmm") or not any(directory.encode() in a for a in argv):
+            continue
+        if receiving is None or (b"--receive-fd" in argv) == receiving:
+            yield int(pid)
+
+
+def kill_vmms_under(directory):
+    """Kills every svemig-vmm whose command line names directory: the guests' VMMs a test's
+    daemons started, which outlive their daemon by design."""
+    for pid in vmm_pids(directory):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 # The test running now. meson ends a test that overruns its timeout with SIGTERM, and no

@@ -34,9 +34,20 @@ def alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie of ours is not alive.
-    with open("/proc/%d/stat" % pid) as f:
-        return f.read().split(") ")[1][0] != "Z"
+    # A zombie of ours is not alive; but a killed process's leader turns zombie before its other
+    # threads are gone, and its files (the VMM's socket) close only with the last of them.
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return False
+    for task in tasks:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, task)) as f:
+                if f.read().split(") ")[1][0] not in "ZX":
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def wait_until(what, predicate, timeout=t.WAIT):

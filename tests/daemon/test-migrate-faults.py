@@ -25,7 +25,7 @@ import threading
 import time
 import unittest
 
-from svemigtest import SVEMIGCTL, Daemon, wait_for_socket
+from svemigtest import SVEMIGCTL, Daemon, vmm_pids, wait_for_socket
 
 mig = importlib.import_module("test-migrate")
 cluster = importlib.import_module("test-cluster")
@@ -393,18 +393,7 @@ class DestinationOutOfMemoryMidStream(FaultCase):
 
 class KilledProcesses(FaultCase):
     def vmm_pid(self, host, receiving):
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open("/proc/%s/cmdline" % pid, "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if argv[0].endswith(b"svemig-vmm") and (b"--receive-fd" in argv) == receiving and \
-                    any(os.path.join(self.dir, host).encode() in a for a in argv):
-                return int(pid)
-        return None
+        return next(vmm_pids(os.path.join(self.dir, host), receiving), None)
 
     def kill_vmm(self, host, receiving):
         pid = self.vmm_pid(host, receiving)

@@ -16,7 +16,7 @@ import subprocess
 import time
 import unittest
 
-from svemigtest import SVEMIGCTL, ctl
+from svemigtest import SVEMIGCTL, ctl, vmm_pids
 
 cluster = importlib.import_module("test-cluster")
 A, B, C = cluster.A, cluster.B, cluster.C
@@ -198,18 +198,9 @@ class SlowLink(MigrationCase):
         deadline = time.monotonic() + BOUND
         killed = False
         while not killed and time.monotonic() < deadline and proc.poll() is None:
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    with open("/proc/%s/cmdline" % pid, "rb") as f:
-                        argv = f.read().split(b"\0")
-                except OSError:
-                    continue
-                if argv[0].endswith(b"svemig-vmm") and b"--receive-fd" in argv and \
-                        any(os.path.join(self.dir, "c").encode() in a for a in argv):
-                    os.kill(int(pid), signal.SIGKILL)
-                    killed = True
+            for pid in vmm_pids(os.path.join(self.dir, "c"), receiving=True):
+                os.kill(pid, signal.SIGKILL)
+                killed = True
         out, err = proc.communicate(timeout=BOUND)
         self.assertTrue(killed, "the migration ended before its destination could be killed: " + out + err)
         self.assertEqual(proc.returncode, 1, out + err)
