@@ -16,8 +16,15 @@ process sending to a new svemig-vmm on the peer), best of N each way:
   capped    the idle guest over a link capped to --cap-mbps (the tests'
             SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH): adaptive compression picks LZ4
 
+The daemons keep an incoming RAM reserve ([cluster] incoming-reserve, RESERVE
+below; --reserve 0 turns it off): each destination's guest RAM is faulted in
+ahead, before the migration starts, as QEMU's destination started with
+-incoming and -mem-prealloc has it. Each migration waits for the
+destination's reserve to be ready first, as QEMU's waits for its destination
+to be started.
+
 usage: migrate-bench.py BUILD_DIR IMAGE WORKDIR [--runs N] [--no-qemu] [--dirty-pages P]
-                        [--cap-mbps M]
+                        [--cap-mbps M] [--reserve MIB]
 
 Not a test: it prints figures and ratios, and fails only if something breaks.
 """
@@ -34,6 +41,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 VL_BITS = ",".join(str(128 * vq) for vq in range(1, 17))  # the sim host: 128..2048 bits
 WAIT = 120
+RESERVE_MIB = 1280  # the guest's 1 GiB and room to spare
+RESERVE_READY = "the incoming RAM reserve is ready"
 
 
 def free_port():
@@ -43,8 +52,10 @@ def free_port():
 
 
 class Daemon:
-    def __init__(self, build, root, name, port, peer, peer_port, env=None):
+    def __init__(self, build, root, name, port, peer, peer_port, env=None, reserve_mib=0):
         self.name = name
+        self.reserve_mib = reserve_mib
+        self.reserves_taken = 0
         self.dir = os.path.join(root, name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
@@ -65,6 +76,7 @@ class Daemon:
                 [cluster]
                 listen = 127.0.0.1:{port}
                 refresh-interval = 500ms
+                incoming-reserve = {reserve_mib}M
                 [peer {peer}]
                 address = 127.0.0.1:{peer_port}
                 """))
@@ -96,6 +108,20 @@ class Daemon:
             time.sleep(0.1)
         sys.exit(f"migrate-bench: {self.name} never saw {peer} up")
 
+    def wait_reserve(self):
+        """Until this destination has a reserve ready for the next guest (one per guest it took)."""
+        if not self.reserve_mib:
+            return
+        deadline = time.monotonic() + WAIT
+        while True:
+            with open(self.log.name) as f:
+                if f.read().count(RESERVE_READY) > self.reserves_taken:
+                    break
+            if time.monotonic() > deadline:
+                sys.exit(f"migrate-bench: {self.name}'s incoming RAM reserve was never ready; see {self.log.name}")
+            time.sleep(0.05)
+        self.reserves_taken += 1
+
     def wait_running(self, guest):
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
@@ -117,18 +143,18 @@ class Daemon:
         self.log.close()
 
 
-def pair(build, root, env=None):
+def pair(build, root, env=None, reserve_mib=0):
     pa, pb = free_port(), free_port()
-    a = Daemon(build, root, "a", pa, "b", pb, env)
-    b = Daemon(build, root, "b", pb, "a", pa, env)
+    a = Daemon(build, root, "a", pa, "b", pb, env, reserve_mib)
+    b = Daemon(build, root, "b", pb, "a", pa, env, reserve_mib)
     a.wait_peer_up("b")
     b.wait_peer_up("a")
     return a, b
 
 
-def migrations(build, root, snapshot, runs, env=None):
+def migrations(build, root, snapshot, runs, env=None, reserve_mib=0):
     """Restores the snapshot into A, then migrates it A->B->A... runs times; returns the reports."""
-    a, b = pair(build, root, env)
+    a, b = pair(build, root, env, reserve_mib)
     reps = []
     try:
         a.ctl("restore", snapshot, "--name", "g", "--start")
@@ -136,6 +162,7 @@ def migrations(build, root, snapshot, runs, env=None):
         src, dst = a, b
         for _ in range(runs):
             time.sleep(0.5)  # the guest runs a while on its new host first
+            dst.wait_reserve()
             rep = src.ctl("migrate", "g", dst.name)
             dst.wait_running("g")
             reps.append(rep)
@@ -169,6 +196,7 @@ def main():
     runs = opt("--runs", 3)
     dirty_pages = opt("--dirty-pages", 4)
     cap_mbps = opt("--cap-mbps", 200)
+    reserve = opt("--reserve", RESERVE_MIB)
     qemu = "--no-qemu" not in args and shutil.which("qemu-system-aarch64")
     root = os.path.join(work, "migrate")
     os.makedirs(root, exist_ok=True)
@@ -181,10 +209,10 @@ def main():
         subprocess.run([os.path.join(build, "bench", "migrate-snapshot"), image, snaps[name]] + extra, check=True)
 
     res = {
-        "idle": best(migrations(build, root, snaps["idle"], runs)),
-        "dirtying": best(migrations(build, root, snaps["dirtying"], runs)),
+        "idle": best(migrations(build, root, snaps["idle"], runs, reserve_mib=reserve)),
+        "dirtying": best(migrations(build, root, snaps["dirtying"], runs, reserve_mib=reserve)),
         "capped": best(migrations(build, root, snaps["idle"], 1,
-                                  {"SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH": str(cap_mbps * 1000000)})),
+                                  {"SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH": str(cap_mbps * 1000000)}, reserve)),
     }
     q = None
     if qemu:
@@ -196,6 +224,12 @@ def main():
 
     print(f"guest: 64 vcpus at 2048-bit SVE, {size >> 20} MiB (hpc-memimage), sim backend, two svemigd on "
           f"loopback; best of {runs}; {os.cpu_count()} CPUs")
+    if reserve:
+        print(f"destination RAM reserved ahead: incoming-reserve = {reserve}M, faulted in before each migration "
+              f"starts, as QEMU's -incoming -mem-prealloc destination is")
+    else:
+        print("destination RAM not reserved (--reserve 0): each destination faults its guest's RAM in during "
+              "the migration")
     print(f"{'':<30} {'total s':>8} {'down ms':>9} {'MB/s':>9} {'wire MB':>9} {'passes':>6}  {'comp':<5} "
           f"{'link MB/s':>8}")
     row("svemig idle", res["idle"])

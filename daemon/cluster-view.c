@@ -269,6 +269,7 @@ int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig
                         /* Resolve is answered from the host's ledger, shared with the VMMs. */
                         .state_dir = conf->state_dir,
                         .mem_limit = conf->incoming_mem_limit,
+                        .ram_reserve = conf->incoming_reserve,
                         /* A migration is served by the guest's new VMM (op-migrate.c). */
                         .incoming = svemigd_migrate_incoming,
                         .userdata = d,

@@ -40,35 +40,6 @@ static void help(void)
                "  list           every guest on record\n");
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-        char *end;
-        unsigned long long v;
-        unsigned shift = 0;
-
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno || end == s)
-                return -EINVAL;
-        if (*end == 'k' || *end == 'K')
-                shift = 10;
-        else if (*end == 'm' || *end == 'M')
-                shift = 20;
-        else if (*end == 'g' || *end == 'G')
-                shift = 30;
-        else if (*end)
-                return -EINVAL;
-        if (shift) {
-                end++;
-                if (strcmp(end, "") != 0 && strcasecmp(end, "iB") != 0 && strcasecmp(end, "B") != 0)
-                        return -EINVAL;
-        }
-        if (v > (UINT64_MAX >> shift))
-                return -ERANGE;
-        *out = v << shift;
-        return 0;
-}
-
 static int parse_count(const char *s, uint64_t max, uint64_t *out)
 {
         char *end;
@@ -152,7 +123,7 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
                         create.vcpus = (uint32_t)v;
                         break;
                 case 'm':
-                        if (parse_size(optarg, &create.memory_bytes) < 0)
+                        if (ctl_parse_size(optarg, &create.memory_bytes) < 0)
                                 return ctl_usage_error(
                                         "guest create: --memory takes a size such as 256M or 1G, "
                                         "not '%s'",

@@ -4,8 +4,10 @@
  * the daemon's cluster (or only asks the peer whether it could take it),
  * with the migration's progress on stderr and its report at the end.
  */
+#include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 
 #include "ctl-call.h"
 #include "ctl-guest-print.h"
+#include "svemig/migrate.h"
 
 struct mig_progress {
         bool off, tty, drawn;
@@ -58,13 +61,21 @@ static void show(const Svemig__Api__Progress *pr, void *userdata)
 
 static void help(void)
 {
-        printf("Usage: svemigctl [--socket PATH] [--json] migrate GUEST PEER [--check]\n\n"
+        printf("Usage: svemigctl [--socket PATH] [--json] migrate GUEST PEER [--check] [--max-bandwidth "
+               "RATE]\n"
+               "                 [--downtime MS] [--compression auto|none|lz4]\n\n"
                "Move guest GUEST, running or paused, to PEER (a [peer NAME] of migrate.conf) while it\n"
                "runs: pre-copy of its memory, then a short pause for the last pages and its vcpus, then\n"
                "the handoff. Progress goes to stderr; the report (total time, downtime, bytes, passes)\n"
                "to stdout. --check only asks PEER whether it could take the guest; nothing moves.\n"
                "Exit 4 when PEER refuses the guest (its VL set, registers, ID registers, memory), with\n"
-               "the reason; 1 on other failures. Either way the guest runs on here as before.\n");
+               "the reason; 1 on other failures. Either way the guest runs on here as before.\n\n"
+               "  --max-bandwidth RATE  bytes per second on the wire, with K, M or G (binary): leave the\n"
+               "                        link to other traffic (default: unlimited)\n"
+               "  --downtime MS         the pause to aim for at stop-and-copy (default 10); the guest is\n"
+               "                        throttled until the rest fits, within 300 ms after 30 passes\n"
+               "  --compression MODE    auto (default: LZ4 only where it moves memory faster on this\n"
+               "                        link, measured as it goes), none, or lz4\n");
 }
 
 static int print_report(const Svemig__Api__MigrateReport *rep, bool json)
@@ -125,6 +136,9 @@ int ctl_migrate(const struct ctl_options *opts, int argc, char **argv)
 {
         static const struct option longopts[] = {
                 {"check", no_argument, NULL, 'c'},
+                {"max-bandwidth", required_argument, NULL, 'b'},
+                {"downtime", required_argument, NULL, 'd'},
+                {"compression", required_argument, NULL, 'z'},
                 {"json", no_argument, NULL, 'j'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
@@ -142,6 +156,29 @@ int ctl_migrate(const struct ctl_options *opts, int argc, char **argv)
                 switch (c) {
                 case 'c':
                         m.check = true;
+                        break;
+                case 'b':
+                        if (ctl_parse_size(optarg, &m.max_bandwidth) < 0 || m.max_bandwidth == 0)
+                                return ctl_usage_error("migrate: --max-bandwidth takes bytes per second "
+                                                       "such as 100M, not '%s'",
+                                                       optarg);
+                        break;
+                case 'd': {
+                        char *end;
+                        unsigned long ms = strtoul(optarg, &end, 10);
+
+                        if (!isdigit((unsigned char)optarg[0]) || *end || ms == 0 || ms > 60000)
+                                return ctl_usage_error(
+                                        "migrate: --downtime takes milliseconds from 1 to 60000, not '%s'",
+                                        optarg);
+                        m.downtime_ms = (uint32_t)ms;
+                        break;
+                }
+                case 'z':
+                        if (migrate_compression_parse(optarg, NULL) < 0)
+                                return ctl_usage_error(
+                                        "migrate: --compression takes auto, none or lz4, not '%s'", optarg);
+                        m.compression = optarg;
                         break;
                 case 'j':
                         json = true;

@@ -481,7 +481,7 @@ static int parse_cluster_peer_timeout(struct parse_ctx *ctx, const char *key, co
 }
 
 /* Bytes: N, NK, NM or NG (powers of 1024). */
-static int parse_cluster_mem_limit(struct parse_ctx *ctx, const char *key, const char *value)
+static int parse_bytes(struct parse_ctx *ctx, const char *key, const char *value, uint64_t *out)
 {
         unsigned long long v;
         unsigned shift = 0;
@@ -497,10 +497,20 @@ static int parse_cluster_mem_limit(struct parse_ctx *ctx, const char *key, const
                 goto bad;
         if (v > (ULLONG_MAX >> shift))
                 goto bad;
-        ctx->conf->incoming_mem_limit = v << shift;
+        *out = v << shift;
         return 0;
 bad:
         return fail(ctx, ctx->line, EINVAL, "%s = %s: expected bytes, as N, NK, NM or NG", key, value);
+}
+
+static int parse_cluster_mem_limit(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_bytes(ctx, key, value, &ctx->conf->incoming_mem_limit);
+}
+
+static int parse_cluster_reserve(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_bytes(ctx, key, value, &ctx->conf->incoming_reserve);
 }
 
 /* --- sections and keys --- */
@@ -536,6 +546,7 @@ static const struct key_def cluster_keys[] = {
         {"refresh-interval", parse_cluster_refresh},
         {"peer-timeout", parse_cluster_peer_timeout},
         {"incoming-memory-limit", parse_cluster_mem_limit},
+        {"incoming-reserve", parse_cluster_reserve},
 };
 static const struct key_def snapshot_keys[] = {
         {"directory", parse_snapshot_dir},
@@ -1021,6 +1032,9 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
         print_duration(f, "peer-timeout", conf->peer_timeout_ms);
         if (conf->incoming_mem_limit)
                 fprintf(f, "incoming-memory-limit = %llu\n", (unsigned long long)conf->incoming_mem_limit);
+        fprintf(f, "incoming-reserve = %llu\n", (unsigned long long)conf->incoming_reserve);
+        if (!conf->incoming_reserve)
+                fprintf(f, "# (no reserve: an incoming guest's RAM is faulted in during its migration)\n");
 
         for (size_t i = 0; i < conf->n_peers; i++)
                 fprintf(f, "\n[peer %s]\naddress = %s\n", conf->peers[i].name, conf->peers[i].address);

@@ -73,6 +73,7 @@ struct migrate_conf {
         unsigned peer_refresh_ms;    /* how often each peer's HostInfo is asked for again */
         unsigned peer_timeout_ms;    /* the longest wait on a peer's answer */
         uint64_t incoming_mem_limit; /* bytes of RAM an incoming guest may have; 0: MemAvailable */
+        uint64_t incoming_reserve;   /* bytes of RAM kept faulted in for the next incoming guest; 0: none */
 
         /* [peer NAME] ... */
         struct migrate_conf_peer *peers;

@@ -27,6 +27,7 @@
 #include "guest-registry.h"
 #include "log.h"
 #include "op-migrate.h"
+#include "ram-reserve.h"
 #include "svemigd.h"
 #include "vmm-forward.h"
 
@@ -80,6 +81,9 @@ int op_migrate(struct api_call *call, const Svemig__Api__Request *request, void 
         if (strcmp(m->peer, d->conf.host_name) == 0)
                 return svemig_error_set(err, EINVAL, "guest %s is already on %s; name another peer",
                                         e->rec.name, m->peer);
+        if (m->compression && m->compression[0] && migrate_compression_parse(m->compression, NULL) < 0)
+                return svemig_error_set(err, EINVAL, "compression %s: expected auto, none or lz4",
+                                        m->compression);
         r = cluster_view_peer(d->cluster, m->peer, &addr, &member, err);
         if (r < 0)
                 return r;
@@ -90,6 +94,9 @@ int op_migrate(struct api_call *call, const Svemig__Api__Request *request, void 
         fwd.address = (char *)addr.address;
         fwd.host = (char *)addr.host;
         fwd.port = addr.port;
+        fwd.max_bandwidth = m->max_bandwidth;
+        fwd.downtime_ms = m->downtime_ms;
+        fwd.compression = m->compression;
         req.op_case = SVEMIG__API__REQUEST__OP_MIGRATE;
         req.migrate = &fwd;
         r = vmm_forward(d, call, e, &req, migrated, NULL, true, &f, err);
@@ -148,6 +155,8 @@ static void arrived(struct svemigd *d, struct api_call *call, struct guest_entry
                     const Svemig__Api__Response *resp, const char *why)
 {
         e->busy = NULL;
+        /* Whether it took the reserve or not, its stream is over: the next one has the host to itself. */
+        ram_reserve_refill(d->reserve);
         if (!resp || resp->status) {
                 /* The ledger says whether it never ran here (dropped) or ran and died with its VMM. */
                 guest_entry_incoming_ended(e, resp ? resp->status->message : why);
@@ -159,6 +168,31 @@ static void arrived(struct svemigd *d, struct api_call *call, struct guest_entry
                 e->rec.name, (int)e->rec.vmm_pid);
 }
 
+/*
+ * The incoming RAM reserve for the guest, if there is one ready: its VMM
+ * receives the guest into it when the guest's RAM fits (the VMM says which
+ * in the log), and a new reserve is prepared meanwhile. -1: ordinary memory.
+ */
+static int take_reserve(struct svemigd *d, const char *guest_name)
+{
+        struct svemig_error why = {0};
+        uint64_t size;
+        int fd;
+
+        if (!d->reserve)
+                return -1;
+        if (ram_reserve_take(d->reserve, &fd, &size, &why) < 0) {
+                log_msg(LOG_INFO, LOG_CTX(.guest = guest_name, .op = "migrate"),
+                        "%s: guest %s gets ordinary memory, faulted in as it arrives", why.msg, guest_name);
+                return -1;
+        }
+        log_msg(LOG_INFO, LOG_CTX(.guest = guest_name, .op = "migrate"),
+                "guest %s is offered the incoming RAM reserve (%llu MiB); the next is prepared once it has "
+                "arrived",
+                guest_name, (unsigned long long)(size >> 20));
+        return fd;
+}
+
 void svemigd_migrate_incoming(void *userdata, const char *peer, const char *guest_name,
                               const uint8_t id[MIGRATE_ID_SIZE], int fd)
 {
@@ -168,7 +202,7 @@ void svemigd_migrate_incoming(void *userdata, const char *peer, const char *gues
         struct guest_record rec = {0};
         struct guest_entry *e;
         char reason[512];
-        int r;
+        int ram_fd, r;
 
         if (d->stopping) {
                 refuse(d, fd, ESHUTDOWN, "the destination daemon is stopping; try again later");
@@ -205,12 +239,16 @@ void svemigd_migrate_incoming(void *userdata, const char *peer, const char *gues
         e->busy = "incoming migration";
         log_msg(LOG_INFO, LOG_CTX(.peer = peer, .guest = guest_name, .op = "migrate"),
                 "guest %s is coming from %s", guest_name, peer);
-        r = guest_launch_receive(d, e, fd, arrived, &err);
+        ram_fd = take_reserve(d, guest_name);
+        r = guest_launch_receive(d, e, fd, ram_fd, arrived, &err);
+        if (ram_fd >= 0)
+                close(ram_fd); /* the VMM has its own copy, or the guest ordinary memory */
         if (r < 0) {
                 snprintf(reason, sizeof(reason), "%s cannot start a VMM for the guest: %s",
                          d->conf.host_name, err.msg);
                 e->busy = NULL;
                 (void)guest_entry_delete(e, NULL, NULL);
+                ram_reserve_refill(d->reserve);
                 refuse(d, fd, -r, reason);
                 return;
         }

@@ -48,6 +48,7 @@ struct peer_listener_params {
         const char *state_dir;     /* with no ledger: the host's ledger in it (host-ledger.h) is opened */
         unsigned timeout_ms;       /* the longest wait on a peer inside a request */
         uint64_t mem_limit;        /* refuse guests with more RAM; 0 = MemAvailable */
+        uint64_t ram_reserve;      /* [cluster] incoming-reserve: held for incoming guests, so theirs too */
         unsigned max_connections;  /* 0 = 64; more are closed at once, with a warning */
         peer_served_fn served;     /* NULL: logged only (and a received guest destroyed) */
         peer_incoming_fn incoming; /* NULL: migrations are served here (migrate_serve()) */

@@ -9,7 +9,7 @@
  *
  *   svemig-vmm --name NAME --dir DIR --ready-fd FD [--config FILE]
  *              (--vcpus N --memory BYTES --vls SET (--dirty-pages N | --payload IMAGE) |
- *               --restore PATH | --receive-fd FD)
+ *               --restore PATH | --receive-fd FD [--ram-fd FD])
  *
  * It opens the hypervisor as migrate.conf describes (the daemon's own
  * file), creates the guest (or restores it from PATH, header checked first),
@@ -49,6 +49,7 @@ struct args {
         int ready_fd;
         const char *restore;
         int receive_fd; /* a peer connection whose next request is a Migrate (hello done) */
+        int ram_fd;     /* with receive_fd: svemigd's incoming RAM reserve, a memfd faulted in ahead */
         unsigned vcpus;
         uint64_t memory;
         const char *vls;
@@ -81,6 +82,7 @@ static int parse_argv(int argc, char **argv, struct args *a)
                 {"ready-fd", required_argument, NULL, 'r'},
                 {"restore", required_argument, NULL, 'R'},
                 {"receive-fd", required_argument, NULL, 'F'},
+                {"ram-fd", required_argument, NULL, 'M'}, /* with --receive-fd */
                 {"vcpus", required_argument, NULL, 'C'},
                 {"memory", required_argument, NULL, 'm'},
                 {"vls", required_argument, NULL, 'l'},
@@ -94,6 +96,7 @@ static int parse_argv(int argc, char **argv, struct args *a)
 
         a->ready_fd = -1;
         a->receive_fd = -1;
+        a->ram_fd = -1;
         while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
@@ -117,6 +120,11 @@ static int parse_argv(int argc, char **argv, struct args *a)
                         if (parse_u64("--receive-fd", optarg, INT32_MAX, &v) < 0)
                                 return -EINVAL;
                         a->receive_fd = (int)v;
+                        break;
+                case 'M':
+                        if (parse_u64("--ram-fd", optarg, INT32_MAX, &v) < 0)
+                                return -EINVAL;
+                        a->ram_fd = (int)v;
                         break;
                 case 'C':
                         if (parse_u64("--vcpus", optarg, UINT32_MAX, &v) < 0)
@@ -472,11 +480,13 @@ int main(int argc, char **argv)
                 r = hv_open(&hvcfg, &v.hv, &err);
         }
         if (r >= 0)
-                r = a.receive_fd >= 0 ? vmm_receive(&v, a.receive_fd, &err)
+                r = a.receive_fd >= 0 ? vmm_receive(&v, a.receive_fd, a.ram_fd, &err)
                     : a.restore       ? restore_guest(&v, &a, &incompatible, &err)
                                       : create_guest(&v, &a, &err);
         if (a.receive_fd >= 0)
                 close(a.receive_fd);
+        if (a.ram_fd >= 0)
+                close(a.ram_fd); /* the guest's mapping holds what it uses of it */
         if (r >= 0)
                 r = serve(&v, &a, &err);
         if (r < 0) {

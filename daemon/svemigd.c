@@ -37,6 +37,7 @@
 #include "guest-registry.h"
 #include "log.h"
 #include "macro.h"
+#include "ram-reserve.h"
 #include "svemigd.h"
 
 struct args {
@@ -382,6 +383,12 @@ static int start(struct svemigd *d, struct svemig_error *err)
         r = cluster_view_new(d, &d->cluster, err);
         if (r < 0)
                 return r;
+        /* Faulted in on a thread of its own: the daemon serves meanwhile. */
+        if (d->conf.incoming_reserve) {
+                r = ram_reserve_new(d->event, d->conf.incoming_reserve, &d->reserve, err);
+                if (r < 0)
+                        return r;
+        }
 
         r = open_control_socket(d, &params.listen_fd, err);
         if (r < 0)
@@ -403,6 +410,7 @@ static void svemigd_done(struct svemigd *d)
 {
         api_server_free(d->server);
         cluster_view_free(d->cluster);
+        ram_reserve_free(d->reserve);
         /* Only our connections to the VMMs close: the guests run on. */
         guest_registry_free(d->guests);
         if (d->bound_socket)

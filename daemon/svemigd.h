@@ -28,4 +28,5 @@ struct svemigd {
         bool verbose;                  /* -v: the VMMs it starts log debug messages too */
         struct guest_registry *guests; /* guest-registry.h */
         struct cluster_view *cluster;  /* cluster-view.h: the peers and the negotiated guest set */
+        struct ram_reserve *reserve;   /* ram-reserve.h: [cluster] incoming-reserve; NULL when 0 */
 };

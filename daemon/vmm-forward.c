@@ -185,7 +185,7 @@ static void launch_ready(struct vmm_spawn *s, const Svemig__Api__Response *resp,
 }
 
 static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
-                  int receive_fd, launch_done_t done, struct svemig_error *err)
+                  int receive_fd, int ram_fd, launch_done_t done, struct svemig_error *err)
 {
         char vls[256], config[4096];
         struct vmm_spawn_args args = {
@@ -195,6 +195,8 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
                 .restore = restore,
                 .receive = receive_fd >= 0,
                 .receive_fd = receive_fd,
+                .ram = ram_fd >= 0,
+                .ram_fd = ram_fd,
                 .vcpus = e->rec.vcpus,
                 .memory = e->rec.memory_bytes,
                 .vls = vls,
@@ -236,11 +238,11 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
 int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
                  launch_done_t done, struct svemig_error *err)
 {
-        return launch(d, call, e, restore, -1, done, err);
+        return launch(d, call, e, restore, -1, -1, done, err);
 }
 
-int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, launch_done_t done,
+int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, int ram_fd, launch_done_t done,
                          struct svemig_error *err)
 {
-        return launch(d, NULL, e, NULL, fd, done, err);
+        return launch(d, NULL, e, NULL, fd, ram_fd, done, err);
 }

@@ -58,6 +58,9 @@ typedef void (*launch_done_t)(struct svemigd *d, struct api_call *call, struct g
                               const Svemig__Api__Response *resp, const char *why);
 int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
                  launch_done_t done, struct svemig_error *err);
-/* The same for a guest migrating in on fd (a peer connection, hello done; the VMM gets a copy), no call. */
-int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, launch_done_t done,
+/*
+ * The same for a guest migrating in on fd (a peer connection, hello done; the VMM gets a copy), no call.
+ * ram_fd: RAM faulted in ahead for it (ram-reserve.h; the VMM gets a copy), or -1.
+ */
+int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, int ram_fd, launch_done_t done,
                          struct svemig_error *err);

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +45,9 @@ struct mig_arg {
         char *peer, *address, *host;
         uint16_t port;
         bool check;
+        uint64_t max_bandwidth;
+        unsigned downtime_ms;
+        enum migrate_compression compression;
         bool incompatible; /* the destination refused the guest itself (exit 4), not the transport */
         struct peer_info self;
         struct migrate_report rep;
@@ -167,13 +171,16 @@ static int mig_work(struct vmm_job *job, void *arg, struct svemig_error *err)
                 .reconnect_userdata = a,
                 .device_state = a->device_state,
                 .device_state_size = a->device_state_size,
+                .max_bandwidth = a->max_bandwidth,
+                .downtime_ms = a->downtime_ms,
+                .compression = a->compression,
         };
         const char *bw = getenv("SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH");
         _cleanup_close_ int fd = -1;
         int r;
 
         /* The tests' slow link: a migration lasts long enough for a fault to land half-way. */
-        if (bw)
+        if (bw && !opts.max_bandwidth)
                 opts.max_bandwidth = strtoull(bw, NULL, 10);
         a->job = job;
         r = peer_info_local(v->hv, 0, &a->self, err);
@@ -248,7 +255,7 @@ static void mig_done(struct vmm *v, struct api_call *call, int r, const struct s
                 rep.zero_pages = a->rep.zero_pages;
                 rep.throttle_pct = a->rep.throttle_pct;
                 rep.link_bps = a->rep.link_bps;
-                rep.compression = (char *)(a->rep.compression == MIGRATE_COMPRESSION_LZ4 ? "lz4" : "none");
+                rep.compression = (char *)migrate_compression_name(a->rep.compression);
                 rep.steps = a->steps;
         }
         resp.result_case = SVEMIG__API__RESPONSE__RESULT_MIGRATE;
@@ -293,6 +300,14 @@ int vmm_op_migrate(struct api_call *call, const Svemig__Api__Request *req, void 
         a->host = strdup(m->host);
         a->port = (uint16_t)m->port;
         a->check = m->check;
+        a->max_bandwidth = m->max_bandwidth;
+        a->downtime_ms = m->downtime_ms;
+        if (m->compression && m->compression[0] &&
+            migrate_compression_parse(m->compression, &a->compression) < 0) {
+                mig_arg_free(a);
+                return svemig_error_set(err, EINVAL, "compression %s: expected auto, none or lz4",
+                                        m->compression);
+        }
         a->call = call;
         if (!a->peer || !a->address || !a->host) {
                 mig_arg_free(a);
@@ -351,7 +366,41 @@ static void recv_test_hooks(struct migrate_recv_opts *opts)
                     opts->fail_errno ? " with " : "", opts->fail_errno ? strerror(opts->fail_errno) : "");
 }
 
-int vmm_receive(struct vmm *v, int fd, struct svemig_error *err)
+/* svemigd's incoming RAM reserve: its size, and counted as memory this host can give the guest. */
+static int reserve_opts(int ram_fd, struct migrate_recv_opts *opts, struct peer_info *self,
+                        struct svemig_error *err)
+{
+        struct stat st;
+
+        if (ram_fd < 0)
+                return 0;
+        if (fstat(ram_fd, &st) < 0)
+                return svemig_error_set(err, errno, "the incoming RAM reserve (fd %d) is unusable: %s",
+                                        ram_fd, strerror(errno));
+        opts->ram_fd = ram_fd;
+        opts->ram_reserve = (uint64_t)st.st_size;
+        if (!opts->mem_limit)
+                self->mem_available += opts->ram_reserve;
+        return 0;
+}
+
+static void reserve_log(const struct vmm *v, const struct migrate_recv_opts *opts, const char *peer)
+{
+        uint64_t size = guest_mem_size(v->guest);
+
+        if (migrate_recv_uses_reserve(opts, size))
+                log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .peer = peer, .op = "migrate"),
+                        "guest %s's %llu MiB of RAM came into the incoming RAM reserve", v->name,
+                        (unsigned long long)(size >> 20));
+        else if (opts->ram_reserve)
+                log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .peer = peer, .op = "migrate"),
+                        "guest %s's %llu MiB of RAM is larger than the incoming RAM reserve (%llu MiB): it "
+                        "came into ordinary memory",
+                        v->name, (unsigned long long)(size >> 20),
+                        (unsigned long long)(opts->ram_reserve >> 20));
+}
+
+int vmm_receive(struct vmm *v, int fd, int ram_fd, struct svemig_error *err)
 {
         struct migrate_ledger *ledger = NULL;
         struct svemig_error why = {0};
@@ -374,6 +423,12 @@ int vmm_receive(struct vmm *v, int fd, struct svemig_error *err)
         recv_test_hooks(&opts);
         r = peer_info_local(v->hv, v->conf.incoming_mem_limit, &self, err);
         if (r < 0) {
+                migrate_ledger_free(ledger);
+                return r;
+        }
+        r = reserve_opts(ram_fd, &opts, &self, err);
+        if (r < 0) {
+                peer_info_done(&self);
                 migrate_ledger_free(ledger);
                 return r;
         }
@@ -420,5 +475,6 @@ int vmm_receive(struct vmm *v, int fd, struct svemig_error *err)
         log_msg(LOG_NOTICE, LOG_CTX(.guest = v->name, .peer = rep.peer_host, .op = "migrate"),
                 "guest %s arrived from %s: %llu bytes in %u passes", v->name, rep.peer_host,
                 (unsigned long long)rep.bytes_sent, rep.rounds);
+        reserve_log(v, &opts, rep.peer_host);
         return 0;
 }

@@ -17,6 +17,7 @@
 
 #define READY_FD   3
 #define RECEIVE_FD 4 /* --receive-fd: the peer connection an incoming guest arrives on */
+#define RAM_FD     5 /* --ram-fd: with it, the incoming RAM reserve */
 
 struct vmm_spawn {
         pid_t pid;
@@ -161,7 +162,7 @@ static int ready_io(sd_event_source *source, int fd, uint32_t revents, void *use
 }
 
 /* Between fork and exec: only async-signal-safe calls. */
-_Noreturn static void child(int ready, int receive, const char *binary, char **argv)
+_Noreturn static void child(int ready, int receive, int ram, const char *binary, char **argv)
 {
         sigset_t none;
         int null;
@@ -178,15 +179,17 @@ _Noreturn static void child(int ready, int receive, const char *binary, char **a
                 fcntl(ready, F_SETFD, 0);
         else if (dup2(ready, READY_FD) < 0)
                 _exit(126);
-        /* receive is above RECEIVE_FD (vmm_spawn() made sure), so the ready pipe is not in its way. */
+        /* receive and ram are above RAM_FD (vmm_spawn() made sure), so nothing is in their way. */
         if (receive >= 0 && dup2(receive, RECEIVE_FD) < 0)
+                _exit(126);
+        if (ram >= 0 && dup2(ram, RAM_FD) < 0)
                 _exit(126);
         null = open("/dev/null", O_RDONLY);
         if (null >= 0 && null != STDIN_FILENO) {
                 dup2(null, STDIN_FILENO);
                 close(null);
         }
-        close_range((receive >= 0 ? RECEIVE_FD : READY_FD) + 1, ~0u, 0);
+        close_range((ram >= 0 ? RAM_FD : receive >= 0 ? RECEIVE_FD : READY_FD) + 1, ~0u, 0);
         if (chdir("/") < 0)
                 _exit(126);
         execv(binary, argv);
@@ -197,10 +200,10 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
               vmm_spawn_done_t done, void *userdata, struct vmm_spawn **out, struct svemig_error *err)
 {
         const char *binary = vmm_spawn_binary();
-        char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8];
+        char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8], ram_fd[8];
         const char *argv[24];
         size_t n = 0;
-        int fds[2], receive, r;
+        int fds[2], receive, ram, r;
         struct vmm_spawn *s;
         pid_t pid;
 
@@ -230,6 +233,11 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                 snprintf(receive_fd, sizeof(receive_fd), "%d", RECEIVE_FD);
                 argv[n++] = "--receive-fd";
                 argv[n++] = receive_fd;
+                if (a->ram) {
+                        snprintf(ram_fd, sizeof(ram_fd), "%d", RAM_FD);
+                        argv[n++] = "--ram-fd";
+                        argv[n++] = ram_fd;
+                }
         } else if (a->restore) {
                 argv[n++] = "--restore";
                 argv[n++] = a->restore;
@@ -261,22 +269,27 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                 return svemig_error_set(err, errno, "pipe: %s", strerror(errno));
         }
         /* Above every fd number the child moves things to. */
-        receive = a->receive ? fcntl(a->receive_fd, F_DUPFD_CLOEXEC, RECEIVE_FD + 1) : -1;
-        pid = a->receive && receive < 0 ? -1 : fork();
+        receive = a->receive ? fcntl(a->receive_fd, F_DUPFD_CLOEXEC, RAM_FD + 1) : -1;
+        ram = a->receive && a->ram ? fcntl(a->ram_fd, F_DUPFD_CLOEXEC, RAM_FD + 1) : -1;
+        pid = (a->receive && receive < 0) || (a->receive && a->ram && ram < 0) ? -1 : fork();
         if (pid < 0) {
                 r = -errno;
                 close(fds[0]);
                 close(fds[1]);
                 if (receive >= 0)
                         close(receive);
+                if (ram >= 0)
+                        close(ram);
                 free(s);
                 return svemig_error_set(err, r, "cannot start the guest's VMM: fork: %s", strerror(-r));
         }
         if (pid == 0)
-                child(fds[1], receive, binary, (char **)argv);
+                child(fds[1], receive, ram, binary, (char **)argv);
         close(fds[1]);
         if (receive >= 0)
                 close(receive);
+        if (ram >= 0)
+                close(ram);
         s->pid = pid;
         s->fd = fds[0];
         fcntl(s->fd, F_SETFL, O_NONBLOCK);

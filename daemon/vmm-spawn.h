@@ -26,6 +26,8 @@ struct vmm_spawn_args {
         const char *restore; /* a snapshot to restore; else the guest below */
         bool receive;        /* else: a guest migrating in on receive_fd (a peer connection, hello done) */
         int receive_fd;      /* the caller's: the VMM gets a copy */
+        bool ram;            /* with receive: RAM faulted in ahead for the guest (ram-reserve.h) */
+        int ram_fd;          /* the caller's memfd: the VMM gets a copy (--ram-fd) */
         unsigned vcpus;
         uint64_t memory;
         const char *vls; /* a VL set as vqset_parse() reads it; "none" = no SVE */

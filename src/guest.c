@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "svemig/guest.h"
@@ -29,6 +30,7 @@ struct vcpu_thread {
         struct guest *g;
         unsigned index;
         uint64_t budget; /* steps to run, UINT64_MAX for until paused */
+        bool gated;      /* waits for the gate before it touches its vcpu */
         int r;
 };
 
@@ -52,6 +54,17 @@ struct guest {
         _Atomic unsigned throttle; /* percent of full speed */
         pthread_t *threads;
         struct vcpu_thread *jobs;
+
+        /*
+         * Threads created ahead by guest_prepare_start(), parked at the gate
+         * until guest_start() opens it: a migration's destination pays for
+         * creating them before the guest pauses on the source, not after.
+         */
+        bool parked;
+        bool gated; /* the gate's lock and condition are initialised */
+        bool gate_open;
+        pthread_mutex_t gate_lock;
+        pthread_cond_t gate;
 };
 
 struct hv *guest_host(const struct guest *g)
@@ -136,8 +149,38 @@ int guest_prefault(struct guest *g, struct svemig_error *err)
         return 0;
 }
 
-int guest_create_empty_at(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
-                          bool log_dirty, struct guest **out, struct svemig_error *err)
+/*
+ * The guest's RAM: anonymous memory, or the first mem_bytes of ram_fd (a
+ * memfd another process faulted in ahead, e.g. svemigd's incoming reserve)
+ * shared. The memfd is cut to the guest's size first, so the rest of it
+ * goes back to the host; it must be fresh (all zero), as anonymous memory
+ * is, since a restore leaves zero pages unwritten.
+ */
+static int map_ram(struct guest *g, uint64_t mem_bytes, int ram_fd, struct svemig_error *err)
+{
+        if (ram_fd < 0) {
+                g->mem = mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                if (g->mem == MAP_FAILED)
+                        return svemig_error_set(err, errno, "cannot map %llu bytes of guest memory: %s",
+                                                (unsigned long long)mem_bytes, strerror(errno));
+                /* Huge pages where the kernel has them, as QEMU asks: fewer TLB walks. */
+                (void)madvise(g->mem, mem_bytes, MADV_HUGEPAGE);
+                return 0;
+        }
+        if (ftruncate(ram_fd, (off_t)mem_bytes) < 0)
+                return svemig_error_set(err, errno,
+                                        "cannot fit the reserved RAM to the guest's %llu bytes: %s",
+                                        (unsigned long long)mem_bytes, strerror(errno));
+        g->mem = mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, ram_fd, 0);
+        if (g->mem == MAP_FAILED)
+                return svemig_error_set(err, errno, "cannot map %llu bytes of reserved guest memory: %s",
+                                        (unsigned long long)mem_bytes, strerror(errno));
+        return 0;
+}
+
+int guest_create_empty_fd(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
+                          bool log_dirty, int ram_fd, struct guest **out, struct svemig_error *err)
 {
         _cleanup_(guest_destroyp) struct guest *g = NULL;
         int r;
@@ -166,13 +209,9 @@ int guest_create_empty_at(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, ui
         if (!g->vcpus || !g->steps || !g->threads || !g->jobs)
                 return svemig_error_set(err, ENOMEM, "out of memory for %u vcpus", n_vcpus);
 
-        g->mem = mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                      -1, 0);
-        if (g->mem == MAP_FAILED)
-                return svemig_error_set(err, errno, "cannot map %llu bytes of guest memory: %s",
-                                        (unsigned long long)mem_bytes, strerror(errno));
-        /* Huge pages where the kernel has them, as QEMU asks: fewer TLB walks for vcpus and the stream. */
-        (void)madvise(g->mem, mem_bytes, MADV_HUGEPAGE);
+        r = map_ram(g, mem_bytes, ram_fd, err);
+        if (r < 0)
+                return r;
         g->mem_size = mem_bytes;
         g->ram_base = ram_base;
 
@@ -192,6 +231,12 @@ int guest_create_empty_at(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, ui
         *out = g;
         g = NULL;
         return 0;
+}
+
+int guest_create_empty_at(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
+                          bool log_dirty, struct guest **out, struct svemig_error *err)
+{
+        return guest_create_empty_fd(hv, n_vcpus, ram_base, mem_bytes, log_dirty, -1, out, err);
 }
 
 int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool log_dirty,
@@ -378,6 +423,22 @@ static bool powered_off(struct hv_vcpu *vcpu)
         return hv_vcpu_get_mp_state(vcpu, &mp_state) == 0 && mp_state == HV_MP_STATE_STOPPED;
 }
 
+static void wait_gate(struct guest *g)
+{
+        pthread_mutex_lock(&g->gate_lock);
+        while (!g->gate_open)
+                pthread_cond_wait(&g->gate, &g->gate_lock);
+        pthread_mutex_unlock(&g->gate_lock);
+}
+
+static void open_gate(struct guest *g)
+{
+        pthread_mutex_lock(&g->gate_lock);
+        g->gate_open = true;
+        pthread_cond_broadcast(&g->gate);
+        pthread_mutex_unlock(&g->gate_lock);
+}
+
 static void *vcpu_thread_main(void *arg)
 {
         struct vcpu_thread *t = arg;
@@ -386,6 +447,8 @@ static void *vcpu_thread_main(void *arg)
         uint64_t left = t->budget;
         bool mmio_pending = false;
 
+        if (t->gated)
+                wait_gate(g);
         /* KVM would put it to sleep until PSCI CPU_ON, which nothing here sends. */
         if (powered_off(vcpu)) {
                 atomic_fetch_sub(&g->active, 1);
@@ -415,29 +478,50 @@ static void *vcpu_thread_main(void *arg)
         return NULL;
 }
 
-/* Starts a thread per vcpu with the given budget. */
-static int start_threads(struct guest *g, uint64_t budget, struct svemig_error *err)
+static void gate_done(struct guest *g)
+{
+        if (!g->gated)
+                return;
+        pthread_cond_destroy(&g->gate);
+        pthread_mutex_destroy(&g->gate_lock);
+        g->gated = false;
+}
+
+/* Starts a thread per vcpu with the given budget; gated ones park until open_gate(). */
+static int start_threads(struct guest *g, uint64_t budget, bool gated, struct svemig_error *err)
 {
         int r;
 
-        if (g->running)
+        if (g->running || g->parked)
                 return svemig_error_set(err, EBUSY, "the guest is already running");
+        if (gated) {
+                pthread_mutex_init(&g->gate_lock, NULL);
+                pthread_cond_init(&g->gate, NULL);
+                g->gate_open = false;
+                g->gated = true;
+        }
         atomic_store(&g->stop, false);
         atomic_store(&g->active, g->n_vcpus);
         for (unsigned i = 0; i < g->n_vcpus; i++) {
-                g->jobs[i] = (struct vcpu_thread){.g = g, .index = i, .budget = budget};
+                g->jobs[i] = (struct vcpu_thread){.g = g, .index = i, .budget = budget, .gated = gated};
                 r = -pthread_create(&g->threads[i], NULL, vcpu_thread_main, &g->jobs[i]);
                 if (r < 0) {
                         atomic_store(&g->stop, true);
+                        if (gated)
+                                open_gate(g);
                         for (unsigned j = 0; j < i; j++) {
                                 hv_vcpu_kick(g->vcpus[j]);
                                 pthread_join(g->threads[j], NULL);
                         }
+                        gate_done(g);
                         return svemig_error_set(err, r, "cannot start the thread of vcpu %u: %s", i,
                                                 strerror(-r));
                 }
         }
-        g->running = true;
+        if (gated)
+                g->parked = true;
+        else
+                g->running = true;
         return 0;
 }
 
@@ -446,8 +530,15 @@ static int join_threads(struct guest *g, bool stop, struct svemig_error *err)
 {
         int r = 0;
 
-        if (!g->running)
+        if (!g->running && !g->parked)
                 return 0;
+        if (g->parked) {
+                /* Never released: the threads leave at the gate without running their vcpu. */
+                stop = true;
+                atomic_store(&g->stop, true);
+                open_gate(g);
+                g->parked = false;
+        }
         if (stop) {
                 atomic_store(&g->stop, true);
                 for (unsigned i = 0; i < g->n_vcpus; i++)
@@ -460,6 +551,7 @@ static int join_threads(struct guest *g, bool stop, struct svemig_error *err)
                                              strerror(-g->jobs[i].r));
         }
         g->running = false;
+        gate_done(g);
         return r;
 }
 
@@ -469,15 +561,26 @@ int guest_run(struct guest *g, uint64_t steps, struct svemig_error *err)
 
         if (steps == 0)
                 return 0;
-        r = start_threads(g, steps, err);
+        r = start_threads(g, steps, false, err);
         if (r < 0)
                 return r;
         return join_threads(g, false, err);
 }
 
+int guest_prepare_start(struct guest *g, struct svemig_error *err)
+{
+        return start_threads(g, UINT64_MAX, true, err);
+}
+
 int guest_start(struct guest *g, struct svemig_error *err)
 {
-        return start_threads(g, UINT64_MAX, err);
+        if (g->parked) {
+                g->parked = false;
+                g->running = true;
+                open_gate(g);
+                return 0;
+        }
+        return start_threads(g, UINT64_MAX, false, err);
 }
 
 int guest_pause(struct guest *g, struct svemig_error *err)

@@ -6,6 +6,7 @@
  *     or give up;
  *   - before each piece of memory: whether LZ4 pays on this link now.
  */
+#include <errno.h>
 #include <lz4.h>
 #include <stdio.h>
 #include <string.h>
@@ -176,4 +177,26 @@ enum migrate_compression compression_decide(const struct compression_input *in)
         if (in->pieces % COMPRESSION_RETRY_EVERY == 0)
                 return best == MIGRATE_COMPRESSION_LZ4 ? MIGRATE_COMPRESSION_NONE : MIGRATE_COMPRESSION_LZ4;
         return best;
+}
+
+static const char *const compression_names[] = {
+        [MIGRATE_COMPRESSION_AUTO] = "auto",
+        [MIGRATE_COMPRESSION_NONE] = "none",
+        [MIGRATE_COMPRESSION_LZ4] = "lz4",
+};
+
+const char *migrate_compression_name(enum migrate_compression c)
+{
+        return (size_t)c < ELEMENTSOF(compression_names) ? compression_names[c] : "?";
+}
+
+int migrate_compression_parse(const char *name, enum migrate_compression *out)
+{
+        for (size_t i = 0; i < ELEMENTSOF(compression_names); i++)
+                if (strcmp(name, compression_names[i]) == 0) {
+                        if (out)
+                                *out = (enum migrate_compression)i;
+                        return 0;
+                }
+        return -EINVAL;
 }

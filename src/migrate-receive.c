@@ -17,6 +17,7 @@
 
 #include "macro.h"
 #include "migrate-internal.h"
+#include "workpool.h"
 #include "svemig/kvmreg.h"
 #include "svemig/snapshot.h"
 #include "svemig/stream.h"
@@ -129,7 +130,8 @@ static int judge(struct hv *hv, const struct migrate_recv_opts *opts, const stru
         if (r < 0)
                 return r;
         need = info->slots[0].size;
-        avail = opts->mem_limit ? opts->mem_limit : peer_mem_available();
+        /* Reserved RAM is the host's to give, though MemAvailable no longer counts it. */
+        avail = opts->mem_limit ? opts->mem_limit : peer_mem_available() + opts->ram_reserve;
         if (avail && need > avail)
                 return svemig_error_set(
                         err, ENOMEM,
@@ -137,6 +139,22 @@ static int judge(struct hv *hv, const struct migrate_recv_opts *opts, const stru
                         "%.1f MiB%s",
                         mib(need), mib(avail), opts->mem_limit ? " (its configured limit)" : "");
         return 0;
+}
+
+bool migrate_recv_uses_reserve(const struct migrate_recv_opts *opts, uint64_t mem_bytes)
+{
+        return opts->ram_reserve && opts->ram_fd >= 0 && mem_bytes <= opts->ram_reserve;
+}
+
+/* The guest to receive into: on the reserved RAM when it fits, else fresh memory. */
+static int create_guest(struct hv *hv, const struct migrate_recv_opts *opts,
+                        const struct svemig_stream_info *info, struct guest **out, struct svemig_error *err)
+{
+        uint64_t size = info->slots[0].size;
+        int ram_fd = migrate_recv_uses_reserve(opts, size) ? opts->ram_fd : -1;
+
+        return guest_create_empty_fd(hv, info->vcpu_count, info->slots[0].gpa, size, opts->log_dirty, ram_fd,
+                                     out, err);
 }
 
 /* Decodes a stream header held in a message. */
@@ -249,59 +267,152 @@ static bool hook(struct dest *d, enum migrate_step step, int *r, bool *killed, s
         return true;
 }
 
+/* vcpus restored at once: a few per worker, so that decoding the next ones overlaps. */
+#define RESTORE_JOBS_PER_THREAD 2
+#define RESTORE_THREADS_MAX     8
+
+/*
+ * The stream as a pipeline: the calling thread reads frames in order (memory
+ * it applies itself), and each vcpu frame is a job that a worker restores
+ * while the next is decoded. The vcpus are independent, and restoring 64 of
+ * them one after the other is most of the destination's part of the
+ * downtime.
+ */
+struct restore_job {
+        struct vcpu_state st;
+        struct svemig_error err;
+};
+
+struct reading {
+        struct dest *d;
+        bool *killed;
+        struct svemig_error *err;
+        struct svemig_mem_map map;
+        bool *seen;
+        unsigned vcpus;
+        struct restore_job *jobs;
+        bool hooked; /* the test hook is due: run it once no worker touches the guest */
+};
+
+/* Whether the test hook is due at step; it runs after the pipeline (it may destroy the guest). */
+static bool hook_due(struct reading *rd, enum migrate_step step)
+{
+        rd->hooked = rd->d->opts->fail_at == step;
+        return rd->hooked;
+}
+
+/* Applies memory frames until the next vcpu frame (into slot) or the verified trailer. */
+static int read_produce(void *ctx, unsigned slot)
+{
+        struct reading *rd = ctx;
+        struct dest *d = rd->d;
+        const struct svemig_stream_info *info = svemig_stream_reader_info(d->reader);
+        struct restore_job *job = &rd->jobs[slot];
+        int r;
+
+        for (;;) {
+                r = svemig_stream_next(d->reader, rd->err);
+                if (r < 0)
+                        return stream_reason(d, r, rd->err);
+                if (r == 0)
+                        return WORKPOOL_END; /* the trailer: counts and digest verified */
+                if (r != SVEMIG_FRAME_MEMORY)
+                        break;
+                if (hook_due(rd, d->step))
+                        return -ECANCELED;
+                r = svemig_stream_read_memory(d->reader, &rd->map, 1, rd->err);
+                if (r < 0)
+                        return stream_reason(d, r, rd->err);
+        }
+
+        /* SVEMIG_FRAME_VCPU: the guest is paused on the source; restore each vcpu as it comes. */
+        d->step = MIGRATE_STEP_STOP_COPY;
+        if (hook_due(rd, d->step))
+                return -ECANCELED;
+        vcpu_state_done(&job->st);
+        r = svemig_stream_read_vcpu(d->reader, &job->st, rd->err);
+        if (r < 0)
+                return stream_reason(d, r, rd->err);
+        if (job->st.index >= info->vcpu_count || rd->seen[job->st.index])
+                return svemig_error_set(rd->err, EBADMSG, "vcpu %u: out of range or sent twice",
+                                        job->st.index);
+        rd->seen[job->st.index] = true;
+        return WORKPOOL_JOB;
+}
+
+static int read_work(void *ctx, unsigned slot)
+{
+        struct reading *rd = ctx;
+        struct restore_job *job = &rd->jobs[slot];
+
+        job->err = (struct svemig_error){0};
+        return vcpu_restore(guest_vcpu(rd->d->g, job->st.index), &job->st, &job->err);
+}
+
+static int read_consume(void *ctx, unsigned slot, int work_rc)
+{
+        struct reading *rd = ctx;
+        struct restore_job *job = &rd->jobs[slot];
+
+        vcpu_state_done(&job->st);
+        if (work_rc < 0) {
+                if (rd->err)
+                        *rd->err = job->err;
+                return work_rc;
+        }
+        rd->vcpus++;
+        return 0;
+}
+
 static int read_stream(struct dest *d, bool *killed, struct svemig_error *err)
 {
         const struct svemig_stream_info *info = svemig_stream_reader_info(d->reader);
-        struct svemig_mem_map map = {.slot = GUEST_RAM_SLOT,
-                                     .gpa = guest_ram_base(d->g),
-                                     .host = guest_mem(d->g),
-                                     .size = guest_mem_size(d->g)};
         _cleanup_free_ bool *seen = calloc(info->vcpu_count, sizeof(bool));
-        unsigned vcpus = 0;
+        struct workpool *pool = NULL;
+        struct workpool_pipeline pl;
+        struct reading rd = {
+                .d = d,
+                .killed = killed,
+                .err = err,
+                .map = {.slot = GUEST_RAM_SLOT,
+                        .gpa = guest_ram_base(d->g),
+                        .host = guest_mem(d->g),
+                        .size = guest_mem_size(d->g)},
+                .seen = seen,
+        };
         int r;
 
         if (!seen)
                 return svemig_error_set(err, ENOMEM, "destination: out of memory");
-        d->step = MIGRATE_STEP_PRECOPY;
-        for (;;) {
-                r = svemig_stream_next(d->reader, err);
-                if (r < 0)
-                        return stream_reason(d, r, err);
-                if (r == 0)
-                        break; /* the trailer: counts and digest verified */
-                if (r == SVEMIG_FRAME_MEMORY) {
-                        if (hook(d, d->step, &r, killed, err))
-                                return r;
-                        r = svemig_stream_read_memory(d->reader, &map, 1, err);
-                        if (r < 0)
-                                return stream_reason(d, r, err);
-                        continue;
-                }
-                /* SVEMIG_FRAME_VCPU: the guest is paused on the source; restore each vcpu as it comes. */
-                {
-                        struct vcpu_state st;
-
-                        d->step = MIGRATE_STEP_STOP_COPY;
-                        if (hook(d, d->step, &r, killed, err))
-                                return r;
-                        r = svemig_stream_read_vcpu(d->reader, &st, err);
-                        if (r < 0)
-                                return stream_reason(d, r, err);
-                        if (st.index >= info->vcpu_count || seen[st.index]) {
-                                vcpu_state_done(&st);
-                                return svemig_error_set(err, EBADMSG, "vcpu %u: out of range or sent twice",
-                                                        st.index);
-                        }
-                        seen[st.index] = true;
-                        r = vcpu_restore(guest_vcpu(d->g, st.index), &st, err);
-                        vcpu_state_done(&st);
-                        if (r < 0)
-                                return r;
-                        vcpus++;
-                }
+        r = workpool_new(0, &pool);
+        if (r < 0)
+                return svemig_error_set(err, r, "destination: cannot start the vcpu restore threads: %s",
+                                        strerror(-r));
+        pl = (struct workpool_pipeline){
+                .window = RESTORE_JOBS_PER_THREAD * MIN(workpool_threads(pool), RESTORE_THREADS_MAX),
+                .ctx = &rd,
+                .produce = read_produce,
+                .work = read_work,
+                .consume = read_consume,
+        };
+        rd.jobs = calloc(pl.window, sizeof(*rd.jobs));
+        if (!rd.jobs) {
+                workpool_free(pool);
+                return svemig_error_set(err, ENOMEM, "destination: out of memory");
         }
-        if (vcpus != info->vcpu_count)
-                return svemig_error_set(err, EBADMSG, "the stream held %u of its %u vcpus", vcpus,
+        d->step = MIGRATE_STEP_PRECOPY;
+        r = workpool_run(pool, &pl);
+        /* After a failure the jobs in flight were waited for but not consumed. */
+        for (unsigned i = 0; i < pl.window; i++)
+                vcpu_state_done(&rd.jobs[i].st);
+        free(rd.jobs);
+        workpool_free(pool);
+        if (rd.hooked && hook(d, d->step, &r, killed, err))
+                return r;
+        if (r < 0)
+                return r;
+        if (rd.vcpus != info->vcpu_count)
+                return svemig_error_set(err, EBADMSG, "the stream held %u of its %u vcpus", rd.vcpus,
                                         info->vcpu_count);
         return 0;
 }
@@ -511,8 +622,7 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         info = svemig_stream_reader_info(d.reader);
         r = judge(hv, opts, info, d.reg_ids, d.n_reg_ids, &why);
         if (r == 0)
-                r = guest_create_empty_at(hv, info->vcpu_count, info->slots[0].gpa, info->slots[0].size,
-                                          opts->log_dirty, &d.g, &why);
+                r = create_guest(hv, opts, info, &d.g, &why);
         if (r == 0)
                 guest_set_mmio_handler(d.g, opts->on_mmio, opts->mmio_userdata);
         if (r < 0) {
@@ -533,6 +643,13 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         if (r < 0)
                 goto fail;
         pump_expect(d.pump, true);
+        /*
+         * The vcpu threads are created now, parked, so that COMMIT only
+         * releases them: creating 64 threads costs milliseconds of downtime.
+         * Best effort: guest_start() creates them itself if this failed.
+         */
+        if (d.running)
+                (void)guest_prepare_start(d.g, NULL);
 
         r = read_stream(&d, &killed, err);
         if (r < 0)

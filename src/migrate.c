@@ -410,11 +410,33 @@ static void drain_before_pause(struct source *s)
                 nanosleep(&(struct timespec){.tv_nsec = 200000}, NULL);
 }
 
+/*
+ * Each vcpu is written as soon as it is captured, so that the destination
+ * restores the first ones while the last are still read here: both are on
+ * the guest's downtime.
+ */
+static int send_vcpus(struct source *s, struct svemig_error *err)
+{
+        unsigned n = guest_n_vcpus(s->g);
+
+        for (unsigned i = 0; i < n; i++) {
+                struct vcpu_state st;
+                int r;
+
+                r = vcpu_capture(guest_vcpu(s->g, i), &st, err);
+                if (r < 0)
+                        return svemig_error_prefix(err, "source: capturing the vcpus");
+                r = svemig_stream_write_vcpu(s->writer, &st, err);
+                vcpu_state_done(&st);
+                if (r < 0)
+                        return svemig_error_prefix(err, "source: writing the vcpus");
+        }
+        return 0;
+}
+
 static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *err)
 {
         _cleanup_free_ uint64_t *more = NULL;
-        struct vcpu_state *states = NULL;
-        unsigned n = guest_n_vcpus(s->g);
         struct pass p;
         int r;
 
@@ -440,19 +462,12 @@ static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *
         } else
                 s->rep->final_dirty_pages = guest_mem_size(s->g) / HV_PAGE_SIZE;
 
-        r = guest_capture(s->g, &states, err);
-        if (r < 0)
-                return svemig_error_prefix(err, "source: capturing the vcpus");
         r = adapt_compression(s, err);
-        if (r < 0) {
-                guest_states_free(states, n);
-                return r;
-        }
-        for (unsigned i = 0; i < n && r == 0; i++)
-                r = svemig_stream_write_vcpu(s->writer, &states[i], err);
-        guest_states_free(states, n);
         if (r < 0)
-                return svemig_error_prefix(err, "source: writing the vcpus");
+                return r;
+        r = send_vcpus(s, err);
+        if (r < 0)
+                return r;
         r = send_pass(s, precopied ? s->dirty : NULL, &p, err);
         if (r < 0)
                 return r;

@@ -19,16 +19,42 @@ static bool reg_is_volatile(uint64_t id)
         return id == KVMREG_TIMER_CNT || id == KVMREG_PTIMER_CNT;
 }
 
-bool vcpu_reg_is_host_invariant(uint64_t id)
+static enum kvmreg_class reg_class(uint64_t id)
 {
         struct kvmreg reg;
 
         if (kvmreg_decode(id, &reg, NULL) < 0)
-                return false;
+                return KVMREG_CLASS_UNKNOWN;
+        return reg.cls;
+}
+
+static bool class_is_host_invariant(uint64_t id, enum kvmreg_class cls)
+{
         /* MPIDR_EL1 sits among the ID registers but is the vcpu's own (its affinity), set by userspace. */
         if (id == KVMREG_MPIDR_EL1)
                 return false;
-        return reg.cls == KVMREG_CLASS_SYS_ID || reg.cls == KVMREG_CLASS_DEMUX;
+        return cls == KVMREG_CLASS_SYS_ID || cls == KVMREG_CLASS_DEMUX;
+}
+
+bool vcpu_reg_is_host_invariant(uint64_t id)
+{
+        return class_is_host_invariant(id, reg_class(id));
+}
+
+/*
+ * The class of each of st's registers, decoded once: a restore needs it
+ * twice (invariants, order) for every register of every vcpu while the
+ * guest is paused, and decoding is a table search.
+ */
+static enum kvmreg_class *classify(const struct vcpu_state *st)
+{
+        enum kvmreg_class *cls = calloc(st->n_regs ? st->n_regs : 1, sizeof(*cls));
+
+        if (!cls)
+                return NULL;
+        for (size_t i = 0; i < st->n_regs; i++)
+                cls[i] = reg_class(st->regs[i].id);
+        return cls;
 }
 
 static const char *reg_name(uint64_t id, char *buf, size_t len)
@@ -170,14 +196,6 @@ static int check_vl_set(const struct hv_caps *caps, const struct vcpu_state *st,
                 caps->host_name, want, have, why_text);
 }
 
-static bool id_listed(const uint64_t *ids, size_t n, uint64_t id)
-{
-        for (size_t i = 0; i < n; i++)
-                if (ids[i] == id)
-                        return true;
-        return false;
-}
-
 static int missing_on_destination(struct svemig_error *err, unsigned index, uint64_t id)
 {
         char name[64];
@@ -222,13 +240,41 @@ int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size
         return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+        return x < y ? -1 : x > y;
+}
+
+static bool id_listed(const uint64_t *sorted, size_t n, uint64_t id)
+{
+        return bsearch(&id, sorted, n, sizeof(*sorted), cmp_u64) != NULL;
+}
+
+/* A sorted copy of ids, for id_listed(). */
+static uint64_t *sorted_copy(const uint64_t *ids, size_t n)
+{
+        uint64_t *c = malloc((n ? n : 1) * sizeof(*c));
+
+        if (!c)
+                return NULL;
+        memcpy(c, ids, n * sizeof(*c));
+        qsort(c, n, sizeof(*c), cmp_u64);
+        return c;
+}
+
 /*
  * Both sides must have the same registers (a different kernel shows here
- * first) and the same host-invariant values (a different CPU).
+ * first) and the same host-invariant values (a different CPU). Lookups go
+ * through sorted copies: a migration checks every vcpu while the guest is
+ * paused, and a linear search over ~300 registers for each of ~300 costs
+ * milliseconds over 64 vcpus.
  */
-static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, struct svemig_error *err)
+static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, const enum kvmreg_class *cls,
+                           struct svemig_error *err)
 {
-        _cleanup_free_ uint64_t *ids = NULL;
+        _cleanup_free_ uint64_t *ids = NULL, *dst_sorted = NULL, *st_sorted = NULL;
         size_t n;
         char name[64];
         int r;
@@ -237,19 +283,26 @@ static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, str
         if (r < 0)
                 return svemig_error_set(err, r, "vcpu %u: cannot list the destination's registers: %s",
                                         st->index, strerror(-r));
+        dst_sorted = sorted_copy(ids, n);
+        st_sorted = calloc(st->n_regs ? st->n_regs : 1, sizeof(*st_sorted));
+        if (!dst_sorted || !st_sorted)
+                return svemig_error_set(err, ENOMEM, "vcpu %u: out of memory", st->index);
+        for (size_t i = 0; i < st->n_regs; i++)
+                st_sorted[i] = st->regs[i].id;
+        qsort(st_sorted, st->n_regs, sizeof(*st_sorted), cmp_u64);
 
         for (size_t i = 0; i < st->n_regs; i++)
-                if (!id_listed(ids, n, st->regs[i].id))
+                if (!id_listed(dst_sorted, n, st->regs[i].id))
                         return missing_on_destination(err, st->index, st->regs[i].id);
         for (size_t j = 0; j < n; j++)
-                if (!vcpu_state_find(st, ids[j]))
+                if (!id_listed(st_sorted, st->n_regs, ids[j]))
                         return svemig_error_set(err, ENOENT,
                                                 "vcpu %u: the destination host has register %s (0x%016llx), "
                                                 "which the guest's state lacks (a different kernel?)",
                                                 st->index, reg_name(ids[j], name, sizeof(name)),
                                                 (unsigned long long)ids[j]);
         for (size_t i = 0; i < st->n_regs; i++)
-                if (vcpu_reg_is_host_invariant(st->regs[i].id) &&
+                if (class_is_host_invariant(st->regs[i].id, cls[i]) &&
                     (r = vcpu_check_invariants(dst, &st->regs[i], 1, err)) < 0)
                         return r;
         return 0;
@@ -258,11 +311,15 @@ static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, str
 int vcpu_check_compat(const struct hv_caps *caps, struct hv_vcpu *dst, const struct vcpu_state *st,
                       struct svemig_error *err)
 {
+        _cleanup_free_ enum kvmreg_class *cls = NULL;
         int r = check_vl_set(caps, st, err);
 
         if (r < 0 || !dst)
                 return r;
-        return check_registers(dst, st, err);
+        cls = classify(st);
+        if (!cls)
+                return svemig_error_set(err, ENOMEM, "vcpu %u: out of memory", st->index);
+        return check_registers(dst, st, cls, err);
 }
 
 /*
@@ -270,7 +327,7 @@ int vcpu_check_compat(const struct hv_caps *caps, struct hv_vcpu *dst, const str
  * within a rank. Each ID is decoded once: a migration restores every vcpu
  * while the guest is paused.
  */
-static int restore_order(const struct vcpu_state *st, size_t **out)
+static int restore_order(const struct vcpu_state *st, const enum kvmreg_class *cls, size_t **out)
 {
         size_t *order = calloc(st->n_regs ? st->n_regs : 1, sizeof(*order)), k = 0;
         _cleanup_free_ int *ranks = calloc(st->n_regs ? st->n_regs : 1, sizeof(*ranks));
@@ -279,13 +336,8 @@ static int restore_order(const struct vcpu_state *st, size_t **out)
                 free(order);
                 return -ENOMEM;
         }
-        for (size_t i = 0; i < st->n_regs; i++) {
-                struct kvmreg reg;
-
-                if (kvmreg_decode(st->regs[i].id, &reg, NULL) < 0)
-                        reg.cls = KVMREG_CLASS_UNKNOWN;
-                ranks[i] = kvmreg_restore_rank(reg.cls);
-        }
+        for (size_t i = 0; i < st->n_regs; i++)
+                ranks[i] = kvmreg_restore_rank(cls[i]);
         for (int rank = 0; rank <= _KVMREG_CLASS_MAX; rank++)
                 for (size_t i = 0; i < st->n_regs; i++)
                         if (ranks[i] == rank)
@@ -333,13 +385,14 @@ static int restore_setup(struct hv_vcpu *vcpu, const struct vcpu_state *st, stru
         return 0;
 }
 
-static int restore_registers(struct hv_vcpu *vcpu, const struct vcpu_state *st, struct svemig_error *err)
+static int restore_registers(struct hv_vcpu *vcpu, const struct vcpu_state *st, const enum kvmreg_class *cls,
+                             struct svemig_error *err)
 {
         _cleanup_free_ size_t *order = NULL;
         char name[64];
         int r;
 
-        r = restore_order(st, &order);
+        r = restore_order(st, cls, &order);
         if (r < 0)
                 return svemig_error_set(err, r, "vcpu %u: cannot order the registers for restore",
                                         st->index);
@@ -391,15 +444,19 @@ static int restore_verify(struct hv_vcpu *vcpu, const struct vcpu_state *st, str
 
 int vcpu_restore(struct hv_vcpu *vcpu, const struct vcpu_state *st, struct svemig_error *err)
 {
+        _cleanup_free_ enum kvmreg_class *cls = NULL;
         int r;
 
         r = restore_setup(vcpu, st, err);
         if (r < 0)
                 return r;
-        r = check_registers(vcpu, st, err);
+        cls = classify(st);
+        if (!cls)
+                return svemig_error_set(err, ENOMEM, "vcpu %u: out of memory", st->index);
+        r = check_registers(vcpu, st, cls, err);
         if (r < 0)
                 return r;
-        r = restore_registers(vcpu, st, err);
+        r = restore_registers(vcpu, st, cls, err);
         if (r < 0)
                 return r;
         return restore_verify(vcpu, st, err);

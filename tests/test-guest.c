@@ -172,6 +172,40 @@ static void test_start_pause(void **state)
         hv_close(a);
 }
 
+/* Threads prepared ahead run nothing until guest_start(); unreleased, pause and destroy send them away. */
+static void test_prepared_start(void **state)
+{
+        struct hv *a = sim_host_open("128,256,512", NULL);
+        struct guest *g = sim_guest_create(a, "128,256,512", 2, MEM, 3),
+                     *never = sim_guest_create(a, "128,256,512", 2, MEM, 3);
+        struct svemig_error err = {0};
+
+        assert_int_equal(guest_prepare_start(g, &err), 0);
+        assert_false(guest_running(g));
+        assert_int_equal(guest_prepare_start(g, &err), -EBUSY);
+        assert_int_equal(guest_start(g, &err), 0);
+        assert_true(guest_running(g));
+        while (guest_steps(g, 0) < 1000 || guest_steps(g, 1) < 1000)
+                nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        assert_int_equal(guest_pause(g, &err), 0);
+        assert_false(guest_running(g));
+
+        /* Paused before it was released: no vcpu ran a step, and it starts afresh later. */
+        assert_int_equal(guest_prepare_start(g, &err), 0);
+        assert_int_equal(guest_pause(g, &err), 0);
+        assert_int_equal(guest_prepare_start(never, &err), 0);
+        assert_int_equal(guest_pause(never, &err), 0);
+        assert_int_equal(guest_steps(never, 0) + guest_steps(never, 1), 0);
+        assert_int_equal(guest_start(g, &err), 0);
+        assert_int_equal(guest_pause(g, &err), 0);
+
+        /* Destroyed with its threads parked. */
+        assert_int_equal(guest_prepare_start(never, &err), 0);
+        guest_destroy(never);
+        guest_destroy(g);
+        hv_close(a);
+}
+
 static void test_create_refusals(void **state)
 {
         struct hv *a = sim_host_open("128,256", NULL), *none = sim_host_open("none", NULL);
@@ -198,7 +232,7 @@ int main(void)
                 cmocka_unit_test(test_equivalence_sve),     cmocka_unit_test(test_equivalence_full_width),
                 cmocka_unit_test(test_equivalence_non_sve), cmocka_unit_test(test_tampered_state_diverges),
                 cmocka_unit_test(test_dirty_log),           cmocka_unit_test(test_start_pause),
-                cmocka_unit_test(test_create_refusals),
+                cmocka_unit_test(test_create_refusals),     cmocka_unit_test(test_prepared_start),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

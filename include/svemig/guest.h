@@ -91,6 +91,14 @@ int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool
 /* guest_create_empty() with RAM at IPA ram_base (page aligned) instead of GUEST_RAM_BASE. */
 int guest_create_empty_at(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
                           bool log_dirty, struct guest **out, struct svemig_error *err);
+/*
+ * guest_create_empty_at() with RAM shared from ram_fd (a fresh, all-zero
+ * memfd of at least mem_bytes, e.g. faulted in ahead of an incoming
+ * migration), cut to mem_bytes. ram_fd -1: anonymous memory, as above.
+ * The caller keeps ram_fd; the mapping holds the memory.
+ */
+int guest_create_empty_fd(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
+                          bool log_dirty, int ram_fd, struct guest **out, struct svemig_error *err);
 
 void guest_destroy(struct guest *g);
 
@@ -133,6 +141,15 @@ int guest_run(struct guest *g, uint64_t steps, struct svemig_error *err);
  * itself as in guest_run(). -EBUSY when already running.
  */
 int guest_start(struct guest *g, struct svemig_error *err);
+
+/*
+ * Creates the vcpu threads of a later guest_start() now, parked: they touch
+ * no vcpu until guest_start() releases them (cheaply, e.g. under a lock),
+ * and guest_pause() or guest_destroy() sends them away unreleased. For a
+ * migration's destination, whose start is on the guest's downtime. -EBUSY
+ * when already running or prepared.
+ */
+int guest_prepare_start(struct guest *g, struct svemig_error *err);
 
 /*
  * Stops every vcpu (a kick, as KVM's immediate_exit) and waits for their

@@ -114,6 +114,10 @@ enum migrate_compression {
         MIGRATE_COMPRESSION_LZ4,
 };
 
+/* "auto", "none", "lz4", and back (-EINVAL for anything else; out may be NULL). */
+const char *migrate_compression_name(enum migrate_compression c);
+int migrate_compression_parse(const char *name, enum migrate_compression *out);
+
 struct migrate_progress {
         enum migrate_step step;        /* MIGRATE_STEP_PRECOPY, _STOP_COPY, ... */
         unsigned round;                /* memory passes so far */
@@ -299,11 +303,19 @@ int migrate_ledger_prune(struct migrate_ledger *l, uint64_t keep_s, unsigned *pr
 struct migrate_recv_opts {
         struct migrate_ledger *ledger; /* required for migrations and Resolve */
         const struct peer_info *self;  /* answers HostInfoRequest; NULL = peer_info_local() */
-        uint64_t mem_limit;            /* refuse guests larger than this; 0 = MemAvailable */
-        bool log_dirty;                /* give received guests a dirty log, to migrate them on */
-        unsigned timeout_ms;           /* waits on the source inside a request; 0 = default */
-        unsigned request_timeout_ms;   /* waiting for the next request; 0 = forever */
-        unsigned n_threads;            /* decompression workers; 0 = one per CPU */
+        uint64_t mem_limit;            /* refuse guests larger than this; 0 = MemAvailable (+ ram_reserve) */
+        /*
+         * RAM faulted in ahead (a fresh memfd of ram_reserve bytes, e.g.
+         * svemigd's incoming reserve): a guest that fits is received into
+         * it (guest_create_empty_fd()) instead of fresh anonymous memory.
+         * ram_fd is read only when ram_reserve is not 0; the caller keeps it.
+         */
+        uint64_t ram_reserve;
+        int ram_fd;
+        bool log_dirty;              /* give received guests a dirty log, to migrate them on */
+        unsigned timeout_ms;         /* waits on the source inside a request; 0 = default */
+        unsigned request_timeout_ms; /* waiting for the next request; 0 = forever */
+        unsigned n_threads;          /* decompression workers; 0 = one per CPU */
         migrate_progress_fn progress;
         void *userdata;
         /* The received guest's MMIO handler (guest_set_mmio_handler()), set before it first runs here. */
@@ -349,6 +361,9 @@ int migrate_serve(struct hv *hv, int fd, const struct migrate_recv_opts *opts, s
  * (running if it was running on the source, paused otherwise), or -errno.
  * Checks and host-info requests before it are answered on the way.
  */
+/* Whether a guest of mem_bytes of RAM is received into opts' reserved RAM (else fresh memory). */
+bool migrate_recv_uses_reserve(const struct migrate_recv_opts *opts, uint64_t mem_bytes);
+
 int migrate_receive(struct hv *hv, int fd, const struct migrate_recv_opts *opts, struct guest **out,
                     struct migrate_report *report, struct svemig_error *err);
 

@@ -116,6 +116,32 @@ class Migration(MigrationCase):
         self.wait_steps("b", "g", arrived + 500)
         self.assert_equals_unbroken_run("b", "g", "a")
 
+    def test_operator_knobs(self):
+        self.create("a", "k", "--vl", "cluster", "--start")
+        self.wait_steps("a", "k", 500)
+        # A capped link (paused, so that one pass of its 16 MiB does): the pump never sends faster,
+        # and LZ4 as asked.
+        self.json("a", "guest", "pause", "k")
+        cap = 8 << 20
+        rep = self.json("a", "migrate", "k", "b", "--max-bandwidth", "8M", "--compression", "lz4",
+                        "--downtime", "50")
+        self.assertEqual(rep["compression"], "lz4", rep)
+        self.assertLessEqual(rep["link_bps"], cap * 1.25, rep)
+        self.assertEqual(self.json("b", "guest", "resume", "k")["state"], "running")
+        self.wait_running("b", "k")
+        # Back, uncompressed as asked.
+        rep = self.json("b", "migrate", "k", "a", "--compression", "none")
+        self.assertEqual(rep["compression"], "none", rep)
+        self.wait_steps("a", "k", self.wait_running("a", "k")["steps"] + 100)
+        self.assert_equals_unbroken_run("a", "k", "c")
+
+        for bad, what in ((["--compression", "zstd"], "--compression takes auto, none or lz4, not 'zstd'"),
+                          (["--downtime", "0"], "--downtime takes milliseconds from 1 to 60000, not '0'"),
+                          (["--max-bandwidth", "fast"], "--max-bandwidth takes bytes per second")):
+            r = self.ctl_on("a", "migrate", "k", "b", *bad)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(what, r.stderr)
+
     def test_incompatible_guest_is_refused_and_runs_on(self):
         self.create("a", "wide", "--vl", "128,256,512", "--start")
         for args in (("--check",), ()):
