@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
@@ -27,6 +28,7 @@
 #include "migrate-internal.h"
 #include "svemig/snapshot.h"
 #include "svemig/stream.h"
+#include "workpool.h"
 
 /* Memory goes to the stream writer in pieces, so that failures and cancels are noticed promptly. */
 #define SOURCE_PIECE  (64ull << 20)
@@ -65,8 +67,9 @@ struct source {
         bool commit_sent;
         bool killed; /* by the test hook */
         uint64_t t_start, t_pause;
-        struct vcpu_state desc; /* vcpu 0, for the header and the register list */
-        uint64_t *dirty;        /* the pages still to send */
+        struct vcpu_state desc;        /* vcpu 0, for the header and the register list */
+        struct workpool *capture_pool; /* made before the pause: send_vcpus() runs during it */
+        uint64_t *dirty;               /* the pages still to send */
         size_t words;
         unsigned throttle;
         uint64_t link_bytes, link_ns; /* over every pre-copy pass */
@@ -411,27 +414,75 @@ static void drain_before_pause(struct source *s)
 }
 
 /*
- * Each vcpu is written as soon as it is captured, so that the destination
- * restores the first ones while the last are still read here: both are on
- * the guest's downtime.
+ * The vcpus are captured on the pool's workers, a few at a time, and each
+ * is written, in order, as soon as it is captured: the destination restores
+ * the first ones while the last are still read here. All of it is on the
+ * guest's downtime.
  */
+#define CAPTURE_WINDOW 8u
+
+struct capture {
+        struct source *s;
+        unsigned next; /* the next vcpu to hand out */
+        struct svemig_error *err;
+        struct {
+                unsigned index;
+                struct vcpu_state st;
+                struct svemig_error err;
+        } slot[CAPTURE_WINDOW];
+};
+
+static int capture_produce(void *ctx, unsigned slot)
+{
+        struct capture *c = ctx;
+
+        if (c->next >= guest_n_vcpus(c->s->g))
+                return WORKPOOL_END;
+        c->slot[slot].index = c->next++;
+        return WORKPOOL_JOB;
+}
+
+static int capture_work(void *ctx, unsigned slot)
+{
+        struct capture *c = ctx;
+
+        return vcpu_capture(guest_vcpu(c->s->g, c->slot[slot].index), &c->slot[slot].st, &c->slot[slot].err);
+}
+
+static int capture_consume(void *ctx, unsigned slot, int work_rc)
+{
+        struct capture *c = ctx;
+        int r;
+
+        if (work_rc < 0) {
+                *c->err = c->slot[slot].err;
+                return svemig_error_prefix(c->err, "source: capturing the vcpus");
+        }
+        r = svemig_stream_write_vcpu(c->s->writer, &c->slot[slot].st, c->err);
+        vcpu_state_done(&c->slot[slot].st);
+        return r < 0 ? svemig_error_prefix(c->err, "source: writing the vcpus") : 0;
+}
+
 static int send_vcpus(struct source *s, struct svemig_error *err)
 {
-        unsigned n = guest_n_vcpus(s->g);
+        _cleanup_free_ struct capture *c = calloc(1, sizeof(*c));
+        int r;
 
-        for (unsigned i = 0; i < n; i++) {
-                struct vcpu_state st;
-                int r;
-
-                r = vcpu_capture(guest_vcpu(s->g, i), &st, err);
-                if (r < 0)
-                        return svemig_error_prefix(err, "source: capturing the vcpus");
-                r = svemig_stream_write_vcpu(s->writer, &st, err);
-                vcpu_state_done(&st);
-                if (r < 0)
-                        return svemig_error_prefix(err, "source: writing the vcpus");
-        }
-        return 0;
+        if (!c)
+                return svemig_error_set(err, ENOMEM, "source: out of memory capturing the vcpus");
+        *c = (struct capture){.s = s, .err = err};
+        r = workpool_run(s->capture_pool,
+                         &(struct workpool_pipeline){
+                                 .window = MIN(CAPTURE_WINDOW, 2 * workpool_threads(s->capture_pool)),
+                                 .ctx = c,
+                                 .produce = capture_produce,
+                                 .work = capture_work,
+                                 .consume = capture_consume,
+                         });
+        /* After an error, what the workers captured but nobody wrote. */
+        for (unsigned i = 0; i < CAPTURE_WINDOW; i++)
+                vcpu_state_done(&c->slot[i].st);
+        return r;
 }
 
 static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *err)
@@ -739,6 +790,9 @@ static int source_init(struct source *s, struct guest *g, int fd, const struct m
                 snprintf(s->peer, sizeof(s->peer), "the destination");
         s->t_start = migrate_now_ns();
         s->was_running = guest_running(g);
+        if (workpool_new(s->opts->n_threads, &s->capture_pool) < 0)
+                return svemig_error_set(err, ENOMEM,
+                                        "source: cannot start the threads that capture the vcpus");
         if (getrandom(rep->id, sizeof(rep->id), 0) != (ssize_t)sizeof(rep->id))
                 return svemig_error_set(err, errno ? errno : EIO,
                                         "source: no random bytes for the migration id");
@@ -748,6 +802,7 @@ static int source_init(struct source *s, struct guest *g, int fd, const struct m
 static void source_done(struct source *s)
 {
         stream_close(s);
+        workpool_free(s->capture_pool);
         vcpu_state_done(&s->desc);
         free(s->dirty);
         wire_done(&s->w);

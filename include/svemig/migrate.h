@@ -260,8 +260,9 @@ void migrate_ledger_free(struct migrate_ledger *l);
  * The same, kept in directory dir (created 0700 if missing) and shared by
  * every process of a host that opens it: svemigd's listener and each VMM
  * that receives a guest. Decisions are made under flock(dir/.lock) and
- * written temp + fsync + rename, so they outlive the processes and a crash
- * (docs/migration.md, "The ledger").
+ * written to a temporary file renamed over the entry, so they outlive every
+ * process; an OS crash takes the guests they govern too (docs/migration.md,
+ * "The ledger").
  */
 int migrate_ledger_open(const char *dir, struct migrate_ledger **out, struct svemig_error *err);
 
