@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "file-atomic.h"
 #include "guest-record.h"
 #include "macro.h"
 
@@ -163,66 +164,24 @@ static struct json_object *record_to_json(const struct guest_record *rec)
         return o;
 }
 
-static int fsync_dir_of(const char *path)
-{
-        _cleanup_free_ char *dir = strdup(path);
-        _cleanup_close_ int fd = -1;
-        char *slash;
-
-        if (!dir)
-                return -ENOMEM;
-        slash = strrchr(dir, '/');
-        if (slash)
-                *(slash == dir ? slash + 1 : slash) = '\0';
-        fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) < 0)
-                return -errno;
-        return 0;
-}
-
 int guest_record_save(const struct guest_record *rec, const char *path, struct svemig_error *err)
 {
         _cleanup_(json_object_putp) struct json_object *o = record_to_json(rec);
-        char tmp[PATH_MAX];
+        _cleanup_free_ char *line = NULL;
         const char *text;
-        _cleanup_close_ int fd = -1;
-        size_t len, off = 0;
         int r;
 
         text = o ? json_object_to_json_string_ext(o,
                                                   JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE)
                  : NULL;
-        if (!text)
+        if (!text || asprintf(&line, "%s\n", text) < 0)
                 return svemig_error_set(err, ENOMEM, "out of memory writing the record of guest %s",
                                         rec->name);
-        if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
-                return svemig_error_set(err, ENAMETOOLONG, "%s: path too long", path);
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return svemig_error_set(err, errno, "cannot write the record of guest %s beside %s: %s",
-                                        rec->name, path, strerror(errno));
-        len = strlen(text);
-        while (off < len) {
-                ssize_t n = write(fd, text + off, len - off);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = -errno;
-                        goto fail;
-                }
-                off += (size_t)n;
-        }
-        if (write(fd, "\n", 1) != 1 || fchmod(fd, 0640) < 0 || fsync(fd) < 0 || rename(tmp, path) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        (void)fsync_dir_of(path);
+        r = write_file_atomic(path, line, strlen(line), 0640);
+        if (r < 0)
+                return svemig_error_set(err, -r, "cannot write the record of guest %s to %s: %s", rec->name,
+                                        path, strerror(-r));
         return 0;
-fail:
-        unlink(tmp);
-        return svemig_error_set(err, r, "cannot write the record of guest %s to %s: %s", rec->name, path,
-                                strerror(-r));
 }
 
 static const char *get_str(struct json_object *o, const char *key)

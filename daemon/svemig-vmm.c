@@ -469,6 +469,7 @@ int main(int argc, char **argv)
         if (parse_argv(argc, argv, &a) < 0)
                 return EXIT_FAILURE;
         v.name = (char *)a.name;
+        v.dir = a.dir;
         vmm_payload_init(&v);
 
         r = migrate_conf_load(&v.conf, a.config, &err);

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "file-atomic.h"
 #include "guest-registry.h"
 #include "host-ledger.h"
 #include "log.h"
@@ -127,26 +128,19 @@ static int mig_reconnect(void *userdata)
  */
 static void record_migrated(struct vmm *v, const struct mig_arg *a)
 {
-        char dir[4096], path[4200], tmp[4200], text[256], hex[MIGRATE_ID_HEX_SIZE];
-        char *slash;
-        int fd, n;
+        _cleanup_free_ char *path = NULL;
+        char text[256], hex[MIGRATE_ID_HEX_SIZE];
+        int n, r;
 
-        snprintf(dir, sizeof(dir), "%s", v->socket_path ? v->socket_path : "");
-        slash = strrchr(dir, '/');
-        if (!slash)
+        if (asprintf(&path, "%s/%s", v->dir, GUEST_MIGRATED_FILE) < 0)
                 return;
-        *slash = 0;
-        snprintf(path, sizeof(path), "%s/%s", dir, GUEST_MIGRATED_FILE);
-        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
         migrate_id_format(a->rep.id, hex);
         n = snprintf(text, sizeof(text), "peer=%s\nid=%s\n", a->peer, hex);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0 || write(fd, text, (size_t)n) != n || fsync(fd) < 0 || rename(tmp, path) < 0)
+        r = write_file_atomic(path, text, (size_t)n, 0600);
+        if (r < 0)
                 log_msg(LOG_WARNING, LOG_CTX(.guest = v->name, .peer = a->peer),
                         "cannot record that guest %s went to %s in %s: %s", v->name, a->peer, path,
-                        strerror(errno));
-        if (fd >= 0)
-                close(fd);
+                        strerror(-r));
 }
 
 /* The destination's own refusals of the guest: its VL set, registers, ID registers, memory. */

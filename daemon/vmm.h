@@ -40,6 +40,7 @@ struct vmm {
         struct guest *guest;
         struct api_server *server;
         char *name;
+        const char *dir; /* the guest's directory (--dir): vmm.sock, the "migrated" mark */
         char *socket_path;
 
         vqset_t vls; /* the guest's VL set; empty without SVE */
