@@ -17,26 +17,17 @@
  * is set by the VMM to the vcpu's maximum VL.
  */
 #include "countdown.h"
+#include "workload-step.h"
 
         .text
         .org    0x800
         .global _start
 _start:
-        ptrue   p0.d
-        index   z0.d, #1, #1
-        mov     x2, #0
-        mov     x3, #0x2000             /* the buffer */
-        mov     x4, #0x3000             /* the counter */
-        mov     x6, #0x10000            /* MMIO: progress, then the result at +8 */
+        WORKLOAD_SETUP                  /* MMIO at x6: progress, then the result at +8 */
         movz    x0, #(COUNTDOWN_ITERS >> 16), lsl #16
         movk    x0, #(COUNTDOWN_ITERS & 0xffff)
 loop:
-        ld1d    {z1.d}, p0/z, [x3]
-        add     z1.d, z1.d, z0.d
-        st1d    {z1.d}, p0, [x3]
-        mul     z0.d, z0.d, #3
-        add     x2, x2, #1
-        str     x2, [x4]
+        WORKLOAD_STEP
         tst     x2, #0xffff
         b.ne    1f
         str     x2, [x6]                /* progress: the count so far */

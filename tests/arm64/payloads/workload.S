@@ -12,23 +12,15 @@
  * zero. Each time the count reaches x0 it reports the count by an MMIO write
  * to 0x10000 and goes on; the host may move x0 and resume. Entry as rdvl.S.
  */
+#include "workload-step.h"
+
         .text
         .org    0x800
         .global _start
 _start:
-        ptrue   p0.d
-        index   z0.d, #1, #1
-        mov     x2, #0
-        mov     x3, #0x2000             /* the buffer */
-        mov     x4, #0x3000             /* the counter */
-        mov     x6, #0x10000            /* the MMIO report address */
+        WORKLOAD_SETUP
 loop:
-        ld1d    {z1.d}, p0/z, [x3]
-        add     z1.d, z1.d, z0.d
-        st1d    {z1.d}, p0, [x3]
-        mul     z0.d, z0.d, #3
-        add     x2, x2, #1
-        str     x2, [x4]
+        WORKLOAD_STEP
         cmp     x2, x0
         b.ne    loop
         str     x2, [x6]                /* MMIO exit: the count */
