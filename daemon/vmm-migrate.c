@@ -296,12 +296,9 @@ int vmm_op_migrate(struct api_call *call, const Svemig__Api__Request *req, void 
         a->check = m->check;
         a->max_bandwidth = m->max_bandwidth;
         a->downtime_ms = m->downtime_ms;
-        if (m->compression && m->compression[0] &&
-            migrate_compression_parse(m->compression, &a->compression) < 0) {
-                mig_arg_free(a);
-                return svemig_error_set(err, EINVAL, "compression %s: expected auto, none or lz4",
-                                        m->compression);
-        }
+        /* svemigd checked it (op-migrate.c); anything else stays auto. */
+        if (m->compression)
+                (void)migrate_compression_parse(m->compression, &a->compression);
         a->call = call;
         if (!a->peer || !a->address || !a->host) {
                 mig_arg_free(a);

@@ -68,7 +68,7 @@ struct source {
         bool killed; /* by the test hook */
         uint64_t t_start, t_pause;
         struct vcpu_state desc;        /* vcpu 0, for the header and the register list */
-        struct workpool *capture_pool; /* made before the pause: send_vcpus() runs during it */
+        struct workpool *capture_pool; /* send_vcpus()'s */
         uint64_t *dirty;               /* the pages still to send */
         size_t words;
         unsigned throttle;
@@ -790,9 +790,6 @@ static int source_init(struct source *s, struct guest *g, int fd, const struct m
                 snprintf(s->peer, sizeof(s->peer), "the destination");
         s->t_start = migrate_now_ns();
         s->was_running = guest_running(g);
-        if (workpool_new(s->opts->n_threads, &s->capture_pool) < 0)
-                return svemig_error_set(err, ENOMEM,
-                                        "source: cannot start the threads that capture the vcpus");
         if (getrandom(rep->id, sizeof(rep->id), 0) != (ssize_t)sizeof(rep->id))
                 return svemig_error_set(err, errno ? errno : EIO,
                                         "source: no random bytes for the migration id");
@@ -824,6 +821,12 @@ int migrate_send(struct guest *g, int fd, const struct migrate_opts *opts, struc
         r = source_init(&s, g, fd, opts, report, err);
         if (r < 0)
                 goto out;
+        /* Made now, not in the pause that send_vcpus() runs in (a Check needs none). */
+        r = workpool_new(s.opts->n_threads, &s.capture_pool);
+        if (r < 0) {
+                svemig_error_set(err, -r, "source: cannot start the threads that capture the vcpus");
+                goto out;
+        }
 
         s.step = MIGRATE_STEP_REQUEST;
         r = capture_descriptor(&s, err);
