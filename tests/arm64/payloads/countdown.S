@@ -17,7 +17,7 @@
  * is set by the VMM to the vcpu's maximum VL.
  */
 #include "countdown.h"
-#include "workload-step.h"
+#include "workload-step.inc"
 
         .text
         .org    0x800

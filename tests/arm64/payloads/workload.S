@@ -12,7 +12,7 @@
  * zero. Each time the count reaches x0 it reports the count by an MMIO write
  * to 0x10000 and goes on; the host may move x0 and resume. Entry as rdvl.S.
  */
-#include "workload-step.h"
+#include "workload-step.inc"
 
         .text
         .org    0x800
