@@ -109,7 +109,7 @@ class Daemon:
         sys.exit(f"migrate-bench: {self.name} never saw {peer} up")
 
     def wait_reserve(self):
-        """Until this destination has a reserve ready for the next guest (one per guest it took)."""
+        """Until this daemon has a reserve ready (one per guest it took): its refill is over."""
         if not self.reserve_mib:
             return
         deadline = time.monotonic() + WAIT
@@ -120,7 +120,6 @@ class Daemon:
             if time.monotonic() > deadline:
                 sys.exit(f"migrate-bench: {self.name}'s incoming RAM reserve was never ready; see {self.log.name}")
             time.sleep(0.05)
-        self.reserves_taken += 1
 
     def wait_running(self, guest):
         deadline = time.monotonic() + WAIT
@@ -162,9 +161,13 @@ def migrations(build, root, snapshot, runs, env=None, reserve_mib=0):
         src, dst = a, b
         for _ in range(runs):
             time.sleep(0.5)  # the guest runs a while on its new host first
+            # Both: the source's refill, after it last took a guest in, would take CPU from the migration.
+            src.wait_reserve()
             dst.wait_reserve()
             rep = src.ctl("migrate", "g", dst.name)
             dst.wait_running("g")
+            if dst.reserve_mib:
+                dst.reserves_taken += 1
             reps.append(rep)
             src, dst = dst, src
     finally:

@@ -272,6 +272,8 @@ int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig
                         .ram_reserve = conf->incoming_reserve,
                         /* A migration is served by the guest's new VMM (op-migrate.c). */
                         .incoming = svemigd_migrate_incoming,
+                        /* Its memory channels go to that VMM too. */
+                        .channel = svemigd_migrate_channel,
                         .userdata = d,
                 };
 

@@ -15,6 +15,7 @@
 
 #include "ctl-call.h"
 #include "ctl-guest-print.h"
+#include "macro.h"
 #include "svemig/migrate.h"
 
 struct mig_progress {
@@ -63,7 +64,7 @@ static void help(void)
 {
         printf("Usage: svemigctl [--socket PATH] [--json] migrate GUEST PEER [--check] [--max-bandwidth "
                "RATE]\n"
-               "                 [--downtime MS] [--compression auto|none|lz4]\n\n"
+               "                 [--downtime MS] [--compression auto|none|lz4] [--channels N]\n\n"
                "Move guest GUEST, running or paused, to PEER (a [peer NAME] of migrate.conf) while it\n"
                "runs: pre-copy of its memory, then a short pause for the last pages and its vcpus, then\n"
                "the handoff. Progress goes to stderr; the report (total time, downtime, bytes, passes)\n"
@@ -75,7 +76,29 @@ static void help(void)
                "  --downtime MS         the pause to aim for at stop-and-copy (default 10); the guest is\n"
                "                        throttled until the rest fits, within 300 ms after 30 passes\n"
                "  --compression MODE    auto (default: LZ4 only where it moves memory faster on this\n"
-               "                        link, measured as it goes), none, or lz4\n");
+               "                        link, measured as it goes), none, or lz4\n"
+               "  --channels N          memory channels: extra connections to PEER's port that carry\n"
+               "                        memory in parallel, 0 to %u; 0 = one connection\n"
+               "                        (default: [cluster] migration-channels, 2; none with\n"
+               "                        --max-bandwidth)\n",
+               MIGRATE_CHANNELS_MAX);
+}
+
+static void add_phases(struct json_object *doc, const Svemig__Api__MigrateReport *rep)
+{
+        const struct {
+                const char *name;
+                uint64_t ns;
+        } phases[] = {
+                {"setup_ns", rep->setup_ns},           {"precopy_ns", rep->precopy_ns},
+                {"pause_copy_ns", rep->pause_copy_ns}, {"load_ns", rep->load_ns},
+                {"commit_ns", rep->commit_ns},
+        };
+        struct json_object *o = json_object_new_object();
+
+        for (size_t i = 0; i < ELEMENTSOF(phases); i++)
+                json_object_object_add(o, phases[i].name, json_object_new_int64((int64_t)phases[i].ns));
+        json_object_object_add(doc, "phases", o);
 }
 
 static int print_report(const Svemig__Api__MigrateReport *rep, bool json)
@@ -110,6 +133,7 @@ static int print_report(const Svemig__Api__MigrateReport *rep, bool json)
                                 doc, "compression",
                                 json_object_new_string(rep->compression ? rep->compression : ""));
                         json_object_object_add(doc, "steps", json_object_new_int64((int64_t)rep->steps));
+                        add_phases(doc, rep);
                 }
                 return ctl_print_json(doc);
         }
@@ -124,24 +148,24 @@ static int print_report(const Svemig__Api__MigrateReport *rep, bool json)
                "  downtime     %.2f ms\n"
                "  bytes sent   %s (%llu pages, %llu of them zero; compression %s)\n"
                "  passes       %u%s\n"
-               "  link         %s\n",
+               "  link         %s\n"
+               "  phases       setup %.1f ms, pre-copy %.1f ms; paused: copy %.2f ms, destination "
+               "loads %.2f ms, commit %.2f ms\n",
                rep->guest, rep->peer, rep->total_ns / 1e6, rep->downtime_ns / 1e6, bytes,
                (unsigned long long)rep->pages_sent, (unsigned long long)rep->zero_pages,
                rep->compression && rep->compression[0] ? rep->compression : "none", rep->rounds,
-               rep->throttle_pct ? " (vcpus throttled)" : "", link);
+               rep->throttle_pct ? " (vcpus throttled)" : "", link, rep->setup_ns / 1e6,
+               rep->precopy_ns / 1e6, rep->pause_copy_ns / 1e6, rep->load_ns / 1e6, rep->commit_ns / 1e6);
         return CTL_EXIT_OK;
 }
 
 int ctl_migrate(const struct ctl_options *opts, int argc, char **argv)
 {
         static const struct option longopts[] = {
-                {"check", no_argument, NULL, 'c'},
-                {"max-bandwidth", required_argument, NULL, 'b'},
-                {"downtime", required_argument, NULL, 'd'},
-                {"compression", required_argument, NULL, 'z'},
-                {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},
-                {0},
+                {"check", no_argument, NULL, 'c'},          {"max-bandwidth", required_argument, NULL, 'b'},
+                {"downtime", required_argument, NULL, 'd'}, {"compression", required_argument, NULL, 'z'},
+                {"channels", required_argument, NULL, 'C'}, {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},           {0},
         };
         Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
         Svemig__Api__MigrateRequest m = SVEMIG__API__MIGRATE_REQUEST__INIT;
@@ -180,6 +204,18 @@ int ctl_migrate(const struct ctl_options *opts, int argc, char **argv)
                                         "migrate: --compression takes auto, none or lz4, not '%s'", optarg);
                         m.compression = optarg;
                         break;
+                case 'C': {
+                        char *end;
+                        unsigned long n = strtoul(optarg, &end, 10);
+
+                        if (!isdigit((unsigned char)optarg[0]) || *end || n > MIGRATE_CHANNELS_MAX)
+                                return ctl_usage_error("migrate: --channels takes a number from 0 (one "
+                                                       "connection) to %u, not '%s'",
+                                                       MIGRATE_CHANNELS_MAX, optarg);
+                        m.channels = (uint32_t)n;
+                        m.channels_set = true;
+                        break;
+                }
                 case 'j':
                         json = true;
                         break;

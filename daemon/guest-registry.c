@@ -51,10 +51,18 @@ static void release_child(struct guest_entry *e)
         e->child = sd_event_source_unref(e->child);
 }
 
+static void release_channel(struct guest_entry *e)
+{
+        if (e->channel_fd >= 0)
+                close(e->channel_fd);
+        e->channel_fd = -1;
+}
+
 static void entry_free(struct guest_entry *e)
 {
         vmm_client_free(e->vmm);
         release_child(e);
+        release_channel(e);
         guest_record_done(&e->rec);
         free(e->dir);
         free(e->record_path);
@@ -85,6 +93,7 @@ static void entry_unlink(struct guest_entry *e)
         vmm_client_free(e->vmm);
         e->vmm = NULL;
         release_child(e);
+        release_channel(e);
         guest_entry_unref(e);
 }
 
@@ -96,6 +105,7 @@ static int entry_new(struct guest_registry *reg, const char *name, struct guest_
                 return -ENOMEM;
         e->reg = reg;
         e->refs = 1;
+        e->channel_fd = -1;
         if (asprintf(&e->dir, "%s/%s", reg->dir, name) < 0 ||
             asprintf(&e->record_path, "%s/%s", e->dir, RECORD_FILE) < 0) {
                 free(e->dir);

@@ -40,6 +40,13 @@ struct guest_entry {
         double dirty_rate;       /* as its VMM last measured it */
         bool start_when_ready;   /* a restore asked to run the guest once it is restored */
         bool settling;           /* left arriving by a previous svemigd: settled by the ledger */
+        /*
+         * Arriving: svemigd's end of the receiving VMM's channel socket
+         * (migrate_recv_opts.channel_fd), where the migration's memory
+         * channels are passed (op-migrate.c); -1 otherwise. Closed when the
+         * migration has ended, or with the entry.
+         */
+        int channel_fd;
 };
 
 int guest_registry_open(sd_event *event, const char *state_dir, struct guest_registry **out,

@@ -24,6 +24,7 @@
 
 #include "macro.h"
 #include "migrate-conf.h"
+#include "svemig/migrate.h"
 
 #define SECTION_PEER_PREFIX "peer "
 #define PEER_NAME_MAX       63
@@ -513,6 +514,23 @@ static int parse_cluster_reserve(struct parse_ctx *ctx, const char *key, const c
         return parse_bytes(ctx, key, value, &ctx->conf->incoming_reserve);
 }
 
+/* Memory channels besides a migration's connection (docs/migration.md "Memory channels"). */
+static int parse_cluster_channels(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        char *end = (char *)value;
+        unsigned long n;
+
+        errno = 0;
+        n = isdigit((unsigned char)value[0]) ? strtoul(value, &end, 10) : ULONG_MAX;
+        if (n == ULONG_MAX || errno || *end || n > MIGRATE_CHANNELS_MAX)
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s = %s: expected a number of memory channels from 0 (all memory on the "
+                            "migration's one connection) to %u",
+                            key, value, MIGRATE_CHANNELS_MAX);
+        ctx->conf->migration_channels = (unsigned)n;
+        return 0;
+}
+
 /* --- sections and keys --- */
 
 struct key_def {
@@ -547,6 +565,7 @@ static const struct key_def cluster_keys[] = {
         {"peer-timeout", parse_cluster_peer_timeout},
         {"incoming-memory-limit", parse_cluster_mem_limit},
         {"incoming-reserve", parse_cluster_reserve},
+        {"migration-channels", parse_cluster_channels},
 };
 static const struct key_def snapshot_keys[] = {
         {"directory", parse_snapshot_dir},
@@ -844,6 +863,7 @@ static int set_defaults(struct migrate_conf *conf)
                 .snapshot_keep = 3,
                 .peer_refresh_ms = MIGRATE_CONF_PEER_REFRESH_MS,
                 .peer_timeout_ms = MIGRATE_CONF_PEER_TIMEOUT_MS,
+                .migration_channels = MIGRATE_CONF_CHANNELS,
         };
         /* The short host name: peers call each other by it. */
         if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
@@ -1035,6 +1055,9 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
         fprintf(f, "incoming-reserve = %llu\n", (unsigned long long)conf->incoming_reserve);
         if (!conf->incoming_reserve)
                 fprintf(f, "# (no reserve: an incoming guest's RAM is faulted in during its migration)\n");
+        fprintf(f, "migration-channels = %u\n", conf->migration_channels);
+        if (!conf->migration_channels)
+                fprintf(f, "# (no memory channels: a migration from here moves memory on one connection)\n");
 
         for (size_t i = 0; i < conf->n_peers; i++)
                 fprintf(f, "\n[peer %s]\naddress = %s\n", conf->peers[i].name, conf->peers[i].address);

@@ -31,6 +31,7 @@
 
 #define MIGRATE_CONF_PEER_REFRESH_MS 5000u
 #define MIGRATE_CONF_PEER_TIMEOUT_MS 10000u
+#define MIGRATE_CONF_CHANNELS        2u /* [cluster] migration-channels */
 
 struct migrate_conf_peer {
         char *name;    /* from the section name [peer NAME] */
@@ -74,6 +75,7 @@ struct migrate_conf {
         unsigned peer_timeout_ms;    /* the longest wait on a peer's answer */
         uint64_t incoming_mem_limit; /* bytes of RAM an incoming guest may have; 0: MemAvailable */
         uint64_t incoming_reserve;   /* bytes of RAM kept faulted in for the next incoming guest; 0: none */
+        unsigned migration_channels; /* memory channels a migration from here opens; 0: one connection */
 
         /* [peer NAME] ... */
         struct migrate_conf_peer *peers;

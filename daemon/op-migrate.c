@@ -13,12 +13,16 @@
  * Destination: the peer listener hands over a connection whose next request
  * is a Migrate; a new VMM is started on it (--receive-fd) and the guest is
  * registered under the name the source gave, or refused when that name is
- * taken here.
+ * taken here. Its memory channels (docs/migration.md "Memory channels")
+ * arrive on the same peer port, each on a connection of its own: the
+ * listener hands each here, and it is passed on to that VMM over a unix
+ * socket made for the purpose when the VMM was started.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,6 +88,9 @@ int op_migrate(struct api_call *call, const Svemig__Api__Request *request, void 
         if (m->compression && m->compression[0] && migrate_compression_parse(m->compression, NULL) < 0)
                 return svemig_error_set(err, EINVAL, "compression %s: expected auto, none or lz4",
                                         m->compression);
+        if (m->channels_set && m->channels > MIGRATE_CHANNELS_MAX)
+                return svemig_error_set(err, EINVAL, "%u memory channels: expected 0 to %u", m->channels,
+                                        MIGRATE_CHANNELS_MAX);
         r = cluster_view_peer(d->cluster, m->peer, &addr, &member, err);
         if (r < 0)
                 return r;
@@ -97,6 +104,8 @@ int op_migrate(struct api_call *call, const Svemig__Api__Request *request, void 
         fwd.max_bandwidth = m->max_bandwidth;
         fwd.downtime_ms = m->downtime_ms;
         fwd.compression = m->compression;
+        fwd.channels = m->channels_set ? m->channels : d->conf.migration_channels;
+        fwd.channels_set = true;
         req.op_case = SVEMIG__API__REQUEST__OP_MIGRATE;
         req.migrate = &fwd;
         r = vmm_forward(d, call, e, &req, migrated, NULL, true, &f, err);
@@ -155,6 +164,10 @@ static void arrived(struct svemigd *d, struct api_call *call, struct guest_entry
                     const Svemig__Api__Response *resp, const char *why)
 {
         e->busy = NULL;
+        /* Its stream is over: a late channel finds no receiver and is closed (svemigd_migrate_channel()). */
+        if (e->channel_fd >= 0)
+                close(e->channel_fd);
+        e->channel_fd = -1;
         /* Whether it took the reserve or not, its stream is over: the next one has the host to itself. */
         ram_reserve_refill(d->reserve);
         if (!resp || resp->status) {
@@ -193,6 +206,67 @@ static int take_reserve(struct svemigd *d, const char *guest_name)
         return fd;
 }
 
+/*
+ * The unix socket e's receiving VMM takes its memory channels on: e keeps
+ * one end (e->channel_fd), the VMM's end is returned. -1 when it cannot be
+ * made: the VMM offers no channels and the migration runs on one connection.
+ */
+static int channel_socket(struct guest_entry *e, const char *peer)
+{
+        int sv[2];
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+                log_msg(LOG_WARNING, LOG_CTX(.peer = peer, .guest = e->rec.name, .op = "migrate"),
+                        "guest %s comes on one connection, without memory channels: socketpair: %s",
+                        e->rec.name, strerror(errno));
+                return -1;
+        }
+        e->channel_fd = sv[0];
+        return sv[1];
+}
+
+/* The guest arriving by migration hex; NULL if none. */
+static struct guest_entry *arriving_by(struct svemigd *d, const char *hex)
+{
+        for (struct guest_entry *e = guest_registry_first(d->guests); e; e = guest_registry_next(e))
+                if (e->rec.incoming_migration && strcmp(e->rec.incoming_migration, hex) == 0)
+                        return e;
+        return NULL;
+}
+
+void svemigd_migrate_channel(void *userdata, const char *peer, const uint8_t id[MIGRATE_ID_SIZE],
+                             unsigned index, int fd)
+{
+        char hex[MIGRATE_ID_HEX_SIZE];
+        struct svemigd *d = userdata;
+        struct svemig_error err = {0};
+        struct guest_entry *e;
+
+        /* Refused (closed): the source fails that migration, naming the channel, and resumes its guest. */
+        migrate_id_format(id, hex);
+        e = arriving_by(d, hex);
+        if (!e)
+                log_msg(LOG_WARNING, LOG_CTX(.peer = peer, .op = "migrate"),
+                        "peer %s: memory channel %u of migration %s, which no guest is arriving by here "
+                        "(ended, or never began); closed",
+                        peer, index, hex);
+        else if (e->channel_fd < 0)
+                log_msg(LOG_WARNING, LOG_CTX(.peer = peer, .guest = e->rec.name, .op = "migrate"),
+                        "peer %s: memory channel %u of guest %s's migration, whose VMM takes no channels "
+                        "from this svemigd (an earlier one started it, or its channel socket failed); "
+                        "closed",
+                        peer, index, e->rec.name);
+        else if (migrate_channel_pass(e->channel_fd, fd, &err) < 0)
+                log_msg(LOG_WARNING, LOG_CTX(.peer = peer, .guest = e->rec.name, .op = "migrate"),
+                        "peer %s: memory channel %u of guest %s's migration: %s; closed", peer, index,
+                        e->rec.name, err.msg);
+        else
+                log_msg(LOG_DEBUG, LOG_CTX(.peer = peer, .guest = e->rec.name, .op = "migrate"),
+                        "peer %s: memory channel %u of guest %s's migration handed to its VMM", peer, index,
+                        e->rec.name);
+        close(fd); /* the VMM has its own copy, or the channel is refused */
+}
+
 void svemigd_migrate_incoming(void *userdata, const char *peer, const char *guest_name,
                               const uint8_t id[MIGRATE_ID_SIZE], int fd)
 {
@@ -202,7 +276,7 @@ void svemigd_migrate_incoming(void *userdata, const char *peer, const char *gues
         struct guest_record rec = {0};
         struct guest_entry *e;
         char reason[512];
-        int ram_fd, r;
+        int ram_fd, vmm_channel_fd, r;
 
         if (d->stopping) {
                 refuse(d, fd, ESHUTDOWN, "the destination daemon is stopping; try again later");
@@ -240,9 +314,12 @@ void svemigd_migrate_incoming(void *userdata, const char *peer, const char *gues
         log_msg(LOG_INFO, LOG_CTX(.peer = peer, .guest = guest_name, .op = "migrate"),
                 "guest %s is coming from %s", guest_name, peer);
         ram_fd = take_reserve(d, guest_name);
-        r = guest_launch_receive(d, e, fd, ram_fd, arrived, &err);
+        vmm_channel_fd = channel_socket(e, peer);
+        r = guest_launch_receive(d, e, fd, ram_fd, vmm_channel_fd, arrived, &err);
         if (ram_fd >= 0)
                 close(ram_fd); /* the VMM has its own copy, or the guest ordinary memory */
+        if (vmm_channel_fd >= 0)
+                close(vmm_channel_fd); /* likewise */
         if (r < 0) {
                 snprintf(reason, sizeof(reason), "%s cannot start a VMM for the guest: %s",
                          d->conf.host_name, err.msg);

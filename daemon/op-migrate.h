@@ -17,3 +17,11 @@ struct svemigd;
  */
 void svemigd_migrate_incoming(void *d, const char *peer, const char *guest_name,
                               const uint8_t id[MIGRATE_ID_SIZE], int fd);
+
+/*
+ * The peer listener's handoff of a memory channel (peer_channel_fn): fd is channel 'index' of migration
+ * id. Passed to the VMM receiving that migration, or refused (closed, with a warning naming the peer,
+ * the guest when there is one, and the index) when no guest arrives by it here. Takes fd.
+ */
+void svemigd_migrate_channel(void *d, const char *peer, const uint8_t id[MIGRATE_ID_SIZE], unsigned index,
+                             int fd);

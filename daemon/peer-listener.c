@@ -39,6 +39,7 @@ enum event_kind {
         EV_HELLO,
         EV_SERVED,
         EV_INCOMING, /* a Migrate is next: the connection is handed to l->incoming */
+        EV_CHANNEL,  /* a Channel is next: the connection is handed to l->channel */
         EV_CLOSED,
 };
 
@@ -49,6 +50,7 @@ struct event {
         int r;
         struct svemig_error err;
         struct migrate_served served;
+        struct migrate_peeked peeked; /* EV_INCOMING, EV_CHANNEL */
 };
 
 struct peer_listener {
@@ -68,6 +70,7 @@ struct peer_listener {
         unsigned max_connections;
         peer_served_fn served;
         peer_incoming_fn incoming;
+        peer_channel_fn channel;
         void *userdata;
 
         struct conn *conns; /* the loop's: every connection whose thread is not joined */
@@ -93,39 +96,65 @@ static const char *kind_name(enum migrate_served_kind kind)
                 return "migration";
         case MIGRATE_SERVED_RESOLVE:
                 return "resolve";
+        case MIGRATE_SERVED_CHANNEL:
+                return "memory channel";
         }
         return "request";
 }
 
 /* ---- on the connection's thread ---- */
 
-static void push(struct conn *c, enum event_kind kind, int r, const struct svemig_error *err,
-                 const struct migrate_served *served)
+/* NULL only for an event that is just for the log. */
+static struct event *event_new(struct conn *c, enum event_kind kind)
+{
+        struct event *ev = calloc(1, sizeof(*ev));
+
+        /* The events that end the thread must reach the loop, which joins it: retry. */
+        while (!ev && kind != EV_HELLO && kind != EV_SERVED) {
+                usleep(10000);
+                ev = calloc(1, sizeof(*ev));
+        }
+        if (ev) {
+                ev->kind = kind;
+                ev->conn = c;
+        }
+        return ev;
+}
+
+static void queue(struct conn *c, struct event *ev)
 {
         struct peer_listener *l = c->l;
-        struct event *ev = calloc(1, sizeof(*ev));
         uint64_t one = 1;
 
-        if (!ev) {
-                /* Only a closing connection must reach the loop; the others are for the log. */
-                if (kind != EV_CLOSED)
-                        return;
-                /* Retry: the loop must join this thread. */
-                while (!(ev = calloc(1, sizeof(*ev))))
-                        usleep(10000);
-        }
-        ev->kind = kind;
-        ev->conn = c;
-        ev->r = r;
-        if (err)
-                ev->err = *err;
-        if (served)
-                ev->served = *served;
         pthread_mutex_lock(&l->lock);
         *l->tail = ev;
         l->tail = &ev->next;
         pthread_mutex_unlock(&l->lock);
         (void)!write(l->wake_fd, &one, sizeof(one));
+}
+
+static void push(struct conn *c, enum event_kind kind, int r, const struct svemig_error *err,
+                 const struct migrate_served *served)
+{
+        struct event *ev = event_new(c, kind);
+
+        if (!ev)
+                return;
+        ev->r = r;
+        if (err)
+                ev->err = *err;
+        if (served)
+                ev->served = *served;
+        queue(c, ev);
+}
+
+/* The connection goes to the loop, which hands it on (a Migrate or a Channel is next, unread). */
+static void push_handoff(struct conn *c, const struct migrate_peeked *p)
+{
+        struct event *ev = event_new(c, p->kind == MIGRATE_SERVED_CHANNEL ? EV_CHANNEL : EV_INCOMING);
+
+        ev->peeked = *p;
+        queue(c, ev);
 }
 
 /* Idle between requests: true when a request arrives (or the peer closes), false when stopping. */
@@ -173,13 +202,9 @@ static void *conn_main(void *userdata)
                                 r = 0;
                         if (r < 0)
                                 break;
-                        if (p.kind == MIGRATE_SERVED_MIGRATE) {
+                        if (p.kind == MIGRATE_SERVED_MIGRATE || p.kind == MIGRATE_SERVED_CHANNEL) {
                                 /* The loop hands the fd on; this thread is done with it. */
-                                memset(&s, 0, sizeof(s));
-                                s.kind = p.kind;
-                                snprintf(s.guest_name, sizeof(s.guest_name), "%s", p.guest_name);
-                                memcpy(s.report.id, p.id, MIGRATE_ID_SIZE);
-                                push(c, EV_INCOMING, 0, NULL, &s);
+                                push_handoff(c, &p);
                                 return NULL;
                         }
                 }
@@ -254,6 +279,31 @@ static void handle_served(struct peer_listener *l, struct event *ev)
         s->guest = NULL;
 }
 
+/* The connection leaves the listener for whoever serves a Migrate or a Channel. */
+static void handoff(struct peer_listener *l, struct event *ev)
+{
+        const struct migrate_peeked *p = &ev->peeked;
+        struct conn *c = ev->conn;
+        char peer[sizeof(c->peer)];
+        int cfd = c->fd;
+
+        snprintf(peer, sizeof(peer), "%s", c->peer);
+        c->fd = -1;
+        reap(l, c);
+        if (ev->kind == EV_INCOMING) {
+                log_msg(LOG_INFO, LOG_CTX(.peer = peer, .guest = p->guest_name),
+                        "peer %s: incoming migration of guest %s", peer, p->guest_name);
+                l->incoming(l->userdata, peer, p->guest_name, p->id, cfd);
+        } else if (l->channel) {
+                l->channel(l->userdata, peer, p->id, p->channel, cfd);
+        } else {
+                log_msg(LOG_WARNING, LOG_CTX(.peer = peer),
+                        "peer %s: memory channel %u of a migration, but nothing here takes channels; closed",
+                        peer, p->channel);
+                close(cfd);
+        }
+}
+
 static int on_wake(sd_event_source *source, int fd, uint32_t revents, void *userdata)
 {
         struct peer_listener *l = userdata;
@@ -281,18 +331,10 @@ static int on_wake(sd_event_source *source, int fd, uint32_t revents, void *user
                 case EV_SERVED:
                         handle_served(l, ev);
                         break;
-                case EV_INCOMING: {
-                        char peer[sizeof(c->peer)];
-                        int cfd = c->fd;
-
-                        snprintf(peer, sizeof(peer), "%s", c->peer);
-                        c->fd = -1;
-                        reap(l, c);
-                        log_msg(LOG_INFO, LOG_CTX(.peer = peer, .guest = ev->served.guest_name),
-                                "peer %s: incoming migration of guest %s", peer, ev->served.guest_name);
-                        l->incoming(l->userdata, peer, ev->served.guest_name, ev->served.report.id, cfd);
+                case EV_INCOMING:
+                case EV_CHANNEL:
+                        handoff(l, ev);
                         break;
-                }
                 case EV_CLOSED:
                         if (!c->peer[0])
                                 log_msg(LOG_NOTICE, NULL, "a connection from %s failed before its hello: %s",
@@ -486,6 +528,7 @@ int peer_listener_new(sd_event *event, const struct peer_listener_params *params
         l->max_connections = params->max_connections ? params->max_connections : MAX_CONNECTIONS_DEFAULT;
         l->served = params->served;
         l->incoming = params->incoming;
+        l->channel = params->channel;
         l->userdata = params->userdata;
         if (!params->ledger && params->state_dir) {
                 r = host_ledger_open(params->state_dir, &l->own_ledger, err);

@@ -39,6 +39,15 @@ typedef void (*peer_served_fn)(void *userdata, const char *peer, struct migrate_
 typedef void (*peer_incoming_fn)(void *userdata, const char *peer, const char *guest_name,
                                  const uint8_t id[MIGRATE_ID_SIZE], int fd);
 
+/*
+ * On the loop: the connection is memory channel 'index' of migration id
+ * (docs/migration.md "Memory channels"); its Channel message is next,
+ * unread. The callee takes fd and hands it to the process receiving that
+ * migration (migrate_channel_pass()), or closes it. The listener forgets it.
+ */
+typedef void (*peer_channel_fn)(void *userdata, const char *peer, const uint8_t id[MIGRATE_ID_SIZE],
+                                unsigned index, int fd);
+
 struct peer_listener_params {
         const char *host; /* an address or name to bind, or "*" for every address */
         uint16_t port;
@@ -52,6 +61,7 @@ struct peer_listener_params {
         unsigned max_connections;  /* 0 = 64; more are closed at once, with a warning */
         peer_served_fn served;     /* NULL: logged only (and a received guest destroyed) */
         peer_incoming_fn incoming; /* NULL: migrations are served here (migrate_serve()) */
+        peer_channel_fn channel;   /* with incoming: memory channels; NULL: they are closed */
         void *userdata;
 };
 

@@ -9,7 +9,7 @@
  *
  *   svemig-vmm --name NAME --dir DIR --ready-fd FD [--config FILE]
  *              (--vcpus N --memory BYTES --vls SET (--dirty-pages N | --payload IMAGE) |
- *               --restore PATH | --receive-fd FD [--ram-fd FD])
+ *               --restore PATH | --receive-fd FD [--ram-fd FD] [--channel-fd FD])
  *
  * It opens the hypervisor as migrate.conf describes (the daemon's own
  * file), creates the guest (or restores it from PATH, header checked first),
@@ -50,6 +50,7 @@ struct args {
         const char *restore;
         int receive_fd; /* a peer connection whose next request is a Migrate (hello done) */
         int ram_fd;     /* with receive_fd: svemigd's incoming RAM reserve, a memfd faulted in ahead */
+        int channel_fd; /* with receive_fd: a unix socket svemigd passes the memory channels on */
         unsigned vcpus;
         uint64_t memory;
         const char *vls;
@@ -82,7 +83,8 @@ static int parse_argv(int argc, char **argv, struct args *a)
                 {"ready-fd", required_argument, NULL, 'r'},
                 {"restore", required_argument, NULL, 'R'},
                 {"receive-fd", required_argument, NULL, 'F'},
-                {"ram-fd", required_argument, NULL, 'M'}, /* with --receive-fd */
+                {"ram-fd", required_argument, NULL, 'M'},     /* with --receive-fd */
+                {"channel-fd", required_argument, NULL, 'H'}, /* with --receive-fd */
                 {"vcpus", required_argument, NULL, 'C'},
                 {"memory", required_argument, NULL, 'm'},
                 {"vls", required_argument, NULL, 'l'},
@@ -97,6 +99,7 @@ static int parse_argv(int argc, char **argv, struct args *a)
         a->ready_fd = -1;
         a->receive_fd = -1;
         a->ram_fd = -1;
+        a->channel_fd = -1;
         while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
@@ -125,6 +128,11 @@ static int parse_argv(int argc, char **argv, struct args *a)
                         if (parse_u64("--ram-fd", optarg, INT32_MAX, &v) < 0)
                                 return -EINVAL;
                         a->ram_fd = (int)v;
+                        break;
+                case 'H':
+                        if (parse_u64("--channel-fd", optarg, INT32_MAX, &v) < 0)
+                                return -EINVAL;
+                        a->channel_fd = (int)v;
                         break;
                 case 'C':
                         if (parse_u64("--vcpus", optarg, UINT32_MAX, &v) < 0)
@@ -481,13 +489,15 @@ int main(int argc, char **argv)
                 r = hv_open(&hvcfg, &v.hv, &err);
         }
         if (r >= 0)
-                r = a.receive_fd >= 0 ? vmm_receive(&v, a.receive_fd, a.ram_fd, &err)
+                r = a.receive_fd >= 0 ? vmm_receive(&v, a.receive_fd, a.ram_fd, a.channel_fd, &err)
                     : a.restore       ? restore_guest(&v, &a, &incompatible, &err)
                                       : create_guest(&v, &a, &err);
         if (a.receive_fd >= 0)
                 close(a.receive_fd);
         if (a.ram_fd >= 0)
                 close(a.ram_fd); /* the guest's mapping holds what it uses of it */
+        if (a.channel_fd >= 0)
+                close(a.channel_fd); /* the migration is over: svemigd closes its end too */
         if (r >= 0)
                 r = serve(&v, &a, &err);
         if (r < 0) {

@@ -185,7 +185,7 @@ static void launch_ready(struct vmm_spawn *s, const Svemig__Api__Response *resp,
 }
 
 static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
-                  int receive_fd, int ram_fd, launch_done_t done, struct svemig_error *err)
+                  int receive_fd, int ram_fd, int channel_fd, launch_done_t done, struct svemig_error *err)
 {
         char vls[256], config[4096];
         struct vmm_spawn_args args = {
@@ -197,6 +197,8 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
                 .receive_fd = receive_fd,
                 .ram = ram_fd >= 0,
                 .ram_fd = ram_fd,
+                .channel = channel_fd >= 0,
+                .channel_fd = channel_fd,
                 .vcpus = e->rec.vcpus,
                 .memory = e->rec.memory_bytes,
                 .vls = vls,
@@ -238,11 +240,11 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
 int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
                  launch_done_t done, struct svemig_error *err)
 {
-        return launch(d, call, e, restore, -1, -1, done, err);
+        return launch(d, call, e, restore, -1, -1, -1, done, err);
 }
 
-int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, int ram_fd, launch_done_t done,
-                         struct svemig_error *err)
+int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, int ram_fd, int channel_fd,
+                         launch_done_t done, struct svemig_error *err)
 {
-        return launch(d, NULL, e, NULL, fd, ram_fd, done, err);
+        return launch(d, NULL, e, NULL, fd, ram_fd, channel_fd, done, err);
 }

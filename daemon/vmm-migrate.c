@@ -49,6 +49,7 @@ struct mig_arg {
         uint64_t max_bandwidth;
         unsigned downtime_ms;
         enum migrate_compression compression;
+        unsigned channels;
         bool incompatible; /* the destination refused the guest itself (exit 4), not the transport */
         struct peer_info self;
         struct migrate_report rep;
@@ -168,6 +169,7 @@ static int mig_work(struct vmm_job *job, void *arg, struct svemig_error *err)
                 .max_bandwidth = a->max_bandwidth,
                 .downtime_ms = a->downtime_ms,
                 .compression = a->compression,
+                .channels = a->channels,
         };
         const char *bw = getenv("SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH");
         _cleanup_close_ int fd = -1;
@@ -251,6 +253,11 @@ static void mig_done(struct vmm *v, struct api_call *call, int r, const struct s
                 rep.link_bps = a->rep.link_bps;
                 rep.compression = (char *)migrate_compression_name(a->rep.compression);
                 rep.steps = a->steps;
+                rep.setup_ns = a->rep.setup_ns;
+                rep.precopy_ns = a->rep.precopy_ns;
+                rep.pause_copy_ns = a->rep.pause_copy_ns;
+                rep.load_ns = a->rep.load_ns;
+                rep.commit_ns = a->rep.commit_ns;
         }
         resp.result_case = SVEMIG__API__RESPONSE__RESULT_MIGRATE;
         resp.migrate = &rep;
@@ -296,6 +303,8 @@ int vmm_op_migrate(struct api_call *call, const Svemig__Api__Request *req, void 
         a->check = m->check;
         a->max_bandwidth = m->max_bandwidth;
         a->downtime_ms = m->downtime_ms;
+        /* svemigd checked it and always sets it; a request without it gets this host's default. */
+        a->channels = MIN(m->channels_set ? m->channels : v->conf.migration_channels, MIGRATE_CHANNELS_MAX);
         /* svemigd checked it (op-migrate.c); anything else stays auto. */
         if (m->compression)
                 (void)migrate_compression_parse(m->compression, &a->compression);
@@ -391,7 +400,7 @@ static void reserve_log(const struct vmm *v, const struct migrate_recv_opts *opt
                         (unsigned long long)(opts->ram_reserve >> 20));
 }
 
-int vmm_receive(struct vmm *v, int fd, int ram_fd, struct svemig_error *err)
+int vmm_receive(struct vmm *v, int fd, int ram_fd, int channel_fd, struct svemig_error *err)
 {
         struct migrate_ledger *ledger = NULL;
         struct svemig_error why = {0};
@@ -403,6 +412,9 @@ int vmm_receive(struct vmm *v, int fd, int ram_fd, struct svemig_error *err)
                 .mem_limit = v->conf.incoming_mem_limit,
                 .timeout_ms = v->conf.peer_timeout_ms,
                 .request_timeout_ms = v->conf.peer_timeout_ms,
+                /* svemigd passes each memory channel of this migration on channel_fd. */
+                .max_channels = channel_fd >= 0 ? MIGRATE_CHANNELS_MAX : 0,
+                .channel_fd = channel_fd,
         };
         bool running;
         unsigned n;

@@ -18,6 +18,7 @@
 #define READY_FD   3
 #define RECEIVE_FD 4 /* --receive-fd: the peer connection an incoming guest arrives on */
 #define RAM_FD     5 /* --ram-fd: with it, the incoming RAM reserve */
+#define CHANNEL_FD 6 /* --channel-fd: with it, the socket its memory channels arrive on */
 
 struct vmm_spawn {
         pid_t pid;
@@ -162,8 +163,12 @@ static int ready_io(sd_event_source *source, int fd, uint32_t revents, void *use
 }
 
 /* Between fork and exec: only async-signal-safe calls. */
-_Noreturn static void child(int ready, int receive, int ram, const char *binary, char **argv)
+_Noreturn static void child(int ready, int receive, int ram, int channel, const char *binary, char **argv)
 {
+        const int last = channel >= 0   ? CHANNEL_FD
+                         : ram >= 0     ? RAM_FD
+                         : receive >= 0 ? RECEIVE_FD
+                                        : READY_FD;
         sigset_t none;
         int null;
 
@@ -179,31 +184,46 @@ _Noreturn static void child(int ready, int receive, int ram, const char *binary,
                 fcntl(ready, F_SETFD, 0);
         else if (dup2(ready, READY_FD) < 0)
                 _exit(126);
-        /* receive and ram are above RAM_FD (vmm_spawn() made sure), so nothing is in their way. */
+        /* receive, ram and channel are above CHANNEL_FD (vmm_spawn() made sure): nothing is in their way. */
         if (receive >= 0 && dup2(receive, RECEIVE_FD) < 0)
                 _exit(126);
         if (ram >= 0 && dup2(ram, RAM_FD) < 0)
+                _exit(126);
+        if (ram < 0 && channel >= 0)
+                close(RAM_FD); /* not the VMM's, whatever it is: close_range() below starts above it */
+        if (channel >= 0 && dup2(channel, CHANNEL_FD) < 0)
                 _exit(126);
         null = open("/dev/null", O_RDONLY);
         if (null >= 0 && null != STDIN_FILENO) {
                 dup2(null, STDIN_FILENO);
                 close(null);
         }
-        close_range((ram >= 0 ? RAM_FD : receive >= 0 ? RECEIVE_FD : READY_FD) + 1, ~0u, 0);
+        close_range(last + 1, ~0u, 0);
         if (chdir("/") < 0)
                 _exit(126);
         execv(binary, argv);
         _exit(127);
 }
 
+/* The copies made for the child; -1: none. */
+static void close_fds(int receive, int ram, int channel)
+{
+        const int fds[] = {receive, ram, channel};
+
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                if (fds[i] >= 0)
+                        close(fds[i]);
+}
+
 int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progress_t progress,
               vmm_spawn_done_t done, void *userdata, struct vmm_spawn **out, struct svemig_error *err)
 {
         const char *binary = vmm_spawn_binary();
-        char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8], ram_fd[8];
-        const char *argv[24];
+        char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8], ram_fd[8], channel_fd[8];
+        const char *argv[26];
         size_t n = 0;
-        int fds[2], receive, ram, r;
+        int fds[2], receive, ram, channel, r;
+        bool dup_failed;
         struct vmm_spawn *s;
         pid_t pid;
 
@@ -238,6 +258,11 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                         argv[n++] = "--ram-fd";
                         argv[n++] = ram_fd;
                 }
+                if (a->channel) {
+                        snprintf(channel_fd, sizeof(channel_fd), "%d", CHANNEL_FD);
+                        argv[n++] = "--channel-fd";
+                        argv[n++] = channel_fd;
+                }
         } else if (a->restore) {
                 argv[n++] = "--restore";
                 argv[n++] = a->restore;
@@ -269,27 +294,23 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                 return svemig_error_set(err, errno, "pipe: %s", strerror(errno));
         }
         /* Above every fd number the child moves things to. */
-        receive = a->receive ? fcntl(a->receive_fd, F_DUPFD_CLOEXEC, RAM_FD + 1) : -1;
-        ram = a->receive && a->ram ? fcntl(a->ram_fd, F_DUPFD_CLOEXEC, RAM_FD + 1) : -1;
-        pid = (a->receive && receive < 0) || (a->receive && a->ram && ram < 0) ? -1 : fork();
+        receive = a->receive ? fcntl(a->receive_fd, F_DUPFD_CLOEXEC, CHANNEL_FD + 1) : -1;
+        ram = a->receive && a->ram ? fcntl(a->ram_fd, F_DUPFD_CLOEXEC, CHANNEL_FD + 1) : -1;
+        channel = a->receive && a->channel ? fcntl(a->channel_fd, F_DUPFD_CLOEXEC, CHANNEL_FD + 1) : -1;
+        dup_failed = a->receive && (receive < 0 || (a->ram && ram < 0) || (a->channel && channel < 0));
+        pid = dup_failed ? -1 : fork();
         if (pid < 0) {
                 r = -errno;
                 close(fds[0]);
                 close(fds[1]);
-                if (receive >= 0)
-                        close(receive);
-                if (ram >= 0)
-                        close(ram);
+                close_fds(receive, ram, channel);
                 free(s);
                 return svemig_error_set(err, r, "cannot start the guest's VMM: fork: %s", strerror(-r));
         }
         if (pid == 0)
-                child(fds[1], receive, ram, binary, (char **)argv);
+                child(fds[1], receive, ram, channel, binary, (char **)argv);
         close(fds[1]);
-        if (receive >= 0)
-                close(receive);
-        if (ram >= 0)
-                close(ram);
+        close_fds(receive, ram, channel);
         s->pid = pid;
         s->fd = fds[0];
         fcntl(s->fd, F_SETFL, O_NONBLOCK);

@@ -28,6 +28,8 @@ struct vmm_spawn_args {
         int receive_fd;      /* the caller's: the VMM gets a copy */
         bool ram;            /* with receive: RAM faulted in ahead for the guest (ram-reserve.h) */
         int ram_fd;          /* the caller's memfd: the VMM gets a copy (--ram-fd) */
+        bool channel;        /* with receive: memory channels are passed to it on channel_fd */
+        int channel_fd;      /* the caller's end of a unix socket: the VMM gets a copy (--channel-fd) */
         unsigned vcpus;
         uint64_t memory;
         const char *vls; /* a VL set as vqset_parse() reads it; "none" = no SVE */

@@ -75,8 +75,11 @@ void vmm_drained(void *userdata);
 /* vmm-migrate.c: the source's MigrateRequest; the destination's incoming guest on fd (hello done). */
 int vmm_op_migrate(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
                    struct svemig_error *err);
-/* ram_fd: svemigd's incoming RAM reserve (a fresh memfd faulted in ahead), or -1. */
-int vmm_receive(struct vmm *v, int fd, int ram_fd, struct svemig_error *err);
+/*
+ * ram_fd: svemigd's incoming RAM reserve (a fresh memfd faulted in ahead), or -1. channel_fd: the unix
+ * socket svemigd passes the migration's memory channels on (migrate_recv_opts.channel_fd), or -1: none.
+ */
+int vmm_receive(struct vmm *v, int fd, int ram_fd, int channel_fd, struct svemig_error *err);
 /* Fills g (whose arrays point into v's storage until the next call) with the guest as it is now. */
 void vmm_describe(struct vmm *v, Svemig__Api__Guest *g);
 

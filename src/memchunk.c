@@ -179,6 +179,8 @@ static int w_produce(void *ctx, unsigned slot)
                         continue;
                 }
                 end = MIN(start + cp, n);
+                if (c->w->mem_sink) /* the grid from address 0 (stream_writer_set_memory_sink()) */
+                        end = MIN(start + cp - (rg->gpa / ps + start) % cp, n);
                 c->pi = end;
 
                 first = start;
@@ -331,6 +333,11 @@ static int w_work(void *ctx, unsigned slot)
         /* A chunk with no LZ4 page is a 1.0 chunk, which 1.0 readers still read. */
         frame_seal(&j->frame, SVEMIG_FRAME_MEMORY, FRAME_F_REQUIRED | (j->n_lz4 ? FRAME_F_PAGE_LZ4 : 0),
                    j->n_lz4 ? FRAME_PAGE_LZ4_MINOR : 0, head, hlen + tlen + dlen);
+        if (c->w->mem_sink) /* sent from here, so that the sink's channels fill in parallel */
+                return c->w->mem_sink(c->w->mem_sink_data, &(struct memory_frame){.gpa = j->gpa,
+                                                                                  .pages = j->n_carried,
+                                                                                  .zero_pages = j->n_zero,
+                                                                                  .out = &j->frame});
         return 0;
 }
 
@@ -339,15 +346,21 @@ static int w_consume(void *ctx, unsigned slot, int rc)
         struct wctx *c = ctx;
         struct wjob *j = &c->jobs[slot];
         struct svemig_stream_writer *w = c->w;
-        struct svemig_stream_stats *s = &w->stats;
+        struct svemig_stream_stats *s = w->mem_sink ? &w->sink_stats : &w->stats;
         int r;
 
         if (rc < 0)
-                return svemig_error_set(c->err, rc, "encoding memory at 0x%llx: %s",
-                                        (unsigned long long)j->gpa, strerror(-rc));
-        r = stream_writer_emit(w, &j->frame, c->err);
-        if (r < 0)
-                return r;
+                return svemig_error_set(c->err, rc, "%s memory at 0x%llx: %s",
+                                        w->mem_sink ? "sending" : "encoding", (unsigned long long)j->gpa,
+                                        strerror(-rc));
+        if (w->mem_sink) {
+                s->frames++;
+                s->bytes += FRAME_HEAD_SIZE + j->frame.len + FRAME_TAIL_SIZE;
+        } else {
+                r = stream_writer_emit(w, &j->frame, c->err);
+                if (r < 0)
+                        return r;
+        }
         s->mem_chunks++;
         s->mem_pages += j->n_carried;
         s->zero_pages += j->n_zero;
@@ -440,10 +453,10 @@ int svemig_stream_write_memory(struct svemig_stream_writer *w, const struct svem
 struct rjob {
         struct frame_head head;
         uint64_t offset;
-        struct bytebuf buf, raw, page;
-        struct pbarena arena;
+        struct bytebuf buf;
+        struct memchunk_decoder dec;
         struct svemig_error err;
-        uint64_t n_carried, n_zero, n_lz4;
+        struct memchunk_counts n;
 
         /* Ordering between jobs that touch the same pages, under rctx.lock. */
         uint64_t seq;
@@ -477,9 +490,7 @@ void memchunk_reader_free(struct memchunk_reader *m)
                 return;
         for (unsigned i = 0; i < m->window; i++) {
                 bytebuf_done(&m->jobs[i].buf);
-                bytebuf_done(&m->jobs[i].raw);
-                bytebuf_done(&m->jobs[i].page);
-                pbarena_done(&m->jobs[i].arena);
+                memchunk_decoder_done(&m->jobs[i].dec);
         }
         free(m);
 }
@@ -492,7 +503,7 @@ static int memchunk_reader_new(unsigned window, struct memchunk_reader **out)
                 return -ENOMEM;
         m->window = window;
         for (unsigned i = 0; i < window; i++)
-                pbarena_init(&m->jobs[i].arena);
+                memchunk_decoder_init(&m->jobs[i].dec);
         *out = m;
         return 0;
 }
@@ -531,10 +542,11 @@ static int r_produce(void *ctx, unsigned slot)
         return WORKPOOL_JOB;
 }
 
-static uint8_t *map_lookup(const struct rctx *c, unsigned slot, uint64_t gpa, uint64_t size)
+static uint8_t *map_lookup(const struct svemig_mem_map *map, size_t n_map, unsigned slot, uint64_t gpa,
+                           uint64_t size)
 {
-        for (size_t i = 0; i < c->n_map; i++) {
-                const struct svemig_mem_map *m = &c->map[i];
+        for (size_t i = 0; i < n_map; i++) {
+                const struct svemig_mem_map *m = &map[i];
                 if (m->slot == slot && gpa >= m->gpa && gpa - m->gpa <= m->size &&
                     size <= m->size - (gpa - m->gpa))
                         return (uint8_t *)m->host + (gpa - m->gpa);
@@ -567,10 +579,6 @@ static void wait_earlier(struct rctx *c, const struct rjob *j)
         pthread_mutex_unlock(&c->lock);
 }
 
-struct chunk_counts {
-        uint64_t carried, zero, lz4;
-};
-
 /* The LZ4 pages (1.1): a bitmap over carried non-zero pages, and a size each. Returns their bytes in
  * *lz4_bytes. */
 static int chunk_check_lz4(const Svemig__MemChunk *m, uint32_t flags, uint32_t ps, uint64_t off,
@@ -601,7 +609,7 @@ static int chunk_check_lz4(const Svemig__MemChunk *m, uint32_t flags, uint32_t p
 }
 
 static int chunk_check(const struct svemig_stream_info *info, const Svemig__MemChunk *m, uint32_t flags,
-                       uint64_t off, struct chunk_counts *n, struct svemig_error *err)
+                       uint64_t off, struct memchunk_counts *n, struct svemig_error *err)
 {
         const struct svemig_stream_slot *s = stream_find_slot(info, m->slot);
         uint32_t ps = info->page_size;
@@ -632,7 +640,7 @@ static int chunk_check(const struct svemig_stream_info *info, const Svemig__MemC
                         "offset %llu: memory chunk bitmaps of %zu, %zu and %zu bytes for %u pages",
                         (unsigned long long)off, m->carried.len, m->zero.len, m->lz4_pages.len,
                         m->page_count);
-        *n = (struct chunk_counts){0};
+        *n = (struct memchunk_counts){0};
         for (uint32_t i = 0; i < bm * 8; i++) {
                 bool carried = m->carried.len ? bit_test(m->carried.data, i) : i < m->page_count;
                 bool zero = m->zero.len && bit_test(m->zero.data, i);
@@ -676,36 +684,73 @@ static int chunk_check(const struct svemig_stream_info *info, const Svemig__MemC
  * Writes the chunk's pages to dst, or with dst NULL only decompresses its
  * LZ4 pages (into a scratch page) so that a check finds what a restore would.
  */
-static int chunk_apply(struct rjob *j, const Svemig__MemChunk *m, uint32_t ps, uint8_t *dst)
+/*
+ * An optional bitmap of the destination's pages that may hold data (bit i:
+ * page i of the map), for memory known to be zero where no bit is set: a
+ * zero page there needs neither a write nor a look. Words are updated
+ * atomically, for threads that write pages of the same word.
+ */
+static bool written_test(const uint64_t *w, uint64_t page)
+{
+        return __atomic_load_n(&w[page / 64], __ATOMIC_RELAXED) & (1ull << (page % 64));
+}
+
+static void written_mark(uint64_t *w, uint64_t page, bool on)
+{
+        if (on)
+                __atomic_fetch_or(&w[page / 64], 1ull << (page % 64), __ATOMIC_RELAXED);
+        else
+                __atomic_fetch_and(&w[page / 64], ~(1ull << (page % 64)), __ATOMIC_RELAXED);
+}
+
+/* A zero page into p (page 'page' of the map): written only where it may not be zero already. */
+static void zero_page(uint8_t *p, uint32_t ps, uint64_t *written, uint64_t page)
+{
+        if (written) {
+                if (written_test(written, page)) {
+                        memset(p, 0, ps);
+                        written_mark(written, page, false);
+                }
+                return;
+        }
+        /*
+         * Only if it is not zero already: a page of fresh memory, as a
+         * destination's, reads as the shared zero page, and writing it
+         * would allocate and clear a page for nothing.
+         */
+        if (!page_is_zero(p, ps))
+                memset(p, 0, ps);
+}
+
+static int chunk_apply(struct memchunk_decoder *d, const Svemig__MemChunk *m, uint32_t ps, uint8_t *dst,
+                       uint64_t *written, uint64_t first_page, uint64_t offset, struct svemig_error *err)
 {
         const uint8_t *src = m->data.data;
         size_t li = 0;
 
-        if (!dst && j->n_lz4 && bytebuf_reserve(&j->page, ps) < 0)
-                return svemig_error_set(&j->err, ENOMEM, "out of memory");
+        if (!dst && m->n_lz4_sizes && bytebuf_reserve(&d->page, ps) < 0)
+                return svemig_error_set(err, ENOMEM, "out of memory");
         for (uint32_t i = 0; i < m->page_count; i++) {
                 uint8_t *p = dst ? dst + (size_t)i * ps : NULL;
 
                 if (m->carried.len && !bit_test(m->carried.data, i))
                         continue;
                 if (m->zero.len && bit_test(m->zero.data, i)) {
-                        /*
-                         * Only if it is not zero already: a page of fresh
-                         * memory, as a destination's, reads as the shared
-                         * zero page, and writing it would allocate and
-                         * clear a page for nothing.
-                         */
-                        if (p && !page_is_zero(p, ps))
-                                memset(p, 0, ps);
-                } else if (m->lz4_pages.len && bit_test(m->lz4_pages.data, i)) {
+                        if (p)
+                                zero_page(p, ps, written, first_page + i);
+                        continue;
+                }
+                if (p && written)
+                        written_mark(written, first_page + i, true);
+                if (m->lz4_pages.len && bit_test(m->lz4_pages.data, i)) {
                         uint32_t z = m->lz4_sizes[li++];
 
-                        if (LZ4_decompress_safe((const char *)src, (char *)(p ? p : j->page.p), (int)z,
+                        if (LZ4_decompress_safe((const char *)src, (char *)(p ? p : d->page.p), (int)z,
                                                 (int)ps) != (int)ps)
-                                return svemig_error_set(&j->err, EBADMSG,
+                                return svemig_error_set(err, EBADMSG,
                                                         "offset %llu: the LZ4 block of page 0x%llx does not "
                                                         "decompress to a page",
-                                                        (unsigned long long)j->offset,
+                                                        (unsigned long long)offset,
                                                         (unsigned long long)(m->gpa + (uint64_t)i * ps));
                         src += z;
                 } else {
@@ -717,33 +762,53 @@ static int chunk_apply(struct rjob *j, const Svemig__MemChunk *m, uint32_t ps, u
         return 0;
 }
 
+/* Checks the frame's payload, and decodes and checks its MemChunk (in d's arena, until d's next frame). */
+static int chunk_open(struct memchunk_decoder *d, const struct svemig_stream_info *info,
+                      const struct frame_head *h, const uint8_t *stored, uint64_t offset,
+                      Svemig__MemChunk **out, struct memchunk_counts *n, struct svemig_error *err)
+{
+        const uint8_t *raw;
+        int k;
+
+        if (bytebuf_reserve(&d->raw, (size_t)h->raw_len + 1) < 0 ||
+            pbarena_reset(&d->arena, pbarena_budget(h->raw_len)) < 0)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        k = frame_payload_open(h, stored, d->raw.p, &raw, offset, err);
+        if (k < 0)
+                return k;
+        *out = svemig__mem_chunk__unpack(&d->arena.allocator, h->raw_len, raw);
+        if (!*out)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: the MEMORY frame is not a valid MemChunk message",
+                                        (unsigned long long)offset);
+        return chunk_check(info, *out, h->flags, offset, n, err);
+}
+
+static uint8_t *chunk_dst(const struct svemig_mem_map *map, size_t n_map, const Svemig__MemChunk *m,
+                          uint32_t ps, uint64_t offset, struct svemig_error *err)
+{
+        uint8_t *dst = map_lookup(map, n_map, m->slot, m->gpa, (uint64_t)m->page_count * ps);
+
+        if (!dst)
+                svemig_error_set(err, ERANGE,
+                                 "offset %llu: memory chunk [0x%llx, +0x%llx) of slot %u is outside the "
+                                 "destination's memory",
+                                 (unsigned long long)offset, (unsigned long long)m->gpa,
+                                 (unsigned long long)m->page_count * ps, m->slot);
+        return dst;
+}
+
 static int r_decode(struct rctx *c, struct rjob *j)
 {
         const struct svemig_stream_info *info = &c->r->info;
-        const uint8_t *raw;
         Svemig__MemChunk *m;
-        struct chunk_counts n = {0};
-        uint8_t *dst = NULL;
+        uint8_t *dst;
         uint32_t ps = info->page_size;
         int k;
 
-        if (bytebuf_reserve(&j->raw, (size_t)j->head.raw_len + 1) < 0 ||
-            pbarena_reset(&j->arena, pbarena_budget(j->head.raw_len)) < 0)
-                return svemig_error_set(&j->err, ENOMEM, "out of memory");
-        k = frame_payload_open(&j->head, j->buf.p, j->raw.p, &raw, j->offset, &j->err);
+        k = chunk_open(&j->dec, info, &j->head, j->buf.p, j->offset, &m, &j->n, &j->err);
         if (k < 0)
                 return k;
-        m = svemig__mem_chunk__unpack(&j->arena.allocator, j->head.raw_len, raw);
-        if (!m)
-                return svemig_error_set(&j->err, EBADMSG,
-                                        "offset %llu: the MEMORY frame is not a valid MemChunk message",
-                                        (unsigned long long)j->offset);
-        k = chunk_check(info, m, j->head.flags, j->offset, &n, &j->err);
-        if (k < 0)
-                return k;
-        j->n_carried = n.carried;
-        j->n_zero = n.zero;
-        j->n_lz4 = n.lz4;
 
         pthread_mutex_lock(&c->lock);
         j->slot = m->slot;
@@ -754,17 +819,177 @@ static int r_decode(struct rctx *c, struct rjob *j)
         pthread_mutex_unlock(&c->lock);
 
         if (!c->map)
-                return chunk_apply(j, m, ps, NULL);
-        dst = map_lookup(c, m->slot, m->gpa, (uint64_t)m->page_count * ps);
+                return chunk_apply(&j->dec, m, ps, NULL, NULL, 0, j->offset, &j->err);
+        dst = chunk_dst(c->map, c->n_map, m, ps, j->offset, &j->err);
         if (!dst)
-                return svemig_error_set(
-                        &j->err, ERANGE,
-                        "offset %llu: memory chunk [0x%llx, +0x%llx) of slot %u is outside the "
-                        "destination's memory",
-                        (unsigned long long)j->offset, (unsigned long long)m->gpa,
-                        (unsigned long long)m->page_count * ps, m->slot);
+                return -ERANGE;
         wait_earlier(c, j);
-        return chunk_apply(j, m, ps, dst);
+        return chunk_apply(&j->dec, m, ps, dst, NULL, 0, j->offset, &j->err);
+}
+
+/* Reads a varint at *p (before end); false if it runs past end or over 10 bytes. */
+static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+        *v = 0;
+        for (unsigned shift = 0; *p < end && shift < 70; shift += 7) {
+                uint8_t b = *(*p)++;
+
+                *v |= (uint64_t)(b & 0x7f) << shift;
+                if (!(b & 0x80))
+                        return true;
+        }
+        return false;
+}
+
+/*
+ * Where the data field (6) of a MemChunk starts in its encoding, from the
+ * first bytes of it: the offset of its tag in *tag_off, of its content in
+ * *data_off, and its length. Only the top-level tags are walked (each
+ * field's length skipped); false when the field is not in those bytes.
+ */
+static bool find_data(const uint8_t *buf, size_t len, size_t *tag_off, size_t *data_off, uint64_t *data_len)
+{
+        const uint8_t *p = buf, *end = buf + len;
+
+        while (p < end) {
+                const uint8_t *tag_at = p;
+                uint64_t tag, skip;
+
+                if (!get_varint(&p, end, &tag))
+                        return false;
+                switch (tag & 7) {
+                case 0:
+                        if (!get_varint(&p, end, &skip))
+                                return false;
+                        continue;
+                case 1:
+                        skip = 8;
+                        break;
+                case 5:
+                        skip = 4;
+                        break;
+                case 2:
+                        if (!get_varint(&p, end, &skip))
+                                return false;
+                        if (tag >> 3 == 6) {
+                                *tag_off = (size_t)(tag_at - buf);
+                                *data_off = (size_t)(p - buf);
+                                *data_len = skip;
+                                return true;
+                        }
+                        break;
+                default:
+                        return false;
+                }
+                if (skip > (uint64_t)(end - p))
+                        return false;
+                p += skip;
+        }
+        return false;
+}
+
+int memchunk_layout(struct memchunk_decoder *d, const struct svemig_stream_info *info,
+                    const struct svemig_mem_map *map, const struct frame_head *h, const uint8_t *head,
+                    size_t head_len, uint64_t offset, struct memchunk_layout *out, struct svemig_error *err)
+{
+        size_t tag_off, data_off;
+        uint64_t data_len;
+        Svemig__MemChunk *m;
+        int k;
+
+        if (h->type != SVEMIG_FRAME_MEMORY || (h->flags & (FRAME_F_LZ4 | FRAME_F_PAGE_LZ4)))
+                return 0;
+        if (!find_data(head, MIN(head_len, (size_t)h->raw_len), &tag_off, &data_off, &data_len) ||
+            data_off + data_len != h->raw_len)
+                return 0;
+        if (pbarena_reset(&d->arena, pbarena_budget(tag_off)) < 0)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        /* The fields before the data: a MemChunk of its own, whose data the caller puts in place. */
+        m = svemig__mem_chunk__unpack(&d->arena.allocator, tag_off, head);
+        if (!m)
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: the MEMORY frame is not a valid MemChunk message",
+                                        (unsigned long long)offset);
+        m->data.len = data_len;
+        k = chunk_check(info, m, h->flags, offset, &out->n, err);
+        if (k < 0)
+                return k;
+        out->dst = chunk_dst(map, 1, m, info->page_size, offset, err);
+        if (!out->dst)
+                return -ERANGE;
+        out->first_page = (uint64_t)(out->dst - (uint8_t *)map->host) / info->page_size;
+        out->m = m;
+        out->data_off = data_off;
+        out->page_size = info->page_size;
+        return 1;
+}
+
+size_t memchunk_layout_iov(const struct memchunk_layout *l, struct iovec *iov, size_t max)
+{
+        const Svemig__MemChunk *m = l->m;
+        size_t n = 0;
+
+        for (uint32_t i = 0; i < m->page_count; i++) {
+                uint8_t *p = l->dst + (size_t)i * l->page_size;
+
+                if ((m->carried.len && !bit_test(m->carried.data, i)) ||
+                    (m->zero.len && bit_test(m->zero.data, i)))
+                        continue;
+                if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p)
+                        iov[n - 1].iov_len += l->page_size;
+                else if (n < max)
+                        iov[n++] = (struct iovec){p, l->page_size};
+                else
+                        return 0;
+        }
+        return n;
+}
+
+void memchunk_layout_done(const struct memchunk_layout *l, uint64_t *written)
+{
+        const Svemig__MemChunk *m = l->m;
+
+        for (uint32_t i = 0; i < m->page_count; i++) {
+                if (m->carried.len && !bit_test(m->carried.data, i))
+                        continue;
+                if (m->zero.len && bit_test(m->zero.data, i))
+                        zero_page(l->dst + (size_t)i * l->page_size, l->page_size, written,
+                                  l->first_page + i);
+                else if (written)
+                        written_mark(written, l->first_page + i, true);
+        }
+}
+
+void memchunk_decoder_init(struct memchunk_decoder *d)
+{
+        *d = (struct memchunk_decoder){0};
+        pbarena_init(&d->arena);
+}
+
+void memchunk_decoder_done(struct memchunk_decoder *d)
+{
+        bytebuf_done(&d->raw);
+        bytebuf_done(&d->page);
+        pbarena_done(&d->arena);
+}
+
+int memchunk_apply_frame(struct memchunk_decoder *d, const struct svemig_stream_info *info,
+                         const struct svemig_mem_map *map, uint64_t *written, const struct frame_head *h,
+                         const uint8_t *stored, uint64_t offset, struct memchunk_counts *n,
+                         struct svemig_error *err)
+{
+        Svemig__MemChunk *m;
+        uint8_t *dst;
+        int k;
+
+        k = chunk_open(d, info, h, stored, offset, &m, n, err);
+        if (k < 0)
+                return k;
+        dst = chunk_dst(map, 1, m, info->page_size, offset, err);
+        if (!dst)
+                return -ERANGE;
+        return chunk_apply(d, m, info->page_size, dst, written,
+                           (uint64_t)(dst - (uint8_t *)map->host) / info->page_size, offset, err);
 }
 
 static int r_work(void *ctx, unsigned slot)
@@ -792,11 +1017,11 @@ static int r_consume(void *ctx, unsigned slot, int rc)
         if (rc < 0)
                 return svemig_error_set(c->err, rc, "%s", svemig_error_str(&j->err, rc));
         c->r->mem_decoded++;
-        s->mem_pages += j->n_carried;
-        s->zero_pages += j->n_zero;
-        s->lz4_pages += j->n_lz4;
+        s->mem_pages += j->n.carried;
+        s->zero_pages += j->n.zero;
+        s->lz4_pages += j->n.lz4;
         s->mem_stored += FRAME_HEAD_SIZE + j->head.stored_len + FRAME_TAIL_SIZE;
-        if (j->n_lz4 || (j->head.flags & FRAME_F_LZ4))
+        if (j->n.lz4 || (j->head.flags & FRAME_F_LZ4))
                 s->lz4_chunks++;
         return 0;
 }

@@ -91,6 +91,12 @@ int migrate_peek(int fd, unsigned timeout_ms, struct migrate_peeked *out, struct
         case SVEMIG__PEER__PEER_MESSAGE__BODY_RESOLVE:
                 out->kind = MIGRATE_SERVED_RESOLVE;
                 break;
+        case SVEMIG__PEER__PEER_MESSAGE__BODY_CHANNEL:
+                out->kind = MIGRATE_SERVED_CHANNEL;
+                if (msg->channel->id.len == MIGRATE_ID_SIZE)
+                        memcpy(out->id, msg->channel->id.data, MIGRATE_ID_SIZE);
+                out->channel = msg->channel->index;
+                break;
         default:
                 out->kind = MIGRATE_SERVED_HOST_INFO;
                 break;
@@ -140,5 +146,30 @@ int migrate_refuse(int fd, int code, const char *reason, unsigned timeout_ms, st
                 if (k < 0 && wire_poll(fd, POLLIN, migrate_timeout(timeout_ms)) <= 0)
                         break;
         }
+        return 0;
+}
+
+int migrate_channel_pass(int unix_fd, int conn_fd, struct svemig_error *err)
+{
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control = {0};
+        uint8_t byte = 'C';
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = control.buf,
+                           .msg_controllen = sizeof(control.buf)};
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &conn_fd, sizeof(int));
+        if (sendmsg(unix_fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT) != 1)
+                return svemig_error_set(err, errno == EAGAIN ? EBUSY : errno,
+                                        "cannot hand the memory channel to its receiver: %s",
+                                        strerror(errno));
         return 0;
 }

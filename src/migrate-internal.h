@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "pbarena.h"
 #include "peer.pb-c.h"
@@ -58,6 +59,12 @@ int wire_recv(struct wire *w, unsigned timeout_ms, PeerMessage **out, struct sve
 
 /* Sends raw bytes (a stream header) with the timeout. */
 int wire_send_raw(struct wire *w, const void *buf, size_t len, struct svemig_error *err);
+
+/* The same, gathered (a frame's head, payload and check); iov is consumed. */
+int wire_sendv(struct wire *w, struct iovec *iov, int n, struct svemig_error *err);
+
+/* Receives exactly len raw bytes with the timeout; -EPIPE when the peer closes first. */
+int wire_recv_raw(struct wire *w, void *buf, size_t len, struct svemig_error *err);
 
 /* Waits for events on fd, or the timeout (0 = forever): 1 ready, 0 timed out, -errno. */
 int wire_poll(int fd, short events, unsigned timeout_ms);
@@ -107,6 +114,12 @@ void pump_watch_peer(struct pump *p, bool on);
 /* FROM_PEER: whether data is expected now, i.e. the timeout applies. */
 void pump_expect(struct pump *p, bool on);
 
+/*
+ * Stops the pump as failed with code and reason, from any thread: the
+ * stream's reader (FROM_PEER) then sees its end and fails with them.
+ */
+void pump_abort(struct pump *p, int code, const char *reason);
+
 /* Stream bytes moved so far. */
 uint64_t pump_bytes(struct pump *p);
 
@@ -120,6 +133,54 @@ int pump_error(struct pump *p, struct svemig_error *err);
 int pump_stop(struct pump *p, struct svemig_error *err);
 
 void pump_free(struct pump *p);
+
+/* ---- migrate-channel.c ---- */
+
+struct memory_frame;
+struct svemig_stream_info;
+struct svemig_mem_map;
+struct channels_out;
+struct channels_in;
+
+/*
+ * Source: opens n memory channels of migration id through opts->reconnect
+ * (hellos as self, then Channel). cell: the bytes of one grid cell
+ * (chunk_pages pages); cell i goes on channel i % n.
+ */
+int channels_open(const struct migrate_opts *opts, const struct peer_info *self, const uint8_t *id,
+                  unsigned n, uint64_t cell, unsigned timeout_ms, struct channels_out **out,
+                  struct svemig_error *err);
+/* The writer's memory sink (stream_writer_set_memory_sink()): sends a frame on its cell's channel. */
+int channels_send(void *userdata, const struct memory_frame *f);
+/* Ends every channel with its trailer. */
+int channels_finish(struct channels_out *c, struct svemig_error *err);
+uint64_t channels_out_bytes(struct channels_out *c);  /* sent, on every channel */
+uint64_t channels_out_queued(struct channels_out *c); /* not yet taken by the peer (SIOCOUTQ) */
+/* 0, or the first channel's failure and its reason. */
+int channels_out_error(struct channels_out *c, struct svemig_error *err);
+void channels_out_free(struct channels_out *c);
+
+struct channels_in_stats {
+        uint64_t pages, zero_pages, lz4_pages, bytes;
+};
+
+typedef void (*channel_fail_fn)(void *userdata, int r, const struct svemig_error *err);
+
+/*
+ * Destination: takes n channels of migration id from unix_fd
+ * (migrate_channel_pass()), each within timeout_ms, and starts a thread
+ * per channel writing the pages it carries through map. A channel that
+ * fails calls on_fail from its thread, once.
+ */
+int channels_accept(int unix_fd, const uint8_t *id, unsigned n, unsigned timeout_ms,
+                    const struct svemig_stream_info *info, const struct svemig_mem_map *map,
+                    channel_fail_fn on_fail, void *userdata, struct channels_in **out,
+                    struct svemig_error *err);
+/* Waits (up to timeout_ms) until every channel has come to its verified trailer. */
+int channels_in_wait(struct channels_in *set, unsigned timeout_ms, struct channels_in_stats *st,
+                     struct svemig_error *err);
+/* Stops the threads (a failed migration: their sockets are shut down) and frees. */
+void channels_in_free(struct channels_in *set);
 
 /* ---- migrate-peer.c ---- */
 

@@ -82,6 +82,12 @@ static void pump_fail(struct pump *p, int code, const char *fmt, ...)
         pthread_mutex_unlock(&p->lock);
 }
 
+void pump_abort(struct pump *p, int code, const char *reason)
+{
+        pump_fail(p, code, "%s", reason);
+        (void)!write(p->stop_wr, "x", 1);
+}
+
 static bool pump_failed(struct pump *p)
 {
         bool failed;

@@ -144,6 +144,46 @@ int wire_send_raw(struct wire *w, const void *buf, size_t len, struct svemig_err
         return send_bytes(w, buf, len, err);
 }
 
+int wire_sendv(struct wire *w, struct iovec *iov, int n, struct svemig_error *err)
+{
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+
+        while (m.msg_iovlen > 0) {
+                ssize_t k = sendmsg(w->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+                if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+                        int r = wire_poll(w->fd, POLLOUT, w->timeout_ms);
+
+                        if (r < 0)
+                                return svemig_error_set(err, r, "waiting to send: %s", strerror(-r));
+                        if (r == 0)
+                                return svemig_error_set(err, ETIMEDOUT, "the peer took no data for %u ms",
+                                                        w->timeout_ms);
+                        continue;
+                }
+                if (k < 0)
+                        return svemig_error_set(err, errno, "sending failed: %s", strerror(errno));
+                w->bytes_out += (uint64_t)k;
+                while (m.msg_iovlen > 0 && (size_t)k >= m.msg_iov->iov_len) {
+                        k -= (ssize_t)m.msg_iov->iov_len;
+                        m.msg_iov++;
+                        m.msg_iovlen--;
+                }
+                if (m.msg_iovlen > 0) {
+                        m.msg_iov->iov_base = (uint8_t *)m.msg_iov->iov_base + k;
+                        m.msg_iov->iov_len -= (size_t)k;
+                }
+        }
+        return 0;
+}
+
+int wire_recv_raw(struct wire *w, void *buf, size_t len, struct svemig_error *err)
+{
+        size_t got;
+
+        return recv_bytes(w, buf, len, w->timeout_ms, &got, err);
+}
+
 static uint32_t le32(const uint8_t *p)
 {
         return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;

@@ -26,6 +26,7 @@
 #include "config.h"
 #include "macro.h"
 #include "migrate-internal.h"
+#include "stream-internal.h"
 #include "svemig/snapshot.h"
 #include "svemig/stream.h"
 #include "workpool.h"
@@ -66,7 +67,7 @@ struct source {
         bool paused; /* by us */
         bool commit_sent;
         bool killed; /* by the test hook */
-        uint64_t t_start, t_pause;
+        uint64_t t_start, t_verdict, t_pause, t_copied, t_loaded, t_commit;
         struct vcpu_state desc;        /* vcpu 0, for the header and the register list */
         struct workpool *capture_pool; /* send_vcpus()'s */
         uint64_t *dirty;               /* the pages still to send */
@@ -77,6 +78,8 @@ struct source {
         struct compression_input comp; /* MIGRATE_COMPRESSION_AUTO's measurements */
         bool adaptive;                 /* choose LZ4 or raw before each piece */
         bool lz4_now;                  /* what the writer does now */
+        unsigned want_channels;        /* memory channels asked for */
+        struct channels_out *channels; /* and those the destination took */
         char peer[96];                 /* "destination <host>" */
 };
 
@@ -167,6 +170,8 @@ static void stream_close(struct source *s)
         s->writer = NULL;
         pump_free(s->pump);
         s->pump = NULL;
+        channels_out_free(s->channels);
+        s->channels = NULL;
 }
 
 /* The test hook: behave as a killed source would. Nothing is resumed. */
@@ -197,7 +202,34 @@ static int progress(struct source *s, const struct migrate_progress *p, struct s
 
 static uint64_t bytes_sent(struct source *s)
 {
-        return s->w.bytes_out + (s->pump ? pump_bytes(s->pump) : 0);
+        return s->w.bytes_out + (s->pump ? pump_bytes(s->pump) : 0) + channels_out_bytes(s->channels);
+}
+
+/* The memory sent so far, on the stream and on the channels. */
+struct mem_sent {
+        uint64_t bytes, pages, zero, stored, lz4_chunks;
+};
+
+static struct mem_sent mem_sent(const struct source *s)
+{
+        const struct svemig_stream_stats *a = svemig_stream_writer_stats(s->writer),
+                                         *b = stream_writer_sink_stats(s->writer);
+
+        return (struct mem_sent){
+                .bytes = a->bytes + b->bytes,
+                .pages = a->mem_pages + b->mem_pages,
+                .zero = a->zero_pages + b->zero_pages,
+                .stored = a->mem_stored + b->mem_stored,
+                .lz4_chunks = a->lz4_chunks + b->lz4_chunks,
+        };
+}
+
+/* A failed memory write: the channel's reason rather than the writer's, and the peer's before both. */
+static int memory_reason(struct source *s, int r, struct svemig_error *err)
+{
+        if (s->channels && channels_out_error(s->channels, err) < 0)
+                svemig_error_prefix(err, "source");
+        return peer_reason(s, r, err);
 }
 
 /* ---- Memory passes ---- */
@@ -240,8 +272,8 @@ static void measure_piece(struct source *s, bool lz4, uint64_t wire, uint64_t me
 /* One piece of a pass, compressed or not as the link allows now, and measured. */
 static int write_piece(struct source *s, const struct svemig_mem_range *range, struct svemig_error *err)
 {
-        const struct svemig_stream_stats *st = svemig_stream_writer_stats(s->writer);
-        uint64_t bytes0 = st->bytes, pages0 = st->mem_pages, t0;
+        struct mem_sent m0 = mem_sent(s), m1;
+        uint64_t t0;
         int r;
 
         r = adapt_compression(s, err);
@@ -250,8 +282,9 @@ static int write_piece(struct source *s, const struct svemig_mem_range *range, s
         t0 = migrate_now_ns();
         r = svemig_stream_write_memory(s->writer, range, 1, err);
         if (r < 0)
-                return svemig_error_prefix(err, "source: writing guest memory");
-        measure_piece(s, s->lz4_now, st->bytes - bytes0, (st->mem_pages - pages0) * HV_PAGE_SIZE,
+                return memory_reason(s, svemig_error_prefix(err, "source: writing guest memory"), err);
+        m1 = mem_sent(s);
+        measure_piece(s, s->lz4_now, m1.bytes - m0.bytes, (m1.pages - m0.pages) * HV_PAGE_SIZE,
                       migrate_now_ns() - t0);
         return 0;
 }
@@ -259,10 +292,8 @@ static int write_piece(struct source *s, const struct svemig_mem_range *range, s
 /* Writes the pages of dirty (NULL: all of RAM) and waits until they are in the socket. */
 static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, struct svemig_error *err)
 {
-        const struct svemig_stream_stats *st = svemig_stream_writer_stats(s->writer);
         uint64_t size = guest_mem_size(s->g), start = migrate_now_ns();
-        uint64_t bytes0 = st->bytes, pages0 = st->mem_pages, zero0 = st->zero_pages,
-                 stored0 = st->mem_stored;
+        struct mem_sent m0 = mem_sent(s), m1;
         int r;
 
         for (uint64_t off = 0; off < size; off += SOURCE_PIECE) {
@@ -288,17 +319,19 @@ static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, st
                 if (r < 0)
                         return r;
         }
-        r = pump_flush(s->pump, st->bytes, err);
+        /* The channels' frames are in their sockets already: the workers sent them. */
+        r = pump_flush(s->pump, svemig_stream_writer_stats(s->writer)->bytes, err);
         if (r < 0)
                 return peer_reason(s, r, err);
+        m1 = mem_sent(s);
         p->ns = migrate_now_ns() - start;
-        p->bytes = st->bytes - bytes0;
-        p->pages = st->mem_pages - pages0;
-        p->zero = st->zero_pages - zero0;
-        p->nonzero_bytes = st->mem_stored - stored0;
-        s->rep->pages_sent = st->mem_pages;
-        s->rep->zero_pages = st->zero_pages;
-        if (st->lz4_chunks)
+        p->bytes = m1.bytes - m0.bytes;
+        p->pages = m1.pages - m0.pages;
+        p->zero = m1.zero - m0.zero;
+        p->nonzero_bytes = m1.stored - m0.stored;
+        s->rep->pages_sent = m1.pages;
+        s->rep->zero_pages = m1.zero;
+        if (m1.lz4_chunks)
                 s->rep->compression = MIGRATE_COMPRESSION_LZ4;
         s->rep->rounds++;
         return 0;
@@ -408,7 +441,8 @@ static void drain_before_pause(struct source *s)
         uint64_t deadline = migrate_now_ns() + DRAIN_WAIT_NS;
         int queued;
 
-        while (ioctl(s->w.fd, SIOCOUTQ, &queued) == 0 && queued > 0 && migrate_now_ns() < deadline &&
+        while (ioctl(s->w.fd, SIOCOUTQ, &queued) == 0 &&
+               (queued > 0 || channels_out_queued(s->channels) > 0) && migrate_now_ns() < deadline &&
                pump_error(s->pump, NULL) == 0)
                 nanosleep(&(struct timespec){.tv_nsec = 200000}, NULL);
 }
@@ -522,6 +556,11 @@ static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *
         r = send_pass(s, precopied ? s->dirty : NULL, &p, err);
         if (r < 0)
                 return r;
+        if (s->channels) {
+                r = channels_finish(s->channels, err);
+                if (r < 0)
+                        return memory_reason(s, r, err);
+        }
         /*
          * From the trailer on, the destination speaks (Loaded) as soon as it
          * has it, which the pump must not take for an Abort; an Abort now is
@@ -536,6 +575,7 @@ static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *
         if (r < 0)
                 return peer_reason(s, r, err);
         s->rep->bytes_sent = bytes_sent(s);
+        s->t_copied = migrate_now_ns();
         return 0;
 }
 
@@ -659,6 +699,7 @@ static int handoff(struct source *s, struct svemig_error *err)
         r = expect_reply(s, SVEMIG__PEER__PEER_MESSAGE__BODY_LOADED, "Loaded", &in, err);
         if (r < 0)
                 return r;
+        s->t_loaded = migrate_now_ns();
 
         s->step = MIGRATE_STEP_COMMIT;
         prog.step = MIGRATE_STEP_COMMIT;
@@ -668,6 +709,7 @@ static int handoff(struct source *s, struct svemig_error *err)
                 return r;
         if (killed_at(s, MIGRATE_STEP_COMMIT, &r, err))
                 return r;
+        s->t_commit = migrate_now_ns();
         r = send_commit(s, err);
         if (r < 0) {
                 /*
@@ -710,9 +752,32 @@ static int send_request(struct source *s, struct svemig_error *err)
         mig.id.len = MIGRATE_ID_SIZE;
         mig.guest = &spec;
         mig.running = s->was_running;
+        mig.channels = s->want_channels;
         msg.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_MIGRATE;
         msg.migrate = &mig;
         return wire_send(&s->w, &msg, err);
+}
+
+/* The memory channels the destination took: opened now, before any memory moves. */
+static int open_channels(struct source *s, unsigned n, struct svemig_error *err)
+{
+        const struct svemig_stream_info *info;
+        struct peer_info self;
+        int r;
+
+        if (n == 0)
+                return 0;
+        info = &s->writer->info;
+        r = peer_info_local(guest_host(s->g), 0, &self, err);
+        if (r < 0)
+                return r;
+        r = channels_open(s->opts, &self, s->rep->id, n, (uint64_t)info->chunk_pages * info->page_size,
+                          s->w.timeout_ms, &s->channels, err);
+        peer_info_done(&self);
+        if (r < 0)
+                return svemig_error_prefix(err, "source");
+        stream_writer_set_memory_sink(s->writer, channels_send, s->channels);
+        return 0;
 }
 
 /* The destination's answer to the header. A refusal leaves the connection clean for another request. */
@@ -725,8 +790,11 @@ static int await_verdict(struct source *s, bool *refused, struct svemig_error *e
         r = expect_reply(s, SVEMIG__PEER__PEER_MESSAGE__BODY_VERDICT, "Verdict", &in, err);
         if (r < 0)
                 return r;
+        if (in->verdict->code == 0 && in->verdict->channels > s->want_channels)
+                return svemig_error_set(err, EPROTO, "%s took %u memory channels; %u were offered", s->peer,
+                                        in->verdict->channels, s->want_channels);
         if (in->verdict->code == 0)
-                return 0;
+                return open_channels(s, in->verdict->channels, err);
         *refused = true;
         return svemig_error_set(err, (int)in->verdict->code, "%s refused the guest: %s", s->peer,
                                 in->verdict->message);
@@ -790,6 +858,8 @@ static int source_init(struct source *s, struct guest *g, int fd, const struct m
                 snprintf(s->peer, sizeof(s->peer), "the destination");
         s->t_start = migrate_now_ns();
         s->was_running = guest_running(g);
+        if (s->opts->reconnect && !s->opts->max_bandwidth)
+                s->want_channels = MIN(s->opts->channels, MIGRATE_CHANNELS_MAX);
         if (getrandom(rep->id, sizeof(rep->id), 0) != (ssize_t)sizeof(rep->id))
                 return svemig_error_set(err, errno ? errno : EIO,
                                         "source: no random bytes for the migration id");
@@ -844,6 +914,7 @@ int migrate_send(struct guest *g, int fd, const struct migrate_opts *opts, struc
         r = await_verdict(&s, &refused, err);
         if (r < 0)
                 goto fail;
+        s.t_verdict = migrate_now_ns();
         pump_watch_peer(s.pump, true);
 
         s.step = MIGRATE_STEP_PRECOPY;
@@ -874,7 +945,12 @@ int migrate_send(struct guest *g, int fd, const struct migrate_opts *opts, struc
         if (r < 0 || s.rep->outcome != MIGRATE_OUTCOME_COMMITTED)
                 goto fail;
         report->downtime_ns = migrate_now_ns() - s.t_pause;
-        report->bytes_sent = s.w.bytes_out + report->stream_bytes;
+        report->setup_ns = s.t_verdict - s.t_start;
+        report->precopy_ns = s.t_pause - s.t_verdict;
+        report->pause_copy_ns = s.t_copied - s.t_pause;
+        report->load_ns = s.t_loaded - s.t_copied;
+        report->commit_ns = migrate_now_ns() - s.t_commit;
+        report->bytes_sent = s.w.bytes_out + report->stream_bytes + channels_out_bytes(s.channels);
         guest_set_throttle(g, 100);
         r = 0;
         goto out;

@@ -10,9 +10,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <xxhash.h>
 
 #include "pbarena.h"
+#include "stream.pb-c.h"
 #include "svemig/stream.h"
 #include "workpool.h"
 
@@ -125,6 +127,85 @@ const struct svemig_stream_slot *stream_find_slot(const struct svemig_stream_inf
 struct memchunk_writer;
 struct memchunk_reader;
 
+/* What one MEMORY frame carried. */
+struct memchunk_counts {
+        uint64_t carried, zero, lz4;
+};
+
+/* A MEMORY frame decoder's scratch, kept from frame to frame. */
+struct memchunk_decoder {
+        struct bytebuf raw, page;
+        struct pbarena arena;
+};
+
+void memchunk_decoder_init(struct memchunk_decoder *d);
+void memchunk_decoder_done(struct memchunk_decoder *d);
+
+/*
+ * Checks and decodes one MEMORY frame read at offset (its head parsed into h;
+ * stored holds its payload and check) and writes its pages into map's
+ * memory. For frames that do not come through a reader (a migration's
+ * channels). written (optional, one bit per page of map): the pages that may
+ * hold data, in memory that is zero elsewhere; kept up to date.
+ */
+int memchunk_apply_frame(struct memchunk_decoder *d, const struct svemig_stream_info *info,
+                         const struct svemig_mem_map *map, uint64_t *written, const struct frame_head *h,
+                         const uint8_t *stored, uint64_t offset, struct memchunk_counts *n,
+                         struct svemig_error *err);
+
+/*
+ * A raw MEMORY frame received straight into the guest (a migration's
+ * channels): its fields come first, then its pages go where they belong,
+ * with no copy between.
+ */
+struct memchunk_layout {
+        const Svemig__MemChunk *m; /* the fields before the data, in the decoder's arena */
+        size_t data_off;           /* payload bytes before the pages */
+        uint8_t *dst;              /* the chunk's first page, in the destination */
+        uint64_t first_page;       /* its index in the map */
+        uint32_t page_size;
+        struct memchunk_counts n;
+};
+
+/*
+ * From the first head_len bytes of a MEMORY frame's payload (head parsed
+ * into h): 1 and *out when the frame can be laid out (raw pages, its data
+ * field last and within those bytes), its fields checked as a whole frame's
+ * are; 0 when it must be read whole (memchunk_apply_frame()); -errno for a
+ * frame that is bad.
+ */
+int memchunk_layout(struct memchunk_decoder *d, const struct svemig_stream_info *info,
+                    const struct svemig_mem_map *map, const struct frame_head *h, const uint8_t *head,
+                    size_t head_len, uint64_t offset, struct memchunk_layout *out, struct svemig_error *err);
+/* Where its data pages go, adjacent ones merged: the iovecs' count, 0 if more than max. */
+size_t memchunk_layout_iov(const struct memchunk_layout *l, struct iovec *iov, size_t max);
+/* Once its pages are in: its zero pages cleared where they may not be zero, and written kept (as above). */
+void memchunk_layout_done(const struct memchunk_layout *l, uint64_t *written);
+
+/* A MEMORY frame handed to a writer's memory sink. */
+struct memory_frame {
+        uint64_t gpa;                /* its first page */
+        uint64_t pages, zero_pages;  /* carried, and of them all zero */
+        const struct frame_out *out; /* head, payload, tail */
+};
+
+/*
+ * Takes a MEMORY frame the writer would have written to its stream; called
+ * from the encoding workers, several at once. 0 or -errno (the writer then
+ * fails as for a write error; the sink keeps its own reason).
+ */
+typedef int (*stream_memory_sink_fn)(void *userdata, const struct memory_frame *f);
+
+/*
+ * From now on MEMORY frames go to fn, not to the stream: a live migration's
+ * memory channels. They are then counted in stream_writer_sink_stats(), not
+ * in the stream's own stats or trailer. Chunks are cut on a grid of
+ * chunk_pages pages from guest-physical address 0, so that one page always
+ * falls in the chunk of the same grid cell. fn NULL: back to the stream.
+ */
+void stream_writer_set_memory_sink(struct svemig_stream_writer *w, stream_memory_sink_fn fn, void *userdata);
+const struct svemig_stream_stats *stream_writer_sink_stats(const struct svemig_stream_writer *w);
+
 struct svemig_stream_writer {
         int fd;
         struct stream_failure failure;
@@ -141,6 +222,9 @@ struct svemig_stream_writer {
         struct bytebuf pack, zbuf;   /* for vcpu frames */
         bool lz4;                    /* compress the frames written now (svemig_stream_writer_set_lz4()) */
         bool finished;
+        stream_memory_sink_fn mem_sink; /* stream_writer_set_memory_sink() */
+        void *mem_sink_data;
+        struct svemig_stream_stats sink_stats;
 };
 
 /* Writes a frame, adding it to the digest and the counts. */

@@ -751,6 +751,17 @@ const struct svemig_stream_stats *svemig_stream_writer_stats(const struct svemig
         return &w->stats;
 }
 
+void stream_writer_set_memory_sink(struct svemig_stream_writer *w, stream_memory_sink_fn fn, void *userdata)
+{
+        w->mem_sink = fn;
+        w->mem_sink_data = userdata;
+}
+
+const struct svemig_stream_stats *stream_writer_sink_stats(const struct svemig_stream_writer *w)
+{
+        return &w->sink_stats;
+}
+
 /* ---- Reader ---- */
 
 /* Reads up to n bytes, stopping early only at the end of the stream; *got says how many. */

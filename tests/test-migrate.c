@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "hv-sim.h"
 #include "macro.h"
 #include "migrate-internal.h"
 #include "sim-util.h"
@@ -152,6 +153,10 @@ struct host {
         struct migrate_ledger *ledger;
         pthread_t resolvers[16];
         unsigned n_resolvers;
+        int chan[2]; /* memory channels go in at [0], as a daemon's listener passes them, and out at [1] */
+        uint64_t corrupt_channel_at; /* if not 0: channel 0's byte at this offset is flipped on the way */
+        pthread_t forwarder;
+        bool forwarding;
 };
 
 static void host_open(struct host *h, const char *cpus)
@@ -159,12 +164,17 @@ static void host_open(struct host *h, const char *cpus)
         memset(h, 0, sizeof(*h));
         h->hv = sim_host_open(cpus, NULL);
         assert_int_equal(migrate_ledger_new(&h->ledger), 0);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, h->chan), 0);
 }
 
 static void host_close(struct host *h)
 {
         for (unsigned i = 0; i < h->n_resolvers; i++)
                 pthread_join(h->resolvers[i], NULL);
+        if (h->forwarding)
+                pthread_join(h->forwarder, NULL);
+        close(h->chan[0]);
+        close(h->chan[1]);
         migrate_ledger_free(h->ledger);
         hv_close(h->hv);
 }
@@ -230,6 +240,9 @@ static void dst_start(struct dst_job *j, struct host *h, int fd, const struct mi
                 j->opts = *opts;
         j->opts.ledger = h->ledger;
         j->opts.log_dirty = true;
+        j->opts.channel_fd = h->chan[1];
+        if (!opts)
+                j->opts.max_channels = 4;
         if (!j->opts.timeout_ms)
                 j->opts.timeout_ms = TEST_TIMEOUT_MS;
         if (!j->opts.request_timeout_ms)
@@ -256,7 +269,65 @@ static int src_hello(struct hv *hv, int fd, struct svemig_error *err)
         return r;
 }
 
-/* A Resolve served by host h on a new connection, as its daemon would. */
+/* A channel's bytes, passed on with one of them flipped (host.corrupt_channel_at). */
+struct flipper {
+        int from, to;
+        uint64_t at;
+};
+
+static void *flipper_main(void *arg)
+{
+        struct flipper *f = arg;
+        uint8_t buf[65536];
+        uint64_t seen = 0;
+        ssize_t n;
+
+        while ((n = read(f->from, buf, sizeof(buf))) > 0) {
+                if (f->at >= seen && f->at < seen + (uint64_t)n)
+                        buf[f->at - seen] ^= 0x20;
+                seen += (uint64_t)n;
+                if (send(f->to, buf, (size_t)n, MSG_NOSIGNAL) != n)
+                        break;
+        }
+        close(f->from);
+        close(f->to);
+        free(f);
+        return NULL;
+}
+
+/*
+ * Hands a channel on as a daemon's listener does, through the flipper for
+ * channel 0 if asked; then the flipper owns fd (returns true).
+ */
+static bool pass_channel(struct host *h, int fd, unsigned index)
+{
+        int fds[2];
+
+        if (h->corrupt_channel_at && index == 0 && !h->forwarding) {
+                struct flipper *f = calloc(1, sizeof(*f));
+                uint8_t msg[256];
+                ssize_t n;
+
+                /* The Channel message goes through as it is: only the frames after it are fair game. */
+                pair(fds);
+                n = recv(fd, msg, sizeof(msg), MSG_PEEK);
+                assert_true(n >= 8);
+                n = PEER_FRAME_HEAD_SIZE +
+                    (ssize_t)(msg[0] | msg[1] << 8 | msg[2] << 16 | (uint32_t)msg[3] << 24);
+                assert_int_equal(read(fd, msg, (size_t)n), n);
+                assert_int_equal(write(fds[0], msg, (size_t)n), n);
+                *f = (struct flipper){.from = fd, .to = fds[0], .at = h->corrupt_channel_at};
+                assert_int_equal(pthread_create(&h->forwarder, NULL, flipper_main, f), 0);
+                h->forwarding = true;
+                assert_int_equal(migrate_channel_pass(h->chan[0], fds[1], NULL), 0);
+                close(fds[1]);
+                return true;
+        }
+        assert_int_equal(migrate_channel_pass(h->chan[0], fd, NULL), 0);
+        return false;
+}
+
+/* A Resolve or a memory channel taken by host h on a new connection, as its daemon would. */
 struct resolver {
         struct host *h;
         int fd;
@@ -267,15 +338,22 @@ static void *resolver_main(void *arg)
         struct resolver *rs = arg;
         struct migrate_recv_opts opts = {.ledger = rs->h->ledger, .timeout_ms = TEST_TIMEOUT_MS};
         struct migrate_served served;
+        struct migrate_peeked peeked;
         struct peer_info self, remote;
+        bool taken = false;
 
         if (peer_info_local(rs->h->hv, 0, &self, NULL) == 0 &&
             peer_hello(rs->fd, &self, TEST_TIMEOUT_MS, &remote, NULL) == 0) {
-                (void)migrate_serve(rs->h->hv, rs->fd, &opts, &served, NULL);
+                if (migrate_peek(rs->fd, TEST_TIMEOUT_MS, &peeked, NULL) == 0 &&
+                    peeked.kind == MIGRATE_SERVED_CHANNEL)
+                        taken = pass_channel(rs->h, rs->fd, peeked.channel);
+                else
+                        (void)migrate_serve(rs->h->hv, rs->fd, &opts, &served, NULL);
                 peer_info_done(&remote);
         }
         peer_info_done(&self);
-        close(rs->fd);
+        if (!taken)
+                close(rs->fd);
         free(rs);
         return NULL;
 }
@@ -468,6 +546,186 @@ static void test_migrate_tcp_multi_vcpu(void **state)
         guest_destroy(there);
         host_close(&a);
         host_close(&b);
+}
+
+/*
+ * Memory on two channels besides the connection, over loopback TCP: every
+ * page of every pass arrives (the guest dirties pages on several of the
+ * grid's cells), and the guest runs on as an unbroken run.
+ */
+static void test_migrate_channels(void **state)
+{
+        const struct spec sp = {"128,256", 4, 6 * 1024 * 1024, 8};
+        struct migrate_opts opts;
+        struct svemig_error err = {0};
+        struct migrate_report rep;
+        struct dst_job j;
+        struct host a, b;
+        struct guest *g;
+        int fds[2];
+
+        host_open(&a, HOST_A);
+        host_open(&b, HOST_B);
+        g = start_guest(a.hv, &sp);
+        opts = base_opts(&b);
+        opts.channels = 2;
+        tcp_pair(fds);
+        if (migrate(g, &b, fds, &opts, NULL, &j, &rep, &err) < 0)
+                fail_msg("%s", err.msg);
+        if (j.r < 0)
+                fail_msg("destination: %s", j.err.msg);
+        assert_int_equal(rep.outcome, MIGRATE_OUTCOME_COMMITTED);
+        assert_true(rep.rounds >= 2);
+        /* The memory went on the channels: the stream itself holds little more than the vcpus. */
+        assert_true(rep.bytes_sent > rep.stream_bytes + 2 * 1024 * 1024);
+        assert_int_equal(j.report.pages_sent, rep.pages_sent);
+        assert_int_equal(j.report.zero_pages, rep.zero_pages);
+        assert_one_running(g, j.guest, &sp);
+        guest_destroy(g);
+        guest_destroy(j.guest);
+        host_close(&a);
+        host_close(&b);
+}
+
+/* Pages the "guest" rewrites after the first pass: one holding data becomes zero, one zero gets data. */
+struct rewrite {
+        struct guest *g;
+        unsigned calls;
+};
+
+#define DATA_PAGE 700u /* in the grid's third cell: its channel is 0 of 2 */
+#define ZERO_PAGE 900u /* in the fourth: channel 1 */
+
+static void rewrite_page(struct guest *g, unsigned page, int byte)
+{
+        memset(guest_mem(g) + (size_t)page * HV_PAGE_SIZE, byte, HV_PAGE_SIZE);
+        sim_vm_mark_dirty((struct sim_vm *)guest_vm(g), guest_ram_base(g) + (uint64_t)page * HV_PAGE_SIZE,
+                          HV_PAGE_SIZE);
+}
+
+static int rewrite_after_pass(void *userdata, const struct migrate_progress *p)
+{
+        struct rewrite *rw = userdata;
+
+        if (p->step == MIGRATE_STEP_PRECOPY && rw->calls++ == 0) {
+                rewrite_page(rw->g, DATA_PAGE, 0);
+                rewrite_page(rw->g, ZERO_PAGE, 0x5a);
+        }
+        return 0;
+}
+
+/*
+ * The destination's channels skip zero pages on memory still fresh: a page
+ * they wrote data into and that comes again as a zero page must be
+ * cleared, and a page that was zero and comes with data written. The
+ * guest writes no memory itself here, so both copies must end equal.
+ */
+static void test_channels_rewritten_pages(void **state)
+{
+        const struct spec sp = {"128,256", 2, 4 * 1024 * 1024, 0};
+        struct migrate_opts opts;
+        struct svemig_error err = {0};
+        struct migrate_report rep;
+        struct rewrite rw = {0};
+        struct dst_job j;
+        struct host a, b;
+        struct guest *g;
+        int fds[2];
+
+        host_open(&a, HOST_A);
+        host_open(&b, HOST_B);
+        g = make_guest(a.hv, &sp);
+        rewrite_page(g, DATA_PAGE, 0xa5);
+        assert_int_equal(guest_start(g, &err), 0);
+        rw.g = g;
+        opts = base_opts(&b);
+        opts.channels = 2;
+        opts.progress = rewrite_after_pass;
+        opts.userdata = &rw;
+        tcp_pair(fds);
+        if (migrate(g, &b, fds, &opts, NULL, &j, &rep, &err) < 0)
+                fail_msg("%s", err.msg);
+        assert_int_equal(rep.outcome, MIGRATE_OUTCOME_COMMITTED);
+        assert_true(rw.calls >= 1);
+        assert_int_equal(guest_pause(j.guest, &err), 0);
+        assert_memory_equal(guest_mem(g), guest_mem(j.guest), sp.mem);
+        assert_int_equal(guest_mem(j.guest)[(size_t)DATA_PAGE * HV_PAGE_SIZE + 17], 0);
+        assert_int_equal(guest_mem(j.guest)[(size_t)ZERO_PAGE * HV_PAGE_SIZE + 17], 0x5a);
+        guest_destroy(g);
+        guest_destroy(j.guest);
+        host_close(&a);
+        host_close(&b);
+}
+
+/* A destination that offers no channels (an older one) takes the memory on the one connection. */
+static void test_migrate_channels_refused(void **state)
+{
+        const struct spec sp = {"128,256", 2, 2 * 1024 * 1024, 4};
+        const struct migrate_recv_opts ropts = {.max_channels = 0};
+        struct migrate_opts opts;
+        struct svemig_error err = {0};
+        struct migrate_report rep;
+        struct dst_job j;
+        struct host a, b;
+        struct guest *g;
+        int fds[2];
+
+        host_open(&a, HOST_A);
+        host_open(&b, HOST_B);
+        g = start_guest(a.hv, &sp);
+        opts = base_opts(&b);
+        opts.channels = 2;
+        tcp_pair(fds);
+        if (migrate(g, &b, fds, &opts, &ropts, &j, &rep, &err) < 0)
+                fail_msg("%s", err.msg);
+        assert_int_equal(rep.outcome, MIGRATE_OUTCOME_COMMITTED);
+        assert_true(rep.stream_bytes > 2 * 1024 * 1024 / 2);
+        assert_int_equal(b.n_resolvers, 0); /* no channel was opened */
+        assert_one_running(g, j.guest, &sp);
+        guest_destroy(g);
+        guest_destroy(j.guest);
+        host_close(&a);
+        host_close(&b);
+}
+
+/*
+ * A byte of a channel's frames flipped on the way, at the head, in the
+ * payload and in a check: the destination's channel thread catches it,
+ * the migration fails at pre-copy with the channel's reason on both
+ * sides, and the guest runs on at the source.
+ */
+static void test_channel_corrupt(void **state)
+{
+        const struct spec sp = {"128,256", 2, 4 * 1024 * 1024, 4};
+        const uint64_t at[] = {3, 20 + 100, 20 + 4096 * 3, 1 << 20};
+
+        for (size_t i = 0; i < ELEMENTSOF(at); i++) {
+                struct migrate_opts opts;
+                struct svemig_error err = {0};
+                struct migrate_report rep;
+                struct dst_job j;
+                struct host a, b;
+                struct guest *g;
+                int fds[2];
+
+                host_open(&a, HOST_A);
+                host_open(&b, HOST_B);
+                b.corrupt_channel_at = at[i];
+                g = start_guest(a.hv, &sp);
+                opts = base_opts(&b);
+                opts.channels = 2;
+                tcp_pair(fds);
+                assert_true(migrate(g, &b, fds, &opts, NULL, &j, &rep, &err) < 0);
+                assert_true(j.r < 0);
+                assert_non_null(strstr(j.err.msg, "memory channel 0"));
+                assert_non_null(strstr(err.msg, "memory channel 0"));
+                assert_true(rep.resumed);
+                assert_null(j.guest);
+                assert_one_running(g, NULL, &sp);
+                guest_destroy(g);
+                host_close(&a);
+                host_close(&b);
+        }
 }
 
 /* A paused guest moves in one pass and stays paused. */
@@ -1382,6 +1640,10 @@ int main(void)
                 cmocka_unit_test(test_migrate_running),
                 cmocka_unit_test(test_migrate_tcp_multi_vcpu),
                 cmocka_unit_test(test_migrate_paused),
+                cmocka_unit_test(test_migrate_channels),
+                cmocka_unit_test(test_migrate_channels_refused),
+                cmocka_unit_test(test_channels_rewritten_pages),
+                cmocka_unit_test(test_channel_corrupt),
                 cmocka_unit_test(test_chain),
                 cmocka_unit_test(test_check),
                 cmocka_unit_test(test_check_id_reg),

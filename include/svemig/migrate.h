@@ -42,6 +42,7 @@
 #define MIGRATE_MSG_MAX              (1u << 20) /* a PeerMessage; memory travels in the stream */
 #define MIGRATE_ID_SIZE              16u
 #define MIGRATE_DEVICE_STATE_MAX     1024u /* migrate_opts.device_state, at most */
+#define MIGRATE_CHANNELS_MAX         16u   /* memory channels of one migration, at most */
 
 #define MIGRATE_TIMEOUT_MS_DEFAULT    30000u
 #define MIGRATE_DOWNTIME_MS_DEFAULT   10u
@@ -177,6 +178,15 @@ struct migrate_opts {
         void *reconnect_userdata;
 
         /*
+         * Memory channels (docs/migration.md "Memory channels"): extra
+         * connections, opened through reconnect, that carry guest memory
+         * in parallel, as QEMU's multifd does. The destination may take
+         * fewer (its Verdict says). 0, no reconnect, or a max_bandwidth
+         * cap: every frame on the one connection.
+         */
+        unsigned channels;
+
+        /*
          * Test hook: at this step the source behaves as if killed: it shuts
          * the connection down and returns -ECANCELED leaving the guest paused
          * (a killed source does not resume anything).
@@ -207,6 +217,13 @@ struct migrate_report {
         uint64_t link_bps;
         uint64_t final_dirty_pages;           /* sent while paused */
         enum migrate_compression compression; /* what the stream used */
+        /*
+         * Source: where the time went. setup: to the destination's verdict;
+         * precopy: the passes while the guest ran. The downtime's parts:
+         * pause_copy, paused until the last byte is in the socket; load, until
+         * the destination has restored it all (Loaded); commit, COMMIT to Ack.
+         */
+        uint64_t setup_ns, precopy_ns, pause_copy_ns, load_ns, commit_ns;
         char peer_host[64];
         /* Destination: the source's migrate_opts.device_state, as it sent it. */
         uint8_t device_state[MIGRATE_DEVICE_STATE_MAX];
@@ -330,6 +347,17 @@ struct migrate_recv_opts {
          */
         enum migrate_step fail_at;
         int fail_errno;
+
+        /*
+         * Memory channels: up to max_channels per migration (0 = none
+         * offered). Each arrives on channel_fd, a unix socket, as one
+         * connection passed with migrate_channel_pass() by whoever
+         * accepted it (migrate_peek() said MIGRATE_SERVED_CHANNEL; its
+         * Channel message still unread). channel_fd is read only when
+         * max_channels is not 0.
+         */
+        unsigned max_channels;
+        int channel_fd;
 };
 
 enum migrate_served_kind {
@@ -338,6 +366,7 @@ enum migrate_served_kind {
         MIGRATE_SERVED_CHECK,   /* answered; result in check_code/err */
         MIGRATE_SERVED_MIGRATE, /* guest is set when the migration committed */
         MIGRATE_SERVED_RESOLVE,
+        MIGRATE_SERVED_CHANNEL, /* a memory channel of a migration in progress (migrate_channel_pass()) */
 };
 
 struct migrate_served {
@@ -388,10 +417,20 @@ int migrate_peek_request(int fd, unsigned timeout_ms, enum migrate_served_kind *
 struct migrate_peeked {
         enum migrate_served_kind kind;
         char guest_name[256];
-        uint8_t id[MIGRATE_ID_SIZE]; /* MIGRATE_SERVED_MIGRATE: the migration's id; zero otherwise */
+        uint8_t id[MIGRATE_ID_SIZE]; /* MIGRATE_SERVED_MIGRATE, _CHANNEL: the migration's id; zero otherwise
+                                      */
+        unsigned channel;            /* MIGRATE_SERVED_CHANNEL: its index */
 };
 
 int migrate_peek(int fd, unsigned timeout_ms, struct migrate_peeked *out, struct svemig_error *err);
+
+/*
+ * Hands conn_fd, a connection whose next request is a Channel (peeked, not
+ * read), to the process receiving that migration, over unix_fd, the other
+ * end of its migrate_recv_opts.channel_fd (SCM_RIGHTS). The caller keeps
+ * and closes its conn_fd. -EPIPE when the receiving process is gone.
+ */
+int migrate_channel_pass(int unix_fd, int conn_fd, struct svemig_error *err);
 
 /*
  * Refuses the migration request waiting on fd with code (an errno) and

@@ -55,7 +55,7 @@ class CheckConfig(DaemonTestCase):
             text = f.read()
         for key in ("host-name", "state-directory", "socket", "socket-group", "log-level", "backend",
                     "kvm-device", "kernel", "cpus", "vq-map", "cpu6", "directory", "keep", "compression",
-                    "[peer node2]", "address"):
+                    "[peer node2]", "address", "migration-channels"):
             self.assertRegex(text, r"(?m)^#?%s" % re.escape(key), key)
 
     def test_empty_file_gives_the_defaults(self):
@@ -65,6 +65,7 @@ class CheckConfig(DaemonTestCase):
         self.assertIn("socket = /run/svemig/svemigd.sock\n", r.stdout)
         self.assertIn("cpu0 = 128,256,512\n", r.stdout)
         self.assertIn("keep = 3\n", r.stdout)
+        self.assertIn("migration-channels = 2\n", r.stdout)
 
     def test_full_file_and_its_effective_configuration(self):
         path = self.write("""\
@@ -178,6 +179,15 @@ class CheckConfig(DaemonTestCase):
 
     def test_bad_number(self):
         self.assert_refused("[snapshot]\nkeep = many\n", 2, "keep = many", "whole number")
+
+    def test_migration_channels(self):
+        for good in ("0", "16"):
+            r = self.check(self.write("[cluster]\nmigration-channels = %s\n" % good))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("migration-channels = %s\n" % good, r.stdout)
+        for bad in ("17", "-1", "two", "2x", ""):
+            self.assert_refused("[cluster]\nmigration-channels = %s\n" % bad, 2, "memory channels from 0",
+                                "to 16")
 
     def test_relative_path(self):
         self.assert_refused("[daemon]\nstate-directory = var/lib\n", 2, "absolute path")

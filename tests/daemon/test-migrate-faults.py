@@ -9,7 +9,10 @@ corrupts or stalls the first migration's traffic at a chosen protocol step;
 later connections (a Resolve after a lost Ack) pass untouched. Besides:
 a destination out of memory (its configured limit, at the verdict; and
 mid-stream, via the VMM's test hook), a slow peer, each side's VMM killed,
-and each side's svemigd killed during the handoff.
+and each side's svemigd killed during the handoff. Memory channels (extra
+connections of a migration, dialled to the same peer port: after the hellos
+a Channel message, then raw stream frames up to a trailer) cross the same
+proxy, which recognises them and can cut or corrupt one.
 
 Every case asserts EXACTLY ONE running copy across the three daemons
 (`svemigctl guest list --json`), that it equals an unbroken run, and that the
@@ -33,9 +36,81 @@ A, B, C = cluster.A, cluster.B, cluster.C
 BOUND = mig.BOUND
 
 # PeerMessage body field numbers (proto/peer.proto).
-MIGRATE, VERDICT, LOADED, COMMIT, ACK = 5, 6, 7, 8, 9
+MIGRATE, VERDICT, LOADED, COMMIT, ACK, CHANNEL = 5, 6, 7, 8, 9, 14
 # Stream frame types (docs/stream-format.md).
-VCPU, TRAILER = 1, 3
+VCPU, MEMORY, TRAILER = 1, 2, 3
+# A peer frame's checksum: XXH32 of the PeerMessage with this seed ("PEER").
+PEER_SEED = 0x50454552
+NO_CHANNEL = ("no memory channel crossed the proxy: the source opened none (the engine's memory channels "
+              "are not in this build yet?)")
+
+
+def varint(buf, i):
+    v, shift = 0, 0
+    while True:
+        b = buf[i]
+        v |= (b & 0x7F) << shift
+        shift += 7
+        i += 1
+        if not b & 0x80:
+            return v, i
+
+
+def pb_fields(buf):
+    """{field number: value} of a protobuf message's varint and length-delimited fields (the last wins)."""
+    out, i = {}, 0
+    while i < len(buf):
+        key, i = varint(buf, i)
+        if key & 7 == 0:
+            out[key >> 3], i = varint(buf, i)
+        elif key & 7 == 2:
+            n, i = varint(buf, i)
+            out[key >> 3], i = buf[i:i + n], i + n
+        elif key & 7 == 1:
+            out[key >> 3], i = buf[i:i + 8], i + 8
+        elif key & 7 == 5:
+            out[key >> 3], i = buf[i:i + 4], i + 4
+        else:
+            break
+    return out
+
+
+def pb_varint(v):
+    out = b""
+    while True:
+        if v < 0x80:
+            return out + bytes([v])
+        out += bytes([(v & 0x7F) | 0x80])
+        v >>= 7
+
+
+def xxh32(data, seed):
+    """XXH32, as the peer frames' checksum (checked against a real frame by the test that uses it)."""
+    p1, p2, p3, p4, p5, m = 2654435761, 2246822519, 3266489917, 668265263, 374761393, 0xFFFFFFFF
+
+    def rotl(x, r):
+        return ((x << r) | (x >> (32 - r))) & m
+
+    n, i = len(data), 0
+    if n >= 16:
+        v = [(seed + p1 + p2) & m, (seed + p2) & m, seed, (seed - p1) & m]
+        while i + 16 <= n:
+            for k in range(4):
+                v[k] = (rotl((v[k] + struct.unpack_from("<I", data, i + 4 * k)[0] * p2) & m, 13) * p1) & m
+            i += 16
+        h = (rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18)) & m
+    else:
+        h = (seed + p5) & m
+    h = (h + n) & m
+    while i + 4 <= n:
+        h = (rotl((h + struct.unpack_from("<I", data, i)[0] * p3) & m, 17) * p4) & m
+        i += 4
+    while i < n:
+        h = (rotl((h + data[i] * p5) & m, 11) * p1) & m
+        i += 1
+    h = ((h ^ (h >> 15)) * p2) & m
+    h = ((h ^ (h >> 13)) * p3) & m
+    return h ^ (h >> 16)
 
 
 def body_field(payload):
@@ -54,7 +129,10 @@ def body_field(payload):
 class Fault:
     """What to do, in which direction ('up' = source to destination), at which event:
     a frame's body field (('frame', n)), the first VCPU frame of the stream (('stream', VCPU)),
-    or N stream bytes after the header (('bytes', N))."""
+    or N stream bytes after the header (('bytes', N)); on a memory channel of the migration, the
+    first frame of a type (('channel-stream', MEMORY)) or N of its stream bytes (('channel-bytes', N)).
+    Actions: cut, reset, corrupt (the unit's last byte), corrupt-payload (a stream frame's first payload
+    byte), stall, or None (only the hook)."""
 
     def __init__(self, direction, event, action, hook=None):
         self.direction, self.event, self.action, self.hook = direction, event, action, hook
@@ -75,6 +153,9 @@ class Proxy:
         self.seen = []  # (direction, event) of the faulted connection, for the record
         self.lock = threading.Lock()
         self.migrations = 0
+        self.first_id = None  # the faulted migration's id (Migrate.id)
+        self.channels = []  # indexes of the faulted migration's memory channels seen
+        self.greeting = None  # the first connection's first two frames up (Hello, HostInfo), as sent
         self.closed = False
         threading.Thread(target=self.accept, daemon=True).start()
 
@@ -111,12 +192,21 @@ class Proxy:
             except OSError:
                 pass
 
-    def event(self, conn, direction, ev):
-        """Called before the bytes of ev are forwarded; returns the action to take, or None."""
+    def event(self, conn, direction, ev, unit=b""):
+        """Called before the bytes of ev (unit) are forwarded; returns the action to take, or None."""
         if direction == "up" and ev == ("frame", MIGRATE):
             with self.lock:
                 self.migrations += 1
                 conn["faulted"] = self.migrations == 1
+                if conn["faulted"]:
+                    self.first_id = pb_fields(pb_fields(unit[8:]).get(MIGRATE, b"")).get(1)
+        if direction == "up" and ev == ("frame", CHANNEL):
+            ch = pb_fields(pb_fields(unit[8:]).get(CHANNEL, b""))
+            conn["channel"] = ch.get(2, 0)
+            with self.lock:
+                conn["faulted"] = self.first_id is not None and ch.get(1) == self.first_id
+                if conn["faulted"]:
+                    self.channels.append(conn["channel"])
         f = self.fault
         if not conn["faulted"] or not f or self.fired.is_set():
             return None
@@ -141,8 +231,10 @@ class Proxy:
 
     def pump(self, conn, src, dst, direction):
         buf = b""
-        mode = "frames"  # 'up' after a Migrate: 'preamble', then 'stream' until the trailer
+        # 'up' after a Migrate: 'preamble', then 'stream' until the trailer; after a Channel: 'stream'
+        mode = "frames"
         stream_bytes = 0
+        greeting = []
         while True:
             need = self.unit_size(mode, buf)
             if need is None or len(buf) < need:
@@ -158,15 +250,21 @@ class Proxy:
                 buf += data
                 continue
             unit, buf = buf[:need], buf[need:]
+            channel = "channel" in conn
             if mode == "frames":
                 ev = ("frame", body_field(unit[8:]))
+                if direction == "up" and len(greeting) < 2:
+                    greeting.append(unit)
+                    if len(greeting) == 2 and self.greeting is None:
+                        self.greeting = greeting
             elif mode == "preamble":
                 ev = ("preamble", 0)
             else:
-                ev = ("stream", struct.unpack_from("<H", unit)[0])
-            action = self.event(conn, direction, ev)
+                ev = ("channel-stream" if channel else "stream", struct.unpack_from("<H", unit)[0])
+            action = self.event(conn, direction, ev, unit)
             f = self.fault
-            if action is None and mode == "stream" and f and f.event[0] == "bytes" and \
+            if action is None and mode == "stream" and f and \
+                    f.event[0] == ("channel-bytes" if channel else "bytes") and \
                     stream_bytes + len(unit) >= f.event[1]:
                 action = self.event(conn, direction, f.event)
             if action in ("cut", "reset"):
@@ -174,6 +272,8 @@ class Proxy:
                 return
             if action == "corrupt":
                 unit = unit[:-1] + bytes([unit[-1] ^ 0x55])
+            if action == "corrupt-payload":
+                unit = unit[:20] + bytes([unit[20] ^ 0x55]) + unit[21:]
             if action == "stall":
                 # Nothing more crosses, either way, until one end gives up.
                 conn["stalled"] = True
@@ -190,9 +290,11 @@ class Proxy:
                 stream_bytes += len(unit)
             if direction == "up" and mode == "frames" and ev == ("frame", MIGRATE):
                 mode = "preamble"
+            elif direction == "up" and mode == "frames" and ev == ("frame", CHANNEL):
+                mode = "stream"  # a channel's frames have no preamble
             elif mode == "preamble":
                 mode = "stream"
-            elif mode == "stream" and ev == ("stream", TRAILER):
+            elif mode == "stream" and ev[1] == TRAILER:
                 mode = "frames"
 
     def send(self, conn, dst, data):
@@ -211,6 +313,9 @@ class FaultCase(mig.MigrationCase):
 
     B_ENV = {}
     B_EXTRA = ""
+    # The source's [cluster] keys. One connection: the faults below aim at bytes of the migration's own
+    # stream, which its memory channels would otherwise carry (ChannelFaults aims at those).
+    A_EXTRA = "migration-channels = 0\n"
     SOURCE_BANDWIDTH = None  # bytes/s: slow enough that a fault lands in the step it aims at
 
     def setUp(self):
@@ -223,7 +328,8 @@ class FaultCase(mig.MigrationCase):
         self.launch("b", [self.h["a"], self.h["c"]], self.B_ENV, self.B_EXTRA)
         self.launch("c", [self.h["a"], self.h["b"]])
         self.launch("a", [via_proxy, self.h["c"]],
-                    {"SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH": self.SOURCE_BANDWIDTH} if self.SOURCE_BANDWIDTH else None)
+                    {"SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH": self.SOURCE_BANDWIDTH} if self.SOURCE_BANDWIDTH else None,
+                    self.A_EXTRA)
         for h in self.h.values():
             self.wait_states(h, a="up", b="up", c="up")
 
@@ -363,6 +469,54 @@ class ProxyFaults(FaultCase):
         # b says nothing more after its Verdict: a gives up after its peer-timeout and resumes.
         r = self.run_case(Fault("down", ("frame", VERDICT), "stall"), ["verdict", "pre-copy"])
         self.assertRegex(r.stderr, "timed out|no .* for|within", r.stderr)
+
+
+class ChannelFaults(FaultCase):
+    """A fault on one of the migration's memory channels (at the default migration-channels): the
+    migration fails, naming the step, and the guest runs on at a as if nothing had happened."""
+
+    A_EXTRA = ""
+
+    def run_case(self, fault):
+        name = self.start_guest()
+        r = self.migrate_with(fault)
+        if not self.proxy.channels:
+            self.skipTest(NO_CHANNEL)
+        self.assertTrue(self.proxy.fired.is_set(), "the fault never fired on channels %s: %s%s" % (
+            self.proxy.channels, r.stdout, r.stderr))
+        self.assert_failed_at(r, ["pre-copy", "stop-and-copy", "loaded"])
+        self.assert_one_copy(name, "a")
+        return r
+
+    def test_channel_reset_mid_precopy(self):
+        self.run_case(Fault("up", ("channel-bytes", 32 << 10), "reset"))
+
+    def test_channel_memory_frame_corrupt(self):
+        # One byte of a MEMORY frame's payload: its checksum catches it at b, which aborts the migration.
+        self.run_case(Fault("up", ("channel-stream", MEMORY), "corrupt-payload"))
+
+    def test_stray_channel_is_closed(self):
+        # A channel of a migration b has no guest arriving by: b's svemigd closes it and says so. The
+        # connection is made by hand, with the Hello and HostInfo a's svemigd sent through the proxy.
+        deadline = time.monotonic() + BOUND
+        while self.proxy.greeting is None:
+            self.assertLess(time.monotonic(), deadline, "a never connected to b through the proxy")
+            time.sleep(0.02)
+        for frame in self.proxy.greeting:
+            self.assertEqual(struct.unpack_from("<I", frame, 4)[0], xxh32(frame[8:], PEER_SEED),
+                             "this test's XXH32 disagrees with the daemon's")
+        mid = bytes(range(0xA0, 0xB0))
+        body = pb_varint(1 << 3 | 2) + pb_varint(len(mid)) + mid + pb_varint(2 << 3) + pb_varint(3)
+        msg = pb_varint(CHANNEL << 3 | 2) + pb_varint(len(body)) + body
+        with socket.create_connection(("127.0.0.1", self.h["b"].port), timeout=BOUND) as s:
+            s.sendall(b"".join(self.proxy.greeting) + struct.pack("<II", len(msg), xxh32(msg, PEER_SEED)) + msg)
+            try:
+                while s.recv(1 << 16):  # b's Hello and HostInfo, then the end
+                    pass
+            except ConnectionResetError:
+                pass  # closed with the Channel unread: a reset
+        self.h["b"].daemon.wait_for_log("peer a: memory channel 3 of migration %s, which no guest is arriving "
+                                        "by here" % mid.hex())
 
 
 class DestinationOutOfMemory(FaultCase):

@@ -82,8 +82,8 @@ class MigrationCase(cluster.ClusterTestCase):
             time.sleep(0.02)
         self.fail("guest %s on %s never ran %d steps" % (name, host, at_least))
 
-    def migrate(self, src, name, dst):
-        rep = self.json(src, "migrate", name, dst)
+    def migrate(self, src, name, dst, *extra):
+        rep = self.json(src, "migrate", name, dst, *extra)
         self.assertEqual((rep["guest"], rep["peer"], rep["check"]), (name, dst, False), rep)
         self.assertGreater(rep["bytes_sent"], 0, rep)
         self.assertGreaterEqual(rep["rounds"], 1, rep)
@@ -137,10 +137,26 @@ class Migration(MigrationCase):
 
         for bad, what in ((["--compression", "zstd"], "--compression takes auto, none or lz4, not 'zstd'"),
                           (["--downtime", "0"], "--downtime takes milliseconds from 1 to 60000, not '0'"),
-                          (["--max-bandwidth", "fast"], "--max-bandwidth takes bytes per second")):
+                          (["--max-bandwidth", "fast"], "--max-bandwidth takes bytes per second"),
+                          (["--channels", "17"], "--channels takes a number from 0 (one connection) to 16")):
             r = self.ctl_on("a", "migrate", "k", "b", *bad)
             self.assertEqual(r.returncode, 2, r.stderr)
             self.assertIn(what, r.stderr)
+
+    def test_memory_channels(self):
+        # On one connection (--channels 0), then back with migrate.conf's default (2 memory channels).
+        self.create("a", "m", "--vl", "cluster", "--start")
+        self.wait_steps("a", "m", 500)
+        self.migrate("a", "m", "b", "--channels", "0")
+        self.assertNotIn("memory channel", self.h["b"].daemon.output())
+        self.wait_steps("b", "m", self.wait_running("b", "m")["steps"] + 100)
+        self.migrate("b", "m", "a")
+        # a's svemigd took both channels on its peer port and handed them to the receiving VMM.
+        for index in (0, 1):
+            self.assertIn("memory channel %d of guest m's migration handed to its VMM" % index,
+                          self.h["a"].daemon.output())
+        self.wait_steps("a", "m", self.wait_running("a", "m")["steps"] + 100)
+        self.assert_equals_unbroken_run("a", "m", "c")
 
     def test_incompatible_guest_is_refused_and_runs_on(self):
         self.create("a", "wide", "--vl", "128,256,512", "--start")
