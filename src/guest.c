@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -152,12 +153,15 @@ int guest_prefault(struct guest *g, struct svemig_error *err)
 /*
  * The guest's RAM: anonymous memory, or the first mem_bytes of ram_fd (a
  * memfd another process faulted in ahead, e.g. svemigd's incoming reserve)
- * shared. The memfd is cut to the guest's size first, so the rest of it
- * goes back to the host; it must be fresh (all zero), as anonymous memory
- * is, since a restore leaves zero pages unwritten.
+ * shared. It must be fresh (all zero), as anonymous memory is, since a
+ * restore leaves zero pages unwritten. The rest of the memfd is the
+ * caller's to give back (guest_trim_ram_fd()): freeing hundreds of MiB
+ * takes milliseconds an incoming migration has better uses for.
  */
 static int map_ram(struct guest *g, uint64_t mem_bytes, int ram_fd, struct svemig_error *err)
 {
+        struct stat st;
+
         if (ram_fd < 0) {
                 g->mem = mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -168,14 +172,23 @@ static int map_ram(struct guest *g, uint64_t mem_bytes, int ram_fd, struct svemi
                 (void)madvise(g->mem, mem_bytes, MADV_HUGEPAGE);
                 return 0;
         }
-        if (ftruncate(ram_fd, (off_t)mem_bytes) < 0)
-                return svemig_error_set(err, errno,
-                                        "cannot fit the reserved RAM to the guest's %llu bytes: %s",
-                                        (unsigned long long)mem_bytes, strerror(errno));
+        if (fstat(ram_fd, &st) < 0 || (uint64_t)st.st_size < mem_bytes)
+                return svemig_error_set(err, EINVAL,
+                                        "the reserved RAM (fd %d) is smaller than the guest's %llu bytes",
+                                        ram_fd, (unsigned long long)mem_bytes);
         g->mem = mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, ram_fd, 0);
         if (g->mem == MAP_FAILED)
                 return svemig_error_set(err, errno, "cannot map %llu bytes of reserved guest memory: %s",
                                         (unsigned long long)mem_bytes, strerror(errno));
+        return 0;
+}
+
+int guest_trim_ram_fd(const struct guest *g, int ram_fd, struct svemig_error *err)
+{
+        if (ftruncate(ram_fd, (off_t)g->mem_size) < 0)
+                return svemig_error_set(err, errno,
+                                        "cannot cut the reserved RAM to the guest's %llu bytes: %s",
+                                        (unsigned long long)g->mem_size, strerror(errno));
         return 0;
 }
 

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checksum.h"
 #include "macro.h"
 #include "migrate-internal.h"
 #include "stream-internal.h"
@@ -274,7 +275,7 @@ struct channel_in {
         struct memchunk_decoder dec;
         struct bytebuf buf;
         struct channel_count count;
-        XXH3_state_t *check; /* a payload received in pieces */
+        struct checksum_state *check; /* a payload received in pieces */
         uint64_t lz4;
         int r;
         struct svemig_error err;
@@ -419,18 +420,18 @@ static int in_direct(struct channel_in *c, const struct frame_head *h, uint64_t 
                 return r;
         /* in_recvv() moved the iovecs on: lay them out again for the check. */
         memchunk_layout_iov(&l, iov, LAYOUT_IOV - 2);
-        XXH3_64bits_reset(c->check);
-        XXH3_64bits_update(c->check, c->buf.p, l.data_off);
+        checksum_reset(c->check);
+        checksum_update(c->check, c->buf.p, l.data_off);
         for (size_t i = 0; i < k; i++)
-                XXH3_64bits_update(c->check, iov[i].iov_base, iov[i].iov_len);
+                checksum_update(c->check, iov[i].iov_base, iov[i].iov_len);
         want = get_le64(tail);
-        if (XXH3_64bits_digest(c->check) != want)
+        if (checksum_digest(c->check) != want)
                 return svemig_error_set(
                         &c->err, EBADMSG,
                         "offset %llu: MEMORY frame payload checksum mismatch (stored 0x%016llx, "
                         "computed 0x%016llx): the stream is corrupt",
                         (unsigned long long)offset, (unsigned long long)want,
-                        (unsigned long long)XXH3_64bits_digest(c->check));
+                        (unsigned long long)checksum_digest(c->check));
         memchunk_layout_done(&l, c->set->written);
         *n = l.n;
         return 1;
@@ -612,7 +613,7 @@ int channels_accept(int unix_fd, const uint8_t *id, unsigned n, unsigned timeout
                 c->index = i;
                 c->w.fd = -1;
                 memchunk_decoder_init(&c->dec);
-                c->check = XXH3_createState();
+                c->check = checksum_state_new();
                 if (count_init(&c->count) < 0 || !c->check)
                         r = svemig_error_set(err, ENOMEM, "out of memory");
         }
@@ -696,7 +697,7 @@ void channels_in_free(struct channels_in *set)
                 memchunk_decoder_done(&c->dec);
                 bytebuf_done(&c->buf);
                 XXH3_freeState(c->count.digest);
-                XXH3_freeState(c->check);
+                checksum_state_free(c->check);
         }
         pthread_cond_destroy(&set->cond);
         pthread_mutex_destroy(&set->lock);

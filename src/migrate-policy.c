@@ -171,6 +171,14 @@ enum migrate_compression compression_decide(const struct compression_input *in)
          */
         if (!in->raw_mem_bps)
                 return MIGRATE_COMPRESSION_NONE;
+        /*
+         * Raw pages move faster than the workers can even compress them:
+         * LZ4 cannot win, and a trial piece would only cost (on loopback,
+         * where LZ4 slows both ends' shared CPUs). Tried again once raw is
+         * measured slower.
+         */
+        if (in->raw_mem_bps > in->compress_bps && in->lz4_mem_bps <= in->raw_mem_bps)
+                return MIGRATE_COMPRESSION_NONE;
         if (!in->lz4_mem_bps)
                 return MIGRATE_COMPRESSION_LZ4;
         best = in->lz4_mem_bps > in->raw_mem_bps ? MIGRATE_COMPRESSION_LZ4 : MIGRATE_COMPRESSION_NONE;

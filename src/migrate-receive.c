@@ -235,7 +235,8 @@ static int stream_reason(struct dest *d, int r, struct svemig_error *err)
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
-#define PREFAULT_PIECE (64ull << 20)
+/* Small: populating holds the address space, which page faults and mmap() wait for. */
+#define PREFAULT_PIECE (2ull << 20)
 
 static void *prefault_main(void *userdata)
 {
@@ -735,11 +736,8 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         r = judge(hv, opts, info, d.reg_ids, d.n_reg_ids, &why);
         if (r == 0)
                 r = create_guest(hv, opts, info, &d.g, &why);
-        if (r == 0) {
+        if (r == 0)
                 guest_set_mmio_handler(d.g, opts->on_mmio, opts->mmio_userdata);
-                if (migrate_recv_uses_reserve(opts, guest_mem_size(d.g)))
-                        prefault_start(&d);
-        }
         if (r < 0) {
                 /* Refused before any memory moved: the connection stays clean for another request. */
                 *err = why;
@@ -769,6 +767,9 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
          */
         if (d.running)
                 (void)guest_prepare_start(d.g, NULL);
+        /* After the threads: creating one waits for the address space, which populating holds. */
+        if (migrate_recv_uses_reserve(opts, guest_mem_size(d.g)))
+                prefault_start(&d);
 
         r = read_stream(&d, &killed, err);
         if (r == 0)
@@ -792,6 +793,9 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         if (r < 0)
                 goto fail;
         stream_close(&d);
+        /* The guest runs: what the reserve holds beyond its RAM goes back to the host now. */
+        if (migrate_recv_uses_reserve(opts, guest_mem_size(d.g)))
+                (void)guest_trim_ram_fd(d.g, opts->ram_fd, NULL);
         out->guest = d.g;
         d.g = NULL;
         d.rep->total_ns = migrate_now_ns() - t_start;

@@ -78,6 +78,7 @@ struct source {
         struct compression_input comp; /* MIGRATE_COMPRESSION_AUTO's measurements */
         bool adaptive;                 /* choose LZ4 or raw before each piece */
         bool lz4_now;                  /* what the writer does now */
+        bool measured;                 /* a piece was measured (the first only measures the link) */
         unsigned want_channels;        /* memory channels asked for */
         struct channels_out *channels; /* and those the destination took */
         char peer[96];                 /* "destination <host>" */
@@ -256,16 +257,24 @@ static int adapt_compression(struct source *s, struct svemig_error *err)
 
 /*
  * After a piece: wire bytes/s (each piece's is a lower bound of the link's
- * speed: keep the best) and guest bytes/s for the mode it used. Below a few
- * MiB the pipe's buffering and the workers' start make the figures noise.
+ * speed: keep the best) and data bytes/s (its non-zero pages: zero pages
+ * cost either way next to nothing, and pieces differ in how many they
+ * hold) for the mode it used. Below a few MiB the buffering makes the
+ * figures noise, and the first piece pays for the start (the connections'
+ * slow start, the peer's first touches): it only measures the link.
  */
-static void measure_piece(struct source *s, bool lz4, uint64_t wire, uint64_t mem, uint64_t ns)
+static void measure_piece(struct source *s, bool lz4, uint64_t wire, uint64_t data, uint64_t ns)
 {
-        if (mem < (4ull << 20) || ns == 0)
+        bool first = !s->measured;
+
+        if (data < (4ull << 20) || ns == 0)
                 return;
+        s->measured = true;
         if (!s->opts->max_bandwidth)
                 s->comp.link_bps = MAX(s->comp.link_bps, (uint64_t)((double)wire * 1e9 / (double)ns));
-        *(lz4 ? &s->comp.lz4_mem_bps : &s->comp.raw_mem_bps) = (uint64_t)((double)mem * 1e9 / (double)ns);
+        if (first)
+                return;
+        *(lz4 ? &s->comp.lz4_mem_bps : &s->comp.raw_mem_bps) = (uint64_t)((double)data * 1e9 / (double)ns);
         s->comp.pieces++;
 }
 
@@ -284,8 +293,8 @@ static int write_piece(struct source *s, const struct svemig_mem_range *range, s
         if (r < 0)
                 return memory_reason(s, svemig_error_prefix(err, "source: writing guest memory"), err);
         m1 = mem_sent(s);
-        measure_piece(s, s->lz4_now, m1.bytes - m0.bytes, (m1.pages - m0.pages) * HV_PAGE_SIZE,
-                      migrate_now_ns() - t0);
+        measure_piece(s, s->lz4_now, m1.bytes - m0.bytes,
+                      (m1.pages - m1.zero - (m0.pages - m0.zero)) * HV_PAGE_SIZE, migrate_now_ns() - t0);
         return 0;
 }
 

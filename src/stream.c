@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "checksum.h"
 #include "macro.h"
 #include "stream-internal.h"
 #include "stream.pb-c.h"
@@ -150,7 +151,7 @@ static void frame_finish(struct frame_out *f, uint16_t type, uint32_t flags, uin
         put_le32(f->head + 8, (uint32_t)f->len);
         put_le32(f->head + 12, (uint32_t)raw_len);
         put_le32(f->head + 16, XXH32(f->head, 16, FRAME_HEAD_SEED));
-        put_le64(f->tail, XXH3_64bits(f->payload, f->len));
+        put_le64(f->tail, checksum64(f->payload, f->len));
 }
 
 void frame_build(struct frame_out *f, uint16_t type, bool required, const uint8_t *raw, size_t raw_len,
@@ -233,7 +234,7 @@ int frame_head_parse(const uint8_t head[FRAME_HEAD_SIZE], struct frame_head *h, 
 int frame_payload_open(const struct frame_head *h, const uint8_t *stored, uint8_t *scratch,
                        const uint8_t **raw, uint64_t offset, struct svemig_error *err)
 {
-        uint64_t want = get_le64(stored + h->stored_len), have = XXH3_64bits(stored, h->stored_len);
+        uint64_t want = get_le64(stored + h->stored_len), have = checksum64(stored, h->stored_len);
         const char *name = svemig_frame_type_name(h->type);
 
         if (want != have)
@@ -568,7 +569,7 @@ static int writer_put_header(struct svemig_stream_writer *w, const struct svemig
         put_le16(packed + 10, SVEMIG_STREAM_MINOR);
         put_le32(packed + 12, (uint32_t)len);
         svemig__stream_header__pack(&h, packed + STREAM_PREAMBLE_SIZE);
-        put_le64(packed + STREAM_PREAMBLE_SIZE + len, XXH3_64bits(packed, STREAM_PREAMBLE_SIZE + len));
+        put_le64(packed + STREAM_PREAMBLE_SIZE + len, checksum64(packed, STREAM_PREAMBLE_SIZE + len));
         struct iovec iov[1] = {{packed, STREAM_PREAMBLE_SIZE + len + 8}};
         return writer_put(w, iov, 1, err);
 }
@@ -1010,7 +1011,7 @@ static int reader_open_header(struct svemig_stream_reader *r, struct svemig_erro
         if (k < 0)
                 return k;
         want = get_le64(r->buf.p + STREAM_PREAMBLE_SIZE + len);
-        have = XXH3_64bits(r->buf.p, STREAM_PREAMBLE_SIZE + len);
+        have = checksum64(r->buf.p, STREAM_PREAMBLE_SIZE + len);
         if (want != have)
                 return svemig_error_set(err, EBADMSG,
                                         "offset %u: header checksum mismatch (stored 0x%016llx, computed "
@@ -1172,7 +1173,7 @@ int stream_reader_read_frame(struct svemig_stream_reader *r, struct svemig_error
                 if (!known) {
                         /* An optional frame from a newer minor: check it, count it, pass it over. */
                         uint64_t want = get_le64(r->buf.p + h.stored_len),
-                                 have = XXH3_64bits(r->buf.p, h.stored_len);
+                                 have = checksum64(r->buf.p, h.stored_len);
                         if (want != have)
                                 return svemig_error_set(
                                         err, EBADMSG,

@@ -94,9 +94,12 @@ int guest_create_empty_at(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, ui
 /*
  * guest_create_empty_at() with RAM shared from ram_fd (a fresh, all-zero
  * memfd of at least mem_bytes, e.g. faulted in ahead of an incoming
- * migration), cut to mem_bytes. ram_fd -1: anonymous memory, as above.
+ * migration): its first mem_bytes. ram_fd -1: anonymous memory, as above.
  * The caller keeps ram_fd; the mapping holds the memory.
  */
+/* Gives back what the memfd of guest_create_empty_fd() holds past the guest's RAM. */
+int guest_trim_ram_fd(const struct guest *g, int ram_fd, struct svemig_error *err);
+
 int guest_create_empty_fd(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
                           bool log_dirty, int ram_fd, struct guest **out, struct svemig_error *err);
 
