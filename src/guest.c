@@ -44,6 +44,7 @@ struct guest {
         uint8_t *mem;
         uint64_t mem_size;
         uint64_t ram_base;
+        bool mem_borrowed; /* the caller's until guest_create_empty_mem() succeeds */
 
         guest_mmio_fn on_mmio;
         void *mmio_userdata;
@@ -122,7 +123,7 @@ void guest_destroy(struct guest *g)
         for (unsigned i = 0; g->vcpus && i < g->n_vcpus; i++)
                 hv_vcpu_destroy(g->vcpus[i]);
         hv_vm_destroy(g->vm);
-        if (g->mem && g->mem != MAP_FAILED)
+        if (g->mem && g->mem != MAP_FAILED && !g->mem_borrowed)
                 munmap(g->mem, g->mem_size);
         free(g->vcpus);
         free(g->steps);
@@ -158,10 +159,21 @@ int guest_prefault(struct guest *g, struct svemig_error *err)
  * caller's to give back (guest_trim_ram_fd()): freeing hundreds of MiB
  * takes milliseconds an incoming migration has better uses for.
  */
-static int map_ram(struct guest *g, uint64_t mem_bytes, int ram_fd, struct svemig_error *err)
+static int map_ram(struct guest *g, uint64_t mem_bytes, int ram_fd, void *mem, uint64_t map_size,
+                   struct svemig_error *err)
 {
         struct stat st;
 
+        if (mem) {
+                if (map_size < mem_bytes)
+                        return svemig_error_set(
+                                err, EINVAL,
+                                "the prepared RAM (%llu bytes) is smaller than the guest's %llu",
+                                (unsigned long long)map_size, (unsigned long long)mem_bytes);
+                g->mem = mem;
+                g->mem_borrowed = true;
+                return 0;
+        }
         if (ram_fd < 0) {
                 g->mem = mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE,
                               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -192,8 +204,9 @@ int guest_trim_ram_fd(const struct guest *g, int ram_fd, struct svemig_error *er
         return 0;
 }
 
-int guest_create_empty_fd(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
-                          bool log_dirty, int ram_fd, struct guest **out, struct svemig_error *err)
+static int create_empty(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
+                        bool log_dirty, int ram_fd, void *mem, uint64_t map_size, struct guest **out,
+                        struct svemig_error *err)
 {
         _cleanup_(guest_destroyp) struct guest *g = NULL;
         int r;
@@ -222,10 +235,10 @@ int guest_create_empty_fd(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, ui
         if (!g->vcpus || !g->steps || !g->threads || !g->jobs)
                 return svemig_error_set(err, ENOMEM, "out of memory for %u vcpus", n_vcpus);
 
-        r = map_ram(g, mem_bytes, ram_fd, err);
+        g->mem_size = mem_bytes;
+        r = map_ram(g, mem_bytes, ram_fd, mem, map_size, err);
         if (r < 0)
                 return r;
-        g->mem_size = mem_bytes;
         g->ram_base = ram_base;
 
         r = hv_vm_create(hv, &g->vm, err);
@@ -241,9 +254,28 @@ int guest_create_empty_fd(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, ui
                         return r;
                 g->n_vcpus++;
         }
+        if (g->mem_borrowed) {
+                /* Taken over, faulted in ahead (in huge pages where it had them); the rest goes back now. */
+                if (map_size > mem_bytes)
+                        munmap(g->mem + mem_bytes, map_size - mem_bytes);
+                g->mem_borrowed = false;
+        }
         *out = g;
         g = NULL;
         return 0;
+}
+
+int guest_create_empty_fd(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
+                          bool log_dirty, int ram_fd, struct guest **out, struct svemig_error *err)
+{
+        return create_empty(hv, n_vcpus, ram_base, mem_bytes, log_dirty, ram_fd, NULL, 0, out, err);
+}
+
+int guest_create_empty_mem(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
+                           bool log_dirty, void *mem, uint64_t map_size, struct guest **out,
+                           struct svemig_error *err)
+{
+        return create_empty(hv, n_vcpus, ram_base, mem_bytes, log_dirty, -1, mem, map_size, out, err);
 }
 
 int guest_create_empty_at(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,

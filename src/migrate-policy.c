@@ -181,7 +181,11 @@ enum migrate_compression compression_decide(const struct compression_input *in)
                 return MIGRATE_COMPRESSION_NONE;
         if (!in->lz4_mem_bps)
                 return MIGRATE_COMPRESSION_LZ4;
-        best = in->lz4_mem_bps > in->raw_mem_bps ? MIGRATE_COMPRESSION_LZ4 : MIGRATE_COMPRESSION_NONE;
+        /* LZ4 must win by the model's margin too: it costs both ends CPU, and one piece's figure is noisy.
+         */
+        best = COMPRESSION_MARGIN * (double)in->lz4_mem_bps > (double)in->raw_mem_bps
+                       ? MIGRATE_COMPRESSION_LZ4
+                       : MIGRATE_COMPRESSION_NONE;
         if (in->pieces % COMPRESSION_RETRY_EVERY == 0)
                 return best == MIGRATE_COMPRESSION_LZ4 ? MIGRATE_COMPRESSION_NONE : MIGRATE_COMPRESSION_LZ4;
         return best;

@@ -150,7 +150,13 @@ static int judge(struct hv *hv, const struct migrate_recv_opts *opts, const stru
 
 bool migrate_recv_uses_reserve(const struct migrate_recv_opts *opts, uint64_t mem_bytes)
 {
-        return opts->ram_reserve && opts->ram_fd >= 0 && mem_bytes <= opts->ram_reserve;
+        return opts->ram_reserve && (opts->ram_mem || opts->ram_fd >= 0) && mem_bytes <= opts->ram_reserve;
+}
+
+/* Whether the guest took the caller's memory, faulted in (in huge pages) in this process already. */
+static bool prepared_ram(const struct dest *d)
+{
+        return d->opts->ram_mem && migrate_recv_uses_reserve(d->opts, guest_mem_size(d->g));
 }
 
 /* The guest to receive into: on the reserved RAM when it fits, else fresh memory. */
@@ -158,10 +164,13 @@ static int create_guest(struct hv *hv, const struct migrate_recv_opts *opts,
                         const struct svemig_stream_info *info, struct guest **out, struct svemig_error *err)
 {
         uint64_t size = info->slots[0].size;
-        int ram_fd = migrate_recv_uses_reserve(opts, size) ? opts->ram_fd : -1;
+        bool reserve = migrate_recv_uses_reserve(opts, size);
 
-        return guest_create_empty_fd(hv, info->vcpu_count, info->slots[0].gpa, size, opts->log_dirty, ram_fd,
-                                     out, err);
+        if (reserve && opts->ram_mem)
+                return guest_create_empty_mem(hv, info->vcpu_count, info->slots[0].gpa, size,
+                                              opts->log_dirty, opts->ram_mem, opts->ram_reserve, out, err);
+        return guest_create_empty_fd(hv, info->vcpu_count, info->slots[0].gpa, size, opts->log_dirty,
+                                     reserve ? opts->ram_fd : -1, out, err);
 }
 
 /* Decodes a stream header held in a message. */
@@ -751,7 +760,8 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
          * host compact) 2 MiB, and zero pages are never written at all
          * (memchunk.c). Huge pages are asked for again once it is loaded.
          */
-        (void)madvise(guest_mem(d.g), guest_mem_size(d.g), MADV_NOHUGEPAGE);
+        if (!prepared_ram(&d))
+                (void)madvise(guest_mem(d.g), guest_mem_size(d.g), MADV_NOHUGEPAGE);
         r = send_verdict(d.w, 0, NULL, channels_taken(&d), err);
         if (r < 0)
                 goto fail;
@@ -768,7 +778,7 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         if (d.running)
                 (void)guest_prepare_start(d.g, NULL);
         /* After the threads: creating one waits for the address space, which populating holds. */
-        if (migrate_recv_uses_reserve(opts, guest_mem_size(d.g)))
+        if (migrate_recv_uses_reserve(opts, guest_mem_size(d.g)) && !prepared_ram(&d))
                 prefault_start(&d);
 
         r = read_stream(&d, &killed, err);
@@ -794,7 +804,7 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
                 goto fail;
         stream_close(&d);
         /* The guest runs: what the reserve holds beyond its RAM goes back to the host now. */
-        if (migrate_recv_uses_reserve(opts, guest_mem_size(d.g)))
+        if (migrate_recv_uses_reserve(opts, guest_mem_size(d.g)) && !prepared_ram(&d))
                 (void)guest_trim_ram_fd(d.g, opts->ram_fd, NULL);
         out->guest = d.g;
         d.g = NULL;

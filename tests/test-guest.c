@@ -8,6 +8,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <cmocka.h>
 
@@ -206,6 +208,40 @@ static void test_prepared_start(void **state)
         hv_close(a);
 }
 
+/*
+ * RAM faulted in ahead by the caller: the guest takes the mapping and gives
+ * back what is past its RAM; a creation that fails leaves it to the caller.
+ */
+static void test_prepared_ram(void **state)
+{
+        const uint64_t map = 4u << 20, ram = 2u << 20;
+        struct hv *hv = sim_host_open("128,256", NULL);
+        struct svemig_error err = {0};
+        struct guest *g = NULL;
+        uint8_t *mem =
+                mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        unsigned char vec;
+
+        assert_true(mem != MAP_FAILED);
+        assert_int_equal(guest_create_empty_mem(hv, 0, GUEST_RAM_BASE, ram, false, mem, map, &g, &err),
+                         -EINVAL);
+        mem[map - 1] = 1; /* still the caller's */
+        assert_int_equal(guest_create_empty_mem(hv, 1, GUEST_RAM_BASE, map * 2, false, mem, map, &g, &err),
+                         -EINVAL);
+        assert_non_null(strstr(err.msg, "smaller"));
+        mem[map - 1] = 2;
+
+        assert_int_equal(guest_create_empty_mem(hv, 2, GUEST_RAM_BASE, ram, true, mem, map, &g, &err), 0);
+        assert_ptr_equal(guest_mem(g), mem);
+        assert_int_equal(guest_mem_size(g), ram);
+        /* Past its RAM, the mapping is gone. */
+        assert_int_equal(mincore(mem + ram, 4096, &vec), -1);
+        assert_int_equal(errno, ENOMEM);
+        assert_int_equal(mincore(mem, 4096, &vec), 0);
+        guest_destroy(g);
+        hv_close(hv);
+}
+
 static void test_create_refusals(void **state)
 {
         struct hv *a = sim_host_open("128,256", NULL), *none = sim_host_open("none", NULL);
@@ -233,6 +269,7 @@ int main(void)
                 cmocka_unit_test(test_equivalence_non_sve), cmocka_unit_test(test_tampered_state_diverges),
                 cmocka_unit_test(test_dirty_log),           cmocka_unit_test(test_start_pause),
                 cmocka_unit_test(test_create_refusals),     cmocka_unit_test(test_prepared_start),
+                cmocka_unit_test(test_prepared_ram),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -653,6 +654,41 @@ static void test_channels_rewritten_pages(void **state)
         assert_int_equal(guest_mem(j.guest)[(size_t)ZERO_PAGE * HV_PAGE_SIZE + 17], 0x5a);
         guest_destroy(g);
         guest_destroy(j.guest);
+        host_close(&a);
+        host_close(&b);
+}
+
+/* A destination with RAM faulted in ahead in its own process (a standby VMM's) receives into it. */
+static void test_migrate_prepared_ram(void **state)
+{
+        const struct spec sp = {"128,256", 2, 4 * 1024 * 1024, 4};
+        const uint64_t map = 8u << 20;
+        uint8_t *mem =
+                mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        struct migrate_recv_opts ropts = {.max_channels = 2, .ram_reserve = map, .ram_mem = mem};
+        struct migrate_opts opts;
+        struct svemig_error err = {0};
+        struct migrate_report rep;
+        struct dst_job j;
+        struct host a, b;
+        struct guest *g;
+        int fds[2];
+
+        assert_true(mem != MAP_FAILED);
+        host_open(&a, HOST_A);
+        host_open(&b, HOST_B);
+        g = start_guest(a.hv, &sp);
+        opts = base_opts(&b);
+        opts.channels = 2;
+        tcp_pair(fds);
+        if (migrate(g, &b, fds, &opts, &ropts, &j, &rep, &err) < 0)
+                fail_msg("%s", err.msg);
+        if (j.r < 0)
+                fail_msg("destination: %s", j.err.msg);
+        assert_ptr_equal(guest_mem(j.guest), mem);
+        assert_one_running(g, j.guest, &sp);
+        guest_destroy(g);
+        guest_destroy(j.guest); /* and the mapping with it */
         host_close(&a);
         host_close(&b);
 }
@@ -1651,6 +1687,7 @@ int main(void)
                 cmocka_unit_test(test_migrate_paused),
                 cmocka_unit_test(test_migrate_channels),
                 cmocka_unit_test(test_migrate_channels_refused),
+                cmocka_unit_test(test_migrate_prepared_ram),
                 cmocka_unit_test(test_channels_rewritten_pages),
                 cmocka_unit_test(test_channel_corrupt),
                 cmocka_unit_test(test_chain),

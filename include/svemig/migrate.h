@@ -330,6 +330,14 @@ struct migrate_recv_opts {
          */
         uint64_t ram_reserve;
         int ram_fd;
+        /*
+         * Or ram_reserve bytes mapped in this process and faulted in ahead
+         * (a standby VMM's, in huge pages: guest_create_empty_mem()): a
+         * guest that fits takes the mapping over, and the caller must not
+         * touch it again. Read only when ram_reserve is not 0; then ram_fd
+         * is not.
+         */
+        void *ram_mem;
         bool log_dirty;              /* give received guests a dirty log, to migrate them on */
         unsigned timeout_ms;         /* waits on the source inside a request; 0 = default */
         unsigned request_timeout_ms; /* waiting for the next request; 0 = forever */
