@@ -7,6 +7,8 @@
  */
 
 #include <pthread.h>
+
+#include "svemig/kvmreg.h"
 #include <stdatomic.h>
 
 #include "hv-backend.h"
@@ -17,6 +19,9 @@
 #define SIM_NR_PREGS  16
 #define SIM_ZREG_MAX  256 /* bytes at 2048 bits */
 #define SIM_PREG_MAX  32
+
+struct sim_reg;
+struct reglist_profile;
 
 struct sim_host {
         struct hv base;
@@ -30,6 +35,24 @@ struct sim_host {
         struct hv_sim_id_reg *id_regs;
         size_t n_id_regs;
         bool nvhe;
+        /*
+         * A vcpu's registers after KVM_ARM_VCPU_INIT, per reference list,
+         * computed once: resetting 64 vcpus one by one (host values, a sort)
+         * was most of a migration's restore on this backend.
+         */
+        pthread_mutex_t reset_lock;
+        struct sim_reset *resets;
+};
+
+/* The plain registers of a profile as a reset vcpu has them. */
+struct sim_reset {
+        struct sim_reset *next;
+        const struct reglist_profile *prof;
+        size_t n;
+        uint64_t *ids, *values;
+        struct kvmreg *regs;   /* decoded ids */
+        struct sim_reg *index; /* sorted by id */
+        size_t mpidr;          /* MPIDR_EL1's slot in values (the vcpu's own); n when absent */
 };
 
 struct sim_slot {
@@ -53,6 +76,7 @@ struct sim_vm {
 struct sim_reg {
         uint64_t id;
         size_t index;
+        const struct kvmreg *reg; /* decoded, in the host's struct sim_reset */
 };
 
 struct sim_vcpu {

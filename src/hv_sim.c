@@ -51,6 +51,7 @@ static int sim_open(const struct hv_config *cfg, struct hv **out, struct svemig_
         h = calloc(1, sizeof(*h));
         if (!h)
                 return -ENOMEM;
+        pthread_mutex_init(&h->reset_lock, NULL);
         h->base.ops = &hv_sim_ops;
         snprintf(h->kernel, sizeof(h->kernel), "%s", prof->kernel);
         snprintf(h->host_name, sizeof(h->host_name), "%s", sc->host_name ? sc->host_name : "sim");
@@ -88,6 +89,17 @@ static void sim_close(struct hv *hv)
 {
         struct sim_host *h = (struct sim_host *)hv;
 
+        while (h->resets) {
+                struct sim_reset *next = h->resets->next;
+
+                free(h->resets->ids);
+                free(h->resets->values);
+                free(h->resets->regs);
+                free(h->resets->index);
+                free(h->resets);
+                h->resets = next;
+        }
+        pthread_mutex_destroy(&h->reset_lock);
         free(h->id_regs);
         free(h);
 }
@@ -290,13 +302,19 @@ static int cmp_reg_id(const void *a, const void *b)
         return x < y ? -1 : x > y;
 }
 
-static uint64_t *sim_reg_ptr(struct sim_vcpu *v, uint64_t id)
+static const struct sim_reg *sim_reg_find(struct sim_vcpu *v, uint64_t id)
 {
-        struct sim_reg key = {.id = id}, *hit;
+        struct sim_reg key = {.id = id};
 
         if (!v->index)
                 return NULL;
-        hit = bsearch(&key, v->index, v->n_regs, sizeof(*v->index), cmp_reg_id);
+        return bsearch(&key, v->index, v->n_regs, sizeof(*v->index), cmp_reg_id);
+}
+
+static uint64_t *sim_reg_ptr(struct sim_vcpu *v, uint64_t id)
+{
+        const struct sim_reg *hit = sim_reg_find(v, id);
+
         return hit ? &v->values[hit->index] : NULL;
 }
 
@@ -330,12 +348,72 @@ static uint64_t sim_id_reg_value(const struct sim_host *h, uint64_t id, uint64_t
         return value;
 }
 
+/* The plain registers of a reset vcpu with this profile on this host, but for its MPIDR. */
+static struct sim_reset *sim_reset_build(const struct sim_host *h, const struct reglist_profile *prof)
+{
+        struct sim_reset *t = calloc(1, sizeof(*t));
+        size_t n = 0;
+
+        if (!t)
+                return NULL;
+        t->prof = prof;
+        t->ids = calloc(prof->n ? prof->n : 1, sizeof(*t->ids));
+        t->values = calloc(prof->n ? prof->n : 1, sizeof(*t->values));
+        t->regs = calloc(prof->n ? prof->n : 1, sizeof(*t->regs));
+        t->index = calloc(prof->n ? prof->n : 1, sizeof(*t->index));
+        if (!t->ids || !t->values || !t->regs || !t->index) {
+                free(t->ids);
+                free(t->values);
+                free(t->regs);
+                free(t->index);
+                free(t);
+                return NULL;
+        }
+        for (size_t i = 0; i < prof->n; i++) {
+                const struct reglist_entry *e = &prof->regs[i];
+
+                if (!sim_is_plain(e->id))
+                        continue;
+                t->ids[n] = e->id;
+                t->values[n] = sim_id_reg_value(h, e->id, e->has_value ? e->reset : 0, prof->sve);
+                /* A listed register the table cannot name is refused on write, as before (-ENOENT). */
+                t->index[n] = (struct sim_reg){
+                        .id = e->id,
+                        .index = n,
+                        .reg = kvmreg_decode(e->id, &t->regs[n], NULL) == 0 ? &t->regs[n] : NULL};
+                n++;
+        }
+        t->n = n;
+        t->mpidr = n;
+        for (size_t i = 0; i < n; i++)
+                if (t->ids[i] == KVMREG_MPIDR_EL1)
+                        t->mpidr = i;
+        qsort(t->index, n, sizeof(*t->index), cmp_reg_id);
+        return t;
+}
+
+static const struct sim_reset *sim_reset_find(struct sim_host *h, const struct reglist_profile *prof)
+{
+        struct sim_reset *t;
+
+        pthread_mutex_lock(&h->reset_lock);
+        for (t = h->resets; t && t->prof != prof; t = t->next)
+                ;
+        if (!t && (t = sim_reset_build(h, prof))) {
+                t->next = h->resets;
+                h->resets = t;
+        }
+        pthread_mutex_unlock(&h->reset_lock);
+        return t;
+}
+
 /* kvm_reset_vcpu(): every register back to the reference kernel's value after init. */
 static int sim_vcpu_reset(struct sim_vcpu *v, const struct reglist_profile *prof)
 {
-        struct sim_host *h = (struct sim_host *)v->base.vm->hv;
-        size_t n = 0;
+        const struct sim_reset *t = sim_reset_find((struct sim_host *)v->base.vm->hv, prof);
 
+        if (!t)
+                return -ENOMEM;
         if (v->profile != prof) {
                 free(v->ids);
                 free(v->values);
@@ -347,25 +425,14 @@ static int sim_vcpu_reset(struct sim_vcpu *v, const struct reglist_profile *prof
                         return -ENOMEM;
                 v->profile = prof;
         }
-
-        for (size_t i = 0; i < prof->n; i++) {
-                const struct reglist_entry *e = &prof->regs[i];
-                uint64_t value = e->has_value ? e->reset : 0;
-
-                if (!sim_is_plain(e->id))
-                        continue;
-                if (e->id == KVMREG_MPIDR_EL1)
-                        /* KVM derives MPIDR from the vcpu id: Aff0 = id % 16, Aff1 = id / 16. */
-                        value = (1ull << 31) | ((v->base.index / 16) & 0xff) << 8 | (v->base.index % 16);
-                else
-                        value = sim_id_reg_value(h, e->id, value, prof->sve);
-                v->ids[n] = e->id;
-                v->values[n] = value;
-                v->index[n] = (struct sim_reg){.id = e->id, .index = n};
-                n++;
-        }
-        v->n_regs = n;
-        qsort(v->index, n, sizeof(*v->index), cmp_reg_id);
+        memcpy(v->ids, t->ids, t->n * sizeof(*v->ids));
+        memcpy(v->values, t->values, t->n * sizeof(*v->values));
+        memcpy(v->index, t->index, t->n * sizeof(*v->index));
+        v->n_regs = t->n;
+        if (t->mpidr < t->n)
+                /* KVM derives MPIDR from the vcpu id: Aff0 = id % 16, Aff1 = id / 16. */
+                v->values[t->mpidr] =
+                        (1ull << 31) | ((v->base.index / 16) & 0xff) << 8 | (v->base.index % 16);
 
         memset(v->z, 0, sizeof(v->z));
         memset(v->p, 0, sizeof(v->p));
@@ -614,18 +681,19 @@ static int sim_check_write(struct sim_vcpu *v, const struct kvmreg *reg, uint64_
 
 static int sim_plain_reg(struct sim_vcpu *v, uint64_t id, void *buf, const void *in)
 {
-        struct kvmreg reg;
-        uint64_t *p = sim_reg_ptr(v, id), val = 0;
+        const struct sim_reg *hit = sim_reg_find(v, id);
+        uint64_t *p, val = 0;
         int r;
 
-        if (!p || kvmreg_decode(id, &reg, NULL) < 0)
+        if (!hit || !hit->reg)
                 return -ENOENT;
+        p = &v->values[hit->index];
         if (!in) {
-                memcpy(buf, p, reg.size);
+                memcpy(buf, p, hit->reg->size);
                 return 0;
         }
-        memcpy(&val, in, reg.size);
-        r = sim_check_write(v, &reg, *p, val);
+        memcpy(&val, in, hit->reg->size);
+        r = sim_check_write(v, hit->reg, *p, val);
         if (r < 0)
                 return r;
         *p = val;

@@ -19,6 +19,7 @@
 
 #include "macro.h"
 #include "migrate-internal.h"
+#include "stream-internal.h"
 #include "workpool.h"
 #include "svemig/kvmreg.h"
 #include "svemig/snapshot.h"
@@ -339,6 +340,11 @@ static bool hook(struct dest *d, enum migrate_step step, int *r, bool *killed, s
  * downtime.
  */
 struct restore_job {
+        /* The frame as read, decoded on the worker too: decoding is most of a vcpu's cost here. */
+        struct frame_head head;
+        uint64_t offset;
+        struct bytebuf frame, scratch;
+        struct pbarena arena;
         struct vcpu_state st;
         struct svemig_error err;
 };
@@ -348,7 +354,7 @@ struct reading {
         bool *killed;
         struct svemig_error *err;
         struct svemig_mem_map map;
-        bool *seen;
+        bool *seen; /* set by the workers, atomically */
         unsigned vcpus;
         struct restore_job *jobs;
         bool hooked; /* the test hook is due: run it once no worker touches the guest */
@@ -366,7 +372,6 @@ static int read_produce(void *ctx, unsigned slot)
 {
         struct reading *rd = ctx;
         struct dest *d = rd->d;
-        const struct svemig_stream_info *info = svemig_stream_reader_info(d->reader);
         struct restore_job *job = &rd->jobs[slot];
         int r;
 
@@ -394,14 +399,9 @@ static int read_produce(void *ctx, unsigned slot)
         d->step = MIGRATE_STEP_STOP_COPY;
         if (hook_due(rd, d->step))
                 return -ECANCELED;
-        vcpu_state_done(&job->st);
-        r = svemig_stream_read_vcpu(d->reader, &job->st, rd->err);
+        r = stream_reader_take_vcpu(d->reader, &job->frame, &job->head, &job->offset, rd->err);
         if (r < 0)
                 return stream_reason(d, r, rd->err);
-        if (job->st.index >= info->vcpu_count || rd->seen[job->st.index])
-                return svemig_error_set(rd->err, EBADMSG, "vcpu %u: out of range or sent twice",
-                                        job->st.index);
-        rd->seen[job->st.index] = true;
         return WORKPOOL_JOB;
 }
 
@@ -409,8 +409,18 @@ static int read_work(void *ctx, unsigned slot)
 {
         struct reading *rd = ctx;
         struct restore_job *job = &rd->jobs[slot];
+        const struct svemig_stream_info *info = svemig_stream_reader_info(rd->d->reader);
+        int r;
 
         job->err = (struct svemig_error){0};
+        vcpu_state_done(&job->st);
+        r = stream_vcpu_decode(info, &job->head, job->frame.p, job->offset, &job->scratch, &job->arena,
+                               &job->st, &job->err);
+        if (r < 0)
+                return r;
+        if (__atomic_exchange_n(&rd->seen[job->st.index], true, __ATOMIC_RELAXED))
+                return svemig_error_set(&job->err, EBADMSG, "offset %llu: vcpu %u appears twice",
+                                        (unsigned long long)job->offset, job->st.index);
         return vcpu_restore(guest_vcpu(rd->d->g, job->st.index), &job->st, &job->err);
 }
 
@@ -465,11 +475,17 @@ static int read_stream(struct dest *d, bool *killed, struct svemig_error *err)
                 workpool_free(pool);
                 return svemig_error_set(err, ENOMEM, "destination: out of memory");
         }
+        for (unsigned i = 0; i < pl.window; i++)
+                pbarena_init(&rd.jobs[i].arena);
         d->step = MIGRATE_STEP_PRECOPY;
         r = workpool_run(pool, &pl);
         /* After a failure the jobs in flight were waited for but not consumed. */
-        for (unsigned i = 0; i < pl.window; i++)
+        for (unsigned i = 0; i < pl.window; i++) {
                 vcpu_state_done(&rd.jobs[i].st);
+                bytebuf_done(&rd.jobs[i].frame);
+                bytebuf_done(&rd.jobs[i].scratch);
+                pbarena_done(&rd.jobs[i].arena);
+        }
         free(rd.jobs);
         workpool_free(pool);
         if (rd.hooked && hook(d, d->step, &r, killed, err))

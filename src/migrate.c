@@ -457,10 +457,10 @@ static void drain_before_pause(struct source *s)
 }
 
 /*
- * The vcpus are captured on the pool's workers, a few at a time, and each
- * is written, in order, as soon as it is captured: the destination restores
- * the first ones while the last are still read here. All of it is on the
- * guest's downtime.
+ * The vcpus are captured and encoded on the pool's workers, a few at a
+ * time, and each is written, in order, as soon as it is ready: the
+ * destination restores the first ones while the last are still read here.
+ * All of it is on the guest's downtime.
  */
 #define CAPTURE_WINDOW 8u
 
@@ -471,6 +471,8 @@ struct capture {
         struct {
                 unsigned index;
                 struct vcpu_state st;
+                struct bytebuf pack, zbuf;
+                struct frame_out frame;
                 struct svemig_error err;
         } slot[CAPTURE_WINDOW];
 };
@@ -488,8 +490,15 @@ static int capture_produce(void *ctx, unsigned slot)
 static int capture_work(void *ctx, unsigned slot)
 {
         struct capture *c = ctx;
+        const struct svemig_stream_writer *w = c->s->writer;
+        int r;
 
-        return vcpu_capture(guest_vcpu(c->s->g, c->slot[slot].index), &c->slot[slot].st, &c->slot[slot].err);
+        vcpu_state_done(&c->slot[slot].st);
+        r = vcpu_capture(guest_vcpu(c->s->g, c->slot[slot].index), &c->slot[slot].st, &c->slot[slot].err);
+        if (r < 0)
+                return r;
+        return stream_vcpu_encode(&w->info, w->lz4, &c->slot[slot].st, &c->slot[slot].pack,
+                                  &c->slot[slot].zbuf, &c->slot[slot].frame, &c->slot[slot].err);
 }
 
 static int capture_consume(void *ctx, unsigned slot, int work_rc)
@@ -501,8 +510,7 @@ static int capture_consume(void *ctx, unsigned slot, int work_rc)
                 *c->err = c->slot[slot].err;
                 return svemig_error_prefix(c->err, "source: capturing the vcpus");
         }
-        r = svemig_stream_write_vcpu(c->s->writer, &c->slot[slot].st, c->err);
-        vcpu_state_done(&c->slot[slot].st);
+        r = stream_writer_put_vcpu(c->s->writer, c->slot[slot].index, &c->slot[slot].frame, c->err);
         return r < 0 ? svemig_error_prefix(c->err, "source: writing the vcpus") : 0;
 }
 
@@ -522,9 +530,11 @@ static int send_vcpus(struct source *s, struct svemig_error *err)
                                  .work = capture_work,
                                  .consume = capture_consume,
                          });
-        /* After an error, what the workers captured but nobody wrote. */
-        for (unsigned i = 0; i < CAPTURE_WINDOW; i++)
+        for (unsigned i = 0; i < CAPTURE_WINDOW; i++) {
                 vcpu_state_done(&c->slot[i].st);
+                bytebuf_done(&c->slot[i].pack);
+                bytebuf_done(&c->slot[i].zbuf);
+        }
         return r;
 }
 

@@ -227,6 +227,34 @@ struct svemig_stream_writer {
         struct svemig_stream_stats sink_stats;
 };
 
+/*
+ * Decodes a VCPU frame's stored payload and check (read at offset, head
+ * parsed into h): what svemig_stream_read_vcpu() does but for the check
+ * that no vcpu comes twice, with the caller's scratch, on any thread.
+ */
+int stream_vcpu_decode(const struct svemig_stream_info *info, const struct frame_head *h,
+                       const uint8_t *stored, uint64_t offset, struct bytebuf *scratch,
+                       struct pbarena *arena, struct vcpu_state *st, struct svemig_error *err);
+
+/*
+ * Takes the pending VCPU frame whole, to decode it elsewhere
+ * (stream_vcpu_decode()): its stored payload and check move into *buf (the
+ * reader keeps buf's old memory). The caller checks that no vcpu comes twice.
+ */
+int stream_reader_take_vcpu(struct svemig_stream_reader *r, struct bytebuf *buf, struct frame_head *h,
+                            uint64_t *offset, struct svemig_error *err);
+
+/*
+ * The VCPU frame of st, for a writer with this header and compression: what
+ * svemig_stream_write_vcpu() writes, built on any thread into the caller's
+ * buffers (f points into them), to be written with stream_writer_put_vcpu().
+ */
+int stream_vcpu_encode(const struct svemig_stream_info *info, bool lz4, const struct vcpu_state *st,
+                       struct bytebuf *pack, struct bytebuf *zbuf, struct frame_out *f,
+                       struct svemig_error *err);
+int stream_writer_put_vcpu(struct svemig_stream_writer *w, unsigned index, const struct frame_out *f,
+                           struct svemig_error *err);
+
 /* Writes a frame, adding it to the digest and the counts. */
 int stream_writer_emit(struct svemig_stream_writer *w, const struct frame_out *f, struct svemig_error *err);
 

@@ -633,24 +633,18 @@ static int writer_ready(struct svemig_stream_writer *w, struct svemig_error *err
         return r;
 }
 
-int svemig_stream_write_vcpu(struct svemig_stream_writer *w, const struct vcpu_state *st,
-                             struct svemig_error *err)
+int stream_vcpu_encode(const struct svemig_stream_info *info, bool lz4, const struct vcpu_state *st,
+                       struct bytebuf *pack, struct bytebuf *zbuf, struct frame_out *f,
+                       struct svemig_error *err)
 {
         Svemig__VcpuState msg = SVEMIG__VCPU_STATE__INIT;
         _cleanup_free_ Svemig__RegValue *regs = NULL;
         _cleanup_free_ Svemig__RegValue **ptrs = NULL;
-        struct frame_out f;
         size_t len;
-        int r;
 
-        r = writer_ready(w, err);
-        if (r < 0)
-                return r;
-        if (st->index >= w->info.vcpu_count)
+        if (st->index >= info->vcpu_count)
                 return svemig_error_set(err, EINVAL, "vcpu %u: the stream header announces %u vcpus",
-                                        st->index, w->info.vcpu_count);
-        if (w->vcpu_seen[st->index / 8] & (1u << (st->index % 8)))
-                return svemig_error_set(err, EINVAL, "vcpu %u is already in the stream", st->index);
+                                        st->index, info->vcpu_count);
         if (st->n_regs > SVEMIG_STREAM_REGS_MAX)
                 return svemig_error_set(err, E2BIG, "vcpu %u: %zu registers, over the limit of %u",
                                         st->index, st->n_regs, SVEMIG_STREAM_REGS_MAX);
@@ -685,16 +679,45 @@ int svemig_stream_write_vcpu(struct svemig_stream_writer *w, const struct vcpu_s
         if (len > SVEMIG_STREAM_FRAME_MAX)
                 return svemig_error_set(err, E2BIG, "vcpu %u: %zu bytes, over the frame limit of %u",
                                         st->index, len, SVEMIG_STREAM_FRAME_MAX);
-        if (bytebuf_reserve(&w->pack, len + 1) < 0 || bytebuf_reserve(&w->zbuf, frame_lz4_bound(len)) < 0)
+        if (bytebuf_reserve(pack, len + 1) < 0 || bytebuf_reserve(zbuf, frame_lz4_bound(len)) < 0)
                 return svemig_error_set(err, ENOMEM, "vcpu %u: out of memory", st->index);
-        svemig__vcpu_state__pack(&msg, w->pack.p);
-        frame_build(&f, SVEMIG_FRAME_VCPU, true, w->pack.p, len, w->lz4, w->zbuf.p);
-        r = stream_writer_emit(w, &f, err);
+        svemig__vcpu_state__pack(&msg, pack->p);
+        frame_build(f, SVEMIG_FRAME_VCPU, true, pack->p, len, lz4, zbuf->p);
+        return 0;
+}
+
+int stream_writer_put_vcpu(struct svemig_stream_writer *w, unsigned index, const struct frame_out *f,
+                           struct svemig_error *err)
+{
+        int r = writer_ready(w, err);
+
         if (r < 0)
                 return r;
-        w->vcpu_seen[st->index / 8] |= 1u << (st->index % 8);
+        if (w->vcpu_seen[index / 8] & (1u << (index % 8)))
+                return svemig_error_set(err, EINVAL, "vcpu %u is already in the stream", index);
+        r = stream_writer_emit(w, f, err);
+        if (r < 0)
+                return r;
+        w->vcpu_seen[index / 8] |= 1u << (index % 8);
         w->stats.vcpus++;
         return 0;
+}
+
+int svemig_stream_write_vcpu(struct svemig_stream_writer *w, const struct vcpu_state *st,
+                             struct svemig_error *err)
+{
+        struct frame_out f;
+        int r;
+
+        r = writer_ready(w, err);
+        if (r < 0)
+                return r;
+        if (st->index < w->info.vcpu_count && (w->vcpu_seen[st->index / 8] & (1u << (st->index % 8))))
+                return svemig_error_set(err, EINVAL, "vcpu %u is already in the stream", st->index);
+        r = stream_vcpu_encode(&w->info, w->lz4, st, &w->pack, &w->zbuf, &f, err);
+        if (r < 0)
+                return r;
+        return stream_writer_put_vcpu(w, st->index, &f, err);
 }
 
 int svemig_stream_writer_finish(struct svemig_stream_writer *w, struct svemig_error *err)
@@ -1294,28 +1317,31 @@ static int cmp_u64(const void *a, const void *b)
         return x < y ? -1 : x > y;
 }
 
-static int reader_vcpu(struct svemig_stream_reader *r, struct vcpu_state *st, struct svemig_error *err)
+int stream_vcpu_decode(const struct svemig_stream_info *info, const struct frame_head *h,
+                       const uint8_t *stored, uint64_t offset, struct bytebuf *scratch,
+                       struct pbarena *arena, struct vcpu_state *st, struct svemig_error *err)
 {
-        unsigned long long off = r->head_offset;
+        unsigned long long off = offset;
         _cleanup_free_ uint64_t *ids = NULL, *sorted = NULL;
         struct vcpu_state out = {0};
         const uint8_t *raw;
         Svemig__VcpuState *m;
         int k;
 
-        k = reader_open_payload(r, &raw, err);
+        if (bytebuf_reserve(scratch, (size_t)h->raw_len + 1) < 0 ||
+            pbarena_reset(arena, pbarena_budget(h->raw_len)) < 0)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        k = frame_payload_open(h, stored, scratch->p, &raw, offset, err);
         if (k < 0)
                 return k;
-        m = svemig__vcpu_state__unpack(&r->arena.allocator, r->head.raw_len, raw);
+        m = svemig__vcpu_state__unpack(&arena->allocator, h->raw_len, raw);
         if (!m)
                 return svemig_error_set(err, EBADMSG,
                                         "offset %llu: the VCPU frame is not a valid VcpuState message", off);
-        if (m->index >= r->info.vcpu_count)
+        if (m->index >= info->vcpu_count)
                 return svemig_error_set(err, EBADMSG,
                                         "offset %llu: vcpu %u, but the header announces %u vcpus", off,
-                                        m->index, r->info.vcpu_count);
-        if (r->vcpu_seen[m->index / 8] & (1u << (m->index % 8)))
-                return svemig_error_set(err, EBADMSG, "offset %llu: vcpu %u appears twice", off, m->index);
+                                        m->index, info->vcpu_count);
         if (m->n_regs > SVEMIG_STREAM_REGS_MAX)
                 return svemig_error_set(err, E2BIG,
                                         "offset %llu: vcpu %u has %zu registers, over the limit of %u", off,
@@ -1356,8 +1382,44 @@ static int reader_vcpu(struct svemig_stream_reader *r, struct vcpu_state *st, st
         out.features = m->features;
         (void)vls_from_bytes(&out.vls, &m->vls);
         out.mp_state = m->mp_state;
-        r->vcpu_seen[m->index / 8] |= 1u << (m->index % 8);
         *st = out;
+        return 0;
+}
+
+static int reader_vcpu(struct svemig_stream_reader *r, struct vcpu_state *st, struct svemig_error *err)
+{
+        int k = stream_vcpu_decode(&r->info, &r->head, r->buf.p, r->head_offset, &r->raw, &r->arena, st,
+                                   err);
+
+        if (k < 0)
+                return k;
+        if (r->vcpu_seen[st->index / 8] & (1u << (st->index % 8))) {
+                k = svemig_error_set(err, EBADMSG, "offset %llu: vcpu %u appears twice",
+                                     (unsigned long long)r->head_offset, st->index);
+                vcpu_state_done(st);
+                return k;
+        }
+        r->vcpu_seen[st->index / 8] |= 1u << (st->index % 8);
+        return 0;
+}
+
+int stream_reader_take_vcpu(struct svemig_stream_reader *r, struct bytebuf *buf, struct frame_head *h,
+                            uint64_t *offset, struct svemig_error *err)
+{
+        struct bytebuf t;
+        int k = stream_check(&r->failure, err);
+
+        if (k < 0)
+                return k;
+        if (!r->pending || !r->pending_seen || r->head.type != SVEMIG_FRAME_VCPU)
+                return svemig_error_set(err, EINVAL,
+                                        "no VCPU frame is pending: call svemig_stream_next() first");
+        t = *buf;
+        *buf = r->buf;
+        r->buf = t;
+        *h = r->head;
+        *offset = r->head_offset;
+        r->pending = false;
         return 0;
 }
 

@@ -264,6 +264,14 @@ static uint64_t *sorted_copy(const uint64_t *ids, size_t n)
         return c;
 }
 
+static bool same_order(const uint64_t *ids, const struct vcpu_state *st)
+{
+        for (size_t i = 0; i < st->n_regs; i++)
+                if (ids[i] != st->regs[i].id)
+                        return false;
+        return true;
+}
+
 /*
  * Both sides must have the same registers (a different kernel shows here
  * first) and the same host-invariant values (a different CPU). Lookups go
@@ -271,18 +279,15 @@ static uint64_t *sorted_copy(const uint64_t *ids, size_t n)
  * paused, and a linear search over ~300 registers for each of ~300 costs
  * milliseconds over 64 vcpus.
  */
-static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, const enum kvmreg_class *cls,
-                           struct svemig_error *err)
+/* The destination's list ids (n of them) and the state's: the same set, or the first difference named. */
+static int check_same_set(const uint64_t *ids, size_t n, const struct vcpu_state *st,
+                          struct svemig_error *err)
 {
-        _cleanup_free_ uint64_t *ids = NULL, *dst_sorted = NULL, *st_sorted = NULL;
-        size_t n;
+        _cleanup_free_ uint64_t *dst_sorted = NULL, *st_sorted = NULL;
         char name[64];
-        int r;
 
-        r = get_reg_list(dst, &ids, &n);
-        if (r < 0)
-                return svemig_error_set(err, r, "vcpu %u: cannot list the destination's registers: %s",
-                                        st->index, strerror(-r));
+        if (n == st->n_regs && same_order(ids, st))
+                return 0; /* the usual case: the same kernel's list, in its order */
         dst_sorted = sorted_copy(ids, n);
         st_sorted = calloc(st->n_regs ? st->n_regs : 1, sizeof(*st_sorted));
         if (!dst_sorted || !st_sorted)
@@ -301,6 +306,23 @@ static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, con
                                                 "which the guest's state lacks (a different kernel?)",
                                                 st->index, reg_name(ids[j], name, sizeof(name)),
                                                 (unsigned long long)ids[j]);
+        return 0;
+}
+
+static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, const enum kvmreg_class *cls,
+                           struct svemig_error *err)
+{
+        _cleanup_free_ uint64_t *ids = NULL;
+        size_t n;
+        int r;
+
+        r = get_reg_list(dst, &ids, &n);
+        if (r < 0)
+                return svemig_error_set(err, r, "vcpu %u: cannot list the destination's registers: %s",
+                                        st->index, strerror(-r));
+        r = check_same_set(ids, n, st, err);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < st->n_regs; i++)
                 if (class_is_host_invariant(st->regs[i].id, cls[i]) &&
                     (r = vcpu_check_invariants(dst, &st->regs[i], 1, err)) < 0)
