@@ -195,15 +195,8 @@ struct vmm *vmm_job_vmm(struct vmm_job *job)
 
 void vmm_job_pace(struct vmm_job *job, unsigned ms)
 {
-        struct timespec until;
+        struct timespec until = realtime_deadline(ms);
 
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += ms / 1000;
-        until.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
         pthread_mutex_lock(&job->lock);
         while (!atomic_load(&job->cancelled))
                 if (pthread_cond_timedwait(&job->cond, &job->lock, &until) == ETIMEDOUT)

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "checksum.h"
+#include "iov.h"
 #include "macro.h"
 #include "migrate-internal.h"
 #include "stream-internal.h"
@@ -371,15 +372,7 @@ static int in_recvv(struct channel_in *c, struct iovec *iov, size_t n)
                 if (k <= 0)
                         return in_recv_error(c, k);
                 c->w.bytes_in += (uint64_t)k;
-                while (m.msg_iovlen > 0 && (size_t)k >= m.msg_iov->iov_len) {
-                        k -= (ssize_t)m.msg_iov->iov_len;
-                        m.msg_iov++;
-                        m.msg_iovlen--;
-                }
-                if (m.msg_iovlen > 0) {
-                        m.msg_iov->iov_base = (uint8_t *)m.msg_iov->iov_base + k;
-                        m.msg_iov->iov_len -= (size_t)k;
-                }
+                iov_advance(&m.msg_iov, &m.msg_iovlen, (size_t)k);
         }
         return 0;
 }
@@ -644,16 +637,9 @@ int channels_accept(int unix_fd, const uint8_t *id, unsigned n, unsigned timeout
 int channels_in_wait(struct channels_in *set, unsigned timeout_ms, struct channels_in_stats *st,
                      struct svemig_error *err)
 {
-        struct timespec deadline;
+        struct timespec deadline = realtime_deadline(timeout_ms);
         int r = 0;
 
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000L;
-        }
         pthread_mutex_lock(&set->lock);
         while (set->running > 0 && r == 0)
                 r = -pthread_cond_timedwait(&set->cond, &set->lock, &deadline);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "iov.h"
 #include "macro.h"
 #include "migrate-internal.h"
 
@@ -68,26 +69,9 @@ int wire_poll(int fd, short events, unsigned timeout_ms)
 
 static int send_bytes(struct wire *w, const uint8_t *buf, size_t len, struct svemig_error *err)
 {
-        while (len > 0) {
-                ssize_t k = send(w->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        struct iovec iov = {(void *)buf, len};
 
-                if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
-                        int r = wire_poll(w->fd, POLLOUT, w->timeout_ms);
-
-                        if (r < 0)
-                                return svemig_error_set(err, r, "waiting to send: %s", strerror(-r));
-                        if (r == 0)
-                                return svemig_error_set(err, ETIMEDOUT, "the peer took no data for %u ms",
-                                                        w->timeout_ms);
-                        continue;
-                }
-                if (k < 0)
-                        return svemig_error_set(err, errno, "sending failed: %s", strerror(errno));
-                buf += k;
-                len -= (size_t)k;
-                w->bytes_out += (uint64_t)k;
-        }
-        return 0;
+        return wire_sendv(w, &iov, 1, err);
 }
 
 /* Reads exactly len bytes. *got says how many arrived before an error. */
@@ -164,15 +148,7 @@ int wire_sendv(struct wire *w, struct iovec *iov, int n, struct svemig_error *er
                 if (k < 0)
                         return svemig_error_set(err, errno, "sending failed: %s", strerror(errno));
                 w->bytes_out += (uint64_t)k;
-                while (m.msg_iovlen > 0 && (size_t)k >= m.msg_iov->iov_len) {
-                        k -= (ssize_t)m.msg_iov->iov_len;
-                        m.msg_iov++;
-                        m.msg_iovlen--;
-                }
-                if (m.msg_iovlen > 0) {
-                        m.msg_iov->iov_base = (uint8_t *)m.msg_iov->iov_base + k;
-                        m.msg_iov->iov_len -= (size_t)k;
-                }
+                iov_advance(&m.msg_iov, &m.msg_iovlen, (size_t)k);
         }
         return 0;
 }

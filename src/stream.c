@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "checksum.h"
+#include "iov.h"
 #include "macro.h"
 #include "stream-internal.h"
 #include "stream.pb-c.h"
@@ -340,10 +341,12 @@ static int info_check(const struct svemig_stream_info *info, int bad, const char
 
 /* ---- Writer ---- */
 
-static int write_all(int fd, struct iovec *iov, int n)
+static int write_all(int fd, struct iovec *iov, int iovcnt)
 {
+        size_t n = (size_t)iovcnt;
+
         while (n > 0) {
-                ssize_t k = writev(fd, iov, n);
+                ssize_t k = writev(fd, iov, (int)n);
 
                 if (k < 0) {
                         if (errno == EINTR)
@@ -355,15 +358,7 @@ static int write_all(int fd, struct iovec *iov, int n)
                         }
                         return negative_errno();
                 }
-                while (n > 0 && (size_t)k >= iov->iov_len) {
-                        k -= (ssize_t)iov->iov_len;
-                        iov++;
-                        n--;
-                }
-                if (n > 0) {
-                        iov->iov_base = (uint8_t *)iov->iov_base + k;
-                        iov->iov_len -= (size_t)k;
-                }
+                iov_advance(&iov, &n, (size_t)k);
         }
         return 0;
 }
@@ -1403,10 +1398,9 @@ static int reader_vcpu(struct svemig_stream_reader *r, struct vcpu_state *st, st
         return 0;
 }
 
-int stream_reader_take_vcpu(struct svemig_stream_reader *r, struct bytebuf *buf, struct frame_head *h,
-                            uint64_t *offset, struct svemig_error *err)
+/* 0 when a VCPU frame is pending for the caller. */
+static int vcpu_pending(const struct svemig_stream_reader *r, struct svemig_error *err)
 {
-        struct bytebuf t;
         int k = stream_check(&r->failure, err);
 
         if (k < 0)
@@ -1414,6 +1408,17 @@ int stream_reader_take_vcpu(struct svemig_stream_reader *r, struct bytebuf *buf,
         if (!r->pending || !r->pending_seen || r->head.type != SVEMIG_FRAME_VCPU)
                 return svemig_error_set(err, EINVAL,
                                         "no VCPU frame is pending: call svemig_stream_next() first");
+        return 0;
+}
+
+int stream_reader_take_vcpu(struct svemig_stream_reader *r, struct bytebuf *buf, struct frame_head *h,
+                            uint64_t *offset, struct svemig_error *err)
+{
+        struct bytebuf t;
+        int k = vcpu_pending(r, err);
+
+        if (k < 0)
+                return k;
         t = *buf;
         *buf = r->buf;
         r->buf = t;
@@ -1425,13 +1430,10 @@ int stream_reader_take_vcpu(struct svemig_stream_reader *r, struct bytebuf *buf,
 
 int svemig_stream_read_vcpu(struct svemig_stream_reader *r, struct vcpu_state *st, struct svemig_error *err)
 {
-        int k = stream_check(&r->failure, err);
+        int k = vcpu_pending(r, err);
 
         if (k < 0)
                 return k;
-        if (!r->pending || !r->pending_seen || r->head.type != SVEMIG_FRAME_VCPU)
-                return svemig_error_set(err, EINVAL,
-                                        "no VCPU frame is pending: call svemig_stream_next() first");
         k = reader_vcpu(r, st, err);
         if (k < 0)
                 return stream_fail(&r->failure, k, err);

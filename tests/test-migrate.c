@@ -549,6 +549,21 @@ static void test_migrate_tcp_multi_vcpu(void **state)
         host_close(&b);
 }
 
+/* g, running, to dst over loopback TCP with two memory channels (as many as ropts lets dst take). */
+static int channel_migrate(struct guest *g, struct host *dst, const struct migrate_recv_opts *ropts,
+                           migrate_progress_fn progress, void *userdata, struct dst_job *j,
+                           struct migrate_report *rep, struct svemig_error *err)
+{
+        struct migrate_opts opts = base_opts(dst);
+        int fds[2];
+
+        opts.channels = 2;
+        opts.progress = progress;
+        opts.userdata = userdata;
+        tcp_pair(fds);
+        return migrate(g, dst, fds, &opts, ropts, j, rep, err);
+}
+
 /*
  * Memory on two channels besides the connection, over loopback TCP: every
  * page of every pass arrives (the guest dirties pages on several of the
@@ -557,21 +572,16 @@ static void test_migrate_tcp_multi_vcpu(void **state)
 static void test_migrate_channels(void **state)
 {
         const struct spec sp = {"128,256", 4, 6 * 1024 * 1024, 8};
-        struct migrate_opts opts;
         struct svemig_error err = {0};
         struct migrate_report rep;
         struct dst_job j;
         struct host a, b;
         struct guest *g;
-        int fds[2];
 
         host_open(&a, HOST_A);
         host_open(&b, HOST_B);
         g = start_guest(a.hv, &sp);
-        opts = base_opts(&b);
-        opts.channels = 2;
-        tcp_pair(fds);
-        if (migrate(g, &b, fds, &opts, NULL, &j, &rep, &err) < 0)
+        if (channel_migrate(g, &b, NULL, NULL, NULL, &j, &rep, &err) < 0)
                 fail_msg("%s", err.msg);
         if (j.r < 0)
                 fail_msg("destination: %s", j.err.msg);
@@ -624,14 +634,12 @@ static int rewrite_after_pass(void *userdata, const struct migrate_progress *p)
 static void test_channels_rewritten_pages(void **state)
 {
         const struct spec sp = {"128,256", 2, 4 * 1024 * 1024, 0};
-        struct migrate_opts opts;
         struct svemig_error err = {0};
         struct migrate_report rep;
         struct rewrite rw = {0};
         struct dst_job j;
         struct host a, b;
         struct guest *g;
-        int fds[2];
 
         host_open(&a, HOST_A);
         host_open(&b, HOST_B);
@@ -639,12 +647,7 @@ static void test_channels_rewritten_pages(void **state)
         rewrite_page(g, DATA_PAGE, 0xa5);
         assert_int_equal(guest_start(g, &err), 0);
         rw.g = g;
-        opts = base_opts(&b);
-        opts.channels = 2;
-        opts.progress = rewrite_after_pass;
-        opts.userdata = &rw;
-        tcp_pair(fds);
-        if (migrate(g, &b, fds, &opts, NULL, &j, &rep, &err) < 0)
+        if (channel_migrate(g, &b, NULL, rewrite_after_pass, &rw, &j, &rep, &err) < 0)
                 fail_msg("%s", err.msg);
         assert_int_equal(rep.outcome, MIGRATE_OUTCOME_COMMITTED);
         assert_true(rw.calls >= 1);
@@ -666,22 +669,17 @@ static void test_migrate_prepared_ram(void **state)
         uint8_t *mem =
                 mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         struct migrate_recv_opts ropts = {.max_channels = 2, .ram_reserve = map, .ram_mem = mem};
-        struct migrate_opts opts;
         struct svemig_error err = {0};
         struct migrate_report rep;
         struct dst_job j;
         struct host a, b;
         struct guest *g;
-        int fds[2];
 
         assert_true(mem != MAP_FAILED);
         host_open(&a, HOST_A);
         host_open(&b, HOST_B);
         g = start_guest(a.hv, &sp);
-        opts = base_opts(&b);
-        opts.channels = 2;
-        tcp_pair(fds);
-        if (migrate(g, &b, fds, &opts, &ropts, &j, &rep, &err) < 0)
+        if (channel_migrate(g, &b, &ropts, NULL, NULL, &j, &rep, &err) < 0)
                 fail_msg("%s", err.msg);
         if (j.r < 0)
                 fail_msg("destination: %s", j.err.msg);
@@ -698,21 +696,16 @@ static void test_migrate_channels_refused(void **state)
 {
         const struct spec sp = {"128,256", 2, 2 * 1024 * 1024, 4};
         const struct migrate_recv_opts ropts = {.max_channels = 0};
-        struct migrate_opts opts;
         struct svemig_error err = {0};
         struct migrate_report rep;
         struct dst_job j;
         struct host a, b;
         struct guest *g;
-        int fds[2];
 
         host_open(&a, HOST_A);
         host_open(&b, HOST_B);
         g = start_guest(a.hv, &sp);
-        opts = base_opts(&b);
-        opts.channels = 2;
-        tcp_pair(fds);
-        if (migrate(g, &b, fds, &opts, &ropts, &j, &rep, &err) < 0)
+        if (channel_migrate(g, &b, &ropts, NULL, NULL, &j, &rep, &err) < 0)
                 fail_msg("%s", err.msg);
         assert_int_equal(rep.outcome, MIGRATE_OUTCOME_COMMITTED);
         assert_true(rep.stream_bytes > 2 * 1024 * 1024 / 2);
@@ -736,22 +729,17 @@ static void test_channel_corrupt(void **state)
         const uint64_t at[] = {3, 20 + 100, 20 + 4096 * 3, 1 << 20};
 
         for (size_t i = 0; i < ELEMENTSOF(at); i++) {
-                struct migrate_opts opts;
                 struct svemig_error err = {0};
                 struct migrate_report rep;
                 struct dst_job j;
                 struct host a, b;
                 struct guest *g;
-                int fds[2];
 
                 host_open(&a, HOST_A);
                 host_open(&b, HOST_B);
                 b.corrupt_channel_at = at[i];
                 g = start_guest(a.hv, &sp);
-                opts = base_opts(&b);
-                opts.channels = 2;
-                tcp_pair(fds);
-                assert_true(migrate(g, &b, fds, &opts, NULL, &j, &rep, &err) < 0);
+                assert_true(channel_migrate(g, &b, NULL, NULL, NULL, &j, &rep, &err) < 0);
                 assert_true(j.r < 0);
                 assert_non_null(strstr(j.err.msg, "memory channel 0"));
                 assert_non_null(strstr(err.msg, "memory channel 0"));
