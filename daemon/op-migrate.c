@@ -11,9 +11,10 @@
  * went). On a failure the guest runs on, and the VMM's reason is relayed.
  *
  * Destination: the peer listener hands over a connection whose next request
- * is a Migrate; a new VMM is started on it (--receive-fd) and the guest is
- * registered under the name the source gave, or refused when that name is
- * taken here. Its memory channels (docs/migration.md "Memory channels")
+ * is a Migrate; it goes to the incoming RAM reserve's standby VMM when one
+ * is ready (ram-reserve.h), else a new VMM is started on it (--receive-fd),
+ * and the guest is registered under the name the source gave, or refused
+ * when that name is taken here. Its memory channels (docs/migration.md "Memory channels")
  * arrive on the same peer port, each on a connection of its own: the
  * listener hands each here, and it is passed on to that VMM over a unix
  * socket made for the purpose when the VMM was started.
@@ -182,28 +183,28 @@ static void arrived(struct svemigd *d, struct api_call *call, struct guest_entry
 }
 
 /*
- * The incoming RAM reserve for the guest, if there is one ready: its VMM
- * receives the guest into it when the guest's RAM fits (the VMM says which
- * in the log), and a new reserve is prepared meanwhile. -1: ordinary memory.
+ * The incoming RAM reserve's standby VMM for the guest, if one is ready:
+ * it receives the guest, into its RAM when the guest fits (the VMM says
+ * which in the log). The next is started once the guest has arrived.
  */
-static int take_reserve(struct svemigd *d, const char *guest_name)
+static bool take_reserve(struct svemigd *d, const char *guest_name, struct ram_standby *standby)
 {
         struct svemig_error why = {0};
-        uint64_t size;
-        int fd;
 
         if (!d->reserve)
-                return -1;
-        if (ram_reserve_take(d->reserve, &fd, &size, &why) < 0) {
+                return false;
+        if (ram_reserve_take(d->reserve, standby, &why) < 0) {
                 log_msg(LOG_INFO, LOG_CTX(.guest = guest_name, .op = "migrate"),
-                        "%s: guest %s gets ordinary memory, faulted in as it arrives", why.msg, guest_name);
-                return -1;
+                        "%s: guest %s gets a new VMM and ordinary memory, faulted in as it arrives", why.msg,
+                        guest_name);
+                return false;
         }
         log_msg(LOG_INFO, LOG_CTX(.guest = guest_name, .op = "migrate"),
-                "guest %s is offered the incoming RAM reserve (%llu MiB); the next is prepared once it has "
-                "arrived",
-                guest_name, (unsigned long long)(size >> 20));
-        return fd;
+                "guest %s is offered the incoming RAM reserve (%llu MiB): standby VMM pid %d receives it; "
+                "the "
+                "next is prepared once it has arrived",
+                guest_name, (unsigned long long)(standby->size >> 20), (int)standby->pid);
+        return true;
 }
 
 /*
@@ -276,7 +277,9 @@ void svemigd_migrate_incoming(void *userdata, const char *peer, const char *gues
         struct guest_record rec = {0};
         struct guest_entry *e;
         char reason[512];
-        int ram_fd, vmm_channel_fd, r;
+        struct ram_standby standby;
+        int vmm_channel_fd, r;
+        bool reserved;
 
         if (d->stopping) {
                 refuse(d, fd, ESHUTDOWN, "the destination daemon is stopping; try again later");
@@ -313,13 +316,11 @@ void svemigd_migrate_incoming(void *userdata, const char *peer, const char *gues
         e->busy = "incoming migration";
         log_msg(LOG_INFO, LOG_CTX(.peer = peer, .guest = guest_name, .op = "migrate"),
                 "guest %s is coming from %s", guest_name, peer);
-        ram_fd = take_reserve(d, guest_name);
+        reserved = take_reserve(d, guest_name, &standby);
         vmm_channel_fd = channel_socket(e, peer);
-        r = guest_launch_receive(d, e, fd, ram_fd, vmm_channel_fd, arrived, &err);
-        if (ram_fd >= 0)
-                close(ram_fd); /* the VMM has its own copy, or the guest ordinary memory */
+        r = guest_launch_receive(d, e, fd, reserved ? &standby : NULL, vmm_channel_fd, arrived, &err);
         if (vmm_channel_fd >= 0)
-                close(vmm_channel_fd); /* likewise */
+                close(vmm_channel_fd); /* the VMM has its own copy */
         if (r < 0) {
                 snprintf(reason, sizeof(reason), "%s cannot start a VMM for the guest: %s",
                          d->conf.host_name, err.msg);

@@ -9,7 +9,8 @@
  *
  *   svemig-vmm --name NAME --dir DIR --ready-fd FD [--config FILE]
  *              (--vcpus N --memory BYTES --vls SET (--dirty-pages N | --payload IMAGE) |
- *               --restore PATH | --receive-fd FD [--ram-fd FD] [--channel-fd FD])
+ *               --restore PATH | --receive-fd FD [--channel-fd FD])
+ *   svemig-vmm --standby SIZE --control-fd FD [--config FILE]
  *
  * It opens the hypervisor as migrate.conf describes (the daemon's own
  * file), creates the guest (or restores it from PATH, header checked first),
@@ -17,6 +18,11 @@
  * a restore reads, and one final Response (the Guest, or why it failed,
  * with Status.incompatible when this host cannot take the stream). Then it
  * serves the socket until told to stop (or SIGTERM).
+ *
+ * With --standby it is the incoming RAM reserve (vmm-standby.c): SIZE bytes
+ * faulted in ahead, then, on svemigd's order over FD (standby-proto.h),
+ * the receiving VMM of the next guest to migrate in, as if started with
+ * --name, --dir, --ready-fd, --receive-fd and --channel-fd.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,9 +54,10 @@ struct args {
         const char *dir;
         int ready_fd;
         const char *restore;
-        int receive_fd; /* a peer connection whose next request is a Migrate (hello done) */
-        int ram_fd;     /* with receive_fd: svemigd's incoming RAM reserve, a memfd faulted in ahead */
-        int channel_fd; /* with receive_fd: a unix socket svemigd passes the memory channels on */
+        int receive_fd;   /* a peer connection whose next request is a Migrate (hello done) */
+        int channel_fd;   /* with receive_fd: a unix socket svemigd passes the memory channels on */
+        uint64_t standby; /* --standby SIZE: the incoming RAM reserve, waiting on control_fd */
+        int control_fd;
         unsigned vcpus;
         uint64_t memory;
         const char *vls;
@@ -77,29 +84,23 @@ static int parse_u64(const char *opt, const char *s, uint64_t max, uint64_t *out
 static int parse_argv(int argc, char **argv, struct args *a)
 {
         static const struct option longopts[] = {
-                {"config", required_argument, NULL, 'c'},
-                {"name", required_argument, NULL, 'n'},
-                {"dir", required_argument, NULL, 'd'},
-                {"ready-fd", required_argument, NULL, 'r'},
-                {"restore", required_argument, NULL, 'R'},
-                {"receive-fd", required_argument, NULL, 'F'},
-                {"ram-fd", required_argument, NULL, 'M'},     /* with --receive-fd */
+                {"config", required_argument, NULL, 'c'},     {"name", required_argument, NULL, 'n'},
+                {"dir", required_argument, NULL, 'd'},        {"ready-fd", required_argument, NULL, 'r'},
+                {"restore", required_argument, NULL, 'R'},    {"receive-fd", required_argument, NULL, 'F'},
                 {"channel-fd", required_argument, NULL, 'H'}, /* with --receive-fd */
-                {"vcpus", required_argument, NULL, 'C'},
-                {"memory", required_argument, NULL, 'm'},
-                {"vls", required_argument, NULL, 'l'},
-                {"dirty-pages", required_argument, NULL, 'D'},
-                {"payload", required_argument, NULL, 'P'},
-                {"verbose", no_argument, NULL, 'v'},
-                {0},
+                {"vcpus", required_argument, NULL, 'C'},      {"memory", required_argument, NULL, 'm'},
+                {"vls", required_argument, NULL, 'l'},        {"dirty-pages", required_argument, NULL, 'D'},
+                {"payload", required_argument, NULL, 'P'},    {"standby", required_argument, NULL, 'S'},
+                {"control-fd", required_argument, NULL, 'K'}, /* with --standby */
+                {"verbose", no_argument, NULL, 'v'},          {0},
         };
         uint64_t v;
         int c;
 
         a->ready_fd = -1;
         a->receive_fd = -1;
-        a->ram_fd = -1;
         a->channel_fd = -1;
+        a->control_fd = -1;
         while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'c':
@@ -124,10 +125,14 @@ static int parse_argv(int argc, char **argv, struct args *a)
                                 return -EINVAL;
                         a->receive_fd = (int)v;
                         break;
-                case 'M':
-                        if (parse_u64("--ram-fd", optarg, INT32_MAX, &v) < 0)
+                case 'S':
+                        if (parse_u64("--standby", optarg, UINT64_MAX, &a->standby) < 0)
                                 return -EINVAL;
-                        a->ram_fd = (int)v;
+                        break;
+                case 'K':
+                        if (parse_u64("--control-fd", optarg, INT32_MAX, &v) < 0)
+                                return -EINVAL;
+                        a->control_fd = (int)v;
                         break;
                 case 'H':
                         if (parse_u64("--channel-fd", optarg, INT32_MAX, &v) < 0)
@@ -160,6 +165,16 @@ static int parse_argv(int argc, char **argv, struct args *a)
                 default:
                         return -EINVAL;
                 }
+        }
+        if (a->standby || a->control_fd >= 0) {
+                if (!a->standby || a->control_fd < 0 || a->name || a->dir || a->restore ||
+                    a->receive_fd >= 0 || a->vcpus) {
+                        fprintf(stderr,
+                                "svemig-vmm --standby SIZE needs --control-fd, and takes the guest's "
+                                "name, directory and connection from svemigd's order\n");
+                        return -EINVAL;
+                }
+                return 0;
         }
         if (!a->name || !a->dir ||
             (!a->restore && a->receive_fd < 0 && (!a->vcpus || !a->memory || !a->vls))) {
@@ -465,23 +480,65 @@ static void vmm_done(struct vmm *v)
         vmm_payload_done(v);
 }
 
+/*
+ * --standby: the reserve is prepared, then svemigd's order gives what a
+ * receiving VMM has on its command line. 1: receive; 0: no order came
+ * (svemigd stopped: exit quietly); < 0: failed, said on the control socket.
+ */
+static int standby(struct args *a, struct standby_order *order, void **mem, struct svemig_error *err)
+{
+        struct standby_order_fds fds;
+        int r;
+
+        /* Until the order, its default signals stay: a SIGTERM ends a standby at once. */
+        signal(SIGPIPE, SIG_IGN);
+        r = vmm_standby(a->control_fd, a->standby, mem, order, &fds, err);
+        close(a->control_fd);
+        a->control_fd = -1;
+        if (r <= 0)
+                return r;
+        a->name = order->name;
+        a->dir = order->dir;
+        a->ready_fd = fds.ready_fd;
+        a->receive_fd = fds.receive_fd;
+        a->channel_fd = fds.channel_fd;
+        log_msg(LOG_INFO, LOG_CTX(.guest = a->name, .op = "migrate"),
+                "standby VMM pid %d receives guest %s (%llu MiB of RAM faulted in ahead)", (int)getpid(),
+                a->name, (unsigned long long)(a->standby >> 20));
+        return 1;
+}
+
 int main(int argc, char **argv)
 {
         struct svemig_error err = {0};
+        struct standby_order order;
         struct hv_config hvcfg;
         struct vmm v = {0};
         struct args a = {0};
         bool incompatible = false;
+        void *ram_mem = NULL;
         int r;
 
         if (parse_argv(argc, argv, &a) < 0)
                 return EXIT_FAILURE;
-        v.name = (char *)a.name;
-        v.dir = a.dir;
         vmm_payload_init(&v);
 
         r = migrate_conf_load(&v.conf, a.config, &err);
         log_setup(a.verbose ? LOG_DEBUG : (r < 0 ? LOG_INFO : v.conf.log_level), false);
+        if (a.standby) {
+                if (r >= 0)
+                        r = standby(&a, &order, &ram_mem, &err);
+                else
+                        (void)standby_ready_send(a.control_fd, r, &err);
+                if (r <= 0) {
+                        if (r < 0)
+                                log_msg(LOG_ERR, NULL, "standby VMM: %s", svemig_error_str(&err, r));
+                        vmm_done(&v);
+                        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+                }
+        }
+        v.name = (char *)a.name;
+        v.dir = a.dir;
         if (r >= 0)
                 r = setup_loop(&v, &err);
         if (r >= 0) {
@@ -489,13 +546,11 @@ int main(int argc, char **argv)
                 r = hv_open(&hvcfg, &v.hv, &err);
         }
         if (r >= 0)
-                r = a.receive_fd >= 0 ? vmm_receive(&v, a.receive_fd, a.ram_fd, a.channel_fd, &err)
+                r = a.receive_fd >= 0 ? vmm_receive(&v, a.receive_fd, ram_mem, a.standby, a.channel_fd, &err)
                     : a.restore       ? restore_guest(&v, &a, &incompatible, &err)
                                       : create_guest(&v, &a, &err);
         if (a.receive_fd >= 0)
                 close(a.receive_fd);
-        if (a.ram_fd >= 0)
-                close(a.ram_fd); /* the guest's mapping holds what it uses of it */
         if (a.channel_fd >= 0)
                 close(a.channel_fd); /* the migration is over: svemigd closes its end too */
         if (r >= 0)

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
@@ -383,9 +384,16 @@ static int start(struct svemigd *d, struct svemig_error *err)
         r = cluster_view_new(d, &d->cluster, err);
         if (r < 0)
                 return r;
-        /* Faulted in on a thread of its own: the daemon serves meanwhile. */
+        /* Faulted in by a standby VMM of its own: the daemon serves meanwhile. */
         if (d->conf.incoming_reserve) {
-                r = ram_reserve_new(d->event, d->conf.incoming_reserve, &d->reserve, err);
+                char config[PATH_MAX];
+
+                /* The standby runs in / : it gets the configuration by its absolute name. */
+                if (d->conf.path && !realpath(d->conf.path, config))
+                        return svemig_error_set(err, errno, "cannot find the configuration %s again: %s",
+                                                d->conf.path, strerror(errno));
+                r = ram_reserve_new(d->event, d->conf.incoming_reserve, d->conf.path ? config : NULL,
+                                    d->verbose, &d->reserve, err);
                 if (r < 0)
                         return r;
         }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "ram-reserve.h"
 #include "svemigd.h"
 #include "vmm-forward.h"
 #include "vmm-spawn.h"
@@ -184,8 +185,30 @@ static void launch_ready(struct vmm_spawn *s, const Svemig__Api__Response *resp,
         free(l);
 }
 
+/* The guest to the standby, or when that fails to a new VMM. Closes standby's control socket. */
+static int spawn_or_handoff(struct svemigd *d, struct launch *l, const struct vmm_spawn_args *args,
+                            const struct ram_standby *standby, struct svemig_error *err)
+{
+        struct svemig_error why = {0};
+        int r;
+
+        if (!standby)
+                return vmm_spawn(d->event, args, launch_progress, launch_ready, l, &l->spawn, err);
+        r = vmm_spawn_handoff(d->event, standby->pid, standby->control_fd, args, launch_progress,
+                              launch_ready, l, &l->spawn, &why);
+        close(standby->control_fd);
+        if (r >= 0)
+                return 0;
+        log_msg(LOG_WARNING, LOG_CTX(.guest = args->name, .op = "migrate"),
+                "guest %s cannot go to the standby VMM (pid %d): %s; a new VMM receives it, in ordinary "
+                "memory",
+                args->name, (int)standby->pid, why.msg);
+        return vmm_spawn(d->event, args, launch_progress, launch_ready, l, &l->spawn, err);
+}
+
 static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
-                  int receive_fd, int ram_fd, int channel_fd, launch_done_t done, struct svemig_error *err)
+                  int receive_fd, const struct ram_standby *standby, int channel_fd, launch_done_t done,
+                  struct svemig_error *err)
 {
         char vls[256], config[4096];
         struct vmm_spawn_args args = {
@@ -195,8 +218,6 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
                 .restore = restore,
                 .receive = receive_fd >= 0,
                 .receive_fd = receive_fd,
-                .ram = ram_fd >= 0,
-                .ram_fd = ram_fd,
                 .channel = channel_fd >= 0,
                 .channel_fd = channel_fd,
                 .vcpus = e->rec.vcpus,
@@ -206,7 +227,7 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
                 .payload = e->rec.payload,
         };
         struct launch *l;
-        int r;
+        int r = 0;
 
         if (vqset_empty(&e->rec.vls))
                 snprintf(vls, sizeof(vls), "none");
@@ -215,17 +236,20 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
         /* The VMM runs in / : it gets the configuration by its absolute name. */
         if (d->conf.path) {
                 if (!realpath(d->conf.path, config))
-                        return svemig_error_set(err, errno, "cannot find the configuration %s again: %s",
-                                                d->conf.path, strerror(errno));
+                        r = svemig_error_set(err, errno, "cannot find the configuration %s again: %s",
+                                             d->conf.path, strerror(errno));
                 args.config = config;
         }
-        l = calloc(1, sizeof(*l));
-        if (!l)
-                return svemig_error_set(err, ENOMEM, "out of memory");
+        l = r < 0 ? NULL : calloc(1, sizeof(*l));
+        if (!l) {
+                if (standby)
+                        ram_standby_discard(standby);
+                return r < 0 ? r : svemig_error_set(err, ENOMEM, "out of memory");
+        }
         l->d = d;
         l->call = call;
         l->done = done;
-        r = vmm_spawn(d->event, &args, launch_progress, launch_ready, l, &l->spawn, err);
+        r = spawn_or_handoff(d, l, &args, standby, err);
         if (r < 0) {
                 free(l);
                 return r;
@@ -240,11 +264,11 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
 int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
                  launch_done_t done, struct svemig_error *err)
 {
-        return launch(d, call, e, restore, -1, -1, -1, done, err);
+        return launch(d, call, e, restore, -1, NULL, -1, done, err);
 }
 
-int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, int ram_fd, int channel_fd,
-                         launch_done_t done, struct svemig_error *err)
+int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, const struct ram_standby *standby,
+                         int channel_fd, launch_done_t done, struct svemig_error *err)
 {
-        return launch(d, NULL, e, NULL, fd, ram_fd, channel_fd, done, err);
+        return launch(d, NULL, e, NULL, fd, standby, channel_fd, done, err);
 }

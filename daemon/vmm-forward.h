@@ -60,8 +60,10 @@ int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e
                  launch_done_t done, struct svemig_error *err);
 /*
  * The same for a guest migrating in on fd (a peer connection, hello done; the VMM gets a copy), no call.
- * ram_fd: RAM faulted in ahead for it (ram-reserve.h; the VMM gets a copy), or -1. channel_fd: the VMM's
- * end of the unix socket its memory channels are passed on (the VMM gets a copy), or -1: no channels.
+ * standby: the incoming RAM reserve's standby VMM (ram-reserve.h), which becomes the guest's VMM, now
+ * this call's in every case; if it cannot take the guest, or NULL, a new VMM is started. channel_fd: the
+ * VMM's end of the unix socket its memory channels are passed on (the VMM gets a copy), or -1: none.
  */
-int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, int ram_fd, int channel_fd,
-                         launch_done_t done, struct svemig_error *err);
+struct ram_standby;
+int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, const struct ram_standby *standby,
+                         int channel_fd, launch_done_t done, struct svemig_error *err);

@@ -10,7 +10,8 @@
  * on here as before; a handoff in doubt leaves it paused.
  *
  * Destination: svemigd's listener hands an accepted connection whose next
- * request is a Migrate to a new VMM (--receive-fd), which calls
+ * request is a Migrate to a new VMM (--receive-fd), or to the standby VMM
+ * of the incoming RAM reserve (vmm-standby.c), which calls
  * migrate_receive() with the host's ledger (host-ledger.h): the COMMIT is
  * taken there under the same lock as svemigd's listener answers a Resolve,
  * and the outcome outlives both processes.
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -366,22 +368,16 @@ static void recv_test_hooks(struct migrate_recv_opts *opts)
                     opts->fail_errno ? " with " : "", opts->fail_errno ? strerror(opts->fail_errno) : "");
 }
 
-/* svemigd's incoming RAM reserve: its size, and counted as memory this host can give the guest. */
-static int reserve_opts(int ram_fd, struct migrate_recv_opts *opts, struct peer_info *self,
-                        struct svemig_error *err)
+/* A standby's incoming RAM reserve: its size, and counted as memory this host can give the guest. */
+static void reserve_opts(void *ram_mem, uint64_t ram_size, struct migrate_recv_opts *opts,
+                         struct peer_info *self)
 {
-        struct stat st;
-
-        if (ram_fd < 0)
-                return 0;
-        if (fstat(ram_fd, &st) < 0)
-                return svemig_error_set(err, errno, "the incoming RAM reserve (fd %d) is unusable: %s",
-                                        ram_fd, strerror(errno));
-        opts->ram_fd = ram_fd;
-        opts->ram_reserve = (uint64_t)st.st_size;
+        if (!ram_mem)
+                return;
+        opts->ram_mem = ram_mem;
+        opts->ram_reserve = ram_size;
         if (!opts->mem_limit)
                 self->mem_available += opts->ram_reserve;
-        return 0;
 }
 
 static void reserve_log(const struct vmm *v, const struct migrate_recv_opts *opts, const char *peer)
@@ -400,7 +396,8 @@ static void reserve_log(const struct vmm *v, const struct migrate_recv_opts *opt
                         (unsigned long long)(opts->ram_reserve >> 20));
 }
 
-int vmm_receive(struct vmm *v, int fd, int ram_fd, int channel_fd, struct svemig_error *err)
+int vmm_receive(struct vmm *v, int fd, void *ram_mem, uint64_t ram_size, int channel_fd,
+                struct svemig_error *err)
 {
         struct migrate_ledger *ledger = NULL;
         struct svemig_error why = {0};
@@ -415,6 +412,7 @@ int vmm_receive(struct vmm *v, int fd, int ram_fd, int channel_fd, struct svemig
                 /* svemigd passes each memory channel of this migration on channel_fd. */
                 .max_channels = channel_fd >= 0 ? MIGRATE_CHANNELS_MAX : 0,
                 .channel_fd = channel_fd,
+                .ram_fd = -1,
         };
         bool running;
         unsigned n;
@@ -429,12 +427,7 @@ int vmm_receive(struct vmm *v, int fd, int ram_fd, int channel_fd, struct svemig
                 migrate_ledger_free(ledger);
                 return r;
         }
-        r = reserve_opts(ram_fd, &opts, &self, err);
-        if (r < 0) {
-                peer_info_done(&self);
-                migrate_ledger_free(ledger);
-                return r;
-        }
+        reserve_opts(ram_mem, ram_size, &opts, &self);
         snprintf(self.host_name, sizeof(self.host_name), "%s", v->conf.host_name);
         opts.ledger = ledger;
         /* Armed before the guest first runs here: a payload's next report is not lost. */
@@ -444,7 +437,10 @@ int vmm_receive(struct vmm *v, int fd, int ram_fd, int channel_fd, struct svemig
         /* The outcome stays in the host's ledger: a source in doubt asks svemigd's listener. */
         migrate_ledger_free(ledger);
         if (r < 0)
-                return r;
+                return r; /* the process exits: whether the guest had taken ram_mem matters no more */
+        /* A guest larger than the reserve came into fresh memory: the reserve goes back to the host. */
+        if (ram_mem && !migrate_recv_uses_reserve(&opts, guest_mem_size(v->guest)))
+                munmap(ram_mem, ram_size);
         /* Committed: the guest is ours whatever its device state says; a bad one is only logged. */
         r = vmm_payload_unpack(v, rep.device_state, rep.device_state_size, &why);
         if (r < 0)

@@ -7,18 +7,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "api-frame.h"
 #include "config.h"
 #include "macro.h"
+#include "standby-proto.h"
 #include "vmm-spawn.h"
 
-#define READY_FD   3
-#define RECEIVE_FD 4 /* --receive-fd: the peer connection an incoming guest arrives on */
-#define RAM_FD     5 /* --ram-fd: with it, the incoming RAM reserve */
-#define CHANNEL_FD 6 /* --channel-fd: with it, the socket its memory channels arrive on */
+/*
+ * The fds a VMM is given, from 3 up in this order: the ready pipe, then for
+ * a receiving VMM the peer connection (--receive-fd) and the socket its
+ * memory channels arrive on (--channel-fd); a standby's control socket.
+ */
+#define FIRST_FD 3
+#define FDS_MAX  3
 
 struct vmm_spawn {
         pid_t pid;
@@ -162,13 +167,12 @@ static int ready_io(sd_event_source *source, int fd, uint32_t revents, void *use
         return 0;
 }
 
-/* Between fork and exec: only async-signal-safe calls. */
-_Noreturn static void child(int ready, int receive, int ram, int channel, const char *binary, char **argv)
+/*
+ * Between fork and exec: only async-signal-safe calls. fds[i] becomes fd
+ * FIRST_FD + i (fds[] are all above FIRST_FD + n: fork_vmm() made sure).
+ */
+_Noreturn static void child(const int *fds, size_t n, const char *binary, char **argv)
 {
-        const int last = channel >= 0   ? CHANNEL_FD
-                         : ram >= 0     ? RAM_FD
-                         : receive >= 0 ? RECEIVE_FD
-                                        : READY_FD;
         sigset_t none;
         int null;
 
@@ -180,50 +184,97 @@ _Noreturn static void child(int ready, int receive, int ram, int channel, const 
                         signal(sig, SIG_DFL);
         /* Its own session: a stop of svemigd (or ^C in its terminal) does not reach it. */
         setsid();
-        if (ready == READY_FD)
-                fcntl(ready, F_SETFD, 0);
-        else if (dup2(ready, READY_FD) < 0)
-                _exit(126);
-        /* receive, ram and channel are above CHANNEL_FD (vmm_spawn() made sure): nothing is in their way. */
-        if (receive >= 0 && dup2(receive, RECEIVE_FD) < 0)
-                _exit(126);
-        if (ram >= 0 && dup2(ram, RAM_FD) < 0)
-                _exit(126);
-        if (ram < 0 && channel >= 0)
-                close(RAM_FD); /* not the VMM's, whatever it is: close_range() below starts above it */
-        if (channel >= 0 && dup2(channel, CHANNEL_FD) < 0)
-                _exit(126);
+        for (size_t i = 0; i < n; i++)
+                if (dup2(fds[i], FIRST_FD + (int)i) < 0)
+                        _exit(126);
         null = open("/dev/null", O_RDONLY);
         if (null >= 0 && null != STDIN_FILENO) {
                 dup2(null, STDIN_FILENO);
                 close(null);
         }
-        close_range(last + 1, ~0u, 0);
+        close_range((unsigned)(FIRST_FD + (int)n), ~0u, 0);
         if (chdir("/") < 0)
                 _exit(126);
         execv(binary, argv);
         _exit(127);
 }
 
-/* The copies made for the child; -1: none. */
-static void close_fds(int receive, int ram, int channel)
+/*
+ * Forks and execs the VMM with fds[0..n) as fds FIRST_FD.. (each stays the
+ * caller's; close-on-exec copies above them are made for the child).
+ */
+static int fork_vmm(const int *fds, size_t n, const char *binary, const char **argv, pid_t *out,
+                    struct svemig_error *err)
 {
-        const int fds[] = {receive, ram, channel};
+        int copies[FDS_MAX];
+        size_t made = 0;
+        pid_t pid = -1;
+        int r = 0;
 
-        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
-                if (fds[i] >= 0)
-                        close(fds[i]);
+        for (; made < n; made++) {
+                copies[made] = fcntl(fds[made], F_DUPFD_CLOEXEC, FIRST_FD + FDS_MAX);
+                if (copies[made] < 0) {
+                        r = -errno;
+                        break;
+                }
+        }
+        if (r == 0) {
+                pid = fork();
+                if (pid < 0)
+                        r = -errno;
+                else if (pid == 0)
+                        child(copies, n, binary, (char **)argv);
+        }
+        for (size_t i = 0; i < made; i++)
+                close(copies[i]);
+        if (r < 0)
+                return svemig_error_set(err, r, "cannot start svemig-vmm: %s", strerror(-r));
+        *out = pid;
+        return 0;
+}
+
+/* Watches the ready pipe's read end (now s's) for the VMM's answer. */
+static int watch(sd_event *event, struct vmm_spawn *s, pid_t pid, int fd, struct svemig_error *err)
+{
+        int r;
+
+        s->pid = pid;
+        s->fd = fd;
+        fcntl(s->fd, F_SETFL, O_NONBLOCK);
+        r = sd_event_add_io(event, &s->io, s->fd, EPOLLIN, ready_io, s);
+        if (r < 0)
+                return svemig_error_set(err, r, "cannot watch the VMM: %s", strerror(-r));
+        return 0;
+}
+
+static struct vmm_spawn *spawn_alloc(vmm_spawn_progress_t progress, vmm_spawn_done_t done, void *userdata)
+{
+        struct vmm_spawn *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return NULL;
+        s->fd = -1;
+        s->progress = progress;
+        s->done = done;
+        s->userdata = userdata;
+        return s;
+}
+
+/* After watch() failed: the VMM is killed and reaped, s freed. */
+static void spawn_abort(struct vmm_spawn *s)
+{
+        vmm_spawn_kill(s);
+        vmm_spawn_free(s);
 }
 
 int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progress_t progress,
               vmm_spawn_done_t done, void *userdata, struct vmm_spawn **out, struct svemig_error *err)
 {
         const char *binary = vmm_spawn_binary();
-        char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8], ram_fd[8], channel_fd[8];
+        char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8], channel_fd[8];
+        int fds[2], pass[FDS_MAX], r;
         const char *argv[26];
-        size_t n = 0;
-        int fds[2], receive, ram, channel, r;
-        bool dup_failed;
+        size_t n = 0, n_pass = 0;
         struct vmm_spawn *s;
         pid_t pid;
 
@@ -235,7 +286,6 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
         snprintf(vcpus, sizeof(vcpus), "%u", a->vcpus);
         snprintf(memory, sizeof(memory), "%llu", (unsigned long long)a->memory);
         snprintf(dirty, sizeof(dirty), "%u", a->dirty_pages);
-        snprintf(ready_fd, sizeof(ready_fd), "%d", READY_FD);
         argv[n++] = "svemig-vmm";
         argv[n++] = "--name";
         argv[n++] = a->name;
@@ -249,17 +299,18 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
         }
         if (a->verbose)
                 argv[n++] = "--verbose";
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return svemig_error_set(err, errno, "pipe: %s", strerror(errno));
+        snprintf(ready_fd, sizeof(ready_fd), "%d", FIRST_FD + (int)n_pass);
+        pass[n_pass++] = fds[1];
         if (a->receive) {
-                snprintf(receive_fd, sizeof(receive_fd), "%d", RECEIVE_FD);
+                snprintf(receive_fd, sizeof(receive_fd), "%d", FIRST_FD + (int)n_pass);
+                pass[n_pass++] = a->receive_fd;
                 argv[n++] = "--receive-fd";
                 argv[n++] = receive_fd;
-                if (a->ram) {
-                        snprintf(ram_fd, sizeof(ram_fd), "%d", RAM_FD);
-                        argv[n++] = "--ram-fd";
-                        argv[n++] = ram_fd;
-                }
                 if (a->channel) {
-                        snprintf(channel_fd, sizeof(channel_fd), "%d", CHANNEL_FD);
+                        snprintf(channel_fd, sizeof(channel_fd), "%d", FIRST_FD + (int)n_pass);
+                        pass[n_pass++] = a->channel_fd;
                         argv[n++] = "--channel-fd";
                         argv[n++] = channel_fd;
                 }
@@ -282,44 +333,94 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
         }
         argv[n] = NULL;
 
-        s = calloc(1, sizeof(*s));
-        if (!s)
-                return svemig_error_set(err, ENOMEM, "out of memory");
-        s->fd = -1;
-        s->progress = progress;
-        s->done = done;
-        s->userdata = userdata;
-        if (pipe2(fds, O_CLOEXEC) < 0) {
-                free(s);
-                return svemig_error_set(err, errno, "pipe: %s", strerror(errno));
-        }
-        /* Above every fd number the child moves things to. */
-        receive = a->receive ? fcntl(a->receive_fd, F_DUPFD_CLOEXEC, CHANNEL_FD + 1) : -1;
-        ram = a->receive && a->ram ? fcntl(a->ram_fd, F_DUPFD_CLOEXEC, CHANNEL_FD + 1) : -1;
-        channel = a->receive && a->channel ? fcntl(a->channel_fd, F_DUPFD_CLOEXEC, CHANNEL_FD + 1) : -1;
-        dup_failed = a->receive && (receive < 0 || (a->ram && ram < 0) || (a->channel && channel < 0));
-        pid = dup_failed ? -1 : fork();
-        if (pid < 0) {
-                r = -errno;
-                close(fds[0]);
-                close(fds[1]);
-                close_fds(receive, ram, channel);
-                free(s);
-                return svemig_error_set(err, r, "cannot start the guest's VMM: fork: %s", strerror(-r));
-        }
-        if (pid == 0)
-                child(fds[1], receive, ram, channel, binary, (char **)argv);
+        s = spawn_alloc(progress, done, userdata);
+        r = s ? fork_vmm(pass, n_pass, binary, argv, &pid, err)
+              : svemig_error_set(err, ENOMEM, "out of memory");
         close(fds[1]);
-        close_fds(receive, ram, channel);
-        s->pid = pid;
-        s->fd = fds[0];
-        fcntl(s->fd, F_SETFL, O_NONBLOCK);
-        r = sd_event_add_io(event, &s->io, s->fd, EPOLLIN, ready_io, s);
         if (r < 0) {
-                vmm_spawn_kill(s);
-                s->finished = true;
-                vmm_spawn_free(s);
-                return svemig_error_set(err, r, "cannot watch the VMM: %s", strerror(-r));
+                close(fds[0]);
+                free(s);
+                return r;
+        }
+        r = watch(event, s, pid, fds[0], err);
+        if (r < 0) {
+                spawn_abort(s);
+                return r;
+        }
+        *out = s;
+        return 0;
+}
+
+int vmm_spawn_standby(const char *config, bool verbose, uint64_t size, pid_t *pid, int *control_fd,
+                      struct svemig_error *err)
+{
+        const char *binary = vmm_spawn_binary();
+        char size_arg[32], control_arg[8];
+        const char *argv[10];
+        size_t n = 0;
+        int sv[2], r;
+
+        if (access(binary, X_OK) < 0)
+                return svemig_error_set(err, errno,
+                                        "cannot run the standby VMM %s: %s (is svemig installed completely? "
+                                        "SVEMIG_VMM names another)",
+                                        binary, strerror(errno));
+        snprintf(size_arg, sizeof(size_arg), "%llu", (unsigned long long)size);
+        snprintf(control_arg, sizeof(control_arg), "%d", FIRST_FD);
+        argv[n++] = "svemig-vmm";
+        argv[n++] = "--standby";
+        argv[n++] = size_arg;
+        argv[n++] = "--control-fd";
+        argv[n++] = control_arg;
+        if (config) {
+                argv[n++] = "--config";
+                argv[n++] = config;
+        }
+        if (verbose)
+                argv[n++] = "--verbose";
+        argv[n] = NULL;
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return svemig_error_set(err, errno, "socketpair: %s", strerror(errno));
+        r = fork_vmm(&sv[1], 1, binary, argv, pid, err);
+        close(sv[1]);
+        if (r < 0) {
+                close(sv[0]);
+                return r;
+        }
+        fcntl(sv[0], F_SETFL, O_NONBLOCK);
+        *control_fd = sv[0];
+        return 0;
+}
+
+int vmm_spawn_handoff(sd_event *event, pid_t pid, int control_fd, const struct vmm_spawn_args *a,
+                      vmm_spawn_progress_t progress, vmm_spawn_done_t done, void *userdata,
+                      struct vmm_spawn **out, struct svemig_error *err)
+{
+        struct vmm_spawn *s;
+        int fds[2], r;
+
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return svemig_error_set(err, errno, "pipe: %s", strerror(errno));
+        s = spawn_alloc(progress, done, userdata);
+        r = s ? standby_order_send(control_fd, a->name, a->dir, a->receive_fd, fds[1],
+                                   a->channel ? a->channel_fd : -1, err)
+              : svemig_error_set(err, ENOMEM, "out of memory");
+        close(fds[1]);
+        if (r < 0) {
+                siginfo_t si;
+
+                close(fds[0]);
+                free(s);
+                /* Dead or wedged; either way of no use to anyone now. */
+                kill(pid, SIGKILL);
+                while (waitid(P_PID, (id_t)pid, &si, WEXITED) < 0 && errno == EINTR)
+                        ;
+                return r;
+        }
+        r = watch(event, s, pid, fds[0], err);
+        if (r < 0) {
+                spawn_abort(s);
+                return r;
         }
         *out = s;
         return 0;

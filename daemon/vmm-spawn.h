@@ -6,6 +6,10 @@
  * session of its own (so that it outlives the daemon and its signals), and
  * read its ready pipe on the event loop without blocking it: Progress
  * frames while a restore reads, then one Response.
+ *
+ * A receiving VMM can also be a standby VMM started ahead (the incoming
+ * RAM reserve, ram-reserve.h): vmm_spawn_handoff() gives it the guest, and
+ * from there on it is watched and answers exactly as a spawned one.
  */
 
 #include <stdbool.h>
@@ -26,8 +30,6 @@ struct vmm_spawn_args {
         const char *restore; /* a snapshot to restore; else the guest below */
         bool receive;        /* else: a guest migrating in on receive_fd (a peer connection, hello done) */
         int receive_fd;      /* the caller's: the VMM gets a copy */
-        bool ram;            /* with receive: RAM faulted in ahead for the guest (ram-reserve.h) */
-        int ram_fd;          /* the caller's memfd: the VMM gets a copy (--ram-fd) */
         bool channel;        /* with receive: memory channels are passed to it on channel_fd */
         int channel_fd;      /* the caller's end of a unix socket: the VMM gets a copy (--channel-fd) */
         unsigned vcpus;
@@ -51,6 +53,21 @@ const char *vmm_spawn_binary(void);
 
 int vmm_spawn(sd_event *event, const struct vmm_spawn_args *args, vmm_spawn_progress_t progress,
               vmm_spawn_done_t done, void *userdata, struct vmm_spawn **out, struct svemig_error *err);
+/*
+ * Starts `svemig-vmm --standby size` (vmm-standby.c): *pid, and *control_fd,
+ * svemigd's end of its control socket (standby-proto.h; non-blocking).
+ */
+int vmm_spawn_standby(const char *config, bool verbose, uint64_t size, pid_t *pid, int *control_fd,
+                      struct svemig_error *err);
+/*
+ * Instead of vmm_spawn() for a receiving VMM (args->receive): hands the
+ * guest to the ready standby pid over control_fd (which stays the
+ * caller's); its answer comes as a spawned VMM's. On failure the standby
+ * has been killed and reaped: start the VMM with vmm_spawn() instead.
+ */
+int vmm_spawn_handoff(sd_event *event, pid_t pid, int control_fd, const struct vmm_spawn_args *args,
+                      vmm_spawn_progress_t progress, vmm_spawn_done_t done, void *userdata,
+                      struct vmm_spawn **out, struct svemig_error *err);
 pid_t vmm_spawn_pid(const struct vmm_spawn *s);
 /* Kills the VMM (SIGKILL), e.g. a cancelled restore; done() follows with NULL. */
 void vmm_spawn_kill(struct vmm_spawn *s);

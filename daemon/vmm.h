@@ -19,6 +19,7 @@
 
 #include "api-server.h"
 #include "migrate-conf.h"
+#include "standby-proto.h"
 #include "svemig/guest.h"
 #include "svemig/hv.h"
 
@@ -76,12 +77,22 @@ void vmm_drained(void *userdata);
 int vmm_op_migrate(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
                    struct svemig_error *err);
 /*
- * ram_fd: svemigd's incoming RAM reserve (a fresh memfd faulted in ahead), or -1. channel_fd: the unix
- * socket svemigd passes the migration's memory channels on (migrate_recv_opts.channel_fd), or -1: none.
+ * ram_mem: a standby's incoming RAM reserve, ram_size bytes mapped here and faulted in ahead, or NULL;
+ * the guest takes it over when it fits, else it is unmapped once the guest has arrived. channel_fd: the
+ * unix socket svemigd passes the migration's memory channels on (migrate_recv_opts.channel_fd), or -1.
  */
-int vmm_receive(struct vmm *v, int fd, int ram_fd, int channel_fd, struct svemig_error *err);
+int vmm_receive(struct vmm *v, int fd, void *ram_mem, uint64_t ram_size, int channel_fd,
+                struct svemig_error *err);
 /* Fills g (whose arrays point into v's storage until the next call) with the guest as it is now. */
 void vmm_describe(struct vmm *v, Svemig__Api__Guest *g);
+
+/*
+ * vmm-standby.c: maps size bytes in huge pages, faults them in, says so on control_fd (or why not) and
+ * waits for svemigd's order (standby-proto.h). 1: an order came, *mem is the mapping; 0: svemigd closed
+ * the socket first (exit quietly); < 0: the memory could not be prepared (said on control_fd too).
+ */
+int vmm_standby(int control_fd, uint64_t size, void **mem, struct standby_order *order,
+                struct standby_order_fds *fds, struct svemig_error *err);
 
 /* vmm-payload.c: bare payload guests and their MMIO reports. */
 void vmm_payload_init(struct vmm *v);
