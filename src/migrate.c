@@ -497,8 +497,14 @@ static int capture_work(void *ctx, unsigned slot)
         r = vcpu_capture(guest_vcpu(c->s->g, c->slot[slot].index), &c->slot[slot].st, &c->slot[slot].err);
         if (r < 0)
                 return r;
-        return stream_vcpu_encode(&w->info, w->lz4, &c->slot[slot].st, &c->slot[slot].pack,
-                                  &c->slot[slot].zbuf, &c->slot[slot].frame, &c->slot[slot].err);
+        /*
+         * Compressed whenever the header allows, whatever memory does: the
+         * vcpus cross while the guest is paused, where every byte through
+         * the pumps costs more than compressing it here, beside the capture.
+         */
+        return stream_vcpu_encode(&w->info, w->info.compression == SVEMIG_COMPRESSION_LZ4, &c->slot[slot].st,
+                                  &c->slot[slot].pack, &c->slot[slot].zbuf, &c->slot[slot].frame,
+                                  &c->slot[slot].err);
 }
 
 static int capture_consume(void *ctx, unsigned slot, int work_rc)
