@@ -472,8 +472,9 @@ int vmm_receive(struct vmm *v, int fd, void *ram_mem, uint64_t ram_size, int cha
                         return svemig_error_prefix(err, "guest %s arrived but cannot run on", v->name);
         }
         log_msg(LOG_NOTICE, LOG_CTX(.guest = v->name, .peer = rep.peer_host, .op = "migrate"),
-                "guest %s arrived from %s: %llu bytes in %u passes", v->name, rep.peer_host,
-                (unsigned long long)rep.bytes_sent, rep.rounds);
+                "guest %s arrived from %s: %llu bytes, %llu pages (%llu of them zero)", v->name,
+                rep.peer_host, (unsigned long long)rep.bytes_sent, (unsigned long long)rep.pages_sent,
+                (unsigned long long)rep.zero_pages);
         reserve_log(v, &opts, rep.peer_host);
         return 0;
 }

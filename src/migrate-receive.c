@@ -758,6 +758,7 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         if (hook(&d, d.step, &r, &killed, err))
                 goto fail;
         info = svemig_stream_reader_info(d.reader);
+        snprintf(d.rep->peer_host, sizeof(d.rep->peer_host), "%s", info->host_name);
         r = judge(hv, opts, info, d.reg_ids, d.n_reg_ids, &why);
         if (r == 0)
                 r = create_guest(hv, opts, info, &d.g, &why);

@@ -224,7 +224,8 @@ struct migrate_report {
          * the destination has restored it all (Loaded); commit, COMMIT to Ack.
          */
         uint64_t setup_ns, precopy_ns, pause_copy_ns, load_ns, commit_ns;
-        char peer_host[64];
+        char peer_host[64]; /* the other end: the source from its Hello, the destination from its stream
+                               header */
         /* Destination: the source's migrate_opts.device_state, as it sent it. */
         uint8_t device_state[MIGRATE_DEVICE_STATE_MAX];
         size_t device_state_size;
