@@ -32,10 +32,11 @@
 #include "workpool.h"
 
 /* Memory goes to the stream writer in pieces, so that failures and cancels are noticed promptly. */
-#define SOURCE_PIECE  (64ull << 20)
-#define RESOLVE_TRIES 3u
-#define VCPU_OVERHEAD 4096u /* framing and encoding per vcpu, for the downtime estimate */
-#define DRAIN_WAIT_NS (500ull * 1000000ull)
+#define SOURCE_PIECE       (64ull << 20)
+#define SOURCE_TRIAL_PIECE (16ull << 20) /* a compression mode on trial */
+#define RESOLVE_TRIES      3u
+#define VCPU_OVERHEAD      4096u /* framing and encoding per vcpu, for the downtime estimate */
+#define DRAIN_WAIT_NS      (500ull * 1000000ull)
 
 static const char *const step_names[_MIGRATE_STEP_MAX] = {
         [MIGRATE_STEP_NONE] = "start",
@@ -244,14 +245,18 @@ struct pass {
  * (compression_decide(): the sample against the link's speed at first, then
  * what each way measured on this migration's pieces).
  */
-static int adapt_compression(struct source *s, struct svemig_error *err)
+static int adapt_compression(struct source *s, bool *trial, struct svemig_error *err)
 {
-        enum migrate_compression c;
+        uint64_t mine, other;
 
         if (!s->adaptive)
                 return 0;
-        c = compression_decide(&s->comp);
-        s->lz4_now = c == MIGRATE_COMPRESSION_LZ4;
+        s->lz4_now = compression_decide(&s->comp) == MIGRATE_COMPRESSION_LZ4;
+        mine = s->lz4_now ? s->comp.lz4_mem_bps : s->comp.raw_mem_bps;
+        other = s->lz4_now ? s->comp.raw_mem_bps : s->comp.lz4_mem_bps;
+        /* A way not measured, or measured slower: on trial. */
+        if (trial)
+                *trial = s->measured && (mine == 0 || mine < other);
         return svemig_stream_writer_set_lz4(s->writer, s->lz4_now, err);
 }
 
@@ -285,9 +290,6 @@ static int write_piece(struct source *s, const struct svemig_mem_range *range, s
         uint64_t t0;
         int r;
 
-        r = adapt_compression(s, err);
-        if (r < 0)
-                return r;
         t0 = migrate_now_ns();
         r = svemig_stream_write_memory(s->writer, range, 1, err);
         if (r < 0)
@@ -305,18 +307,11 @@ static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, st
         struct mem_sent m0 = mem_sent(s), m1;
         int r;
 
-        for (uint64_t off = 0; off < size; off += SOURCE_PIECE) {
-                uint64_t len = MIN(SOURCE_PIECE, size - off);
+        for (uint64_t off = 0, len; off < size; off += len) {
                 const uint64_t *bits = dirty ? dirty + off / HV_PAGE_SIZE / 64 : NULL;
-                struct svemig_mem_range range = {
-                        .slot = GUEST_RAM_SLOT,
-                        .gpa = guest_ram_base(s->g) + off, /* a payload's RAM is at 0 */
-                        .host = guest_mem(s->g) + off,
-                        .size = len,
-                        .dirty = bits,
-                };
-                bool any = !bits;
+                bool any = !bits, trial = false;
 
+                len = MIN(SOURCE_PIECE, size - off);
                 for (uint64_t i = 0; !any && i < DIV_ROUND_UP(len / HV_PAGE_SIZE, 64); i++)
                         any = bits[i] != 0;
                 if (!any)
@@ -324,7 +319,21 @@ static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, st
                 r = pump_error(s->pump, err);
                 if (r < 0)
                         return peer_reason(s, r, err);
-                r = write_piece(s, &range, err);
+                r = adapt_compression(s, &trial, err);
+                if (r < 0)
+                        return r;
+                /* A trial is short: a wrong guess costs a quarter of a piece. */
+                if (trial)
+                        len = MIN(len, SOURCE_TRIAL_PIECE);
+                r = write_piece(s,
+                                &(struct svemig_mem_range){
+                                        .slot = GUEST_RAM_SLOT,
+                                        .gpa = guest_ram_base(s->g) + off, /* a payload's RAM is at 0 */
+                                        .host = guest_mem(s->g) + off,
+                                        .size = len,
+                                        .dirty = bits,
+                                },
+                                err);
                 if (r < 0)
                         return r;
         }
@@ -572,7 +581,7 @@ static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *
         } else
                 s->rep->final_dirty_pages = guest_mem_size(s->g) / HV_PAGE_SIZE;
 
-        r = adapt_compression(s, err);
+        r = adapt_compression(s, NULL, err);
         if (r < 0)
                 return r;
         r = send_vcpus(s, err);
