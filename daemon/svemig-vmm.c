@@ -276,15 +276,6 @@ static int create_guest(struct vmm *v, const struct args *a, struct svemig_error
         return v->base_steps ? 0 : svemig_error_set(err, ENOMEM, "out of memory");
 }
 
-static uint64_t read_x(struct guest *g, unsigned vcpu, unsigned n)
-{
-        uint64_t value = 0;
-
-        if (hv_vcpu_get_reg(guest_vcpu(g, vcpu), kvmreg_core_x(n), &value) < 0)
-                return 0;
-        return value;
-}
-
 /* The header is judged against this host before anything else is read; *incompatible says it failed. */
 static int restore_guest(struct vmm *v, const struct args *a, bool *incompatible, struct svemig_error *err)
 {
@@ -324,13 +315,8 @@ static int restore_guest(struct vmm *v, const struct args *a, bool *incompatible
         if (r < 0)
                 return svemig_error_prefix(err, "%s", a->restore);
 
-        /* The workload keeps its step count in x0 and its dirty rate in x28 (docs/sim-workload.md). */
-        v->base_steps = calloc(n, sizeof(*v->base_steps));
-        if (!v->base_steps)
+        if (vmm_take_workload_state(v, v->guest) < 0)
                 return svemig_error_set(err, ENOMEM, "out of memory");
-        for (unsigned i = 0; i < n; i++)
-                v->base_steps[i] = read_x(v->guest, i, 0);
-        v->dirty_pages_per_step = (uint32_t)read_x(v->guest, 0, 28);
         v->ever_ran = true;
         return 0;
 }

@@ -344,13 +344,10 @@ static vqset_t guest_vls(struct guest *g)
         return s;
 }
 
-static uint64_t read_x(struct guest *g, unsigned vcpu, unsigned n)
+/* Once loaded, before the guest first runs here: no second pause after its arrival. */
+static int read_arrival(void *userdata, struct guest *g)
 {
-        uint64_t value = 0;
-
-        if (hv_vcpu_get_reg(guest_vcpu(g, vcpu), kvmreg_core_x(n), &value) < 0)
-                return 0;
-        return value;
+        return vmm_take_workload_state(userdata, g);
 }
 
 /* SVEMIG_TEST_RECV_FAIL_AT / _ERRNO (see the top of this file). */
@@ -414,8 +411,6 @@ int vmm_receive(struct vmm *v, int fd, void *ram_mem, uint64_t ram_size, int cha
                 .channel_fd = channel_fd,
                 .ram_fd = -1,
         };
-        bool running;
-        unsigned n;
         int r;
 
         r = host_ledger_open(v->conf.state_dir, &ledger, err);
@@ -432,6 +427,8 @@ int vmm_receive(struct vmm *v, int fd, void *ram_mem, uint64_t ram_size, int cha
         opts.ledger = ledger;
         /* Armed before the guest first runs here: a payload's next report is not lost. */
         vmm_payload_arm(v, &opts.on_mmio, &opts.mmio_userdata);
+        opts.on_loaded = read_arrival;
+        opts.loaded_userdata = v;
         r = migrate_receive(v->hv, fd, &opts, &v->guest, &rep, err);
         peer_info_done(&self);
         /* The outcome stays in the host's ledger: a source in doubt asks svemigd's listener. */
@@ -448,29 +445,13 @@ int vmm_receive(struct vmm *v, int fd, void *ram_mem, uint64_t ram_size, int cha
                         "guest %s arrived from %s, but not what its payload reported there: %s", v->name,
                         rep.peer_host, svemig_error_str(&why, r));
 
-        /*
-         * The workload keeps its step count in x0 and its dirty rate in x28
-         * (docs/sim-workload.md): read them with the vcpus still, so that
-         * the steps counted here and before add up exactly.
-         */
-        running = guest_running(v->guest);
-        if (running)
-                (void)guest_pause(v->guest, NULL);
-        n = guest_n_vcpus(v->guest);
-        v->base_steps = calloc(n, sizeof(*v->base_steps));
-        if (!v->base_steps)
-                return svemig_error_set(err, ENOMEM, "out of memory");
         /* A payload keeps no step count: its registers are its own. */
-        for (unsigned i = 0; i < n && !v->payload.image; i++)
-                v->base_steps[i] = read_x(v->guest, i, 0) - guest_steps(v->guest, i);
-        v->dirty_pages_per_step = v->payload.image ? 0 : (uint32_t)read_x(v->guest, 0, 28);
+        if (v->payload.image) {
+                memset(v->base_steps, 0, guest_n_vcpus(v->guest) * sizeof(*v->base_steps));
+                v->dirty_pages_per_step = 0;
+        }
         v->vls = guest_vls(v->guest);
         v->ever_ran = true;
-        if (running) {
-                r = guest_start(v->guest, err);
-                if (r < 0)
-                        return svemig_error_prefix(err, "guest %s arrived but cannot run on", v->name);
-        }
         log_msg(LOG_NOTICE, LOG_CTX(.guest = v->name, .peer = rep.peer_host, .op = "migrate"),
                 "guest %s arrived from %s: %llu bytes, %llu pages (%llu of them zero)", v->name,
                 rep.peer_host, (unsigned long long)rep.bytes_sent, (unsigned long long)rep.pages_sent,

@@ -20,11 +20,35 @@
 #include "guest-digest.h"
 #include "log.h"
 #include "macro.h"
+#include "svemig/kvmreg.h"
 #include "svemig/snapshot.h"
 #include "vmm.h"
 
 /* Steps per guest_run() in a run: how often a run reports progress and notices a cancel. */
 #define RUN_CHUNK 4096u
+
+static uint64_t read_x(struct guest *g, unsigned vcpu, unsigned n)
+{
+        uint64_t value = 0;
+
+        if (hv_vcpu_get_reg(guest_vcpu(g, vcpu), kvmreg_core_x(n), &value) < 0)
+                return 0;
+        return value;
+}
+
+int vmm_take_workload_state(struct vmm *v, struct guest *g)
+{
+        unsigned n = guest_n_vcpus(g);
+
+        free(v->base_steps);
+        v->base_steps = calloc(n, sizeof(*v->base_steps));
+        if (!v->base_steps)
+                return -ENOMEM;
+        for (unsigned i = 0; i < n; i++)
+                v->base_steps[i] = read_x(g, i, 0);
+        v->dirty_pages_per_step = (uint32_t)read_x(g, 0, 28);
+        return 0;
+}
 
 uint64_t vmm_vcpu_steps(const struct vmm *v, unsigned i)
 {

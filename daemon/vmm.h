@@ -62,6 +62,13 @@ struct vmm {
         bool exiting;
 };
 
+/*
+ * A guest that ran elsewhere (restored, or arrived), before it first runs
+ * here: the sim workload keeps its step count in x0 and its dirty rate in
+ * x28 (docs/sim-workload.md), so that steps counted here and before add up.
+ */
+int vmm_take_workload_state(struct vmm *v, struct guest *g);
+
 /* Steps run by vcpu i, in this process and before it. */
 uint64_t vmm_vcpu_steps(const struct vmm *v, unsigned i);
 uint64_t vmm_total_steps(const struct vmm *v);

@@ -801,6 +801,12 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         r = read_stream(&d, &killed, err);
         if (r == 0)
                 r = end_channels(&d, err);
+        if (r == 0 && opts->on_loaded) {
+                r = opts->on_loaded(opts->loaded_userdata, d.g);
+                if (r < 0)
+                        svemig_error_set(err, -r, "destination: the received guest was refused: %s",
+                                         strerror(-r));
+        }
         if (r < 0)
                 goto fail;
         (void)madvise(guest_mem(d.g), guest_mem_size(d.g), MADV_HUGEPAGE);

@@ -691,6 +691,63 @@ static void test_migrate_prepared_ram(void **state)
         host_close(&b);
 }
 
+struct loaded_probe {
+        unsigned calls;
+        bool was_running;
+        int answer;
+};
+
+static int probe_loaded(void *userdata, struct guest *g)
+{
+        struct loaded_probe *p = userdata;
+
+        p->calls++;
+        p->was_running |= guest_running(g);
+        return p->answer;
+}
+
+/*
+ * The destination's on_loaded: once, with the guest loaded and not yet
+ * running there; a refusal fails the migration and the source keeps it.
+ */
+static void test_on_loaded(void **state)
+{
+        const struct spec sp = {"128,256", 2, 2 * 1024 * 1024, 4};
+
+        for (int answer = 0; answer >= -ENOMEM; answer -= ENOMEM) {
+                struct loaded_probe probe = {.answer = answer};
+                const struct migrate_recv_opts ropts = {
+                        .max_channels = 2, .on_loaded = probe_loaded, .loaded_userdata = &probe};
+                struct svemig_error err = {0};
+                struct migrate_report rep;
+                struct dst_job j;
+                struct host a, b;
+                struct guest *g;
+                int r;
+
+                host_open(&a, HOST_A);
+                host_open(&b, HOST_B);
+                g = start_guest(a.hv, &sp);
+                r = channel_migrate(g, &b, &ropts, NULL, NULL, &j, &rep, &err);
+                assert_int_equal(probe.calls, 1);
+                assert_false(probe.was_running);
+                if (answer == 0) {
+                        assert_int_equal(r, 0);
+                        assert_one_running(g, j.guest, &sp);
+                        guest_destroy(j.guest);
+                } else {
+                        assert_int_equal(r, -ENOMEM);
+                        assert_non_null(strstr(err.msg, "refused"));
+                        assert_true(rep.resumed);
+                        assert_null(j.guest);
+                        assert_one_running(g, NULL, &sp);
+                }
+                guest_destroy(g);
+                host_close(&a);
+                host_close(&b);
+        }
+}
+
 /* A destination that offers no channels (an older one) takes the memory on the one connection. */
 static void test_migrate_channels_refused(void **state)
 {
@@ -1676,6 +1733,7 @@ int main(void)
                 cmocka_unit_test(test_migrate_channels),
                 cmocka_unit_test(test_migrate_channels_refused),
                 cmocka_unit_test(test_migrate_prepared_ram),
+                cmocka_unit_test(test_on_loaded),
                 cmocka_unit_test(test_channels_rewritten_pages),
                 cmocka_unit_test(test_channel_corrupt),
                 cmocka_unit_test(test_chain),

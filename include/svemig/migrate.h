@@ -349,6 +349,14 @@ struct migrate_recv_opts {
         guest_mmio_fn on_mmio;
         void *mmio_userdata;
         /*
+         * Called once the guest is restored and verified, before the
+         * destination says Loaded: it has not run here yet, so its state
+         * may be read without pausing it. A negative errno fails the
+         * migration (the source keeps the guest).
+         */
+        int (*on_loaded)(void *userdata, struct guest *g);
+        void *loaded_userdata;
+        /*
          * Test hooks: at fail_at, with fail_errno 0 the destination behaves
          * as if killed (connection shut, any received guest destroyed,
          * -ECANCELED); with fail_errno it fails there in order (e.g. ENOMEM:
