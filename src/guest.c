@@ -44,7 +44,8 @@ struct guest {
         uint8_t *mem;
         uint64_t mem_size;
         uint64_t ram_base;
-        bool mem_borrowed; /* the caller's until guest_create_empty_mem() succeeds */
+        bool mem_borrowed;       /* the caller's until guest_create_empty_mem() succeeds */
+        struct vcpu_state *desc; /* guest_describe()'s, once read */
 
         guest_mmio_fn on_mmio;
         void *mmio_userdata;
@@ -125,6 +126,8 @@ void guest_destroy(struct guest *g)
         hv_vm_destroy(g->vm);
         if (g->mem && g->mem != MAP_FAILED && !g->mem_borrowed)
                 munmap(g->mem, g->mem_size);
+        vcpu_state_done(g->desc);
+        free(g->desc);
         free(g->vcpus);
         free(g->steps);
         free(g->threads);
@@ -617,6 +620,47 @@ int guest_prepare_start(struct guest *g, struct svemig_error *err)
         return start_threads(g, UINT64_MAX, true, err);
 }
 
+/* vcpu 0 read while nothing runs, kept: what describes the guest never changes once it is set up. */
+static int describe_still(struct guest *g, struct svemig_error *err)
+{
+        struct vcpu_state *st;
+        int r;
+
+        if (g->desc)
+                return 0;
+        st = calloc(1, sizeof(*st));
+        if (!st)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        r = vcpu_capture(g->vcpus[0], st, err);
+        if (r < 0) {
+                free(st);
+                return r;
+        }
+        g->desc = st;
+        return 0;
+}
+
+int guest_describe(struct guest *g, struct vcpu_state *out, struct svemig_error *err)
+{
+        bool was_running = g->running;
+        int r, r2;
+
+        if (!g->desc && was_running) {
+                r = guest_pause(g, err);
+                if (r < 0)
+                        return r;
+        }
+        r = describe_still(g, err);
+        if (!g->parked && was_running && !g->running) {
+                r2 = guest_start(g, r < 0 ? NULL : err);
+                if (r == 0)
+                        r = r2;
+        }
+        if (r == 0 && out && vcpu_state_copy(out, g->desc) < 0)
+                r = svemig_error_set(err, ENOMEM, "out of memory");
+        return r;
+}
+
 int guest_start(struct guest *g, struct svemig_error *err)
 {
         if (g->parked) {
@@ -625,6 +669,9 @@ int guest_start(struct guest *g, struct svemig_error *err)
                 open_gate(g);
                 return 0;
         }
+        /* Described before it first runs: a migration then need not stop it for that. */
+        if (!g->desc && g->n_vcpus)
+                (void)describe_still(g, NULL);
         return start_threads(g, UINT64_MAX, false, err);
 }
 

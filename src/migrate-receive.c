@@ -801,6 +801,9 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         r = read_stream(&d, &killed, err);
         if (r == 0)
                 r = end_channels(&d, err);
+        /* Described while it does not run: migrating it on will not stop it for that. */
+        if (r == 0)
+                (void)guest_describe(d.g, NULL, NULL);
         if (r == 0 && opts->on_loaded) {
                 r = opts->on_loaded(opts->loaded_userdata, d.g);
                 if (r < 0)

@@ -89,23 +89,10 @@ static const struct migrate_opts no_opts;
 
 /* ---- Describing the guest ---- */
 
-/* vcpu 0's state, for the stream header. A running guest stops for the length of one vcpu capture. */
+/* vcpu 0's state, for the stream header and the register list: read before the guest first ran. */
 static int capture_descriptor(struct source *s, struct svemig_error *err)
 {
-        int r, r2;
-
-        if (s->was_running) {
-                r = guest_pause(s->g, err);
-                if (r < 0)
-                        return r;
-        }
-        r = vcpu_capture(guest_vcpu(s->g, 0), &s->desc, err);
-        if (s->was_running) {
-                r2 = guest_start(s->g, r < 0 ? NULL : err);
-                if (r == 0)
-                        r = r2;
-        }
-        return r;
+        return guest_describe(s->g, &s->desc, err);
 }
 
 /* The stream header of this migration. id_regs point into s->desc. */

@@ -97,6 +97,26 @@ int vcpu_state_alloc(struct vcpu_state *st, const uint64_t *ids, size_t n)
         return 0;
 }
 
+int vcpu_state_copy(struct vcpu_state *dst, const struct vcpu_state *src)
+{
+        _cleanup_free_ uint64_t *ids = calloc(src->n_regs ? src->n_regs : 1, sizeof(*ids));
+        int r;
+
+        if (!ids)
+                return -ENOMEM;
+        for (size_t i = 0; i < src->n_regs; i++)
+                ids[i] = src->regs[i].id;
+        r = vcpu_state_alloc(dst, ids, src->n_regs);
+        if (r < 0)
+                return r;
+        memcpy(dst->blob, src->blob, src->blob_size);
+        dst->index = src->index;
+        dst->features = src->features;
+        dst->vls = src->vls;
+        dst->mp_state = src->mp_state;
+        return 0;
+}
+
 const struct vcpu_reg *vcpu_state_find(const struct vcpu_state *st, uint64_t id)
 {
         for (size_t i = 0; i < st->n_regs; i++)

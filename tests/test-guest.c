@@ -242,6 +242,36 @@ static void test_prepared_ram(void **state)
         hv_close(hv);
 }
 
+/* What describes a guest is read before it first runs, and the same later, without a pause. */
+static void test_describe(void **state)
+{
+        struct hv *hv = sim_host_open("128,256,512", NULL);
+        struct guest *g = sim_guest_create(hv, "128,256", 2, MEM, 3);
+        struct svemig_error err = {0};
+        struct vcpu_state a = {0}, b = {0};
+
+        assert_int_equal(guest_start(g, &err), 0);
+        assert_true(guest_running(g));
+        assert_int_equal(guest_describe(g, &a, &err), 0);
+        assert_true(guest_running(g));
+        assert_int_equal(guest_describe(g, &b, &err), 0);
+        assert_int_equal(a.n_regs, b.n_regs);
+        assert_true(a.n_regs > 0);
+        assert_int_equal(a.features, b.features);
+        assert_true(vqset_equal(&a.vls, &b.vls));
+        for (size_t i = 0; i < a.n_regs; i++)
+                assert_int_equal(a.regs[i].id, b.regs[i].id);
+        /* A copy: the caller's to change and free. */
+        memset(a.blob, 0xff, a.blob_size);
+        vcpu_state_done(&a);
+        assert_int_equal(guest_describe(g, &a, &err), 0);
+        assert_memory_equal(a.blob, b.blob, a.blob_size);
+        vcpu_state_done(&a);
+        vcpu_state_done(&b);
+        guest_destroy(g);
+        hv_close(hv);
+}
+
 static void test_create_refusals(void **state)
 {
         struct hv *a = sim_host_open("128,256", NULL), *none = sim_host_open("none", NULL);
@@ -269,7 +299,7 @@ int main(void)
                 cmocka_unit_test(test_equivalence_non_sve), cmocka_unit_test(test_tampered_state_diverges),
                 cmocka_unit_test(test_dirty_log),           cmocka_unit_test(test_start_pause),
                 cmocka_unit_test(test_create_refusals),     cmocka_unit_test(test_prepared_start),
-                cmocka_unit_test(test_prepared_ram),
+                cmocka_unit_test(test_prepared_ram),        cmocka_unit_test(test_describe),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -171,6 +171,15 @@ int guest_prepare_start(struct guest *g, struct svemig_error *err);
  */
 int guest_pause(struct guest *g, struct svemig_error *err);
 
+/*
+ * vcpu 0's state as far as it describes the guest to a stream header or a
+ * peer (features, VL set, register list, host-invariant registers: none of
+ * it changes once the guest is set up), into out (the caller's; NULL: only
+ * read it). Read once, while nothing runs, and kept: guest_start() reads it
+ * before the guest first runs; otherwise the guest is paused for it once.
+ */
+int guest_describe(struct guest *g, struct vcpu_state *out, struct svemig_error *err);
+
 bool guest_running(const struct guest *g);
 
 /*

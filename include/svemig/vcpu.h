@@ -41,6 +41,9 @@ void vcpu_state_done(struct vcpu_state *st);
  */
 int vcpu_state_alloc(struct vcpu_state *st, const uint64_t *ids, size_t n);
 
+/* A deep copy of src into dst (which it overwrites). 0 or -ENOMEM. */
+int vcpu_state_copy(struct vcpu_state *dst, const struct vcpu_state *src);
+
 const struct vcpu_reg *vcpu_state_find(const struct vcpu_state *st, uint64_t id);
 
 /*
