@@ -11,6 +11,8 @@ process sending to a new svemig-vmm on the peer), best of N each way:
 
   idle      every vcpu powered off (sleeping in run, as an idle vcpu in WFI
             sleeps in KVM_RUN): pre-copy, then 64 vcpus of SVE state paused
+  paused    the same guest paused (as QEMU's paused runs are): one pass, all
+            of it downtime
   dirtying  2 vcpus running the sim workload, writing P pages per step each
             (x28, docs/sim-workload.md); the other 62 idle
   capped    the idle guest over a link capped to --cap-mbps (the tests'
@@ -121,14 +123,14 @@ class Daemon:
                 sys.exit(f"migrate-bench: {self.name}'s incoming RAM reserve was never ready; see {self.log.name}")
             time.sleep(0.05)
 
-    def wait_running(self, guest):
+    def wait_state(self, guest, state="running"):
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
             g = self.ctl("guest", "show", guest, check=False)
-            if g and g["state"] == "running":
+            if g and g["state"] == state:
                 return g
             time.sleep(0.05)
-        sys.exit(f"migrate-bench: guest {guest} never ran on {self.name}")
+        sys.exit(f"migrate-bench: guest {guest} never was {state} on {self.name}")
 
     def stop(self):
         for g in (self.ctl("guest", "list", check=False) or {}).get("guests", []):
@@ -151,13 +153,15 @@ def pair(build, root, env=None, reserve_mib=0):
     return a, b
 
 
-def migrations(build, root, snapshot, runs, env=None, reserve_mib=0):
-    """Restores the snapshot into A, then migrates it A->B->A... runs times; returns the reports."""
+def migrations(build, root, snapshot, runs, env=None, reserve_mib=0, paused=False):
+    """Restores the snapshot into A (running, or paused), then migrates it A->B->A... runs times; returns the
+    reports."""
     a, b = pair(build, root, env, reserve_mib)
     reps = []
+    state = "paused" if paused else "running"
     try:
-        a.ctl("restore", snapshot, "--name", "g", "--start")
-        a.wait_running("g")
+        a.ctl("restore", snapshot, "--name", "g", *([] if paused else ["--start"]))
+        a.wait_state("g", state)
         src, dst = a, b
         for _ in range(runs):
             time.sleep(0.5)  # the guest runs a while on its new host first
@@ -165,7 +169,7 @@ def migrations(build, root, snapshot, runs, env=None, reserve_mib=0):
             src.wait_reserve()
             dst.wait_reserve()
             rep = src.ctl("migrate", "g", dst.name)
-            dst.wait_running("g")
+            dst.wait_state("g", state)
             if dst.reserve_mib:
                 dst.reserves_taken += 1
             reps.append(rep)
@@ -213,6 +217,7 @@ def main():
 
     res = {
         "idle": best(migrations(build, root, snaps["idle"], runs, reserve_mib=reserve)),
+        "paused": best(migrations(build, root, snaps["idle"], runs, reserve_mib=reserve, paused=True)),
         "dirtying": best(migrations(build, root, snaps["dirtying"], runs, reserve_mib=reserve)),
         "capped": best(migrations(build, root, snaps["idle"], 1,
                                   {"SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH": str(cap_mbps * 1000000)}, reserve)),
@@ -236,6 +241,7 @@ def main():
     print(f"{'':<30} {'total s':>8} {'down ms':>9} {'MB/s':>9} {'wire MB':>9} {'passes':>6}  {'comp':<5} "
           f"{'link MB/s':>8}")
     row("svemig idle", res["idle"])
+    row("svemig paused", res["paused"])
     row(f"svemig dirtying ({dirty_pages} p/step x2)", res["dirtying"])
     row(f"svemig idle, link {cap_mbps} MB/s", res["capped"])
     if q:
@@ -251,6 +257,8 @@ def main():
         print(f"  idle total vs QEMU multifd      {mfd / idle_t:5.2f}x  (target > 1x)      "
               f"{'met' if idle_t < mfd else 'MISSED'}")
         print(f"  idle total vs QEMU 1 channel    {q['paused']['total_s'] / idle_t:5.2f}x")
+        paused_t = res["paused"]["total_ns"] / 1e9
+        print(f"  paused total vs QEMU multifd    {mfd / paused_t:5.2f}x  (both guests paused: like for like)")
         run_t = res["dirtying"]["total_ns"] / 1e9
         print(f"  dirtying total vs QEMU running  {q['running']['total_s'] / run_t:5.2f}x")
     down = res["idle"]["downtime_ns"] / 1e6
