@@ -79,7 +79,7 @@ static void help(void)
                "                        link, measured as it goes), none, or lz4\n"
                "  --channels N          memory channels: extra connections to PEER's port that carry\n"
                "                        memory in parallel, 0 to %u; 0 = one connection\n"
-               "                        (default: [cluster] migration-channels, 2; none with\n"
+               "                        (default: [cluster] migration-channels, 4; none with\n"
                "                        --max-bandwidth)\n",
                MIGRATE_CHANNELS_MAX);
 }

@@ -31,7 +31,7 @@
 
 #define MIGRATE_CONF_PEER_REFRESH_MS 5000u
 #define MIGRATE_CONF_PEER_TIMEOUT_MS 10000u
-#define MIGRATE_CONF_CHANNELS        2u /* [cluster] migration-channels */
+#define MIGRATE_CONF_CHANNELS        4u /* [cluster] migration-channels */
 
 struct migrate_conf_peer {
         char *name;    /* from the section name [peer NAME] */

@@ -65,7 +65,7 @@ class CheckConfig(DaemonTestCase):
         self.assertIn("socket = /run/svemig/svemigd.sock\n", r.stdout)
         self.assertIn("cpu0 = 128,256,512\n", r.stdout)
         self.assertIn("keep = 3\n", r.stdout)
-        self.assertIn("migration-channels = 2\n", r.stdout)
+        self.assertIn("migration-channels = 4\n", r.stdout)
 
     def test_full_file_and_its_effective_configuration(self):
         path = self.write("""\
