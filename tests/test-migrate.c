@@ -1096,15 +1096,12 @@ static void test_compression_decide(void **state)
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
         in.pieces = 16;
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
-        /* Raw faster than the workers compress (loopback, channels): LZ4 is not even tried. */
+        /* LZ4 must beat raw by the margin (10%) to be kept: 2.0 GB/s raw against 2.1 GB/s LZ4 stays raw. */
         in = (struct compression_input){.ratio = 0.6, .compress_bps = 1200000000, .link_bps = 2500000000};
         in.raw_mem_bps = 2000000000;
-        for (in.pieces = 1; in.pieces <= 16; in.pieces++)
-                assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
-        /* ... until raw is measured slower (the link got busy): then LZ4 gets its trial. */
-        in.raw_mem_bps = 900000000;
-        in.pieces = 17;
-        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
+        in.lz4_mem_bps = 2100000000;
+        in.pieces = 3;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
         /* A capped link starts with LZ4 and tries raw next. */
         in = (struct compression_input){.ratio = 0.6, .compress_bps = 1200000000, .link_bps = 200000000};
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
