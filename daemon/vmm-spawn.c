@@ -267,6 +267,20 @@ static void spawn_abort(struct vmm_spawn *s)
         vmm_spawn_free(s);
 }
 
+/* Watches a new VMM's ready pipe; on failure gives it up. */
+static int watch_or_abort(sd_event *event, struct vmm_spawn *s, pid_t pid, int ready_fd,
+                          struct vmm_spawn **out, struct svemig_error *err)
+{
+        int r = watch(event, s, pid, ready_fd, err);
+
+        if (r < 0) {
+                spawn_abort(s);
+                return r;
+        }
+        *out = s;
+        return 0;
+}
+
 int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progress_t progress,
               vmm_spawn_done_t done, void *userdata, struct vmm_spawn **out, struct svemig_error *err)
 {
@@ -342,13 +356,7 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                 free(s);
                 return r;
         }
-        r = watch(event, s, pid, fds[0], err);
-        if (r < 0) {
-                spawn_abort(s);
-                return r;
-        }
-        *out = s;
-        return 0;
+        return watch_or_abort(event, s, pid, fds[0], out, err);
 }
 
 int vmm_spawn_standby(const char *config, bool verbose, uint64_t size, pid_t *pid, int *control_fd,
@@ -417,13 +425,7 @@ int vmm_spawn_handoff(sd_event *event, pid_t pid, int control_fd, const struct v
                         ;
                 return r;
         }
-        r = watch(event, s, pid, fds[0], err);
-        if (r < 0) {
-                spawn_abort(s);
-                return r;
-        }
-        *out = s;
-        return 0;
+        return watch_or_abort(event, s, pid, fds[0], out, err);
 }
 
 pid_t vmm_spawn_pid(const struct vmm_spawn *s)
