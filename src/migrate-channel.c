@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,7 +288,9 @@ struct channels_in {
         const struct svemig_stream_info *info;
         struct svemig_mem_map map;
         unsigned n;
-        channel_fail_fn on_fail;
+        unsigned timeout_ms;
+        _Atomic uint64_t last_data; /* when any channel last had data */
+        channel_event_fn on_event;
         void *userdata;
         pthread_mutex_t lock;
         pthread_cond_t cond;
@@ -336,12 +339,36 @@ static int in_trailer(struct channel_in *c, const struct frame_head *h, uint64_t
         return r;
 }
 
+#define RECV_SLICE_MS 1000 /* how often a waiting channel looks at the others (SO_RCVTIMEO) */
+
+/*
+ * After a receive returned k <= 0: 1 to wait on (a slice passed with no
+ * data here, while the source still sends on some channel), else the
+ * error. A channel may rightly idle while the dirty pages lie in other
+ * channels' cells; the source is only given up when all fall silent.
+ */
 static int in_recv_error(struct channel_in *c, ssize_t k)
 {
+        uint64_t idle;
+
         if (k == 0)
                 return svemig_error_set(&c->err, EPIPE,
                                         "the source closed the channel in the middle of a frame");
-        return svemig_error_set(&c->err, errno, "receiving failed: %s", strerror(errno));
+        if (errno == EINTR)
+                return 1;
+        if (errno != EAGAIN)
+                return svemig_error_set(&c->err, errno, "receiving failed: %s", strerror(errno));
+        idle = migrate_now_ns() - atomic_load(&c->set->last_data);
+        if (idle < (uint64_t)c->set->timeout_ms * 1000000ull)
+                return 1;
+        return svemig_error_set(&c->err, ETIMEDOUT,
+                                "no data from the source on any memory channel for %u ms",
+                                c->set->timeout_ms);
+}
+
+static void in_alive(struct channel_in *c)
+{
+        atomic_store(&c->set->last_data, migrate_now_ns());
 }
 
 /* The first n bytes waiting on the channel, left there. */
@@ -349,13 +376,16 @@ static int in_peek(struct channel_in *c, uint8_t *buf, size_t n)
 {
         for (;;) {
                 ssize_t k = recv(c->w.fd, buf, n, MSG_PEEK | MSG_WAITALL);
+                int r;
 
                 if (k == (ssize_t)n)
                         return 0;
-                if (k < 0 && errno == EINTR)
+                if (k <= 0) {
+                        r = in_recv_error(c, k);
+                        if (r < 0)
+                                return r;
                         continue;
-                if (k <= 0)
-                        return in_recv_error(c, k);
+                }
                 /* A peek may stop short of n: wait for the rest. */
                 nanosleep(&(struct timespec){.tv_nsec = 100000}, NULL);
         }
@@ -367,15 +397,26 @@ static int in_recvv(struct channel_in *c, struct iovec *iov, size_t n)
 
         while (m.msg_iovlen > 0) {
                 ssize_t k = recvmsg(c->w.fd, &m, MSG_WAITALL);
+                int r;
 
-                if (k < 0 && errno == EINTR)
+                if (k <= 0) {
+                        r = in_recv_error(c, k);
+                        if (r < 0)
+                                return r;
                         continue;
-                if (k <= 0)
-                        return in_recv_error(c, k);
+                }
+                in_alive(c);
                 c->w.bytes_in += (uint64_t)k;
                 iov_advance(&m.msg_iov, &m.msg_iovlen, (size_t)k);
         }
         return 0;
+}
+
+static int in_recv(struct channel_in *c, void *buf, size_t len)
+{
+        struct iovec iov = {buf, len};
+
+        return in_recvv(c, &iov, 1);
 }
 
 /*
@@ -444,7 +485,7 @@ static int in_run(struct channel_in *c)
                 struct memchunk_counts n;
                 int r;
 
-                r = wire_recv_raw(&c->w, head, sizeof(head), &c->err);
+                r = in_recv(c, head, sizeof(head));
                 if (r < 0)
                         return svemig_error_prefix(&c->err, "offset %llu", (unsigned long long)offset);
                 r = frame_head_parse(head, &h, offset, &c->err);
@@ -469,7 +510,7 @@ static int in_run(struct channel_in *c)
                 }
                 if (bytebuf_reserve(&c->buf, (size_t)h.stored_len + FRAME_TAIL_SIZE) < 0)
                         return svemig_error_set(&c->err, ENOMEM, "out of memory");
-                r = wire_recv_raw(&c->w, c->buf.p, (size_t)h.stored_len + FRAME_TAIL_SIZE, &c->err);
+                r = in_recv(c, c->buf.p, (size_t)h.stored_len + FRAME_TAIL_SIZE);
                 if (r < 0)
                         return svemig_error_prefix(&c->err, "offset %llu", (unsigned long long)offset);
                 if (h.type == SVEMIG_FRAME_TRAILER)
@@ -489,7 +530,7 @@ static void *in_main(void *userdata)
         struct channel_in *c = userdata;
         struct channels_in *set = c->set;
 
-        bool first = false;
+        bool first = false, last;
 
         c->r = in_run(c);
         if (c->r < 0)
@@ -498,17 +539,26 @@ static void *in_main(void *userdata)
         set->running--;
         if (c->r < 0 && !set->failed)
                 first = set->failed = true;
+        last = set->running == 0 && !set->failed;
         pthread_cond_broadcast(&set->cond);
         pthread_mutex_unlock(&set->lock);
         /* Unlocked: the callback may stop the migration, which frees nothing of ours yet. */
-        if (first && set->on_fail)
-                set->on_fail(set->userdata, c->r, &c->err);
+        if ((first || last) && set->on_event)
+                set->on_event(set->userdata, first ? c->r : 0, first ? &c->err : NULL);
         return NULL;
 }
 
 /* The next connection svemigd (or whoever accepted it) passes on unix_fd. */
-static int take_fd(int unix_fd, unsigned timeout_ms, struct svemig_error *err)
+#define TAKE_SLICE_MS 100u /* how often a wait for a channel looks at the migration's connection */
+
+/*
+ * The next connection svemigd (or whoever accepted it) passes on unix_fd,
+ * within timeout_ms; sooner -ECONNABORTED when the connection's pump (pump,
+ * optional) says the source went away meanwhile.
+ */
+static int take_fd(int unix_fd, unsigned timeout_ms, struct pump *pump, struct svemig_error *err)
 {
+        uint64_t deadline = migrate_now_ns() + (uint64_t)timeout_ms * 1000000ull;
         union {
                 struct cmsghdr h;
                 char buf[CMSG_SPACE(sizeof(int))];
@@ -531,10 +581,12 @@ static int take_fd(int unix_fd, unsigned timeout_ms, struct svemig_error *err)
                         return svemig_error_set(err, EPIPE, "whoever hands the channels over went away");
                 if (errno != EAGAIN && errno != EINTR)
                         return svemig_error_set(err, errno, "receiving a channel: %s", strerror(errno));
-                r = wire_poll(unix_fd, POLLIN, timeout_ms);
+                r = wire_poll(unix_fd, POLLIN, TAKE_SLICE_MS);
                 if (r < 0)
                         return svemig_error_set(err, r, "waiting for a channel: %s", strerror(-r));
-                if (r == 0)
+                if (r == 0 && pump && pump_error(pump, err) < 0)
+                        return svemig_error_prefix(err, "waiting for the memory channels");
+                if (r == 0 && migrate_now_ns() >= deadline)
                         return svemig_error_set(err, ETIMEDOUT, "no memory channel came for %u ms",
                                                 timeout_ms);
         }
@@ -583,13 +635,15 @@ static int in_place(struct channels_in *set, int fd, const uint8_t *id, unsigned
          * them (median idle downtime 11.0 ms unbounded, 8.9 ms so).
          */
         (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){CHANNEL_RECV_BUFFER}, sizeof(int));
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){.tv_sec = RECV_SLICE_MS / 1000},
+                         sizeof(struct timeval));
         wire_init(&set->ch[i].w, fd, 0);
         return 0;
 }
 
-int channels_accept(int unix_fd, const uint8_t *id, unsigned n, unsigned timeout_ms,
+int channels_accept(int unix_fd, const uint8_t *id, unsigned n, unsigned timeout_ms, struct pump *pump,
                     const struct svemig_stream_info *info, const struct svemig_mem_map *map,
-                    channel_fail_fn on_fail, void *userdata, struct channels_in **out,
+                    channel_event_fn on_event, void *userdata, struct channels_in **out,
                     struct svemig_error *err)
 {
         struct channels_in *set = calloc(1, sizeof(*set) + n * sizeof(set->ch[0]));
@@ -603,8 +657,10 @@ int channels_accept(int unix_fd, const uint8_t *id, unsigned n, unsigned timeout
         set->written = calloc(DIV_ROUND_UP(map->size / info->page_size, 64), sizeof(uint64_t));
         if (!set->written)
                 r = svemig_error_set(err, ENOMEM, "out of memory");
-        set->on_fail = on_fail;
+        set->on_event = on_event;
         set->userdata = userdata;
+        set->timeout_ms = timeout_ms;
+        atomic_store(&set->last_data, migrate_now_ns());
         pthread_mutex_init(&set->lock, NULL);
         pthread_cond_init(&set->cond, NULL);
         for (unsigned i = 0; i < n; i++) {
@@ -619,7 +675,7 @@ int channels_accept(int unix_fd, const uint8_t *id, unsigned n, unsigned timeout
                         r = svemig_error_set(err, ENOMEM, "out of memory");
         }
         for (unsigned i = 0; i < n && r == 0; i++) {
-                int fd = take_fd(unix_fd, timeout_ms, err);
+                int fd = take_fd(unix_fd, timeout_ms, pump, err);
 
                 r = fd < 0 ? fd : in_place(set, fd, id, timeout_ms, err);
         }

@@ -164,17 +164,21 @@ struct channels_in_stats {
         uint64_t pages, zero_pages, lz4_pages, bytes;
 };
 
-typedef void (*channel_fail_fn)(void *userdata, int r, const struct svemig_error *err);
+/* r < 0: a channel failed (once, err its reason); 0: every channel came to its verified trailer. */
+typedef void (*channel_event_fn)(void *userdata, int r, const struct svemig_error *err);
 
 /*
  * Destination: takes n channels of migration id from unix_fd
- * (migrate_channel_pass()), each within timeout_ms, and starts a thread
- * per channel writing the pages it carries through map. A channel that
- * fails calls on_fail from its thread, once.
+ * (migrate_channel_pass()), each within timeout_ms (sooner failing when
+ * pump, the connection's, says the source went away), and starts a thread
+ * per channel writing the pages it carries through map. on_event is
+ * called from a channel's thread: once if one fails, or once when all have
+ * ended. A channel waits on the source with timeout_ms, counted from the
+ * last data on any channel.
  */
-int channels_accept(int unix_fd, const uint8_t *id, unsigned n, unsigned timeout_ms,
+int channels_accept(int unix_fd, const uint8_t *id, unsigned n, unsigned timeout_ms, struct pump *pump,
                     const struct svemig_stream_info *info, const struct svemig_mem_map *map,
-                    channel_fail_fn on_fail, void *userdata, struct channels_in **out,
+                    channel_event_fn on_event, void *userdata, struct channels_in **out,
                     struct svemig_error *err);
 /* Waits (up to timeout_ms) until every channel has come to its verified trailer. */
 int channels_in_wait(struct channels_in *set, unsigned timeout_ms, struct channels_in_stats *st,

@@ -648,12 +648,20 @@ static unsigned channels_taken(const struct dest *d)
                        : 0;
 }
 
-/* A channel failed: the stream's reader stops at once, with the channel's reason. */
-static void channel_failed(void *userdata, int r, const struct svemig_error *err)
+/*
+ * A channel failed: the stream's reader stops at once, with the channel's
+ * reason. All ended: the connection's timeout applies again (the channels
+ * watched the source meanwhile; the connection stays silent until the
+ * vcpus).
+ */
+static void channel_event(void *userdata, int r, const struct svemig_error *err)
 {
         struct dest *d = userdata;
 
-        pump_abort(d->pump, r, svemig_error_str(err, r));
+        if (r < 0)
+                pump_abort(d->pump, r, svemig_error_str(err, r));
+        else
+                pump_expect(d->pump, true);
 }
 
 /* Right after the Verdict the source opens them, before any memory moves. */
@@ -668,9 +676,13 @@ static int accept_channels(struct dest *d, bool *killed, struct svemig_error *er
 
         if (n == 0)
                 return 0;
-        r = channels_accept(d->opts->channel_fd, d->rep->id, n, d->w->timeout_ms,
-                            svemig_stream_reader_info(d->reader), &map, channel_failed, d, &d->channels,
-                            err);
+        /*
+         * Silent until the vcpus: the channels watch the source meanwhile,
+         * and give the connection its timeout back once they all end.
+         */
+        pump_expect(d->pump, false);
+        r = channels_accept(d->opts->channel_fd, d->rep->id, n, d->w->timeout_ms, d->pump,
+                            svemig_stream_reader_info(d->reader), &map, channel_event, d, &d->channels, err);
         if (r < 0)
                 return svemig_error_prefix(err, "destination");
         /* The stream's memory comes on the channels: the pre-copy's hook is due now. */

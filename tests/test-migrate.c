@@ -156,8 +156,9 @@ struct host {
         unsigned n_resolvers;
         int chan[2]; /* memory channels go in at [0], as a daemon's listener passes them, and out at [1] */
         uint64_t corrupt_channel_at; /* if not 0: channel 0's byte at this offset is flipped on the way */
-        pthread_t forwarder;
-        bool forwarding;
+        uint64_t stall_channels_at;  /* if not 0: every channel stops after this many bytes, kept open */
+        pthread_t forwarders[MIGRATE_CHANNELS_MAX];
+        unsigned n_forwarders;
 };
 
 static void host_open(struct host *h, const char *cpus)
@@ -172,8 +173,8 @@ static void host_close(struct host *h)
 {
         for (unsigned i = 0; i < h->n_resolvers; i++)
                 pthread_join(h->resolvers[i], NULL);
-        if (h->forwarding)
-                pthread_join(h->forwarder, NULL);
+        for (unsigned i = 0; i < h->n_forwarders; i++)
+                pthread_join(h->forwarders[i], NULL);
         close(h->chan[0]);
         close(h->chan[1]);
         migrate_ledger_free(h->ledger);
@@ -270,10 +271,13 @@ static int src_hello(struct hv *hv, int fd, struct svemig_error *err)
         return r;
 }
 
-/* A channel's bytes, passed on with one of them flipped (host.corrupt_channel_at). */
+/*
+ * A channel's bytes, passed on with one of them flipped (host.corrupt_channel_at),
+ * or up to a point and then no more, the connection kept open (host.stall_channels_at).
+ */
 struct flipper {
         int from, to;
-        uint64_t at;
+        uint64_t at, stall_at;
 };
 
 static void *flipper_main(void *arg)
@@ -284,11 +288,22 @@ static void *flipper_main(void *arg)
         ssize_t n;
 
         while ((n = read(f->from, buf, sizeof(buf))) > 0) {
-                if (f->at >= seen && f->at < seen + (uint64_t)n)
+                if (f->stall_at && seen + (uint64_t)n > f->stall_at)
+                        n = (ssize_t)(f->stall_at - seen);
+                if (f->at && f->at >= seen && f->at < seen + (uint64_t)n)
                         buf[f->at - seen] ^= 0x20;
                 seen += (uint64_t)n;
                 if (send(f->to, buf, (size_t)n, MSG_NOSIGNAL) != n)
                         break;
+                if (f->stall_at && seen == f->stall_at) {
+                        /* Silent, not gone: until the destination gives up on it. */
+                        struct pollfd p = {.fd = f->to, .events = POLLIN};
+
+                        while (poll(&p, 1, -1) > 0 && !(p.revents & (POLLHUP | POLLERR)) &&
+                               recv(f->to, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+                                ;
+                        break;
+                }
         }
         close(f->from);
         close(f->to);
@@ -304,7 +319,7 @@ static bool pass_channel(struct host *h, int fd, unsigned index)
 {
         int fds[2];
 
-        if (h->corrupt_channel_at && index == 0 && !h->forwarding) {
+        if ((h->corrupt_channel_at && index == 0) || h->stall_channels_at) {
                 struct flipper *f = calloc(1, sizeof(*f));
                 uint8_t msg[256];
                 ssize_t n;
@@ -317,9 +332,13 @@ static bool pass_channel(struct host *h, int fd, unsigned index)
                     (ssize_t)(msg[0] | msg[1] << 8 | msg[2] << 16 | (uint32_t)msg[3] << 24);
                 assert_int_equal(read(fd, msg, (size_t)n), n);
                 assert_int_equal(write(fds[0], msg, (size_t)n), n);
-                *f = (struct flipper){.from = fd, .to = fds[0], .at = h->corrupt_channel_at};
-                assert_int_equal(pthread_create(&h->forwarder, NULL, flipper_main, f), 0);
-                h->forwarding = true;
+                *f = (struct flipper){.from = fd,
+                                      .to = fds[0],
+                                      .at = h->corrupt_channel_at,
+                                      .stall_at = h->stall_channels_at};
+                assert_true(h->n_forwarders < MIGRATE_CHANNELS_MAX);
+                assert_int_equal(pthread_create(&h->forwarders[h->n_forwarders++], NULL, flipper_main, f),
+                                 0);
                 assert_int_equal(migrate_channel_pass(h->chan[0], fds[1], NULL), 0);
                 close(fds[1]);
                 return true;
@@ -807,6 +826,38 @@ static void test_channel_corrupt(void **state)
                 host_close(&a);
                 host_close(&b);
         }
+}
+
+/*
+ * A source that falls silent in the middle of pre-copy, its connections
+ * open (a host gone without a word): the destination's channels give up
+ * once none has had data for its timeout, and say so; the source is told
+ * (Abort) and keeps its guest running.
+ */
+static void test_channels_silent_source(void **state)
+{
+        const struct spec sp = {"128,256", 2, 8 * 1024 * 1024, 4};
+        const struct migrate_recv_opts ropts = {.max_channels = 2, .timeout_ms = 1500};
+        struct svemig_error err = {0};
+        struct migrate_report rep;
+        struct dst_job j;
+        struct host a, b;
+        struct guest *g;
+
+        host_open(&a, HOST_A);
+        host_open(&b, HOST_B);
+        b.stall_channels_at = 1 << 20;
+        g = start_guest(a.hv, &sp);
+        assert_true(channel_migrate(g, &b, &ropts, NULL, NULL, &j, &rep, &err) < 0);
+        assert_int_equal(j.r, -ETIMEDOUT);
+        assert_non_null(strstr(j.err.msg, "no data from the source on any memory channel"));
+        assert_int_equal(rep.failed_step, MIGRATE_STEP_PRECOPY);
+        assert_true(rep.resumed);
+        assert_null(j.guest);
+        assert_one_running(g, NULL, &sp);
+        guest_destroy(g);
+        host_close(&a);
+        host_close(&b);
 }
 
 /* A paused guest moves in one pass and stays paused. */
@@ -1733,6 +1784,7 @@ int main(void)
                 cmocka_unit_test(test_on_loaded),
                 cmocka_unit_test(test_channels_rewritten_pages),
                 cmocka_unit_test(test_channel_corrupt),
+                cmocka_unit_test(test_channels_silent_source),
                 cmocka_unit_test(test_chain),
                 cmocka_unit_test(test_check),
                 cmocka_unit_test(test_check_id_reg),
