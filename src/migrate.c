@@ -309,8 +309,12 @@ static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, st
                 r = adapt_compression(s, &trial, err);
                 if (r < 0)
                         return r;
-                /* A trial is short: a wrong guess costs a quarter of a piece. */
-                if (trial)
+                /*
+                 * An LZ4 trial is short: a wrong guess costs a quarter of a
+                 * piece. Raw costs nothing to try and is measured on a whole
+                 * one: short pieces measure noise on a busy host.
+                 */
+                if (trial && s->lz4_now)
                         len = MIN(len, SOURCE_TRIAL_PIECE);
                 r = write_piece(s,
                                 &(struct svemig_mem_range){
@@ -836,9 +840,24 @@ static enum migrate_compression header_compression(struct source *s)
         return s->adaptive ? MIGRATE_COMPRESSION_LZ4 : MIGRATE_COMPRESSION_NONE;
 }
 
+/*
+ * The memory encoders: one per CPU, or one per channel where there are more
+ * channels: a worker blocked sending on its channel leaves its CPU to the
+ * others (on 2 CPUs with 4 channels: median 347 ms against 363 ms).
+ */
+static unsigned encoders(const struct source *s)
+{
+        long cpus;
+
+        if (s->opts->n_threads)
+                return s->opts->n_threads;
+        cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        return MAX(cpus > 0 ? (unsigned)cpus : 1u, s->want_channels);
+}
+
 static int open_stream(struct source *s, struct svemig_error *err)
 {
-        struct svemig_stream_write_opts wopts = {.n_threads = s->opts->n_threads};
+        struct svemig_stream_write_opts wopts = {.n_threads = encoders(s)};
         struct snapshot_header hdr;
         enum migrate_compression c;
         int r;

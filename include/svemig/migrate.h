@@ -155,7 +155,7 @@ struct migrate_opts {
         uint64_t link_bps_hint; /* a previous report's link_bps, for the compression choice; 0 = unknown */
 
         enum migrate_compression compression;
-        unsigned n_threads; /* compression workers; 0 = one per CPU */
+        unsigned n_threads; /* memory encoders; 0 = one per CPU, or per channel where there are more */
 
         migrate_progress_fn progress;
         void *userdata;
