@@ -568,6 +568,16 @@ static void test_migrate_tcp_multi_vcpu(void **state)
         host_close(&b);
 }
 
+/* A failed migration: the source runs its guest on, and the destination has none. Destroys g. */
+static void assert_source_kept(struct guest *g, const struct migrate_report *rep, const struct dst_job *j,
+                               const struct spec *sp)
+{
+        assert_true(rep->resumed);
+        assert_null(j->guest);
+        assert_one_running(g, NULL, sp);
+        guest_destroy(g);
+}
+
 /* g, running, to dst over loopback TCP with two memory channels (as many as ropts lets dst take). */
 static int channel_migrate(struct guest *g, struct host *dst, const struct migrate_recv_opts *ropts,
                            migrate_progress_fn progress, void *userdata, struct dst_job *j,
@@ -757,9 +767,8 @@ static void test_on_loaded(void **state)
                 } else {
                         assert_int_equal(r, -ENOMEM);
                         assert_non_null(strstr(err.msg, "refused"));
-                        assert_true(rep.resumed);
-                        assert_null(j.guest);
-                        assert_one_running(g, NULL, &sp);
+                        assert_source_kept(g, &rep, &j, &sp);
+                        g = NULL;
                 }
                 guest_destroy(g);
                 host_close(&a);
@@ -819,10 +828,7 @@ static void test_channel_corrupt(void **state)
                 assert_true(j.r < 0);
                 assert_non_null(strstr(j.err.msg, "memory channel 0"));
                 assert_non_null(strstr(err.msg, "memory channel 0"));
-                assert_true(rep.resumed);
-                assert_null(j.guest);
-                assert_one_running(g, NULL, &sp);
-                guest_destroy(g);
+                assert_source_kept(g, &rep, &j, &sp);
                 host_close(&a);
                 host_close(&b);
         }
@@ -852,10 +858,7 @@ static void test_channels_silent_source(void **state)
         assert_int_equal(j.r, -ETIMEDOUT);
         assert_non_null(strstr(j.err.msg, "no data from the source on any memory channel"));
         assert_int_equal(rep.failed_step, MIGRATE_STEP_PRECOPY);
-        assert_true(rep.resumed);
-        assert_null(j.guest);
-        assert_one_running(g, NULL, &sp);
-        guest_destroy(g);
+        assert_source_kept(g, &rep, &j, &sp);
         host_close(&a);
         host_close(&b);
 }
