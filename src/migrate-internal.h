@@ -63,9 +63,6 @@ int wire_send_raw(struct wire *w, const void *buf, size_t len, struct svemig_err
 /* The same, gathered (a frame's head, payload and check); iov is consumed. */
 int wire_sendv(struct wire *w, struct iovec *iov, int n, struct svemig_error *err);
 
-/* Receives exactly len raw bytes with the timeout; -EPIPE when the peer closes first. */
-int wire_recv_raw(struct wire *w, void *buf, size_t len, struct svemig_error *err);
-
 /* Waits for events on fd, or the timeout (0 = forever): 1 ready, 0 timed out, -errno. */
 int wire_poll(int fd, short events, unsigned timeout_ms);
 

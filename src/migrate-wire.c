@@ -153,13 +153,6 @@ int wire_sendv(struct wire *w, struct iovec *iov, int n, struct svemig_error *er
         return 0;
 }
 
-int wire_recv_raw(struct wire *w, void *buf, size_t len, struct svemig_error *err)
-{
-        size_t got;
-
-        return recv_bytes(w, buf, len, w->timeout_ms, &got, err);
-}
-
 static uint32_t le32(const uint8_t *p)
 {
         return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
