@@ -539,9 +539,8 @@ int peer_listener_new(sd_event *event, const struct peer_listener_params *params
                 .ledger = params->ledger ? params->ledger : l->own_ledger,
                 .self = params->self,
                 .mem_limit = params->mem_limit,
-                /* A Check is judged as the receiving VMM will judge the Migrate (ram_fd unused here). */
+                /* A Check is judged as the receiving VMM will judge the Migrate (counting the reserve). */
                 .ram_reserve = params->ram_reserve,
-                .ram_fd = -1,
                 .timeout_ms = params->timeout_ms,
                 /* The request has begun arriving when it is called: a stalled one times out. */
                 .request_timeout_ms = params->timeout_ms,

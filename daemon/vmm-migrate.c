@@ -28,7 +28,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -409,7 +408,6 @@ int vmm_receive(struct vmm *v, int fd, void *ram_mem, uint64_t ram_size, int cha
                 /* svemigd passes each memory channel of this migration on channel_fd. */
                 .max_channels = channel_fd >= 0 ? MIGRATE_CHANNELS_MAX : 0,
                 .channel_fd = channel_fd,
-                .ram_fd = -1,
         };
         int r;
 

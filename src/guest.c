@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -155,18 +154,12 @@ int guest_prefault(struct guest *g, struct svemig_error *err)
 }
 
 /*
- * The guest's RAM: anonymous memory, or the first mem_bytes of ram_fd (a
- * memfd another process faulted in ahead, e.g. svemigd's incoming reserve)
- * shared. It must be fresh (all zero), as anonymous memory is, since a
- * restore leaves zero pages unwritten. The rest of the memfd is the
- * caller's to give back (guest_trim_ram_fd()): freeing hundreds of MiB
- * takes milliseconds an incoming migration has better uses for.
+ * The guest's RAM: anonymous memory, or mem (the caller's, faulted in
+ * ahead, all zero; e.g. a standby VMM's), taken over once the guest is made.
  */
-static int map_ram(struct guest *g, uint64_t mem_bytes, int ram_fd, void *mem, uint64_t map_size,
+static int map_ram(struct guest *g, uint64_t mem_bytes, void *mem, uint64_t map_size,
                    struct svemig_error *err)
 {
-        struct stat st;
-
         if (mem) {
                 if (map_size < mem_bytes)
                         return svemig_error_set(
@@ -177,38 +170,18 @@ static int map_ram(struct guest *g, uint64_t mem_bytes, int ram_fd, void *mem, u
                 g->mem_borrowed = true;
                 return 0;
         }
-        if (ram_fd < 0) {
-                g->mem = mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE,
-                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-                if (g->mem == MAP_FAILED)
-                        return svemig_error_set(err, errno, "cannot map %llu bytes of guest memory: %s",
-                                                (unsigned long long)mem_bytes, strerror(errno));
-                /* Huge pages where the kernel has them, as QEMU asks: fewer TLB walks. */
-                (void)madvise(g->mem, mem_bytes, MADV_HUGEPAGE);
-                return 0;
-        }
-        if (fstat(ram_fd, &st) < 0 || (uint64_t)st.st_size < mem_bytes)
-                return svemig_error_set(err, EINVAL,
-                                        "the reserved RAM (fd %d) is smaller than the guest's %llu bytes",
-                                        ram_fd, (unsigned long long)mem_bytes);
-        g->mem = mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, ram_fd, 0);
+        g->mem = mmap(NULL, mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                      -1, 0);
         if (g->mem == MAP_FAILED)
-                return svemig_error_set(err, errno, "cannot map %llu bytes of reserved guest memory: %s",
+                return svemig_error_set(err, errno, "cannot map %llu bytes of guest memory: %s",
                                         (unsigned long long)mem_bytes, strerror(errno));
-        return 0;
-}
-
-int guest_trim_ram_fd(const struct guest *g, int ram_fd, struct svemig_error *err)
-{
-        if (ftruncate(ram_fd, (off_t)g->mem_size) < 0)
-                return svemig_error_set(err, errno,
-                                        "cannot cut the reserved RAM to the guest's %llu bytes: %s",
-                                        (unsigned long long)g->mem_size, strerror(errno));
+        /* Huge pages where the kernel has them, as QEMU asks: fewer TLB walks. */
+        (void)madvise(g->mem, mem_bytes, MADV_HUGEPAGE);
         return 0;
 }
 
 static int create_empty(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
-                        bool log_dirty, int ram_fd, void *mem, uint64_t map_size, struct guest **out,
+                        bool log_dirty, void *mem, uint64_t map_size, struct guest **out,
                         struct svemig_error *err)
 {
         _cleanup_(guest_destroyp) struct guest *g = NULL;
@@ -239,7 +212,7 @@ static int create_empty(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint
                 return svemig_error_set(err, ENOMEM, "out of memory for %u vcpus", n_vcpus);
 
         g->mem_size = mem_bytes;
-        r = map_ram(g, mem_bytes, ram_fd, mem, map_size, err);
+        r = map_ram(g, mem_bytes, mem, map_size, err);
         if (r < 0)
                 return r;
         g->ram_base = ram_base;
@@ -268,23 +241,17 @@ static int create_empty(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint
         return 0;
 }
 
-int guest_create_empty_fd(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
-                          bool log_dirty, int ram_fd, struct guest **out, struct svemig_error *err)
-{
-        return create_empty(hv, n_vcpus, ram_base, mem_bytes, log_dirty, ram_fd, NULL, 0, out, err);
-}
-
 int guest_create_empty_mem(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
                            bool log_dirty, void *mem, uint64_t map_size, struct guest **out,
                            struct svemig_error *err)
 {
-        return create_empty(hv, n_vcpus, ram_base, mem_bytes, log_dirty, -1, mem, map_size, out, err);
+        return create_empty(hv, n_vcpus, ram_base, mem_bytes, log_dirty, mem, map_size, out, err);
 }
 
 int guest_create_empty_at(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
                           bool log_dirty, struct guest **out, struct svemig_error *err)
 {
-        return guest_create_empty_fd(hv, n_vcpus, ram_base, mem_bytes, log_dirty, -1, out, err);
+        return create_empty(hv, n_vcpus, ram_base, mem_bytes, log_dirty, NULL, 0, out, err);
 }
 
 int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool log_dirty,

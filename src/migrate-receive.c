@@ -9,8 +9,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -42,9 +40,6 @@ struct dest {
         size_t n_reg_ids;
         unsigned want_channels;       /* the source's Migrate.channels */
         struct channels_in *channels; /* those taken */
-        pthread_t prefault;
-        bool prefaulting;
-        atomic_bool prefault_stop;
 };
 
 static const struct migrate_recv_opts no_recv_opts;
@@ -151,13 +146,7 @@ static int judge(struct hv *hv, const struct migrate_recv_opts *opts, const stru
 
 bool migrate_recv_uses_reserve(const struct migrate_recv_opts *opts, uint64_t mem_bytes)
 {
-        return opts->ram_reserve && (opts->ram_mem || opts->ram_fd >= 0) && mem_bytes <= opts->ram_reserve;
-}
-
-/* Whether the guest took the caller's memory, faulted in (in huge pages) in this process already. */
-static bool prepared_ram(const struct dest *d)
-{
-        return d->opts->ram_mem && migrate_recv_uses_reserve(d->opts, guest_mem_size(d->g));
+        return opts->ram_reserve && opts->ram_mem && mem_bytes <= opts->ram_reserve;
 }
 
 /* The guest to receive into: on the reserved RAM when it fits, else fresh memory. */
@@ -165,13 +154,12 @@ static int create_guest(struct hv *hv, const struct migrate_recv_opts *opts,
                         const struct svemig_stream_info *info, struct guest **out, struct svemig_error *err)
 {
         uint64_t size = info->slots[0].size;
-        bool reserve = migrate_recv_uses_reserve(opts, size);
 
-        if (reserve && opts->ram_mem)
+        if (migrate_recv_uses_reserve(opts, size))
                 return guest_create_empty_mem(hv, info->vcpu_count, info->slots[0].gpa, size,
                                               opts->log_dirty, opts->ram_mem, opts->ram_reserve, out, err);
-        return guest_create_empty_fd(hv, info->vcpu_count, info->slots[0].gpa, size, opts->log_dirty,
-                                     reserve ? opts->ram_fd : -1, out, err);
+        return guest_create_empty_at(hv, info->vcpu_count, info->slots[0].gpa, size, opts->log_dirty, out,
+                                     err);
 }
 
 /* Decodes a stream header held in a message. */
@@ -242,48 +230,8 @@ static int stream_reason(struct dest *d, int r, struct svemig_error *err)
         return k < 0 ? k : r;
 }
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-/* Small: populating holds the address space, which page faults and mmap() wait for. */
-#define PREFAULT_PIECE (2ull << 20)
-
-static void *prefault_main(void *userdata)
-{
-        struct dest *d = userdata;
-        uint8_t *mem = guest_mem(d->g);
-        uint64_t size = guest_mem_size(d->g);
-
-        for (uint64_t off = 0; off < size && !atomic_load(&d->prefault_stop); off += PREFAULT_PIECE)
-                if (madvise(mem + off, MIN(PREFAULT_PIECE, size - off), MADV_POPULATE_WRITE) < 0)
-                        break; /* best effort: the stream's writes fault them in anyway */
-        return NULL;
-}
-
-/*
- * Reserved RAM is allocated and cleared already, but this process has no
- * page table entries for it yet: every first write would fault (0.25 s
- * per GiB here). A thread maps it all ahead of the stream instead (0.07 s),
- * in address order, as the source sends.
- */
-static void prefault_start(struct dest *d)
-{
-        atomic_store(&d->prefault_stop, false);
-        d->prefaulting = pthread_create(&d->prefault, NULL, prefault_main, d) == 0;
-}
-
-static void prefault_stop(struct dest *d)
-{
-        if (!d->prefaulting)
-                return;
-        atomic_store(&d->prefault_stop, true);
-        pthread_join(d->prefault, NULL);
-        d->prefaulting = false;
-}
-
 static void stream_close(struct dest *d)
 {
-        prefault_stop(d);
         channels_in_free(d->channels);
         d->channels = NULL;
         svemig_stream_reader_free(d->reader);
@@ -739,7 +687,7 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         struct dest d = {.hv = hv, .opts = opts, .rep = &out->report, .w = w, .stream_fd = -1};
         const struct svemig_stream_info *info;
         struct svemig_error why = {0};
-        bool killed = false, refused = false;
+        bool killed = false, refused = false, fresh;
         uint64_t t_start = migrate_now_ns();
         int r;
 
@@ -784,12 +732,14 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
                 goto fail;
         }
         /*
-         * Fresh RAM in small pages while the stream fills it: a first write
-         * then clears 4 KiB, where a huge page would clear (and on a busy
-         * host compact) 2 MiB, and zero pages are never written at all
-         * (memchunk.c). Huge pages are asked for again once it is loaded.
+         * Fresh RAM (not the caller's, faulted in ahead) in small pages while
+         * the stream fills it: a first write then clears 4 KiB, where a huge
+         * page would clear (and on a busy host compact) 2 MiB, and zero
+         * pages are never written at all (memchunk.c). Huge pages are asked
+         * for again once it is loaded.
          */
-        if (!prepared_ram(&d))
+        fresh = !migrate_recv_uses_reserve(opts, guest_mem_size(d.g));
+        if (fresh)
                 (void)madvise(guest_mem(d.g), guest_mem_size(d.g), MADV_NOHUGEPAGE);
         r = send_verdict(d.w, 0, NULL, channels_taken(&d), err);
         if (r < 0)
@@ -806,9 +756,6 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
          */
         if (d.running)
                 (void)guest_prepare_start(d.g, NULL);
-        /* After the threads: creating one waits for the address space, which populating holds. */
-        if (migrate_recv_uses_reserve(opts, guest_mem_size(d.g)) && !prepared_ram(&d))
-                prefault_start(&d);
 
         r = read_stream(&d, &killed, err);
         if (r == 0)
@@ -824,7 +771,8 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         }
         if (r < 0)
                 goto fail;
-        (void)madvise(guest_mem(d.g), guest_mem_size(d.g), MADV_HUGEPAGE);
+        if (fresh)
+                (void)madvise(guest_mem(d.g), guest_mem_size(d.g), MADV_HUGEPAGE);
         pump_expect(d.pump, false);
         r = pump_stop(d.pump, err);
         if (r == 0 && pump_bytes(d.pump) != svemig_stream_reader_offset(d.reader))
@@ -841,9 +789,6 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         if (r < 0)
                 goto fail;
         stream_close(&d);
-        /* The guest runs: what the reserve holds beyond its RAM goes back to the host now. */
-        if (migrate_recv_uses_reserve(opts, guest_mem_size(d.g)) && !prepared_ram(&d))
-                (void)guest_trim_ram_fd(d.g, opts->ram_fd, NULL);
         out->guest = d.g;
         d.g = NULL;
         d.rep->total_ns = migrate_now_ns() - t_start;

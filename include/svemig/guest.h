@@ -92,26 +92,14 @@ int guest_create_empty(struct hv *hv, unsigned n_vcpus, uint64_t mem_bytes, bool
 int guest_create_empty_at(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
                           bool log_dirty, struct guest **out, struct svemig_error *err);
 /*
- * guest_create_empty_at() with RAM shared from ram_fd (a fresh, all-zero
- * memfd of at least mem_bytes, e.g. faulted in ahead of an incoming
- * migration): its first mem_bytes. ram_fd -1: anonymous memory, as above.
- * The caller keeps ram_fd; the mapping holds the memory.
- */
-/*
- * The same on memory mapped in this process and faulted in ahead (anonymous,
- * all zero, map_size >= mem_bytes bytes; e.g. a standby VMM's, in huge
- * pages): on success the guest owns the mapping and unmaps what is past its
- * RAM at once; on failure the caller keeps it.
+ * guest_create_empty_at() on memory mapped in this process and faulted in
+ * ahead (anonymous, all zero, map_size >= mem_bytes bytes; e.g. a standby
+ * VMM's, in huge pages): on success the guest owns the mapping and unmaps
+ * what is past its RAM at once; on failure the caller keeps it.
  */
 int guest_create_empty_mem(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
                            bool log_dirty, void *mem, uint64_t map_size, struct guest **out,
                            struct svemig_error *err);
-
-/* Gives back what the memfd of guest_create_empty_fd() holds past the guest's RAM. */
-int guest_trim_ram_fd(const struct guest *g, int ram_fd, struct svemig_error *err);
-
-int guest_create_empty_fd(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint64_t mem_bytes,
-                          bool log_dirty, int ram_fd, struct guest **out, struct svemig_error *err);
 
 void guest_destroy(struct guest *g);
 

@@ -324,20 +324,14 @@ struct migrate_recv_opts {
         const struct peer_info *self;  /* answers HostInfoRequest; NULL = peer_info_local() */
         uint64_t mem_limit;            /* refuse guests larger than this; 0 = MemAvailable (+ ram_reserve) */
         /*
-         * RAM faulted in ahead (a fresh memfd of ram_reserve bytes, e.g.
-         * svemigd's incoming reserve): a guest that fits is received into
-         * it (guest_create_empty_fd()) instead of fresh anonymous memory.
-         * ram_fd is read only when ram_reserve is not 0; the caller keeps it.
+         * ram_reserve bytes of RAM mapped in this process and faulted in
+         * ahead (a standby VMM's, in huge pages: guest_create_empty_mem()):
+         * a guest that fits is received into it, taking the mapping over
+         * (the caller must not touch it again), instead of fresh memory.
+         * ram_mem is read only when ram_reserve is not 0; ram_reserve alone
+         * (no ram_mem) only counts as memory this host can give (a Check).
          */
         uint64_t ram_reserve;
-        int ram_fd;
-        /*
-         * Or ram_reserve bytes mapped in this process and faulted in ahead
-         * (a standby VMM's, in huge pages: guest_create_empty_mem()): a
-         * guest that fits takes the mapping over, and the caller must not
-         * touch it again. Read only when ram_reserve is not 0; then ram_fd
-         * is not.
-         */
         void *ram_mem;
         bool log_dirty;              /* give received guests a dirty log, to migrate them on */
         unsigned timeout_ms;         /* waits on the source inside a request; 0 = default */
