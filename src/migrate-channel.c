@@ -163,14 +163,11 @@ int channels_send(void *userdata, const struct memory_frame *f)
         struct channels_out *c = userdata;
         unsigned i = (unsigned)((f->gpa / c->cell) % c->n);
         struct channel_out *ch = &c->ch[i];
-        struct iovec iov[3] = {
-                {(void *)f->out->head, FRAME_HEAD_SIZE},
-                {(void *)f->out->payload, f->out->len},
-                {(void *)f->out->tail, FRAME_TAIL_SIZE},
-        };
         struct svemig_error err = {0};
+        struct iovec iov[3];
         int r;
 
+        frame_iov(f->out, iov);
         r = channels_out_error(c, NULL); /* after one channel failed, the others send nothing more */
         if (r < 0)
                 return r;
@@ -203,9 +200,7 @@ int channels_finish(struct channels_out *c, struct svemig_error *err)
                 t.digest_value = (ProtobufCBinaryData){sizeof(digest), digest};
                 frame_build(&f, SVEMIG_FRAME_TRAILER, true, packed, svemig__trailer__pack(&t, packed), false,
                             NULL);
-                iov[0] = (struct iovec){f.head, FRAME_HEAD_SIZE};
-                iov[1] = (struct iovec){(void *)f.payload, f.len};
-                iov[2] = (struct iovec){f.tail, FRAME_TAIL_SIZE};
+                frame_iov(&f, iov);
                 r = wire_sendv(&ch->w, iov, 3, err);
                 if (r < 0) {
                         out_fail(c, i, r, err);
@@ -548,13 +543,12 @@ static void *in_main(void *userdata)
         return NULL;
 }
 
-/* The next connection svemigd (or whoever accepted it) passes on unix_fd. */
 #define TAKE_SLICE_MS 100u /* how often a wait for a channel looks at the migration's connection */
 
 /*
  * The next connection svemigd (or whoever accepted it) passes on unix_fd,
- * within timeout_ms; sooner -ECONNABORTED when the connection's pump (pump,
- * optional) says the source went away meanwhile.
+ * within timeout_ms; sooner the pump's error when the connection's pump
+ * (optional) says the source went away meanwhile.
  */
 static int take_fd(int unix_fd, unsigned timeout_ms, struct pump *pump, struct svemig_error *err)
 {
@@ -626,7 +620,7 @@ static int in_place(struct channels_in *set, int fd, const uint8_t *id, unsigned
                 return r;
         }
         wire_done(&w);
-        /* Blocking, with no timeout of its own: the migration's connection has it. */
+        /* Blocking, in slices (SO_RCVTIMEO below): in_recv_error() watches all channels together. */
         (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
         /*
          * A bounded receive buffer, as the connection's (migrate-receive.c):

@@ -51,6 +51,14 @@ struct frame_out {
         uint8_t tail[FRAME_TAIL_SIZE];
 };
 
+/* The frame as it goes out: head, payload, tail. */
+static inline void frame_iov(const struct frame_out *f, struct iovec iov[3])
+{
+        iov[0] = (struct iovec){(void *)f->head, FRAME_HEAD_SIZE};
+        iov[1] = (struct iovec){(void *)f->payload, f->len};
+        iov[2] = (struct iovec){(void *)f->tail, FRAME_TAIL_SIZE};
+}
+
 /* Scratch bytes frame_build() needs to try LZ4 on raw_len bytes. */
 size_t frame_lz4_bound(size_t raw_len);
 

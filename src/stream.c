@@ -385,13 +385,11 @@ static int writer_put(struct svemig_stream_writer *w, struct iovec *iov, int n, 
 
 int stream_writer_emit(struct svemig_stream_writer *w, const struct frame_out *f, struct svemig_error *err)
 {
-        struct iovec iov[3] = {
-                {(void *)f->head, FRAME_HEAD_SIZE},
-                {(void *)f->payload, f->len},
-                {(void *)f->tail, FRAME_TAIL_SIZE},
-        };
-        int r = writer_put(w, iov, 3, err);
+        struct iovec iov[3];
+        int r;
 
+        frame_iov(f, iov);
+        r = writer_put(w, iov, 3, err);
         if (r == 0)
                 w->stats.frames++;
         return r;
