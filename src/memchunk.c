@@ -608,6 +608,17 @@ static int chunk_check_lz4(const Svemig__MemChunk *m, uint32_t flags, uint32_t p
         return 0;
 }
 
+/* Page i of a checked chunk: carried (all, without a bitmap), and of those, zero. */
+static bool page_carried(const Svemig__MemChunk *m, uint32_t i)
+{
+        return !m->carried.len || bit_test(m->carried.data, i);
+}
+
+static bool page_zero(const Svemig__MemChunk *m, uint32_t i)
+{
+        return m->zero.len && bit_test(m->zero.data, i);
+}
+
 static int chunk_check(const struct svemig_stream_info *info, const Svemig__MemChunk *m, uint32_t flags,
                        uint64_t off, struct memchunk_counts *n, struct svemig_error *err)
 {
@@ -643,7 +654,7 @@ static int chunk_check(const struct svemig_stream_info *info, const Svemig__MemC
         *n = (struct memchunk_counts){0};
         for (uint32_t i = 0; i < bm * 8; i++) {
                 bool carried = m->carried.len ? bit_test(m->carried.data, i) : i < m->page_count;
-                bool zero = m->zero.len && bit_test(m->zero.data, i);
+                bool zero = page_zero(m, i);
                 bool lz4 = m->lz4_pages.len && bit_test(m->lz4_pages.data, i);
 
                 if ((carried || zero || lz4) && i >= m->page_count)
@@ -680,10 +691,6 @@ static int chunk_check(const struct svemig_stream_info *info, const Svemig__MemC
         return 0;
 }
 
-/*
- * Writes the chunk's pages to dst, or with dst NULL only decompresses its
- * LZ4 pages (into a scratch page) so that a check finds what a restore would.
- */
 /*
  * An optional bitmap of the destination's pages that may hold data (bit i:
  * page i of the map), for memory known to be zero where no bit is set: a
@@ -722,6 +729,10 @@ static void zero_page(uint8_t *p, uint32_t ps, uint64_t *written, uint64_t page)
                 memset(p, 0, ps);
 }
 
+/*
+ * Writes the chunk's pages to dst, or with dst NULL only decompresses its
+ * LZ4 pages (into a scratch page) so that a check finds what a restore would.
+ */
 static int chunk_apply(struct memchunk_decoder *d, const Svemig__MemChunk *m, uint32_t ps, uint8_t *dst,
                        uint64_t *written, uint64_t first_page, uint64_t offset, struct svemig_error *err)
 {
@@ -733,9 +744,9 @@ static int chunk_apply(struct memchunk_decoder *d, const Svemig__MemChunk *m, ui
         for (uint32_t i = 0; i < m->page_count; i++) {
                 uint8_t *p = dst ? dst + (size_t)i * ps : NULL;
 
-                if (m->carried.len && !bit_test(m->carried.data, i))
+                if (!page_carried(m, i))
                         continue;
-                if (m->zero.len && bit_test(m->zero.data, i)) {
+                if (page_zero(m, i)) {
                         if (p)
                                 zero_page(p, ps, written, first_page + i);
                         continue;
@@ -932,8 +943,7 @@ size_t memchunk_layout_iov(const struct memchunk_layout *l, struct iovec *iov, s
         for (uint32_t i = 0; i < m->page_count; i++) {
                 uint8_t *p = l->dst + (size_t)i * l->page_size;
 
-                if ((m->carried.len && !bit_test(m->carried.data, i)) ||
-                    (m->zero.len && bit_test(m->zero.data, i)))
+                if (!page_carried(m, i) || page_zero(m, i))
                         continue;
                 if (n && (uint8_t *)iov[n - 1].iov_base + iov[n - 1].iov_len == p)
                         iov[n - 1].iov_len += l->page_size;
@@ -950,9 +960,9 @@ void memchunk_layout_done(const struct memchunk_layout *l, uint64_t *written)
         const Svemig__MemChunk *m = l->m;
 
         for (uint32_t i = 0; i < m->page_count; i++) {
-                if (m->carried.len && !bit_test(m->carried.data, i))
+                if (!page_carried(m, i))
                         continue;
-                if (m->zero.len && bit_test(m->zero.data, i))
+                if (page_zero(m, i))
                         zero_page(l->dst + (size_t)i * l->page_size, l->page_size, written,
                                   l->first_page + i);
                 else if (written)
