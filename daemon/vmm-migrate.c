@@ -185,6 +185,7 @@ static int mig_work(struct vmm_job *job, void *arg, struct svemig_error *err)
                 return svemig_error_prefix(err, "cannot describe this host to %s", a->peer);
         /* Peers know this host by its configured name, whatever the kernel calls it. */
         snprintf(a->self.host_name, sizeof(a->self.host_name), "%s", v->conf.host_name);
+        opts.self = &a->self; /* the channels' and a resolve's hellos say the same */
 
         r = peer_connect(&pa, &a->self, v->conf.peer_timeout_ms, -1, &fd, &remote, err);
         if (r < 0)

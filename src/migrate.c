@@ -199,7 +199,7 @@ struct mem_sent {
         uint64_t bytes, pages, zero, stored, lz4_chunks;
 };
 
-static struct mem_sent mem_sent(const struct source *s)
+static struct mem_sent memory_sent(const struct source *s)
 {
         const struct svemig_stream_stats *a = svemig_stream_writer_stats(s->writer),
                                          *b = stream_writer_sink_stats(s->writer);
@@ -273,7 +273,7 @@ static void measure_piece(struct source *s, bool lz4, uint64_t wire, uint64_t da
 /* One piece of a pass, compressed or not as the link allows now, and measured. */
 static int write_piece(struct source *s, const struct svemig_mem_range *range, struct svemig_error *err)
 {
-        struct mem_sent m0 = mem_sent(s), m1;
+        struct mem_sent m0 = memory_sent(s), m1;
         uint64_t t0;
         int r;
 
@@ -281,7 +281,7 @@ static int write_piece(struct source *s, const struct svemig_mem_range *range, s
         r = svemig_stream_write_memory(s->writer, range, 1, err);
         if (r < 0)
                 return memory_reason(s, svemig_error_prefix(err, "source: writing guest memory"), err);
-        m1 = mem_sent(s);
+        m1 = memory_sent(s);
         measure_piece(s, s->lz4_now, m1.bytes - m0.bytes,
                       (m1.pages - m1.zero - (m0.pages - m0.zero)) * HV_PAGE_SIZE, migrate_now_ns() - t0);
         return 0;
@@ -291,7 +291,7 @@ static int write_piece(struct source *s, const struct svemig_mem_range *range, s
 static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, struct svemig_error *err)
 {
         uint64_t size = guest_mem_size(s->g), start = migrate_now_ns();
-        struct mem_sent m0 = mem_sent(s), m1;
+        struct mem_sent m0 = memory_sent(s), m1;
         int r;
 
         for (uint64_t off = 0, len; off < size; off += len) {
@@ -332,7 +332,7 @@ static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, st
         r = pump_flush(s->pump, svemig_stream_writer_stats(s->writer)->bytes, err);
         if (r < 0)
                 return peer_reason(s, r, err);
-        m1 = mem_sent(s);
+        m1 = memory_sent(s);
         p->ns = migrate_now_ns() - start;
         p->bytes = m1.bytes - m0.bytes;
         p->pages = m1.pages - m0.pages;
@@ -632,15 +632,43 @@ static int expect_reply(struct source *s, Svemig__Peer__PeerMessage__BodyCase ki
         return 0;
 }
 
+/*
+ * This host as the hellos of new connections (channels, a resolve) describe
+ * it: the caller's, as its first hello did, or read now into *local (then
+ * the caller frees it).
+ */
+static int self_info(struct source *s, struct peer_info *local, const struct peer_info **out,
+                     struct svemig_error *err)
+{
+        int r;
+
+        if (s->opts->self) {
+                *out = s->opts->self;
+                return 0;
+        }
+        r = peer_info_local(guest_host(s->g), 0, local, err);
+        if (r < 0)
+                return r;
+        *out = local;
+        return 0;
+}
+
+static void self_done(const struct peer_info *self, struct peer_info *local)
+{
+        if (self == local)
+                peer_info_done(local);
+}
+
 /* Asks the destination on new connections what became of the migration. 1 committed, 0 not, <0 unknown. */
 static int resolve(struct source *s, struct svemig_error *err)
 {
-        struct peer_info self, remote;
+        struct peer_info local, remote;
+        const struct peer_info *self;
         int r = -ENOTCONN;
 
         if (!s->opts->reconnect)
                 return svemig_error_set(err, ENOTCONN, "no way to reach the destination again");
-        r = peer_info_local(guest_host(s->g), 0, &self, err);
+        r = self_info(s, &local, &self, err);
         if (r < 0)
                 return r;
         for (unsigned i = 0; i < RESOLVE_TRIES; i++) {
@@ -652,18 +680,18 @@ static int resolve(struct source *s, struct svemig_error *err)
                                              strerror(-fd));
                         continue;
                 }
-                r = peer_hello(fd, &self, s->w.timeout_ms, &remote, err);
+                r = peer_hello(fd, self, s->w.timeout_ms, &remote, err);
                 if (r == 0) {
                         peer_info_done(&remote);
                         r = migrate_resolve(fd, s->rep->id, s->w.timeout_ms, &committed, err);
                 }
                 close(fd);
                 if (r == 0) {
-                        peer_info_done(&self);
+                        self_done(self, &local);
                         return committed ? 1 : 0;
                 }
         }
-        peer_info_done(&self);
+        self_done(self, &local);
         return r;
 }
 
@@ -787,18 +815,19 @@ static int send_request(struct source *s, struct svemig_error *err)
 static int open_channels(struct source *s, unsigned n, struct svemig_error *err)
 {
         const struct svemig_stream_info *info;
-        struct peer_info self;
+        const struct peer_info *self;
+        struct peer_info local;
         int r;
 
         if (n == 0)
                 return 0;
         info = &s->writer->info;
-        r = peer_info_local(guest_host(s->g), 0, &self, err);
+        r = self_info(s, &local, &self, err);
         if (r < 0)
                 return r;
-        r = channels_open(s->opts, &self, s->rep->id, n, (uint64_t)info->chunk_pages * info->page_size,
+        r = channels_open(s->opts, self, s->rep->id, n, (uint64_t)info->chunk_pages * info->page_size,
                           s->w.timeout_ms, &s->channels, err);
-        peer_info_done(&self);
+        self_done(self, &local);
         if (r < 0)
                 return svemig_error_prefix(err, "source");
         stream_writer_set_memory_sink(s->writer, channels_send, s->channels);

@@ -176,6 +176,8 @@ struct migrate_opts {
          */
         migrate_connect_fn reconnect;
         void *reconnect_userdata;
+        /* This host, as the hellos on those new connections describe it; NULL = peer_info_local(). */
+        const struct peer_info *self;
 
         /*
          * Memory channels (docs/migration.md "Memory channels"): extra
