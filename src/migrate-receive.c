@@ -276,15 +276,24 @@ static bool hook(struct dest *d, enum migrate_step step, int *r, bool *killed, s
         return true;
 }
 
+/* The received guest's RAM, as the stream's memory frames address it. */
+static struct svemig_mem_map guest_map(const struct dest *d)
+{
+        return (struct svemig_mem_map){.slot = GUEST_RAM_SLOT,
+                                       .gpa = guest_ram_base(d->g),
+                                       .host = guest_mem(d->g),
+                                       .size = guest_mem_size(d->g)};
+}
+
 /* vcpus restored at once: a few per worker, so that decoding the next ones overlaps. */
 #define RESTORE_JOBS_PER_THREAD 2
 #define RESTORE_THREADS_MAX     8
 
 /*
  * The stream as a pipeline: the calling thread reads frames in order (memory
- * it applies itself), and each vcpu frame is a job that a worker restores
- * while the next is decoded. The vcpus are independent, and restoring 64 of
- * them one after the other is most of the destination's part of the
+ * it applies itself), and each vcpu frame is a job that a worker decodes and
+ * restores while the next is read. The vcpus are independent, and restoring
+ * 64 of them one after the other is most of the destination's part of the
  * downtime.
  */
 struct restore_job {
@@ -393,16 +402,7 @@ static int read_stream(struct dest *d, bool *killed, struct svemig_error *err)
         _cleanup_free_ bool *seen = calloc(info->vcpu_count, sizeof(bool));
         struct workpool *pool = NULL;
         struct workpool_pipeline pl;
-        struct reading rd = {
-                .d = d,
-                .killed = killed,
-                .err = err,
-                .map = {.slot = GUEST_RAM_SLOT,
-                        .gpa = guest_ram_base(d->g),
-                        .host = guest_mem(d->g),
-                        .size = guest_mem_size(d->g)},
-                .seen = seen,
-        };
+        struct reading rd = {.d = d, .killed = killed, .err = err, .map = guest_map(d), .seen = seen};
         int r;
 
         if (!seen)
@@ -615,10 +615,7 @@ static void channel_event(void *userdata, int r, const struct svemig_error *err)
 /* Right after the Verdict the source opens them, before any memory moves. */
 static int accept_channels(struct dest *d, bool *killed, struct svemig_error *err)
 {
-        struct svemig_mem_map map = {.slot = GUEST_RAM_SLOT,
-                                     .gpa = guest_ram_base(d->g),
-                                     .host = guest_mem(d->g),
-                                     .size = guest_mem_size(d->g)};
+        struct svemig_mem_map map = guest_map(d);
         unsigned n = channels_taken(d);
         int r;
 
