@@ -49,10 +49,10 @@ struct sim_reset {
         struct sim_reset *next;
         const struct reglist_profile *prof;
         size_t n;
-        uint64_t *ids, *values;
+        uint64_t *values;      /* in profile order */
         struct kvmreg *regs;   /* decoded ids */
         struct sim_reg *index; /* sorted by id */
-        size_t mpidr;          /* MPIDR_EL1's slot in values (the vcpu's own); n when absent */
+        size_t mpidr;          /* MPIDR_EL1's slot in values (the vcpu's own); SIZE_MAX when absent */
 };
 
 struct sim_slot {
@@ -81,7 +81,6 @@ struct sim_reg {
 
 struct sim_vcpu {
         struct hv_vcpu base;
-        const struct reglist_profile *profile; /* NULL before init */
         bool sve, finalized;
         vqset_t vls;
         unsigned max_vq;
@@ -93,13 +92,12 @@ struct sim_vcpu {
 
         /*
          * Plain registers (all but the SVE group, vregs and counters) in
-         * profile order: IDs and values in parallel, so that x0..x30 are
-         * contiguous in values[].
+         * the order of reset->index's slots, which is the profile's, so that
+         * x0..x30 are contiguous in values[]. The IDs and their lookup are
+         * the host's, shared by every vcpu with this profile.
          */
-        uint64_t *ids, *values;
-        size_t n_regs;
-        /* Sorted copy of the IDs with their index in regs[], for lookups. */
-        struct sim_reg *index;
+        const struct sim_reset *reset; /* NULL before init */
+        uint64_t *values;
 
         uint8_t z[SIM_NR_ZREGS][SIM_ZREG_MAX];
         uint8_t p[SIM_NR_PREGS][SIM_PREG_MAX];

@@ -85,6 +85,14 @@ static int sim_open(const struct hv_config *cfg, struct hv **out, struct svemig_
         return 0;
 }
 
+static void sim_reset_free(struct sim_reset *t)
+{
+        free(t->values);
+        free(t->regs);
+        free(t->index);
+        free(t);
+}
+
 static void sim_close(struct hv *hv)
 {
         struct sim_host *h = (struct sim_host *)hv;
@@ -92,11 +100,7 @@ static void sim_close(struct hv *hv)
         while (h->resets) {
                 struct sim_reset *next = h->resets->next;
 
-                free(h->resets->ids);
-                free(h->resets->values);
-                free(h->resets->regs);
-                free(h->resets->index);
-                free(h->resets);
+                sim_reset_free(h->resets);
                 h->resets = next;
         }
         pthread_mutex_destroy(&h->reset_lock);
@@ -289,9 +293,7 @@ static void sim_vcpu_destroy(struct hv_vcpu *hvc)
         sim_vm_of(v)->n_vcpus--;
         pthread_cond_destroy(&v->wake);
         pthread_mutex_destroy(&v->wake_lock);
-        free(v->ids);
         free(v->values);
-        free(v->index);
         free(v);
 }
 
@@ -306,9 +308,9 @@ static const struct sim_reg *sim_reg_find(struct sim_vcpu *v, uint64_t id)
 {
         struct sim_reg key = {.id = id};
 
-        if (!v->index)
+        if (!v->reset)
                 return NULL;
-        return bsearch(&key, v->index, v->n_regs, sizeof(*v->index), cmp_reg_id);
+        return bsearch(&key, v->reset->index, v->reset->n, sizeof(*v->reset->index), cmp_reg_id);
 }
 
 static uint64_t *sim_reg_ptr(struct sim_vcpu *v, uint64_t id)
@@ -357,24 +359,21 @@ static struct sim_reset *sim_reset_build(const struct sim_host *h, const struct 
         if (!t)
                 return NULL;
         t->prof = prof;
-        t->ids = calloc(prof->n ? prof->n : 1, sizeof(*t->ids));
         t->values = calloc(prof->n ? prof->n : 1, sizeof(*t->values));
         t->regs = calloc(prof->n ? prof->n : 1, sizeof(*t->regs));
         t->index = calloc(prof->n ? prof->n : 1, sizeof(*t->index));
-        if (!t->ids || !t->values || !t->regs || !t->index) {
-                free(t->ids);
-                free(t->values);
-                free(t->regs);
-                free(t->index);
-                free(t);
+        if (!t->values || !t->regs || !t->index) {
+                sim_reset_free(t);
                 return NULL;
         }
+        t->mpidr = SIZE_MAX;
         for (size_t i = 0; i < prof->n; i++) {
                 const struct reglist_entry *e = &prof->regs[i];
 
                 if (!sim_is_plain(e->id))
                         continue;
-                t->ids[n] = e->id;
+                if (e->id == KVMREG_MPIDR_EL1)
+                        t->mpidr = n;
                 t->values[n] = sim_id_reg_value(h, e->id, e->has_value ? e->reset : 0, prof->sve);
                 /* A listed register the table cannot name is refused on write, as before (-ENOENT). */
                 t->index[n] = (struct sim_reg){
@@ -384,10 +383,6 @@ static struct sim_reset *sim_reset_build(const struct sim_host *h, const struct 
                 n++;
         }
         t->n = n;
-        t->mpidr = n;
-        for (size_t i = 0; i < n; i++)
-                if (t->ids[i] == KVMREG_MPIDR_EL1)
-                        t->mpidr = i;
         qsort(t->index, n, sizeof(*t->index), cmp_reg_id);
         return t;
 }
@@ -414,22 +409,17 @@ static int sim_vcpu_reset(struct sim_vcpu *v, const struct reglist_profile *prof
 
         if (!t)
                 return -ENOMEM;
-        if (v->profile != prof) {
-                free(v->ids);
-                free(v->values);
-                free(v->index);
-                v->ids = calloc(prof->n, sizeof(*v->ids));
-                v->values = calloc(prof->n, sizeof(*v->values));
-                v->index = calloc(prof->n, sizeof(*v->index));
-                if (!v->ids || !v->values || !v->index)
+        if (v->reset != t) {
+                uint64_t *values = calloc(t->n ? t->n : 1, sizeof(*values));
+
+                if (!values)
                         return -ENOMEM;
-                v->profile = prof;
+                free(v->values);
+                v->values = values;
+                v->reset = t;
         }
-        memcpy(v->ids, t->ids, t->n * sizeof(*v->ids));
         memcpy(v->values, t->values, t->n * sizeof(*v->values));
-        memcpy(v->index, t->index, t->n * sizeof(*v->index));
-        v->n_regs = t->n;
-        if (t->mpidr < t->n)
+        if (t->mpidr != SIZE_MAX)
                 /* KVM derives MPIDR from the vcpu id: Aff0 = id % 16, Aff1 = id / 16. */
                 v->values[t->mpidr] =
                         (1ull << 31) | ((v->base.index / 16) & 0xff) << 8 | (v->base.index % 16);
@@ -743,11 +733,13 @@ static int sim_reg_list(struct hv_vcpu *hvc, uint64_t *ids, size_t *n)
                 return -ENOEXEC;
         if (!sim_finalized(v))
                 return -EPERM;
-        *n = v->profile->n;
-        if (room < v->profile->n)
+        const struct reglist_profile *prof = v->reset->prof;
+
+        *n = prof->n;
+        if (room < prof->n)
                 return -E2BIG;
-        for (size_t i = 0; i < v->profile->n; i++)
-                ids[i] = v->profile->regs[i].id;
+        for (size_t i = 0; i < prof->n; i++)
+                ids[i] = prof->regs[i].id;
         return 0;
 }
 
