@@ -81,6 +81,16 @@ static int parse_u64(const char *opt, const char *s, uint64_t max, uint64_t *out
         return 0;
 }
 
+static int parse_fd(const char *opt, const char *s, int *fd)
+{
+        uint64_t v;
+        int r = parse_u64(opt, s, INT32_MAX, &v);
+
+        if (r == 0)
+                *fd = (int)v;
+        return r;
+}
+
 static int parse_argv(int argc, char **argv, struct args *a)
 {
         static const struct option longopts[] = {
@@ -113,31 +123,27 @@ static int parse_argv(int argc, char **argv, struct args *a)
                         a->dir = optarg;
                         break;
                 case 'r':
-                        if (parse_u64("--ready-fd", optarg, INT32_MAX, &v) < 0)
+                        if (parse_fd("--ready-fd", optarg, &a->ready_fd) < 0)
                                 return -EINVAL;
-                        a->ready_fd = (int)v;
                         break;
                 case 'R':
                         a->restore = optarg;
                         break;
                 case 'F':
-                        if (parse_u64("--receive-fd", optarg, INT32_MAX, &v) < 0)
+                        if (parse_fd("--receive-fd", optarg, &a->receive_fd) < 0)
                                 return -EINVAL;
-                        a->receive_fd = (int)v;
                         break;
                 case 'S':
                         if (parse_u64("--standby", optarg, UINT64_MAX, &a->standby) < 0)
                                 return -EINVAL;
                         break;
                 case 'K':
-                        if (parse_u64("--control-fd", optarg, INT32_MAX, &v) < 0)
+                        if (parse_fd("--control-fd", optarg, &a->control_fd) < 0)
                                 return -EINVAL;
-                        a->control_fd = (int)v;
                         break;
                 case 'H':
-                        if (parse_u64("--channel-fd", optarg, INT32_MAX, &v) < 0)
+                        if (parse_fd("--channel-fd", optarg, &a->channel_fd) < 0)
                                 return -EINVAL;
-                        a->channel_fd = (int)v;
                         break;
                 case 'C':
                         if (parse_u64("--vcpus", optarg, UINT32_MAX, &v) < 0)
