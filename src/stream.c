@@ -702,11 +702,6 @@ int svemig_stream_write_vcpu(struct svemig_stream_writer *w, const struct vcpu_s
         struct frame_out f;
         int r;
 
-        r = writer_ready(w, err);
-        if (r < 0)
-                return r;
-        if (st->index < w->info.vcpu_count && (w->vcpu_seen[st->index / 8] & (1u << (st->index % 8))))
-                return svemig_error_set(err, EINVAL, "vcpu %u is already in the stream", st->index);
         r = stream_vcpu_encode(&w->info, w->lz4, st, &w->pack, &w->zbuf, &f, err);
         if (r < 0)
                 return r;
