@@ -13,6 +13,7 @@
 #include "ctl-guest-print.h"
 #include "ctl-progress.h"
 #include "macro.h"
+#include "parse-number.h"
 #include "svemig/vqset.h"
 
 static void help(void)
@@ -38,19 +39,6 @@ static void help(void)
                "  show NAME [--digest]  state, VL set, vcpus, memory, steps, dirty rate, VMM, snapshots;\n"
                "                 --digest adds a hash of its registers and memory (not while running)\n"
                "  list           every guest on record\n");
-}
-
-static int parse_count(const char *s, uint64_t max, uint64_t *out)
-{
-        char *end;
-        unsigned long long v;
-
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno || end == s || *end || s[0] == '-' || v > max)
-                return -EINVAL;
-        *out = v;
-        return 0;
 }
 
 /* A request's answer: the guest for a person or as JSON. */
@@ -123,7 +111,7 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
                         create.vcpus = (uint32_t)v;
                         break;
                 case 'm':
-                        if (ctl_parse_size(optarg, &create.memory_bytes) < 0)
+                        if (parse_size(optarg, &create.memory_bytes) < 0)
                                 return ctl_usage_error(
                                         "guest create: --memory takes a size such as 256M or 1G, "
                                         "not '%s'",

@@ -4,7 +4,6 @@
  * the daemon's cluster (or only asks the peer whether it could take it),
  * with the migration's progress on stderr and its report at the end.
  */
-#include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include "ctl-call.h"
 #include "ctl-guest-print.h"
 #include "macro.h"
+#include "parse-number.h"
 #include "svemig/migrate.h"
 
 struct mig_progress {
@@ -172,6 +172,7 @@ int ctl_migrate(const struct ctl_options *opts, int argc, char **argv)
         Svemig__Api__Response *resp = NULL;
         struct mig_progress p = {0};
         bool json = opts->json;
+        uint64_t v;
         int c, r;
 
         optind = 0;
@@ -182,40 +183,32 @@ int ctl_migrate(const struct ctl_options *opts, int argc, char **argv)
                         m.check = true;
                         break;
                 case 'b':
-                        if (ctl_parse_size(optarg, &m.max_bandwidth) < 0 || m.max_bandwidth == 0)
+                        if (parse_size(optarg, &m.max_bandwidth) < 0 || m.max_bandwidth == 0)
                                 return ctl_usage_error("migrate: --max-bandwidth takes bytes per second "
                                                        "such as 100M, not '%s'",
                                                        optarg);
                         break;
-                case 'd': {
-                        char *end;
-                        unsigned long ms = strtoul(optarg, &end, 10);
-
-                        if (!isdigit((unsigned char)optarg[0]) || *end || ms == 0 || ms > 60000)
+                case 'd':
+                        if (parse_count(optarg, 60000, &v) < 0 || v == 0)
                                 return ctl_usage_error(
                                         "migrate: --downtime takes milliseconds from 1 to 60000, not '%s'",
                                         optarg);
-                        m.downtime_ms = (uint32_t)ms;
+                        m.downtime_ms = (uint32_t)v;
                         break;
-                }
                 case 'z':
                         if (migrate_compression_parse(optarg, NULL) < 0)
                                 return ctl_usage_error(
                                         "migrate: --compression takes auto, none or lz4, not '%s'", optarg);
                         m.compression = optarg;
                         break;
-                case 'C': {
-                        char *end;
-                        unsigned long n = strtoul(optarg, &end, 10);
-
-                        if (!isdigit((unsigned char)optarg[0]) || *end || n > MIGRATE_CHANNELS_MAX)
+                case 'C':
+                        if (parse_count(optarg, MIGRATE_CHANNELS_MAX, &v) < 0)
                                 return ctl_usage_error("migrate: --channels takes a number from 0 (one "
                                                        "connection) to %u, not '%s'",
                                                        MIGRATE_CHANNELS_MAX, optarg);
-                        m.channels = (uint32_t)n;
+                        m.channels = (uint32_t)v;
                         m.channels_set = true;
                         break;
-                }
                 case 'j':
                         json = true;
                         break;

@@ -14,6 +14,7 @@
 #include "ctl-call.h"
 #include "ctl-guest-print.h"
 #include "ctl-progress.h"
+#include "parse-number.h"
 
 /* svemigd does not share our working directory: it gets absolute paths. */
 static int absolute(const char *path, char *buf, size_t len)
@@ -28,19 +29,6 @@ static int absolute(const char *path, char *buf, size_t len)
                 return -errno;
         if ((size_t)snprintf(buf, len, "%s/%s", cwd, path) >= len)
                 return -ENAMETOOLONG;
-        return 0;
-}
-
-static int parse_uint(const char *s, unsigned *out)
-{
-        char *end;
-        unsigned long v;
-
-        errno = 0;
-        v = strtoul(s, &end, 10);
-        if (errno || end == s || *end || s[0] == '-' || v > UINT32_MAX)
-                return -EINVAL;
-        *out = (unsigned)v;
         return 0;
 }
 
@@ -67,6 +55,7 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
         };
         Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
         Svemig__Api__SnapshotRequest sreq = SVEMIG__API__SNAPSHOT_REQUEST__INIT;
+        uint64_t keep;
         Svemig__Api__Response *resp = NULL;
         char path[PATH_MAX];
         bool json = opts->json;
@@ -77,8 +66,9 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
         while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'k':
-                        if (parse_uint(optarg, &sreq.keep) < 0)
+                        if (parse_count(optarg, UINT32_MAX, &keep) < 0)
                                 return ctl_usage_error("snapshot: --keep takes a number, not '%s'", optarg);
+                        sreq.keep = (uint32_t)keep;
                         break;
                 case 's':
                         sreq.stop = true;

@@ -55,6 +55,4 @@ int ctl_migrate(const struct ctl_options *opts, int argc, char **argv);
 int ctl_parse_json_help(const char *cmd, int argc, char **argv, void (*help)(void), bool *json);
 
 /* Prints "svemigctl: <what>" and returns CTL_EXIT_USAGE. */
-/* A size: bytes with an optional K, M or G (binary, "MiB" and "MB" alike). -EINVAL or -ERANGE. */
-int ctl_parse_size(const char *s, uint64_t *out);
 int ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

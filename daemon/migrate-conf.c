@@ -24,6 +24,7 @@
 
 #include "macro.h"
 #include "migrate-conf.h"
+#include "parse-number.h"
 #include "svemig/migrate.h"
 
 #define SECTION_PEER_PREFIX "peer "
@@ -116,20 +117,13 @@ typedef int (*value_parser)(struct parse_ctx *ctx, const char *key, const char *
 static int parse_unsigned(struct parse_ctx *ctx, const char *key, const char *value, unsigned min,
                           unsigned max, unsigned *out)
 {
-        unsigned long v;
-        char *end;
+        uint64_t v;
 
-        errno = 0;
-        if (!isdigit((unsigned char)value[0]))
-                goto bad;
-        v = strtoul(value, &end, 10);
-        if (errno || *end || v < min || v > max)
-                goto bad;
+        if (parse_count(value, max, &v) < 0 || v < min)
+                return fail(ctx, ctx->line, EINVAL, "%s = %s: expected a whole number from %u to %u", key,
+                            value, min, max);
         *out = (unsigned)v;
         return 0;
-bad:
-        return fail(ctx, ctx->line, EINVAL, "%s = %s: expected a whole number from %u to %u", key, value,
-                    min, max);
 }
 
 static int parse_absolute_path(struct parse_ctx *ctx, const char *key, const char *value, char **dst)
@@ -288,7 +282,7 @@ static int parse_sim_vq_map(struct parse_ctx *ctx, const char *key, const char *
 static int parse_sim_cpu_n(struct parse_ctx *ctx, const char *key, const char *value)
 {
         struct cpu_key *k;
-        unsigned index;
+        unsigned index = 0;
         int r;
 
         r = parse_unsigned(ctx, key, key + 3, 0, MIGRATE_CONF_SIM_CPUS_MAX - 1, &index);
@@ -344,7 +338,7 @@ static int parse_address(struct parse_ctx *ctx, const char *key, const char *val
 {
         const char *colon, *host = value;
         size_t host_len;
-        unsigned port;
+        unsigned port = 0;
         int r;
 
         if (value[0] == '[') {
@@ -481,27 +475,12 @@ static int parse_cluster_peer_timeout(struct parse_ctx *ctx, const char *key, co
         return parse_duration_ms(ctx, key, value, 100, 600 * 1000, &ctx->conf->peer_timeout_ms);
 }
 
-/* Bytes: N, NK, NM or NG (powers of 1024). */
 static int parse_bytes(struct parse_ctx *ctx, const char *key, const char *value, uint64_t *out)
 {
-        unsigned long long v;
-        unsigned shift = 0;
-        char *end;
-
-        errno = 0;
-        v = isdigit((unsigned char)value[0]) ? strtoull(value, &end, 10) : 0;
-        if (!isdigit((unsigned char)value[0]) || errno)
-                goto bad;
-        if (*end && !end[1] && strchr("KMG", *end))
-                shift = *end == 'K' ? 10 : *end == 'M' ? 20 : 30;
-        else if (*end)
-                goto bad;
-        if (v > (ULLONG_MAX >> shift))
-                goto bad;
-        *out = v << shift;
+        if (parse_size(value, out) < 0)
+                return fail(ctx, ctx->line, EINVAL, "%s = %s: expected bytes, as N, NK, NM or NG", key,
+                            value);
         return 0;
-bad:
-        return fail(ctx, ctx->line, EINVAL, "%s = %s: expected bytes, as N, NK, NM or NG", key, value);
 }
 
 static int parse_cluster_mem_limit(struct parse_ctx *ctx, const char *key, const char *value)
@@ -517,12 +496,9 @@ static int parse_cluster_reserve(struct parse_ctx *ctx, const char *key, const c
 /* Memory channels besides a migration's connection (docs/migration.md "Memory channels"). */
 static int parse_cluster_channels(struct parse_ctx *ctx, const char *key, const char *value)
 {
-        char *end = (char *)value;
-        unsigned long n;
+        uint64_t n;
 
-        errno = 0;
-        n = isdigit((unsigned char)value[0]) ? strtoul(value, &end, 10) : ULONG_MAX;
-        if (n == ULONG_MAX || errno || *end || n > MIGRATE_CHANNELS_MAX)
+        if (parse_count(value, MIGRATE_CHANNELS_MAX, &n) < 0)
                 return fail(ctx, ctx->line, EINVAL,
                             "%s = %s: expected a number of memory channels from 0 (all memory on the "
                             "migration's one connection) to %u",

@@ -42,6 +42,7 @@
 #include "config.h"
 #include "log.h"
 #include "macro.h"
+#include "parse-number.h"
 #include "svemig/kvmreg.h"
 #include "svemig/snapshot.h"
 #include "vmm.h"
@@ -68,16 +69,10 @@ struct args {
 
 static int parse_u64(const char *opt, const char *s, uint64_t max, uint64_t *out)
 {
-        char *end;
-        unsigned long long v;
-
-        errno = 0;
-        v = strtoull(s, &end, 0);
-        if (errno || end == s || *end || v > max) {
+        if (parse_count(s, max, out) < 0) {
                 fprintf(stderr, "svemig-vmm: bad %s '%s'\n", opt, s);
                 return -EINVAL;
         }
-        *out = v;
         return 0;
 }
 

@@ -93,35 +93,6 @@ int ctl_parse_json_help(const char *cmd, int argc, char **argv, void (*help)(voi
         return -1;
 }
 
-int ctl_parse_size(const char *s, uint64_t *out)
-{
-        char *end;
-        unsigned long long v;
-        unsigned shift = 0;
-
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno || end == s)
-                return -EINVAL;
-        if (*end == 'k' || *end == 'K')
-                shift = 10;
-        else if (*end == 'm' || *end == 'M')
-                shift = 20;
-        else if (*end == 'g' || *end == 'G')
-                shift = 30;
-        else if (*end)
-                return -EINVAL;
-        if (shift) {
-                end++;
-                if (strcmp(end, "") != 0 && strcasecmp(end, "iB") != 0 && strcasecmp(end, "B") != 0)
-                        return -EINVAL;
-        }
-        if (v > (UINT64_MAX >> shift))
-                return -ERANGE;
-        *out = v << shift;
-        return 0;
-}
-
 static void help(void)
 {
         printf("Usage: svemigctl [--json] [--socket PATH] COMMAND [ARGS...]\n\n"
