@@ -10,9 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -415,113 +413,26 @@ static uint64_t regname_id(const struct regname *e, unsigned k, unsigned s)
 }
 
 /* The family an ID (of any size) belongs to, with its member and slice. */
-/* The table's range test: entry e names sid as member k, slice s. */
-static bool regname_match(const struct regname *e, uint64_t sid, unsigned *ret_k, unsigned *ret_s)
-{
-        uint64_t base = SIZELESS(e->base), off, k, s;
-
-        if (sid < base || sid - base >= (uint64_t)e->count * e->step)
-                return false;
-        off = sid - base;
-        k = off / e->step;
-        s = off % e->step;
-        if (k >= e->count || s >= MAX(e->slices, 1u))
-                return false;
-        *ret_k = (unsigned)k;
-        *ret_s = (unsigned)s;
-        return true;
-}
-
-/*
- * Every ID the table names, sorted, for a binary search: decoding is on the
- * path of every vcpu restore (64 vcpus x ~300 registers while a migrating
- * guest is paused), and a scan of the table per register was most of it.
- */
-struct regname_key {
-        uint64_t sid; /* sizeless */
-        uint16_t entry;
-        uint16_t k, s;
-};
-
-#define REGNAME_INDEX_MAX 16384u
-
-static struct regname_key *regname_index;
-static size_t regname_index_n;
-static pthread_once_t regname_index_once = PTHREAD_ONCE_INIT;
-
-static int cmp_key(const void *a, const void *b)
-{
-        const struct regname_key *x = a, *y = b;
-
-        if (x->sid != y->sid)
-                return x->sid < y->sid ? -1 : 1;
-        return x->entry < y->entry ? -1 : x->entry > y->entry; /* the table's first match wins */
-}
-
-static void regname_index_build(void)
-{
-        struct regname_key *keys;
-        size_t n = 0, out = 0;
-
-        for (size_t i = 0; i < ELEMENTSOF(regnames); i++)
-                n += (size_t)regnames[i].count * MIN(MAX(regnames[i].slices, 1u), regnames[i].step);
-        if (n > REGNAME_INDEX_MAX || !(keys = calloc(n, sizeof(*keys))))
-                return; /* regname_find() scans the table */
-        n = 0;
-        for (size_t i = 0; i < ELEMENTSOF(regnames); i++) {
-                const struct regname *e = &regnames[i];
-
-                for (unsigned k = 0; k < e->count; k++)
-                        for (unsigned s = 0; s < MIN(MAX(e->slices, 1u), e->step); s++)
-                                keys[n++] = (struct regname_key){
-                                        .sid = SIZELESS(e->base) + (uint64_t)k * e->step + s,
-                                        .entry = (uint16_t)i,
-                                        .k = (uint16_t)k,
-                                        .s = (uint16_t)s,
-                                };
-        }
-        qsort(keys, n, sizeof(*keys), cmp_key);
-        for (size_t i = 0; i < n; i++)
-                if (out == 0 || keys[out - 1].sid != keys[i].sid)
-                        keys[out++] = keys[i];
-        regname_index = keys;
-        regname_index_n = out;
-}
-
 static const struct regname *regname_find(uint64_t id, unsigned *ret_k, unsigned *ret_s)
 {
-        const struct regname_key key = {.sid = SIZELESS(id)}, *hit;
-        unsigned k, s;
+        for (size_t i = 0; i < ELEMENTSOF(regnames); i++) {
+                const struct regname *e = &regnames[i];
+                uint64_t base = SIZELESS(e->base), sid = SIZELESS(id), off, k, s;
 
-        pthread_once(&regname_index_once, regname_index_build);
-        if (regname_index) {
-                size_t lo = 0, hi = regname_index_n;
-
-                while (lo < hi) {
-                        size_t mid = lo + (hi - lo) / 2;
-
-                        if (regname_index[mid].sid < key.sid)
-                                lo = mid + 1;
-                        else
-                                hi = mid;
-                }
-                hit = lo < regname_index_n && regname_index[lo].sid == key.sid ? &regname_index[lo] : NULL;
-                if (!hit)
-                        return NULL;
+                /* The range test first: a division per table entry was most of a decode. */
+                if (sid < base || sid - base >= (uint64_t)e->count * e->step)
+                        continue;
+                off = sid - base;
+                k = off / e->step;
+                s = off % e->step;
+                if (s >= MAX(e->slices, 1u))
+                        continue;
                 if (ret_k)
-                        *ret_k = hit->k;
+                        *ret_k = (unsigned)k;
                 if (ret_s)
-                        *ret_s = hit->s;
-                return &regnames[hit->entry];
+                        *ret_s = (unsigned)s;
+                return e;
         }
-        for (size_t i = 0; i < ELEMENTSOF(regnames); i++)
-                if (regname_match(&regnames[i], key.sid, &k, &s)) {
-                        if (ret_k)
-                                *ret_k = k;
-                        if (ret_s)
-                                *ret_s = s;
-                        return &regnames[i];
-                }
         return NULL;
 }
 
