@@ -4,6 +4,7 @@
 /* Small helpers shared by every module, in the manner of systemd's macro.h. */
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +44,14 @@ static inline void closep(int *fd)
         }
 
 /* Returns a negative errno from a -1/errno style call. */
+/* qsort()/bsearch() order of uint64_t values. */
+static inline int cmp_u64(const void *a, const void *b)
+{
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+        return x < y ? -1 : x > y;
+}
+
 static inline int negative_errno(void)
 {
         return errno > 0 ? -errno : -EIO;

@@ -1299,12 +1299,6 @@ int svemig_stream_next(struct svemig_stream_reader *r, struct svemig_error *err)
         return r->head.type;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-        return x < y ? -1 : x > y;
-}
-
 int stream_vcpu_decode(const struct svemig_stream_info *info, const struct frame_head *h,
                        const uint8_t *stored, uint64_t offset, struct bytebuf *scratch,
                        struct pbarena *arena, struct vcpu_state *st, struct svemig_error *err)

@@ -260,13 +260,6 @@ int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size
         return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-        return x < y ? -1 : x > y;
-}
-
 static bool id_listed(const uint64_t *sorted, size_t n, uint64_t id)
 {
         return bsearch(&id, sorted, n, sizeof(*sorted), cmp_u64) != NULL;
@@ -293,13 +286,11 @@ static bool same_order(const uint64_t *ids, const struct vcpu_state *st)
 }
 
 /*
- * Both sides must have the same registers (a different kernel shows here
- * first) and the same host-invariant values (a different CPU). Lookups go
- * through sorted copies: a migration checks every vcpu while the guest is
- * paused, and a linear search over ~300 registers for each of ~300 costs
- * milliseconds over 64 vcpus.
+ * The destination's list ids (n of them) and the state's: the same set, or
+ * the first difference named. Lookups go through sorted copies: a migration
+ * checks every vcpu while the guest is paused, and a linear search over ~300
+ * registers for each of ~300 costs milliseconds over 64 vcpus.
  */
-/* The destination's list ids (n of them) and the state's: the same set, or the first difference named. */
 static int check_same_set(const uint64_t *ids, size_t n, const struct vcpu_state *st,
                           struct svemig_error *err)
 {
@@ -329,6 +320,10 @@ static int check_same_set(const uint64_t *ids, size_t n, const struct vcpu_state
         return 0;
 }
 
+/*
+ * Both sides must have the same registers (a different kernel shows here
+ * first) and the same host-invariant values (a different CPU).
+ */
 static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, const enum kvmreg_class *cls,
                            struct svemig_error *err)
 {
@@ -372,17 +367,12 @@ int vcpu_check_compat(const struct hv_caps *caps, struct hv_vcpu *dst, const str
 static int restore_order(const struct vcpu_state *st, const enum kvmreg_class *cls, size_t **out)
 {
         size_t *order = calloc(st->n_regs ? st->n_regs : 1, sizeof(*order)), k = 0;
-        _cleanup_free_ int *ranks = calloc(st->n_regs ? st->n_regs : 1, sizeof(*ranks));
 
-        if (!order || !ranks) {
-                free(order);
+        if (!order)
                 return -ENOMEM;
-        }
-        for (size_t i = 0; i < st->n_regs; i++)
-                ranks[i] = kvmreg_restore_rank(cls[i]);
         for (int rank = 0; rank <= _KVMREG_CLASS_MAX; rank++)
                 for (size_t i = 0; i < st->n_regs; i++)
-                        if (ranks[i] == rank)
+                        if (kvmreg_restore_rank(cls[i]) == rank)
                                 order[k++] = i;
         if (k != st->n_regs) {
                 free(order);
