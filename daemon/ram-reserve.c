@@ -192,11 +192,6 @@ int ram_reserve_new(sd_event *event, uint64_t size, const char *config, bool ver
         return 0;
 }
 
-uint64_t ram_reserve_size(const struct ram_reserve *rr)
-{
-        return rr ? rr->size : 0;
-}
-
 int ram_reserve_take(struct ram_reserve *rr, struct ram_standby *out, struct svemig_error *err)
 {
         switch (rr->state) {

@@ -51,6 +51,5 @@ int ram_reserve_new(sd_event *event, uint64_t size, const char *config, bool ver
 int ram_reserve_take(struct ram_reserve *r, struct ram_standby *out, struct svemig_error *err);
 /* After the guest given the last standby has arrived (or failed to), or after a failure: the next one. */
 void ram_reserve_refill(struct ram_reserve *r);
-uint64_t ram_reserve_size(const struct ram_reserve *r);
 /* Closes the waiting standby's control socket (it exits) and reaps it. */
 void ram_reserve_free(struct ram_reserve *r);

@@ -274,7 +274,6 @@ struct channel_in {
         struct bytebuf buf;
         struct channel_count count;
         struct checksum_state *check; /* a payload received in pieces */
-        uint64_t lz4;
         int r;
         struct svemig_error err;
 };
@@ -515,7 +514,6 @@ static int in_run(struct channel_in *c)
                 if (r < 0)
                         return r;
                 count_frame(&c->count, head, h.stored_len, c->buf.p + h.stored_len, n.carried, n.zero);
-                c->lz4 += n.lz4;
                 offset += FRAME_HEAD_SIZE + (uint64_t)h.stored_len + FRAME_TAIL_SIZE;
         }
 }
@@ -716,7 +714,6 @@ int channels_in_wait(struct channels_in *set, unsigned timeout_ms, struct channe
                 }
                 st->pages += c->count.pages;
                 st->zero_pages += c->count.zero;
-                st->lz4_pages += c->lz4;
                 st->bytes += c->w.bytes_in;
         }
         return 0;

@@ -158,7 +158,7 @@ int channels_out_error(struct channels_out *c, struct svemig_error *err);
 void channels_out_free(struct channels_out *c);
 
 struct channels_in_stats {
-        uint64_t pages, zero_pages, lz4_pages, bytes;
+        uint64_t pages, zero_pages, bytes;
 };
 
 /* r < 0: a channel failed (once, err its reason); 0: every channel came to its verified trailer. */
@@ -272,13 +272,6 @@ enum migrate_compression compression_decide(const struct compression_input *in);
 
 /* ---- migrate-ledger.c ---- */
 
-enum ledger_state {
-        LEDGER_UNKNOWN = 0,
-        LEDGER_PENDING,
-        LEDGER_COMMITTED,
-        LEDGER_ABORTED,
-};
-
 /* Records a new migration as pending. -EEXIST for an id seen before. */
 int ledger_begin(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE]);
 
@@ -287,12 +280,12 @@ int ledger_begin(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE]);
  * under the ledger's lock and records COMMITTED when it returns 0, ABORTED
  * otherwise. Returns the final state.
  */
-enum ledger_state ledger_commit(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
-                                int (*commit)(void *userdata), void *userdata);
+enum migrate_ledger_state ledger_commit(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
+                                        int (*commit)(void *userdata), void *userdata);
 /* Pending -> ABORTED. Returns the final state. */
-enum ledger_state ledger_abort(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE]);
+enum migrate_ledger_state ledger_abort(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE]);
 /*
  * A Resolve: aborts a pending one; an unknown id is recorded as aborted. Returns the final state, or
- * LEDGER_UNKNOWN when the ledger could not record it (no answer may be given then).
+ * MIGRATE_LEDGER_UNKNOWN when the ledger could not record it (no answer may be given then).
  */
-enum ledger_state ledger_resolve(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE]);
+enum migrate_ledger_state ledger_resolve(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE]);

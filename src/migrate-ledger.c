@@ -48,15 +48,9 @@
 #define ENTRY_MAGIC    "svemig-ledger 1\n"
 #define HEX_ID_LEN     (2 * MIGRATE_ID_SIZE)
 
-_Static_assert((int)LEDGER_UNKNOWN == (int)MIGRATE_LEDGER_UNKNOWN &&
-                       (int)LEDGER_PENDING == (int)MIGRATE_LEDGER_PENDING &&
-                       (int)LEDGER_COMMITTED == (int)MIGRATE_LEDGER_COMMITTED &&
-                       (int)LEDGER_ABORTED == (int)MIGRATE_LEDGER_ABORTED,
-               "the public and internal ledger states are one enum");
-
 struct ledger_entry {
         uint8_t id[MIGRATE_ID_SIZE];
-        enum ledger_state state;
+        enum migrate_ledger_state state;
 };
 
 struct migrate_ledger {
@@ -70,16 +64,11 @@ struct migrate_ledger {
 };
 
 static const char *const state_names[] = {
-        [LEDGER_UNKNOWN] = "unknown",
-        [LEDGER_PENDING] = "pending",
-        [LEDGER_COMMITTED] = "committed",
-        [LEDGER_ABORTED] = "aborted",
+        [MIGRATE_LEDGER_UNKNOWN] = "unknown",
+        [MIGRATE_LEDGER_PENDING] = "pending",
+        [MIGRATE_LEDGER_COMMITTED] = "committed",
+        [MIGRATE_LEDGER_ABORTED] = "aborted",
 };
-
-const char *migrate_ledger_state_name(enum migrate_ledger_state s)
-{
-        return (unsigned)s < ELEMENTSOF(state_names) ? state_names[s] : "unknown";
-}
 
 void migrate_id_format(const uint8_t id[MIGRATE_ID_SIZE], char out[MIGRATE_ID_HEX_SIZE])
 {
@@ -174,7 +163,8 @@ static struct ledger_entry *mem_find(struct migrate_ledger *l, const uint8_t id[
         return NULL;
 }
 
-static int mem_store(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE], enum ledger_state state)
+static int mem_store(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
+                     enum migrate_ledger_state state)
 {
         struct ledger_entry *e = mem_find(l, id);
 
@@ -197,20 +187,20 @@ static int mem_store(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE]
 
 /* ---- On disk ---- */
 
-static int parse_state(const char *text, enum ledger_state *out, uint64_t *when)
+static int parse_state(const char *text, enum migrate_ledger_state *out, uint64_t *when)
 {
         const char *s;
 
         if (strncmp(text, ENTRY_MAGIC, strlen(ENTRY_MAGIC)) != 0 || !(s = strstr(text, "\nstate=")))
                 return -EBADMSG;
         s += strlen("\nstate=");
-        for (int i = LEDGER_PENDING; i <= LEDGER_ABORTED; i++) {
+        for (int i = MIGRATE_LEDGER_PENDING; i <= MIGRATE_LEDGER_ABORTED; i++) {
                 size_t n = strlen(state_names[i]);
 
                 if (strncmp(s, state_names[i], n) == 0 && s[n] == '\n') {
                         const char *t = strstr(text, "\ntime=");
 
-                        *out = (enum ledger_state)i;
+                        *out = (enum migrate_ledger_state)i;
                         if (when)
                                 *when = t ? strtoull(t + strlen("\ntime="), NULL, 10) : 0;
                         return 0;
@@ -219,14 +209,15 @@ static int parse_state(const char *text, enum ledger_state *out, uint64_t *when)
         return -EBADMSG;
 }
 
-/* The entry's own file: its state, or LEDGER_UNKNOWN without one. */
-static int file_load(struct migrate_ledger *l, const char *name, enum ledger_state *out, uint64_t *when)
+/* The entry's own file: its state, or MIGRATE_LEDGER_UNKNOWN without one. */
+static int file_load(struct migrate_ledger *l, const char *name, enum migrate_ledger_state *out,
+                     uint64_t *when)
 {
         char buf[256];
         _cleanup_close_ int fd = openat(l->dir_fd, name, O_RDONLY | O_CLOEXEC);
         ssize_t k;
 
-        *out = LEDGER_UNKNOWN;
+        *out = MIGRATE_LEDGER_UNKNOWN;
         if (fd < 0)
                 return errno == ENOENT ? 0 : -errno;
         k = read(fd, buf, sizeof(buf) - 1);
@@ -256,18 +247,19 @@ static int committed_list_has(struct migrate_ledger *l, const char *hex)
         return found;
 }
 
-static int dir_load(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE], enum ledger_state *out)
+static int dir_load(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
+                    enum migrate_ledger_state *out)
 {
         char hex[MIGRATE_ID_HEX_SIZE];
         int r;
 
         migrate_id_format(id, hex);
         r = file_load(l, hex, out, NULL);
-        if (r < 0 || *out != LEDGER_UNKNOWN)
+        if (r < 0 || *out != MIGRATE_LEDGER_UNKNOWN)
                 return r;
         r = committed_list_has(l, hex);
         if (r > 0)
-                *out = LEDGER_COMMITTED;
+                *out = MIGRATE_LEDGER_COMMITTED;
         return r < 0 ? r : 0;
 }
 
@@ -299,7 +291,8 @@ static int write_all(int fd, const void *buf, size_t len)
  * truth (the source resumes its copy). Process deaths, the failures the
  * ledger is for, keep the page cache.
  */
-static int dir_store(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE], enum ledger_state state)
+static int dir_store(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
+                     enum migrate_ledger_state state)
 {
         char hex[MIGRATE_ID_HEX_SIZE], tmp[HEX_ID_LEN + 8], text[128];
         int fd, n, r;
@@ -360,90 +353,94 @@ static bool lock_failed(struct migrate_ledger *l, int fd)
         return l->dir && fd < 0;
 }
 
-static int load(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE], enum ledger_state *out)
+static int load(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE], enum migrate_ledger_state *out)
 {
         struct ledger_entry *e;
 
         if (l->dir)
                 return dir_load(l, id, out);
         e = mem_find(l, id);
-        *out = e ? e->state : LEDGER_UNKNOWN;
+        *out = e ? e->state : MIGRATE_LEDGER_UNKNOWN;
         return 0;
 }
 
-static int store(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE], enum ledger_state state)
+static int store(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
+                 enum migrate_ledger_state state)
 {
         return l->dir ? dir_store(l, id, state) : mem_store(l, id, state);
 }
 
 int ledger_begin(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE])
 {
-        enum ledger_state s;
+        enum migrate_ledger_state s;
         int fd = ledger_lock(l), r;
 
         if (lock_failed(l, fd))
                 return fd;
         r = load(l, id, &s);
-        if (r == 0 && s != LEDGER_UNKNOWN)
+        if (r == 0 && s != MIGRATE_LEDGER_UNKNOWN)
                 r = -EEXIST;
         if (r == 0)
-                r = store(l, id, LEDGER_PENDING);
+                r = store(l, id, MIGRATE_LEDGER_PENDING);
         ledger_unlock(l, fd);
         return r;
 }
 
-enum ledger_state ledger_commit(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
-                                int (*commit)(void *userdata), void *userdata)
+enum migrate_ledger_state ledger_commit(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
+                                        int (*commit)(void *userdata), void *userdata)
 {
-        enum ledger_state s = LEDGER_ABORTED;
+        enum migrate_ledger_state s = MIGRATE_LEDGER_ABORTED;
         int fd = ledger_lock(l);
 
         if (lock_failed(l, fd))
-                return LEDGER_ABORTED; /* nothing started: the entry stays pending, a Resolve aborts it */
+                return MIGRATE_LEDGER_ABORTED; /* nothing started: the entry stays pending, a Resolve aborts
+                                                  it */
         if (load(l, id, &s) < 0)
-                s = LEDGER_ABORTED;
-        else if (s == LEDGER_PENDING) {
+                s = MIGRATE_LEDGER_ABORTED;
+        else if (s == MIGRATE_LEDGER_PENDING) {
                 /*
                  * Started first, recorded after: a process killed in between
                  * takes the guest with it and leaves the entry pending, which a
                  * Resolve makes ABORTED, so the source resumes. If the record
                  * cannot be written the caller discards the guest it started.
                  */
-                if (commit(userdata) == 0 && store(l, id, LEDGER_COMMITTED) == 0)
-                        s = LEDGER_COMMITTED;
+                if (commit(userdata) == 0 && store(l, id, MIGRATE_LEDGER_COMMITTED) == 0)
+                        s = MIGRATE_LEDGER_COMMITTED;
                 else {
-                        (void)store(l, id, LEDGER_ABORTED);
-                        s = LEDGER_ABORTED;
+                        (void)store(l, id, MIGRATE_LEDGER_ABORTED);
+                        s = MIGRATE_LEDGER_ABORTED;
                 }
-        } else if (s == LEDGER_UNKNOWN)
-                s = LEDGER_ABORTED; /* pruned as aborted, or never begun: no COMMIT wins */
+        } else if (s == MIGRATE_LEDGER_UNKNOWN)
+                s = MIGRATE_LEDGER_ABORTED; /* pruned as aborted, or never begun: no COMMIT wins */
         ledger_unlock(l, fd);
         return s;
 }
 
-/* PENDING (and with 'unknown_too', UNKNOWN) -> ABORTED; LEDGER_UNKNOWN when that cannot be recorded. */
-static enum ledger_state give_up(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
-                                 bool unknown_too)
+/* PENDING (and with 'unknown_too', UNKNOWN) -> ABORTED; MIGRATE_LEDGER_UNKNOWN when that cannot be recorded.
+ */
+static enum migrate_ledger_state give_up(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
+                                         bool unknown_too)
 {
-        enum ledger_state s = LEDGER_UNKNOWN;
+        enum migrate_ledger_state s = MIGRATE_LEDGER_UNKNOWN;
         int fd = ledger_lock(l);
 
         if (lock_failed(l, fd))
-                return LEDGER_UNKNOWN;
+                return MIGRATE_LEDGER_UNKNOWN;
         if (load(l, id, &s) < 0)
-                s = LEDGER_UNKNOWN;
-        else if (s == LEDGER_PENDING || (s == LEDGER_UNKNOWN && unknown_too))
-                s = store(l, id, LEDGER_ABORTED) == 0 ? LEDGER_ABORTED : LEDGER_UNKNOWN;
+                s = MIGRATE_LEDGER_UNKNOWN;
+        else if (s == MIGRATE_LEDGER_PENDING || (s == MIGRATE_LEDGER_UNKNOWN && unknown_too))
+                s = store(l, id, MIGRATE_LEDGER_ABORTED) == 0 ? MIGRATE_LEDGER_ABORTED
+                                                              : MIGRATE_LEDGER_UNKNOWN;
         ledger_unlock(l, fd);
         return s;
 }
 
-enum ledger_state ledger_abort(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE])
+enum migrate_ledger_state ledger_abort(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE])
 {
         return give_up(l, id, false);
 }
 
-enum ledger_state ledger_resolve(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE])
+enum migrate_ledger_state ledger_resolve(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE])
 {
         /* Never seen here (or pruned): nothing of it runs here, and now never will. */
         return give_up(l, id, true);
@@ -454,7 +451,7 @@ enum ledger_state ledger_resolve(struct migrate_ledger *l, const uint8_t id[MIGR
 int migrate_ledger_get(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
                        enum migrate_ledger_state *out, struct svemig_error *err)
 {
-        enum ledger_state s = LEDGER_UNKNOWN;
+        enum migrate_ledger_state s = MIGRATE_LEDGER_UNKNOWN;
         int fd = ledger_lock(l), r;
 
         if (lock_failed(l, fd))
@@ -472,9 +469,9 @@ int migrate_ledger_get(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZ
 int migrate_ledger_give_up(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID_SIZE],
                            enum migrate_ledger_state *out, struct svemig_error *err)
 {
-        enum ledger_state s = give_up(l, id, true);
+        enum migrate_ledger_state s = give_up(l, id, true);
 
-        if (s == LEDGER_UNKNOWN)
+        if (s == MIGRATE_LEDGER_UNKNOWN)
                 return svemig_error_set(err, EIO, "cannot record an outcome in the migration ledger %s",
                                         l->dir ? l->dir : "(in memory)");
         *out = (enum migrate_ledger_state)s;
@@ -499,7 +496,7 @@ static int committed_list_append(struct migrate_ledger *l, const char *hex)
 
 static int prune_one(struct migrate_ledger *l, const char *name, uint64_t keep_s, uint64_t now)
 {
-        enum ledger_state s;
+        enum migrate_ledger_state s;
         uint64_t when = 0;
         uint8_t id[MIGRATE_ID_SIZE];
         int r;
@@ -507,10 +504,10 @@ static int prune_one(struct migrate_ledger *l, const char *name, uint64_t keep_s
         if (migrate_id_parse(name, id) < 0)
                 return 0;
         r = file_load(l, name, &s, &when);
-        if (r < 0 || s == LEDGER_PENDING || when + keep_s > now)
+        if (r < 0 || s == MIGRATE_LEDGER_PENDING || when + keep_s > now)
                 return 0;
         /* The fact that it committed stays, in 33 bytes, before its file goes. */
-        if (s == LEDGER_COMMITTED && committed_list_append(l, name) < 0)
+        if (s == MIGRATE_LEDGER_COMMITTED && committed_list_append(l, name) < 0)
                 return 0;
         if (unlinkat(l->dir_fd, name, 0) < 0)
                 return 0;

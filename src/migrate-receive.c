@@ -515,7 +515,7 @@ static int await_commit(struct dest *d, struct svemig_error *err)
 static int handoff(struct dest *d, bool *killed, struct svemig_error *err)
 {
         struct start_ctx c = {.d = d};
-        enum ledger_state state;
+        enum migrate_ledger_state state;
         uint64_t t_commit;
         int r;
 
@@ -537,7 +537,7 @@ static int handoff(struct dest *d, bool *killed, struct svemig_error *err)
         d->step = MIGRATE_STEP_ACK;
         state = ledger_commit(d->opts->ledger, d->rep->id, start_guest, &c);
         d->pending = false;
-        if (state != LEDGER_COMMITTED) {
+        if (state != MIGRATE_LEDGER_COMMITTED) {
                 const char *why =
                         c.err.code ? c.err.msg
                                    : "the migration was resolved as aborted before its COMMIT arrived";
@@ -817,7 +817,7 @@ static int serve_resolve(struct wire *w, const struct migrate_recv_opts *opts,
         Svemig__Peer__Outcome o = SVEMIG__PEER__OUTCOME__INIT;
         PeerMessage msg = SVEMIG__PEER__PEER_MESSAGE__INIT;
         uint8_t id[MIGRATE_ID_SIZE];
-        enum ledger_state s;
+        enum migrate_ledger_state s;
 
         if (res->id.len != MIGRATE_ID_SIZE)
                 return svemig_error_set(err, EPROTO, "a Resolve with a %zu-byte id", res->id.len);
@@ -826,13 +826,13 @@ static int serve_resolve(struct wire *w, const struct migrate_recv_opts *opts,
                                         "destination: no ledger configured to resolve migrations");
         memcpy(id, res->id.data, MIGRATE_ID_SIZE);
         s = ledger_resolve(opts->ledger, id);
-        if (s == LEDGER_UNKNOWN)
+        if (s == MIGRATE_LEDGER_UNKNOWN)
                 /* No answer beats a wrong one: the source stays in doubt and asks again. */
                 return svemig_error_set(err, EIO, "destination: the ledger cannot record the outcome");
         o.id.data = id;
         o.id.len = MIGRATE_ID_SIZE;
-        o.state = s == LEDGER_COMMITTED ? SVEMIG__PEER__OUTCOME__STATE__COMMITTED
-                                        : SVEMIG__PEER__OUTCOME__STATE__ABORTED;
+        o.state = s == MIGRATE_LEDGER_COMMITTED ? SVEMIG__PEER__OUTCOME__STATE__COMMITTED
+                                                : SVEMIG__PEER__OUTCOME__STATE__ABORTED;
         msg.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_OUTCOME;
         msg.outcome = &o;
         return wire_send(w, &msg, err);

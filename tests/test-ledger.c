@@ -105,14 +105,14 @@ static void test_commit_is_seen_by_the_other_handle(void **state)
         assert_int_equal(ledger_begin(f->vmm, id), -EEXIST);
         assert_int_equal(state_of(f->listener, id), MIGRATE_LEDGER_PENDING);
 
-        assert_int_equal(ledger_commit(f->vmm, id, start_guest, &s), LEDGER_COMMITTED);
+        assert_int_equal(ledger_commit(f->vmm, id, start_guest, &s), MIGRATE_LEDGER_COMMITTED);
         assert_int_equal(s.calls, 1);
         assert_true(s.lock_was_held);
         /* A Resolve after the COMMIT won is told so, and changes nothing. */
-        assert_int_equal(ledger_resolve(f->listener, id), LEDGER_COMMITTED);
+        assert_int_equal(ledger_resolve(f->listener, id), MIGRATE_LEDGER_COMMITTED);
         assert_int_equal(state_of(f->vmm, id), MIGRATE_LEDGER_COMMITTED);
         /* A second COMMIT does not start a second copy. */
-        assert_int_equal(ledger_commit(f->vmm, id, start_guest, &s), LEDGER_COMMITTED);
+        assert_int_equal(ledger_commit(f->vmm, id, start_guest, &s), MIGRATE_LEDGER_COMMITTED);
         assert_int_equal(s.calls, 1);
 }
 
@@ -124,16 +124,16 @@ static void test_resolve_first_means_commit_loses(void **state)
 
         make_id(id, 2);
         assert_int_equal(ledger_begin(f->vmm, id), 0);
-        assert_int_equal(ledger_resolve(f->listener, id), LEDGER_ABORTED);
-        assert_int_equal(ledger_commit(f->vmm, id, start_guest, &s), LEDGER_ABORTED);
+        assert_int_equal(ledger_resolve(f->listener, id), MIGRATE_LEDGER_ABORTED);
+        assert_int_equal(ledger_commit(f->vmm, id, start_guest, &s), MIGRATE_LEDGER_ABORTED);
         assert_int_equal(s.calls, 0);
         assert_int_equal(state_of(f->vmm, id), MIGRATE_LEDGER_ABORTED);
 
         /* An id never seen is recorded as aborted, so its COMMIT can never win later. */
         make_id(id, 3);
-        assert_int_equal(ledger_resolve(f->listener, id), LEDGER_ABORTED);
+        assert_int_equal(ledger_resolve(f->listener, id), MIGRATE_LEDGER_ABORTED);
         assert_int_equal(ledger_begin(f->vmm, id), -EEXIST);
-        assert_int_equal(ledger_commit(f->vmm, id, start_guest, &s), LEDGER_ABORTED);
+        assert_int_equal(ledger_commit(f->vmm, id, start_guest, &s), MIGRATE_LEDGER_ABORTED);
         assert_int_equal(s.calls, 0);
 }
 
@@ -147,16 +147,16 @@ static void test_failed_start_aborts(void **state)
 
         make_id(id, 4);
         assert_int_equal(ledger_begin(f->vmm, id), 0);
-        assert_int_equal(ledger_commit(f->vmm, id, start_guest, &s), LEDGER_ABORTED);
+        assert_int_equal(ledger_commit(f->vmm, id, start_guest, &s), MIGRATE_LEDGER_ABORTED);
         assert_int_equal(s.calls, 1);
-        assert_int_equal(ledger_resolve(f->listener, id), LEDGER_ABORTED);
+        assert_int_equal(ledger_resolve(f->listener, id), MIGRATE_LEDGER_ABORTED);
 
         /* A receiver known to be gone: svemigd gives its pending entry up. */
         make_id(id, 5);
         assert_int_equal(ledger_begin(f->vmm, id), 0);
         assert_int_equal(migrate_ledger_give_up(f->listener, id, &out, &err), 0);
         assert_int_equal(out, MIGRATE_LEDGER_ABORTED);
-        assert_int_equal(ledger_abort(f->vmm, id), LEDGER_ABORTED);
+        assert_int_equal(ledger_abort(f->vmm, id), MIGRATE_LEDGER_ABORTED);
 }
 
 static void test_outcomes_outlive_the_processes(void **state)
@@ -171,9 +171,9 @@ static void test_outcomes_outlive_the_processes(void **state)
         make_id(aborted, 7);
         make_id(pending, 8);
         assert_int_equal(ledger_begin(f->vmm, committed), 0);
-        assert_int_equal(ledger_commit(f->vmm, committed, start_guest, &s), LEDGER_COMMITTED);
+        assert_int_equal(ledger_commit(f->vmm, committed, start_guest, &s), MIGRATE_LEDGER_COMMITTED);
         assert_int_equal(ledger_begin(f->vmm, aborted), 0);
-        assert_int_equal(ledger_abort(f->vmm, aborted), LEDGER_ABORTED);
+        assert_int_equal(ledger_abort(f->vmm, aborted), MIGRATE_LEDGER_ABORTED);
         assert_int_equal(ledger_begin(f->vmm, pending), 0);
 
         /* Both "processes" restart. */
@@ -191,9 +191,9 @@ static void test_outcomes_outlive_the_processes(void **state)
         assert_int_equal(state_of(f->listener, aborted), MIGRATE_LEDGER_UNKNOWN);
         assert_int_equal(state_of(f->listener, committed), MIGRATE_LEDGER_COMMITTED);
         assert_int_equal(state_of(f->listener, pending), MIGRATE_LEDGER_PENDING);
-        assert_int_equal(ledger_resolve(f->listener, committed), LEDGER_COMMITTED);
-        assert_int_equal(ledger_resolve(f->listener, aborted), LEDGER_ABORTED);
-        assert_int_equal(ledger_resolve(f->listener, pending), LEDGER_ABORTED);
+        assert_int_equal(ledger_resolve(f->listener, committed), MIGRATE_LEDGER_COMMITTED);
+        assert_int_equal(ledger_resolve(f->listener, aborted), MIGRATE_LEDGER_ABORTED);
+        assert_int_equal(ledger_resolve(f->listener, pending), MIGRATE_LEDGER_ABORTED);
         assert_int_equal(migrate_ledger_open(f->dir, &f->vmm, &err), 0);
 }
 

@@ -295,7 +295,6 @@ enum migrate_ledger_state {
 
 #define MIGRATE_ID_HEX_SIZE (2 * MIGRATE_ID_SIZE + 1)
 
-const char *migrate_ledger_state_name(enum migrate_ledger_state s);
 /* An id as 32 lowercase hex digits (and a NUL), and back (-EINVAL). */
 void migrate_id_format(const uint8_t id[MIGRATE_ID_SIZE], char out[MIGRATE_ID_HEX_SIZE]);
 int migrate_id_parse(const char *s, uint8_t id[MIGRATE_ID_SIZE]);
