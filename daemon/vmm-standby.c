@@ -15,14 +15,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include "log.h"
 #include "vmm.h"
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
 #define HUGE_PAGE_SIZE (2ull << 20)
 
@@ -49,19 +44,16 @@ static int map_aligned(uint64_t size, void **out, struct svemig_error *err)
 
 static int populate(void *mem, uint64_t size, struct svemig_error *err)
 {
+        int r;
+
         /* Without THP (or with it off) the reserve is still faulted in, in small pages. */
         (void)madvise(mem, size, MADV_HUGEPAGE);
-        if (madvise(mem, size, MADV_POPULATE_WRITE) == 0)
-                return 0;
-        if (errno != EINVAL)
-                return svemig_error_set(err, errno,
+        r = guest_mem_prefault(mem, size, NULL);
+        if (r < 0)
+                return svemig_error_set(err, -r,
                                         "cannot fault in the incoming RAM reserve (%llu MiB): %s; is the "
                                         "host short of memory? make [cluster] incoming-reserve smaller",
-                                        (unsigned long long)(size >> 20), strerror(errno));
-        /* Before Linux 5.14: a write per page does the same (a fault past memory is a SIGBUS, as for any
-         * guest). */
-        for (uint64_t off = 0; off < size; off += (uint64_t)getpagesize())
-                ((volatile uint8_t *)mem)[off] = 0;
+                                        (unsigned long long)(size >> 20), strerror(-r));
         return 0;
 }
 

@@ -140,17 +140,22 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct guest *, guest_destroy);
 #define MADV_POPULATE_WRITE 23
 #endif
 
-int guest_prefault(struct guest *g, struct svemig_error *err)
+int guest_mem_prefault(void *mem, uint64_t size, struct svemig_error *err)
 {
-        if (madvise(g->mem, g->mem_size, MADV_POPULATE_WRITE) == 0)
+        if (madvise(mem, size, MADV_POPULATE_WRITE) == 0)
                 return 0;
         if (errno != EINVAL)
                 return svemig_error_set(err, errno, "cannot fault in %llu bytes of guest memory: %s",
-                                        (unsigned long long)g->mem_size, strerror(errno));
+                                        (unsigned long long)size, strerror(errno));
         /* Before Linux 5.14: one write per page does the same. */
-        for (uint64_t off = 0; off < g->mem_size; off += HV_PAGE_SIZE)
-                ((volatile uint8_t *)g->mem)[off] = 0;
+        for (uint64_t off = 0; off < size; off += HV_PAGE_SIZE)
+                ((volatile uint8_t *)mem)[off] = 0;
         return 0;
+}
+
+int guest_prefault(struct guest *g, struct svemig_error *err)
+{
+        return guest_mem_prefault(g->mem, g->mem_size, err);
 }
 
 /*

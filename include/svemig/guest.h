@@ -109,6 +109,8 @@ void guest_destroy(struct guest *g);
  * touches of fresh pages.
  */
 int guest_prefault(struct guest *g, struct svemig_error *err);
+/* The same for memory of one's own: size bytes at mem, e.g. RAM reserved for a guest to come. */
+int guest_mem_prefault(void *mem, uint64_t size, struct svemig_error *err);
 
 struct hv *guest_host(const struct guest *g);
 struct hv_vm *guest_vm(const struct guest *g);
