@@ -317,12 +317,12 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                 return svemig_error_set(err, errno, "pipe: %s", strerror(errno));
         snprintf(ready_fd, sizeof(ready_fd), "%d", FIRST_FD + (int)n_pass);
         pass[n_pass++] = fds[1];
-        if (a->receive) {
+        if (a->receive_fd >= 0) {
                 snprintf(receive_fd, sizeof(receive_fd), "%d", FIRST_FD + (int)n_pass);
                 pass[n_pass++] = a->receive_fd;
                 argv[n++] = "--receive-fd";
                 argv[n++] = receive_fd;
-                if (a->channel) {
+                if (a->channel_fd >= 0) {
                         snprintf(channel_fd, sizeof(channel_fd), "%d", FIRST_FD + (int)n_pass);
                         pass[n_pass++] = a->channel_fd;
                         argv[n++] = "--channel-fd";
@@ -410,8 +410,7 @@ int vmm_spawn_handoff(sd_event *event, pid_t pid, int control_fd, const struct v
         if (pipe2(fds, O_CLOEXEC) < 0)
                 return svemig_error_set(err, errno, "pipe: %s", strerror(errno));
         s = spawn_alloc(progress, done, userdata);
-        r = s ? standby_order_send(control_fd, a->name, a->dir, a->receive_fd, fds[1],
-                                   a->channel ? a->channel_fd : -1, err)
+        r = s ? standby_order_send(control_fd, a->name, a->dir, a->receive_fd, fds[1], a->channel_fd, err)
               : svemig_error_set(err, ENOMEM, "out of memory");
         close(fds[1]);
         if (r < 0) {

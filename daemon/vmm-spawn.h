@@ -28,10 +28,10 @@ struct vmm_spawn_args {
         const char *dir; /* the guest's directory: vmm.sock goes there */
         bool verbose;
         const char *restore; /* a snapshot to restore; else the guest below */
-        bool receive;        /* else: a guest migrating in on receive_fd (a peer connection, hello done) */
-        int receive_fd;      /* the caller's: the VMM gets a copy */
-        bool channel;        /* with receive: memory channels are passed to it on channel_fd */
-        int channel_fd;      /* the caller's end of a unix socket: the VMM gets a copy (--channel-fd) */
+        /* Else, >= 0: a guest migrating in on this peer connection (hello done); the VMM gets a copy. */
+        int receive_fd;
+        /* With receive_fd, >= 0: the caller's end of the unix socket that memory channels are passed on. */
+        int channel_fd;
         unsigned vcpus;
         uint64_t memory;
         const char *vls; /* a VL set as vqset_parse() reads it; "none" = no SVE */
@@ -60,7 +60,7 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *args, vmm_spawn_prog
 int vmm_spawn_standby(const char *config, bool verbose, uint64_t size, pid_t *pid, int *control_fd,
                       struct svemig_error *err);
 /*
- * Instead of vmm_spawn() for a receiving VMM (args->receive): hands the
+ * Instead of vmm_spawn() for a receiving VMM (args->receive_fd): hands the
  * guest to the ready standby pid over control_fd (which stays the
  * caller's); its answer comes as a spawned VMM's. On failure the standby
  * has been killed and reaped: start the VMM with vmm_spawn() instead.
