@@ -179,16 +179,22 @@ enum migrate_compression compression_decide(const struct compression_input *in)
          * moved guest memory faster end to end goes on; every few pieces
          * the other is tried again, as the load may have changed.
          */
-        if (!in->raw_mem_bps)
-                return MIGRATE_COMPRESSION_NONE;
-        if (!in->lz4_mem_bps)
-                return MIGRATE_COMPRESSION_LZ4;
+        if (!in->raw_mem_bps || !in->lz4_mem_bps) {
+                enum migrate_compression measured =
+                        in->raw_mem_bps ? MIGRATE_COMPRESSION_NONE : MIGRATE_COMPRESSION_LZ4;
+
+                /* The other way is tried next; not while the guest is paused. */
+                if (in->no_trial)
+                        return measured;
+                return measured == MIGRATE_COMPRESSION_NONE ? MIGRATE_COMPRESSION_LZ4
+                                                            : MIGRATE_COMPRESSION_NONE;
+        }
         /* LZ4 must win by the model's margin too: it costs both ends CPU, and one piece's figure is noisy.
          */
         best = COMPRESSION_MARGIN * (double)in->lz4_mem_bps > (double)in->raw_mem_bps
                        ? MIGRATE_COMPRESSION_LZ4
                        : MIGRATE_COMPRESSION_NONE;
-        if (in->pieces % COMPRESSION_RETRY_EVERY == 0)
+        if (in->pieces % COMPRESSION_RETRY_EVERY == 0 && !in->no_trial)
                 return best == MIGRATE_COMPRESSION_LZ4 ? MIGRATE_COMPRESSION_NONE : MIGRATE_COMPRESSION_LZ4;
         return best;
 }

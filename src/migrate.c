@@ -78,7 +78,6 @@ struct source {
         uint64_t bytes_per_page;
         struct compression_input comp; /* MIGRATE_COMPRESSION_AUTO's measurements */
         bool adaptive;                 /* choose LZ4 or raw before each piece */
-        bool lz4_now;                  /* what the writer does now */
         bool measured;                 /* a piece was measured (the first only measures the link) */
         unsigned want_channels;        /* memory channels asked for */
         struct channels_out *channels; /* and those the destination took */
@@ -236,15 +235,16 @@ static int adapt_compression(struct source *s, bool *trial, struct svemig_error 
 {
         uint64_t mine, other;
 
+        bool lz4;
+
         if (!s->adaptive)
                 return 0;
-        s->lz4_now = compression_decide(&s->comp) == MIGRATE_COMPRESSION_LZ4;
-        mine = s->lz4_now ? s->comp.lz4_mem_bps : s->comp.raw_mem_bps;
-        other = s->lz4_now ? s->comp.raw_mem_bps : s->comp.lz4_mem_bps;
+        lz4 = compression_decide(&s->comp) == MIGRATE_COMPRESSION_LZ4;
+        mine = lz4 ? s->comp.lz4_mem_bps : s->comp.raw_mem_bps;
+        other = lz4 ? s->comp.raw_mem_bps : s->comp.lz4_mem_bps;
         /* A way not measured, or measured slower: on trial. */
-        if (trial)
-                *trial = s->measured && (mine == 0 || mine < other);
-        return svemig_stream_writer_set_lz4(s->writer, s->lz4_now, err);
+        *trial = s->measured && (mine == 0 || mine < other);
+        return svemig_stream_writer_set_lz4(s->writer, lz4, err);
 }
 
 /*
@@ -282,7 +282,7 @@ static int write_piece(struct source *s, const struct svemig_mem_range *range, s
         if (r < 0)
                 return memory_reason(s, svemig_error_prefix(err, "source: writing guest memory"), err);
         m1 = memory_sent(s);
-        measure_piece(s, s->lz4_now, m1.bytes - m0.bytes,
+        measure_piece(s, s->writer->lz4, m1.bytes - m0.bytes,
                       (m1.pages - m1.zero - (m0.pages - m0.zero)) * HV_PAGE_SIZE, migrate_now_ns() - t0);
         return 0;
 }
@@ -314,7 +314,7 @@ static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, st
                  * piece. Raw costs nothing to try and is measured on a whole
                  * one: short pieces measure noise on a busy host.
                  */
-                if (trial && s->lz4_now)
+                if (trial && s->writer->lz4)
                         len = MIN(len, SOURCE_TRIAL_PIECE);
                 r = write_piece(s,
                                 &(struct svemig_mem_range){
@@ -559,6 +559,7 @@ static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *
                         return svemig_error_prefix(err, "source: pausing the guest");
         }
         s->t_pause = migrate_now_ns();
+        s->comp.no_trial = true; /* a trial of the slower way would lengthen the downtime */
         if (precopied) {
                 more = calloc(s->words, sizeof(*more));
                 if (!more)
@@ -572,9 +573,6 @@ static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *
         } else
                 s->rep->final_dirty_pages = guest_mem_size(s->g) / HV_PAGE_SIZE;
 
-        r = adapt_compression(s, NULL, err);
-        if (r < 0)
-                return r;
         r = send_vcpus(s, err);
         if (r < 0)
                 return r;
@@ -894,7 +892,6 @@ static int open_stream(struct source *s, struct svemig_error *err)
         c = header_compression(s);
         /* The report says LZ4 once memory went compressed (send_pass()). */
         s->rep->compression = s->adaptive ? MIGRATE_COMPRESSION_NONE : c;
-        s->lz4_now = c == MIGRATE_COMPRESSION_LZ4 && !s->adaptive;
         r = describe(s, c, &hdr, err);
         if (r < 0)
                 return r;

@@ -1167,6 +1167,24 @@ static void test_compression_decide(void **state)
         in.raw_mem_bps = 200000000;
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
         in.ratio = 0.5;
+        /*
+         * Paused (stop-and-copy): never the other way on trial, however many
+         * pieces; the faster one measured, or the only one.
+         */
+        in = (struct compression_input){.ratio = 0.6, .compress_bps = 1200000000, .link_bps = 2000000000};
+        in.raw_mem_bps = 300000000;
+        in.pieces = 1;
+        in.no_trial = true;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
+        in.lz4_mem_bps = 450000000;
+        in.pieces = 8;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
+        in.pieces = 16;
+        in.lz4_mem_bps = 250000000;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
+        in.raw_mem_bps = 0;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
+        in.ratio = 0.5;
         /* No measurement of the workers (an all-zero sample): nothing to compress. */
         in.compress_bps = 0;
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
