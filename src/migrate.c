@@ -69,9 +69,8 @@ struct source {
         bool commit_sent;
         bool killed; /* by the test hook */
         uint64_t t_start, t_verdict, t_pause, t_copied, t_loaded, t_commit;
-        struct vcpu_state desc;        /* vcpu 0, for the header and the register list */
-        struct workpool *capture_pool; /* send_vcpus()'s */
-        uint64_t *dirty;               /* the pages still to send */
+        struct vcpu_state desc; /* vcpu 0, for the header and the register list */
+        uint64_t *dirty;        /* the pages still to send */
         size_t words;
         unsigned throttle;
         uint64_t link_bytes, link_ns; /* over every pre-copy pass */
@@ -528,9 +527,9 @@ static int send_vcpus(struct source *s, struct svemig_error *err)
         if (!c)
                 return svemig_error_set(err, ENOMEM, "source: out of memory capturing the vcpus");
         *c = (struct capture){.s = s, .err = err};
-        r = workpool_run(s->capture_pool,
+        r = workpool_run(s->writer->pool,
                          &(struct workpool_pipeline){
-                                 .window = MIN(CAPTURE_WINDOW, 2 * workpool_threads(s->capture_pool)),
+                                 .window = MIN(CAPTURE_WINDOW, 2 * workpool_threads(s->writer->pool)),
                                  .ctx = c,
                                  .produce = capture_produce,
                                  .work = capture_work,
@@ -905,6 +904,10 @@ static int open_stream(struct source *s, struct svemig_error *err)
         r = svemig_stream_writer_open(s->stream_fd, &hdr.info, &wopts, &s->writer, err);
         if (r < 0)
                 return svemig_error_prefix(err, "source: writing the stream header");
+        /* Its workers now, not in the pause: they capture and encode the vcpus too (send_vcpus()). */
+        r = stream_pool(&s->writer->pool, s->writer->n_threads, err);
+        if (r < 0)
+                return r;
         r = pump_flush(s->pump, svemig_stream_writer_stats(s->writer)->bytes, err);
         if (r < 0)
                 return r;
@@ -935,7 +938,6 @@ static int source_init(struct source *s, struct guest *g, int fd, const struct m
 static void source_done(struct source *s)
 {
         stream_close(s);
-        workpool_free(s->capture_pool);
         vcpu_state_done(&s->desc);
         free(s->dirty);
         wire_done(&s->w);
@@ -957,12 +959,6 @@ int migrate_send(struct guest *g, int fd, const struct migrate_opts *opts, struc
         r = source_init(&s, g, fd, opts, report, err);
         if (r < 0)
                 goto out;
-        /* Made now, not in the pause that send_vcpus() runs in (a Check needs none). */
-        r = workpool_new(s.opts->n_threads, &s.capture_pool);
-        if (r < 0) {
-                svemig_error_set(err, -r, "source: cannot start the threads that capture the vcpus");
-                goto out;
-        }
 
         s.step = MIGRATE_STEP_REQUEST;
         r = capture_descriptor(&s, err);
