@@ -30,7 +30,6 @@ struct vcpu_thread {
         struct guest *g;
         unsigned index;
         uint64_t budget; /* steps to run, UINT64_MAX for until paused */
-        bool gated;      /* waits for the gate before it touches its vcpu */
         int r;
 };
 
@@ -63,8 +62,7 @@ struct guest {
          * creating them before the guest pauses on the source, not after.
          */
         bool parked;
-        bool gated; /* the gate's lock and condition are initialised */
-        bool gate_open;
+        bool gate_open; /* every start passes the gate: open at once unless parked */
         pthread_mutex_t gate_lock;
         pthread_cond_t gate;
 };
@@ -131,6 +129,8 @@ void guest_destroy(struct guest *g)
         free(g->steps);
         free(g->threads);
         free(g->jobs);
+        pthread_cond_destroy(&g->gate);
+        pthread_mutex_destroy(&g->gate_lock);
         free(g);
 }
 
@@ -209,6 +209,8 @@ static int create_empty(struct hv *hv, unsigned n_vcpus, uint64_t ram_base, uint
                 return -ENOMEM;
         g->hv = hv;
         g->throttle = 100;
+        pthread_mutex_init(&g->gate_lock, NULL);
+        pthread_cond_init(&g->gate, NULL);
         g->vcpus = calloc(n_vcpus, sizeof(*g->vcpus));
         g->steps = calloc(n_vcpus, sizeof(*g->steps));
         g->threads = calloc(n_vcpus, sizeof(*g->threads));
@@ -467,10 +469,13 @@ static void *vcpu_thread_main(void *arg)
         uint64_t left = t->budget;
         bool mmio_pending = false;
 
-        if (t->gated)
-                wait_gate(g);
-        /* KVM would put it to sleep until PSCI CPU_ON, which nothing here sends. */
-        if (powered_off(vcpu)) {
+        wait_gate(g);
+        /*
+         * Sent away from the gate (the parked guest paused or destroyed): its
+         * vcpu is not touched. A powered-off vcpu: KVM would put it to sleep
+         * until PSCI CPU_ON, which nothing here sends.
+         */
+        if (atomic_load(&g->stop) || powered_off(vcpu)) {
                 atomic_fetch_sub(&g->active, 1);
                 return NULL;
         }
@@ -498,15 +503,6 @@ static void *vcpu_thread_main(void *arg)
         return NULL;
 }
 
-static void gate_done(struct guest *g)
-{
-        if (!g->gated)
-                return;
-        pthread_cond_destroy(&g->gate);
-        pthread_mutex_destroy(&g->gate_lock);
-        g->gated = false;
-}
-
 /* Starts a thread per vcpu with the given budget; gated ones park until open_gate(). */
 static int start_threads(struct guest *g, uint64_t budget, bool gated, struct svemig_error *err)
 {
@@ -514,26 +510,19 @@ static int start_threads(struct guest *g, uint64_t budget, bool gated, struct sv
 
         if (g->running || g->parked)
                 return svemig_error_set(err, EBUSY, "the guest is already running");
-        if (gated) {
-                pthread_mutex_init(&g->gate_lock, NULL);
-                pthread_cond_init(&g->gate, NULL);
-                g->gate_open = false;
-                g->gated = true;
-        }
+        g->gate_open = !gated;
         atomic_store(&g->stop, false);
         atomic_store(&g->active, g->n_vcpus);
         for (unsigned i = 0; i < g->n_vcpus; i++) {
-                g->jobs[i] = (struct vcpu_thread){.g = g, .index = i, .budget = budget, .gated = gated};
+                g->jobs[i] = (struct vcpu_thread){.g = g, .index = i, .budget = budget};
                 r = -pthread_create(&g->threads[i], NULL, vcpu_thread_main, &g->jobs[i]);
                 if (r < 0) {
                         atomic_store(&g->stop, true);
-                        if (gated)
-                                open_gate(g);
+                        open_gate(g);
                         for (unsigned j = 0; j < i; j++) {
                                 hv_vcpu_kick(g->vcpus[j]);
                                 pthread_join(g->threads[j], NULL);
                         }
-                        gate_done(g);
                         return svemig_error_set(err, r, "cannot start the thread of vcpu %u: %s", i,
                                                 strerror(-r));
                 }
@@ -571,7 +560,6 @@ static int join_threads(struct guest *g, bool stop, struct svemig_error *err)
                                              strerror(-g->jobs[i].r));
         }
         g->running = false;
-        gate_done(g);
         return r;
 }
 
