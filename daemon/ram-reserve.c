@@ -58,8 +58,7 @@ static void release(struct ram_reserve *rr)
                 /* Its socket's end is its signal to exit; one still faulting in is not listening yet. */
                 if (rr->state != RESERVE_READY)
                         kill(rr->pid, SIGTERM);
-                while (waitid(P_PID, (id_t)rr->pid, &si, WEXITED) < 0 && errno == EINTR)
-                        ;
+                vmm_wait_exit(rr->pid, &si);
         }
         rr->pid = 0;
         rr->child_exited = false;
@@ -228,8 +227,7 @@ void ram_standby_discard(const struct ram_standby *s)
         siginfo_t si;
 
         close(s->control_fd);
-        while (waitid(P_PID, (id_t)s->pid, &si, WEXITED) < 0 && errno == EINTR)
-                ;
+        vmm_wait_exit(s->pid, &si);
 }
 
 void ram_reserve_refill(struct ram_reserve *rr)

@@ -76,6 +76,12 @@ void vmm_describe_exit(int code, int status, char *buf, size_t len)
                 snprintf(buf, len, "ended (code %d, status %d)", code, status);
 }
 
+void vmm_wait_exit(pid_t pid, siginfo_t *si)
+{
+        while (waitid(P_PID, (id_t)pid, si, WEXITED) < 0 && errno == EINTR)
+                ;
+}
+
 /* After the pipe's end: the VMM has exited or is about to; reap it. */
 static void reap(struct vmm_spawn *s, char *why, size_t len)
 {
@@ -83,8 +89,7 @@ static void reap(struct vmm_spawn *s, char *why, size_t len)
 
         if (s->pid <= 0)
                 return;
-        while (waitid(P_PID, (id_t)s->pid, &si, WEXITED) < 0 && errno == EINTR)
-                ;
+        vmm_wait_exit(s->pid, &si);
         vmm_describe_exit(si.si_code, si.si_status, why, len);
         s->pid = 0;
 }
@@ -233,20 +238,6 @@ static int fork_vmm(const int *fds, size_t n, const char *binary, const char **a
         return 0;
 }
 
-/* Watches the ready pipe's read end (now s's) for the VMM's answer. */
-static int watch(sd_event *event, struct vmm_spawn *s, pid_t pid, int fd, struct svemig_error *err)
-{
-        int r;
-
-        s->pid = pid;
-        s->fd = fd;
-        fcntl(s->fd, F_SETFL, O_NONBLOCK);
-        r = sd_event_add_io(event, &s->io, s->fd, EPOLLIN, ready_io, s);
-        if (r < 0)
-                return svemig_error_set(err, r, "cannot watch the VMM: %s", strerror(-r));
-        return 0;
-}
-
 static struct vmm_spawn *spawn_alloc(vmm_spawn_progress_t progress, vmm_spawn_done_t done, void *userdata)
 {
         struct vmm_spawn *s = calloc(1, sizeof(*s));
@@ -260,22 +251,20 @@ static struct vmm_spawn *spawn_alloc(vmm_spawn_progress_t progress, vmm_spawn_do
         return s;
 }
 
-/* After watch() failed: the VMM is killed and reaped, s freed. */
-static void spawn_abort(struct vmm_spawn *s)
+/* Watches a new VMM's ready pipe (its read end now s's); on failure the VMM is killed and reaped, s freed.
+ */
+static int watch(sd_event *event, struct vmm_spawn *s, pid_t pid, int ready_fd, struct vmm_spawn **out,
+                 struct svemig_error *err)
 {
-        vmm_spawn_kill(s);
-        vmm_spawn_free(s);
-}
+        int r;
 
-/* Watches a new VMM's ready pipe; on failure gives it up. */
-static int watch_or_abort(sd_event *event, struct vmm_spawn *s, pid_t pid, int ready_fd,
-                          struct vmm_spawn **out, struct svemig_error *err)
-{
-        int r = watch(event, s, pid, ready_fd, err);
-
+        s->pid = pid;
+        s->fd = ready_fd;
+        fcntl(s->fd, F_SETFL, O_NONBLOCK);
+        r = sd_event_add_io(event, &s->io, s->fd, EPOLLIN, ready_io, s);
         if (r < 0) {
-                spawn_abort(s);
-                return r;
+                vmm_spawn_free(s);
+                return svemig_error_set(err, r, "cannot watch the VMM: %s", strerror(-r));
         }
         *out = s;
         return 0;
@@ -356,7 +345,7 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                 free(s);
                 return r;
         }
-        return watch_or_abort(event, s, pid, fds[0], out, err);
+        return watch(event, s, pid, fds[0], out, err);
 }
 
 int vmm_spawn_standby(const char *config, bool verbose, uint64_t size, pid_t *pid, int *control_fd,
@@ -420,11 +409,10 @@ int vmm_spawn_handoff(sd_event *event, pid_t pid, int control_fd, const struct v
                 free(s);
                 /* Dead or wedged; either way of no use to anyone now. */
                 kill(pid, SIGKILL);
-                while (waitid(P_PID, (id_t)pid, &si, WEXITED) < 0 && errno == EINTR)
-                        ;
+                vmm_wait_exit(pid, &si);
                 return r;
         }
-        return watch_or_abort(event, s, pid, fds[0], out, err);
+        return watch(event, s, pid, fds[0], out, err);
 }
 
 pid_t vmm_spawn_pid(const struct vmm_spawn *s)

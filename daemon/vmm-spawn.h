@@ -12,6 +12,7 @@
  * from there on it is watched and answers exactly as a spawned one.
  */
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -75,3 +76,5 @@ void vmm_spawn_free(struct vmm_spawn *s);
 
 /* "exited with status 1", "was killed by signal 9 (Killed)", from a wait status or siginfo. */
 void vmm_describe_exit(int code, int status, char *buf, size_t len);
+/* Reaps the child pid, however many signals interrupt the wait; *si says how it ended. */
+void vmm_wait_exit(pid_t pid, siginfo_t *si);
