@@ -169,6 +169,38 @@ static void peer_spoke(struct pump *p)
                 pump_fail(p, errno, "the connection to the destination failed: %s", strerror(errno));
 }
 
+/* A send or splice to the destination failed with errno e: recorded. */
+static void send_failed(struct pump *p, int e)
+{
+        if (e == EPIPE || e == ECONNRESET)
+                pump_fail(p, e, "the destination closed the connection (%s)", strerror(e));
+        else
+                pump_fail(p, e, "sending to the destination failed: %s", strerror(e));
+}
+
+/* The socket is full: waits until it takes more. 0 to go on, 1 on a stop, -1 on failure (recorded). */
+static int wait_writable(struct pump *p, bool watch)
+{
+        short ev = 0;
+        int r = pump_wait(p, POLLOUT | (watch ? POLLIN : 0), (int)p->timeout_ms, &ev);
+
+        if (r == 0)
+                return 1;
+        if (r == -ETIMEDOUT) {
+                pump_fail(p, ETIMEDOUT, "the destination has taken no data for %u ms", p->timeout_ms);
+                return -1;
+        }
+        if (r < 0) {
+                pump_fail(p, r, "poll failed: %s", strerror(-r));
+                return -1;
+        }
+        if ((ev & (POLLIN | POLLHUP | POLLERR)) && watch) {
+                peer_spoke(p);
+                return -1;
+        }
+        return 0;
+}
+
 /* TO_PEER: sends n bytes of p->buf. 0 done, 1 stopped, <0 failed (recorded). */
 static int send_chunk(struct pump *p, size_t n)
 {
@@ -194,31 +226,13 @@ static int send_chunk(struct pump *p, size_t n)
                 }
                 k = send(p->sock, p->buf + off, allow, MSG_DONTWAIT | MSG_NOSIGNAL);
                 if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
-                        r = pump_wait(p, POLLOUT | (watch ? POLLIN : 0), (int)p->timeout_ms, &ev);
-                        if (r == 0)
-                                return 1;
-                        if (r == -ETIMEDOUT) {
-                                pump_fail(p, ETIMEDOUT, "the destination has taken no data for %u ms",
-                                          p->timeout_ms);
-                                return -1;
-                        }
-                        if (r < 0) {
-                                pump_fail(p, r, "poll failed: %s", strerror(-r));
-                                return -1;
-                        }
-                        if ((ev & (POLLIN | POLLHUP | POLLERR)) && watch) {
-                                peer_spoke(p);
-                                return -1;
-                        }
+                        r = wait_writable(p, watch);
+                        if (r != 0)
+                                return r;
                         continue;
                 }
                 if (k < 0) {
-                        if (errno == EPIPE || errno == ECONNRESET)
-                                pump_fail(p, errno, "the destination closed the connection (%s)",
-                                          strerror(errno));
-                        else
-                                pump_fail(p, errno, "sending to the destination failed: %s",
-                                          strerror(errno));
+                        send_failed(p, errno);
                         return -1;
                 }
                 if (p->max_bps)
@@ -235,9 +249,7 @@ static int send_chunk(struct pump *p, size_t n)
  */
 static int splice_to_peer(struct pump *p)
 {
-        short ev = 0;
         ssize_t k;
-        int r;
 
         k = splice(p->pipe_rd, NULL, p->sock, NULL, PUMP_PIPE_SIZE, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (k > 0) {
@@ -249,29 +261,11 @@ static int splice_to_peer(struct pump *p)
         if (errno == EINTR)
                 return 0;
         if (errno != EAGAIN) {
-                if (errno == EPIPE || errno == ECONNRESET)
-                        pump_fail(p, errno, "the destination closed the connection (%s)", strerror(errno));
-                else
-                        pump_fail(p, errno, "sending to the destination failed: %s", strerror(errno));
+                send_failed(p, errno);
                 return -1;
         }
         /* The socket is full (or the pipe ran dry: then it is writable and the caller polls the pipe). */
-        r = pump_wait(p, POLLOUT | (flag(p, &p->watch_peer) ? POLLIN : 0), (int)p->timeout_ms, &ev);
-        if (r == 0)
-                return 1;
-        if (r == -ETIMEDOUT) {
-                pump_fail(p, ETIMEDOUT, "the destination has taken no data for %u ms", p->timeout_ms);
-                return -1;
-        }
-        if (r < 0) {
-                pump_fail(p, r, "poll failed: %s", strerror(-r));
-                return -1;
-        }
-        if ((ev & (POLLIN | POLLHUP | POLLERR)) && flag(p, &p->watch_peer)) {
-                peer_spoke(p);
-                return -1;
-        }
-        return 0;
+        return wait_writable(p, flag(p, &p->watch_peer));
 }
 
 static void pump_to_peer(struct pump *p)
