@@ -437,7 +437,6 @@ static int precopy(struct source *s, struct svemig_error *err)
         }
 }
 
-/* Pause; the last dirty pages and every vcpu; the trailer; everything out of the pump. */
 /*
  * Before the pause: waits (a bounded while) until the destination's kernel
  * has taken every byte of the pre-copy, so that the pause does not begin
@@ -543,6 +542,7 @@ static int send_vcpus(struct source *s, struct svemig_error *err)
         return r;
 }
 
+/* Pause; the last dirty pages and every vcpu; the trailer; everything out of the pump. */
 static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *err)
 {
         _cleanup_free_ uint64_t *more = NULL;

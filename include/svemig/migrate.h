@@ -398,14 +398,14 @@ struct migrate_served {
 int migrate_serve(struct hv *hv, int fd, const struct migrate_recv_opts *opts, struct migrate_served *out,
                   struct svemig_error *err);
 
+/* Whether a guest of mem_bytes of RAM is received into opts' reserved RAM (else fresh memory). */
+bool migrate_recv_uses_reserve(const struct migrate_recv_opts *opts, uint64_t mem_bytes);
+
 /*
  * Serves requests until a migration ends: 0 with *out the received guest
  * (running if it was running on the source, paused otherwise), or -errno.
  * Checks and host-info requests before it are answered on the way.
  */
-/* Whether a guest of mem_bytes of RAM is received into opts' reserved RAM (else fresh memory). */
-bool migrate_recv_uses_reserve(const struct migrate_recv_opts *opts, uint64_t mem_bytes);
-
 int migrate_receive(struct hv *hv, int fd, const struct migrate_recv_opts *opts, struct guest **out,
                     struct migrate_report *report, struct svemig_error *err);
 
