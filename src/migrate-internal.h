@@ -251,7 +251,7 @@ struct compression_input {
         uint64_t raw_mem_bps;  /* guest bytes/s a piece sent raw moved, end to end; 0 = not tried */
         uint64_t lz4_mem_bps;  /* the same with LZ4; 0 = not tried */
         unsigned pieces;       /* pieces measured so far */
-        bool no_trial;         /* the guest is paused: the faster way measured, never the other on trial */
+        bool no_trial;         /* stop-and-copy after a pre-copy: the faster way measured, no trial */
 };
 
 /* Measures ratio and compress_bps on a sample of guest memory; leaves link_bps. */

@@ -558,7 +558,12 @@ static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *
                         return svemig_error_prefix(err, "source: pausing the guest");
         }
         s->t_pause = migrate_now_ns();
-        s->comp.no_trial = true; /* a trial of the slower way would lengthen the downtime */
+        /*
+         * After a pre-copy the pause sends a remainder: a trial of the slower
+         * way would only lengthen the downtime. Without one (a paused guest)
+         * all of RAM goes now, and the trials are how it finds the faster.
+         */
+        s->comp.no_trial = precopied;
         if (precopied) {
                 more = calloc(s->words, sizeof(*more));
                 if (!more)

@@ -1168,8 +1168,8 @@ static void test_compression_decide(void **state)
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
         in.ratio = 0.5;
         /*
-         * Paused (stop-and-copy): never the other way on trial, however many
-         * pieces; the faster one measured, or the only one.
+         * Stop-and-copy after a pre-copy: never the other way on trial,
+         * however many pieces; the faster one measured, or the only one.
          */
         in = (struct compression_input){.ratio = 0.6, .compress_bps = 1200000000, .link_bps = 2000000000};
         in.raw_mem_bps = 300000000;
