@@ -250,7 +250,9 @@ struct compression_input {
         uint64_t link_bps;     /* bytes/s the link carries (the cap, or measured); 0 = unknown */
         uint64_t raw_mem_bps;  /* guest bytes/s a piece sent raw moved, end to end; 0 = not tried */
         uint64_t lz4_mem_bps;  /* the same with LZ4; 0 = not tried */
-        unsigned pieces;       /* pieces measured so far */
+        uint64_t raw_at_ns;    /* when raw_mem_bps was measured (migrate_now_ns()) */
+        uint64_t lz4_at_ns;    /* when lz4_mem_bps was */
+        uint64_t now_ns;       /* the time of the decision */
         bool no_trial;         /* stop-and-copy after a pre-copy: the faster way measured, no trial */
 };
 
@@ -266,8 +268,8 @@ bool compression_may_pay(const struct compression_input *in);
  * does not shrink the data. Before any measurement: raw on an unknown link,
  * else LZ4 if compressing and sending less beats sending raw by a margin on
  * this link (the sample's model). Then each way is tried on a piece, and the
- * one that moved guest memory faster goes on, the other tried again every
- * few pieces. A pure function, unit-tested.
+ * one that moved guest memory faster goes on, the other tried again once
+ * its figure is 2 s old. A pure function, unit-tested.
  */
 enum migrate_compression compression_decide(const struct compression_input *in);
 

@@ -21,7 +21,13 @@
 #define SAMPLE_PAGES               64u
 #define COMPRESSION_MIN_GAIN       0.9 /* LZ4 must take 10% off the sample at least */
 #define COMPRESSION_MARGIN         0.9 /* and be expected 10% faster than raw */
-#define COMPRESSION_RETRY_EVERY    8u  /* measured pieces between tries of the slower way */
+/*
+ * How old the slower way's figure gets before it is tried again: by time,
+ * not by pieces, so that a migration over in a second (1 GiB on loopback,
+ * where LZ4 never pays) tries it once, and one on a slow link about as
+ * often as every 8 pieces there.
+ */
+#define COMPRESSION_RETRY_NS (2000000000ull)
 
 void converge_opts_from(const struct migrate_opts *opts, struct converge_opts *c)
 {
@@ -166,6 +172,7 @@ static enum migrate_compression compression_model(const struct compression_input
 enum migrate_compression compression_decide(const struct compression_input *in)
 {
         enum migrate_compression best;
+        uint64_t other_at;
 
         if (!compression_may_pay(in) || in->compress_bps == 0)
                 return MIGRATE_COMPRESSION_NONE;
@@ -176,8 +183,9 @@ enum migrate_compression compression_decide(const struct compression_input *in)
          * The sample predicts the workers alone, not both ends' CPU on a host
          * shared with other work (on loopback, the "link" is the same CPUs
          * that compress). So each way is tried on a piece, and the one that
-         * moved guest memory faster end to end goes on; every few pieces
-         * the other is tried again, as the load may have changed.
+         * moved guest memory faster end to end goes on; once the other's
+         * figure is COMPRESSION_RETRY_NS old it is tried again, as the load
+         * may have changed.
          */
         if (!in->raw_mem_bps || !in->lz4_mem_bps) {
                 enum migrate_compression measured =
@@ -194,7 +202,8 @@ enum migrate_compression compression_decide(const struct compression_input *in)
         best = COMPRESSION_MARGIN * (double)in->lz4_mem_bps > (double)in->raw_mem_bps
                        ? MIGRATE_COMPRESSION_LZ4
                        : MIGRATE_COMPRESSION_NONE;
-        if (in->pieces % COMPRESSION_RETRY_EVERY == 0 && !in->no_trial)
+        other_at = best == MIGRATE_COMPRESSION_LZ4 ? in->raw_at_ns : in->lz4_at_ns;
+        if (!in->no_trial && in->now_ns - other_at >= COMPRESSION_RETRY_NS)
                 return best == MIGRATE_COMPRESSION_LZ4 ? MIGRATE_COMPRESSION_NONE : MIGRATE_COMPRESSION_LZ4;
         return best;
 }

@@ -238,6 +238,7 @@ static int adapt_compression(struct source *s, bool *trial, struct svemig_error 
 
         if (!s->adaptive)
                 return 0;
+        s->comp.now_ns = migrate_now_ns();
         lz4 = compression_decide(&s->comp) == MIGRATE_COMPRESSION_LZ4;
         mine = lz4 ? s->comp.lz4_mem_bps : s->comp.raw_mem_bps;
         other = lz4 ? s->comp.raw_mem_bps : s->comp.lz4_mem_bps;
@@ -266,7 +267,7 @@ static void measure_piece(struct source *s, bool lz4, uint64_t wire, uint64_t da
         if (first)
                 return;
         *(lz4 ? &s->comp.lz4_mem_bps : &s->comp.raw_mem_bps) = (uint64_t)((double)data * 1e9 / (double)ns);
-        s->comp.pieces++;
+        *(lz4 ? &s->comp.lz4_at_ns : &s->comp.raw_at_ns) = migrate_now_ns();
 }
 
 /* One piece of a pass, compressed or not as the link allows now, and measured. */

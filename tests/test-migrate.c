@@ -1133,34 +1133,38 @@ static void test_compression_decide(void **state)
          * Measured: the other way is tried on the next piece, then what each
          * moved end to end decides, whatever the model said (a host whose
          * CPUs are busy with other work), and the slower way is tried again
-         * every 8 pieces.
+         * once its figure is 2 s old (times in ns).
          */
         in = (struct compression_input){.ratio = 0.6, .compress_bps = 1200000000, .link_bps = 2000000000};
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
         in.raw_mem_bps = 300000000;
-        in.pieces = 1;
+        in.raw_at_ns = in.now_ns = 10000000000;
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
         in.lz4_mem_bps = 250000000;
-        in.pieces = 2;
+        in.lz4_at_ns = in.now_ns = 10100000000;
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
-        in.pieces = 8;
+        /* Raw measured again and again: LZ4's figure ages until it is tried again, at 2 s. */
+        in.raw_at_ns = in.now_ns = 12000000000;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
+        in.raw_at_ns = in.now_ns = 12100000000;
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
-        in.pieces = 9;
         in.lz4_mem_bps = 450000000;
+        in.lz4_at_ns = in.now_ns = 12200000000;
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
-        in.pieces = 16;
+        /* Now raw is the slower way, tried again once its figure (12.1 s) is 2 s old. */
+        in.lz4_at_ns = in.now_ns = 14000000000;
+        assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
+        in.lz4_at_ns = in.now_ns = 14100000000;
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
         /* LZ4 must beat raw by the margin (10%) to be kept: 2.0 GB/s raw against 2.1 GB/s LZ4 stays raw. */
         in = (struct compression_input){.ratio = 0.6, .compress_bps = 1200000000, .link_bps = 2500000000};
         in.raw_mem_bps = 2000000000;
         in.lz4_mem_bps = 2100000000;
-        in.pieces = 3;
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
         /* A capped link starts with LZ4 and tries raw next. */
         in = (struct compression_input){.ratio = 0.6, .compress_bps = 1200000000, .link_bps = 200000000};
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
         in.lz4_mem_bps = 330000000;
-        in.pieces = 1;
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
         /* A measurement never revives LZ4 on memory it does not shrink. */
         in.ratio = 0.95;
@@ -1169,17 +1173,15 @@ static void test_compression_decide(void **state)
         in.ratio = 0.5;
         /*
          * Stop-and-copy after a pre-copy: never the other way on trial,
-         * however many pieces; the faster one measured, or the only one.
+         * however old its figure; the faster one measured, or the only one.
          */
         in = (struct compression_input){.ratio = 0.6, .compress_bps = 1200000000, .link_bps = 2000000000};
         in.raw_mem_bps = 300000000;
-        in.pieces = 1;
         in.no_trial = true;
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
         in.lz4_mem_bps = 450000000;
-        in.pieces = 8;
+        in.now_ns = 30000000000;
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_LZ4);
-        in.pieces = 16;
         in.lz4_mem_bps = 250000000;
         assert_int_equal(compression_decide(&in), MIGRATE_COMPRESSION_NONE);
         in.raw_mem_bps = 0;
