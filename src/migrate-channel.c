@@ -105,36 +105,84 @@ static int out_fail(struct channels_out *c, unsigned i, int r, const struct svem
         return r;
 }
 
-static int open_one(const struct migrate_opts *opts, const struct peer_info *self, const uint8_t *id,
-                    unsigned index, unsigned timeout_ms, struct channel_out *ch, struct svemig_error *err)
+/* A connected channel's greeting: the hellos, then which migration's channel it is. */
+struct channel_greeting {
+        struct channel_out *ch;
+        const struct peer_info *self;
+        const uint8_t *id;
+        unsigned index;
+        pthread_t thread;
+        int r;
+        struct svemig_error err;
+};
+
+static void *greet(void *userdata)
 {
+        struct channel_greeting *g = userdata;
         Svemig__Peer__Channel msg = SVEMIG__PEER__CHANNEL__INIT;
         PeerMessage pm = SVEMIG__PEER__PEER_MESSAGE__INIT;
         struct peer_info remote;
-        int fd, r;
 
-        fd = opts->reconnect(opts->reconnect_userdata);
-        if (fd < 0)
-                return svemig_error_set(err, fd, "cannot connect: %s", strerror(-fd));
-        wire_init(&ch->w, fd, timeout_ms);
-        r = peer_hello(fd, self, timeout_ms, &remote, err);
-        if (r < 0)
-                return r;
+        g->r = peer_hello(g->ch->w.fd, g->self, g->ch->w.timeout_ms, &remote, &g->err);
+        if (g->r < 0)
+                return NULL;
         peer_info_done(&remote);
-        msg.id = (ProtobufCBinaryData){MIGRATE_ID_SIZE, (uint8_t *)id};
-        msg.index = index;
+        msg.id = (ProtobufCBinaryData){MIGRATE_ID_SIZE, (uint8_t *)g->id};
+        msg.index = g->index;
         pm.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_CHANNEL;
         pm.channel = &msg;
-        return wire_send(&ch->w, &pm, err);
+        g->r = wire_send(&g->ch->w, &pm, &g->err);
+        return NULL;
+}
+
+/*
+ * Connects every channel (opts->reconnect is called from this thread only),
+ * then greets them all at once: each greeting is a few round trips through
+ * the destination's listener, which on a real network would add up.
+ */
+static int open_all(struct channels_out *c, const struct migrate_opts *opts, const struct peer_info *self,
+                    const uint8_t *id, unsigned timeout_ms, struct svemig_error *err)
+{
+        struct channel_greeting g[MIGRATE_CHANNELS_MAX];
+        bool threaded[MIGRATE_CHANNELS_MAX] = {false};
+        int r = 0;
+
+        for (unsigned i = 0; i < c->n; i++) {
+                int fd = opts->reconnect(opts->reconnect_userdata);
+
+                if (fd < 0)
+                        return svemig_error_set(err, fd, "opening memory channel %u: cannot connect: %s", i,
+                                                strerror(-fd));
+                wire_init(&c->ch[i].w, fd, timeout_ms);
+        }
+        for (unsigned i = 0; i < c->n; i++) {
+                g[i] = (struct channel_greeting){.ch = &c->ch[i], .self = self, .id = id, .index = i};
+                threaded[i] = pthread_create(&g[i].thread, NULL, greet, &g[i]) == 0;
+                if (!threaded[i])
+                        greet(&g[i]);
+        }
+        for (unsigned i = 0; i < c->n; i++) {
+                if (threaded[i])
+                        pthread_join(g[i].thread, NULL);
+                if (g[i].r < 0 && r == 0) {
+                        *err = g[i].err;
+                        r = svemig_error_prefix(err, "opening memory channel %u", i);
+                }
+        }
+        return r;
 }
 
 int channels_open(const struct migrate_opts *opts, const struct peer_info *self, const uint8_t *id,
                   unsigned n, uint64_t cell, unsigned timeout_ms, struct channels_out **out,
                   struct svemig_error *err)
 {
-        struct channels_out *c = calloc(1, sizeof(*c) + n * sizeof(c->ch[0]));
+        struct channels_out *c;
         int r = 0;
 
+        if (n > MIGRATE_CHANNELS_MAX)
+                return svemig_error_set(err, EINVAL, "%u memory channels; at most %u", n,
+                                        MIGRATE_CHANNELS_MAX);
+        c = calloc(1, sizeof(*c) + n * sizeof(c->ch[0]));
         if (!c)
                 return svemig_error_set(err, ENOMEM, "out of memory");
         c->n = n;
@@ -143,13 +191,11 @@ int channels_open(const struct migrate_opts *opts, const struct peer_info *self,
         for (unsigned i = 0; i < n; i++) {
                 c->ch[i].w.fd = -1;
                 pthread_mutex_init(&c->ch[i].lock, NULL);
-        }
-        for (unsigned i = 0; i < n && r == 0; i++) {
-                if (count_init(&c->ch[i].count) < 0)
+                if (r == 0 && count_init(&c->ch[i].count) < 0)
                         r = svemig_error_set(err, ENOMEM, "out of memory");
-                else if ((r = open_one(opts, self, id, i, timeout_ms, &c->ch[i], err)) < 0)
-                        svemig_error_prefix(err, "opening memory channel %u", i);
         }
+        if (r == 0)
+                r = open_all(c, opts, self, id, timeout_ms, err);
         if (r < 0) {
                 channels_out_free(c);
                 return r;
