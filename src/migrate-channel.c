@@ -112,6 +112,7 @@ struct channel_greeting {
         const uint8_t *id;
         unsigned index;
         pthread_t thread;
+        bool threaded; /* else greeted inline: no thread could be started */
         int r;
         struct svemig_error err;
 };
@@ -144,7 +145,6 @@ static int open_all(struct channels_out *c, const struct migrate_opts *opts, con
                     const uint8_t *id, unsigned timeout_ms, struct svemig_error *err)
 {
         struct channel_greeting g[MIGRATE_CHANNELS_MAX];
-        bool threaded[MIGRATE_CHANNELS_MAX] = {false};
         int r = 0;
 
         for (unsigned i = 0; i < c->n; i++) {
@@ -157,12 +157,12 @@ static int open_all(struct channels_out *c, const struct migrate_opts *opts, con
         }
         for (unsigned i = 0; i < c->n; i++) {
                 g[i] = (struct channel_greeting){.ch = &c->ch[i], .self = self, .id = id, .index = i};
-                threaded[i] = pthread_create(&g[i].thread, NULL, greet, &g[i]) == 0;
-                if (!threaded[i])
+                g[i].threaded = pthread_create(&g[i].thread, NULL, greet, &g[i]) == 0;
+                if (!g[i].threaded)
                         greet(&g[i]);
         }
         for (unsigned i = 0; i < c->n; i++) {
-                if (threaded[i])
+                if (g[i].threaded)
                         pthread_join(g[i].thread, NULL);
                 if (g[i].r < 0 && r == 0) {
                         *err = g[i].err;
