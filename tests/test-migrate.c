@@ -181,6 +181,15 @@ static void host_close(struct host *h)
         hv_close(h->hv);
 }
 
+/* The end of a test that moved g: both copies and both hosts go. */
+static void end_both(struct guest *src, struct guest *dst, struct host *a, struct host *b)
+{
+        guest_destroy(src);
+        guest_destroy(dst);
+        host_close(a);
+        host_close(b);
+}
+
 static void pair(int fds[2])
 {
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
@@ -621,10 +630,7 @@ static void test_migrate_channels(void **state)
         assert_int_equal(j.report.pages_sent, rep.pages_sent);
         assert_int_equal(j.report.zero_pages, rep.zero_pages);
         assert_one_running(g, j.guest, &sp);
-        guest_destroy(g);
-        guest_destroy(j.guest);
-        host_close(&a);
-        host_close(&b);
+        end_both(g, j.guest, &a, &b);
 }
 
 /* Pages the "guest" rewrites after the first pass: one holding data becomes zero, one zero gets data. */
@@ -684,10 +690,7 @@ static void test_channels_rewritten_pages(void **state)
         assert_memory_equal(guest_mem(g), guest_mem(j.guest), sp.mem);
         assert_int_equal(guest_mem(j.guest)[(size_t)DATA_PAGE * HV_PAGE_SIZE + 17], 0);
         assert_int_equal(guest_mem(j.guest)[(size_t)ZERO_PAGE * HV_PAGE_SIZE + 17], 0x5a);
-        guest_destroy(g);
-        guest_destroy(j.guest);
-        host_close(&a);
-        host_close(&b);
+        end_both(g, j.guest, &a, &b);
 }
 
 /* A destination with RAM faulted in ahead in its own process (a standby VMM's) receives into it. */
@@ -714,10 +717,7 @@ static void test_migrate_prepared_ram(void **state)
                 fail_msg("destination: %s", j.err.msg);
         assert_ptr_equal(guest_mem(j.guest), mem);
         assert_one_running(g, j.guest, &sp);
-        guest_destroy(g);
-        guest_destroy(j.guest); /* and the mapping with it */
-        host_close(&a);
-        host_close(&b);
+        end_both(g, j.guest, &a, &b); /* the destination's mapping with it */
 }
 
 struct loaded_probe {
@@ -796,10 +796,7 @@ static void test_migrate_channels_refused(void **state)
         assert_true(rep.stream_bytes > 2 * 1024 * 1024 / 2);
         assert_int_equal(b.n_resolvers, 0); /* no channel was opened */
         assert_one_running(g, j.guest, &sp);
-        guest_destroy(g);
-        guest_destroy(j.guest);
-        host_close(&a);
-        host_close(&b);
+        end_both(g, j.guest, &a, &b);
 }
 
 /*
@@ -1249,10 +1246,7 @@ static void test_throttle(void **state)
         assert_int_equal(t.throttles[1], 20);
         assert_true(rep.link_bps > 0 && rep.link_bps < (4u << 20));
         assert_one_running(g, j.guest, &busy);
-        guest_destroy(g);
-        guest_destroy(j.guest);
-        host_close(&a);
-        host_close(&c);
+        end_both(g, j.guest, &a, &c);
 }
 
 /* No auto-converge, a tight limit: the migration gives up, says why, and the guest runs on here. */
@@ -1354,10 +1348,7 @@ static void run_fault(enum migrate_step src_kill, enum migrate_step dst_at, int 
                 assert_true(rep.resumed);
                 assert_one_running(g, NULL, &small);
         }
-        guest_destroy(g);
-        guest_destroy(j.guest);
-        host_close(&a);
-        host_close(&c);
+        end_both(g, j.guest, &a, &c);
 }
 
 static void test_source_killed(void **state)
@@ -1615,10 +1606,7 @@ static int through(struct proxy *p, unsigned timeout_ms, struct svemig_error *er
         if (r == 0)
                 assert_non_null(j.guest);
         assert_one_running(g, j.guest, &small);
-        guest_destroy(g);
-        guest_destroy(j.guest);
-        host_close(&a);
-        host_close(&c);
+        end_both(g, j.guest, &a, &c);
         return r;
 }
 
