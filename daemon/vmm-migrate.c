@@ -452,9 +452,11 @@ int vmm_receive(struct vmm *v, int fd, void *ram_mem, uint64_t ram_size, int cha
         v->vls = guest_vls(v->guest);
         v->ever_ran = true;
         log_msg(LOG_NOTICE, LOG_CTX(.guest = v->name, .peer = rep.peer_host, .op = "migrate"),
-                "guest %s arrived from %s: %llu bytes, %llu pages (%llu of them zero)", v->name,
-                rep.peer_host, (unsigned long long)rep.bytes_sent, (unsigned long long)rep.pages_sent,
-                (unsigned long long)rep.zero_pages);
+                "guest %s arrived from %s: %llu bytes, %llu pages (%llu of them zero; %llu written by the "
+                "guest as they were sent, which came again)",
+                v->name, rep.peer_host, (unsigned long long)rep.bytes_sent,
+                (unsigned long long)rep.pages_sent, (unsigned long long)rep.zero_pages,
+                (unsigned long long)rep.torn_pages);
         reserve_log(v, &opts, rep.peer_host);
         return 0;
 }

@@ -5,9 +5,12 @@
  * kept so where that shrinks it, else stored raw (LZ4 would grow it). In
  * guest memory, where matches rarely cross pages, pages on their own cost
  * little against LZ4 over a whole chunk, and they spare incompressible
- * pages the block format's growth (docs/stream-format.md). Encoding and decoding run on the worker pool;
- * frames go to the stream in address order whatever the thread count, so
- * output is reproducible.
+ * pages the block format's growth (docs/stream-format.md). Encoding and
+ * decoding run on the worker pool; frames go to the stream in address order
+ * whatever the thread count, so output is reproducible.
+ *
+ * On a migration's memory channels raw pages need no copy: they go from the
+ * guest's memory, each with a check of its own (FRAME_F_PAGE_CHECKS).
  */
 #include <errno.h>
 #include <lz4.h>
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checksum.h"
 #include "macro.h"
 #include "stream-internal.h"
 #include "stream.pb-c.h"
@@ -34,12 +38,19 @@
 /* The MemChunk field 6 (data), length-delimited: its tag byte. */
 #define MEMCHUNK_DATA_TAG ((6u << 3) | 2u)
 
+size_t memchunk_fields_max(uint32_t chunk_pages)
+{
+        /*
+         * slot, gpa, page_count; three bitmaps; the LZ4 sizes (each < 65536:
+         * 3 bytes); the page checks; data's tag, length.
+         */
+        return 32 + 3 * (3 + DIV_ROUND_UP(chunk_pages, 8)) + 4 + 3 * (size_t)chunk_pages + 4 +
+               8 * (size_t)chunk_pages + 6;
+}
+
 size_t memchunk_raw_max(uint32_t page_size, uint32_t chunk_pages)
 {
-        /* Fields and their tags, three bitmaps with theirs, the LZ4 sizes (< 65536: 3 bytes each), the
-         * pages. */
-        return 64 + 3 * (4 + DIV_ROUND_UP(chunk_pages, 8)) + (4 + 3 * (size_t)chunk_pages) +
-               (size_t)chunk_pages * page_size;
+        return memchunk_fields_max(chunk_pages) + (size_t)chunk_pages * page_size;
 }
 
 static bool bit_test(const uint8_t *map, size_t i)
@@ -103,6 +114,12 @@ struct wjob {
         struct bytebuf out; /* room for the MemChunk's other fields, then its data */
         struct frame_out frame;
         uint64_t n_carried, n_zero, n_lz4;
+
+        /* FRAME_F_PAGE_CHECKS: the data pages where they are, adjacent ones merged, and their checks. */
+        uint64_t page_checks[SVEMIG_STREAM_CHUNK_PAGES_MAX];
+        struct iovec data[SVEMIG_STREAM_CHUNK_PAGES_MAX / 2 + 1];
+        unsigned n_data;
+        size_t data_len;
 };
 
 /*
@@ -217,14 +234,6 @@ static int w_produce(void *ctx, unsigned slot)
         return WORKPOOL_END;
 }
 
-/* Room before the data for the MemChunk's other fields at their largest, and the data's tag and length. */
-static size_t head_room(uint32_t chunk_pages)
-{
-        /* slot, gpa, page_count; three bitmaps; the LZ4 sizes (each < 65536: 3 bytes); data's tag, length.
-         */
-        return 32 + 3 * (3 + DIV_ROUND_UP(chunk_pages, 8)) + 4 + 3 * (size_t)chunk_pages + 6;
-}
-
 /*
  * Bytes LZ4 tries at the start and in the middle of a page before the whole
  * page: if it cannot take 1/64 off either, the page is stored raw without
@@ -261,24 +270,40 @@ static size_t page_compress(LZ4_stream_t *st, const uint8_t *p, uint32_t ps, uin
         return (size_t)z;
 }
 
+/* A data page left where it is (FRAME_F_PAGE_CHECKS): checked now, sent from there. */
+static void put_in_place(struct wjob *j, const uint8_t *p, uint32_t ps)
+{
+        struct iovec *last = j->n_data ? &j->data[j->n_data - 1] : NULL;
+
+        j->page_checks[j->data_len / ps] = checksum64(p, ps);
+        if (last && (const uint8_t *)last->iov_base + last->iov_len == p)
+                last->iov_len += ps;
+        else
+                j->data[j->n_data++] = (struct iovec){(void *)p, ps};
+        j->data_len += ps;
+}
+
 static int w_work(void *ctx, unsigned slot)
 {
         struct wctx *c = ctx;
         struct wjob *j = &c->jobs[slot];
         const struct svemig_stream_info *info = &c->w->info;
-        bool lz4 = c->w->lz4;
+        bool lz4 = c->w->lz4, in_place = c->w->mem_sink_page_checks && !lz4;
         Svemig__MemChunk m = SVEMIG__MEM_CHUNK__INIT;
-        size_t bm = DIV_ROUND_UP(j->n_pages, 8), room = head_room(info->chunk_pages), dlen = 0, hlen, tlen;
+        size_t bm = DIV_ROUND_UP(j->n_pages, 8), room = memchunk_fields_max(info->chunk_pages), dlen = 0,
+               hlen, tlen;
         uint32_t ps = info->page_size;
         uint8_t *data, *head;
 
         /* The data is written straight after the room, never packed twice. */
-        if (bytebuf_reserve(&j->out, room + (size_t)j->n_pages * ps) < 0)
+        if (bytebuf_reserve(&j->out, room + (in_place ? 0 : (size_t)j->n_pages * ps)) < 0)
                 return -ENOMEM;
         data = j->out.p + room;
         memset(j->zero, 0, bm);
         memset(j->lz4_pages, 0, bm);
         j->n_carried = j->n_zero = j->n_lz4 = 0;
+        j->n_data = 0;
+        j->data_len = 0;
         for (uint32_t i = 0; i < j->n_pages; i++) {
                 const uint8_t *p = j->host + (size_t)i * ps;
                 size_t z;
@@ -289,6 +314,10 @@ static int w_work(void *ctx, unsigned slot)
                 if (page_is_zero(p, ps)) {
                         bit_set(j->zero, i);
                         j->n_zero++;
+                        continue;
+                }
+                if (in_place) {
+                        put_in_place(j, p, ps);
                         continue;
                 }
                 z = lz4 ? page_compress(j->lz4, p, ps, data + dlen) : 0;
@@ -315,6 +344,11 @@ static int w_work(void *ctx, unsigned slot)
                 m.n_lz4_sizes = j->n_lz4;
                 m.lz4_sizes = j->lz4_sizes;
         }
+        if (j->data_len) {
+                m.n_page_checks = j->data_len / ps;
+                m.page_checks = j->page_checks;
+                dlen = j->data_len;
+        }
         /*
          * The other fields go right before the data, then the data's own tag
          * and length (a message may end with any field, so this is the
@@ -330,14 +364,21 @@ static int w_work(void *ctx, unsigned slot)
                 head[hlen] = MEMCHUNK_DATA_TAG;
                 put_varint(head + hlen + 1, dlen);
         }
-        /* A chunk with no LZ4 page is a 1.0 chunk, which 1.0 readers still read. */
-        frame_seal(&j->frame, SVEMIG_FRAME_MEMORY, FRAME_F_REQUIRED | (j->n_lz4 ? FRAME_F_PAGE_LZ4 : 0),
-                   j->n_lz4 ? FRAME_PAGE_LZ4_MINOR : 0, head, hlen + tlen + dlen);
+        if (j->data_len)
+                frame_seal_fields(&j->frame, SVEMIG_FRAME_MEMORY, FRAME_F_REQUIRED | FRAME_F_PAGE_CHECKS,
+                                  FRAME_PAGE_CHECKS_MINOR, head, hlen + tlen, dlen);
+        else /* a chunk with no LZ4 page is a 1.0 chunk, which 1.0 readers still read */
+                frame_seal(&j->frame, SVEMIG_FRAME_MEMORY,
+                           FRAME_F_REQUIRED | (j->n_lz4 ? FRAME_F_PAGE_LZ4 : 0),
+                           j->n_lz4 ? FRAME_PAGE_LZ4_MINOR : 0, head, hlen + tlen + dlen);
         if (c->w->mem_sink) /* sent from here, so that the sink's channels fill in parallel */
                 return c->w->mem_sink(c->w->mem_sink_data, &(struct memory_frame){.gpa = j->gpa,
                                                                                   .pages = j->n_carried,
                                                                                   .zero_pages = j->n_zero,
-                                                                                  .out = &j->frame});
+                                                                                  .out = &j->frame,
+                                                                                  .data = j->data,
+                                                                                  .n_data = j->n_data,
+                                                                                  .data_len = j->data_len});
         return 0;
 }
 
@@ -355,7 +396,7 @@ static int w_consume(void *ctx, unsigned slot, int rc)
                                         strerror(-rc));
         if (w->mem_sink) {
                 s->frames++;
-                s->bytes += FRAME_HEAD_SIZE + j->frame.len + FRAME_TAIL_SIZE;
+                s->bytes += FRAME_HEAD_SIZE + j->frame.len + j->data_len + FRAME_TAIL_SIZE;
         } else {
                 r = stream_writer_emit(w, &j->frame, c->err);
                 if (r < 0)
@@ -364,7 +405,7 @@ static int w_consume(void *ctx, unsigned slot, int rc)
         s->mem_chunks++;
         s->mem_pages += j->n_carried;
         s->zero_pages += j->n_zero;
-        s->mem_stored += FRAME_HEAD_SIZE + j->frame.len + FRAME_TAIL_SIZE;
+        s->mem_stored += FRAME_HEAD_SIZE + j->frame.len + j->data_len + FRAME_TAIL_SIZE;
         s->lz4_pages += j->n_lz4;
         if (j->n_lz4 || (get_le32(j->frame.head + 4) & FRAME_F_LZ4))
                 s->lz4_chunks++;
@@ -681,6 +722,12 @@ static int chunk_check(const struct svemig_stream_info *info, const Svemig__MemC
         k = chunk_check_lz4(m, flags, ps, off, n->lz4, &lz4_bytes, err);
         if (k < 0)
                 return k;
+        if (m->n_page_checks != ((flags & FRAME_F_PAGE_CHECKS) ? data : 0))
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: memory chunk gives %zu page checks for %llu data "
+                                        "pages in a frame %s flag PAGE_CHECKS",
+                                        (unsigned long long)off, m->n_page_checks, (unsigned long long)data,
+                                        (flags & FRAME_F_PAGE_CHECKS) ? "with" : "without");
         if (m->data.len != data * ps + lz4_bytes)
                 return svemig_error_set(
                         err, EBADMSG,
@@ -692,17 +739,17 @@ static int chunk_check(const struct svemig_stream_info *info, const Svemig__MemC
 }
 
 /*
- * An optional bitmap of the destination's pages that may hold data (bit i:
- * page i of the map), for memory known to be zero where no bit is set: a
- * zero page there needs neither a write nor a look. Words are updated
- * atomically, for threads that write pages of the same word.
+ * The marks' bitmaps (struct memchunk_marks; bit i: page i of the map).
+ * With written, memory is known to be zero where no bit is set: a zero page
+ * there needs neither a write nor a look. Words are updated atomically, for
+ * threads that write pages of the same word.
  */
 static bool written_test(const uint64_t *w, uint64_t page)
 {
         return __atomic_load_n(&w[page / 64], __ATOMIC_RELAXED) & (1ull << (page % 64));
 }
 
-static void written_mark(uint64_t *w, uint64_t page, bool on)
+static void mark(uint64_t *w, uint64_t page, bool on)
 {
         if (on)
                 __atomic_fetch_or(&w[page / 64], 1ull << (page % 64), __ATOMIC_RELAXED);
@@ -716,7 +763,7 @@ static void zero_page(uint8_t *p, uint32_t ps, uint64_t *written, uint64_t page)
         if (written) {
                 if (written_test(written, page)) {
                         memset(p, 0, ps);
-                        written_mark(written, page, false);
+                        mark(written, page, false);
                 }
                 return;
         }
@@ -729,12 +776,27 @@ static void zero_page(uint8_t *p, uint32_t ps, uint64_t *written, uint64_t page)
                 memset(p, 0, ps);
 }
 
+/* A carried page has come, with data or zero (already in place), its check failed or not. */
+static void page_came(uint8_t *p, uint32_t ps, const struct memchunk_marks *marks, uint64_t page, bool zero,
+                      bool failed)
+{
+        uint64_t *written = marks ? marks->written : NULL;
+
+        if (zero)
+                zero_page(p, ps, written, page);
+        else if (written)
+                mark(written, page, true);
+        if (marks && marks->unverified)
+                mark(marks->unverified, page, failed);
+}
+
 /*
  * Writes the chunk's pages to dst, or with dst NULL only decompresses its
  * LZ4 pages (into a scratch page) so that a check finds what a restore would.
  */
 static int chunk_apply(struct memchunk_decoder *d, const Svemig__MemChunk *m, uint32_t ps, uint8_t *dst,
-                       uint64_t *written, uint64_t first_page, uint64_t offset, struct svemig_error *err)
+                       const struct memchunk_marks *marks, uint64_t first_page, uint64_t offset,
+                       struct svemig_error *err)
 {
         const uint8_t *src = m->data.data;
         size_t li = 0;
@@ -746,13 +808,10 @@ static int chunk_apply(struct memchunk_decoder *d, const Svemig__MemChunk *m, ui
 
                 if (!page_carried(m, i))
                         continue;
-                if (page_zero(m, i)) {
-                        if (p)
-                                zero_page(p, ps, written, first_page + i);
+                if (p)
+                        page_came(p, ps, marks, first_page + i, page_zero(m, i), false);
+                if (page_zero(m, i))
                         continue;
-                }
-                if (p && written)
-                        written_mark(written, first_page + i, true);
                 if (m->lz4_pages.len && bit_test(m->lz4_pages.data, i)) {
                         uint32_t z = m->lz4_sizes[li++];
 
@@ -955,19 +1014,33 @@ size_t memchunk_layout_iov(const struct memchunk_layout *l, struct iovec *iov, s
         return n;
 }
 
-void memchunk_layout_done(const struct memchunk_layout *l, uint64_t *written)
+unsigned memchunk_layout_verify(const struct memchunk_layout *l, uint8_t *failed)
+{
+        const Svemig__MemChunk *m = l->m;
+        unsigned n = 0;
+        size_t k = 0;
+
+        memset(failed, 0, DIV_ROUND_UP(m->page_count, 8));
+        for (uint32_t i = 0; i < m->page_count; i++) {
+                if (!page_carried(m, i) || page_zero(m, i))
+                        continue;
+                if (checksum64(l->dst + (size_t)i * l->page_size, l->page_size) != m->page_checks[k++]) {
+                        bit_set(failed, i);
+                        n++;
+                }
+        }
+        return n;
+}
+
+void memchunk_layout_done(const struct memchunk_layout *l, const struct memchunk_marks *marks,
+                          const uint8_t *failed)
 {
         const Svemig__MemChunk *m = l->m;
 
-        for (uint32_t i = 0; i < m->page_count; i++) {
-                if (!page_carried(m, i))
-                        continue;
-                if (page_zero(m, i))
-                        zero_page(l->dst + (size_t)i * l->page_size, l->page_size, written,
-                                  l->first_page + i);
-                else if (written)
-                        written_mark(written, l->first_page + i, true);
-        }
+        for (uint32_t i = 0; i < m->page_count; i++)
+                if (page_carried(m, i))
+                        page_came(l->dst + (size_t)i * l->page_size, l->page_size, marks, l->first_page + i,
+                                  page_zero(m, i), failed && bit_test(failed, i));
 }
 
 void memchunk_decoder_init(struct memchunk_decoder *d)
@@ -984,9 +1057,9 @@ void memchunk_decoder_done(struct memchunk_decoder *d)
 }
 
 int memchunk_apply_frame(struct memchunk_decoder *d, const struct svemig_stream_info *info,
-                         const struct svemig_mem_map *map, uint64_t *written, const struct frame_head *h,
-                         const uint8_t *stored, uint64_t offset, struct memchunk_counts *n,
-                         struct svemig_error *err)
+                         const struct svemig_mem_map *map, const struct memchunk_marks *marks,
+                         const struct frame_head *h, const uint8_t *stored, uint64_t offset,
+                         struct memchunk_counts *n, struct svemig_error *err)
 {
         Svemig__MemChunk *m;
         uint8_t *dst;
@@ -998,7 +1071,7 @@ int memchunk_apply_frame(struct memchunk_decoder *d, const struct svemig_stream_
         dst = chunk_dst(map, 1, m, info->page_size, offset, err);
         if (!dst)
                 return -ERANGE;
-        return chunk_apply(d, m, info->page_size, dst, written,
+        return chunk_apply(d, m, info->page_size, dst, marks,
                            (uint64_t)(dst - (uint8_t *)map->host) / info->page_size, offset, err);
 }
 

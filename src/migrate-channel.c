@@ -43,8 +43,9 @@
 
 #define CHANNEL_TRAILER_MAX 4096u
 #define CHANNEL_RECV_BUFFER (2 << 20)
-#define LAYOUT_PEEK         512u /* a MemChunk's fields before its pages, at most (memchunk.c) */
 #define LAYOUT_IOV          (SVEMIG_STREAM_CHUNK_PAGES_MAX + 2u)
+/* A frame going out: head, fields, each run of adjacent data pages (FRAME_F_PAGE_CHECKS), tail. */
+#define SEND_IOV (SVEMIG_STREAM_CHUNK_PAGES_MAX / 2u + 4u)
 
 /* What one channel carried, counted the same way on both ends. */
 struct channel_count {
@@ -210,18 +211,23 @@ int channels_send(void *userdata, const struct memory_frame *f)
         unsigned i = (unsigned)((f->gpa / c->cell) % c->n);
         struct channel_out *ch = &c->ch[i];
         struct svemig_error err = {0};
-        struct iovec iov[3];
+        struct iovec iov[SEND_IOV];
         int r;
 
+        if (f->n_data > SEND_IOV - 3)
+                return -E2BIG;
         frame_iov(f->out, iov);
+        /* The pages, where they are in the guest, go between the fields and the tail. */
+        iov[2 + f->n_data] = iov[2];
+        memcpy(iov + 2, f->data, f->n_data * sizeof(*iov));
         r = channels_out_error(c, NULL); /* after one channel failed, the others send nothing more */
         if (r < 0)
                 return r;
         pthread_mutex_lock(&ch->lock);
-        r = wire_sendv(&ch->w, iov, 3, &err);
+        r = wire_sendv(&ch->w, iov, 3 + (int)f->n_data, &err);
         if (r == 0)
-                count_frame(&ch->count, f->out->head, (uint32_t)f->out->len, f->out->tail, f->pages,
-                            f->zero_pages);
+                count_frame(&ch->count, f->out->head, (uint32_t)(f->out->len + f->data_len), f->out->tail,
+                            f->pages, f->zero_pages);
         pthread_mutex_unlock(&ch->lock);
         return r < 0 ? out_fail(c, i, r, &err) : 0;
 }
@@ -319,7 +325,9 @@ struct channel_in {
         struct memchunk_decoder dec;
         struct bytebuf buf;
         struct channel_count count;
-        struct checksum_state *check; /* a payload received in pieces */
+        struct checksum_state *check;                      /* a payload received in pieces */
+        uint8_t failed[SVEMIG_STREAM_CHUNK_PAGES_MAX / 8]; /* a frame's pages that failed their checks */
+        uint64_t torn; /* pages that failed their checks (and must come again) */
         int r;
         struct svemig_error err;
 };
@@ -336,7 +344,13 @@ struct channels_in {
         pthread_cond_t cond;
         unsigned running;
         bool failed;
-        uint64_t *written; /* memchunk_apply_frame()'s: the guest's memory is fresh, so zero where unset */
+        size_t fields_max; /* what a frame's fields take at most, peeked to lay it out */
+        /*
+         * The guest's memory is fresh, so zero where no page was written.
+         * A page whose check failed (FRAME_F_PAGE_CHECKS: the guest wrote
+         * it as it was sent) stays unverified until it comes again.
+         */
+        struct memchunk_marks marks;
         struct channel_in ch[];
 };
 
@@ -459,25 +473,67 @@ static int in_recv(struct channel_in *c, void *buf, size_t len)
         return in_recvv(c, &iov, 1);
 }
 
+static int check_mismatch(struct channel_in *c, uint64_t offset, const char *what, uint64_t want,
+                          uint64_t have)
+{
+        return svemig_error_set(&c->err, EBADMSG,
+                                "offset %llu: MEMORY frame %s checksum mismatch (stored 0x%016llx, computed "
+                                "0x%016llx): the stream is corrupt",
+                                (unsigned long long)offset, what, (unsigned long long)want,
+                                (unsigned long long)have);
+}
+
+/*
+ * The frame's checks, its pages in place: with FRAME_F_PAGE_CHECKS, the
+ * fields' own, then each page's, a page that fails left to come again
+ * (c->failed); else the whole payload's.
+ */
+static int in_verify(struct channel_in *c, const struct frame_head *h, const struct memchunk_layout *l,
+                     const struct iovec *pages, size_t n_pages, uint64_t want, uint64_t offset,
+                     const uint8_t **failed)
+{
+        uint64_t have;
+
+        *failed = NULL;
+        if (h->flags & FRAME_F_PAGE_CHECKS) {
+                unsigned torn;
+
+                have = checksum64(c->buf.p, l->data_off);
+                if (have != want)
+                        return check_mismatch(c, offset, "fields", want, have);
+                torn = memchunk_layout_verify(l, c->failed);
+                c->torn += torn;
+                if (torn)
+                        *failed = c->failed;
+                return 0;
+        }
+        checksum_reset(c->check);
+        checksum_update(c->check, c->buf.p, l->data_off);
+        for (size_t i = 0; i < n_pages; i++)
+                checksum_update(c->check, pages[i].iov_base, pages[i].iov_len);
+        have = checksum_digest(c->check);
+        return have == want ? 0 : check_mismatch(c, offset, "payload", want, have);
+}
+
 /*
  * A raw MEMORY frame straight into the guest: its fields, peeked, say where
  * its pages go, and one recvmsg() puts them there. The guest does not run
  * before COMMIT, so pages that turn out to be damaged only fail the
- * migration, as they would have from a buffer. 1: done; 0: the frame must
- * be read whole.
+ * migration (or, with their own checks, must come again), as they would
+ * have from a buffer. 1: done; 0: the frame must be read whole.
  */
 static int in_direct(struct channel_in *c, const struct frame_head *h, uint64_t offset,
                      struct memchunk_counts *n, uint8_t tail[FRAME_TAIL_SIZE])
 {
         static _Thread_local struct iovec iov[LAYOUT_IOV];
-        size_t peek = MIN((size_t)h->stored_len, (size_t)LAYOUT_PEEK), k;
+        size_t peek = MIN((size_t)h->stored_len, c->set->fields_max), k;
         struct memchunk_layout l;
-        uint64_t want;
+        const uint8_t *failed;
         int r;
 
         if (peek == 0)
                 return 0;
-        if (bytebuf_reserve(&c->buf, LAYOUT_PEEK) < 0)
+        if (bytebuf_reserve(&c->buf, c->set->fields_max) < 0)
                 return svemig_error_set(&c->err, ENOMEM, "out of memory");
         r = in_peek(c, c->buf.p, peek);
         if (r < 0)
@@ -495,19 +551,10 @@ static int in_direct(struct channel_in *c, const struct frame_head *h, uint64_t 
                 return r;
         /* in_recvv() moved the iovecs on: lay them out again for the check. */
         memchunk_layout_iov(&l, iov, LAYOUT_IOV - 2);
-        checksum_reset(c->check);
-        checksum_update(c->check, c->buf.p, l.data_off);
-        for (size_t i = 0; i < k; i++)
-                checksum_update(c->check, iov[i].iov_base, iov[i].iov_len);
-        want = get_le64(tail);
-        if (checksum_digest(c->check) != want)
-                return svemig_error_set(
-                        &c->err, EBADMSG,
-                        "offset %llu: MEMORY frame payload checksum mismatch (stored 0x%016llx, "
-                        "computed 0x%016llx): the stream is corrupt",
-                        (unsigned long long)offset, (unsigned long long)want,
-                        (unsigned long long)checksum_digest(c->check));
-        memchunk_layout_done(&l, c->set->written);
+        r = in_verify(c, h, &l, iov, k, get_le64(tail), offset, &failed);
+        if (r < 0)
+                return r;
+        memchunk_layout_done(&l, &c->set->marks, failed);
         *n = l.n;
         return 1;
 }
@@ -555,7 +602,7 @@ static int in_run(struct channel_in *c)
                         return svemig_error_prefix(&c->err, "offset %llu", (unsigned long long)offset);
                 if (h.type == SVEMIG_FRAME_TRAILER)
                         return in_trailer(c, &h, offset);
-                r = memchunk_apply_frame(&c->dec, info, &c->set->map, c->set->written, &h, c->buf.p, offset,
+                r = memchunk_apply_frame(&c->dec, info, &c->set->map, &c->set->marks, &h, c->buf.p, offset,
                                          &n, &c->err);
                 if (r < 0)
                         return r;
@@ -692,8 +739,10 @@ int channels_accept(int unix_fd, const uint8_t *id, unsigned n, unsigned timeout
         set->info = info;
         set->map = *map;
         set->n = n;
-        set->written = calloc(DIV_ROUND_UP(map->size / info->page_size, 64), sizeof(uint64_t));
-        if (!set->written)
+        set->fields_max = memchunk_fields_max(info->chunk_pages);
+        set->marks.written = calloc(DIV_ROUND_UP(map->size / info->page_size, 64), sizeof(uint64_t));
+        set->marks.unverified = calloc(DIV_ROUND_UP(map->size / info->page_size, 64), sizeof(uint64_t));
+        if (!set->marks.written || !set->marks.unverified)
                 r = svemig_error_set(err, ENOMEM, "out of memory");
         set->on_event = on_event;
         set->userdata = userdata;
@@ -736,6 +785,27 @@ int channels_accept(int unix_fd, const uint8_t *id, unsigned n, unsigned timeout
         return 0;
 }
 
+/* Every channel came to its trailer: a page whose last copy failed its check is lost. */
+static int unverified_left(const struct channels_in *set, struct svemig_error *err)
+{
+        uint64_t words = DIV_ROUND_UP(set->map.size / set->info->page_size, 64);
+        uint64_t cell = (uint64_t)set->info->chunk_pages * set->info->page_size;
+
+        for (uint64_t i = 0; i < words; i++) {
+                uint64_t gpa;
+
+                if (!set->marks.unverified[i])
+                        continue;
+                gpa = set->map.gpa +
+                      (i * 64 + (uint64_t)__builtin_ctzll(set->marks.unverified[i])) * set->info->page_size;
+                return svemig_error_set(err, EBADMSG,
+                                        "memory channel %u: the page at 0x%llx failed its check and did "
+                                        "not come again: the stream is corrupt",
+                                        (unsigned)((gpa / cell) % set->n), (unsigned long long)gpa);
+        }
+        return 0;
+}
+
 int channels_in_wait(struct channels_in *set, unsigned timeout_ms, struct channels_in_stats *st,
                      struct svemig_error *err)
 {
@@ -761,8 +831,9 @@ int channels_in_wait(struct channels_in *set, unsigned timeout_ms, struct channe
                 st->pages += c->count.pages;
                 st->zero_pages += c->count.zero;
                 st->bytes += c->w.bytes_in;
+                st->torn_pages += c->torn;
         }
-        return 0;
+        return unverified_left(set, err);
 }
 
 void channels_in_free(struct channels_in *set)
@@ -788,6 +859,7 @@ void channels_in_free(struct channels_in *set)
         }
         pthread_cond_destroy(&set->cond);
         pthread_mutex_destroy(&set->lock);
-        free(set->written);
+        free(set->marks.written);
+        free(set->marks.unverified);
         free(set);
 }

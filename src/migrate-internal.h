@@ -159,6 +159,7 @@ void channels_out_free(struct channels_out *c);
 
 struct channels_in_stats {
         uint64_t pages, zero_pages, bytes;
+        uint64_t torn_pages; /* failed their checks, the guest writing them as they went; came again */
 };
 
 /* r < 0: a channel failed (once, err its reason); 0: every channel came to its verified trailer. */
@@ -177,7 +178,10 @@ int channels_accept(int unix_fd, const uint8_t *id, unsigned n, unsigned timeout
                     const struct svemig_stream_info *info, const struct svemig_mem_map *map,
                     channel_event_fn on_event, void *userdata, struct channels_in **out,
                     struct svemig_error *err);
-/* Waits (up to timeout_ms) until every channel has come to its verified trailer. */
+/*
+ * Waits (up to timeout_ms) until every channel has come to its verified
+ * trailer, and every page that failed its check has come again.
+ */
 int channels_in_wait(struct channels_in *set, unsigned timeout_ms, struct channels_in_stats *st,
                      struct svemig_error *err);
 /* Stops the threads (a failed migration: their sockets are shut down) and frees. */

@@ -176,7 +176,7 @@ static int read_header_bytes(const ProtobufCBinaryData *b, struct svemig_stream_
         return svemig_stream_reader_open(fd, NULL, out, err);
 }
 
-static int send_verdict(struct wire *w, int code, const char *message, unsigned channels,
+static int send_verdict(struct wire *w, int code, const char *message, unsigned channels, bool page_checks,
                         struct svemig_error *err)
 {
         Svemig__Peer__Verdict v = SVEMIG__PEER__VERDICT__INIT;
@@ -185,6 +185,7 @@ static int send_verdict(struct wire *w, int code, const char *message, unsigned 
         v.code = abs(code);
         v.message = (char *)(message ? message : "");
         v.channels = channels;
+        v.page_checks = channels > 0 && page_checks;
         msg.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_VERDICT;
         msg.verdict = &v;
         return wire_send(w, &msg, err);
@@ -209,7 +210,7 @@ static int serve_check(struct hv *hv, struct wire *w, const struct migrate_recv_
         out->check_code = r;
         if (r < 0 && err)
                 *err = why;
-        return send_verdict(w, r, r < 0 ? why.msg : "", 0, NULL) < 0 ? -EPIPE : 0;
+        return send_verdict(w, r, r < 0 ? why.msg : "", 0, false, NULL) < 0 ? -EPIPE : 0;
 }
 
 /* ---- Receiving a guest ---- */
@@ -649,6 +650,7 @@ static int end_channels(struct dest *d, struct svemig_error *err)
                 return r;
         d->rep->pages_sent = st.pages;
         d->rep->zero_pages = st.zero_pages;
+        d->rep->torn_pages = st.torn_pages;
         d->rep->bytes_sent = st.bytes;
         return 0;
 }
@@ -725,7 +727,7 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
                 /* Refused before any memory moved: the connection stays clean for another request. */
                 *err = why;
                 refused = true;
-                (void)send_verdict(d.w, r, why.msg, 0, NULL);
+                (void)send_verdict(d.w, r, why.msg, 0, false, NULL);
                 goto fail;
         }
         /*
@@ -738,7 +740,7 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         fresh = !migrate_recv_uses_reserve(opts, guest_mem_size(d.g));
         if (fresh)
                 (void)madvise(guest_mem(d.g), guest_mem_size(d.g), MADV_NOHUGEPAGE);
-        r = send_verdict(d.w, 0, NULL, channels_taken(&d), err);
+        r = send_verdict(d.w, 0, NULL, channels_taken(&d), !opts->whole_frame_checks, err);
         if (r < 0)
                 goto fail;
         pump_expect(d.pump, true);

@@ -815,7 +815,7 @@ static int send_request(struct source *s, struct svemig_error *err)
 }
 
 /* The memory channels the destination took: opened now, before any memory moves. */
-static int open_channels(struct source *s, unsigned n, struct svemig_error *err)
+static int open_channels(struct source *s, unsigned n, bool page_checks, struct svemig_error *err)
 {
         const struct svemig_stream_info *info;
         const struct peer_info *self;
@@ -833,7 +833,7 @@ static int open_channels(struct source *s, unsigned n, struct svemig_error *err)
         self_done(self, &local);
         if (r < 0)
                 return svemig_error_prefix(err, "source");
-        stream_writer_set_memory_sink(s->writer, channels_send, s->channels);
+        stream_writer_set_memory_sink(s->writer, channels_send, s->channels, page_checks);
         return 0;
 }
 
@@ -851,7 +851,7 @@ static int await_verdict(struct source *s, bool *refused, struct svemig_error *e
                 return svemig_error_set(err, EPROTO, "%s took %u memory channels; %u were offered", s->peer,
                                         in->verdict->channels, s->want_channels);
         if (in->verdict->code == 0)
-                return open_channels(s, in->verdict->channels, err);
+                return open_channels(s, in->verdict->channels, in->verdict->page_checks, err);
         *refused = true;
         return svemig_error_set(err, (int)in->verdict->code, "%s refused the guest: %s", s->peer,
                                 in->verdict->message);

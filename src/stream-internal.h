@@ -28,12 +28,23 @@ extern const uint8_t stream_magic[STREAM_MAGIC_SIZE];
 #define FRAME_TAIL_SIZE 8u
 #define FRAME_HEAD_SEED 0x5356454du /* "SVEM": the XXH32 seed of the head check */
 
-#define FRAME_F_REQUIRED     (1u << 0)
-#define FRAME_F_LZ4          (1u << 1)
-#define FRAME_F_PAGE_LZ4     (1u << 2) /* 1.1, MEMORY only: the MemChunk holds pages as LZ4 blocks */
-#define FRAME_F_KNOWN        (FRAME_F_REQUIRED | FRAME_F_LZ4 | FRAME_F_PAGE_LZ4)
-#define FRAME_PAGE_LZ4_MINOR 1u          /* the since_minor of frames that set FRAME_F_PAGE_LZ4 */
-#define FRAME_F_MUST_KNOW    0x0000ffffu /* unknown bits here are refused; above, ignored */
+#define FRAME_F_REQUIRED (1u << 0)
+#define FRAME_F_LZ4      (1u << 1)
+#define FRAME_F_PAGE_LZ4 (1u << 2) /* 1.1, MEMORY only: the MemChunk holds pages as LZ4 blocks */
+/*
+ * MEMORY, a migration's memory channels only (negotiated, never in a stream
+ * file): each data page has its own check (MemChunk.page_checks) and the
+ * frame's check covers the payload before the pages. The source can then
+ * send pages straight from a running guest's memory: a page the guest
+ * writes meanwhile fails only its own check, and comes again in the next
+ * pass, as every page written after a pass's dirty-log read does.
+ */
+#define FRAME_F_PAGE_CHECKS  (1u << 3)
+#define FRAME_F_KNOWN        (FRAME_F_REQUIRED | FRAME_F_LZ4 | FRAME_F_PAGE_LZ4 | FRAME_F_PAGE_CHECKS)
+#define FRAME_PAGE_LZ4_MINOR 1u /* the since_minor of frames that set FRAME_F_PAGE_LZ4 */
+/* Channel frames only: the stream's version stays where it is (1.1). */
+#define FRAME_PAGE_CHECKS_MINOR 1u
+#define FRAME_F_MUST_KNOW       0x0000ffffu /* unknown bits here are refused; above, ignored */
 
 struct frame_head {
         uint16_t type;
@@ -72,6 +83,12 @@ void frame_build(struct frame_out *f, uint16_t type, bool required, const uint8_
 /* Frames a payload stored as it is (raw_len = len), with the given flags and since_minor. */
 void frame_seal(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
                 const uint8_t *payload, size_t len);
+/*
+ * Frames len bytes of fields followed by data_len bytes kept elsewhere
+ * (FRAME_F_PAGE_CHECKS: the check covers the fields only).
+ */
+void frame_seal_fields(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
+                       const uint8_t *fields, size_t len, size_t data_len);
 
 /* Decodes and checks a frame head read at 'offset'. */
 int frame_head_parse(const uint8_t head[FRAME_HEAD_SIZE], struct frame_head *h, uint64_t offset,
@@ -150,16 +167,27 @@ void memchunk_decoder_init(struct memchunk_decoder *d);
 void memchunk_decoder_done(struct memchunk_decoder *d);
 
 /*
+ * A destination's marks on its pages, one bit per page of the map, each
+ * optional; words are updated atomically (channels share words).
+ *   written: the pages that may hold data, in memory that is zero elsewhere.
+ *   unverified: the pages whose last copy failed its own check
+ *   (FRAME_F_PAGE_CHECKS); a later copy clears the bit.
+ */
+struct memchunk_marks {
+        uint64_t *written;
+        uint64_t *unverified;
+};
+
+/*
  * Checks and decodes one MEMORY frame read at offset (its head parsed into h;
  * stored holds its payload and check) and writes its pages into map's
  * memory. For frames that do not come through a reader (a migration's
- * channels). written (optional, one bit per page of map): the pages that may
- * hold data, in memory that is zero elsewhere; kept up to date.
+ * channels). marks (optional) are kept up to date.
  */
 int memchunk_apply_frame(struct memchunk_decoder *d, const struct svemig_stream_info *info,
-                         const struct svemig_mem_map *map, uint64_t *written, const struct frame_head *h,
-                         const uint8_t *stored, uint64_t offset, struct memchunk_counts *n,
-                         struct svemig_error *err);
+                         const struct svemig_mem_map *map, const struct memchunk_marks *marks,
+                         const struct frame_head *h, const uint8_t *stored, uint64_t offset,
+                         struct memchunk_counts *n, struct svemig_error *err);
 
 /*
  * A raw MEMORY frame received straight into the guest (a migration's
@@ -187,14 +215,30 @@ int memchunk_layout(struct memchunk_decoder *d, const struct svemig_stream_info 
                     size_t head_len, uint64_t offset, struct memchunk_layout *out, struct svemig_error *err);
 /* Where its data pages go, adjacent ones merged: the iovecs' count, 0 if more than max. */
 size_t memchunk_layout_iov(const struct memchunk_layout *l, struct iovec *iov, size_t max);
-/* Once its pages are in: its zero pages cleared where they may not be zero, and written kept (as above). */
-void memchunk_layout_done(const struct memchunk_layout *l, uint64_t *written);
+/*
+ * FRAME_F_PAGE_CHECKS, once its pages are in: each data page against its
+ * check; failed (a bit per page of the chunk) says which did not match, and
+ * the return value how many.
+ */
+unsigned memchunk_layout_verify(const struct memchunk_layout *l, uint8_t *failed);
+/*
+ * Once its pages are in: its zero pages cleared where they may not be zero,
+ * and marks kept (as above); failed (optional): memchunk_layout_verify()'s.
+ */
+void memchunk_layout_done(const struct memchunk_layout *l, const struct memchunk_marks *marks,
+                          const uint8_t *failed);
+/* A MemChunk's fields before its data, at most: what a reader must see to lay a frame out. */
+size_t memchunk_fields_max(uint32_t chunk_pages);
 
 /* A MEMORY frame handed to a writer's memory sink. */
 struct memory_frame {
         uint64_t gpa;                /* its first page */
         uint64_t pages, zero_pages;  /* carried, and of them all zero */
         const struct frame_out *out; /* head, payload, tail */
+        /* FRAME_F_PAGE_CHECKS: the pages, after out's payload, where they are in the guest's memory. */
+        const struct iovec *data;
+        unsigned n_data;
+        size_t data_len;
 };
 
 /*
@@ -210,8 +254,11 @@ typedef int (*stream_memory_sink_fn)(void *userdata, const struct memory_frame *
  * in the stream's own stats or trailer. Chunks are cut on a grid of
  * chunk_pages pages from guest-physical address 0, so that one page always
  * falls in the chunk of the same grid cell. fn NULL: back to the stream.
+ * page_checks: frames without LZ4 pages go with FRAME_F_PAGE_CHECKS, their
+ * pages not copied but handed over where they are (memory_frame.data).
  */
-void stream_writer_set_memory_sink(struct svemig_stream_writer *w, stream_memory_sink_fn fn, void *userdata);
+void stream_writer_set_memory_sink(struct svemig_stream_writer *w, stream_memory_sink_fn fn, void *userdata,
+                                   bool page_checks);
 const struct svemig_stream_stats *stream_writer_sink_stats(const struct svemig_stream_writer *w);
 
 struct svemig_stream_writer {
@@ -232,6 +279,7 @@ struct svemig_stream_writer {
         bool finished;
         stream_memory_sink_fn mem_sink; /* stream_writer_set_memory_sink() */
         void *mem_sink_data;
+        bool mem_sink_page_checks;
         struct svemig_stream_stats sink_stats;
 };
 

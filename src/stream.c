@@ -142,14 +142,18 @@ size_t frame_lz4_bound(size_t raw_len)
         return (size_t)LZ4_compressBound((int)raw_len);
 }
 
-/* The head and tail of a frame whose payload (len stored bytes, raw_len decompressed) is in place. */
+/*
+ * The head and tail of a frame whose payload (stored_len bytes, raw_len
+ * decompressed) is in place; the check covers f's payload, which is all of
+ * it except with FRAME_F_PAGE_CHECKS.
+ */
 static void frame_finish(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
-                         size_t raw_len)
+                         size_t stored_len, size_t raw_len)
 {
         put_le16(f->head, type);
         put_le16(f->head + 2, since_minor);
         put_le32(f->head + 4, flags);
-        put_le32(f->head + 8, (uint32_t)f->len);
+        put_le32(f->head + 8, (uint32_t)stored_len);
         put_le32(f->head + 12, (uint32_t)raw_len);
         put_le32(f->head + 16, XXH32(f->head, 16, FRAME_HEAD_SEED));
         put_le64(f->tail, checksum64(f->payload, f->len));
@@ -173,7 +177,7 @@ void frame_build(struct frame_out *f, uint16_t type, bool required, const uint8_
                         flags |= FRAME_F_LZ4;
                 }
         }
-        frame_finish(f, type, flags, k ? k->since_minor : SVEMIG_STREAM_MINOR, raw_len);
+        frame_finish(f, type, flags, k ? k->since_minor : SVEMIG_STREAM_MINOR, f->len, raw_len);
 }
 
 void frame_seal(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
@@ -181,7 +185,15 @@ void frame_seal(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t sin
 {
         f->payload = payload;
         f->len = len;
-        frame_finish(f, type, flags, since_minor, len);
+        frame_finish(f, type, flags, since_minor, len, len);
+}
+
+void frame_seal_fields(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
+                       const uint8_t *fields, size_t len, size_t data_len)
+{
+        f->payload = fields;
+        f->len = len;
+        frame_finish(f, type, flags, since_minor, len + data_len, len + data_len);
 }
 
 int frame_head_parse(const uint8_t head[FRAME_HEAD_SIZE], struct frame_head *h, uint64_t offset,
@@ -224,6 +236,12 @@ int frame_head_parse(const uint8_t head[FRAME_HEAD_SIZE], struct frame_head *h, 
                         "offset %llu: uncompressed frame type %u has stored length %u but raw "
                         "length %u",
                         (unsigned long long)offset, h->type, h->stored_len, h->raw_len);
+        if ((h->flags & FRAME_F_PAGE_CHECKS) &&
+            (h->type != SVEMIG_FRAME_MEMORY || (h->flags & (FRAME_F_LZ4 | FRAME_F_PAGE_LZ4))))
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: frame type %u sets flag PAGE_CHECKS, which only raw "
+                                        "MEMORY frames carry",
+                                        (unsigned long long)offset, h->type);
         if ((h->flags & FRAME_F_LZ4) && (h->stored_len == 0 || h->stored_len > frame_lz4_bound(h->raw_len)))
                 return svemig_error_set(
                         err, EBADMSG,
@@ -238,6 +256,12 @@ int frame_payload_open(const struct frame_head *h, const uint8_t *stored, uint8_
         uint64_t want = get_le64(stored + h->stored_len), have = checksum64(stored, h->stored_len);
         const char *name = svemig_frame_type_name(h->type);
 
+        if (h->flags & FRAME_F_PAGE_CHECKS) /* its pages are checked one by one, where they land */
+                return svemig_error_set(err, EBADMSG,
+                                        "offset %llu: a MEMORY frame with a check per page (flag "
+                                        "PAGE_CHECKS), which only a live migration's memory channels "
+                                        "carry, and only laid out straight into the guest",
+                                        (unsigned long long)offset);
         if (want != have)
                 return svemig_error_set(err, EBADMSG,
                                         "offset %llu: %s frame payload checksum mismatch (stored 0x%016llx, "
@@ -763,10 +787,12 @@ const struct svemig_stream_stats *svemig_stream_writer_stats(const struct svemig
         return &w->stats;
 }
 
-void stream_writer_set_memory_sink(struct svemig_stream_writer *w, stream_memory_sink_fn fn, void *userdata)
+void stream_writer_set_memory_sink(struct svemig_stream_writer *w, stream_memory_sink_fn fn, void *userdata,
+                                   bool page_checks)
 {
         w->mem_sink = fn;
         w->mem_sink_data = userdata;
+        w->mem_sink_page_checks = fn && page_checks;
 }
 
 const struct svemig_stream_stats *stream_writer_sink_stats(const struct svemig_stream_writer *w)

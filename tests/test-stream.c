@@ -1310,6 +1310,55 @@ static void test_frame_limits(void **state)
         free(g.p);
 }
 
+/*
+ * Flag PAGE_CHECKS (a check per page, the frame's over its fields) is for a
+ * migration's memory channels only: a stream reader refuses it on a MEMORY
+ * frame, and any reader on another frame type.
+ */
+/* The first frame of type whose flags have every bit of with and none of without. */
+static size_t frame_where(const struct bytes *g, uint16_t type, uint32_t with, uint32_t without)
+{
+        size_t off = first_frame(g);
+
+        for (;;) {
+                uint32_t flags = get_le32(g->p + off + 4);
+
+                assert_true(off + FRAME_HEAD_SIZE <= g->len);
+                if (get_le16(g->p + off) == type && (flags & with) == with && !(flags & without))
+                        return off;
+                off += FRAME_HEAD_SIZE + get_le32(g->p + off + 8) + FRAME_TAIL_SIZE;
+        }
+}
+
+static void expect_page_checks_refused(const struct bytes *g, size_t off, const char *msg)
+{
+        struct bytes b = copy_bytes(g);
+
+        rewrite_head(b.p + off, get_le32(b.p + off + 4) | FRAME_F_PAGE_CHECKS, get_le32(b.p + off + 8),
+                     get_le32(b.p + off + 12));
+        expect_fail(&b, EBADMSG, msg);
+        free(b.p);
+}
+
+static void test_page_checks_refused(void **state)
+{
+        struct bytes g = read_golden(GOLDEN_V1_1);
+        uint8_t *mem[RT_SLOTS];
+        struct bytes raw = rt_stream(SVEMIG_COMPRESSION_NONE, mem);
+
+        expect_page_checks_refused(
+                &raw, frame_where(&raw, SVEMIG_FRAME_MEMORY, 0, FRAME_F_LZ4 | FRAME_F_PAGE_LZ4),
+                "a MEMORY frame with a check per page (flag PAGE_CHECKS), which only a live migration's");
+        for (unsigned s = 0; s < RT_SLOTS; s++)
+                free(mem[s]);
+        free(raw.p);
+        expect_page_checks_refused(&g, frame_where(&g, SVEMIG_FRAME_MEMORY, FRAME_F_PAGE_LZ4, 0),
+                                   "frame type 2 sets flag PAGE_CHECKS, which only raw MEMORY frames carry");
+        expect_page_checks_refused(&g, frame_where(&g, SVEMIG_FRAME_VCPU, 0, 0),
+                                   "frame type 1 sets flag PAGE_CHECKS, which only raw MEMORY frames carry");
+        free(g.p);
+}
+
 /* A stream with extra frames of a future minor version, written by the real writer. */
 static struct bytes stream_with_frame(uint16_t type, bool required)
 {
@@ -1489,6 +1538,7 @@ int main(void)
                 cmocka_unit_test(test_header_limits),
                 cmocka_unit_test(test_many_slots),
                 cmocka_unit_test(test_frame_limits),
+                cmocka_unit_test(test_page_checks_refused),
                 cmocka_unit_test(test_bad_lz4_pages),
                 cmocka_unit_test(test_unknown_frames),
                 cmocka_unit_test(test_no_trailer),

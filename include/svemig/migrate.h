@@ -214,6 +214,11 @@ struct migrate_report {
         uint64_t stream_bytes;
         uint64_t pages_sent; /* memory pages carried, zero pages included */
         uint64_t zero_pages;
+        /*
+         * Destination: pages that failed their own check on a memory channel
+         * (the guest wrote them as they were sent) and came again.
+         */
+        uint64_t torn_pages;
         unsigned rounds;       /* memory passes, the stop-and-copy pass included */
         unsigned throttle_pct; /* the most vcpu time taken away */
         uint64_t link_bps;
@@ -370,6 +375,12 @@ struct migrate_recv_opts {
          */
         unsigned max_channels;
         int channel_fd;
+        /*
+         * Ask for whole-payload checks on the channels, as a destination
+         * before per-page checks did (the source then copies each raw page
+         * into its frame); for tests of that path.
+         */
+        bool whole_frame_checks;
 };
 
 enum migrate_served_kind {
