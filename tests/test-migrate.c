@@ -628,27 +628,32 @@ static int channel_migrate_raw(struct guest *g, struct host *dst, const struct m
 static void test_migrate_channels(void **state)
 {
         const struct spec sp = {"128,256", 4, 6 * 1024 * 1024, 8};
-        struct svemig_error err = {0};
-        struct migrate_report rep;
-        struct dst_job j;
-        struct host a, b;
-        struct guest *g;
 
-        host_open(&a, HOST_A);
-        host_open(&b, HOST_B);
-        g = start_guest(a.hv, &sp);
-        if (channel_migrate(g, &b, NULL, NULL, NULL, &j, &rep, &err) < 0)
-                fail_msg("%s", err.msg);
-        if (j.r < 0)
-                fail_msg("destination: %s", j.err.msg);
-        assert_int_equal(rep.outcome, MIGRATE_OUTCOME_COMMITTED);
-        assert_true(rep.rounds >= 2);
-        /* The memory went on the channels: the stream itself holds little more than the vcpus. */
-        assert_true(rep.bytes_sent > rep.stream_bytes + 2 * 1024 * 1024);
-        assert_int_equal(j.report.pages_sent, rep.pages_sent);
-        assert_int_equal(j.report.zero_pages, rep.zero_pages);
-        assert_one_running(g, j.guest, &sp);
-        end_both(g, j.guest, &a, &b);
+        /* With a check per page (raw pages sent from guest memory), and per frame, as before them. */
+        for (unsigned whole = 0; whole < 2; whole++) {
+                const struct migrate_recv_opts ropts = {.max_channels = 4, .whole_frame_checks = whole};
+                struct svemig_error err = {0};
+                struct migrate_report rep;
+                struct dst_job j;
+                struct host a, b;
+                struct guest *g;
+
+                host_open(&a, HOST_A);
+                host_open(&b, HOST_B);
+                g = start_guest(a.hv, &sp);
+                if (channel_migrate_raw(g, &b, &ropts, &j, &rep, &err) < 0)
+                        fail_msg("%s", err.msg);
+                if (j.r < 0)
+                        fail_msg("destination: %s", j.err.msg);
+                assert_int_equal(rep.outcome, MIGRATE_OUTCOME_COMMITTED);
+                assert_true(rep.rounds >= 2);
+                /* The memory went on the channels: the stream itself holds little more than the vcpus. */
+                assert_true(rep.bytes_sent > rep.stream_bytes + 2 * 1024 * 1024);
+                assert_int_equal(j.report.pages_sent, rep.pages_sent);
+                assert_int_equal(j.report.zero_pages, rep.zero_pages);
+                assert_one_running(g, j.guest, &sp);
+                end_both(g, j.guest, &a, &b);
+        }
 }
 
 /* Pages the "guest" rewrites after the first pass: one holding data becomes zero, one zero gets data. */
