@@ -152,6 +152,8 @@ enum {
         RN_FW,
         RN_FW_FEAT,
         RN_DEMUX,
+        RN_TIMERS, /* the six timer entries: a system register's decode looks only there */
+        RN_TIMERS_END = RN_TIMERS + 6,
 };
 
 static const struct regname regnames[] = {
@@ -186,12 +188,12 @@ static const struct regname regnames[] = {
          * IDs carry each other's architectural encodings (see asm/kvm.h), so
          * naming them after their encoding would mislead.
          */
-        ONE("TIMER_CTL", KVM_REG_ARM_TIMER_CTL, KVMREG_CLASS_TIMER),
+        [RN_TIMERS] = ONE("TIMER_CTL", KVM_REG_ARM_TIMER_CTL, KVMREG_CLASS_TIMER),
         ONE("TIMER_CNT", KVM_REG_ARM_TIMER_CNT, KVMREG_CLASS_TIMER),
         ONE("TIMER_CVAL", KVM_REG_ARM_TIMER_CVAL, KVMREG_CLASS_TIMER),
         ONE("PTIMER_CTL", KVM_REG_ARM_PTIMER_CTL, KVMREG_CLASS_TIMER),
         ONE("PTIMER_CNT", KVM_REG_ARM_PTIMER_CNT, KVMREG_CLASS_TIMER),
-        ONE("PTIMER_CVAL", KVM_REG_ARM_PTIMER_CVAL, KVMREG_CLASS_TIMER),
+        [RN_TIMERS_END - 1] = ONE("PTIMER_CVAL", KVM_REG_ARM_PTIMER_CVAL, KVMREG_CLASS_TIMER),
 
         /* Debug (op0 = 2). */
         SYS("OSDTRRX_EL1", 2, 0, 0, 0, 2),
@@ -412,10 +414,11 @@ static uint64_t regname_id(const struct regname *e, unsigned k, unsigned s)
         return e->base + (uint64_t)k * e->step + s;
 }
 
-/* The family an ID (of any size) belongs to, with its member and slice. */
-static const struct regname *regname_find(uint64_t id, unsigned *ret_k, unsigned *ret_s)
+/* The family among entries [first, end) an ID (of any size) belongs to, with its member and slice. */
+static const struct regname *regname_search(size_t first, size_t end, uint64_t id, unsigned *ret_k,
+                                            unsigned *ret_s)
 {
-        for (size_t i = 0; i < ELEMENTSOF(regnames); i++) {
+        for (size_t i = first; i < end; i++) {
                 const struct regname *e = &regnames[i];
                 uint64_t base = SIZELESS(e->base), sid = SIZELESS(id), off, k, s;
 
@@ -434,6 +437,11 @@ static const struct regname *regname_find(uint64_t id, unsigned *ret_k, unsigned
                 return e;
         }
         return NULL;
+}
+
+static const struct regname *regname_find(uint64_t id, unsigned *ret_k, unsigned *ret_s)
+{
+        return regname_search(0, ELEMENTSOF(regnames), id, ret_k, ret_s);
 }
 
 uint64_t kvmreg_zreg(unsigned n, unsigned slice)
@@ -568,7 +576,8 @@ static int decode_sysreg(uint64_t id, struct kvmreg *r, struct svemig_error *err
                         "wide (size field 3), but the ID's size field %u says %u bytes",
                         id, r->op0, r->op1, r->crn, r->crm, r->op2, size_field(id), kvmreg_size(id));
 
-        e = regname_find(id, NULL, NULL);
+        /* Not the whole table: every restore decodes every register of every vcpu in the pause. */
+        e = regname_search(RN_TIMERS, RN_TIMERS_END, id, NULL, NULL);
         if (e && e->cls == KVMREG_CLASS_TIMER)
                 r->cls = KVMREG_CLASS_TIMER;
         else if (r->op0 == 3 && r->op1 == 0 && r->crn == 0)

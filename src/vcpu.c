@@ -361,23 +361,29 @@ int vcpu_check_compat(const struct hv_caps *caps, struct hv_vcpu *dst, const str
 
 /*
  * The registers of st in restore order: by kvmreg_restore_rank(), list order
- * within a rank. Each ID is decoded once: a migration restores every vcpu
- * while the guest is paused.
+ * within a rank (a counting sort). Each ID is decoded once: a migration
+ * restores every vcpu while the guest is paused.
  */
 static int restore_order(const struct vcpu_state *st, const enum kvmreg_class *cls, size_t **out)
 {
-        size_t *order = calloc(st->n_regs ? st->n_regs : 1, sizeof(*order)), k = 0;
+        size_t *order = calloc(st->n_regs ? st->n_regs : 1, sizeof(*order));
+        size_t start[_KVMREG_CLASS_MAX + 1] = {0};
 
         if (!order)
                 return -ENOMEM;
-        for (int rank = 0; rank <= _KVMREG_CLASS_MAX; rank++)
-                for (size_t i = 0; i < st->n_regs; i++)
-                        if (kvmreg_restore_rank(cls[i]) == rank)
-                                order[k++] = i;
-        if (k != st->n_regs) {
-                free(order);
-                return -EINVAL;
+        for (size_t i = 0; i < st->n_regs; i++) {
+                int rank = kvmreg_restore_rank(cls[i]);
+
+                if (rank < 0 || rank >= _KVMREG_CLASS_MAX) {
+                        free(order);
+                        return -EINVAL;
+                }
+                start[rank + 1]++;
         }
+        for (int rank = 0; rank < _KVMREG_CLASS_MAX; rank++)
+                start[rank + 1] += start[rank];
+        for (size_t i = 0; i < st->n_regs; i++)
+                order[start[kvmreg_restore_rank(cls[i])]++] = i;
         *out = order;
         return 0;
 }
