@@ -180,20 +180,18 @@ void frame_build(struct frame_out *f, uint16_t type, bool required, const uint8_
         frame_finish(f, type, flags, k ? k->since_minor : SVEMIG_STREAM_MINOR, f->len, raw_len);
 }
 
-void frame_seal(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
-                const uint8_t *payload, size_t len)
-{
-        f->payload = payload;
-        f->len = len;
-        frame_finish(f, type, flags, since_minor, len, len);
-}
-
 void frame_seal_fields(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
                        const uint8_t *fields, size_t len, size_t data_len)
 {
         f->payload = fields;
         f->len = len;
         frame_finish(f, type, flags, since_minor, len + data_len, len + data_len);
+}
+
+void frame_seal(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
+                const uint8_t *payload, size_t len)
+{
+        frame_seal_fields(f, type, flags, since_minor, payload, len, 0);
 }
 
 int frame_head_parse(const uint8_t head[FRAME_HEAD_SIZE], struct frame_head *h, uint64_t offset,
