@@ -401,6 +401,17 @@ static int reconnect(void *userdata)
         return fds[0];
 }
 
+/* A migration that committed, else the test fails with the reason of whichever side failed. */
+static void assert_committed(int r, const struct svemig_error *err, const struct dst_job *j,
+                             const struct migrate_report *rep)
+{
+        if (r < 0)
+                fail_msg("%s", err->msg);
+        if (j->r < 0)
+                fail_msg("destination: %s", j->err.msg);
+        assert_int_equal(rep->outcome, MIGRATE_OUTCOME_COMMITTED);
+}
+
 static struct migrate_opts base_opts(struct host *dst)
 {
         return (struct migrate_opts){.guest_name = "g",
@@ -526,11 +537,7 @@ static void migrate_ok(struct guest *g, struct host *dst, bool tcp, const struct
                 tcp_pair(fds);
         else
                 pair(fds);
-        if (migrate(g, dst, fds, &opts, NULL, &j, rep, &err) < 0)
-                fail_msg("%s", err.msg);
-        if (j.r < 0)
-                fail_msg("destination: %s", j.err.msg);
-        assert_int_equal(rep->outcome, MIGRATE_OUTCOME_COMMITTED);
+        assert_committed(migrate(g, dst, fds, &opts, NULL, &j, rep, &err), &err, &j, rep);
         assert_non_null(j.guest);
         assert_false(guest_running(g));
         *out = j.guest;
@@ -641,11 +648,7 @@ static void test_migrate_channels(void **state)
                 host_open(&a, HOST_A);
                 host_open(&b, HOST_B);
                 g = start_guest(a.hv, &sp);
-                if (channel_migrate_raw(g, &b, &ropts, &j, &rep, &err) < 0)
-                        fail_msg("%s", err.msg);
-                if (j.r < 0)
-                        fail_msg("destination: %s", j.err.msg);
-                assert_int_equal(rep.outcome, MIGRATE_OUTCOME_COMMITTED);
+                assert_committed(channel_migrate_raw(g, &b, &ropts, &j, &rep, &err), &err, &j, &rep);
                 assert_true(rep.rounds >= 2);
                 /* The memory went on the channels: the stream itself holds little more than the vcpus. */
                 assert_true(rep.bytes_sent > rep.stream_bytes + 2 * 1024 * 1024);
@@ -705,9 +708,8 @@ static void test_channels_rewritten_pages(void **state)
         rewrite_page(g, DATA_PAGE, 0xa5);
         assert_int_equal(guest_start(g, &err), 0);
         rw.g = g;
-        if (channel_migrate(g, &b, NULL, rewrite_after_pass, &rw, &j, &rep, &err) < 0)
-                fail_msg("%s", err.msg);
-        assert_int_equal(rep.outcome, MIGRATE_OUTCOME_COMMITTED);
+        assert_committed(channel_migrate(g, &b, NULL, rewrite_after_pass, &rw, &j, &rep, &err), &err, &j,
+                         &rep);
         assert_true(rw.calls >= 1);
         assert_int_equal(guest_pause(j.guest, &err), 0);
         assert_memory_equal(guest_mem(g), guest_mem(j.guest), sp.mem);
@@ -813,9 +815,7 @@ static void test_migrate_channels_refused(void **state)
         host_open(&a, HOST_A);
         host_open(&b, HOST_B);
         g = start_guest(a.hv, &sp);
-        if (channel_migrate(g, &b, &ropts, NULL, NULL, &j, &rep, &err) < 0)
-                fail_msg("%s", err.msg);
-        assert_int_equal(rep.outcome, MIGRATE_OUTCOME_COMMITTED);
+        assert_committed(channel_migrate(g, &b, &ropts, NULL, NULL, &j, &rep, &err), &err, &j, &rep);
         assert_true(rep.stream_bytes > 2 * 1024 * 1024 / 2);
         assert_int_equal(b.n_resolvers, 0); /* no channel was opened */
         assert_one_running(g, j.guest, &sp);
@@ -919,11 +919,7 @@ static void test_channel_page_heals(void **state)
         host_open(&b, HOST_B);
         b.corrupt_channel_at = 20 + 4096 * 3;
         g = start_guest(a.hv, &sp);
-        if (channel_migrate_raw(g, &b, &ropts, &j, &rep, &err) < 0)
-                fail_msg("%s", err.msg);
-        if (j.r < 0)
-                fail_msg("destination: %s", j.err.msg);
-        assert_int_equal(rep.outcome, MIGRATE_OUTCOME_COMMITTED);
+        assert_committed(channel_migrate_raw(g, &b, &ropts, &j, &rep, &err), &err, &j, &rep);
         assert_true(j.report.torn_pages >= 1);
         assert_one_running(g, j.guest, &sp);
         end_both(g, j.guest, &a, &b);
@@ -1332,9 +1328,7 @@ static void test_throttle(void **state)
         opts.progress = record;
         opts.userdata = &t;
         pair(fds);
-        if (migrate(g, &c, fds, &opts, NULL, &j, &rep, &err) < 0)
-                fail_msg("%s", err.msg);
-        assert_int_equal(rep.outcome, MIGRATE_OUTCOME_COMMITTED);
+        assert_committed(migrate(g, &c, fds, &opts, NULL, &j, &rep, &err), &err, &j, &rep);
         /* Progressive: 0, then 20, 30, ... as the passes fail to shrink the dirty set. */
         assert_true(rep.throttle_pct >= 20);
         assert_true(t.n >= 2);
