@@ -10,23 +10,11 @@
 #include <string.h>
 #include <time.h>
 
-#include <json-c/json.h>
-
 #include "ctl-call.h"
+#include "ctl-json.h"
 #include "macro.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_object *, json_object_put);
-
 /* ---- JSON ---- */
-
-static struct json_object *json_bits(const uint32_t *bits, size_t n)
-{
-        struct json_object *a = json_object_new_array();
-
-        for (size_t i = 0; i < n; i++)
-                json_object_array_add(a, json_object_new_int64(bits[i]));
-        return a;
-}
 
 static struct json_object *json_names(char **names, size_t n)
 {
@@ -56,7 +44,7 @@ static struct json_object *json_host(const Svemig__Api__ClusterHost *h)
         json_object_object_add(o, "backend", h->known ? json_str(h->backend) : NULL);
         json_object_object_add(o, "kernel", h->known ? json_str(h->kernel) : NULL);
         json_object_object_add(o, "sve", h->known ? json_object_new_boolean(h->sve) : NULL);
-        json_object_object_add(o, "vl_bits", h->known ? json_bits(h->vl_bits, h->n_vl_bits) : NULL);
+        json_object_object_add(o, "vl_bits", h->known ? ctl_json_u32s(h->vl_bits, h->n_vl_bits) : NULL);
         json_object_object_add(o, "svemig_version", h->known ? json_str(h->svemig_version) : NULL);
         json_object_object_add(o, "counted", json_object_new_boolean(h->counted));
         json_object_object_add(o, "can_present",
@@ -70,9 +58,7 @@ static struct json_object *json_host(const Svemig__Api__ClusterHost *h)
 
 static int print_json(const Svemig__Api__ClusterView *v)
 {
-        _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
-        struct json_object *hosts = json_object_new_array();
-        const char *text;
+        struct json_object *root = json_object_new_object(), *hosts = json_object_new_array();
 
         for (size_t i = 0; i < v->n_hosts; i++) {
                 if (v->hosts[i]->self)
@@ -82,7 +68,7 @@ static int print_json(const Svemig__Api__ClusterView *v)
         json_object_object_add(root, "listen", json_str(v->listen));
         json_object_object_add(root, "refresh_ms", json_object_new_int64(v->refresh_ms));
         json_object_object_add(root, "generation", json_object_new_int64((int64_t)v->generation));
-        json_object_object_add(root, "guest_bits", json_bits(v->guest_bits, v->n_guest_bits));
+        json_object_object_add(root, "guest_bits", ctl_json_u32s(v->guest_bits, v->n_guest_bits));
         json_object_object_add(root, "max_bits", json_object_new_int64(v->max_bits));
         json_object_object_add(root, "limiting", json_names(v->limiting, v->n_limiting));
         if (v->without_limiting) {
@@ -90,22 +76,14 @@ static int print_json(const Svemig__Api__ClusterView *v)
                 struct json_object *w = json_object_new_object();
 
                 json_object_object_add(w, "excluded", json_names(g->excluded, g->n_excluded));
-                json_object_object_add(w, "guest_bits", json_bits(g->guest_bits, g->n_guest_bits));
+                json_object_object_add(w, "guest_bits", ctl_json_u32s(g->guest_bits, g->n_guest_bits));
                 json_object_object_add(w, "max_bits", json_object_new_int64(g->max_bits));
                 json_object_object_add(root, "without_limiting", w);
         } else {
                 json_object_object_add(root, "without_limiting", NULL);
         }
         json_object_object_add(root, "hosts", hosts);
-
-        text = json_object_to_json_string_ext(root,
-                                              JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-        if (!text) {
-                fputs("svemigctl: cluster: out of memory formatting JSON\n", stderr);
-                return CTL_EXIT_FAILURE;
-        }
-        puts(text);
-        return CTL_EXIT_OK;
+        return ctl_print_json(root);
 }
 
 /* ---- for a person ---- */

@@ -15,22 +15,6 @@ void ctl_format_time(uint64_t ns, char *buf, size_t len)
                 snprintf(buf, len, "-");
 }
 
-int ctl_print_json(struct json_object *doc)
-{
-        const char *text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
-                                                                       JSON_C_TO_STRING_NOSLASHESCAPE);
-        int r = CTL_EXIT_OK;
-
-        if (text)
-                puts(text);
-        else {
-                fputs("svemigctl: out of memory formatting JSON\n", stderr);
-                r = CTL_EXIT_FAILURE;
-        }
-        json_object_put(doc);
-        return r;
-}
-
 static struct json_object *u64(uint64_t v)
 {
         return json_object_new_int64((int64_t)v);

@@ -4,41 +4,26 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <json-c/json.h>
-
 #include "ctl-call.h"
+#include "ctl-json.h"
 #include "macro.h"
 #include "svemig/vqset.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_object *, json_object_put);
-
 static int print_json(const Svemig__Api__HostInfo *h)
 {
-        _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
-        struct json_object *bits = json_object_new_array();
-        const char *text;
+        struct json_object *root = json_object_new_object();
 
-        for (size_t i = 0; i < h->n_vl_bits; i++)
-                json_object_array_add(bits, json_object_new_int64(h->vl_bits[i]));
         json_object_object_add(root, "backend", json_object_new_string(h->backend));
         json_object_object_add(root, "kernel", json_object_new_string(h->kernel));
         json_object_object_add(root, "host_name", json_object_new_string(h->host_name));
         json_object_object_add(root, "sve", json_object_new_boolean(h->sve));
-        json_object_object_add(root, "vl_bits", bits);
+        json_object_object_add(root, "vl_bits", ctl_json_u32s(h->vl_bits, h->n_vl_bits));
         json_object_object_add(root, "max_vl_bits", json_object_new_int64(h->max_vl_bits));
         json_object_object_add(root, "cpus", json_object_new_int64(h->cpus));
         json_object_object_add(root, "max_vcpus", json_object_new_int64(h->max_vcpus));
         json_object_object_add(root, "ipa_bits", json_object_new_int64(h->ipa_bits));
         json_object_object_add(root, "daemon_version", json_object_new_string(h->daemon_version));
-
-        text = json_object_to_json_string_ext(root,
-                                              JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-        if (!text) {
-                fputs("svemigctl: host-info: out of memory formatting JSON\n", stderr);
-                return CTL_EXIT_FAILURE;
-        }
-        puts(text);
-        return CTL_EXIT_OK;
+        return ctl_print_json(root);
 }
 
 static int print_human(const Svemig__Api__HostInfo *h)

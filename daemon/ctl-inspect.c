@@ -15,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "ctl-json.h"
 #include "ctl-stream.h"
 #include "ctl.h"
 #include "macro.h"
@@ -246,15 +247,6 @@ static void text_memory(const struct inspect *in, const struct svemig_stream_sta
 
 /* ---- JSON ---- */
 
-static struct json_object *json_bits(const vqset_t *s)
-{
-        struct json_object *a = json_object_new_array();
-
-        VQSET_FOREACH (vq, s)
-                json_object_array_add(a, json_object_new_int((int32_t)vq_to_bits(vq)));
-        return a;
-}
-
 static struct json_object *json_hex64(uint64_t v)
 {
         char buf[24];
@@ -300,8 +292,8 @@ static void json_header(struct inspect *in, const struct svemig_stream_info *inf
         json_object_object_add(h, "purpose", json_object_new_string(info->purpose));
         json_object_object_add(h, "source_kernel", json_object_new_string(info->source_kernel));
         json_object_object_add(h, "hypervisor", json_object_new_string(info->hypervisor));
-        json_object_object_add(h, "host_vls_bits", json_bits(&info->host_vls));
-        json_object_object_add(h, "guest_vls_bits", json_bits(&info->guest_vls));
+        json_object_object_add(h, "host_vls_bits", ctl_json_vq_bits(&info->host_vls));
+        json_object_object_add(h, "guest_vls_bits", ctl_json_vq_bits(&info->guest_vls));
         json_object_object_add(h, "guest_max_bits",
                                json_object_new_int((int32_t)vq_to_bits(info->guest_max_vq)));
         json_object_object_add(h, "vcpu_features", json_object_new_int64(info->vcpu_features));
@@ -335,7 +327,7 @@ static void json_vcpu(struct inspect *in, const struct vcpu_state *st)
 
         json_object_object_add(v, "index", json_object_new_int64(st->index));
         json_object_object_add(v, "features", json_object_new_int64(st->features));
-        json_object_object_add(v, "vls_bits", json_bits(&st->vls));
+        json_object_object_add(v, "vls_bits", ctl_json_vq_bits(&st->vls));
         json_object_object_add(v, "vl_bits",
                                json_object_new_int((int32_t)vq_to_bits(vqset_highest(&st->vls))));
         json_object_object_add(v, "mp_state", json_object_new_string(mp_state_name(st->mp_state)));

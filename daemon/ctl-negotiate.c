@@ -9,16 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <json-c/json.h>
-
+#include "ctl-json.h"
 #include "ctl.h"
 #include "macro.h"
 #include "svemig/vqset.h"
 
 /* Long enough for any set in any form: 512 entries of "65536,". */
 #define SET_TEXT_MAX (VQSET_VQ_MAX * 6 + 8)
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_object *, json_object_put);
 
 static void cluster_donep(struct vqset_cluster *c)
 {
@@ -38,15 +35,6 @@ static size_t hosts_without_limiting(const vqset_t *hosts, const struct vqset_cl
 
 /* ---- JSON ---- */
 
-static struct json_object *json_bits(const vqset_t *s)
-{
-        struct json_object *a = json_object_new_array();
-
-        VQSET_FOREACH (vq, s)
-                json_object_array_add(a, json_object_new_int((int32_t)vq_to_bits(vq)));
-        return a;
-}
-
 static struct json_object *json_limiting(const struct vqset_cluster *c)
 {
         struct json_object *a = json_object_new_array();
@@ -60,11 +48,9 @@ static struct json_object *json_limiting(const struct vqset_cluster *c)
 static int print_json(const vqset_t *hosts, const struct vqset_cluster *c,
                       const struct vqset_cluster *without)
 {
-        _cleanup_(json_object_putp) struct json_object *root = json_object_new_object();
-        struct json_object *list = json_object_new_array();
-        const char *text;
+        struct json_object *root = json_object_new_object(), *list = json_object_new_array();
 
-        json_object_object_add(root, "guest_bits", json_bits(&c->guest));
+        json_object_object_add(root, "guest_bits", ctl_json_vq_bits(&c->guest));
         json_object_object_add(root, "max_bits", json_object_new_int((int32_t)vq_to_bits(c->max_vq)));
         json_object_object_add(root, "limiting", json_limiting(c));
 
@@ -73,7 +59,7 @@ static int print_json(const vqset_t *hosts, const struct vqset_cluster *c,
                 char reason[256];
 
                 json_object_object_add(h, "index", json_object_new_int64((int64_t)i));
-                json_object_object_add(h, "bits", json_bits(&hosts[i]));
+                json_object_object_add(h, "bits", ctl_json_vq_bits(&hosts[i]));
                 json_object_object_add(h, "can_present", json_object_new_boolean(c->hosts[i].can_present));
                 if (c->hosts[i].can_present) {
                         json_object_object_add(h, "reason", NULL);
@@ -90,22 +76,14 @@ static int print_json(const vqset_t *hosts, const struct vqset_cluster *c,
                 struct json_object *w = json_object_new_object();
 
                 json_object_object_add(w, "excluded", json_limiting(c));
-                json_object_object_add(w, "guest_bits", json_bits(&without->guest));
+                json_object_object_add(w, "guest_bits", ctl_json_vq_bits(&without->guest));
                 json_object_object_add(w, "max_bits",
                                        json_object_new_int((int32_t)vq_to_bits(without->max_vq)));
                 json_object_object_add(root, "without_limiting", w);
         } else {
                 json_object_object_add(root, "without_limiting", NULL);
         }
-
-        text = json_object_to_json_string_ext(root,
-                                              JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-        if (!text) {
-                fputs("svemigctl: negotiate: out of memory formatting JSON\n", stderr);
-                return CTL_EXIT_FAILURE;
-        }
-        puts(text);
-        return CTL_EXIT_OK;
+        return ctl_print_json(root);
 }
 
 /* ---- for a person ---- */
