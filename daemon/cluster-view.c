@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cluster-view.h"
+#include "guest-registry.h"
 #include "op-migrate.h"
 #include "log.h"
 #include "macro.h"
@@ -267,7 +268,7 @@ int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig
                         .self = &v->self,
                         .timeout_ms = conf->peer_timeout_ms,
                         /* Resolve is answered from the host's ledger, shared with the VMMs. */
-                        .state_dir = conf->state_dir,
+                        .ledger = guest_registry_ledger(d->guests),
                         .mem_limit = conf->incoming_mem_limit,
                         .ram_reserve = conf->incoming_reserve,
                         /* A migration is served by the guest's new VMM (op-migrate.c). */

@@ -447,6 +447,11 @@ const char *guest_registry_dir(const struct guest_registry *reg)
         return reg->dir;
 }
 
+struct migrate_ledger *guest_registry_ledger(struct guest_registry *reg)
+{
+        return reg->ledger;
+}
+
 /* --- start: what the last svemigd left --- */
 
 static void refresh_done(const Svemig__Api__Response *resp, const char *why, void *userdata)

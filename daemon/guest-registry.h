@@ -59,6 +59,8 @@ struct guest_entry *guest_registry_first(struct guest_registry *reg);
 struct guest_entry *guest_registry_next(struct guest_entry *e);
 unsigned guest_registry_count(const struct guest_registry *reg);
 const char *guest_registry_dir(const struct guest_registry *reg);
+/* The host's ledger of incoming migrations (host-ledger.h): the peer listener answers Resolve from it. */
+struct migrate_ledger *guest_registry_ledger(struct guest_registry *reg);
 
 /*
  * A new entry named rec->name: its directory is created (EEXIST when a

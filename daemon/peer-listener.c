@@ -64,7 +64,6 @@ struct peer_listener {
         struct hv *hv;
         const struct peer_info *self;
         struct migrate_recv_opts recv;
-        struct migrate_ledger *own_ledger; /* opened from params->state_dir */
         sd_event_source *prune_timer;
         unsigned timeout_ms;
         unsigned max_connections;
@@ -530,13 +529,8 @@ int peer_listener_new(sd_event *event, const struct peer_listener_params *params
         l->incoming = params->incoming;
         l->channel = params->channel;
         l->userdata = params->userdata;
-        if (!params->ledger && params->state_dir) {
-                r = host_ledger_open(params->state_dir, &l->own_ledger, err);
-                if (r < 0)
-                        goto fail;
-        }
         l->recv = (struct migrate_recv_opts){
-                .ledger = params->ledger ? params->ledger : l->own_ledger,
+                .ledger = params->ledger,
                 .self = params->self,
                 .mem_limit = params->mem_limit,
                 /* A Check is judged as the receiving VMM will judge the Migrate (counting the reserve). */
@@ -637,7 +631,6 @@ void peer_listener_free(struct peer_listener *l)
         sd_event_source_disable_unref(l->accept_source);
         sd_event_source_disable_unref(l->wake_source);
         sd_event_source_disable_unref(l->prune_timer);
-        migrate_ledger_free(l->own_ledger);
         if (l->listen_fd >= 0)
                 close(l->listen_fd);
         if (l->wake_fd >= 0)

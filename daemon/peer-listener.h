@@ -52,14 +52,14 @@ struct peer_listener_params {
         const char *host; /* an address or name to bind, or "*" for every address */
         uint16_t port;
         struct hv *hv;
-        const struct peer_info *self;  /* this host, as Hello and HostInfo tell it; outlives the listener */
-        struct migrate_ledger *ledger; /* NULL: state_dir's, or migrations and resolves are refused */
-        const char *state_dir;     /* with no ledger: the host's ledger in it (host-ledger.h) is opened */
-        unsigned timeout_ms;       /* the longest wait on a peer inside a request */
-        uint64_t mem_limit;        /* refuse guests with more RAM; 0 = MemAvailable */
-        uint64_t ram_reserve;      /* [cluster] incoming-reserve: held for incoming guests, so theirs too */
-        unsigned max_connections;  /* 0 = 64; more are closed at once, with a warning */
-        peer_served_fn served;     /* NULL: logged only (and a received guest destroyed) */
+        const struct peer_info *self; /* this host, as Hello and HostInfo tell it; outlives the listener */
+        struct migrate_ledger
+                *ledger;          /* the host's (host-ledger.h); NULL: migrations and resolves are refused */
+        unsigned timeout_ms;      /* the longest wait on a peer inside a request */
+        uint64_t mem_limit;       /* refuse guests with more RAM; 0 = MemAvailable */
+        uint64_t ram_reserve;     /* [cluster] incoming-reserve: held for incoming guests, so theirs too */
+        unsigned max_connections; /* 0 = 64; more are closed at once, with a warning */
+        peer_served_fn served;    /* NULL: logged only (and a received guest destroyed) */
         peer_incoming_fn incoming; /* NULL: migrations are served here (migrate_serve()) */
         peer_channel_fn channel;   /* with incoming: memory channels; NULL: they are closed */
         void *userdata;
