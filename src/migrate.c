@@ -68,7 +68,7 @@ struct source {
         bool paused; /* by us */
         bool commit_sent;
         bool killed; /* by the test hook */
-        uint64_t t_start, t_verdict, t_pause, t_copied, t_loaded, t_commit;
+        uint64_t t_start, t_verdict, t_pause, t_copied, t_loaded, t_commit, t_acked;
         struct vcpu_state desc; /* vcpu 0, for the header and the register list */
         uint64_t *dirty;        /* the pages still to send */
         size_t words;
@@ -233,7 +233,6 @@ struct pass {
 static int adapt_compression(struct source *s, bool *trial, struct svemig_error *err)
 {
         uint64_t mine, other;
-
         bool lz4;
 
         if (!s->adaptive)
@@ -1012,13 +1011,14 @@ int migrate_send(struct guest *g, int fd, const struct migrate_opts *opts, struc
         r = handoff(&s, err);
         if (r < 0 || s.rep->outcome != MIGRATE_OUTCOME_COMMITTED)
                 goto fail;
-        report->downtime_ns = migrate_now_ns() - s.t_pause;
+        s.t_acked = migrate_now_ns();
+        report->downtime_ns = s.t_acked - s.t_pause;
         report->setup_ns = s.t_verdict - s.t_start;
         report->precopy_ns = s.t_pause - s.t_verdict;
         report->pause_copy_ns = s.t_copied - s.t_pause;
         report->load_ns = s.t_loaded - s.t_copied;
-        report->commit_ns = migrate_now_ns() - s.t_commit;
-        report->bytes_sent = s.w.bytes_out + report->stream_bytes + channels_out_bytes(s.channels);
+        report->commit_ns = s.t_acked - s.t_commit;
+        report->bytes_sent = bytes_sent(&s); /* the Ack's exchange included, past the stream's end */
         guest_set_throttle(g, 100);
         r = 0;
         goto out;
