@@ -270,22 +270,33 @@ static int watch(sd_event *event, struct vmm_spawn *s, pid_t pid, int ready_fd, 
         return 0;
 }
 
+/* vmm_spawn_binary(), if it can be run; what: the VMM's role, for the reason. */
+static int runnable_binary(const char *what, const char **out, struct svemig_error *err)
+{
+        const char *binary = vmm_spawn_binary();
+
+        if (access(binary, X_OK) < 0)
+                return svemig_error_set(err, errno,
+                                        "cannot run %s %s: %s (is svemig installed completely? "
+                                        "SVEMIG_VMM names another)",
+                                        what, binary, strerror(errno));
+        *out = binary;
+        return 0;
+}
+
 int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progress_t progress,
               vmm_spawn_done_t done, void *userdata, struct vmm_spawn **out, struct svemig_error *err)
 {
-        const char *binary = vmm_spawn_binary();
         char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8], channel_fd[8];
         int fds[2], pass[FDS_MAX], r;
-        const char *argv[26];
+        const char *argv[26], *binary;
         size_t n = 0, n_pass = 0;
         struct vmm_spawn *s;
         pid_t pid;
 
-        if (access(binary, X_OK) < 0)
-                return svemig_error_set(err, errno,
-                                        "cannot run the guest's VMM %s: %s (is svemig installed completely? "
-                                        "SVEMIG_VMM names another)",
-                                        binary, strerror(errno));
+        r = runnable_binary("the guest's VMM", &binary, err);
+        if (r < 0)
+                return r;
         snprintf(vcpus, sizeof(vcpus), "%u", a->vcpus);
         snprintf(memory, sizeof(memory), "%llu", (unsigned long long)a->memory);
         snprintf(dirty, sizeof(dirty), "%u", a->dirty_pages);
@@ -351,17 +362,14 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
 int vmm_spawn_standby(const char *config, bool verbose, uint64_t size, pid_t *pid, int *control_fd,
                       struct svemig_error *err)
 {
-        const char *binary = vmm_spawn_binary();
         char size_arg[32], control_arg[8];
-        const char *argv[10];
+        const char *argv[10], *binary;
         size_t n = 0;
         int sv[2], r;
 
-        if (access(binary, X_OK) < 0)
-                return svemig_error_set(err, errno,
-                                        "cannot run the standby VMM %s: %s (is svemig installed completely? "
-                                        "SVEMIG_VMM names another)",
-                                        binary, strerror(errno));
+        r = runnable_binary("the standby VMM", &binary, err);
+        if (r < 0)
+                return r;
         snprintf(size_arg, sizeof(size_arg), "%llu", (unsigned long long)size);
         snprintf(control_arg, sizeof(control_arg), "%d", FIRST_FD);
         argv[n++] = "svemig-vmm";
