@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "hv-sim.h"
+#include "sim/sim.h"
 #include "macro.h"
 #include "svemig/kvmreg.h"
 

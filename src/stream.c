@@ -18,7 +18,7 @@
 #include "checksum.h"
 #include "iov.h"
 #include "macro.h"
-#include "stream-internal.h"
+#include "stream/stream-internal.h"
 #include "stream.pb-c.h"
 #include "svemig/kvmreg.h"
 

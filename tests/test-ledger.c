@@ -20,7 +20,7 @@
 
 #include <cmocka.h>
 
-#include "migrate-internal.h"
+#include "migrate/migrate-internal.h"
 #include "svemig/migrate.h"
 
 struct fixture {

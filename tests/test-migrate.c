@@ -23,9 +23,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "hv-sim.h"
+#include "sim/sim.h"
 #include "macro.h"
-#include "migrate-internal.h"
+#include "migrate/migrate-internal.h"
 #include "sim-util.h"
 #include "svemig/guest.h"
 #include "svemig/kvmreg.h"

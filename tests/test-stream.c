@@ -21,7 +21,7 @@
 
 #include "macro.h"
 #include "stream-content.h"
-#include "stream-internal.h"
+#include "stream/stream-internal.h"
 #include "stream.pb-c.h"
 #include "svemig/kvmreg.h"
 #include "svemig/stream.h"

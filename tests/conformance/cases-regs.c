@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include "conformance.h"
-#include "reglist.h"
+#include "sim/reglist.h"
 
 struct class_count {
         unsigned n[_KVMREG_CLASS_MAX];

@@ -9,7 +9,7 @@
  */
 #include <string.h>
 
-#include "hv-sim.h"
+#include "sim/sim.h"
 
 /* Guest-visible parameters, set by whoever loads the guest. */
 #define WL_X_STRIPE_INDEX 26 /* which share of memory this vcpu writes */

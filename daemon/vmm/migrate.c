@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "file-atomic.h"
-#include "guest-registry.h"
+#include "guest-record.h"
 #include "host-ledger.h"
 #include "log.h"
 #include "macro.h"

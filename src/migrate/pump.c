@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "migrate-internal.h"
+#include "migrate/migrate-internal.h"
 
 #define PUMP_BUF           (256u << 10)
 #define PUMP_PIPE_SIZE     (1 << 20)

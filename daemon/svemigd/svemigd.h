@@ -10,7 +10,7 @@
 #include <systemd/sd-event.h>
 
 #include "api-server.h"
-#include "migrate-conf.h"
+#include "conf.h"
 #include "svemig/hv.h"
 
 struct guest_registry;

@@ -96,13 +96,6 @@ void guest_entry_update(struct guest_entry *e, const Svemig__Api__Guest *live);
  */
 void guest_entry_incoming_ended(struct guest_entry *e, const char *why);
 
-/*
- * The file a source VMM leaves in the guest's directory before it exits
- * once the destination owns the guest ("peer=NAME\nid=HEX\n"): a svemigd
- * that did not see the migration end removes the record by it.
- */
-#define GUEST_MIGRATED_FILE "migrated"
-
 /* Removes the record and the directory (and the snapshots listed under 'snapshot_dir'), then the entry. */
 int guest_entry_delete(struct guest_entry *e, const char *snapshot_dir, struct svemig_error *err);
 

@@ -75,3 +75,10 @@ int guest_record_set_str(char **field, const char *value);
 int guest_record_add_snapshot(struct guest_record *rec, const char *path, uint64_t created_ns,
                               uint64_t bytes, uint64_t steps);
 void guest_record_remove_snapshot(struct guest_record *rec, size_t i);
+
+/*
+ * The file a source VMM leaves in the guest's directory before it exits
+ * once the destination owns the guest ("peer=NAME\nid=HEX\n"): a svemigd
+ * that did not see the migration end removes the record by it.
+ */
+#define GUEST_MIGRATED_FILE "migrated"

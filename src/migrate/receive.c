@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "migrate-internal.h"
-#include "stream-internal.h"
+#include "migrate/migrate-internal.h"
+#include "stream/stream-internal.h"
 #include "workpool.h"
 #include "svemig/kvmreg.h"
 #include "svemig/snapshot.h"

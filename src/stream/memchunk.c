@@ -21,7 +21,7 @@
 
 #include "checksum.h"
 #include "macro.h"
-#include "stream-internal.h"
+#include "stream/stream-internal.h"
 #include "stream.pb-c.h"
 
 #define BITMAP_BYTES_MAX (SVEMIG_STREAM_CHUNK_PAGES_MAX / 8)

@@ -14,7 +14,7 @@
 #include <time.h>
 
 #include "macro.h"
-#include "migrate-internal.h"
+#include "migrate/migrate-internal.h"
 
 /* Waits until 'want' bytes can be peeked, or the timeout. */
 static int peek_bytes(int fd, void *buf, size_t want, unsigned timeout_ms, struct svemig_error *err)

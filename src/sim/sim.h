@@ -12,7 +12,7 @@
 #include <stdatomic.h>
 
 #include "hv-backend.h"
-#include "reglist.h"
+#include "sim/reglist.h"
 
 #define SIM_MAX_SLOTS 32
 #define SIM_NR_ZREGS  32

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <string.h>
 
-#include "reglist.h"
+#include "sim/reglist.h"
 
 const struct reglist_profile *reglist_profile_find(const char *kernel, bool sve)
 {

@@ -25,8 +25,8 @@
 
 #include "config.h"
 #include "macro.h"
-#include "migrate-internal.h"
-#include "stream-internal.h"
+#include "migrate/migrate-internal.h"
+#include "stream/stream-internal.h"
 #include "svemig/snapshot.h"
 #include "svemig/stream.h"
 #include "workpool.h"

@@ -15,7 +15,7 @@
 
 #include "iov.h"
 #include "macro.h"
-#include "migrate-internal.h"
+#include "migrate/migrate-internal.h"
 
 uint64_t migrate_now_ns(void)
 {

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "migrate-internal.h"
+#include "migrate/migrate-internal.h"
 
 #define THROTTLE_INITIAL_DEFAULT   20u
 #define THROTTLE_INCREMENT_DEFAULT 10u

@@ -18,7 +18,7 @@
 #include <systemd/sd-event.h>
 
 #include "api-server.h"
-#include "migrate-conf.h"
+#include "conf.h"
 #include "standby-proto.h"
 #include "svemig/guest.h"
 #include "svemig/hv.h"

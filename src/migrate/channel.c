@@ -37,8 +37,8 @@
 #include "checksum.h"
 #include "iov.h"
 #include "macro.h"
-#include "migrate-internal.h"
-#include "stream-internal.h"
+#include "migrate/migrate-internal.h"
+#include "stream/stream-internal.h"
 #include "stream.pb-c.h"
 
 #define CHANNEL_TRAILER_MAX 4096u

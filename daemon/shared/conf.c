@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "migrate-conf.h"
+#include "conf.h"
 #include "parse-number.h"
 #include "svemig/migrate.h"
 

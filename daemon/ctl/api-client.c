@@ -9,7 +9,7 @@
 #include "api-client.h"
 #include "api-frame.h"
 #include "macro.h"
-#include "migrate-conf.h"
+#include "conf.h"
 
 struct api_client {
         int fd;
