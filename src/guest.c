@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "macro.h"
 #include "svemig/guest.h"
 #include "svemig/kvmreg.h"
@@ -380,14 +381,6 @@ int guest_create(struct hv *hv, const struct guest_config *cfg, struct guest **o
         return 0;
 }
 
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Sleeps so that a batch that took 'busy' ns runs at the throttle's share of the time. */
 static void throttle_sleep(const struct guest *g, uint64_t busy)
 {
@@ -480,7 +473,7 @@ static void *vcpu_thread_main(void *arg)
                 return NULL;
         }
         while (left > 0 && !atomic_load(&g->stop)) {
-                uint64_t start = now_ns();
+                uint64_t start = now_ns(CLOCK_MONOTONIC);
                 struct hv_exit exit;
 
                 t->r = hv_vcpu_run(vcpu, MIN(left, (uint64_t)GUEST_RUN_BATCH), &exit);
@@ -495,7 +488,7 @@ static void *vcpu_thread_main(void *arg)
                         break;
                 if (exit.reason == HV_EXIT_MMIO && !mmio_continue(g, t->index, &exit))
                         break;
-                throttle_sleep(g, now_ns() - start);
+                throttle_sleep(g, now_ns(CLOCK_MONOTONIC) - start);
         }
         if (mmio_pending)
                 t->r = complete_mmio(vcpu);

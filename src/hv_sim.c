@@ -2,10 +2,10 @@
 /*
  * The sim backend: a software model of arm64 KVM. It reproduces what a
  * caller of the kernel's ioctls can observe — the register list and reset
- * values of the reference kernels (src/reglists/), the virtualisable-VL
+ * values of the reference kernels (src/sim/reglists/), the virtualisable-VL
  * computation over per-CPU VQ maps, the vcpu setup ordering and every error
  * code of arch/arm64/kvm/guest.c for the registers it has — and runs a
- * deterministic synthetic guest (sim-workload.c) in place of real code.
+ * deterministic synthetic guest (sim/workload.c) in place of real code.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -221,45 +221,6 @@ static int sim_get_dirty_log(struct hv_vm *hvm, unsigned slot, uint64_t *bitmap,
         for (size_t i = 0; i < words; i++)
                 bitmap[i] = __atomic_exchange_n(&s->dirty[i], 0, __ATOMIC_ACQ_REL);
         return 0;
-}
-
-static struct sim_slot *sim_vm_slot_of(struct sim_vm *vm, uint64_t gpa, size_t len)
-{
-        for (unsigned i = 0; i < SIM_MAX_SLOTS; i++) {
-                struct sim_slot *s = &vm->slots[i];
-
-                if (s->used && gpa >= s->gpa && gpa - s->gpa + len <= s->size)
-                        return s;
-        }
-        return NULL;
-}
-
-uint8_t *sim_vm_mem(struct sim_vm *vm, uint64_t gpa, size_t len)
-{
-        struct sim_slot *s = sim_vm_slot_of(vm, gpa, len);
-
-        return s ? s->hva + (gpa - s->gpa) : NULL;
-}
-
-void sim_vm_mark_dirty(struct sim_vm *vm, uint64_t gpa, size_t len)
-{
-        struct sim_slot *s = sim_vm_slot_of(vm, gpa, len);
-        uint64_t off;
-
-        if (!s || !s->dirty)
-                return;
-        off = gpa - s->gpa;
-        /* Release: whoever reads the log (acquire) and then the page sees the store that marked it. */
-        for (uint64_t pg = off / HV_PAGE_SIZE; pg <= (off + len - 1) / HV_PAGE_SIZE; pg++)
-                __atomic_fetch_or(&s->dirty[pg / 64], 1ull << (pg % 64), __ATOMIC_RELEASE);
-}
-
-const struct sim_slot *sim_vm_first_slot(struct sim_vm *vm)
-{
-        for (unsigned i = 0; i < SIM_MAX_SLOTS; i++)
-                if (vm->slots[i].used)
-                        return &vm->slots[i];
-        return NULL;
 }
 
 /* ---- vcpus: creation, init, finalize ----------------------------------- */
@@ -766,19 +727,6 @@ static int sim_set_mp_state(struct hv_vcpu *hvc, uint32_t state)
 }
 
 /* ---- running ----------------------------------------------------------- */
-
-unsigned sim_vcpu_effective_vq(const struct sim_vcpu *v)
-{
-        unsigned want = (unsigned)(*v->zcr_el1 & 0xf) + 1, best = 0;
-
-        /* The hardware runs at the largest length it has that is no longer than ZCR_EL1 asks. */
-        VQSET_FOREACH (vq, &v->vls) {
-                if (vq > want)
-                        break;
-                best = vq;
-        }
-        return best ? best : vqset_lowest(&v->vls);
-}
 
 static int sim_run(struct hv_vcpu *hvc, uint64_t max_steps, struct hv_exit *exit)
 {

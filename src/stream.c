@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The svemig stream: preamble and header, framing, VCPU frames and the
- * trailer, for a writer and a reader on any fd. MEMORY frames are in
- * memchunk.c. The byte layout is in docs/stream-format.md.
+ * The svemig stream: the preamble and header, VCPU frames and the trailer,
+ * for a writer and a reader on any fd. Frames are in stream/frame.c, the
+ * writer's and reader's core in stream/stream-io.c, MEMORY frames in
+ * stream/memchunk.c. The byte layout is in docs/stream-format.md.
  */
 #include <errno.h>
 #include <lz4.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,37 +16,12 @@
 
 #include "config.h"
 #include "checksum.h"
-#include "iov.h"
 #include "macro.h"
+#include "stream/memchunk.h"
 #include "stream/stream-internal.h"
 #include "stream.pb-c.h"
 #include "svemig/kvmreg.h"
-
-/* Like PNG's: a high-bit byte, then CR LF, ^Z and LF, so that text-mode copies show. */
-const uint8_t stream_magic[STREAM_MAGIC_SIZE] = {0x89, 'S', 'V', 'M', '\r', '\n', 0x1a, '\n'};
-
-#define TRAILER_RAW_MAX 4096u
-
-/* The frame types of this version, with the minor that introduced each. */
-static const struct frame_kind known_kinds[] = {
-        {SVEMIG_FRAME_VCPU, 0, true, "VCPU"},
-        {SVEMIG_FRAME_MEMORY, 0, true, "MEMORY"},
-        {SVEMIG_FRAME_TRAILER, 0, true, "TRAILER"},
-};
-
-static const struct frame_kind *known_kind(uint32_t type)
-{
-        for (size_t i = 0; i < ELEMENTSOF(known_kinds); i++)
-                if (known_kinds[i].type == type)
-                        return &known_kinds[i];
-        return NULL;
-}
-
-const char *svemig_frame_type_name(uint32_t type)
-{
-        const struct frame_kind *k = known_kind(type);
-        return k ? k->name : NULL;
-}
+#include "unaligned.h"
 
 const char *svemig_compression_name(enum svemig_compression c)
 {
@@ -70,218 +45,10 @@ const char *svemig_digest_name(enum svemig_digest d)
         return "unknown";
 }
 
-/* ---- Small shared helpers ---- */
-
-int bytebuf_reserve(struct bytebuf *b, size_t n)
-{
-        uint8_t *p;
-
-        if (n <= b->cap)
-                return 0;
-        p = realloc(b->p, n);
-        if (!p)
-                return -ENOMEM;
-        b->p = p;
-        b->cap = n;
-        return 0;
-}
-
-void bytebuf_done(struct bytebuf *b)
-{
-        free(b->p);
-        b->p = NULL;
-        b->cap = 0;
-}
-
-int stream_fail(struct stream_failure *f, int r, struct svemig_error *err)
-{
-        if (f->code == 0) {
-                f->code = abs(r);
-                snprintf(f->msg, sizeof(f->msg), "%s", svemig_error_str(err, r));
-        }
-        return -abs(r);
-}
-
-int stream_check(const struct stream_failure *f, struct svemig_error *err)
-{
-        if (f->code == 0)
-                return 0;
-        return svemig_error_set(err, f->code, "%s", f->msg);
-}
-
-const struct svemig_stream_slot *stream_find_slot(const struct svemig_stream_info *info, unsigned id)
-{
-        for (size_t i = 0; i < info->n_slots; i++)
-                if (info->slots[i].id == id)
-                        return &info->slots[i];
-        return NULL;
-}
-
-int stream_pool(struct workpool **pool, unsigned n_threads, struct svemig_error *err)
-{
-        int r;
-
-        if (*pool)
-                return 0;
-        r = workpool_new(n_threads, pool);
-        if (r < 0)
-                return svemig_error_set(err, r, "cannot start the stream's worker threads: %s",
-                                        strerror(-r));
-        return 0;
-}
-
 static bool is_pow2(uint64_t v)
 {
         return v && !(v & (v - 1));
 }
-
-/* ---- Frames ---- */
-
-size_t frame_lz4_bound(size_t raw_len)
-{
-        return (size_t)LZ4_compressBound((int)raw_len);
-}
-
-/*
- * The head and tail of a frame whose payload (stored_len bytes, raw_len
- * decompressed) is in place; the check covers f's payload, which is all of
- * it except with FRAME_F_PAGE_CHECKS.
- */
-static void frame_finish(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
-                         size_t stored_len, size_t raw_len)
-{
-        put_le16(f->head, type);
-        put_le16(f->head + 2, since_minor);
-        put_le32(f->head + 4, flags);
-        put_le32(f->head + 8, (uint32_t)stored_len);
-        put_le32(f->head + 12, (uint32_t)raw_len);
-        put_le32(f->head + 16, XXH32(f->head, 16, FRAME_HEAD_SEED));
-        put_le64(f->tail, checksum64(f->payload, f->len));
-}
-
-void frame_build(struct frame_out *f, uint16_t type, bool required, const uint8_t *raw, size_t raw_len,
-                 bool lz4, uint8_t *zbuf)
-{
-        const struct frame_kind *k = known_kind(type);
-        uint32_t flags = required ? FRAME_F_REQUIRED : 0;
-
-        f->payload = raw;
-        f->len = raw_len;
-        if (lz4 && raw_len > 0) {
-                int z = LZ4_compress_default((const char *)raw, (char *)zbuf, (int)raw_len,
-                                             (int)frame_lz4_bound(raw_len));
-                /* Only where it pays: incompressible payloads are stored as they are. */
-                if (z > 0 && (size_t)z < raw_len) {
-                        f->payload = zbuf;
-                        f->len = (size_t)z;
-                        flags |= FRAME_F_LZ4;
-                }
-        }
-        frame_finish(f, type, flags, k ? k->since_minor : SVEMIG_STREAM_MINOR, f->len, raw_len);
-}
-
-void frame_seal_fields(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
-                       const uint8_t *fields, size_t len, size_t data_len)
-{
-        f->payload = fields;
-        f->len = len;
-        frame_finish(f, type, flags, since_minor, len + data_len, len + data_len);
-}
-
-void frame_seal(struct frame_out *f, uint16_t type, uint32_t flags, uint16_t since_minor,
-                const uint8_t *payload, size_t len)
-{
-        frame_seal_fields(f, type, flags, since_minor, payload, len, 0);
-}
-
-int frame_head_parse(const uint8_t head[FRAME_HEAD_SIZE], struct frame_head *h, uint64_t offset,
-                     struct svemig_error *err)
-{
-        uint32_t stored = get_le32(head + 16), computed = XXH32(head, 16, FRAME_HEAD_SEED);
-
-        if (stored != computed)
-                return svemig_error_set(err, EBADMSG,
-                                        "offset %llu: frame head checksum mismatch (stored 0x%08x, computed "
-                                        "0x%08x): the stream is corrupt here",
-                                        (unsigned long long)offset, stored, computed);
-        h->type = get_le16(head);
-        h->since_minor = get_le16(head + 2);
-        h->flags = get_le32(head + 4);
-        h->stored_len = get_le32(head + 8);
-        h->raw_len = get_le32(head + 12);
-
-        if (h->type == 0)
-                return svemig_error_set(err, EBADMSG, "offset %llu: frame type 0 is invalid",
-                                        (unsigned long long)offset);
-        if (h->flags & FRAME_F_MUST_KNOW & ~FRAME_F_KNOWN)
-                return svemig_error_set(err, EPROTO,
-                                        "offset %llu: frame type %u sets flags 0x%04x that this reader does "
-                                        "not understand (introduced in stream format v%u.%u; this svemig "
-                                        "reads v%u.%u): upgrade svemig",
-                                        (unsigned long long)offset, h->type,
-                                        h->flags & FRAME_F_MUST_KNOW & ~FRAME_F_KNOWN, SVEMIG_STREAM_MAJOR,
-                                        h->since_minor, SVEMIG_STREAM_MAJOR, SVEMIG_STREAM_MINOR);
-        if (h->stored_len > SVEMIG_STREAM_FRAME_MAX || h->raw_len > SVEMIG_STREAM_FRAME_MAX)
-                return svemig_error_set(
-                        err, E2BIG,
-                        "offset %llu: frame type %u claims %u bytes (%u decompressed), over the "
-                        "limit of %u",
-                        (unsigned long long)offset, h->type, h->stored_len, h->raw_len,
-                        SVEMIG_STREAM_FRAME_MAX);
-        if (!(h->flags & FRAME_F_LZ4) && h->stored_len != h->raw_len)
-                return svemig_error_set(
-                        err, EBADMSG,
-                        "offset %llu: uncompressed frame type %u has stored length %u but raw "
-                        "length %u",
-                        (unsigned long long)offset, h->type, h->stored_len, h->raw_len);
-        if ((h->flags & FRAME_F_PAGE_CHECKS) &&
-            (h->type != SVEMIG_FRAME_MEMORY || (h->flags & (FRAME_F_LZ4 | FRAME_F_PAGE_LZ4))))
-                return svemig_error_set(err, EBADMSG,
-                                        "offset %llu: frame type %u sets flag PAGE_CHECKS, which only raw "
-                                        "MEMORY frames carry",
-                                        (unsigned long long)offset, h->type);
-        if ((h->flags & FRAME_F_LZ4) && (h->stored_len == 0 || h->stored_len > frame_lz4_bound(h->raw_len)))
-                return svemig_error_set(
-                        err, EBADMSG,
-                        "offset %llu: LZ4 frame type %u: %u stored bytes cannot decompress to %u",
-                        (unsigned long long)offset, h->type, h->stored_len, h->raw_len);
-        return 0;
-}
-
-int frame_payload_open(const struct frame_head *h, const uint8_t *stored, uint8_t *scratch,
-                       const uint8_t **raw, uint64_t offset, struct svemig_error *err)
-{
-        uint64_t want = get_le64(stored + h->stored_len), have = checksum64(stored, h->stored_len);
-        const char *name = svemig_frame_type_name(h->type);
-
-        if (h->flags & FRAME_F_PAGE_CHECKS) /* its pages are checked one by one, where they land */
-                return svemig_error_set(err, EBADMSG,
-                                        "offset %llu: a MEMORY frame with a check per page (flag "
-                                        "PAGE_CHECKS), which only a live migration's memory channels "
-                                        "carry, and only laid out straight into the guest",
-                                        (unsigned long long)offset);
-        if (want != have)
-                return svemig_error_set(err, EBADMSG,
-                                        "offset %llu: %s frame payload checksum mismatch (stored 0x%016llx, "
-                                        "computed 0x%016llx): the stream is corrupt",
-                                        (unsigned long long)offset, name ? name : "unknown",
-                                        (unsigned long long)want, (unsigned long long)have);
-        if (!(h->flags & FRAME_F_LZ4)) {
-                *raw = stored;
-                return 0;
-        }
-        if (LZ4_decompress_safe((const char *)stored, (char *)scratch, (int)h->stored_len,
-                                (int)h->raw_len) != (int)h->raw_len)
-                return svemig_error_set(
-                        err, EBADMSG,
-                        "offset %llu: %s frame: its LZ4 data does not decompress to the %u bytes "
-                        "its head announces",
-                        (unsigned long long)offset, name ? name : "unknown", h->raw_len);
-        *raw = scratch;
-        return 0;
-}
-
-/* ---- The header, shared checks ---- */
 
 /*
  * The checks both ends make on a header. 'bad' is the errno for an invalid
@@ -361,101 +128,6 @@ static int info_check(const struct svemig_stream_info *info, int bad, const char
         return 0;
 }
 
-/* ---- Writer ---- */
-
-static int write_all(int fd, struct iovec *iov, int iovcnt)
-{
-        size_t n = (size_t)iovcnt;
-
-        while (n > 0) {
-                ssize_t k = writev(fd, iov, (int)n);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN) {
-                                struct pollfd p = {.fd = fd, .events = POLLOUT};
-                                (void)poll(&p, 1, -1);
-                                continue;
-                        }
-                        return negative_errno();
-                }
-                iov_advance(&iov, &n, (size_t)k);
-        }
-        return 0;
-}
-
-/* Writes bytes that count towards the digest. */
-static int writer_put(struct svemig_stream_writer *w, struct iovec *iov, int n, struct svemig_error *err)
-{
-        uint64_t total = 0;
-        int r;
-
-        for (int i = 0; i < n; i++) {
-                stream_digest_update(w->digest, w->info.digest, iov[i].iov_base, iov[i].iov_len);
-                total += iov[i].iov_len;
-        }
-        r = write_all(w->fd, iov, n);
-        if (r < 0)
-                return stream_fail(&w->failure,
-                                   svemig_error_set(err, r, "writing the stream at offset %llu failed: %s",
-                                                    (unsigned long long)w->stats.bytes, strerror(-r)),
-                                   err);
-        w->stats.bytes += total;
-        return 0;
-}
-
-int stream_writer_emit(struct svemig_stream_writer *w, const struct frame_out *f, struct svemig_error *err)
-{
-        struct iovec iov[3];
-        int r;
-
-        frame_iov(f, iov);
-        r = writer_put(w, iov, 3, err);
-        if (r == 0)
-                w->stats.frames++;
-        return r;
-}
-
-void stream_digest_update(XXH3_state_t *st, enum svemig_digest d, const void *p, size_t n)
-{
-        if (d == SVEMIG_DIGEST_XXH3_64)
-                XXH3_64bits_update(st, p, n);
-        else
-                XXH3_128bits_update(st, p, n);
-}
-
-int stream_writer_put_frame(struct svemig_stream_writer *w, uint16_t type, bool required,
-                            uint16_t since_minor, const uint8_t *payload, size_t len,
-                            struct svemig_error *err)
-{
-        struct frame_out f;
-
-        frame_build(&f, type, required, payload, len, false, NULL);
-        put_le16(f.head + 2, since_minor);
-        put_le32(f.head + 16, XXH32(f.head, 16, FRAME_HEAD_SEED));
-        return stream_writer_emit(w, &f, err);
-}
-
-static void digest_value(XXH3_state_t *st, enum svemig_digest d, uint8_t out[16], unsigned *len)
-{
-        if (d == SVEMIG_DIGEST_XXH3_64) {
-                XXH64_canonicalFromHash((XXH64_canonical_t *)out, XXH3_64bits_digest(st));
-                *len = 8;
-        } else {
-                XXH128_canonicalFromHash((XXH128_canonical_t *)out, XXH3_128bits_digest(st));
-                *len = 16;
-        }
-}
-
-static void digest_reset(XXH3_state_t *st, enum svemig_digest d)
-{
-        if (d == SVEMIG_DIGEST_XXH3_64)
-                XXH3_64bits_reset(st);
-        else
-                XXH3_128bits_reset(st);
-}
-
 static size_t set_string(char *dst, const char *src, const char *dflt)
 {
         return (size_t)snprintf(dst, SVEMIG_STREAM_STRING_MAX, "%s", src[0] ? src : dflt);
@@ -514,7 +186,7 @@ static int writer_put_header(struct svemig_stream_writer *w, const struct svemig
         _cleanup_free_ Svemig__MemSlot **slot_ptrs = NULL;
         _cleanup_free_ Svemig__RegValue *regs = NULL;
         _cleanup_free_ Svemig__RegValue **reg_ptrs = NULL;
-        Svemig__FrameKind kinds[ELEMENTSOF(known_kinds)], *kind_ptrs[ELEMENTSOF(known_kinds)];
+        Svemig__FrameKind kinds[FRAME_KINDS_N], *kind_ptrs[FRAME_KINDS_N];
         _cleanup_free_ uint8_t *packed = NULL;
         size_t len;
 
@@ -560,15 +232,15 @@ static int writer_put_header(struct svemig_stream_writer *w, const struct svemig
         }
         h.n_id_regs = in->n_id_regs;
         h.id_regs = reg_ptrs;
-        for (size_t i = 0; i < ELEMENTSOF(known_kinds); i++) {
+        for (size_t i = 0; i < FRAME_KINDS_N; i++) {
                 svemig__frame_kind__init(&kinds[i]);
-                kinds[i].type = known_kinds[i].type;
-                kinds[i].name = (char *)known_kinds[i].name;
-                kinds[i].since_minor = known_kinds[i].since_minor;
-                kinds[i].required = known_kinds[i].required;
+                kinds[i].type = frame_kinds[i].type;
+                kinds[i].name = (char *)frame_kinds[i].name;
+                kinds[i].since_minor = frame_kinds[i].since_minor;
+                kinds[i].required = frame_kinds[i].required;
                 kind_ptrs[i] = &kinds[i];
         }
-        h.n_frame_kinds = ELEMENTSOF(known_kinds);
+        h.n_frame_kinds = FRAME_KINDS_N;
         h.frame_kinds = kind_ptrs;
 
         len = svemig__stream_header__get_packed_size(&h);
@@ -586,7 +258,7 @@ static int writer_put_header(struct svemig_stream_writer *w, const struct svemig
         svemig__stream_header__pack(&h, packed + STREAM_PREAMBLE_SIZE);
         put_le64(packed + STREAM_PREAMBLE_SIZE + len, checksum64(packed, STREAM_PREAMBLE_SIZE + len));
         struct iovec iov[1] = {{packed, STREAM_PREAMBLE_SIZE + len + 8}};
-        return writer_put(w, iov, 1, err);
+        return stream_writer_put(w, iov, 1, err);
 }
 
 void svemig_stream_writer_free(struct svemig_stream_writer *w)
@@ -602,6 +274,7 @@ void svemig_stream_writer_free(struct svemig_stream_writer *w)
         free(w->slots);
         free(w);
 }
+
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct svemig_stream_writer *, svemig_stream_writer_free);
 
 int svemig_stream_writer_open(int fd, const struct svemig_stream_info *info,
@@ -629,7 +302,7 @@ int svemig_stream_writer_open(int fd, const struct svemig_stream_info *info,
         r = writer_fill_info(w, info, err);
         if (r < 0)
                 return r == -ENOMEM ? svemig_error_set(err, r, "stream writer: out of memory") : r;
-        digest_reset(w->digest, w->info.digest);
+        stream_digest_reset(w->digest, w->info.digest);
         w->lz4 = w->info.compression == SVEMIG_COMPRESSION_LZ4;
         r = writer_put_header(w, info, err);
         if (r < 0)
@@ -748,7 +421,7 @@ int svemig_stream_writer_finish(struct svemig_stream_writer *w, struct svemig_er
                         "all before the trailer",
                         w->info.vcpu_count, w->stats.vcpus);
 
-        digest_value(w->digest, w->info.digest, w->stats.digest, &w->stats.digest_bytes);
+        stream_digest_value(w->digest, w->info.digest, w->stats.digest, &w->stats.digest_bytes);
         t.frames = w->stats.frames;
         t.vcpus = w->stats.vcpus;
         t.mem_chunks = w->stats.mem_chunks;
@@ -783,64 +456,6 @@ int svemig_stream_writer_set_lz4(struct svemig_stream_writer *w, bool on, struct
 const struct svemig_stream_stats *svemig_stream_writer_stats(const struct svemig_stream_writer *w)
 {
         return &w->stats;
-}
-
-void stream_writer_set_memory_sink(struct svemig_stream_writer *w, stream_memory_sink_fn fn, void *userdata,
-                                   bool page_checks)
-{
-        w->mem_sink = fn;
-        w->mem_sink_data = userdata;
-        w->mem_sink_page_checks = fn && page_checks;
-}
-
-const struct svemig_stream_stats *stream_writer_sink_stats(const struct svemig_stream_writer *w)
-{
-        return &w->sink_stats;
-}
-
-/* ---- Reader ---- */
-
-/* Reads up to n bytes, stopping early only at the end of the stream; *got says how many. */
-static int reader_fill(struct svemig_stream_reader *r, void *buf, size_t n, size_t *got)
-{
-        *got = 0;
-        while (*got < n) {
-                ssize_t k = read(r->fd, (uint8_t *)buf + *got, n - *got);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN) {
-                                struct pollfd p = {.fd = r->fd, .events = POLLIN};
-                                (void)poll(&p, 1, -1);
-                                continue;
-                        }
-                        return negative_errno();
-                }
-                if (k == 0)
-                        break;
-                *got += (size_t)k;
-        }
-        return 0;
-}
-
-/* Reads exactly n bytes, or says where and inside what the stream ended. */
-static int reader_get(struct svemig_stream_reader *r, void *buf, size_t n, const char *what,
-                      struct svemig_error *err)
-{
-        size_t got;
-        int k = reader_fill(r, buf, n, &got);
-
-        if (k < 0)
-                return svemig_error_set(err, k, "reading the stream at offset %llu failed: %s",
-                                        (unsigned long long)(r->offset + got), strerror(-k));
-        if (got < n)
-                return svemig_error_set(err, EBADMSG,
-                                        "offset %llu: the stream is truncated: it ends %s (%zu of %zu bytes "
-                                        "there)",
-                                        (unsigned long long)(r->offset + got), what, got, n);
-        r->offset += n;
-        return 0;
 }
 
 static const char *magic_problem(const uint8_t m[STREAM_MAGIC_SIZE])
@@ -976,7 +591,7 @@ static int reader_take_header(struct svemig_stream_reader *r, const Svemig__Stre
                 fk->required = k->required;
                 snprintf(fk->name, sizeof(fk->name), "%s", k->name ? k->name : "");
                 /* A stream that will carry a required frame this build cannot read is refused now. */
-                if (fk->required && !known_kind(fk->type))
+                if (fk->required && !frame_known_kind(fk->type))
                         return svemig_error_set(
                                 err, EPROTO,
                                 "%s: the stream carries required frames of type %u (\"%s\"), "
@@ -1004,6 +619,7 @@ void svemig_stream_reader_free(struct svemig_stream_reader *r)
         free(r->id_reg_blob);
         free(r);
 }
+
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct svemig_stream_reader *, svemig_stream_reader_free);
 
 static int reader_open_header(struct svemig_stream_reader *r, struct svemig_error *err)
@@ -1016,7 +632,7 @@ static int reader_open_header(struct svemig_stream_reader *r, struct svemig_erro
         char where[64];
         int k;
 
-        k = reader_get(r, pre, STREAM_MAGIC_SIZE, "inside the magic", err);
+        k = stream_reader_get(r, pre, STREAM_MAGIC_SIZE, "inside the magic", err);
         if (k < 0)
                 return k;
         problem = magic_problem(pre);
@@ -1024,8 +640,8 @@ static int reader_open_header(struct svemig_stream_reader *r, struct svemig_erro
                 return svemig_error_set(
                         err, EBADMSG, "offset 0: wrong magic %02x %02x %02x %02x %02x %02x %02x %02x: %s",
                         pre[0], pre[1], pre[2], pre[3], pre[4], pre[5], pre[6], pre[7], problem);
-        k = reader_get(r, pre + STREAM_MAGIC_SIZE, STREAM_PREAMBLE_SIZE - STREAM_MAGIC_SIZE,
-                       "inside the version and header length", err);
+        k = stream_reader_get(r, pre + STREAM_MAGIC_SIZE, STREAM_PREAMBLE_SIZE - STREAM_MAGIC_SIZE,
+                              "inside the version and header length", err);
         if (k < 0)
                 return k;
         major = get_le16(pre + 8);
@@ -1042,7 +658,7 @@ static int reader_open_header(struct svemig_stream_reader *r, struct svemig_erro
         if (bytebuf_reserve(&r->buf, STREAM_PREAMBLE_SIZE + (size_t)len + 8) < 0)
                 return svemig_error_set(err, ENOMEM, "out of memory");
         memcpy(r->buf.p, pre, STREAM_PREAMBLE_SIZE);
-        k = reader_get(r, r->buf.p + STREAM_PREAMBLE_SIZE, (size_t)len + 8, "inside the header", err);
+        k = stream_reader_get(r, r->buf.p + STREAM_PREAMBLE_SIZE, (size_t)len + 8, "inside the header", err);
         if (k < 0)
                 return k;
         want = get_le64(r->buf.p + STREAM_PREAMBLE_SIZE + len);
@@ -1067,7 +683,7 @@ static int reader_open_header(struct svemig_stream_reader *r, struct svemig_erro
         if (k < 0)
                 return k;
 
-        digest_reset(r->digest, r->info.digest);
+        stream_digest_reset(r->digest, r->info.digest);
         stream_digest_update(r->digest, r->info.digest, r->buf.p, STREAM_PREAMBLE_SIZE + (size_t)len + 8);
         return 0;
 }
@@ -1110,124 +726,6 @@ uint64_t svemig_stream_reader_offset(const struct svemig_stream_reader *r)
 const struct svemig_stream_stats *svemig_stream_reader_stats(const struct svemig_stream_reader *r)
 {
         return &r->stats;
-}
-
-static const struct frame_kind *reader_kind(const struct svemig_stream_reader *r, uint16_t type)
-{
-        for (size_t i = 0; i < r->n_kinds; i++)
-                if (r->kinds[i].type == type)
-                        return &r->kinds[i];
-        return NULL;
-}
-
-/* The most a frame of a known type may hold decompressed. */
-static uint32_t frame_raw_limit(const struct svemig_stream_reader *r, uint16_t type)
-{
-        switch (type) {
-        case SVEMIG_FRAME_MEMORY:
-                return (uint32_t)memchunk_raw_max(r->info.page_size, r->info.chunk_pages);
-        case SVEMIG_FRAME_TRAILER:
-                return TRAILER_RAW_MAX;
-        default:
-                return SVEMIG_STREAM_FRAME_MAX;
-        }
-}
-
-int stream_reader_read_frame(struct svemig_stream_reader *r, struct svemig_error *err)
-{
-        for (;;) {
-                uint64_t off = r->offset;
-                uint8_t head[FRAME_HEAD_SIZE];
-                struct frame_head h;
-                const struct frame_kind *known;
-                size_t got = 0;
-                int k;
-
-                /* A clean end between frames is still a truncation: the trailer is missing. */
-                k = reader_fill(r, head, FRAME_HEAD_SIZE, &got);
-                if (k < 0)
-                        return svemig_error_set(err, k, "reading the stream at offset %llu failed: %s",
-                                                (unsigned long long)off, strerror(-k));
-                if (got == 0)
-                        return svemig_error_set(
-                                err, EBADMSG,
-                                "offset %llu: the stream is truncated: it ends after %llu frames, "
-                                "without a trailer",
-                                (unsigned long long)off, (unsigned long long)r->stats.frames);
-                if (got < FRAME_HEAD_SIZE)
-                        return svemig_error_set(
-                                err, EBADMSG,
-                                "offset %llu: the stream is truncated: it ends inside a frame head "
-                                "(%zu of %u bytes there)",
-                                (unsigned long long)off, got, FRAME_HEAD_SIZE);
-                r->offset += FRAME_HEAD_SIZE;
-                k = frame_head_parse(head, &h, off, err);
-                if (k < 0)
-                        return k;
-
-                known = known_kind(h.type);
-                if (!known && (h.flags & FRAME_F_REQUIRED)) {
-                        const struct frame_kind *fk = reader_kind(r, h.type);
-                        return svemig_error_set(
-                                err, EPROTO,
-                                "offset %llu: frame type %u%s%s%s is required and was introduced "
-                                "in stream format v%u.%u; this svemig reads v%u.%u: upgrade "
-                                "svemig to read it",
-                                (unsigned long long)off, h.type, fk ? " (\"" : "", fk ? fk->name : "",
-                                fk ? "\")" : "", SVEMIG_STREAM_MAJOR, fk ? fk->since_minor : h.since_minor,
-                                SVEMIG_STREAM_MAJOR, SVEMIG_STREAM_MINOR);
-                }
-                if (known && (h.flags & FRAME_F_PAGE_LZ4) && h.type != SVEMIG_FRAME_MEMORY)
-                        return svemig_error_set(
-                                err, EBADMSG,
-                                "offset %llu: a %s frame sets flag PAGE_LZ4, which only MEMORY "
-                                "frames may set",
-                                (unsigned long long)off, known->name);
-                if (known && h.raw_len > frame_raw_limit(r, h.type))
-                        return svemig_error_set(
-                                err, E2BIG, "offset %llu: a %s frame of %u bytes, over its limit of %u",
-                                (unsigned long long)off, known->name, h.raw_len, frame_raw_limit(r, h.type));
-
-                if (h.type == SVEMIG_FRAME_TRAILER) {
-                        unsigned n;
-                        digest_value(r->digest, r->info.digest, r->trailer_digest, &n);
-                } else {
-                        stream_digest_update(r->digest, r->info.digest, head, FRAME_HEAD_SIZE);
-                }
-                if (bytebuf_reserve(&r->buf, (size_t)h.stored_len + FRAME_TAIL_SIZE) < 0)
-                        return svemig_error_set(err, ENOMEM, "out of memory");
-                k = reader_get(r, r->buf.p, (size_t)h.stored_len + FRAME_TAIL_SIZE,
-                               known ? "inside a frame payload" : "inside an unknown frame", err);
-                if (k < 0)
-                        return k;
-                if (h.type != SVEMIG_FRAME_TRAILER) {
-                        stream_digest_update(r->digest, r->info.digest, r->buf.p,
-                                             (size_t)h.stored_len + FRAME_TAIL_SIZE);
-                        r->stats.frames++;
-                }
-                if (!known) {
-                        /* An optional frame from a newer minor: check it, count it, pass it over. */
-                        uint64_t want = get_le64(r->buf.p + h.stored_len),
-                                 have = checksum64(r->buf.p, h.stored_len);
-                        if (want != have)
-                                return svemig_error_set(
-                                        err, EBADMSG,
-                                        "offset %llu: optional frame type %u: payload checksum "
-                                        "mismatch: the stream is corrupt",
-                                        (unsigned long long)off, h.type);
-                        r->stats.skipped++;
-                        continue;
-                }
-                if (h.type == SVEMIG_FRAME_VCPU)
-                        r->stats.vcpus++;
-                else if (h.type == SVEMIG_FRAME_MEMORY)
-                        r->stats.mem_chunks++;
-                r->head = h;
-                r->head_offset = off;
-                r->pending = true;
-                r->pending_seen = false;
-                return h.type;
-        }
 }
 
 /* Checks and decompresses the pending frame's payload into r->raw. */

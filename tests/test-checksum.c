@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The frame check's builds of XXH3 (src/checksum.h) against libxxhash's:
+ * The frame check's builds of XXH3 (src/basic/checksum.h) against libxxhash's:
  * every build this CPU can run, one-shot and in pieces, at every length up
  * to a few strides and on whole chunks, must give libxxhash's value.
  */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The ONE_REG ID codec against the kernel's own register lists
- * (src/reglists/kvm-reglist-*.txt, KVM_GET_REG_LIST on Debian's 6.1 and 6.12
+ * (src/sim/reglists/kvm-reglist-*.txt, KVM_GET_REG_LIST on Debian's 6.1 and 6.12
  * arm64 kernels) and against the literal IDs DESIGN.md documents.
  */
 #include <errno.h>
@@ -20,7 +20,7 @@
 #include "svemig/kvmreg.h"
 
 #ifndef SVEMIG_REGLIST_DIR
-#error "SVEMIG_REGLIST_DIR must name src/reglists"
+#error "SVEMIG_REGLIST_DIR must name src/sim/reglists"
 #endif
 
 static const char *const reglist_files[] = {

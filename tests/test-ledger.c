@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The destination's durable ledger (src/migrate-ledger.c): two handles on one
+ * The destination's durable ledger (src/migrate/ledger.c): two handles on one
  * directory stand for svemigd's listener and a receiving VMM, which must
  * agree on every migration's outcome, keep it across a restart, and never
  * let a COMMIT win after a Resolve (docs/migration.md, "The ledger").
@@ -20,7 +20,8 @@
 
 #include <cmocka.h>
 
-#include "migrate/migrate-internal.h"
+#include "migrate/ledger.h"
+#include "migrate/wire.h"
 #include "svemig/migrate.h"
 
 struct fixture {

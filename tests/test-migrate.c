@@ -25,7 +25,12 @@
 
 #include "sim/sim.h"
 #include "macro.h"
-#include "migrate/migrate-internal.h"
+#include "migrate/channel.h"
+#include "migrate/ledger.h"
+#include "migrate/peer.h"
+#include "migrate/policy.h"
+#include "migrate/pump.h"
+#include "migrate/wire.h"
 #include "sim-util.h"
 #include "svemig/guest.h"
 #include "svemig/kvmreg.h"

@@ -22,6 +22,7 @@
 #include "macro.h"
 #include "stream-content.h"
 #include "stream/stream-internal.h"
+#include "unaligned.h"
 #include "stream.pb-c.h"
 #include "svemig/kvmreg.h"
 #include "svemig/stream.h"

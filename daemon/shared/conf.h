@@ -7,8 +7,7 @@
  * key. Unknown sections and keys, repeated keys and bad values are refused
  * with "FILE:LINE: reason", so a typo never silently falls back to a default.
  *
- * (Named migrate-conf rather than config.h: the build's generated config.h
- * must stay reachable as "config.h" from daemon/.)
+ * (Named conf.h, not config.h: that is the build's generated header.)
  */
 
 #include <stdbool.h>

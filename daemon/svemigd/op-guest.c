@@ -2,7 +2,7 @@
 /*
  * The guest operations: create, start, pause, resume, run N steps, stop,
  * delete, list, show. svemigd keeps the record (guest-registry.h); the
- * guest itself runs in its VMM (daemon/vmm.h), to which each operation on
+ * guest itself runs in its VMM (daemon/vmm/vmm.h), to which each operation on
  * a live guest is handed on (vmm-forward.h). Lifecycle:
  *
  *   create -> created --start--> running <--pause/resume--> paused
@@ -127,7 +127,7 @@ static int choose_vls(struct svemigd *d, const Svemig__Api__GuestCreateRequest *
 
 /*
  * A bare payload image (GuestCreateRequest.payload): its VMM loads it at IPA
- * 0 and enters it at 0x800 (daemon/vmm-payload.c), and runs in /, so the
+ * 0 and enters it at 0x800 (daemon/vmm/payload.c), and runs in /, so the
  * path must be absolute; it is read again whenever the guest boots anew.
  */
 static int check_payload(const char *path, struct svemig_error *err)

@@ -3,7 +3,7 @@
 
 /*
  * The incoming RAM reserve ([cluster] incoming-reserve in migrate.conf): a
- * standby VMM (`svemig-vmm --standby`, vmm-standby.c) started ahead, which
+ * standby VMM (`svemig-vmm --standby`, daemon/vmm/standby.c) started ahead, which
  * holds that much anonymous memory in transparent huge pages, faulted in,
  * and becomes the receiving VMM of the next guest to migrate in. So the
  * guest lands in memory that is there already, mapped in the process that

@@ -10,7 +10,7 @@
  * client is closed, and the daemon exits 0. Guests are not paused, stopped
  * or snapshotted because the daemon stops; what happens to a guest is only
  * ever what someone asked for. That holds because a guest does not live in
- * this process: each runs in its own svemig-vmm (daemon/vmm.h), in a session
+ * this process: each runs in its own svemig-vmm (daemon/vmm/vmm.h), in a session
  * of its own, which outlives the daemon (svemigd.service has
  * KillMode=process). A restarted svemigd reads its records and reconnects to
  * every VMM still running.

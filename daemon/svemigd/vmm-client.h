@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * svemigd's side of a VMM's control socket (daemon/vmm.h): one connection
+ * svemigd's side of a VMM's control socket (daemon/vmm/vmm.h): one connection
  * per live VMM, on the daemon's sd-event loop, never blocking it. Requests
  * are the control API's own (proto/api.proto); each gets its Progress
  * events and one Response through callbacks.

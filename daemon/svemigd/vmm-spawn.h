@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * Starting a svemig-vmm (daemon/vmm.h) from svemigd: fork and exec it in a
+ * Starting a svemig-vmm (daemon/vmm/vmm.h) from svemigd: fork and exec it in a
  * session of its own (so that it outlives the daemon and its signals), and
  * read its ready pipe on the event loop without blocking it: Progress
  * frames while a restore reads, then one Response.
@@ -55,7 +55,7 @@ const char *vmm_spawn_binary(void);
 int vmm_spawn(sd_event *event, const struct vmm_spawn_args *args, vmm_spawn_progress_t progress,
               vmm_spawn_done_t done, void *userdata, struct vmm_spawn **out, struct svemig_error *err);
 /*
- * Starts `svemig-vmm --standby size` (vmm-standby.c): *pid, and *control_fd,
+ * Starts `svemig-vmm --standby size` (daemon/vmm/standby.c): *pid, and *control_fd,
  * svemigd's end of its control socket (standby-proto.h; non-blocking).
  */
 int vmm_spawn_standby(const char *config, bool verbose, uint64_t size, pid_t *pid, int *control_fd,

@@ -11,7 +11,7 @@
  *
  * Destination: svemigd's listener hands an accepted connection whose next
  * request is a Migrate to a new VMM (--receive-fd), or to the standby VMM
- * of the incoming RAM reserve (vmm-standby.c), which calls
+ * of the incoming RAM reserve (standby.c), which calls
  * migrate_receive() with the host's ledger (host-ledger.h): the COMMIT is
  * taken there under the same lock as svemigd's listener answers a Resolve,
  * and the outcome outlives both processes.
@@ -55,7 +55,7 @@ struct mig_arg {
         struct peer_info self;
         struct migrate_report rep;
         uint64_t steps;
-        /* What the guest's devices recorded when the migration started (vmm-payload.c). */
+        /* What the guest's devices recorded when the migration started (payload.c). */
         uint8_t device_state[MIGRATE_DEVICE_STATE_MAX];
         size_t device_state_size;
 };

@@ -19,7 +19,7 @@
  * with Status.incompatible when this host cannot take the stream). Then it
  * serves the socket until told to stop (or SIGTERM).
  *
- * With --standby it is the incoming RAM reserve (vmm-standby.c): SIZE bytes
+ * With --standby it is the incoming RAM reserve (standby.c): SIZE bytes
  * faulted in ahead, then, on svemigd's order over FD (standby-proto.h),
  * the receiving VMM of the next guest to migrate in, as if started with
  * --name, --dir, --ready-fd, --receive-fd and --channel-fd.
@@ -63,7 +63,7 @@ struct args {
         uint64_t memory;
         const char *vls;
         uint32_t dirty_pages;
-        const char *payload; /* a bare payload image instead of the sim workload (vmm-payload.c) */
+        const char *payload; /* a bare payload image instead of the sim workload (payload.c) */
         bool verbose;
 };
 

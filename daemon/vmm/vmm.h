@@ -8,8 +8,8 @@
  * framing and messages as its own control socket (proto/api.proto): the
  * guest operations, addressed to the one guest this process owns.
  *
- * Shared by svemig-vmm.c (main, create/restore), vmm-ops.c (the handlers)
- * and vmm-job.c (long operations on a worker thread).
+ * Shared by svemig-vmm.c (main, create/restore), ops.c (the handlers)
+ * and job.c (long operations on a worker thread).
  */
 
 #include <pthread.h>
@@ -25,7 +25,7 @@
 
 struct vmm_job;
 
-/* A bare payload guest and what it reported (vmm-payload.c); image NULL for the sim workload. */
+/* A bare payload guest and what it reported (payload.c); image NULL for the sim workload. */
 struct vmm_payload {
         char *image;
         uint64_t ram_base, entry;
@@ -75,12 +75,12 @@ uint64_t vmm_total_steps(const struct vmm *v);
 /* "created", "running" or "paused", as svemigd records it. */
 const char *vmm_state(const struct vmm *v);
 
-/* vmm-ops.c: the operations this process serves, for api_server_params.lookup. */
+/* ops.c: the operations this process serves, for api_server_params.lookup. */
 const struct api_op *vmm_op_find(int op_case);
 /* api_server_drain()'s done: the loop ends. */
 void vmm_drained(void *userdata);
 
-/* vmm-migrate.c: the source's MigrateRequest; the destination's incoming guest on fd (hello done). */
+/* migrate.c: the source's MigrateRequest; the destination's incoming guest on fd (hello done). */
 int vmm_op_migrate(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
                    struct svemig_error *err);
 /*
@@ -94,14 +94,14 @@ int vmm_receive(struct vmm *v, int fd, void *ram_mem, uint64_t ram_size, int cha
 void vmm_describe(struct vmm *v, Svemig__Api__Guest *g);
 
 /*
- * vmm-standby.c: maps size bytes in huge pages, faults them in, says so on control_fd (or why not) and
+ * standby.c: maps size bytes in huge pages, faults them in, says so on control_fd (or why not) and
  * waits for svemigd's order (standby-proto.h). 1: an order came, *mem is the mapping; 0: svemigd closed
  * the socket first (exit quietly); < 0: the memory could not be prepared (said on control_fd too).
  */
 int vmm_standby(int control_fd, uint64_t size, void **mem, struct standby_order *order,
                 struct standby_order_fds *fds, struct svemig_error *err);
 
-/* vmm-payload.c: bare payload guests and their MMIO reports. */
+/* payload.c: bare payload guests and their MMIO reports. */
 void vmm_payload_init(struct vmm *v);
 void vmm_payload_done(struct vmm *v);
 /* Creates v->guest from cfg (vcpus, memory, VLs set) running the payload image at path image. */
@@ -115,7 +115,7 @@ int vmm_payload_pack(struct vmm *v, uint8_t *buf, size_t size, size_t *len);
 /* On the destination: what the source recorded (len 0: the guest is no payload). */
 int vmm_payload_unpack(struct vmm *v, const uint8_t *buf, size_t len, struct svemig_error *err);
 
-/* vmm-job.c */
+/* job.c */
 typedef int (*vmm_job_work_t)(struct vmm_job *job, void *arg, struct svemig_error *err);
 typedef void (*vmm_job_done_t)(struct vmm *v, struct api_call *call, int r, const struct svemig_error *err,
                                void *arg);

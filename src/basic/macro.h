@@ -56,18 +56,3 @@ static inline int negative_errno(void)
 {
         return errno > 0 ? -errno : -EIO;
 }
-
-/* CLOCK_REALTIME ms from now, for pthread_cond_timedwait(). */
-static inline struct timespec realtime_deadline(unsigned ms)
-{
-        struct timespec t;
-
-        clock_gettime(CLOCK_REALTIME, &t);
-        t.tv_sec += ms / 1000;
-        t.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (t.tv_nsec >= 1000000000L) {
-                t.tv_sec++;
-                t.tv_nsec -= 1000000000L;
-        }
-        return t;
-}

@@ -35,11 +35,17 @@
 #include <unistd.h>
 
 #include "checksum.h"
+#include "clock.h"
 #include "iov.h"
 #include "macro.h"
-#include "migrate/migrate-internal.h"
+#include "migrate/channel.h"
+#include "migrate/peer.h"
+#include "migrate/pump.h"
+#include "migrate/wire.h"
+#include "stream/memchunk.h"
 #include "stream/stream-internal.h"
 #include "stream.pb-c.h"
+#include "unaligned.h"
 
 #define CHANNEL_TRAILER_MAX 4096u
 #define CHANNEL_RECV_BUFFER (2 << 20)
@@ -414,7 +420,7 @@ static int in_recv_error(struct channel_in *c, ssize_t k)
                 return 1;
         if (errno != EAGAIN)
                 return svemig_error_set(&c->err, errno, "receiving failed: %s", strerror(errno));
-        idle = migrate_now_ns() - atomic_load(&c->set->last_data);
+        idle = now_ns(CLOCK_MONOTONIC) - atomic_load(&c->set->last_data);
         if (idle < (uint64_t)c->set->timeout_ms * 1000000ull)
                 return 1;
         return svemig_error_set(&c->err, ETIMEDOUT,
@@ -424,7 +430,7 @@ static int in_recv_error(struct channel_in *c, ssize_t k)
 
 static void in_alive(struct channel_in *c)
 {
-        atomic_store(&c->set->last_data, migrate_now_ns());
+        atomic_store(&c->set->last_data, now_ns(CLOCK_MONOTONIC));
 }
 
 /* The first n bytes waiting on the channel, left there. */
@@ -674,7 +680,7 @@ static void *in_main(void *userdata)
  */
 static int take_fd(int unix_fd, unsigned timeout_ms, struct pump *pump, struct svemig_error *err)
 {
-        uint64_t deadline = migrate_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+        uint64_t deadline = now_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
         union {
                 struct cmsghdr h;
                 char buf[CMSG_SPACE(sizeof(int))];
@@ -702,7 +708,7 @@ static int take_fd(int unix_fd, unsigned timeout_ms, struct pump *pump, struct s
                         return svemig_error_set(err, r, "waiting for a channel: %s", strerror(-r));
                 if (r == 0 && pump && pump_error(pump, err) < 0)
                         return svemig_error_prefix(err, "waiting for the memory channels");
-                if (r == 0 && migrate_now_ns() >= deadline)
+                if (r == 0 && now_ns(CLOCK_MONOTONIC) >= deadline)
                         return svemig_error_set(err, ETIMEDOUT, "no memory channel came for %u ms",
                                                 timeout_ms);
         }
@@ -745,7 +751,7 @@ static int in_place(struct channels_in *set, int fd, const uint8_t *id, unsigned
         /* Blocking, in slices (in_set_wakeup() below): in_recv_error() watches all channels together. */
         (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
         /*
-         * A bounded receive buffer, as the connection's (migrate-receive.c):
+         * A bounded receive buffer, as the connection's (receive.c):
          * left to autotuning, megabytes of pre-copy wait in it when the
          * source pauses, and the pause lasts until this end has applied
          * them (median idle downtime 11.0 ms unbounded, 8.9 ms so).
@@ -777,7 +783,7 @@ int channels_accept(int unix_fd, const uint8_t *id, unsigned n, unsigned timeout
         set->on_event = on_event;
         set->userdata = userdata;
         set->timeout_ms = timeout_ms;
-        atomic_store(&set->last_data, migrate_now_ns());
+        atomic_store(&set->last_data, now_ns(CLOCK_MONOTONIC));
         pthread_mutex_init(&set->lock, NULL);
         pthread_cond_init(&set->cond, NULL);
         for (unsigned i = 0; i < n; i++) {

@@ -13,13 +13,14 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "clock.h"
 #include "macro.h"
-#include "migrate/migrate-internal.h"
+#include "migrate/wire.h"
 
 /* Waits until 'want' bytes can be peeked, or the timeout. */
 static int peek_bytes(int fd, void *buf, size_t want, unsigned timeout_ms, struct svemig_error *err)
 {
-        uint64_t deadline = migrate_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+        uint64_t deadline = now_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
 
         for (;;) {
                 ssize_t k = recv(fd, buf, want, MSG_PEEK | MSG_DONTWAIT);
@@ -30,7 +31,7 @@ static int peek_bytes(int fd, void *buf, size_t want, unsigned timeout_ms, struc
                         return svemig_error_set(err, ENOTCONN, "the peer closed the connection");
                 if (k < 0 && errno != EAGAIN && errno != EINTR)
                         return svemig_error_set(err, errno, "receiving failed: %s", strerror(errno));
-                if (migrate_now_ns() >= deadline)
+                if (now_ns(CLOCK_MONOTONIC) >= deadline)
                         return svemig_error_set(err, ETIMEDOUT,
                                                 "no complete request from the peer for %u ms", timeout_ms);
                 if (k < 0) {

@@ -41,7 +41,7 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "migrate/migrate-internal.h"
+#include "migrate/ledger.h"
 
 #define LOCK_FILE      ".lock"
 #define COMMITTED_FILE "committed"

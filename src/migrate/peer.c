@@ -11,7 +11,7 @@
 
 #include "config.h"
 #include "macro.h"
-#include "migrate/migrate-internal.h"
+#include "migrate/peer.h"
 #include "svemig/kvmreg.h"
 #include "svemig/stream.h"
 

@@ -12,8 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "macro.h"
-#include "migrate/migrate-internal.h"
+#include "migrate/policy.h"
 
 #define THROTTLE_INITIAL_DEFAULT   20u
 #define THROTTLE_INCREMENT_DEFAULT 10u
@@ -122,7 +123,7 @@ static bool page_is_zero(const uint8_t *p)
 static uint64_t sample_pass(const uint8_t *mem, uint64_t pages, uint64_t *in, uint64_t *stored)
 {
         char dst[LZ4_COMPRESSBOUND(HV_PAGE_SIZE)];
-        uint64_t start = migrate_now_ns();
+        uint64_t start = now_ns(CLOCK_MONOTONIC);
 
         *in = *stored = 0;
         for (uint64_t i = 0, step = MAX(pages / (SAMPLE_PAGES * 4), 1ull);
@@ -136,7 +137,7 @@ static uint64_t sample_pass(const uint8_t *mem, uint64_t pages, uint64_t *in, ui
                 *in += HV_PAGE_SIZE;
                 *stored += z > 0 && z < (int)HV_PAGE_SIZE ? (uint64_t)z : HV_PAGE_SIZE;
         }
-        return MAX(migrate_now_ns() - start, 1ull);
+        return MAX(now_ns(CLOCK_MONOTONIC) - start, 1ull);
 }
 
 void compression_sample(const uint8_t *mem, uint64_t size, unsigned n_threads, struct compression_input *out)

@@ -31,8 +31,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "macro.h"
-#include "migrate/migrate-internal.h"
+#include "migrate/pump.h"
+#include "migrate/wire.h"
 
 #define PUMP_BUF           (256u << 10)
 #define PUMP_PIPE_SIZE     (1 << 20)
@@ -119,7 +121,7 @@ static bool flag(struct pump *p, const bool *f)
 /* How many of n bytes may go now under the bandwidth cap; 0 means wait *wait_ms. */
 static size_t pump_allow(struct pump *p, size_t n, int *wait_ms)
 {
-        uint64_t now = migrate_now_ns();
+        uint64_t now = now_ns(CLOCK_MONOTONIC);
         double burst = MAX((double)PUMP_SLICE, (double)p->max_bps / 50.0);
 
         if (!p->max_bps)
@@ -344,7 +346,7 @@ static int write_pipe(struct pump *p, const uint8_t *buf, size_t n)
 /* How long the pump may wait now: data is due by the deadline only while it is expected. */
 static int from_peer_wait(struct pump *p, uint64_t last_data, bool *timed_out)
 {
-        uint64_t since, deadline, now = migrate_now_ns();
+        uint64_t since, deadline, now = now_ns(CLOCK_MONOTONIC);
         bool expect;
 
         pthread_mutex_lock(&p->lock);
@@ -364,7 +366,7 @@ static int from_peer_wait(struct pump *p, uint64_t last_data, bool *timed_out)
 
 static void pump_from_peer(struct pump *p)
 {
-        uint64_t last_data = migrate_now_ns();
+        uint64_t last_data = now_ns(CLOCK_MONOTONIC);
 
         for (;;) {
                 bool timed_out;
@@ -396,7 +398,8 @@ static void pump_from_peer(struct pump *p)
 
                                 if (poll(fds, 2, PUMP_POLL_SLICE_MS) > 0 && fds[1].revents)
                                         return;
-                                last_data = migrate_now_ns(); /* the wait was ours, not the source's */
+                                last_data =
+                                        now_ns(CLOCK_MONOTONIC); /* the wait was ours, not the source's */
                                 continue;
                         }
                         if (n < 0 && errno == EPIPE) {
@@ -417,7 +420,7 @@ static void pump_from_peer(struct pump *p)
                                   "aborted the migration or died)");
                         return;
                 }
-                last_data = migrate_now_ns();
+                last_data = now_ns(CLOCK_MONOTONIC);
                 pump_count(p, (size_t)n);
                 if (p->sock_flags < 0 && write_pipe(p, p->buf, (size_t)n) != 0)
                         return;
@@ -493,7 +496,7 @@ int pump_start(int sock, enum pump_dir dir, unsigned timeout_ms, uint64_t max_bp
         p->pipe_wr = fds[1];
         p->stop_rd = stop[0];
         p->stop_wr = stop[1];
-        p->refill_ns = migrate_now_ns();
+        p->refill_ns = now_ns(CLOCK_MONOTONIC);
         pthread_mutex_init(&p->lock, NULL);
         pthread_cond_init(&p->cond, NULL);
         r = -pthread_create(&p->thread, NULL, pump_main, p);
@@ -540,7 +543,7 @@ void pump_expect(struct pump *p, bool on)
 {
         pthread_mutex_lock(&p->lock);
         if (on && !p->expect)
-                p->expect_since = migrate_now_ns(); /* the timeout runs from now */
+                p->expect_since = now_ns(CLOCK_MONOTONIC); /* the timeout runs from now */
         p->expect = on;
         pthread_mutex_unlock(&p->lock);
 }

@@ -15,8 +15,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "macro.h"
-#include "migrate/migrate-internal.h"
+#include "migrate/channel.h"
+#include "migrate/ledger.h"
+#include "migrate/peer.h"
+#include "migrate/pump.h"
+#include "migrate/wire.h"
 #include "stream/stream-internal.h"
 #include "workpool.h"
 #include "svemig/kvmreg.h"
@@ -487,7 +492,7 @@ static int start_guest(void *userdata)
         struct start_ctx *c = userdata;
         int r = c->d->running ? guest_start(c->d->g, &c->err) : 0;
 
-        c->t_running = migrate_now_ns();
+        c->t_running = now_ns(CLOCK_MONOTONIC);
         return r;
 }
 
@@ -533,7 +538,7 @@ static int handoff(struct dest *d, bool *killed, struct svemig_error *err)
         r = await_commit(d, err);
         if (r < 0)
                 return r;
-        t_commit = migrate_now_ns();
+        t_commit = now_ns(CLOCK_MONOTONIC);
 
         d->step = MIGRATE_STEP_ACK;
         state = ledger_commit(d->opts->ledger, d->rep->id, start_guest, &c);
@@ -687,7 +692,7 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         const struct svemig_stream_info *info;
         struct svemig_error why = {0};
         bool killed = false, refused = false, fresh;
-        uint64_t t_start = migrate_now_ns();
+        uint64_t t_start = now_ns(CLOCK_MONOTONIC);
         int r;
 
         /* m lives in w's arena: copy what is needed before w receives again. */
@@ -734,7 +739,7 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
          * Fresh RAM (not the caller's, faulted in ahead) in small pages while
          * the stream fills it: a first write then clears 4 KiB, where a huge
          * page would clear (and on a busy host compact) 2 MiB, and zero
-         * pages are never written at all (memchunk.c). Huge pages are asked
+         * pages are never written at all (stream/memchunk.c). Huge pages are asked
          * for again once it is loaded.
          */
         fresh = !migrate_recv_uses_reserve(opts, guest_mem_size(d.g));
@@ -790,7 +795,7 @@ static int receive(struct hv *hv, struct wire *w, const struct migrate_recv_opts
         stream_close(&d);
         out->guest = d.g;
         d.g = NULL;
-        d.rep->total_ns = migrate_now_ns() - t_start;
+        d.rep->total_ns = now_ns(CLOCK_MONOTONIC) - t_start;
         goto out;
 
 fail:

@@ -23,9 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "macro.h"
-#include "migrate/migrate-internal.h"
+#include "migrate/channel.h"
+#include "migrate/peer.h"
+#include "migrate/policy.h"
+#include "migrate/pump.h"
+#include "migrate/wire.h"
 #include "stream/stream-internal.h"
 #include "svemig/snapshot.h"
 #include "svemig/stream.h"
@@ -37,22 +42,6 @@
 #define RESOLVE_TRIES      3u
 #define VCPU_OVERHEAD      4096u /* framing and encoding per vcpu, for the downtime estimate */
 #define DRAIN_WAIT_NS      (500ull * 1000000ull)
-
-static const char *const step_names[_MIGRATE_STEP_MAX] = {
-        [MIGRATE_STEP_NONE] = "start",
-        [MIGRATE_STEP_REQUEST] = "request",
-        [MIGRATE_STEP_VERDICT] = "verdict",
-        [MIGRATE_STEP_PRECOPY] = "pre-copy",
-        [MIGRATE_STEP_STOP_COPY] = "stop-and-copy",
-        [MIGRATE_STEP_LOADED] = "loaded",
-        [MIGRATE_STEP_COMMIT] = "commit",
-        [MIGRATE_STEP_ACK] = "ack",
-};
-
-const char *migrate_step_name(enum migrate_step step)
-{
-        return step < _MIGRATE_STEP_MAX && step_names[step] ? step_names[step] : "unknown";
-}
 
 struct source {
         struct guest *g;
@@ -237,7 +226,7 @@ static int adapt_compression(struct source *s, bool *trial, struct svemig_error 
 
         if (!s->adaptive)
                 return 0;
-        s->comp.now_ns = migrate_now_ns();
+        s->comp.now_ns = now_ns(CLOCK_MONOTONIC);
         lz4 = compression_decide(&s->comp) == MIGRATE_COMPRESSION_LZ4;
         mine = lz4 ? s->comp.lz4_mem_bps : s->comp.raw_mem_bps;
         other = lz4 ? s->comp.raw_mem_bps : s->comp.lz4_mem_bps;
@@ -266,7 +255,7 @@ static void measure_piece(struct source *s, bool lz4, uint64_t wire, uint64_t da
         if (first)
                 return;
         *(lz4 ? &s->comp.lz4_mem_bps : &s->comp.raw_mem_bps) = (uint64_t)((double)data * 1e9 / (double)ns);
-        *(lz4 ? &s->comp.lz4_at_ns : &s->comp.raw_at_ns) = migrate_now_ns();
+        *(lz4 ? &s->comp.lz4_at_ns : &s->comp.raw_at_ns) = now_ns(CLOCK_MONOTONIC);
 }
 
 /* One piece of a pass, compressed or not as the link allows now, and measured. */
@@ -276,20 +265,21 @@ static int write_piece(struct source *s, const struct svemig_mem_range *range, s
         uint64_t t0;
         int r;
 
-        t0 = migrate_now_ns();
+        t0 = now_ns(CLOCK_MONOTONIC);
         r = svemig_stream_write_memory(s->writer, range, 1, err);
         if (r < 0)
                 return memory_reason(s, svemig_error_prefix(err, "source: writing guest memory"), err);
         m1 = memory_sent(s);
         measure_piece(s, s->writer->lz4, m1.bytes - m0.bytes,
-                      (m1.pages - m1.zero - (m0.pages - m0.zero)) * HV_PAGE_SIZE, migrate_now_ns() - t0);
+                      (m1.pages - m1.zero - (m0.pages - m0.zero)) * HV_PAGE_SIZE,
+                      now_ns(CLOCK_MONOTONIC) - t0);
         return 0;
 }
 
 /* Writes the pages of dirty (NULL: all of RAM) and waits until they are in the socket. */
 static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, struct svemig_error *err)
 {
-        uint64_t size = guest_mem_size(s->g), start = migrate_now_ns();
+        uint64_t size = guest_mem_size(s->g), start = now_ns(CLOCK_MONOTONIC);
         struct mem_sent m0 = memory_sent(s), m1;
         int r;
 
@@ -332,7 +322,7 @@ static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, st
         if (r < 0)
                 return peer_reason(s, r, err);
         m1 = memory_sent(s);
-        p->ns = migrate_now_ns() - start;
+        p->ns = now_ns(CLOCK_MONOTONIC) - start;
         p->bytes = m1.bytes - m0.bytes;
         p->pages = m1.pages - m0.pages;
         p->zero = m1.zero - m0.zero;
@@ -445,11 +435,11 @@ static int precopy(struct source *s, struct svemig_error *err)
  */
 static void drain_before_pause(struct source *s)
 {
-        uint64_t deadline = migrate_now_ns() + DRAIN_WAIT_NS;
+        uint64_t deadline = now_ns(CLOCK_MONOTONIC) + DRAIN_WAIT_NS;
         int queued;
 
         while (ioctl(s->w.fd, SIOCOUTQ, &queued) == 0 &&
-               (queued > 0 || channels_out_queued(s->channels) > 0) && migrate_now_ns() < deadline &&
+               (queued > 0 || channels_out_queued(s->channels) > 0) && now_ns(CLOCK_MONOTONIC) < deadline &&
                pump_error(s->pump, NULL) == 0)
                 nanosleep(&(struct timespec){.tv_nsec = 200000}, NULL);
 }
@@ -557,7 +547,7 @@ static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *
                 if (r < 0)
                         return svemig_error_prefix(err, "source: pausing the guest");
         }
-        s->t_pause = migrate_now_ns();
+        s->t_pause = now_ns(CLOCK_MONOTONIC);
         /*
          * After a pre-copy the pause sends a remainder: a trial of the slower
          * way would only lengthen the downtime. Without one (a paused guest)
@@ -602,7 +592,7 @@ static int stop_and_copy(struct source *s, bool precopied, struct svemig_error *
         if (r < 0)
                 return peer_reason(s, r, err);
         s->rep->bytes_sent = bytes_sent(s);
-        s->t_copied = migrate_now_ns();
+        s->t_copied = now_ns(CLOCK_MONOTONIC);
         return 0;
 }
 
@@ -754,7 +744,7 @@ static int handoff(struct source *s, struct svemig_error *err)
         r = expect_reply(s, SVEMIG__PEER__PEER_MESSAGE__BODY_LOADED, "Loaded", &in, err);
         if (r < 0)
                 return r;
-        s->t_loaded = migrate_now_ns();
+        s->t_loaded = now_ns(CLOCK_MONOTONIC);
 
         s->step = MIGRATE_STEP_COMMIT;
         prog.step = MIGRATE_STEP_COMMIT;
@@ -764,7 +754,7 @@ static int handoff(struct source *s, struct svemig_error *err)
                 return r;
         if (killed_at(s, MIGRATE_STEP_COMMIT, &r, err))
                 return r;
-        s->t_commit = migrate_now_ns();
+        s->t_commit = now_ns(CLOCK_MONOTONIC);
         r = send_commit(s, err);
         if (r < 0) {
                 /*
@@ -930,7 +920,7 @@ static int source_init(struct source *s, struct guest *g, int fd, const struct m
                 snprintf(s->peer, sizeof(s->peer), "destination %s", s->opts->peer_name);
         else
                 snprintf(s->peer, sizeof(s->peer), "the destination");
-        s->t_start = migrate_now_ns();
+        s->t_start = now_ns(CLOCK_MONOTONIC);
         s->was_running = guest_running(g);
         if (s->opts->reconnect && !s->opts->max_bandwidth)
                 s->want_channels = MIN(s->opts->channels, MIGRATE_CHANNELS_MAX);
@@ -981,7 +971,7 @@ int migrate_send(struct guest *g, int fd, const struct migrate_opts *opts, struc
         r = await_verdict(&s, &refused, err);
         if (r < 0)
                 goto fail;
-        s.t_verdict = migrate_now_ns();
+        s.t_verdict = now_ns(CLOCK_MONOTONIC);
         pump_watch_peer(s.pump, true);
 
         s.step = MIGRATE_STEP_PRECOPY;
@@ -1011,7 +1001,7 @@ int migrate_send(struct guest *g, int fd, const struct migrate_opts *opts, struc
         r = handoff(&s, err);
         if (r < 0 || s.rep->outcome != MIGRATE_OUTCOME_COMMITTED)
                 goto fail;
-        s.t_acked = migrate_now_ns();
+        s.t_acked = now_ns(CLOCK_MONOTONIC);
         report->downtime_ns = s.t_acked - s.t_pause;
         report->setup_ns = s.t_verdict - s.t_start;
         report->precopy_ns = s.t_pause - s.t_verdict;
@@ -1036,7 +1026,7 @@ fail:
         report->bytes_sent = bytes_sent(&s);
         r = source_fail(&s, r, err);
 out:
-        report->total_ns = migrate_now_ns() - s.t_start;
+        report->total_ns = now_ns(CLOCK_MONOTONIC) - s.t_start;
         source_done(&s);
         return r;
 }

@@ -13,16 +13,26 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "clock.h"
 #include "iov.h"
 #include "macro.h"
-#include "migrate/migrate-internal.h"
+#include "migrate/wire.h"
 
-uint64_t migrate_now_ns(void)
+/* The step names an Abort and every report use (the public migrate_step_name()). */
+static const char *const step_names[_MIGRATE_STEP_MAX] = {
+        [MIGRATE_STEP_NONE] = "start",
+        [MIGRATE_STEP_REQUEST] = "request",
+        [MIGRATE_STEP_VERDICT] = "verdict",
+        [MIGRATE_STEP_PRECOPY] = "pre-copy",
+        [MIGRATE_STEP_STOP_COPY] = "stop-and-copy",
+        [MIGRATE_STEP_LOADED] = "loaded",
+        [MIGRATE_STEP_COMMIT] = "commit",
+        [MIGRATE_STEP_ACK] = "ack",
+};
+
+const char *migrate_step_name(enum migrate_step step)
 {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        return step < _MIGRATE_STEP_MAX && step_names[step] ? step_names[step] : "unknown";
 }
 
 unsigned migrate_timeout(unsigned timeout_ms)
@@ -44,14 +54,14 @@ void wire_done(struct wire *w)
 
 int wire_poll(int fd, short events, unsigned timeout_ms)
 {
-        uint64_t deadline = migrate_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+        uint64_t deadline = now_ns(CLOCK_MONOTONIC) + (uint64_t)timeout_ms * 1000000ull;
 
         for (;;) {
                 struct pollfd p = {.fd = fd, .events = events};
                 int wait = -1, k;
 
                 if (timeout_ms) {
-                        uint64_t now = migrate_now_ns();
+                        uint64_t now = now_ns(CLOCK_MONOTONIC);
 
                         if (now >= deadline)
                                 return 0;

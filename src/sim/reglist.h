@@ -3,7 +3,7 @@
 
 /*
  * The kernel's reference register lists, generated at build time from
- * src/reglists/ (copies of KVM_GET_REG_LIST on Debian's arm64 kernels):
+ * src/sim/reglists/ (copies of KVM_GET_REG_LIST on Debian's arm64 kernels):
  * which registers a vcpu has, in the kernel's order, and their values right
  * after KVM_ARM_VCPU_INIT. The sim reproduces them.
  */

@@ -2,8 +2,9 @@
 #pragma once
 
 /*
- * The sim backend's internal state, shared by the KVM model (hv_sim.c) and
- * the synthetic guest workload (sim-workload.c).
+ * The sim backend's internal state, shared by the KVM model (hv_sim.c),
+ * the machine as its guest sees it (sim/machine.c) and the synthetic guest
+ * workload (sim/workload.c), which hv_sim.c runs.
  */
 
 #include <pthread.h>
@@ -113,6 +114,8 @@ static inline struct sim_vm *sim_vm_of(struct sim_vcpu *v)
         return (struct sim_vm *)v->base.vm;
 }
 
+/* ---- sim/machine.c ---- */
+
 /* Host memory behind [gpa, gpa+len) if one slot maps all of it, else NULL. */
 uint8_t *sim_vm_mem(struct sim_vm *vm, uint64_t gpa, size_t len);
 
@@ -129,6 +132,8 @@ const struct sim_slot *sim_vm_first_slot(struct sim_vm *vm);
 
 /* The vq the guest runs at: ZCR_EL1.LEN limited to the vcpu's set. */
 unsigned sim_vcpu_effective_vq(const struct sim_vcpu *v);
+
+/* ---- sim/workload.c ---- */
 
 /* One step of the synthetic workload (docs/sim-workload.md). */
 void sim_workload_step(struct sim_vcpu *v);

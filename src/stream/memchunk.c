@@ -21,7 +21,9 @@
 
 #include "checksum.h"
 #include "macro.h"
+#include "stream/memchunk.h"
 #include "stream/stream-internal.h"
+#include "unaligned.h"
 #include "stream.pb-c.h"
 
 #define BITMAP_BYTES_MAX (SVEMIG_STREAM_CHUNK_PAGES_MAX / 8)
@@ -37,21 +39,6 @@
 
 /* The MemChunk field 6 (data), length-delimited: its tag byte. */
 #define MEMCHUNK_DATA_TAG ((6u << 3) | 2u)
-
-size_t memchunk_fields_max(uint32_t chunk_pages)
-{
-        /*
-         * slot, gpa, page_count; three bitmaps; the LZ4 sizes (each < 65536:
-         * 3 bytes); the page checks; data's tag, length.
-         */
-        return 32 + 3 * (3 + DIV_ROUND_UP(chunk_pages, 8)) + 4 + 3 * (size_t)chunk_pages + 4 +
-               8 * (size_t)chunk_pages + 6;
-}
-
-size_t memchunk_raw_max(uint32_t page_size, uint32_t chunk_pages)
-{
-        return memchunk_fields_max(chunk_pages) + (size_t)chunk_pages * page_size;
-}
 
 static bool bit_test(const uint8_t *map, size_t i)
 {

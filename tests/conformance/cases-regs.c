@@ -2,7 +2,7 @@
 /*
  * KVM_GET_REG_LIST, ONE_REG at every width, core registers and ID registers.
  * The exact lists and reset values come from the kernel's reference lists
- * (src/reglists/, through reglist.h).
+ * (src/sim/reglists/, through reglist.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,7 +117,7 @@ static void reglist_reference(struct conf *c, bool sve)
         char name[64];
         size_t n;
 
-        SKIP_UNLESS(c, p, "no reference list for kernel %s in src/reglists/", c->caps.kernel);
+        SKIP_UNLESS(c, p, "no reference list for kernel %s in src/sim/reglists/", c->caps.kernel);
         if (conf_vcpu(c, &vm, &vcpu, true, sve ? FEAT_SVE : FEAT_PSCI, true) < 0)
                 return;
         ids = conf_reg_list(c, vcpu, &n);

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Hello, HostInfo and this host's description: what two hosts tell each
+ * other before a migration, and the probe vcpu that measures this host.
+ */
+
+#include <stdint.h>
+
+#include "migrate/wire.h"
+#include "svemig/hv.h"
+#include "svemig/migrate.h"
+
+/* Creates vcpu 0 on vm and sets it up as init(features) -> SVE_VLS -> finalize. */
+int peer_probe_vcpu(struct hv_vm *vm, uint32_t features, const vqset_t *vls, struct hv_vcpu **out,
+                    struct svemig_error *err);
+
+/* MemAvailable from /proc/meminfo, in bytes; 0 when unknown. */
+uint64_t peer_mem_available(void);
+
+int peer_info_to_msg(const struct peer_info *info, Svemig__Peer__HostInfo *msg, Svemig__RegValue **regs,
+                     Svemig__RegValue ***reg_ptrs);
+int peer_info_from_msg(const Svemig__Peer__HostInfo *msg, struct peer_info *info, struct svemig_error *err);
+
+/* Answers a HostInfoRequest with self. */
+int peer_serve_info(struct wire *w, const struct peer_info *self, struct svemig_error *err);
