@@ -43,6 +43,33 @@ case "$missing" in
         dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64 ;;
 esac
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
+
+# apt-get, tried again while another apt or dpkg holds its lock (an unattended
+# upgrade, a second build), for up to 10 minutes; any other failure is final.
+apt_get() {
+        tries=0
+        while :; do
+                log=$(mktemp)
+                if $SUDO apt-get -o DPkg::Lock::Timeout=60 "$@" 2>"$log"; then
+                        rm -f "$log"
+                        return 0
+                fi
+                if ! grep -qE 'Could not get lock|Unable to (acquire|lock)|is another process using it' "$log"; then
+                        cat "$log" >&2
+                        rm -f "$log"
+                        return 1
+                fi
+                rm -f "$log"
+                tries=$((tries + 1))
+                if [ "$tries" -ge 10 ]; then
+                        echo "apt-get $*: another apt still holds its lock after 10 minutes" >&2
+                        return 1
+                fi
+                echo "apt-get $1: another apt holds its lock; waiting for it ($tries)" >&2
+                sleep 5
+        done
+}
+
+apt_get update -qq
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing
+apt_get install -y -qq --no-install-recommends $missing
