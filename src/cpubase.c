@@ -134,7 +134,7 @@ static bool field_can(const struct idreg_field *f, int64_t own, bool can_write, 
 {
         if (v == own)
                 return true;
-        if (!can_write)
+        if (!can_write || (f->floor && v < f->floor))
                 return false;
         switch (f->rule) {
         case IDREG_EXACT:
@@ -423,7 +423,7 @@ int cpubase_can_present(const struct cpubase_reg *host, size_t n_host, const str
                                       (guest[k].value & keep) | (own.value & ~keep), &why) == 0)
                         continue;
                 idreg_refusal_format(guest[k].id, &why, reason, sizeof(reason));
-                return svemig_error_set(err, E2BIG, "this host cannot present the guest's %s", reason);
+                return svemig_error_set(err, EINVAL, "this host cannot present the guest's %s", reason);
         }
         return 0;
 }

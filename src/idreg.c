@@ -52,9 +52,14 @@ static const struct idreg_field zfr0[] = {
 };
 
 static const struct idreg_field dfr0[] = {
-        SLOWER("DoubleLock", 36), LOWER("PMSVer", 32), LOWER("CTX_CMPs", 28),
-        LOWER("WRPs", 20),        LOWER("BRPs", 12),   {"PMUVer", 8, 4, true, IDREG_EXACT, 0},
-        EXACT("DebugVer", 0, 6),
+        SLOWER("DoubleLock", 36),
+        LOWER("PMSVer", 32),
+        LOWER("CTX_CMPs", 28),
+        LOWER("WRPs", 20),
+        LOWER("BRPs", 12),
+        /* KVM's own rules for a guest: lower-safe, where the host's are exact. */
+        SLOWER("PMUVer", 8),
+        {"DebugVer", 0, 4, false, IDREG_LOWER_SAFE, 0, 6},
 };
 
 static const struct idreg_field isar0[] = {
@@ -95,13 +100,13 @@ static const struct idreg_field mmfr2[] = {
 };
 
 static const struct idreg_field ctr[] = {
-        {"RES1", 31, 1, false, IDREG_EXACT, 1},
-        {"DIC", 29, 1, false, IDREG_LOWER_SAFE, 0},
-        {"IDC", 28, 1, false, IDREG_LOWER_SAFE, 0},
-        {"CWG", 24, 4, false, IDREG_HIGHER_OR_ZERO_SAFE, 0},
-        {"ERG", 20, 4, false, IDREG_HIGHER_OR_ZERO_SAFE, 0},
+        {"RES1", 31, 1, false, IDREG_EXACT, 1, 0},
+        {"DIC", 29, 1, false, IDREG_LOWER_SAFE, 0, 0},
+        {"IDC", 28, 1, false, IDREG_LOWER_SAFE, 0, 0},
+        {"CWG", 24, 4, false, IDREG_HIGHER_OR_ZERO_SAFE, 0, 0},
+        {"ERG", 20, 4, false, IDREG_HIGHER_OR_ZERO_SAFE, 0, 0},
         LOWER("DminLine", 16),
-        {"L1Ip", 14, 2, false, IDREG_EXACT, 2 /* VIPT */},
+        {"L1Ip", 14, 2, false, IDREG_EXACT, 2 /* VIPT */, 0},
         LOWER("IminLine", 0),
 };
 
@@ -196,11 +201,11 @@ int idreg_can_present(uint64_t id, uint64_t own, uint64_t writable, uint64_t v, 
                 if (!can_write)
                         continue; /* checked below with the bits no field covers */
                 checked |= mask;
-                if (want == mine || safe_value(f, want, mine) == want)
+                if (want == mine || ((!f->floor || want >= f->floor) && safe_value(f, want, mine) == want))
                         continue;
                 if (why)
                         *why = (struct idreg_refusal){f, mask, true, want, mine};
-                return -E2BIG;
+                return -EINVAL;
         }
         /*
          * Writable bits no known field covers take any value: a register the
@@ -223,7 +228,7 @@ int idreg_can_present(uint64_t id, uint64_t own, uint64_t writable, uint64_t v, 
                                 break;
                         }
         }
-        return -E2BIG;
+        return -EINVAL;
 }
 
 static const char *rule_name(enum idreg_rule r)
@@ -261,6 +266,8 @@ void idreg_refusal_format(uint64_t id, const struct idreg_refusal *why, char *bu
                          rule_name(why->field->rule),
                          why->field->rule == IDREG_EXACT
                                  ? "only the host's value or the safe one can be written"
+                         : why->field->floor && why->want < why->field->floor
+                                 ? "no write can go below its least value"
                                  : "no write can go that way");
         else
                 snprintf(buf, len,

@@ -20,6 +20,7 @@
 
 #define DFR0  kvmreg_sys(3, 0, 0, 5, 0)
 #define ISAR0 kvmreg_sys(3, 0, 0, 6, 0)
+#define ISAR1 kvmreg_sys(3, 0, 0, 6, 1)
 #define MMFR1 KVMREG_ID_AA64MMFR1_EL1
 #define PFR0  KVMREG_ID_AA64PFR0_EL1
 
@@ -140,7 +141,7 @@ static void test_612_guest_refused_by_61(void **state)
 
         kernel_host(&a, "6.1", NULL, 0);
         kernel_host(&b, "6.12", writable_612, ELEMENTSOF(writable_612));
-        assert_int_equal(cpubase_can_present(a.regs, a.n, b.regs, b.n, &err), -E2BIG);
+        assert_int_equal(cpubase_can_present(a.regs, a.n, b.regs, b.n, &err), -EINVAL);
         assert_non_null(strstr(err.msg, "ID_AA64DFR0_EL1.DebugVer"));
         assert_non_null(strstr(err.msg, "cannot write the field"));
         /* And 6.12 takes a 6.1 guest. */
@@ -156,7 +157,7 @@ static void test_no_write_upward(void **state)
         kernel_host(&b, "6.12", writable_612, ELEMENTSOF(writable_612));
         g = b;
         set_value(&g, MMFR1, (reg_value(b.regs, b.n, MMFR1) & ~(0xfull << 40)) | (2ull << 40));
-        assert_int_equal(cpubase_can_present(b.regs, b.n, g.regs, g.n, &err), -E2BIG);
+        assert_int_equal(cpubase_can_present(b.regs, b.n, g.regs, g.n, &err), -EINVAL);
         assert_non_null(strstr(err.msg, "ID_AA64MMFR1_EL1.HCX: 1 here, 2 wanted; the field is lower-safe"));
 }
 
@@ -249,23 +250,37 @@ static void test_pinned_and_conflict(void **state)
         cpubase_result_done(&res);
 }
 
-/* Exact fields take the safe value when hosts differ; signed fields order 0xf (not implemented) below 0. */
-static void test_exact_and_signed(void **state)
+/*
+ * Exact fields take the safe value when hosts differ; KVM's DebugVer is
+ * lower-safe but never below 6; signed fields order 0xf (not implemented)
+ * below 0.
+ */
+static void test_exact_floor_signed(void **state)
 {
-        const struct cpubase_reg d9 = one(DFR0, 9, 0xf), d6 = one(DFR0, 6, 0), d8 = one(DFR0, 8, 0xf),
+        const struct cpubase_reg api1 = one(ISAR1, 1ull << 8, ~0ull), api2 = one(ISAR1, 2ull << 8, ~0ull),
+                                 d9 = one(DFR0, 9, 0xf), d8 = one(DFR0, 8, 0), d5 = one(DFR0, 5, 0),
                                  fp0 = one(PFR0, 0, ~0ull), fpnone = one(PFR0, 0xfull << 16, ~0ull);
         struct svemig_error err = {0};
         struct cpubase_result res;
 
-        const struct cpubase_host exact[] = {{"a", true, &d9, 1}, {"b", true, &d8, 1}};
+        const struct cpubase_host exact[] = {{"a", true, &api1, 1}, {"b", true, &api2, 1}};
         assert_int_equal(cpubase_compute(exact, 2, &res, &err), 0);
         assert_int_equal(res.n_conflicts, 0);
-        assert_int_equal(res.regs[0].value & 0xf, 6);
+        assert_int_equal((res.regs[0].value >> 8) & 0xf, 0);
         cpubase_result_done(&res);
-        const struct cpubase_host pinned[] = {{"a", true, &d9, 1}, {"b", true, &d6, 1}};
-        assert_int_equal(cpubase_compute(pinned, 2, &res, &err), 0);
-        assert_int_equal(res.regs[0].value & 0xf, 6);
+
+        const struct cpubase_host debug[] = {{"a", true, &d9, 1}, {"b", true, &d8, 1}};
+        assert_int_equal(cpubase_compute(debug, 2, &res, &err), 0);
+        assert_int_equal(res.n_conflicts, 0);
+        assert_int_equal(res.regs[0].value & 0xf, 8);
         cpubase_result_done(&res);
+        const struct cpubase_host floor[] = {{"a", true, &d9, 1}, {"b", true, &d5, 1}};
+        assert_int_equal(cpubase_compute(floor, 2, &res, &err), 0);
+        assert_int_equal(res.n_conflicts, 1);
+        assert_string_equal(res.conflicts[0].field->name, "DebugVer");
+        cpubase_result_done(&res);
+        assert_int_equal(cpubase_can_present(&d9, 1, &d5, 1, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "below its least value"));
 
         const struct cpubase_host fp[] = {{"a", true, &fp0, 1}, {"b", true, &fpnone, 1}};
         assert_int_equal(cpubase_compute(fp, 2, &res, &err), 0);
@@ -321,10 +336,14 @@ static void test_no_host(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_kernels_611_612),  cmocka_unit_test(test_612_guest_refused_by_61),
-                cmocka_unit_test(test_no_write_upward),  cmocka_unit_test(test_vhe_nvhe_61),
-                cmocka_unit_test(test_lower_safe_limit), cmocka_unit_test(test_pinned_and_conflict),
-                cmocka_unit_test(test_exact_and_signed), cmocka_unit_test(test_unknown_bits_and_sve),
+                cmocka_unit_test(test_kernels_611_612),
+                cmocka_unit_test(test_612_guest_refused_by_61),
+                cmocka_unit_test(test_no_write_upward),
+                cmocka_unit_test(test_vhe_nvhe_61),
+                cmocka_unit_test(test_lower_safe_limit),
+                cmocka_unit_test(test_pinned_and_conflict),
+                cmocka_unit_test(test_exact_floor_signed),
+                cmocka_unit_test(test_unknown_bits_and_sve),
                 cmocka_unit_test(test_no_host),
         };
 

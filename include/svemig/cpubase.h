@@ -80,7 +80,7 @@ void cpubase_result_done(struct cpubase_result *r);
 
 /*
  * Whether a host can present a guest's feature ID registers (as a stream
- * records them): 0, or -E2BIG with the register and field named in err,
+ * records them): 0, or -EINVAL with the register and field named in err,
  * and why no VMM can hide it.
  */
 int cpubase_can_present(const struct cpubase_reg *host, size_t n_host, const struct cpubase_reg *guest,

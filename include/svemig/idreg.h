@@ -8,7 +8,10 @@
  * writes one before the first KVM_RUN: in a field the host marks writable
  * (KVM_ARM_GET_REG_WRITABLE_MASKS), a value the safety rule allows against
  * the host's own; everywhere else, the host's own value. Anything else gets
- * E2BIG. A kernel without writable ID registers (6.1) has an empty mask.
+ * EINVAL (as measured on 6.12). A kernel without writable ID registers
+ * (6.1) has an empty mask. The rules are KVM's where it overrides the
+ * host's (kvm_arm64_ftr_safe_value(): ID_AA64DFR0_EL1's PMUVer and
+ * DebugVer are lower-safe for a guest, DebugVer no lower than 6).
  * Writable bits outside every known field take any value: registers the
  * kernel models itself, such as CLIDR_EL1 (writable since 6.3).
  */
@@ -30,7 +33,8 @@ struct idreg_field {
         uint8_t shift, width;
         bool is_signed; /* 0xf reads as -1: "not implemented" below 0 */
         enum idreg_rule rule;
-        uint8_t safe; /* IDREG_EXACT: the value a host may always write instead of its own */
+        uint8_t safe;  /* IDREG_EXACT: the value a host may always write instead of its own */
+        uint8_t floor; /* the least value KVM accepts in a write (DebugVer: 6) */
 };
 
 struct idreg_desc {
@@ -62,7 +66,7 @@ struct idreg_refusal {
 
 /*
  * Whether a host whose register reads own, with these writable bits, can
- * present v to a guest: 0 (v == own, or KVM takes the write), or -E2BIG
+ * present v to a guest: 0 (v == own, or KVM takes the write), or -EINVAL
  * with the first field it cannot in *why (optional).
  */
 int idreg_can_present(uint64_t id, uint64_t own, uint64_t writable, uint64_t v, struct idreg_refusal *why);
