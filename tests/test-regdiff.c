@@ -12,9 +12,17 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 
+#include "sim/reglist.h"
 #include "svemig/kvmreg.h"
 #include "svemig/regdiff.h"
+
+#ifndef SVEMIG_CPU_BASELINE_DOC
+#error "SVEMIG_CPU_BASELINE_DOC must name docs/cpu-baseline.md"
+#endif
 
 static char why[256];
 
@@ -82,13 +90,117 @@ static void test_unknown_refused(void **state)
         assert_non_null(strstr(why, "cannot tell"));
 }
 
+/* A row of the doc's tables: its id and its first decision word ("drop", ...). */
+struct row {
+        uint64_t id;
+        char decision[16];
+};
+
+/* The rows of the table under the heading that starts with 'heading'. */
+static size_t doc_rows(const char *heading, struct row *rows, size_t max)
+{
+        FILE *f = fopen(SVEMIG_CPU_BASELINE_DOC, "re");
+        char line[1024];
+        bool in = false;
+        size_t n = 0;
+
+        assert_non_null(f);
+        while (fgets(line, sizeof(line), f)) {
+                char *id;
+
+                if (strncmp(line, "#", 1) == 0)
+                        in = strncmp(line, heading, strlen(heading)) == 0;
+                if (!in || line[0] != '|' || !(id = strstr(line, "| 0x")))
+                        continue;
+                assert_true(n < max);
+                rows[n].id = strtoull(id + 2, NULL, 16);
+                /* The decision: the column after the id and the value(s). */
+                char *col = id + 2;
+                for (int skip = 0; skip < 2 && col; skip++)
+                        col = strchr(col + 1, '|');
+                assert_non_null(col);
+                sscanf(col + 1, " %15s", rows[n].decision);
+                n++;
+        }
+        fclose(f);
+        return n;
+}
+
+static const struct reglist_entry *entry(const struct reglist_profile *p, uint64_t id)
+{
+        for (size_t i = 0; i < p->n; i++)
+                if (p->regs[i].id == id)
+                        return &p->regs[i];
+        return NULL;
+}
+
+/*
+ * docs/cpu-baseline.md's tables against the reference lists: every
+ * register only 6.12 lists is in the first, with the decision regdiff
+ * makes for a guest holding 6.12's reset values; every register both list
+ * with different values is in the second; 6.1 lists nothing 6.12 lacks.
+ */
+static void test_doc_table(void **state)
+{
+        struct row only[64], differ[64];
+        size_t n_only = doc_rows("### Registers only 6.12 lists", only, 64);
+        size_t n_differ = doc_rows("### Registers both list", differ, 64);
+
+        assert_true(n_only > 0 && n_differ > 0);
+        for (int sve = 0; sve < 2; sve++) {
+                const struct reglist_profile *a = reglist_profile_find("6.1", sve),
+                                             *b = reglist_profile_find("6.12", sve);
+                struct regdiff_guest g = {0};
+                size_t seen_only = 0, seen_differ = 0;
+
+                assert_non_null(a);
+                assert_non_null(b);
+                for (size_t i = 0; i < b->n; i++)
+                        regdiff_guest_note(&g, b->regs[i].id, b->regs[i].reset);
+                for (size_t i = 0; i < a->n; i++)
+                        if (!entry(b, a->regs[i].id))
+                                fail_msg("6.1 lists 0x%016" PRIx64 ", which 6.12 lacks", a->regs[i].id);
+                for (size_t i = 0; i < b->n; i++) {
+                        const struct reglist_entry *e = &b->regs[i], *o = entry(a, e->id);
+                        bool found = false;
+
+                        if (!o) {
+                                for (size_t k = 0; k < n_only; k++)
+                                        if (only[k].id == e->id) {
+                                                int r = decide(&g, e->id, e->reset);
+
+                                                found = true;
+                                                if ((r == 0) != (strcmp(only[k].decision, "drop") == 0))
+                                                        fail_msg("0x%016" PRIx64
+                                                                 ": the doc says %s, regdiff %s (%s)",
+                                                                 e->id, only[k].decision,
+                                                                 r ? "refuses" : "drops", why);
+                                        }
+                                if (!found)
+                                        fail_msg("0x%016" PRIx64 " is only on 6.12 and not in the doc",
+                                                 e->id);
+                                seen_only++;
+                        } else if (o->has_value && e->has_value && o->reset != e->reset) {
+                                for (size_t k = 0; k < n_differ; k++)
+                                        found |= differ[k].id == e->id;
+                                if (!found)
+                                        fail_msg("0x%016" PRIx64 " differs (0x%" PRIx64 ", 0x%" PRIx64
+                                                 ") and is not in the doc",
+                                                 e->id, o->reset, e->reset);
+                                seen_differ++;
+                        }
+                }
+                assert_int_equal(seen_only, n_only);
+                assert_int_equal(seen_differ, n_differ);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_ccsidr_by_clidr),
-                cmocka_unit_test(test_hidden_features),
-                cmocka_unit_test(test_physical_timer),
-                cmocka_unit_test(test_unknown_refused),
+                cmocka_unit_test(test_ccsidr_by_clidr), cmocka_unit_test(test_hidden_features),
+                cmocka_unit_test(test_physical_timer),  cmocka_unit_test(test_unknown_refused),
+                cmocka_unit_test(test_doc_table),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
