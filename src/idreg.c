@@ -274,3 +274,26 @@ void idreg_refusal_format(uint64_t id, const struct idreg_refusal *why, char *bu
                          "%s.%s: %lld here, %lld wanted; this host's kernel cannot write the field", name,
                          why->field->name, (long long)why->own, (long long)why->want);
 }
+
+void idreg_first_difference(uint64_t id, uint64_t own, uint64_t want, char *buf, size_t len)
+{
+        const struct idreg_desc *d = idreg_find(id);
+        char name[64];
+
+        if (d)
+                snprintf(name, sizeof(name), "%s", d->name);
+        else
+                kvmreg_name(id, name, sizeof(name));
+        for (size_t i = 0; d && i < d->n_fields; i++) {
+                const struct idreg_field *f = &d->fields[i];
+
+                if (idreg_field_get(f, own) != idreg_field_get(f, want)) {
+                        snprintf(buf, len, "%s.%s is %lld here, %lld wanted (%s)", name, f->name,
+                                 (long long)idreg_field_get(f, own), (long long)idreg_field_get(f, want),
+                                 rule_name(f->rule));
+                        return;
+                }
+        }
+        snprintf(buf, len, "%s bits 0x%016llx differ", name,
+                 (unsigned long long)((own ^ want) & ~idreg_known_bits(d)));
+}

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "macro.h"
+#include "svemig/idreg.h"
 #include "svemig/kvmreg.h"
 #include "svemig/regdiff.h"
 #include "svemig/vcpu.h"
@@ -231,7 +232,7 @@ static int missing_on_destination(struct svemig_error *err, unsigned index, uint
 int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size_t n,
                           struct svemig_error *err)
 {
-        char name[64];
+        char name[64], field[160];
 
         for (size_t i = 0; i < n; i++) {
                 const struct vcpu_reg *reg = &regs[i];
@@ -249,14 +250,26 @@ int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size
                                                 (unsigned long long)reg->id, strerror(-r));
                 if (memcmp(cur, reg->value, reg->size) == 0)
                         continue;
+                /*
+                 * The kernel judges: before its first run, a vcpu takes an ID
+                 * register value the host can present (Linux 6.7+, within
+                 * KVM_ARM_GET_REG_WRITABLE_MASKS and by each field's safety
+                 * rule); 6.1 takes none but its own.
+                 */
+                r = hv_vcpu_set_reg(dst, reg->id, reg->value);
+                if (r == 0)
+                        continue;
                 memcpy(&want, reg->value, MIN(reg->size, 8u));
                 memcpy(&have, cur, MIN(reg->size, 8u));
+                idreg_first_difference(reg->id, have, want, field, sizeof(field));
                 return svemig_error_set(
                         err, EINVAL,
                         "host incompatibility: ID register %s (0x%016llx) is 0x%016llx on the "
-                        "guest's source but 0x%016llx here",
+                        "guest's source but 0x%016llx here, and this host's kernel refuses the guest's "
+                        "value "
+                        "(%s): %s. No VMM can present a value the kernel will not write",
                         reg_name(reg->id, name, sizeof(name)), (unsigned long long)reg->id,
-                        (unsigned long long)want, (unsigned long long)have);
+                        (unsigned long long)want, (unsigned long long)have, strerror(-r), field);
         }
         return 0;
 }

@@ -76,3 +76,10 @@ int idreg_can_present(uint64_t id, uint64_t own, uint64_t writable, uint64_t v, 
  * this host cannot write it" and the like, for messages.
  */
 void idreg_refusal_format(uint64_t id, const struct idreg_refusal *why, char *buf, size_t len);
+
+/*
+ * "ID_AA64DFR0_EL1.DebugVer is 9 here, 6 wanted (lower-safe)": the first
+ * field in which want differs from own, or the bits outside every known
+ * field, for a refusal whose writable bits are unknown (the kernel said no).
+ */
+void idreg_first_difference(uint64_t id, uint64_t own, uint64_t want, char *buf, size_t len);
