@@ -138,6 +138,22 @@ bool idreg_is_feature(uint64_t id)
         return r.op0 == 3 && (r.op1 == 0 || r.op1 == 1 || r.op1 == 3) && r.crn == 0;
 }
 
+int idreg_mask_index(uint64_t id)
+{
+        struct kvmreg r;
+
+        if (!idreg_is_feature(id) || kvmreg_decode(id, &r, NULL) < 0 || r.crm > 7)
+                return -1;
+        return (int)((r.op1 == 3 ? 2 : r.op1) * 64 + r.crm * 8 + r.op2);
+}
+
+uint64_t idreg_mask_id(unsigned index)
+{
+        static const unsigned op1[] = {0, 1, 3};
+
+        return SYSREG(3, op1[index / 64 % 3], 0, (index / 8) % 8, index % 8);
+}
+
 const struct idreg_desc *idreg_find(uint64_t id)
 {
         for (size_t i = 0; i < ELEMENTSOF(descs); i++)
