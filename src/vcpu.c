@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "macro.h"
+#include "svemig/idreg.h"
 #include "svemig/kvmreg.h"
+#include "svemig/regdiff.h"
 #include "svemig/vcpu.h"
 
 /* Registers that may differ between a write and the read back: the counters move with time. */
@@ -230,7 +232,7 @@ static int missing_on_destination(struct svemig_error *err, unsigned index, uint
 int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size_t n,
                           struct svemig_error *err)
 {
-        char name[64];
+        char name[64], field[160];
 
         for (size_t i = 0; i < n; i++) {
                 const struct vcpu_reg *reg = &regs[i];
@@ -248,14 +250,26 @@ int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size
                                                 (unsigned long long)reg->id, strerror(-r));
                 if (memcmp(cur, reg->value, reg->size) == 0)
                         continue;
+                /*
+                 * The kernel judges: before its first run, a vcpu takes an ID
+                 * register value the host can present (Linux 6.7+, within
+                 * KVM_ARM_GET_REG_WRITABLE_MASKS and by each field's safety
+                 * rule); 6.1 takes none but its own.
+                 */
+                r = hv_vcpu_set_reg(dst, reg->id, reg->value);
+                if (r == 0)
+                        continue;
                 memcpy(&want, reg->value, MIN(reg->size, 8u));
                 memcpy(&have, cur, MIN(reg->size, 8u));
+                idreg_first_difference(reg->id, have, want, field, sizeof(field));
                 return svemig_error_set(
                         err, EINVAL,
                         "host incompatibility: ID register %s (0x%016llx) is 0x%016llx on the "
-                        "guest's source but 0x%016llx here",
+                        "guest's source but 0x%016llx here, and this host's kernel refuses the guest's "
+                        "value "
+                        "(%s): %s. No VMM can present a value the kernel will not write",
                         reg_name(reg->id, name, sizeof(name)), (unsigned long long)reg->id,
-                        (unsigned long long)want, (unsigned long long)have);
+                        (unsigned long long)want, (unsigned long long)have, strerror(-r), field);
         }
         return 0;
 }
@@ -266,6 +280,15 @@ static bool id_listed(const uint64_t *sorted, size_t n, uint64_t id)
 }
 
 /* A sorted copy of ids, for id_listed(). */
+/* A register of 8 bytes or less as a u64 (little-endian, as KVM lays it out). */
+static uint64_t reg_u64(const struct vcpu_reg *reg)
+{
+        uint64_t v = 0;
+
+        memcpy(&v, reg->value, MIN(reg->size, sizeof(v)));
+        return v;
+}
+
 static uint64_t *sorted_copy(const uint64_t *ids, size_t n)
 {
         uint64_t *c = malloc((n ? n : 1) * sizeof(*c));
@@ -291,41 +314,47 @@ static bool same_order(const uint64_t *ids, const struct vcpu_state *st)
  * checks every vcpu while the guest is paused, and a linear search over ~300
  * registers for each of ~300 costs milliseconds over 64 vcpus.
  */
-static int check_same_set(const uint64_t *ids, size_t n, const struct vcpu_state *st,
+static int check_same_set(const uint64_t *ids, size_t n, const struct vcpu_state *st, bool **skip,
                           struct svemig_error *err)
 {
-        _cleanup_free_ uint64_t *dst_sorted = NULL, *st_sorted = NULL;
-        char name[64];
+        _cleanup_free_ uint64_t *dst_sorted = NULL;
+        struct regdiff_guest guest = {0};
+        char name[64], why[256];
 
+        *skip = NULL;
         if (n == st->n_regs && same_order(ids, st))
                 return 0; /* the usual case: the same kernel's list, in its order */
         dst_sorted = sorted_copy(ids, n);
-        st_sorted = calloc(st->n_regs ? st->n_regs : 1, sizeof(*st_sorted));
-        if (!dst_sorted || !st_sorted)
+        *skip = calloc(st->n_regs ? st->n_regs : 1, sizeof(**skip));
+        if (!dst_sorted || !*skip)
                 return svemig_error_set(err, ENOMEM, "vcpu %u: out of memory", st->index);
-        for (size_t i = 0; i < st->n_regs; i++)
-                st_sorted[i] = st->regs[i].id;
-        qsort(st_sorted, st->n_regs, sizeof(*st_sorted), cmp_u64);
 
         for (size_t i = 0; i < st->n_regs; i++)
-                if (!id_listed(dst_sorted, n, st->regs[i].id))
-                        return missing_on_destination(err, st->index, st->regs[i].id);
-        for (size_t j = 0; j < n; j++)
-                if (!id_listed(st_sorted, st->n_regs, ids[j]))
-                        return svemig_error_set(err, ENOENT,
-                                                "vcpu %u: the destination host has register %s (0x%016llx), "
-                                                "which the guest's state lacks (a different kernel?)",
-                                                st->index, reg_name(ids[j], name, sizeof(name)),
-                                                (unsigned long long)ids[j]);
+                if (st->regs[i].size <= sizeof(uint64_t))
+                        regdiff_guest_note(&guest, st->regs[i].id, reg_u64(&st->regs[i]));
+        /* Registers only the destination lists keep their reset values: nothing to check. */
+        for (size_t i = 0; i < st->n_regs; i++) {
+                if (id_listed(dst_sorted, n, st->regs[i].id))
+                        continue;
+                if (regdiff_source_only(&guest, st->regs[i].id, reg_u64(&st->regs[i]), why, sizeof(why)) < 0)
+                        return svemig_error_set(
+                                err, ENOENT,
+                                "vcpu %u: register %s (0x%016llx) is in the guest's state but "
+                                "the destination host's kernel does not have it, and %s",
+                                st->index, reg_name(st->regs[i].id, name, sizeof(name)),
+                                (unsigned long long)st->regs[i].id, why);
+                (*skip)[i] = true;
+        }
         return 0;
 }
 
 /*
- * Both sides must have the same registers (a different kernel shows here
- * first) and the same host-invariant values (a different CPU).
+ * The destination must have the guest's registers, but for those whose
+ * value cannot matter (*skip: dropped, see regdiff.h), and the same
+ * host-invariant values (a different CPU).
  */
 static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, const enum kvmreg_class *cls,
-                           struct svemig_error *err)
+                           bool **skip, struct svemig_error *err)
 {
         _cleanup_free_ uint64_t *ids = NULL;
         size_t n;
@@ -335,11 +364,11 @@ static int check_registers(struct hv_vcpu *dst, const struct vcpu_state *st, con
         if (r < 0)
                 return svemig_error_set(err, r, "vcpu %u: cannot list the destination's registers: %s",
                                         st->index, strerror(-r));
-        r = check_same_set(ids, n, st, err);
+        r = check_same_set(ids, n, st, skip, err);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < st->n_regs; i++)
-                if (class_is_host_invariant(st->regs[i].id, cls[i]) &&
+                if (!(*skip && (*skip)[i]) && class_is_host_invariant(st->regs[i].id, cls[i]) &&
                     (r = vcpu_check_invariants(dst, &st->regs[i], 1, err)) < 0)
                         return r;
         return 0;
@@ -353,10 +382,12 @@ int vcpu_check_compat(const struct hv_caps *caps, struct hv_vcpu *dst, const str
 
         if (r < 0 || !dst)
                 return r;
+        _cleanup_free_ bool *skip = NULL;
+
         cls = classify(st);
         if (!cls)
                 return svemig_error_set(err, ENOMEM, "vcpu %u: out of memory", st->index);
-        return check_registers(dst, st, cls, err);
+        return check_registers(dst, st, cls, &skip, err);
 }
 
 /*
@@ -424,7 +455,7 @@ static int restore_setup(struct hv_vcpu *vcpu, const struct vcpu_state *st, stru
 }
 
 static int restore_registers(struct hv_vcpu *vcpu, const struct vcpu_state *st, const enum kvmreg_class *cls,
-                             struct svemig_error *err)
+                             const bool *skip, struct svemig_error *err)
 {
         _cleanup_free_ size_t *order = NULL;
         char name[64];
@@ -438,8 +469,8 @@ static int restore_registers(struct hv_vcpu *vcpu, const struct vcpu_state *st, 
         for (size_t k = 0; k < st->n_regs; k++) {
                 const struct vcpu_reg *reg = &st->regs[order[k]];
 
-                if (reg->id == kvmreg_vls())
-                        continue; /* set before finalize */
+                if (reg->id == kvmreg_vls() || (skip && skip[order[k]]))
+                        continue; /* set before finalize, or dropped */
                 r = hv_vcpu_set_reg(vcpu, reg->id, reg->value);
                 if (r < 0)
                         return svemig_error_set(err, r, "vcpu %u: writing %s (0x%016llx) failed: %s",
@@ -454,7 +485,8 @@ static int restore_registers(struct hv_vcpu *vcpu, const struct vcpu_state *st, 
 }
 
 /* Step 6: what the hypervisor holds now is what was saved, bit for bit. */
-static int restore_verify(struct hv_vcpu *vcpu, const struct vcpu_state *st, struct svemig_error *err)
+static int restore_verify(struct hv_vcpu *vcpu, const struct vcpu_state *st, const bool *skip,
+                          struct svemig_error *err)
 {
         char name[64];
 
@@ -463,7 +495,7 @@ static int restore_verify(struct hv_vcpu *vcpu, const struct vcpu_state *st, str
                 uint8_t cur[KVMREG_MAX_BYTES];
                 int r;
 
-                if (reg_is_volatile(reg->id))
+                if (reg_is_volatile(reg->id) || (skip && skip[i]))
                         continue;
                 r = hv_vcpu_get_reg(vcpu, reg->id, cur);
                 if (r < 0)
@@ -483,6 +515,7 @@ static int restore_verify(struct hv_vcpu *vcpu, const struct vcpu_state *st, str
 int vcpu_restore(struct hv_vcpu *vcpu, const struct vcpu_state *st, struct svemig_error *err)
 {
         _cleanup_free_ enum kvmreg_class *cls = NULL;
+        _cleanup_free_ bool *skip = NULL;
         int r;
 
         r = restore_setup(vcpu, st, err);
@@ -491,13 +524,13 @@ int vcpu_restore(struct hv_vcpu *vcpu, const struct vcpu_state *st, struct svemi
         cls = classify(st);
         if (!cls)
                 return svemig_error_set(err, ENOMEM, "vcpu %u: out of memory", st->index);
-        r = check_registers(vcpu, st, cls, err);
+        r = check_registers(vcpu, st, cls, &skip, err);
         if (r < 0)
                 return r;
-        r = restore_registers(vcpu, st, cls, err);
+        r = restore_registers(vcpu, st, cls, skip, err);
         if (r < 0)
                 return r;
-        return restore_verify(vcpu, st, err);
+        return restore_verify(vcpu, st, skip, err);
 }
 
 bool vcpu_state_equal(const struct vcpu_state *a, const struct vcpu_state *b, char *diff, size_t len)

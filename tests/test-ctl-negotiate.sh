@@ -130,12 +130,42 @@ for bad in 100 vq0 vq513 0xg 128, 128,vq2 abc 512-128; do
         fi
 done
 if run 2 negotiate; then
-        contains err "give one SET per host" "no SET"
+        contains err "give one SET or host-info file per host" "no SET"
 fi
 if run 2 negotiate --frobnicate 128; then
         contains err "unknown option '--frobnicate'" "unknown option"
 fi
-run 0 negotiate --help && contains out "Usage: svemigctl [--json] negotiate SET SET..." "--help"
+run 0 negotiate --help && contains out "Usage: svemigctl [--json] negotiate HOST HOST..." "--help"
+
+# The CPU baseline, from host-info --json files with the values and writable
+# masks the arm64 rig measured on Debian's kernels (tests/data/hosts/).
+HOSTS=$(dirname "$0")/data/hosts
+if run 0 negotiate "$HOSTS/debian-6.12-vhe.json" "$HOSTS/debian-6.12-debugver8.json"; then
+        contains out "CPU baseline: 3 ID registers every host can present" "6.12 pair"
+        contains out "holds ID_AA64DFR0_EL1.DebugVer at 8 (9 without it)" "6.12 pair's limit"
+fi
+if run 0 --json negotiate "$HOSTS/debian-6.12-vhe.json" "$HOSTS/debian-6.12-debugver8.json"; then
+        json_check "6.12 pair JSON" "j['cpu']['conflicts'] == [] and j['cpu']['baseline']['0x603000000013c028'] == '0x0000000010305008' and [h['writes_id_regs'] for h in j['cpu']['hosts']] == [True, False] and j['cpu']['limits'][0]['field'] == 'ID_AA64DFR0_EL1.DebugVer' and j['cpu']['limits'][0]['pinned'] is False"
+fi
+# 6.12 cannot lower HCX (the rig: EINVAL) and 6.1 cannot write at all: no baseline.
+if run 4 negotiate "$HOSTS/debian-6.1-vhe.json" "$HOSTS/debian-6.12-vhe.json"; then
+        contains out "CPU baseline: none" "6.1 and 6.12"
+        contains out "ID_AA64MMFR1_EL1.HCX: 0 on host 0" "6.1 and 6.12's conflict"
+fi
+if run 4 --json negotiate "$HOSTS/debian-6.1-vhe.json" "$HOSTS/debian-6.12-vhe.json"; then
+        json_check "6.1 and 6.12 JSON" "j['guest_bits'] == [128, 256] and j['cpu']['conflicts'] == [{'field': 'ID_AA64MMFR1_EL1.HCX', 'hosts': [0, 1], 'values': [0, 1]}]"
+fi
+# Sets alone give no CPU facts: the baseline is not negotiated, and says how to get it.
+if run 0 --json negotiate 128,256 "$HOSTS/debian-6.12-vhe.json"; then
+        json_check "a set and a file" "j['cpu'] is None and j['guest_bits'] == [128, 256]"
+fi
+printf '{"vl_bits": [128]}' >"$TMP/bad.json"
+if run 2 negotiate "$TMP/bad.json" 128; then
+        contains err "not what 'svemigctl host-info --json' writes" "a file without id_regs"
+fi
+if run 2 negotiate "$TMP/missing.json" 128; then
+        contains err "missing.json" "a missing file"
+fi
 
 if [ "$failures" -ne 0 ]; then
         echo "$failures check(s) failed" >&2

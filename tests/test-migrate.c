@@ -1073,9 +1073,13 @@ static void test_check(void **state)
         /* 512 bits to a host with 384 too: vq 3 is extra and cannot be hidden. */
         assert_int_equal(check(g512, &c, NULL, &err), -EINVAL);
         assert_non_null(strstr(err.msg, "vq 3 (384-bit) is offered by this host below"));
-        /* A host with another kernel lacks registers the guest has. */
-        assert_int_equal(check(g, &a61, NULL, &err), -ENOENT);
-        assert_non_null(strstr(err.msg, "register"));
+        /*
+         * A host with another kernel: the registers only 6.12 lists cannot
+         * matter to this guest (regdiff.h), but 6.1 cannot present 6.12's
+         * ID registers.
+         */
+        assert_int_equal(check(g, &a61, NULL, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "ID register"));
         /* Not enough memory. */
         assert_int_equal(check(g, &c, &tight, &err), -ENOMEM);
         assert_non_null(strstr(err.msg, "not enough memory"));

@@ -1,13 +1,54 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* svemigctl host-info: what the daemon's host offers guests. */
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ctl-call.h"
 #include "ctl-json.h"
 #include "macro.h"
+#include "svemig/idreg.h"
 #include "svemig/vqset.h"
+
+/* {"0x<id>": "0x<value>"}: 64-bit numbers as strings, as JSON readers lose their low bits. */
+static struct json_object *json_id_regs(const Svemig__Api__HostInfo *h)
+{
+        struct json_object *o = json_object_new_object();
+
+        for (size_t i = 0; i < h->n_id_regs; i++) {
+                uint64_t v = 0;
+                char key[24], val[24];
+
+                if (h->id_regs[i]->value.len > sizeof(v))
+                        continue;
+                memcpy(&v, h->id_regs[i]->value.data, h->id_regs[i]->value.len);
+                snprintf(key, sizeof(key), "0x%016" PRIx64, h->id_regs[i]->id);
+                snprintf(val, sizeof(val), "0x%016" PRIx64, v);
+                json_object_object_add(o, key, json_object_new_string(val));
+        }
+        return o;
+}
+
+/* The writable bits of the feature ID registers that have any, or null when the kernel has no masks. */
+static struct json_object *json_id_writable(const Svemig__Api__HostInfo *h)
+{
+        struct json_object *o;
+
+        if (h->n_id_writable != IDREG_MASKS_N)
+                return NULL;
+        o = json_object_new_object();
+        for (unsigned i = 0; i < IDREG_MASKS_N; i++) {
+                char key[24], val[24];
+
+                if (!h->id_writable[i])
+                        continue;
+                snprintf(key, sizeof(key), "0x%016" PRIx64, idreg_mask_id(i));
+                snprintf(val, sizeof(val), "0x%016" PRIx64, h->id_writable[i]);
+                json_object_object_add(o, key, json_object_new_string(val));
+        }
+        return o;
+}
 
 static int print_json(const Svemig__Api__HostInfo *h)
 {
@@ -23,6 +64,8 @@ static int print_json(const Svemig__Api__HostInfo *h)
         json_object_object_add(root, "max_vcpus", json_object_new_int64(h->max_vcpus));
         json_object_object_add(root, "ipa_bits", json_object_new_int64(h->ipa_bits));
         json_object_object_add(root, "daemon_version", json_object_new_string(h->daemon_version));
+        json_object_object_add(root, "id_regs", json_id_regs(h));
+        json_object_object_add(root, "id_writable", json_id_writable(h));
         return ctl_print_json(root);
 }
 
@@ -43,6 +86,9 @@ static int print_human(const Svemig__Api__HostInfo *h)
         }
         printf("max vcpus:       %u\n", h->max_vcpus);
         printf("IPA bits:        %u\n", h->ipa_bits);
+        printf("ID registers:    %zu, %s\n", h->n_id_regs,
+               h->n_id_writable == IDREG_MASKS_N ? "some writable before a vcpu runs (Linux 6.7+)"
+                                                 : "none writable (the kernel has no writable masks)");
         printf("svemigd:         %s\n", h->daemon_version);
         return CTL_EXIT_OK;
 }
@@ -51,7 +97,9 @@ static void help(void)
 {
         printf("Usage: svemigctl [--socket PATH] [--json] host-info\n\n"
                "Show what the daemon's host offers guests: the hypervisor backend and kernel, the SVE\n"
-               "vector lengths a new vcpu gets (the host VLS) and the largest, and the CPUs.\n\n"
+               "vector lengths a new vcpu gets (the host VLS) and the largest, the CPUs, and the ID\n"
+               "registers a guest sees with those a VMM may write (the CPU baseline's inputs: give the\n"
+               "--json output of each host to 'svemigctl negotiate').\n\n"
                "  -j, --json  print one JSON object\n"
                "  -h, --help  this text\n");
 }

@@ -1,17 +1,23 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * svemigctl negotiate SET SET...: the guest vector-length set a cluster of
+ * svemigctl negotiate HOST HOST...: the guest vector-length set a cluster of
  * hosts can all present (DESIGN.md "Vector-length negotiation"), which hosts
- * hold it down, and what leaving them out would gain.
+ * hold it down, and what leaving them out would gain. A HOST is a set, or a
+ * file `svemigctl host-info --json` wrote; with files for every host it also
+ * negotiates the CPU baseline (docs/cpu-baseline.md).
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <inttypes.h>
+
 #include "ctl-json.h"
 #include "ctl.h"
 #include "macro.h"
+#include "svemig/cpubase.h"
 #include "svemig/vqset.h"
 
 /* Long enough for any set in any form: 512 entries of "65536,". */
@@ -20,6 +26,100 @@
 static void cluster_donep(struct vqset_cluster *c)
 {
         vqset_cluster_done(c);
+}
+
+/* One host as given: its VL set, and its feature ID registers when it came from a file. */
+struct host_arg {
+        const char *name;
+        struct cpubase_reg *regs; /* NULL: a bare set, no CPU facts */
+        size_t n_regs;
+};
+
+static bool is_host_file(const char *arg)
+{
+        size_t n = strlen(arg);
+
+        return strchr(arg, '/') || (n > 5 && strcmp(arg + n - 5, ".json") == 0);
+}
+
+static int hex_u64(struct json_object *o, uint64_t *out)
+{
+        const char *s = json_object_get_string(o);
+        char *end;
+
+        if (!s || strncmp(s, "0x", 2) != 0)
+                return -EINVAL;
+        errno = 0;
+        *out = strtoull(s, &end, 16);
+        return errno || *end ? -EINVAL : 0;
+}
+
+/* A host-info --json file: its vector lengths and its feature ID registers with their writable bits. */
+static int read_host_file(const char *path, vqset_t *vls, struct host_arg *h, char *why, size_t len)
+{
+        struct json_object *root = json_object_from_file(path), *bits, *regs, *w;
+        size_t n = 0;
+
+        if (!root) {
+                snprintf(why, len, "%s: %s", path, json_util_get_last_err());
+                return -EINVAL;
+        }
+        *vls = (vqset_t){0};
+        if (!json_object_object_get_ex(root, "vl_bits", &bits) ||
+            !json_object_is_type(bits, json_type_array) ||
+            !json_object_object_get_ex(root, "id_regs", &regs) ||
+            !json_object_is_type(regs, json_type_object)) {
+                snprintf(why, len,
+                         "%s: not what 'svemigctl host-info --json' writes (no vl_bits or id_regs)", path);
+                json_object_put(root);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < json_object_array_length(bits); i++) {
+                int64_t b = json_object_get_int64(json_object_array_get_idx(bits, i));
+
+                if (b <= 0 || b % 128 || b / 128 > VQSET_VQ_MAX) {
+                        snprintf(why, len, "%s: vl_bits holds %" PRId64 ", not a vector length", path, b);
+                        json_object_put(root);
+                        return -EINVAL;
+                }
+                vqset_add(vls, (unsigned)(b / 128));
+        }
+        h->regs = calloc(json_object_object_length(regs) + 1, sizeof(*h->regs));
+        if (!h->regs) {
+                json_object_put(root);
+                return -ENOMEM;
+        }
+        json_object_object_foreach(regs, key, val)
+        {
+                uint64_t id, v;
+                char *end;
+
+                errno = 0;
+                id = strtoull(key, &end, 16);
+                if (errno || *end || hex_u64(val, &v) < 0) {
+                        snprintf(why, len, "%s: id_regs entry \"%s\" is not \"0x<id>\": \"0x<value>\"", path,
+                                 key);
+                        json_object_put(root);
+                        return -EINVAL;
+                }
+                if (idreg_mask_index(id) >= 0)
+                        h->regs[n++] = (struct cpubase_reg){id, v, 0};
+        }
+        h->n_regs = n;
+        if (json_object_object_get_ex(root, "id_writable", &w) && json_object_is_type(w, json_type_object))
+                for (size_t i = 0; i < n; i++) {
+                        char id[24];
+                        struct json_object *m;
+
+                        snprintf(id, sizeof(id), "0x%016" PRIx64, h->regs[i].id);
+                        if (json_object_object_get_ex(w, id, &m) && hex_u64(m, &h->regs[i].writable) < 0) {
+                                snprintf(why, len, "%s: id_writable[%s] is not \"0x<bits>\"", path, id);
+                                json_object_put(root);
+                                return -EINVAL;
+                        }
+                }
+        json_object_put(root);
+        return 0;
 }
 
 /* The hosts not marked limiting, for the re-run that shows what leaving those out would gain. */
@@ -31,6 +131,112 @@ static size_t hosts_without_limiting(const vqset_t *hosts, const struct vqset_cl
                 if (!c->limiting[i])
                         rest[n++] = hosts[i];
         return n;
+}
+
+/* ---- the CPU baseline ---- */
+
+static struct json_object *hex_string(uint64_t v)
+{
+        char buf[24];
+
+        snprintf(buf, sizeof(buf), "0x%016" PRIx64, v);
+        return json_object_new_string(buf);
+}
+
+static struct json_object *json_cpu(const struct cpubase_result *c)
+{
+        struct json_object *o = json_object_new_object(), *base = json_object_new_object(),
+                           *hosts = json_object_new_array(), *limits = json_object_new_array(),
+                           *conflicts = json_object_new_array();
+        char name[96];
+
+        for (size_t i = 0; i < c->n_regs; i++) {
+                char key[24];
+
+                snprintf(key, sizeof(key), "0x%016" PRIx64, c->regs[i].id);
+                json_object_object_add(base, key, hex_string(c->regs[i].value));
+        }
+        for (size_t i = 0; i < c->n_hosts; i++) {
+                struct json_object *h = json_object_new_object();
+
+                json_object_object_add(h, "index", json_object_new_int64((int64_t)i));
+                json_object_object_add(h, "writes_id_regs", json_object_new_boolean(c->hosts[i].writes));
+                json_object_array_add(hosts, h);
+        }
+        for (size_t i = 0; i < c->n_limits; i++) {
+                const struct cpubase_limit *l = &c->limits[i];
+                struct json_object *j = json_object_new_object();
+
+                cpubase_field_name(l->id, l->field, name, sizeof(name));
+                json_object_object_add(j, "field", json_object_new_string(name));
+                json_object_object_add(j, "value", json_object_new_int64(l->value));
+                json_object_object_add(j, "without", json_object_new_int64(l->without));
+                json_object_object_add(j, "host", json_object_new_int64((int64_t)l->host));
+                json_object_object_add(j, "n_hosts", json_object_new_int64((int64_t)l->n_hosts));
+                json_object_object_add(j, "pinned", json_object_new_boolean(l->pinned));
+                json_object_array_add(limits, j);
+        }
+        for (size_t i = 0; i < c->n_conflicts; i++) {
+                const struct cpubase_conflict *k = &c->conflicts[i];
+                struct json_object *j = json_object_new_object(), *hs = json_object_new_array(),
+                                   *vs = json_object_new_array();
+
+                cpubase_field_name(k->id, k->field, name, sizeof(name));
+                json_object_object_add(j, "field", json_object_new_string(name));
+                json_object_array_add(hs, json_object_new_int64((int64_t)k->host_a));
+                json_object_array_add(hs, json_object_new_int64((int64_t)k->host_b));
+                json_object_array_add(vs, json_object_new_int64(k->a));
+                json_object_array_add(vs, json_object_new_int64(k->b));
+                json_object_object_add(j, "hosts", hs);
+                json_object_object_add(j, "values", vs);
+                json_object_array_add(conflicts, j);
+        }
+        json_object_object_add(o, "baseline", base);
+        json_object_object_add(o, "hosts", hosts);
+        json_object_object_add(o, "limits", limits);
+        json_object_object_add(o, "conflicts", conflicts);
+        return o;
+}
+
+static void print_cpu(const struct host_arg *hosts, const struct cpubase_result *c)
+{
+        char name[96];
+        size_t writers = 0;
+
+        if (!c) {
+                puts("CPU baseline: not negotiated; give each host as a file 'svemigctl host-info --json' "
+                     "wrote to negotiate it");
+                return;
+        }
+        if (c->n_conflicts) {
+                printf("CPU baseline: none: %zu field%s no value of which every host can present\n",
+                       c->n_conflicts, c->n_conflicts > 1 ? "s have" : " has");
+                for (size_t i = 0; i < c->n_conflicts; i++) {
+                        const struct cpubase_conflict *k = &c->conflicts[i];
+
+                        cpubase_field_name(k->id, k->field, name, sizeof(name));
+                        printf("  %s: %" PRId64 " on host %zu (%s), %" PRId64 " on host %zu (%s); "
+                               "neither kernel can present the other's\n",
+                               name, k->a, k->host_a, hosts[k->host_a].name, k->b, k->host_b,
+                               hosts[k->host_b].name);
+                }
+                return;
+        }
+        printf("CPU baseline: %zu ID registers every host can present\n", c->n_regs);
+        for (size_t i = 0; i < c->n_hosts; i++)
+                if (c->hosts[i].writes)
+                        writers++;
+        printf("  %zu of %zu hosts present it by writing ID registers before a guest first runs\n", writers,
+               c->n_hosts);
+        for (size_t i = 0; i < c->n_limits; i++) {
+                const struct cpubase_limit *l = &c->limits[i];
+
+                cpubase_field_name(l->id, l->field, name, sizeof(name));
+                printf("  limiting: host %zu (%s)%s holds %s at %" PRId64 " (%" PRId64 " without %s%s)\n",
+                       l->host, hosts[l->host].name, l->n_hosts > 1 ? " and others" : "", name, l->value,
+                       l->without, l->n_hosts > 1 ? "them" : "it",
+                       l->pinned ? "; its kernel cannot write the field" : "");
+        }
 }
 
 /* ---- JSON ---- */
@@ -46,7 +252,7 @@ static struct json_object *json_limiting(const struct vqset_cluster *c)
 }
 
 static int print_json(const vqset_t *hosts, const struct vqset_cluster *c,
-                      const struct vqset_cluster *without)
+                      const struct vqset_cluster *without, const struct cpubase_result *cpu)
 {
         struct json_object *root = json_object_new_object(), *list = json_object_new_array();
 
@@ -83,6 +289,7 @@ static int print_json(const vqset_t *hosts, const struct vqset_cluster *c,
         } else {
                 json_object_object_add(root, "without_limiting", NULL);
         }
+        json_object_object_add(root, "cpu", cpu ? json_cpu(cpu) : NULL);
         return ctl_print_json(root);
 }
 
@@ -120,7 +327,8 @@ static void print_guest(const vqset_t *guest, unsigned max_vq)
 }
 
 static int print_human(const vqset_t *hosts, const struct vqset_cluster *c,
-                       const struct vqset_cluster *without)
+                       const struct vqset_cluster *without, const struct host_arg *args,
+                       const struct cpubase_result *cpu)
 {
         char buf[SET_TEXT_MAX], reason[256];
 
@@ -163,27 +371,44 @@ static int print_human(const vqset_t *hosts, const struct vqset_cluster *c,
                 fputs(": ", stdout);
                 print_guest(&without->guest, without->max_vq);
         }
+        print_cpu(args, cpu);
         return CTL_EXIT_OK;
 }
 
 static void help(void)
 {
-        printf("Usage: svemigctl [--json] negotiate SET SET...\n\n"
-               "Compute the SVE vector lengths a guest can use on every host of a cluster. Each SET is\n"
-               "one host's lengths as its hypervisor offers them: \"128,256,512\", \"128-512\",\n"
-               "\"vq1,vq2,vq4\", \"vq1-vq4\", the SVE_VLS bitmap \"0xb\", or \"none\" for a host without "
-               "SVE.\n\n"
+        printf("Usage: svemigctl [--json] negotiate HOST HOST...\n\n"
+               "Compute the SVE vector lengths a guest can use on every host of a cluster, and the CPU\n"
+               "(the ID registers) it can see on every one. Each HOST is one host's lengths as its\n"
+               "hypervisor offers them, \"128,256,512\", \"128-512\", \"vq1,vq2,vq4\", \"vq1-vq4\", the "
+               "SVE_VLS\n"
+               "bitmap \"0xb\", or \"none\" for a host without SVE; or a file that 'svemigctl host-info\n"
+               "--json' wrote on that host (a path with a '/' or ending in .json), which also gives its ID\n"
+               "registers and those its kernel lets a VMM write. With a file for every host, the CPU\n"
+               "baseline is negotiated too (docs/cpu-baseline.md).\n\n"
                "  -j, --json  print one JSON object\n"
                "  -h, --help  this text\n\n"
-               "Exits 0 with a guest set, 3 when the hosts share no SVE (FPSIMD only), 2 on bad input.\n");
+               "Exits 0 with a guest set, 3 when the hosts share no SVE (FPSIMD only), 4 when no CPU\n"
+               "baseline exists (a field no value of which every host can present), 2 on bad input.\n");
+}
+
+static void host_args_free(struct host_arg *a, size_t n)
+{
+        for (size_t i = 0; a && i < n; i++)
+                free(a[i].regs);
+        free(a);
 }
 
 int ctl_negotiate(const struct ctl_options *opts, int argc, char **argv)
 {
         _cleanup_(cluster_donep) struct vqset_cluster cluster = {0}, without = {0};
         _cleanup_free_ vqset_t *hosts = NULL, *rest = NULL;
+        _cleanup_free_ struct cpubase_host *cpu_hosts = NULL;
+        struct cpubase_result cpu = {0};
+        struct host_arg *args = NULL;
         struct svemig_error err = {0};
-        bool json = opts->json, have_without = false;
+        bool json = opts->json, have_without = false, have_cpu = true;
+        char why[512];
         size_t n;
         int r;
 
@@ -193,45 +418,68 @@ int ctl_negotiate(const struct ctl_options *opts, int argc, char **argv)
 
         n = (size_t)(argc - optind);
         if (n == 0)
-                return ctl_usage_error("negotiate: give one SET per host, e.g. "
+                return ctl_usage_error("negotiate: give one SET or host-info file per host, e.g. "
                                        "'svemigctl negotiate 128,256,512 128,256'");
 
         hosts = calloc(n, sizeof(*hosts));
         rest = calloc(n, sizeof(*rest));
-        if (!hosts || !rest) {
+        args = calloc(n, sizeof(*args));
+        cpu_hosts = calloc(n, sizeof(*cpu_hosts));
+        if (!hosts || !rest || !args || !cpu_hosts) {
+                host_args_free(args, n);
                 fputs("svemigctl: negotiate: out of memory\n", stderr);
                 return CTL_EXIT_FAILURE;
         }
 
         for (size_t i = 0; i < n; i++) {
-                r = vqset_parse(argv[optind + (int)i], &hosts[i], &err);
-                if (r < 0)
+                const char *arg = argv[optind + (int)i];
+
+                args[i].name = arg;
+                if (is_host_file(arg)) {
+                        r = read_host_file(arg, &hosts[i], &args[i], why, sizeof(why));
+                        if (r < 0) {
+                                host_args_free(args, n);
+                                return ctl_usage_error("negotiate: host %zu: %s", i,
+                                                       r == -ENOMEM ? "out of memory" : why);
+                        }
+                        cpu_hosts[i] = (struct cpubase_host){arg, true, args[i].regs, args[i].n_regs};
+                        continue;
+                }
+                have_cpu = false;
+                r = vqset_parse(arg, &hosts[i], &err);
+                if (r < 0) {
+                        host_args_free(args, n);
                         return ctl_usage_error("negotiate: host %zu: %s", i, svemig_error_str(&err, r));
+                }
         }
 
         r = vqset_negotiate(hosts, n, &cluster, &err);
+        /* Limiting hosts lack a length some other host has, so at least one host remains. */
+        if (r == 0 && cluster.n_limiting > 0) {
+                r = vqset_negotiate(rest, hosts_without_limiting(hosts, &cluster, rest), &without, &err);
+                have_without = r == 0;
+        }
+        if (r == 0 && have_cpu)
+                r = cpubase_compute(cpu_hosts, n, &cpu, &err);
         if (r < 0) {
+                host_args_free(args, n);
+                cpubase_result_done(&cpu);
                 fprintf(stderr, "svemigctl: negotiate: %s\n", svemig_error_str(&err, r));
                 return CTL_EXIT_FAILURE;
         }
 
-        /* Limiting hosts lack a length some other host has, so at least one host remains. */
-        if (cluster.n_limiting > 0) {
-                r = vqset_negotiate(rest, hosts_without_limiting(hosts, &cluster, rest), &without, &err);
-                if (r < 0) {
-                        fprintf(stderr, "svemigctl: negotiate: %s\n", svemig_error_str(&err, r));
-                        return CTL_EXIT_FAILURE;
-                }
-                have_without = true;
-        }
-
-        r = json ? print_json(hosts, &cluster, have_without ? &without : NULL)
-                 : print_human(hosts, &cluster, have_without ? &without : NULL);
-        if (r != CTL_EXIT_OK)
-                return r;
-        if (fflush(stdout) != 0) {
+        r = json ? print_json(hosts, &cluster, have_without ? &without : NULL, have_cpu ? &cpu : NULL)
+                 : print_human(hosts, &cluster, have_without ? &without : NULL, args,
+                               have_cpu ? &cpu : NULL);
+        host_args_free(args, n);
+        if (r == CTL_EXIT_OK && fflush(stdout) != 0) {
                 perror("svemigctl: negotiate: writing the result");
-                return CTL_EXIT_FAILURE;
+                r = CTL_EXIT_FAILURE;
         }
-        return vqset_empty(&cluster.guest) ? CTL_EXIT_NO_SVE : CTL_EXIT_OK;
+        if (r == CTL_EXIT_OK && have_cpu && cpu.n_conflicts)
+                r = CTL_EXIT_INCOMPATIBLE;
+        else if (r == CTL_EXIT_OK && vqset_empty(&cluster.guest))
+                r = CTL_EXIT_NO_SVE;
+        cpubase_result_done(&cpu);
+        return r;
 }

@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include "api-ops.h"
+#include "cluster-view.h"
 #include "config.h"
+#include "macro.h"
 #include "svemigd.h"
 
 int op_host_info(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
@@ -13,6 +15,9 @@ int op_host_info(struct api_call *call, const Svemig__Api__Request *req, void *u
         Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
         Svemig__Api__HostInfo info = SVEMIG__API__HOST_INFO__INIT;
         struct svemigd *d = userdata;
+        const struct peer_info *self = cluster_view_self(d->cluster);
+        _cleanup_free_ Svemig__RegValue *regs = NULL;
+        _cleanup_free_ Svemig__RegValue **reg_ptrs = NULL;
         uint32_t vl_bits[VQSET_VQ_MAX];
         uint64_t vls[VQSET_WORDS];
         struct hv_caps caps;
@@ -44,6 +49,25 @@ int op_host_info(struct api_call *call, const Svemig__Api__Request *req, void *u
         info.max_vcpus = caps.max_vcpus;
         info.ipa_bits = caps.ipa_bits;
         info.daemon_version = (char *)SVEMIG_VERSION;
+
+        /* The CPU baseline's inputs: what this host tells its peers. */
+        regs = calloc(self->id_regs.n_regs + 1, sizeof(*regs));
+        reg_ptrs = calloc(self->id_regs.n_regs + 1, sizeof(*reg_ptrs));
+        if (!regs || !reg_ptrs)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < self->id_regs.n_regs; i++) {
+                svemig__reg_value__init(&regs[i]);
+                regs[i].id = self->id_regs.regs[i].id;
+                regs[i].value.data = self->id_regs.regs[i].value;
+                regs[i].value.len = self->id_regs.regs[i].size;
+                reg_ptrs[i] = &regs[i];
+        }
+        info.n_id_regs = self->id_regs.n_regs;
+        info.id_regs = reg_ptrs;
+        if (self->id_writable_known) {
+                info.n_id_writable = IDREG_MASKS_N;
+                info.id_writable = (uint64_t *)self->id_writable;
+        }
 
         resp.result_case = SVEMIG__API__RESPONSE__RESULT_HOST_INFO;
         resp.host_info = &info;

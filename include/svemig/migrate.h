@@ -31,7 +31,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "svemig/cpubase.h"
 #include "svemig/error.h"
+#include "svemig/idreg.h"
 #include "svemig/guest.h"
 #include "svemig/hv.h"
 #include "svemig/vcpu.h"
@@ -68,7 +70,20 @@ struct peer_info {
         uint64_t mem_available; /* bytes an incoming guest may use */
         /* Host-invariant registers (ID_AA64*, CCSIDR) of a probe vcpu, SVE when the host has it. Owned. */
         struct vcpu_state id_regs;
+        /*
+         * The bits of each feature ID register a VMM may write here before a
+         * vcpu first runs (idreg_mask_index() order); known only on kernels
+         * with KVM_ARM_GET_REG_WRITABLE_MASKS (6.7+), else nothing is writable.
+         */
+        bool id_writable_known;
+        uint64_t id_writable[IDREG_MASKS_N];
 };
+
+/*
+ * The host's feature ID registers for the CPU baseline (svemig/cpubase.h):
+ * value and writable bits each, into *out (free() it).
+ */
+int peer_info_cpu_regs(const struct peer_info *info, struct cpubase_reg **out, size_t *n_out);
 
 /*
  * Describes this host: caps from hv, ID registers from a probe vcpu, and

@@ -69,9 +69,11 @@ int vcpu_check_compat(const struct hv_caps *caps, struct hv_vcpu *dst, const str
 bool vcpu_reg_is_host_invariant(uint64_t id);
 
 /*
- * Checks that initialised vcpu dst has exactly these values for these
- * host-invariant registers. -EINVAL naming the first that differs, or the
- * backend's errno if one cannot be read (-ENOENT: the host lacks it).
+ * Gives initialised vcpu dst, which has not run, these values of these
+ * host-invariant registers: those it has already, and those its kernel
+ * accepts in their place (docs/cpu-baseline.md). -EINVAL naming the first
+ * the kernel refuses, and its first differing field, or the backend's errno
+ * if one cannot be read (-ENOENT: the host lacks it).
  */
 int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size_t n,
                           struct svemig_error *err);

@@ -159,6 +159,29 @@ int peer_info_local(struct hv *hv, uint64_t mem_available, struct peer_info *out
         return 0;
 }
 
+int peer_info_cpu_regs(const struct peer_info *info, struct cpubase_reg **out, size_t *n_out)
+{
+        struct cpubase_reg *regs = calloc(info->id_regs.n_regs ? info->id_regs.n_regs : 1, sizeof(*regs));
+        size_t n = 0;
+
+        if (!regs)
+                return -ENOMEM;
+        for (size_t i = 0; i < info->id_regs.n_regs; i++) {
+                const struct vcpu_reg *reg = &info->id_regs.regs[i];
+                int idx = idreg_mask_index(reg->id);
+
+                if (idx < 0 || reg->size != sizeof(uint64_t))
+                        continue;
+                regs[n].id = reg->id;
+                memcpy(&regs[n].value, reg->value, sizeof(uint64_t));
+                regs[n].writable = info->id_writable_known ? info->id_writable[idx] : 0;
+                n++;
+        }
+        *out = regs;
+        *n_out = n;
+        return 0;
+}
+
 void peer_info_done(struct peer_info *info)
 {
         if (info)
@@ -199,6 +222,10 @@ int peer_info_to_msg(const struct peer_info *info, Svemig__Peer__HostInfo *msg, 
         }
         msg->n_id_regs = n;
         msg->id_regs = *reg_ptrs;
+        if (info->id_writable_known) {
+                msg->n_id_writable = IDREG_MASKS_N;
+                msg->id_writable = (uint64_t *)info->id_writable;
+        }
         return 0;
 }
 
@@ -217,6 +244,10 @@ int peer_info_from_msg(const Svemig__Peer__HostInfo *msg, struct peer_info *info
                                         msg->vls.len, sizeof(info->vls.w));
         if (n > SVEMIG_STREAM_ID_REGS_MAX)
                 return svemig_error_set(err, E2BIG, "HostInfo: %zu ID registers, over the limit", n);
+        if (msg->n_id_writable != 0 && msg->n_id_writable != IDREG_MASKS_N)
+                return svemig_error_set(err, EBADMSG,
+                                        "HostInfo: %zu writable ID register masks, not 0 or %u",
+                                        msg->n_id_writable, IDREG_MASKS_N);
         ids = calloc(n ? n : 1, sizeof(*ids));
         if (!ids)
                 return svemig_error_set(err, ENOMEM, "out of memory");
@@ -240,6 +271,10 @@ int peer_info_from_msg(const Svemig__Peer__HostInfo *msg, struct peer_info *info
         info->ipa_bits = msg->ipa_bits;
         info->vcpu_features = msg->vcpu_features;
         info->mem_available = msg->mem_available;
+        info->id_writable_known = msg->n_id_writable == IDREG_MASKS_N;
+        memset(info->id_writable, 0, sizeof(info->id_writable));
+        if (info->id_writable_known)
+                memcpy(info->id_writable, msg->id_writable, sizeof(info->id_writable));
         vcpu_state_done(&info->id_regs);
         if (vcpu_state_alloc(&info->id_regs, ids, n) < 0)
                 return svemig_error_set(err, ENOMEM, "out of memory");
