@@ -5,7 +5,13 @@
 
 #include "api-ops.h"
 #include "config.h"
+#include "macro.h"
 #include "svemigd.h"
+
+/* What this daemon does that an older one does not (HostInfo.features). */
+static const char *const features[] = {
+        "client-files", /* files a request names come as descriptors only */
+};
 
 int op_host_info(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
                  struct svemig_error *err)
@@ -44,6 +50,8 @@ int op_host_info(struct api_call *call, const Svemig__Api__Request *req, void *u
         info.max_vcpus = caps.max_vcpus;
         info.ipa_bits = caps.ipa_bits;
         info.daemon_version = (char *)SVEMIG_VERSION;
+        info.n_features = ELEMENTSOF(features);
+        info.features = (char **)features;
 
         resp.result_case = SVEMIG__API__RESPONSE__RESULT_HOST_INFO;
         resp.host_info = &info;

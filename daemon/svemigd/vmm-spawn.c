@@ -287,9 +287,9 @@ static int runnable_binary(const char *what, const char **out, struct svemig_err
 int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progress_t progress,
               vmm_spawn_done_t done, void *userdata, struct vmm_spawn **out, struct svemig_error *err)
 {
-        char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8], channel_fd[8];
+        char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8], channel_fd[8], file_fd[8];
         int fds[2], pass[FDS_MAX], r;
-        const char *argv[26], *binary;
+        const char *argv[30], *binary;
         size_t n = 0, n_pass = 0;
         struct vmm_spawn *s;
         pid_t pid;
@@ -328,9 +328,11 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                         argv[n++] = "--channel-fd";
                         argv[n++] = channel_fd;
                 }
-        } else if (a->restore) {
-                argv[n++] = "--restore";
-                argv[n++] = a->restore;
+        } else if (a->restore_fd >= 0) {
+                snprintf(file_fd, sizeof(file_fd), "%d", FIRST_FD + (int)n_pass);
+                pass[n_pass++] = a->restore_fd;
+                argv[n++] = "--restore-fd";
+                argv[n++] = file_fd;
         } else {
                 argv[n++] = "--vcpus";
                 argv[n++] = vcpus;
@@ -340,10 +342,19 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                 argv[n++] = a->vls;
                 argv[n++] = "--dirty-pages";
                 argv[n++] = dirty;
-                if (a->payload) {
+                if (a->payload_fd >= 0) {
+                        snprintf(file_fd, sizeof(file_fd), "%d", FIRST_FD + (int)n_pass);
+                        pass[n_pass++] = a->payload_fd;
+                        argv[n++] = "--payload-fd";
+                        argv[n++] = file_fd;
+                } else if (a->payload) {
                         argv[n++] = "--payload";
                         argv[n++] = a->payload;
                 }
+        }
+        if (a->source_name && a->receive_fd < 0) {
+                argv[n++] = "--source-name";
+                argv[n++] = a->source_name;
         }
         argv[n] = NULL;
 

@@ -6,6 +6,7 @@ format, proto/api.proto), so a test can also send what a well-behaved client
 never would: malformed messages, unknown operations, huge length prefixes.
 """
 
+import array
 import os
 import select
 import signal
@@ -27,6 +28,7 @@ WAIT = 30.0
 EACCES, EINVAL, EEXIST, ENOENT, ENOSYS = 13, 22, 17, 2, 38
 EMSGSIZE, EOPNOTSUPP, EBADMSG, ESHUTDOWN = 90, 95, 74, 108
 EBUSY, ECANCELED, EALREADY = 16, 125, 114
+EPROTO, EPERM, EUSERS, ETIMEDOUT = 71, 1, 87, 110
 
 # Request.op field numbers
 OP_HOST_INFO, OP_GUEST_CREATE, OP_GUEST_LIST, OP_SNAPSHOT, OP_CANCEL = 10, 11, 17, 19, 21
@@ -183,8 +185,16 @@ class Client:
     def send(self, data):
         self.sock.sendall(data)
 
-    def call(self, req_id, op, body=b""):
-        self.send(frame(request(req_id, op, body)))
+    def send_fd(self, data, fd):
+        """Sends data with fd attached to its first byte (SCM_RIGHTS), as svemigctl passes a file."""
+        n = self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+        self.sock.sendall(data[n:])
+
+    def call(self, req_id, op, body=b"", fd=None):
+        if fd is None:
+            self.send(frame(request(req_id, op, body)))
+        else:
+            self.send_fd(frame(request(req_id, op, body)), fd)
         return self.response()
 
     def recv_exact(self, n):
