@@ -167,6 +167,57 @@ def host_info(data):
     }
 
 
+def xxh32(data, seed):
+    """XXH32, as the peer frames' checksum (test-migrate-faults.py checks it against a real frame)."""
+    p1, p2, p3, p4, p5, m = 2654435761, 2246822519, 3266489917, 668265263, 374761393, 0xFFFFFFFF
+
+    def rotl(x, r):
+        return ((x << r) | (x >> (32 - r))) & m
+
+    n, i = len(data), 0
+    if n >= 16:
+        v = [(seed + p1 + p2) & m, (seed + p2) & m, seed, (seed - p1) & m]
+        while i + 16 <= n:
+            for k in range(4):
+                v[k] = (rotl((v[k] + struct.unpack_from("<I", data, i + 4 * k)[0] * p2) & m, 13) * p1) & m
+            i += 16
+        h = (rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18)) & m
+    else:
+        h = (seed + p5) & m
+    h = (h + n) & m
+    while i + 4 <= n:
+        h = (rotl((h + struct.unpack_from("<I", data, i)[0] * p3) & m, 17) * p4) & m
+        i += 4
+    while i < n:
+        h = (rotl((h + data[i] * p5) & m, 11) * p1) & m
+        i += 1
+    h = ((h ^ (h >> 15)) * p2) & m
+    h = ((h ^ (h >> 13)) * p3) & m
+    return h ^ (h >> 16)
+
+
+PEER_SEED = 0x50454552  # "PEER"
+
+
+def peer_frame(msg):
+    """A peer-protocol frame (proto/peer.proto): u32 length | u32 XXH32(msg, "PEER") | PeerMessage."""
+    return struct.pack("<II", len(msg), xxh32(msg, PEER_SEED)) + msg
+
+
+def peer_greeting(host_name):
+    """What a peer says first: Hello (protocol 1..99) and a HostInfo without SVE."""
+    hello = field_varint(1, 99) + field_varint(2, 1) + field_bytes(3, b"0.0.0") + field_bytes(4, host_name.encode())
+    info = field_bytes(1, host_name.encode()) + field_bytes(2, b"sim") + field_bytes(5, bytes(64))
+    return peer_frame(field_bytes(1, hello)) + peer_frame(field_bytes(2, info))
+
+
+def free_port():
+    """A TCP port nobody listens on now (the kernel's pick; the daemon binds it right after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # --- a client on a raw socket ---
 
 class Client:
