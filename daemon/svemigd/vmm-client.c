@@ -41,9 +41,12 @@ struct vmm_client {
         size_t in_len, in_cap;
         uint8_t *out;
         size_t out_len, out_cap;
-        /* Descriptors to send with the frame that starts at out[offset] (SCM_RIGHTS on its first byte). */
+        /*
+         * Descriptors to send with the frame at out[offset], len bytes (SCM_RIGHTS on its first byte;
+         * the receiver gives them to the frame whose bytes they came with, so that frame is sent alone).
+         */
         struct {
-                size_t offset;
+                size_t offset, len;
                 int fd;
         } fds[FDS_QUEUED_MAX];
         unsigned n_fds;
@@ -132,7 +135,7 @@ static void flush(struct vmm_client *c)
         while (c->fd >= 0 && c->out_len > 0) {
                 /* A frame that carries a descriptor goes out on a send() of its own, starting with it. */
                 bool with_fd = c->n_fds > 0 && c->fds[0].offset == 0;
-                size_t len = c->n_fds > with_fd ? c->fds[with_fd].offset : c->out_len;
+                size_t len = with_fd ? c->fds[0].len : c->n_fds > 0 ? c->fds[0].offset : c->out_len;
                 ssize_t n = send_some(c, len, with_fd ? c->fds[0].fd : -1);
 
                 if (n < 0 && errno == EINTR)
@@ -306,6 +309,7 @@ static int queue(struct vmm_client *c, Svemig__Api__Request *req, int fd)
                 if (copy < 0)
                         return -errno;
                 c->fds[c->n_fds].offset = c->out_len;
+                c->fds[c->n_fds].len = size;
                 c->fds[c->n_fds].fd = copy;
         }
         if (c->out_cap - c->out_len < size) {

@@ -201,6 +201,31 @@ class ClientFiles(DaemonTestCase):
         self.assertEqual(c.call(2, t.OP_HOST_INFO).code, 0)
         c.close()
 
+    def test_a_descriptor_belongs_to_the_request_it_came_with(self):
+        fifo = os.path.join(self.dir, "fifo")
+        os.mkfifo(fifo)
+        rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        restore = request(2, t.OP_RESTORE, t.field_bytes(1, fifo.encode()))
+        c = Client(self.sock)
+        # Pipelined: the descriptor goes with the second request only.
+        c.send(frame(request(1, t.OP_HOST_INFO)))
+        c.send_fd(frame(restore), rfd)
+        c.send(frame(request(3, t.OP_RESTORE, t.field_bytes(1, fifo.encode()))))
+        answers = {}
+        while len(answers) < 3:
+            r = c.response()
+            answers[r.id] = r
+        self.assertEqual(answers[1].code, 0, answers[1])
+        self.assertIn("is a FIFO", answers[2].message)
+        self.assertEqual(answers[3].code, t.EPROTO, answers[3])
+        # One that came with a request taking none is closed, not kept for the next.
+        c.send_fd(frame(request(4, t.OP_HOST_INFO)), rfd)
+        self.assertEqual(c.response().code, 0)
+        r = c.call(5, t.OP_RESTORE, t.field_bytes(1, fifo.encode()))
+        self.assertEqual(r.code, t.EPROTO, r)
+        c.close()
+        os.close(rfd)
+
     # --- keep ---
 
     def test_keep_prunes_only_what_svemigd_named(self):
