@@ -857,7 +857,12 @@ static int check_whole(struct parse_ctx *ctx)
                                     "[peer %s] is this host (host-name = %s); list only the other hosts",
                                     ctx->peer_sections[i].name, conf->host_name);
         }
-        /* A peer asks again every refresh interval: closing it sooner for idling would make it flap. */
+        /*
+         * A peer asks again every refresh interval: one silent for a peer timeout past that is let go
+         * (sooner would make every peer flap).
+         */
+        if (!conf->peer_idle_ms)
+                conf->peer_idle_ms = conf->peer_refresh_ms + conf->peer_timeout_ms;
         if (conf->peer_idle_ms <= conf->peer_refresh_ms)
                 return fail(ctx, 0, EINVAL,
                             "[cluster] idle-timeout (%ums) must be longer than refresh-interval (%ums), or "
@@ -904,7 +909,6 @@ static int set_defaults(struct migrate_conf *conf)
                 .client_timeout_ms = MIGRATE_CONF_CLIENT_TIMEOUT_MS,
                 .max_clients = MIGRATE_CONF_MAX_CLIENTS,
                 .max_clients_per_user = MIGRATE_CONF_MAX_CLIENTS_PER_UID,
-                .peer_idle_ms = MIGRATE_CONF_PEER_IDLE_MS,
                 .max_peer_conns = MIGRATE_CONF_MAX_PEER_CONNS,
                 .max_conns_per_peer = MIGRATE_CONF_MAX_CONNS_PER_PEER,
         };

@@ -36,7 +36,6 @@
 #define MIGRATE_CONF_CLIENT_TIMEOUT_MS   60000u
 #define MIGRATE_CONF_MAX_CLIENTS         128u
 #define MIGRATE_CONF_MAX_CLIENTS_PER_UID 32u
-#define MIGRATE_CONF_PEER_IDLE_MS        60000u
 #define MIGRATE_CONF_MAX_PEER_CONNS      64u
 #define MIGRATE_CONF_MAX_CONNS_PER_PEER  16u
 
@@ -86,7 +85,8 @@ struct migrate_conf {
         uint64_t incoming_mem_limit; /* bytes of RAM an incoming guest may have; 0: MemAvailable */
         uint64_t incoming_reserve;   /* bytes of RAM kept faulted in for the next incoming guest; 0: none */
         unsigned migration_channels; /* memory channels a migration from here opens; 0: one connection */
-        unsigned peer_idle_ms;       /* a peer connection with no request for this long is closed */
+        unsigned peer_idle_ms;       /* a peer connection with no request for this long is closed;
+                                        default refresh-interval + peer-timeout */
         unsigned max_peer_conns;     /* connections on the peer port at once */
         unsigned max_conns_per_peer; /* ... from one address */
 

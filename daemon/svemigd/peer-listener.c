@@ -24,7 +24,7 @@
 #include "peer-listener.h"
 
 #define MAX_CONNECTIONS_DEFAULT 64u
-#define IDLE_MS_DEFAULT         60000u
+#define IDLE_MS_DEFAULT         15000u /* migrate.conf's: refresh-interval + peer-timeout */
 
 struct conn {
         struct peer_listener *l;
