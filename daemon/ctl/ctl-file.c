@@ -112,7 +112,9 @@ static int link_tmpfile(struct ctl_new_file *f)
                 (void)getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK);
                 if ((size_t)snprintf(f->tmp, sizeof(f->tmp), "%s.%08x", f->path, rnd) >= sizeof(f->tmp))
                         return -ENAMETOOLONG;
-                if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) == 0)
+                /* Through /proc; without it, AT_EMPTY_PATH (which needs CAP_DAC_READ_SEARCH). */
+                if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp, AT_SYMLINK_FOLLOW) == 0 ||
+                    (errno == ENOENT && linkat(f->fd, "", AT_FDCWD, f->tmp, AT_EMPTY_PATH) == 0))
                         return 0;
                 if (errno != EEXIST)
                         break;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "ram-reserve.h"
@@ -239,6 +240,15 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
         if (e->rec.payload && payload_fd < 0) {
                 snprintf(payload, sizeof(payload), "%s/" GUEST_PAYLOAD_FILE, e->dir);
                 args.payload = payload;
+                /* Created by an svemigd that kept no copy, or arrived by migration: never the client's path.
+                 */
+                if (access(payload, R_OK) < 0)
+                        return svemig_error_set(
+                                err, ENOENT,
+                                "guest %s runs payload %s, of which svemigd keeps no copy (it was "
+                                "created by an older svemigd, or migrated here); svemigd opens "
+                                "no file a client names: delete the guest and create it again",
+                                e->rec.name, e->rec.payload);
         }
         if (vqset_empty(&e->rec.vls))
                 snprintf(vls, sizeof(vls), "none");

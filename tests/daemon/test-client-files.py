@@ -226,6 +226,31 @@ class ClientFiles(DaemonTestCase):
         c.close()
         os.close(rfd)
 
+    def test_a_payload_boots_again_from_svemigd_s_copy(self):
+        image = os.path.join(self.dir, "payload.bin")
+        with open(image, "wb") as f:
+            f.write(os.urandom(8192))
+        self.ok("guest", "create", "p", "--vcpus", "1", "--memory", "16M", "--payload", image)
+        copy = os.path.join(self.state, "guests", "p", "payload.img")
+        with open(image, "rb") as a, open(copy, "rb") as b:
+            self.assertEqual(a.read(), b.read())
+        # The client's file may go: the guest boots again from svemigd's copy, never from the path.
+        os.unlink(image)
+        self.ok("guest", "stop", "p")
+        self.ok("guest", "start", "p")
+        g = json.loads(self.ok("--json", "guest", "show", "p").stdout)
+        self.assertEqual((g["state"], g["payload"]["image"]), ("running", image))
+        # Without the copy (a guest of an older svemigd), it says so rather than open the path.
+        self.ok("guest", "stop", "p")
+        os.unlink(copy)
+        with open(image, "wb") as f:
+            f.write(b"x" * 8192)
+        r = self.ctl("guest", "start", "p")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("svemigd keeps no copy", r.stderr)
+        self.ok("guest", "delete", "p")
+        self.assertFalse(os.path.exists(os.path.join(self.state, "guests", "p")))
+
     # --- keep ---
 
     def test_keep_prunes_only_what_svemigd_named(self):
