@@ -636,10 +636,9 @@ static int reader_open_header(struct svemig_stream_reader *r, struct svemig_erro
         if (k < 0)
                 return k;
         problem = magic_problem(pre);
+        /* Named, never shown: the bytes of a file that is no stream are none of the reader's business. */
         if (problem)
-                return svemig_error_set(
-                        err, EBADMSG, "offset 0: wrong magic %02x %02x %02x %02x %02x %02x %02x %02x: %s",
-                        pre[0], pre[1], pre[2], pre[3], pre[4], pre[5], pre[6], pre[7], problem);
+                return svemig_error_set(err, EBADMSG, "offset 0: wrong magic: %s", problem);
         k = stream_reader_get(r, pre + STREAM_MAGIC_SIZE, STREAM_PREAMBLE_SIZE - STREAM_MAGIC_SIZE,
                               "inside the version and header length", err);
         if (k < 0)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@ struct api_client {
         int fd;
         char *path;
         uint64_t next_id;
+        bool takes_files; /* the daemon said so (HostInfo.features) */
 };
 
 #define CHECK_HINT                                                                                          \
@@ -129,16 +131,48 @@ static int recv_all(struct api_client *c, uint8_t *buf, size_t len)
         return 0;
 }
 
-static int send_request(struct api_client *c, Svemig__Api__Request *req)
+/* The frame's first bytes, with fd attached: the daemon takes it as this request's. */
+static ssize_t send_with_fd(struct api_client *c, const uint8_t *buf, size_t len, int fd)
+{
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control = {0};
+        struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = control.buf,
+                           .msg_controllen = sizeof(control)};
+        struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+        ssize_t n;
+
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(h), &fd, sizeof(int));
+        do
+                n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        return n < 0 ? -errno : n;
+}
+
+static int send_request(struct api_client *c, Svemig__Api__Request *req, int fd)
 {
         _cleanup_free_ uint8_t *frame = NULL;
-        size_t size;
+        size_t size, off = 0;
         int r;
 
         r = api_frame_pack(&req->base, &frame, &size);
         if (r < 0)
                 return r;
-        return send_all(c, frame, size);
+        if (fd >= 0) {
+                ssize_t n = send_with_fd(c, frame, size, fd);
+
+                if (n < 0)
+                        return (int)n;
+                off = (size_t)n;
+        }
+        return send_all(c, frame + off, size - off);
 }
 
 static int read_message(struct api_client *c, Svemig__Api__ServerMessage **out, struct svemig_error *err)
@@ -179,13 +213,13 @@ static int read_message(struct api_client *c, Svemig__Api__ServerMessage **out, 
         return 0;
 }
 
-int api_client_call(struct api_client *c, Svemig__Api__Request *req, api_progress_t progress, void *userdata,
-                    Svemig__Api__Response **out, struct svemig_error *err)
+static int call(struct api_client *c, Svemig__Api__Request *req, int fd, api_progress_t progress,
+                void *userdata, Svemig__Api__Response **out, struct svemig_error *err)
 {
         int sent;
 
         req->id = ++c->next_id;
-        sent = send_request(c, req);
+        sent = send_request(c, req, fd);
         if (sent == -EMSGSIZE)
                 return svemig_error_set(err, EMSGSIZE, "the request is over the %u MiB limit",
                                         API_FRAME_MAX >> 20);
@@ -220,6 +254,57 @@ int api_client_call(struct api_client *c, Svemig__Api__Request *req, api_progres
         }
 }
 
+int api_client_call(struct api_client *c, Svemig__Api__Request *req, api_progress_t progress, void *userdata,
+                    Svemig__Api__Response **out, struct svemig_error *err)
+{
+        return call(c, req, -1, progress, userdata, out, err);
+}
+
+/* Whether the daemon takes files as descriptors; an older one would open the path itself, as root. */
+static int check_takes_files(struct api_client *c, struct svemig_error *err)
+{
+        Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
+        Svemig__Api__HostInfoRequest hreq = SVEMIG__API__HOST_INFO_REQUEST__INIT;
+        Svemig__Api__Response *resp = NULL;
+        const char *version = "?";
+        int r;
+
+        if (c->takes_files)
+                return 0;
+        req.op_case = SVEMIG__API__REQUEST__OP_HOST_INFO;
+        req.host_info = &hreq;
+        r = call(c, &req, -1, NULL, NULL, &resp, err);
+        if (r < 0)
+                return r;
+        if (resp->result_case == SVEMIG__API__RESPONSE__RESULT_HOST_INFO) {
+                for (size_t i = 0; i < resp->host_info->n_features; i++)
+                        if (strcmp(resp->host_info->features[i], API_FEATURE_CLIENT_FILES) == 0)
+                                c->takes_files = true;
+                if (resp->host_info->daemon_version && resp->host_info->daemon_version[0])
+                        version = resp->host_info->daemon_version;
+        }
+        if (!c->takes_files && resp->status && resp->status->code)
+                r = svemig_error_set(err, resp->status->code, "%s", resp->status->message);
+        else if (!c->takes_files)
+                r = svemig_error_set(err, EPROTONOSUPPORT,
+                                     "svemigd at %s (version %s) cannot take the file from svemigctl: it is "
+                                     "older, and would open the path itself, as root. Update svemigd to the "
+                                     "version of this svemigctl",
+                                     c->path, version);
+        svemig__api__response__free_unpacked(resp, NULL);
+        return r;
+}
+
+int api_client_call_fd(struct api_client *c, Svemig__Api__Request *req, int fd, api_progress_t progress,
+                       void *userdata, Svemig__Api__Response **out, struct svemig_error *err)
+{
+        int r = check_takes_files(c, err);
+
+        if (r < 0)
+                return r;
+        return call(c, req, fd, progress, userdata, out, err);
+}
+
 int api_client_send_cancel(struct api_client *c, uint64_t id, struct svemig_error *err)
 {
         Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
@@ -231,7 +316,7 @@ int api_client_send_cancel(struct api_client *c, uint64_t id, struct svemig_erro
         req.op_case = SVEMIG__API__REQUEST__OP_CANCEL;
         req.cancel = &cancel;
         req.id = ++c->next_id;
-        r = send_request(c, &req);
+        r = send_request(c, &req, -1);
         if (r < 0)
                 return svemig_error_set(err, r, "cannot send the cancel to svemigd at %s: %s", c->path,
                                         strerror(-r));

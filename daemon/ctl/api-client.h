@@ -39,6 +39,18 @@ int api_client_call(struct api_client *c, Svemig__Api__Request *req, api_progres
                     Svemig__Api__Response **out, struct svemig_error *err);
 
 /*
+ * The same, passing fd (a file the client opened itself) with the request
+ * (SCM_RIGHTS); fd stays the caller's. First asks the daemon, once per
+ * connection, whether it takes files so (HostInfo.features "client-files"):
+ * -EPROTONOSUPPORT with the reason when it does not, and nothing is sent.
+ */
+int api_client_call_fd(struct api_client *c, Svemig__Api__Request *req, int fd, api_progress_t progress,
+                       void *userdata, Svemig__Api__Response **out, struct svemig_error *err);
+
+/* The feature a daemon announces when it takes client files as descriptors. */
+#define API_FEATURE_CLIENT_FILES "client-files"
+
+/*
  * Asks the daemon to cancel request 'id' of this connection, without
  * waiting: the cancelled call's own Response tells how it ended. Safe to
  * call from a signal handler's deferred path, not from the handler itself.

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
 #include <stdio.h>
 
 #include "ctl-call.h"
@@ -9,6 +10,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct api_client *, api_client_free);
 int ctl_call(const struct ctl_options *opts, const char *what, Svemig__Api__Request *req,
              api_progress_t progress, void *userdata, Svemig__Api__Response **resp)
 {
+        return ctl_call_fd(opts, what, req, -1, progress, userdata, resp);
+}
+
+int ctl_call_fd(const struct ctl_options *opts, const char *what, Svemig__Api__Request *req, int fd,
+                api_progress_t progress, void *userdata, Svemig__Api__Response **resp)
+{
         _cleanup_(api_client_freep) struct api_client *client = NULL;
         struct svemig_error err = {0};
         Svemig__Api__Response *r = NULL;
@@ -16,10 +23,11 @@ int ctl_call(const struct ctl_options *opts, const char *what, Svemig__Api__Requ
 
         ret = api_client_connect(opts->socket_path, &client, &err);
         if (ret >= 0)
-                ret = api_client_call(client, req, progress, userdata, &r, &err);
+                ret = fd >= 0 ? api_client_call_fd(client, req, fd, progress, userdata, &r, &err)
+                              : api_client_call(client, req, progress, userdata, &r, &err);
         if (ret < 0) {
                 fprintf(stderr, "svemigctl: %s: %s\n", what, svemig_error_str(&err, ret));
-                return CTL_EXIT_DAEMON;
+                return ret == -EPROTONOSUPPORT ? CTL_EXIT_FAILURE : CTL_EXIT_DAEMON;
         }
         if (r->status && r->status->code != 0) {
                 /* The daemon's own words: they say what was wrong and what to do. */

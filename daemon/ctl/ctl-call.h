@@ -17,3 +17,6 @@
  */
 int ctl_call(const struct ctl_options *opts, const char *what, Svemig__Api__Request *req,
              api_progress_t progress, void *userdata, Svemig__Api__Response **resp);
+/* The same, passing fd (a file svemigctl opened, e.g. ctl-file.h) with the request; -1: none. */
+int ctl_call_fd(const struct ctl_options *opts, const char *what, Svemig__Api__Request *req, int fd,
+                api_progress_t progress, void *userdata, Svemig__Api__Response **resp);

@@ -5,11 +5,14 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl-call.h"
+#include "ctl-file.h"
 #include "ctl-guest-print.h"
 #include "ctl-progress.h"
 #include "macro.h"
@@ -61,13 +64,13 @@ static int print_guest_response(Svemig__Api__Response *resp, bool json, const ch
 }
 
 static int call_and_print(const struct ctl_options *opts, bool json, const char *what,
-                          Svemig__Api__Request *req, bool progress)
+                          Svemig__Api__Request *req, bool progress, int fd)
 {
         Svemig__Api__Response *resp = NULL;
         int r;
 
-        r = progress ? ctl_call_progress(opts, json, what, req, &resp)
-                     : ctl_call(opts, what, req, NULL, NULL, &resp);
+        r = progress ? ctl_call_progress(opts, json, what, req, fd, &resp)
+                     : ctl_call_fd(opts, what, req, fd, NULL, NULL, &resp);
         if (r != CTL_EXIT_OK)
                 return r;
         /* --quiet: a change's exit code says it all; a question (show) is still answered. */
@@ -95,7 +98,9 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
         Svemig__Api__Workload workload = SVEMIG__API__WORKLOAD__INIT;
         Svemig__Api__VlSet vlset = SVEMIG__API__VL_SET__INIT;
         uint32_t bits[VQSET_VQ_MAX];
-        _cleanup_free_ char *payload = NULL;
+        const char *payload = NULL;
+        char payload_path[PATH_MAX];
+        int fd = -1, r;
         bool json = opts->json, dirty = false;
         uint64_t v;
         int c;
@@ -145,12 +150,7 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
                         dirty = true;
                         break;
                 case 'p':
-                        /* The daemon is on this host but not in this directory. */
-                        free(payload);
-                        payload = realpath(optarg, NULL);
-                        if (!payload)
-                                return ctl_usage_error("guest create: --payload %s: %s", optarg,
-                                                       strerror(errno));
+                        payload = optarg;
                         break;
                 case 's':
                         create.start = true;
@@ -174,15 +174,22 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
                         "guest create: a payload guest has no --dirty-rate; give one or the other");
         create.name = argv[optind];
         if (payload) {
+                /* We open it, with our own rights; its VMM reads it through the descriptor. */
+                fd = ctl_file_open_read("guest create: --payload", payload, payload_path);
+                if (fd < 0)
+                        return -fd;
                 create.program_case = SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_PAYLOAD;
-                create.payload = payload;
+                create.payload = payload_path;
         } else {
                 create.program_case = SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_WORKLOAD;
                 create.workload = &workload;
         }
         req.op_case = SVEMIG__API__REQUEST__OP_GUEST_CREATE;
         req.guest_create = &create;
-        return call_and_print(opts, json, "guest create", &req, false);
+        r = call_and_print(opts, json, "guest create", &req, false, fd);
+        if (fd >= 0)
+                close(fd);
+        return r;
 }
 
 /* start, pause, resume, stop, delete, show, list, run. */
@@ -289,7 +296,7 @@ static int guest_simple(const struct ctl_options *opts, const char *cmd, int arg
                 req.op_case = SVEMIG__API__REQUEST__OP_GUEST_SHOW;
                 req.guest_show = &ref;
         }
-        r = call_and_print(opts, json, what, &req, is_run);
+        r = call_and_print(opts, json, what, &req, is_run, -1);
         if (r == CTL_EXIT_OK && !json && !opts->quiet && strcmp(cmd, "delete") == 0)
                 printf("deleted guest %s\n", argv[optind]);
         return r;

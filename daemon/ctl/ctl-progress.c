@@ -86,13 +86,13 @@ void ctl_progress_end(struct ctl_progress *p)
 }
 
 int ctl_call_progress(const struct ctl_options *opts, bool json, const char *what, Svemig__Api__Request *req,
-                      Svemig__Api__Response **resp)
+                      int fd, Svemig__Api__Response **resp)
 {
         struct ctl_progress p;
         int r;
 
         ctl_progress_init(&p, opts, json, what);
-        r = ctl_call(opts, what, req, ctl_progress_show, &p, resp);
+        r = ctl_call_fd(opts, what, req, fd, ctl_progress_show, &p, resp);
         ctl_progress_end(&p);
         return r;
 }

@@ -29,6 +29,9 @@ void ctl_progress_show(const Svemig__Api__Progress *progress, void *userdata);
 /* Ends the bar's line, if one was drawn. */
 void ctl_progress_end(struct ctl_progress *p);
 
-/* ctl_call() with its progress events drawn as a bar (TTY) or plain lines, and the line ended after. */
+/*
+ * ctl_call_fd() with its progress events drawn as a bar (TTY) or plain lines, and the line ended after.
+ * fd: a file passed with the request, or -1.
+ */
 int ctl_call_progress(const struct ctl_options *opts, bool json, const char *what, Svemig__Api__Request *req,
-                      Svemig__Api__Response **resp);
+                      int fd, Svemig__Api__Response **resp);

@@ -12,25 +12,10 @@
 #include <unistd.h>
 
 #include "ctl-call.h"
+#include "ctl-file.h"
 #include "ctl-guest-print.h"
 #include "ctl-progress.h"
 #include "parse-number.h"
-
-/* svemigd does not share our working directory: it gets absolute paths. */
-static int absolute(const char *path, char *buf, size_t len)
-{
-        char cwd[PATH_MAX];
-
-        if (path[0] == '/') {
-                snprintf(buf, len, "%s", path);
-                return 0;
-        }
-        if (!getcwd(cwd, sizeof(cwd)))
-                return -errno;
-        if ((size_t)snprintf(buf, len, "%s/%s", cwd, path) >= len)
-                return -ENAMETOOLONG;
-        return 0;
-}
 
 static void snapshot_help(void)
 {
@@ -57,7 +42,7 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
         Svemig__Api__SnapshotRequest sreq = SVEMIG__API__SNAPSHOT_REQUEST__INIT;
         uint64_t keep;
         Svemig__Api__Response *resp = NULL;
-        char path[PATH_MAX];
+        struct ctl_new_file file = {.fd = -1};
         bool json = opts->json;
         int c, r;
 
@@ -86,21 +71,26 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
         if (optind >= argc || argc - optind > 2)
                 return ctl_usage_error("snapshot: give the guest's NAME and optionally a PATH");
         sreq.guest = argv[optind];
+        /* We create the file, with our own rights; svemigd writes it through the descriptor. */
         if (optind + 1 < argc) {
-                if (absolute(argv[optind + 1], path, sizeof(path)) < 0)
-                        return ctl_usage_error("snapshot: cannot make %s an absolute path",
-                                               argv[optind + 1]);
-                sreq.path = path;
+                r = ctl_file_create("snapshot", argv[optind + 1], &file);
+                if (r)
+                        return r;
+                sreq.path = file.path;
         }
         req.op_case = SVEMIG__API__REQUEST__OP_SNAPSHOT;
         req.snapshot = &sreq;
 
-        r = ctl_call_progress(opts, json, "snapshot", &req, &resp);
-        if (r != CTL_EXIT_OK)
+        r = ctl_call_progress(opts, json, "snapshot", &req, file.fd, &resp);
+        if (r != CTL_EXIT_OK) {
+                ctl_file_abandon(&file);
                 return r;
+        }
         if (resp->result_case != SVEMIG__API__RESPONSE__RESULT_SNAPSHOT) {
                 fputs("svemigctl: snapshot: svemigd answered without a result\n", stderr);
                 r = CTL_EXIT_FAILURE;
+        } else if (file.fd >= 0 && (r = ctl_file_commit("snapshot", &file)) != 0) {
+                ; /* said why */
         } else if (json) {
                 const Svemig__Api__SnapshotResult *s = resp->snapshot;
                 struct json_object *doc = json_object_new_object(), *pruned = json_object_new_array();
@@ -122,6 +112,7 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
                 for (size_t i = 0; i < s->n_pruned; i++)
                         printf("removed the older %s\n", s->pruned[i]);
         }
+        ctl_file_abandon(&file);
         svemig__api__response__free_unpacked(resp, NULL);
         return r;
 }
@@ -149,7 +140,7 @@ int ctl_restore(const struct ctl_options *opts, int argc, char **argv)
         Svemig__Api__Response *resp = NULL;
         char path[PATH_MAX];
         bool json = opts->json;
-        int c, r;
+        int c, r, fd;
 
         optind = 0;
         opterr = 0;
@@ -173,13 +164,16 @@ int ctl_restore(const struct ctl_options *opts, int argc, char **argv)
         }
         if (optind + 1 != argc)
                 return ctl_usage_error("restore: give one snapshot PATH");
-        if (absolute(argv[optind], path, sizeof(path)) < 0)
-                return ctl_usage_error("restore: cannot make %s an absolute path", argv[optind]);
+        /* We open it, with our own rights; svemigd reads it through the descriptor. */
+        fd = ctl_file_open_read("restore", argv[optind], path);
+        if (fd < 0)
+                return -fd;
         rreq.path = path;
         req.op_case = SVEMIG__API__REQUEST__OP_RESTORE;
         req.restore = &rreq;
 
-        r = ctl_call_progress(opts, json, "restore", &req, &resp);
+        r = ctl_call_progress(opts, json, "restore", &req, fd, &resp);
+        close(fd);
         if (r != CTL_EXIT_OK)
                 return r;
         if (resp->result_case == SVEMIG__API__RESPONSE__RESULT_RESTORED ||

@@ -25,14 +25,29 @@
 #include "log.h"
 #include "macro.h"
 
-#define CLIENTS_MAX 128u
-#define READ_CHUNK  (64u << 10)
-/* Stop reading a client's requests while this much of its output is unsent. */
+#define CLIENTS_MAX_DEFAULT         128u
+#define CLIENTS_PER_UID_MAX_DEFAULT 32u
+#define IDLE_TIMEOUT_USEC_DEFAULT   (60ull * 1000000ull)
+#define READ_CHUNK                  (64u << 10)
+/*
+ * Stop reading a client's requests while this much of its output is unsent;
+ * Progress events are dropped meanwhile (the Response still goes).
+ */
 #define OUTPUT_HIGH_WATER (1u << 20)
+/* Sets of fds received but not yet claimed by their frame (one per frame in flight is the most). */
+#define FD_SETS_MAX 2u
 /* How long a stopping daemon waits for clients to take their answers. */
 #define DRAIN_TIMEOUT_USEC (10ull * 1000000ull)
 
 struct client;
+
+/* Fds that came in one recvmsg(); they belong to the frame whose bytes [start, end) cover 'end - 1'. */
+struct fd_set_in {
+        uint64_t end; /* the stream offset just past the bytes read with them */
+        int fds[API_CALL_FDS_MAX];
+        unsigned n;
+        bool truncated; /* more came than fit: the kernel closed the rest */
+};
 
 struct api_call {
         struct api_server *server;
@@ -60,8 +75,15 @@ struct client {
         bool closing;    /* read nothing more; close once the output is sent */
         bool processing; /* handling its input: do not close it under our feet */
 
+        sd_event_source *idle_timer;
+
         uint8_t *in;
         size_t in_start, in_len, in_cap; /* unread frames are in[in_start .. in_start+in_len) */
+        uint64_t in_pos;                 /* the stream offset of in[in_start] */
+        struct fd_set_in fd_sets[FD_SETS_MAX];
+        unsigned n_fd_sets;
+        struct fd_set_in *handling_fds; /* the fds of the request whose handler runs */
+        struct api_call *handling;
         uint8_t *out;
         size_t out_len, out_cap;
 
@@ -80,6 +102,8 @@ struct api_server {
         LIST_HEAD(, client) clients;
         LIST_HEAD(, api_call) calls;
         unsigned n_clients, n_calls;
+        unsigned max_clients, max_clients_per_uid;
+        uint64_t idle_timeout_usec;
         uint64_t next_client, next_operation;
         bool accept_paused;
 
@@ -101,10 +125,26 @@ static struct client *client_ref(struct client *c)
         return c;
 }
 
+static void fd_set_close(struct fd_set_in *set)
+{
+        for (unsigned i = 0; i < set->n; i++)
+                if (set->fds[i] >= 0)
+                        close(set->fds[i]);
+        set->n = 0;
+}
+
+static void client_drop_fds(struct client *c)
+{
+        for (unsigned i = 0; i < c->n_fd_sets; i++)
+                fd_set_close(&c->fd_sets[i]);
+        c->n_fd_sets = 0;
+}
+
 static void client_unref(struct client *c)
 {
         if (!c || --c->refs > 0)
                 return;
+        client_drop_fds(c);
         free(c->in);
         free(c->out);
         free(c);
@@ -232,9 +272,11 @@ static void client_disconnect(struct client *c, const char *why)
         log_debug("client %llu (uid %u, pid %d): closing: %s", (unsigned long long)c->number,
                   (unsigned)c->cred.uid, (int)c->cred.pid, why);
         c->io = sd_event_source_disable_unref(c->io);
+        c->idle_timer = sd_event_source_disable_unref(c->idle_timer);
         close(c->fd);
         c->fd = -1;
         c->out_len = 0;
+        client_drop_fds(c);
         LIST_REMOVE(c, link);
         s->n_clients--;
         if (s->accept_paused && !s->draining) {
@@ -271,6 +313,45 @@ static void client_maybe_finish(struct client *c)
                 client_disconnect(c, "done");
         else if (c->server->draining && c->n_calls == 0)
                 client_disconnect(c, "svemigd is stopping");
+}
+
+/* A client is idle from its last complete request or answered call; a partial frame does not count. */
+static void client_touch(struct client *c)
+{
+        if (!c->idle_timer)
+                return;
+        (void)sd_event_source_set_time_relative(c->idle_timer, c->server->idle_timeout_usec);
+        (void)sd_event_source_set_enabled(c->idle_timer, SD_EVENT_ONESHOT);
+}
+
+static int client_idle(sd_event_source *source, uint64_t usec, void *userdata)
+{
+        struct client *c = userdata;
+        struct api_server *s = c->server;
+
+        if (c->n_calls > 0) {
+                /* Waiting for an answer is not idling: look again a timeout after it comes. */
+                client_touch(c);
+                return 0;
+        }
+        client_ref(c);
+        log_msg(LOG_INFO, NULL, "client %llu (uid %u, pid %d): closing: no request for %llu s",
+                (unsigned long long)c->number, (unsigned)c->cred.uid, (int)c->cred.pid,
+                (unsigned long long)(s->idle_timeout_usec / 1000000ull));
+        if (c->out_len == 0)
+                client_send_error(c, 0, ETIMEDOUT,
+                                  "svemigd closes connections that send no request for %llu s "
+                                  "(client-timeout in migrate.conf); connect again",
+                                  (unsigned long long)(s->idle_timeout_usec / 1000000ull));
+        c->closing = true;
+        c->in_len = 0;
+        client_flush(c);
+        /* One that does not even take its answers goes at once. */
+        if (c->fd >= 0 && c->out_len > 0)
+                client_disconnect(c, "idle, not reading its answers");
+        client_maybe_finish(c);
+        client_unref(c);
+        return 0;
 }
 
 /* --- calls --- */
@@ -322,10 +403,14 @@ static void call_complete(struct api_call *call, Svemig__Api__Response *resp)
                 log_msg(resp->status->code == ESHUTDOWN ? LOG_DEBUG : LOG_INFO,
                         LOG_CTX(.op = call->op->name), "request %llu of client %llu failed: %s",
                         (unsigned long long)call->id, (unsigned long long)c->number, resp->status->message);
+        if (c->handling == call)
+                c->handling = NULL;
         free(call);
         if (c->fd >= 0) {
                 client_send_response(c, resp);
                 client_flush(c);
+                if (c->n_calls == 0)
+                        client_touch(c);
         }
         client_maybe_finish(c);
         client_unref(c);
@@ -355,6 +440,25 @@ const struct ucred *api_call_peer(const struct api_call *call)
 struct api_server *api_call_server(const struct api_call *call)
 {
         return call->server;
+}
+
+unsigned api_call_n_fds(const struct api_call *call)
+{
+        const struct client *c = call->client;
+
+        return c->handling == call && c->handling_fds ? c->handling_fds->n : 0;
+}
+
+int api_call_take_fd(struct api_call *call, unsigned i)
+{
+        struct client *c = call->client;
+        int fd;
+
+        if (c->handling != call || !c->handling_fds || i >= c->handling_fds->n)
+                return -1;
+        fd = c->handling_fds->fds[i];
+        c->handling_fds->fds[i] = -1;
+        return fd;
 }
 
 void api_call_reply(struct api_call *call, Svemig__Api__Response *resp)
@@ -421,6 +525,9 @@ void api_call_progress_msg(struct api_call *call, const Svemig__Api__Progress *p
         Svemig__Api__Progress progress = *p;
 
         if (!call || call->client->fd < 0)
+                return;
+        /* A client that does not read its progress does not hold svemigd's memory with it. */
+        if (call->client->out_len >= OUTPUT_HIGH_WATER)
                 return;
         progress.id = call->id;
         progress.operation = call->operation;
@@ -511,7 +618,7 @@ static void describe_unknown_fields(const Svemig__Api__Request *req, char *buf, 
                 snprintf(buf + off, len - off, ")");
 }
 
-static void handle_request(struct client *c, const uint8_t *data, size_t len)
+static void handle_request(struct client *c, const uint8_t *data, size_t len, struct fd_set_in *fds)
 {
         struct api_server *s = c->server;
         struct svemig_error err = {0};
@@ -535,6 +642,13 @@ static void handle_request(struct client *c, const uint8_t *data, size_t len)
         if (req->id == 0) {
                 client_send_error(c, 0, EINVAL,
                                   "request id 0 is reserved for the connection; number requests from 1");
+                goto out;
+        }
+        if (fds->truncated) {
+                client_send_error(c, req->id, EBADMSG,
+                                  "request %llu came with more file descriptors than the %u a request may "
+                                  "carry",
+                                  (unsigned long long)req->id, API_CALL_FDS_MAX);
                 goto out;
         }
         op = req->op_case != SVEMIG__API__REQUEST__OP__NOT_SET ? s->params.lookup(req->op_case) : NULL;
@@ -576,7 +690,11 @@ static void handle_request(struct client *c, const uint8_t *data, size_t len)
         else if (!op->handler)
                 api_call_fail(call, ENOSYS, "%s is not implemented yet in this svemigd", op->name);
         else {
+                c->handling = call;
+                c->handling_fds = fds;
                 r = op->handler(call, req, s->params.userdata, &err);
+                c->handling = NULL;
+                c->handling_fds = NULL;
                 if (r < 0)
                         api_call_fail_error(call, r, &err);
         }
@@ -585,37 +703,87 @@ out:
 }
 
 /* Handles every complete frame in the input buffer. */
+/*
+ * The fds of the frame at stream offsets [start, end): those read with its
+ * bytes (the kernel hands fds over with the first byte of the sendmsg() that
+ * sent them, and ends that read there). Any set read before the frame began
+ * is a stray, closed.
+ */
+static void client_claim_fds(struct client *c, uint64_t start, uint64_t end, struct fd_set_in *out)
+{
+        unsigned kept = 0;
+
+        *out = (struct fd_set_in){0};
+        for (unsigned i = 0; i < c->n_fd_sets; i++) {
+                struct fd_set_in *set = &c->fd_sets[i];
+
+                if (set->end > end) {
+                        c->fd_sets[kept++] = *set;
+                        continue;
+                }
+                if (set->end <= start) {
+                        log_warning("client %llu (uid %u): closing %u file descriptor(s) that came with no "
+                                    "request",
+                                    (unsigned long long)c->number, (unsigned)c->cred.uid, set->n);
+                        fd_set_close(set);
+                        continue;
+                }
+                out->truncated |= set->truncated;
+                for (unsigned k = 0; k < set->n; k++) {
+                        if (out->n < API_CALL_FDS_MAX)
+                                out->fds[out->n++] = set->fds[k];
+                        else {
+                                close(set->fds[k]);
+                                out->truncated = true;
+                        }
+                }
+        }
+        c->n_fd_sets = kept;
+}
+
 static void client_process_input(struct client *c)
 {
         /* Answering one request must not close the client before the next is read. */
         c->processing = true;
         while (c->fd >= 0 && !c->closing && c->in_len >= API_FRAME_HEADER_SIZE) {
                 uint32_t len = api_frame_length(c->in + c->in_start);
+                uint64_t start = c->in_pos, end = c->in_pos + API_FRAME_HEADER_SIZE + len;
+                struct fd_set_in fds;
 
-                if (len > API_FRAME_MAX) {
+                if (len > API_REQUEST_MAX) {
                         log_warning(
                                 "client %llu (uid %u): refusing a %u-byte frame (the limit is %u); closing",
-                                (unsigned long long)c->number, (unsigned)c->cred.uid, len, API_FRAME_MAX);
+                                (unsigned long long)c->number, (unsigned)c->cred.uid, len, API_REQUEST_MAX);
                         client_send_error(c, 0, EMSGSIZE,
                                           "a request of %u bytes exceeds the %u MiB limit; closing the "
                                           "connection",
-                                          len, API_FRAME_MAX >> 20);
+                                          len, API_REQUEST_MAX >> 20);
                         c->closing = true;
                         c->in_len = 0;
+                        client_drop_fds(c);
                         break;
                 }
                 if (c->in_len < API_FRAME_HEADER_SIZE + len)
                         break;
-                handle_request(c, c->in + c->in_start + API_FRAME_HEADER_SIZE, len);
+                client_claim_fds(c, start, end, &fds);
+                handle_request(c, c->in + c->in_start + API_FRAME_HEADER_SIZE, len, &fds);
+                fd_set_close(&fds);
                 c->in_start += API_FRAME_HEADER_SIZE + len;
                 c->in_len -= API_FRAME_HEADER_SIZE + len;
+                c->in_pos = end;
+                if (c->fd >= 0)
+                        client_touch(c);
         }
         if (c->in_len == 0)
                 c->in_start = 0;
         c->processing = false;
 }
 
-/* Makes room for the rest of the frame being read, or at least one chunk. */
+/*
+ * Makes room for one more chunk of the frame being read. The buffer grows
+ * with the bytes that arrive, never to a length a frame only claims, and at
+ * most to API_REQUEST_MAX.
+ */
 static int client_reserve_input(struct client *c)
 {
         size_t want = READ_CHUNK;
@@ -625,8 +793,9 @@ static int client_reserve_input(struct client *c)
                 c->in_start = 0;
         }
         if (c->in_len >= API_FRAME_HEADER_SIZE)
-                want = MAX(want,
-                           API_FRAME_HEADER_SIZE + (size_t)MIN(api_frame_length(c->in), API_FRAME_MAX));
+                want = MIN(MAX((size_t)READ_CHUNK, c->in_len * 2),
+                           API_FRAME_HEADER_SIZE + (size_t)MIN(api_frame_length(c->in), API_REQUEST_MAX));
+        want = MAX(want, c->in_len + 1);
         if (c->in_cap < want) {
                 uint8_t *p = realloc(c->in, want);
 
@@ -636,6 +805,55 @@ static int client_reserve_input(struct client *c)
                 c->in_cap = want;
         }
         return 0;
+}
+
+/* Reads what is there, and the fds sent with it, which are kept for their frame. */
+static ssize_t client_recv(struct client *c)
+{
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int) * API_CALL_FDS_MAX)];
+        } control;
+        struct iovec iov = {.iov_base = c->in + c->in_len, .iov_len = c->in_cap - c->in_len};
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = control.buf,
+                           .msg_controllen = sizeof(control)};
+        struct fd_set_in set = {0};
+        ssize_t n;
+
+        n = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0)
+                return n;
+        for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+                size_t k;
+
+                if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+                        continue;
+                k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < k; i++) {
+                        int fd;
+
+                        memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+                        if (set.n < API_CALL_FDS_MAX)
+                                set.fds[set.n++] = fd;
+                        else
+                                close(fd);
+                }
+        }
+        set.truncated = (m.msg_flags & MSG_CTRUNC) != 0;
+        if (set.n == 0 && !set.truncated)
+                return n;
+        set.end = c->in_pos + c->in_len + (uint64_t)n;
+        if (c->n_fd_sets >= FD_SETS_MAX) {
+                /* More sets than requests it could still be sending: no client of ours does that. */
+                fd_set_close(&set);
+                client_drop_fds(c);
+                errno = EPROTO;
+                return -1;
+        }
+        c->fd_sets[c->n_fd_sets++] = set;
+        return n;
 }
 
 /* Reads once, or until the socket is empty. */
@@ -648,7 +866,7 @@ static void client_read(struct client *c, bool until_empty)
                         client_disconnect(c, "out of memory for its request");
                         return;
                 }
-                n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+                n = client_recv(c);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0 && errno == EAGAIN)
@@ -741,6 +959,19 @@ static void client_refuse(struct client *c, int code, const char *fmt, ...)
         client_unref(c);
 }
 
+static unsigned client_count_uid(const struct api_server *s, uid_t uid)
+{
+        const struct client *c;
+        unsigned n = 0;
+
+        LIST_FOREACH(c, &s->clients, link)
+        {
+                if (c->cred.uid == uid)
+                        n++;
+        }
+        return n;
+}
+
 static void server_accept_one(struct api_server *s, int fd)
 {
         socklen_t len = sizeof(struct ucred);
@@ -792,10 +1023,27 @@ static void server_accept_one(struct api_server *s, int fd)
                         s->group_name ? s->group_name : group);
                 return;
         }
-        if (s->n_clients > CLIENTS_MAX) {
-                client_refuse(c, EUSERS, "svemigd already serves %u clients; retry when one has finished",
-                              CLIENTS_MAX);
+        if (s->n_clients > s->max_clients) {
+                client_refuse(c, EUSERS,
+                              "svemigd already serves %u clients, its limit (max-clients in migrate.conf); "
+                              "retry when one has finished",
+                              s->max_clients);
                 return;
+        }
+        if (client_count_uid(s, c->cred.uid) > s->max_clients_per_uid) {
+                client_refuse(c, EUSERS,
+                              "uid %u already has %u connections open to svemigd, the most one user may "
+                              "have (max-clients-per-user in migrate.conf); close one and retry",
+                              (unsigned)c->cred.uid, s->max_clients_per_uid);
+                return;
+        }
+        if (s->idle_timeout_usec != UINT64_MAX) {
+                r = sd_event_add_time_relative(s->event, &c->idle_timer, CLOCK_MONOTONIC,
+                                               s->idle_timeout_usec, 0, client_idle, c);
+                if (r < 0) {
+                        client_refuse(c, ENOMEM, "svemigd cannot watch one more client: %s", strerror(-r));
+                        return;
+                }
         }
         c->authorized = true;
         client_update_events(c);
@@ -845,6 +1093,11 @@ int api_server_new(sd_event *event, const struct api_server_params *params, stru
         s->event = sd_event_ref(event);
         s->params = *params;
         s->listen_fd = params->listen_fd;
+        s->max_clients = params->max_clients ? params->max_clients : CLIENTS_MAX_DEFAULT;
+        s->max_clients_per_uid =
+                params->max_clients_per_uid ? params->max_clients_per_uid : CLIENTS_PER_UID_MAX_DEFAULT;
+        s->idle_timeout_usec =
+                params->idle_timeout_usec ? params->idle_timeout_usec : IDLE_TIMEOUT_USEC_DEFAULT;
         LIST_INIT(&s->clients);
         LIST_INIT(&s->calls);
         /* A group without a name is still a group: the messages then give its gid. */

@@ -50,7 +50,20 @@ struct api_server_params {
         const char *group_name; /* for the refusal message; NULL: the gid */
         api_op_lookup_t lookup;
         void *userdata; /* passed to handlers */
+        /*
+         * What one client may hold (0: the defaults in api-server.c). A client
+         * with no call in flight that sends no complete request for
+         * idle_timeout_usec is closed (UINT64_MAX: never).
+         */
+        unsigned max_clients;
+        unsigned max_clients_per_uid;
+        uint64_t idle_timeout_usec;
 };
+
+/* The most file descriptors one request may carry (SCM_RIGHTS with its frame). */
+#define API_CALL_FDS_MAX 4u
+/* The largest request a server reads; larger ones are refused and the connection closed. */
+#define API_REQUEST_MAX (1u << 20)
 
 int api_server_new(sd_event *event, const struct api_server_params *params, struct api_server **out,
                    struct svemig_error *err);
@@ -77,6 +90,15 @@ const char *api_call_op_name(const struct api_call *call);
 /* Who asked (SO_PEERCRED). */
 const struct ucred *api_call_peer(const struct api_call *call);
 struct api_server *api_call_server(const struct api_call *call);
+
+/*
+ * The file descriptors that came with the request (SCM_RIGHTS on its frame),
+ * while its handler runs. api_call_take_fd() hands fd i over to the caller
+ * (-1 when there is none); those not taken are closed when the handler
+ * returns.
+ */
+unsigned api_call_n_fds(const struct api_call *call);
+int api_call_take_fd(struct api_call *call, unsigned i);
 
 /*
  * Completes the call with a success response: the caller fills the result

@@ -507,6 +507,48 @@ static int parse_cluster_channels(struct parse_ctx *ctx, const char *key, const 
         return 0;
 }
 
+/* A limit on connections: 1 to 65536. */
+static int parse_limit(struct parse_ctx *ctx, const char *key, const char *value, unsigned *out)
+{
+        uint64_t n;
+
+        if (parse_count(value, 65536, &n) < 0 || n == 0)
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s = %s: expected a number of connections from 1 to 65536", key, value);
+        *out = (unsigned)n;
+        return 0;
+}
+
+static int parse_daemon_client_timeout(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_duration_ms(ctx, key, value, 100, 86400 * 1000, &ctx->conf->client_timeout_ms);
+}
+
+static int parse_daemon_max_clients(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_limit(ctx, key, value, &ctx->conf->max_clients);
+}
+
+static int parse_daemon_max_clients_per_user(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_limit(ctx, key, value, &ctx->conf->max_clients_per_user);
+}
+
+static int parse_cluster_idle_timeout(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_duration_ms(ctx, key, value, 100, 86400 * 1000, &ctx->conf->peer_idle_ms);
+}
+
+static int parse_cluster_max_connections(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_limit(ctx, key, value, &ctx->conf->max_peer_conns);
+}
+
+static int parse_cluster_max_per_peer(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_limit(ctx, key, value, &ctx->conf->max_conns_per_peer);
+}
+
 /* --- sections and keys --- */
 
 struct key_def {
@@ -521,8 +563,14 @@ struct section_def {
 };
 
 static const struct key_def daemon_keys[] = {
-        {"host-name", parse_host_name},       {"state-directory", parse_state_dir}, {"socket", parse_socket},
-        {"socket-group", parse_socket_group}, {"log-level", parse_log_level},
+        {"host-name", parse_host_name},
+        {"state-directory", parse_state_dir},
+        {"socket", parse_socket},
+        {"socket-group", parse_socket_group},
+        {"log-level", parse_log_level},
+        {"client-timeout", parse_daemon_client_timeout},
+        {"max-clients", parse_daemon_max_clients},
+        {"max-clients-per-user", parse_daemon_max_clients_per_user},
 };
 static const struct key_def hypervisor_keys[] = {
         {"backend", parse_backend},
@@ -542,6 +590,9 @@ static const struct key_def cluster_keys[] = {
         {"incoming-memory-limit", parse_cluster_mem_limit},
         {"incoming-reserve", parse_cluster_reserve},
         {"migration-channels", parse_cluster_channels},
+        {"idle-timeout", parse_cluster_idle_timeout},
+        {"max-connections", parse_cluster_max_connections},
+        {"max-connections-per-peer", parse_cluster_max_per_peer},
 };
 static const struct key_def snapshot_keys[] = {
         {"directory", parse_snapshot_dir},
@@ -806,6 +857,21 @@ static int check_whole(struct parse_ctx *ctx)
                                     "[peer %s] is this host (host-name = %s); list only the other hosts",
                                     ctx->peer_sections[i].name, conf->host_name);
         }
+        /*
+         * A peer asks again every refresh interval: one silent for a peer timeout past that is let go
+         * (sooner would make every peer flap).
+         */
+        if (!conf->peer_idle_ms)
+                conf->peer_idle_ms = conf->peer_refresh_ms + conf->peer_timeout_ms;
+        if (conf->peer_idle_ms <= conf->peer_refresh_ms)
+                return fail(ctx, 0, EINVAL,
+                            "[cluster] idle-timeout (%ums) must be longer than refresh-interval (%ums), or "
+                            "every peer's connection is closed between its refreshes",
+                            conf->peer_idle_ms, conf->peer_refresh_ms);
+        if (conf->max_conns_per_peer > conf->max_peer_conns)
+                conf->max_conns_per_peer = conf->max_peer_conns;
+        if (conf->max_clients_per_user > conf->max_clients)
+                conf->max_clients_per_user = conf->max_clients;
         if (!conf->snapshot_dir && asprintf(&conf->snapshot_dir, "%s/snapshots", conf->state_dir) < 0) {
                 conf->snapshot_dir = NULL;
                 return -ENOMEM;
@@ -840,6 +906,11 @@ static int set_defaults(struct migrate_conf *conf)
                 .peer_refresh_ms = MIGRATE_CONF_PEER_REFRESH_MS,
                 .peer_timeout_ms = MIGRATE_CONF_PEER_TIMEOUT_MS,
                 .migration_channels = MIGRATE_CONF_CHANNELS,
+                .client_timeout_ms = MIGRATE_CONF_CLIENT_TIMEOUT_MS,
+                .max_clients = MIGRATE_CONF_MAX_CLIENTS,
+                .max_clients_per_user = MIGRATE_CONF_MAX_CLIENTS_PER_UID,
+                .max_peer_conns = MIGRATE_CONF_MAX_PEER_CONNS,
+                .max_conns_per_peer = MIGRATE_CONF_MAX_CONNS_PER_PEER,
         };
         /* The short host name: peers call each other by it. */
         if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
@@ -1002,6 +1073,9 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
                 fprintf(f, "socket-group =\n# (the daemon's own group, gid %u)\n",
                         (unsigned)conf->socket_gid);
         fprintf(f, "log-level = %s\n", log_levels[conf->log_level]);
+        print_duration(f, "client-timeout", conf->client_timeout_ms);
+        fprintf(f, "max-clients = %u\nmax-clients-per-user = %u\n", conf->max_clients,
+                conf->max_clients_per_user);
 
         fprintf(f, "\n[hypervisor]\nbackend = %s\nkvm-device = %s\n",
                 migrate_conf_backend_name(conf->backend), conf->kvm_device);
@@ -1034,6 +1108,9 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
         fprintf(f, "migration-channels = %u\n", conf->migration_channels);
         if (!conf->migration_channels)
                 fprintf(f, "# (no memory channels: a migration from here moves memory on one connection)\n");
+        print_duration(f, "idle-timeout", conf->peer_idle_ms);
+        fprintf(f, "max-connections = %u\nmax-connections-per-peer = %u\n", conf->max_peer_conns,
+                conf->max_conns_per_peer);
 
         for (size_t i = 0; i < conf->n_peers; i++)
                 fprintf(f, "\n[peer %s]\naddress = %s\n", conf->peers[i].name, conf->peers[i].address);

@@ -31,6 +31,12 @@
 #define MIGRATE_CONF_PEER_REFRESH_MS 5000u
 #define MIGRATE_CONF_PEER_TIMEOUT_MS 10000u
 #define MIGRATE_CONF_CHANNELS        4u /* [cluster] migration-channels */
+/* The connection limits of both sockets (docs: migrate.conf). */
+#define MIGRATE_CONF_CLIENT_TIMEOUT_MS   60000u
+#define MIGRATE_CONF_MAX_CLIENTS         128u
+#define MIGRATE_CONF_MAX_CLIENTS_PER_UID 32u
+#define MIGRATE_CONF_MAX_PEER_CONNS      64u
+#define MIGRATE_CONF_MAX_CONNS_PER_PEER  16u
 
 struct migrate_conf_peer {
         char *name;    /* from the section name [peer NAME] */
@@ -47,9 +53,12 @@ struct migrate_conf {
         char *host_name;
         char *state_dir;
         char *socket_path;
-        char *socket_group; /* NULL: the daemon's own group */
-        gid_t socket_gid;   /* resolved socket_group, or the daemon's egid */
-        int log_level;      /* LOG_ERR .. LOG_DEBUG */
+        char *socket_group;            /* NULL: the daemon's own group */
+        gid_t socket_gid;              /* resolved socket_group, or the daemon's egid */
+        int log_level;                 /* LOG_ERR .. LOG_DEBUG */
+        unsigned client_timeout_ms;    /* a control connection with nothing in flight is closed after */
+        unsigned max_clients;          /* control connections at once */
+        unsigned max_clients_per_user; /* ... of one uid */
 
         /* [hypervisor] */
         enum hv_backend backend;
@@ -75,6 +84,10 @@ struct migrate_conf {
         uint64_t incoming_mem_limit; /* bytes of RAM an incoming guest may have; 0: MemAvailable */
         uint64_t incoming_reserve;   /* bytes of RAM kept faulted in for the next incoming guest; 0: none */
         unsigned migration_channels; /* memory channels a migration from here opens; 0: one connection */
+        unsigned peer_idle_ms;       /* a peer connection with no request for this long is closed;
+                                        default refresh-interval + peer-timeout */
+        unsigned max_peer_conns;     /* connections on the peer port at once */
+        unsigned max_conns_per_peer; /* ... from one address */
 
         /* [peer NAME] ... */
         struct migrate_conf_peer *peers;

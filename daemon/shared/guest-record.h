@@ -82,3 +82,8 @@ void guest_record_remove_snapshot(struct guest_record *rec, size_t i);
  * that did not see the migration end removes the record by it.
  */
 #define GUEST_MIGRATED_FILE "migrated"
+/*
+ * A payload guest's image, as its client passed it at create: the VMM keeps
+ * this copy in the guest's directory, and the guest boots again from it.
+ */
+#define GUEST_PAYLOAD_FILE "payload.img"

@@ -271,6 +271,9 @@ int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig
                         .ledger = guest_registry_ledger(d->guests),
                         .mem_limit = conf->incoming_mem_limit,
                         .ram_reserve = conf->incoming_reserve,
+                        .idle_ms = conf->peer_idle_ms,
+                        .max_connections = conf->max_peer_conns,
+                        .max_per_address = conf->max_conns_per_peer,
                         /* A migration is served by the guest's new VMM (op-migrate.c). */
                         .incoming = svemigd_migrate_incoming,
                         /* Its memory channels go to that VMM too. */

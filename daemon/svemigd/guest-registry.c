@@ -388,13 +388,27 @@ static bool path_in_dir(const char *path, const char *dir)
         return strncmp(path, dir, n) == 0 && path[n] == '/' && !strchr(path + n + 1, '/');
 }
 
+bool guest_snapshot_is_own(const char *snapshot_dir, const char *guest, const char *path)
+{
+        const char *base = strrchr(path, '/'), *suffix = ".svemig";
+        size_t n = strlen(guest), len;
+
+        if (!snapshot_dir || !path_in_dir(path, snapshot_dir))
+                return false;
+        base++;
+        len = strlen(base);
+        /* <guest>-<UTC time>.svemig, as op-snapshot.c names them */
+        return strncmp(base, guest, n) == 0 && base[n] == '-' && len > n + 1 + strlen(suffix) &&
+               strcmp(base + len - strlen(suffix), suffix) == 0;
+}
+
 int guest_entry_delete(struct guest_entry *e, const char *snapshot_dir, struct svemig_error *err)
 {
         _cleanup_free_ char *sock = NULL;
 
         /* Snapshots svemigd named go with the guest; files a person named stay theirs. */
         for (size_t i = 0; i < e->rec.n_snapshots; i++)
-                if (snapshot_dir && path_in_dir(e->rec.snapshots[i].path, snapshot_dir) &&
+                if (guest_snapshot_is_own(snapshot_dir, e->rec.name, e->rec.snapshots[i].path) &&
                     unlink(e->rec.snapshots[i].path) < 0 && errno != ENOENT)
                         log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name), "cannot remove %s: %s",
                                 e->rec.snapshots[i].path, strerror(errno));
@@ -403,6 +417,10 @@ int guest_entry_delete(struct guest_entry *e, const char *snapshot_dir, struct s
         free(sock);
         sock = NULL;
         if (asprintf(&sock, "%s/%s", e->dir, GUEST_MIGRATED_FILE) >= 0)
+                unlink(sock);
+        free(sock);
+        sock = NULL;
+        if (asprintf(&sock, "%s/%s", e->dir, GUEST_PAYLOAD_FILE) >= 0)
                 unlink(sock);
         if (unlink(e->record_path) < 0 && errno != ENOENT)
                 return svemig_error_set(err, errno, "cannot remove %s: %s", e->record_path, strerror(errno));

@@ -96,6 +96,13 @@ void guest_entry_update(struct guest_entry *e, const Svemig__Api__Guest *live);
  */
 void guest_entry_incoming_ended(struct guest_entry *e, const char *why);
 
+/*
+ * Whether path is a snapshot svemigd named itself for guest (in
+ * snapshot_dir, as <guest>-<UTC time>.svemig): only those are ever pruned
+ * (keep) or deleted with the guest; files a person named stay theirs.
+ */
+bool guest_snapshot_is_own(const char *snapshot_dir, const char *guest, const char *path);
+
 /* Removes the record and the directory (and the snapshots listed under 'snapshot_dir'), then the entry. */
 int guest_entry_delete(struct guest_entry *e, const char *snapshot_dir, struct svemig_error *err);
 

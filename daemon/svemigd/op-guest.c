@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "api-ops.h"
+#include "client-file.h"
 #include "cluster-view.h"
 #include "guest-registry.h"
 #include "log.h"
@@ -126,19 +127,17 @@ static int choose_vls(struct svemigd *d, const Svemig__Api__GuestCreateRequest *
 /* --- create --- */
 
 /*
- * A bare payload image (GuestCreateRequest.payload): its VMM loads it at IPA
- * 0 and enters it at 0x800 (daemon/vmm/payload.c), and runs in /, so the
- * path must be absolute; it is read again whenever the guest boots anew.
+ * A bare payload image (GuestCreateRequest.payload): the client passes the
+ * file (client-file.h); its VMM loads it at IPA 0, enters it at 0x800
+ * (daemon/vmm/payload.c) and keeps a copy in the guest's directory, from
+ * which it boots again later.
  */
-static int check_payload(const char *path, struct svemig_error *err)
+static int take_payload(struct api_call *call, const char *path, int *fd, struct svemig_error *err)
 {
         if (!path || path[0] != '/')
                 return svemig_error_set(err, EINVAL, "name the payload image by its absolute path, not '%s'",
                                         path ? path : "");
-        if (access(path, R_OK) < 0)
-                return svemig_error_set(err, errno, "cannot read payload image %s: %s", path,
-                                        strerror(errno));
-        return 0;
+        return client_file_take(call, "guest create --payload", path, CLIENT_FILE_READ, fd, err);
 }
 
 static void start_after(struct svemigd *d, struct api_call *call, struct guest_entry *e, bool resume)
@@ -198,6 +197,7 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
         const Svemig__Api__GuestCreateRequest *req = request->guest_create;
         struct svemigd *d = userdata;
         struct guest_record rec = {0};
+        _cleanup_close_ int payload_fd = -1;
         struct guest_entry *e;
         struct hv_caps caps;
         int r;
@@ -219,7 +219,7 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
                                         "guest memory must be a non-zero multiple of %u bytes, not %llu",
                                         HV_PAGE_SIZE, (unsigned long long)req->memory_bytes);
         if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_PAYLOAD) {
-                r = check_payload(req->payload, err);
+                r = take_payload(call, req->payload, &payload_fd, err);
                 if (r < 0)
                         return r;
         }
@@ -249,7 +249,7 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
         if (r < 0)
                 return r;
         set_busy(e, call, "create");
-        r = guest_launch(d, call, e, NULL, req->start ? created_then_start : created, err);
+        r = guest_launch(d, call, e, -1, payload_fd, req->start ? created_then_start : created, err);
         if (r < 0) {
                 e->busy = NULL;
                 (void)guest_entry_delete(e, NULL, NULL);
@@ -295,7 +295,7 @@ int op_guest_start(struct api_call *call, const Svemig__Api__Request *req, void 
                 "guest %s was %s: booting it again from its configuration", e->rec.name,
                 guest_state_name(e->rec.state));
         set_busy(e, call, "start");
-        r = guest_launch(d, call, e, NULL, relaunched, err);
+        r = guest_launch(d, call, e, -1, -1, relaunched, err);
         if (r < 0)
                 e->busy = NULL;
         return r;

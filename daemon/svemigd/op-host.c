@@ -9,6 +9,11 @@
 #include "macro.h"
 #include "svemigd.h"
 
+/* What this daemon does that an older one does not (HostInfo.features). */
+static const char *const features[] = {
+        "client-files", /* files a request names come as descriptors only */
+};
+
 int op_host_info(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
                  struct svemig_error *err)
 {
@@ -49,6 +54,8 @@ int op_host_info(struct api_call *call, const Svemig__Api__Request *req, void *u
         info.max_vcpus = caps.max_vcpus;
         info.ipa_bits = caps.ipa_bits;
         info.daemon_version = (char *)SVEMIG_VERSION;
+        info.n_features = ELEMENTSOF(features);
+        info.features = (char **)features;
 
         /* The CPU baseline's inputs: what this host tells its peers. */
         regs = calloc(self->id_regs.n_regs + 1, sizeof(*regs));

@@ -2,11 +2,13 @@
 /*
  * Snapshot and restore. A snapshot is written by the guest's VMM (which
  * pauses it, writes the file never half, and resumes it), and recorded
- * here; in the snapshot directory only the newest N of a guest are kept. A
- * restore reads the file's header first and judges it against this host
- * before any VMM starts, so that an incompatible stream is refused at once
- * with the reason (Status.incompatible); then a new VMM restores it as a
- * new guest.
+ * here: into the snapshot directory under a name svemigd makes, or into the
+ * file the client created and passed (client-file.h), which svemigd never
+ * opens by its name. Only svemigd's own snapshots are ever pruned (keep).
+ * A restore hands the client's file to a new VMM, which judges the header
+ * against this host before it reads anything else: an incompatible stream
+ * is refused with the reason (Status.incompatible). Nothing here reads a
+ * file: the loop never waits on one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +22,7 @@
 #include <unistd.h>
 
 #include "api-ops.h"
+#include "client-file.h"
 #include "guest-registry.h"
 #include "log.h"
 #include "macro.h"
@@ -50,28 +53,26 @@ static void snap_ctx_free(struct snap_ctx *c)
         free(c);
 }
 
-static bool same_dir(const char *a, const char *b)
+/*
+ * After a snapshot svemigd named: keeps the newest 'keep' snapshots of e that
+ * svemigd named in its snapshot directory, and removes the rest. Files the
+ * client named are never touched.
+ */
+static void prune(struct svemigd *d, struct guest_entry *e, struct snap_ctx *c)
 {
-        const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
-
-        return sa && sb && sa - a == sb - b && strncmp(a, b, (size_t)(sa - a)) == 0;
-}
-
-/* Keeps the newest 'keep' snapshots of e in the directory of 'latest'; removes the rest. */
-static void prune(struct guest_entry *e, struct snap_ctx *c)
-{
+        const char *dir = d->conf.snapshot_dir;
         size_t in_dir = 0;
 
-        if (c->keep == 0)
+        if (c->keep == 0 || !guest_snapshot_is_own(dir, e->rec.name, c->path))
                 return;
         for (size_t i = 0; i < e->rec.n_snapshots; i++)
-                if (same_dir(e->rec.snapshots[i].path, c->path))
+                if (guest_snapshot_is_own(dir, e->rec.name, e->rec.snapshots[i].path))
                         in_dir++;
         /* The record is oldest first. */
         for (size_t i = 0; i < e->rec.n_snapshots && in_dir > c->keep;) {
                 char *path = e->rec.snapshots[i].path, **p;
 
-                if (!same_dir(path, c->path) || strcmp(path, c->path) == 0) {
+                if (!guest_snapshot_is_own(dir, e->rec.name, path) || strcmp(path, c->path) == 0) {
                         i++;
                         continue;
                 }
@@ -141,7 +142,7 @@ static void snapshot_written(struct forward *f, const Svemig__Api__Response *res
         c->result.created_ns = res->created_ns;
         if (guest_record_add_snapshot(&e->rec, c->path, res->created_ns, res->bytes, res->steps) < 0)
                 log_msg(LOG_ERR, LOG_CTX(.guest = e->rec.name), "out of memory recording %s", c->path);
-        prune(e, c);
+        prune(f->d, e, c);
         (void)guest_entry_save(e, NULL);
         log_msg(LOG_INFO, LOG_CTX(.guest = e->rec.name, .op = "snapshot"),
                 "snapshot %s: %llu bytes, %llu steps", c->path, (unsigned long long)res->bytes,
@@ -185,23 +186,15 @@ static int default_path(struct svemigd *d, const char *name, char **out, struct 
         return 0;
 }
 
-static int check_target_path(const char *path, struct svemig_error *err)
+/* The client's file for a snapshot to PATH: its descriptor, never PATH opened here. */
+static int take_target(struct svemigd *d, struct api_call *call, const char *path, int *fd,
+                       struct svemig_error *err)
 {
-        _cleanup_free_ char *copy = strdup(path);
-        struct stat st;
+        int r = client_file_check_place(d, "snapshot", path, err);
 
-        if (!copy)
-                return svemig_error_set(err, ENOMEM, "out of memory");
-        if (path[0] != '/')
-                return svemig_error_set(err, EINVAL,
-                                        "the snapshot path %s is relative; svemigd needs an absolute path",
-                                        path);
-        if (stat(dirname(copy), &st) < 0 || !S_ISDIR(st.st_mode))
-                return svemig_error_set(err, ENOENT, "cannot write %s: its directory does not exist", path);
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-                return svemig_error_set(err, EISDIR, "%s is a directory; give the snapshot file's name",
-                                        path);
-        return 0;
+        if (r < 0)
+                return r;
+        return client_file_take(call, "snapshot", path, CLIENT_FILE_WRITE, fd, err);
 }
 
 int op_snapshot(struct api_call *call, const Svemig__Api__Request *request, void *userdata,
@@ -211,6 +204,7 @@ int op_snapshot(struct api_call *call, const Svemig__Api__Request *request, void
         Svemig__Api__Request fwd = SVEMIG__API__REQUEST__INIT;
         Svemig__Api__SnapshotRequest sreq = SVEMIG__API__SNAPSHOT_REQUEST__INIT;
         struct svemigd *d = userdata;
+        _cleanup_close_ int fd = -1;
         struct guest_entry *e;
         struct forward *f;
         struct snap_ctx *c;
@@ -240,7 +234,7 @@ int op_snapshot(struct api_call *call, const Svemig__Api__Request *request, void
         c->keep = req->keep ? req->keep : d->conf.snapshot_keep;
         c->stop = req->stop;
         if (req->path && req->path[0]) {
-                r = check_target_path(req->path, err);
+                r = take_target(d, call, req->path, &fd, err);
                 if (r == 0 && !(c->path = strdup(req->path)))
                         r = svemig_error_set(err, ENOMEM, "out of memory");
         } else
@@ -254,7 +248,7 @@ int op_snapshot(struct api_call *call, const Svemig__Api__Request *request, void
         sreq.path = c->path;
         fwd.op_case = SVEMIG__API__REQUEST__OP_SNAPSHOT;
         fwd.snapshot = &sreq;
-        r = vmm_forward(d, call, e, &fwd, snapshot_written, c, true, &f, err);
+        r = vmm_forward_fd(d, call, e, &fwd, fd, snapshot_written, c, true, &f, err);
         if (r < 0) {
                 snap_ctx_free(c);
                 return r;
@@ -282,41 +276,6 @@ static int name_from_path(const char *path, char *name, size_t len, struct svemi
                         "%s does not make a guest name (letters, digits, '-', '_', '.'); give "
                         "one with --name",
                         base);
-        return 0;
-}
-
-/* Reads the header only and judges it against this host: *incompatible when that is why it fails. */
-static int check_stream(struct svemigd *d, const char *path, struct guest_record *rec, bool *incompatible,
-                        struct svemig_error *err)
-{
-        struct svemig_stream_read_opts opts = {.n_threads = 1};
-        struct svemig_stream_reader *rd = NULL;
-        const struct svemig_stream_info *info;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        int r;
-
-        if (fd < 0)
-                return svemig_error_set(err, errno, "cannot open snapshot %s: %s", path, strerror(errno));
-        r = svemig_stream_reader_open(fd, &opts, &rd, err);
-        if (r < 0)
-                return svemig_error_prefix(err, "%s", path);
-        info = svemig_stream_reader_info(rd);
-        r = snapshot_check_host(d->hv, info, err);
-        if (r < 0) {
-                *incompatible = true;
-                svemig_stream_reader_free(rd);
-                return svemig_error_prefix(err, "%s cannot be restored on this host", path);
-        }
-        if (info->n_slots != 1) {
-                svemig_stream_reader_free(rd);
-                return svemig_error_set(err, EPROTO, "%s: %zu memory slots; this version restores one", path,
-                                        info->n_slots);
-        }
-        rec->vcpus = info->vcpu_count;
-        rec->memory_bytes = info->slots[0].size;
-        if (info->vcpu_features & HV_FEAT_BIT(HV_FEAT_SVE))
-                rec->vls = info->guest_vls;
-        svemig_stream_reader_free(rd);
         return 0;
 }
 
@@ -370,7 +329,7 @@ int op_restore(struct api_call *call, const Svemig__Api__Request *request, void 
         struct svemigd *d = userdata;
         struct guest_record rec = {0};
         char name[GUEST_NAME_MAX + 1];
-        bool incompatible = false;
+        _cleanup_close_ int fd = -1;
         struct guest_entry *e;
         int r;
 
@@ -388,18 +347,10 @@ int op_restore(struct api_call *call, const Svemig__Api__Request *request, void 
                         err, EEXIST, "a guest named %s already exists; restore under another name (--name)",
                         name);
 
-        r = check_stream(d, req->path, &rec, &incompatible, err);
-        if (r < 0) {
-                Svemig__Api__Status status = SVEMIG__API__STATUS__INIT;
-
-                if (!incompatible)
-                        return r;
-                status.code = -r;
-                status.message = err->msg;
-                status.incompatible = true;
-                api_call_fail_status(call, &status);
-                return 0;
-        }
+        r = client_file_take(call, "restore", req->path, CLIENT_FILE_READ, &fd, err);
+        if (r < 0)
+                return r;
+        /* vcpus, memory and VL set come from the VMM, which reads the header (restored()). */
         rec.state = GUEST_PAUSED;
         rec.created_ns = (uint64_t)time(NULL) * 1000000000ull;
         if (guest_record_set_str(&rec.name, name) < 0 ||
@@ -414,7 +365,7 @@ int op_restore(struct api_call *call, const Svemig__Api__Request *request, void 
         e->busy = "restore";
         e->busy_operation = api_call_operation(call);
         e->start_when_ready = req->start;
-        r = guest_launch(d, call, e, req->path, restored, err);
+        r = guest_launch(d, call, e, fd, -1, restored, err);
         if (r < 0) {
                 e->busy = NULL;
                 (void)guest_entry_delete(e, NULL, NULL);

@@ -24,11 +24,13 @@
 #include "peer-listener.h"
 
 #define MAX_CONNECTIONS_DEFAULT 64u
+#define IDLE_MS_DEFAULT         15000u /* migrate.conf's: refresh-interval + peer-timeout */
 
 struct conn {
         struct peer_listener *l;
         int fd;
         char remote[NI_MAXHOST + 16]; /* "ADDRESS:PORT" */
+        char host[NI_MAXHOST];        /* ADDRESS: what the per-peer limit counts */
         char peer[64]; /* the host name its Hello gave; written by its thread before EV_HELLO */
         pthread_t thread;
         bool greeting; /* in peer_hello(), which no stop eventfd interrupts; under the listener's lock */
@@ -66,7 +68,8 @@ struct peer_listener {
         struct migrate_recv_opts recv;
         sd_event_source *prune_timer;
         unsigned timeout_ms;
-        unsigned max_connections;
+        unsigned max_connections, max_per_address;
+        unsigned idle_ms;
         peer_served_fn served;
         peer_incoming_fn incoming;
         peer_channel_fn channel;
@@ -156,15 +159,22 @@ static void push_handoff(struct conn *c, const struct migrate_peeked *p)
         queue(c, ev);
 }
 
-/* Idle between requests: true when a request arrives (or the peer closes), false when stopping. */
-static bool wait_request(struct conn *c)
+/*
+ * Idle between requests: 1 when a request arrives (or the peer closes), 0
+ * when stopping, -ETIMEDOUT when the peer said nothing for idle_ms (a peer
+ * asks at least every refresh interval: one that does not is let go, so that
+ * silent connections cannot hold every slot).
+ */
+static int wait_request(struct conn *c)
 {
         struct pollfd p[2] = {{.fd = c->l->stop_fd, .events = POLLIN}, {.fd = c->fd, .events = POLLIN}};
         int k;
 
         do
-                k = poll(p, 2, -1);
+                k = poll(p, 2, (int)c->l->idle_ms);
         while (k < 0 && errno == EINTR);
+        if (k == 0)
+                return -ETIMEDOUT;
         return k > 0 && !p[0].revents;
 }
 
@@ -188,9 +198,17 @@ static void *conn_main(void *userdata)
         peer_info_done(&remote);
         push(c, EV_HELLO, 0, NULL, NULL);
 
-        r = 0;
-        while (wait_request(c)) {
+        for (;;) {
                 struct migrate_served s;
+
+                r = wait_request(c);
+                if (r <= 0) {
+                        if (r == -ETIMEDOUT)
+                                svemig_error_set(&err, ETIMEDOUT,
+                                                 "no request for %u ms ([cluster] idle-timeout); closed",
+                                                 l->idle_ms);
+                        break;
+                }
 
                 svemig_error_clear(&err);
                 if (l->incoming) {
@@ -372,12 +390,24 @@ static int on_prune(sd_event_source *s, uint64_t usec, void *userdata)
         return 0;
 }
 
-static void format_sockaddr(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+static void format_sockaddr(const struct sockaddr *sa, socklen_t len, char *buf, size_t size, char *host,
+                            size_t host_size)
 {
-        char host[NI_MAXHOST] = "?", port[16] = "?";
+        char h[NI_MAXHOST] = "?", port[16] = "?";
 
-        getnameinfo(sa, len, host, sizeof(host), port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV);
-        snprintf(buf, size, strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port);
+        getnameinfo(sa, len, h, sizeof(h), port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV);
+        snprintf(buf, size, strchr(h, ':') ? "[%s]:%s" : "%s:%s", h, port);
+        if (host)
+                snprintf(host, host_size, "%s", h);
+}
+
+static unsigned count_from(const struct peer_listener *l, const char *host)
+{
+        unsigned n = 0;
+
+        for (const struct conn *c = l->conns; c; c = c->next)
+                n += strcmp(c->host, host) == 0;
+        return n;
 }
 
 static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *userdata)
@@ -405,10 +435,19 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
         }
         c->l = l;
         c->fd = cfd;
-        format_sockaddr((struct sockaddr *)&ss, len, c->remote, sizeof(c->remote));
+        format_sockaddr((struct sockaddr *)&ss, len, c->remote, sizeof(c->remote), c->host, sizeof(c->host));
         if (l->n_conns >= l->max_connections) {
-                log_warning("refusing a peer's connection from %s: %u connections are open already",
-                            c->remote, l->n_conns);
+                log_warning(
+                        "refusing a peer's connection from %s: %u connections are open already, the limit "
+                        "([cluster] max-connections)",
+                        c->remote, l->n_conns);
+                conn_free(c);
+                return 0;
+        }
+        if (count_from(l, c->host) >= l->max_per_address) {
+                log_warning("refusing a peer's connection from %s: %u connections from %s are open already, "
+                            "the limit for one peer ([cluster] max-connections-per-peer)",
+                            c->remote, l->max_per_address, c->host);
                 conn_free(c);
                 return 0;
         }
@@ -495,7 +534,7 @@ static int bind_host(const char *host, uint16_t port, int *out, char *address, s
                 }
                 (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
                 if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-                        format_sockaddr(ai->ai_addr, ai->ai_addrlen, address, size);
+                        format_sockaddr(ai->ai_addr, ai->ai_addrlen, address, size, NULL, 0);
                         *out = fd;
                         r = 0;
                         break;
@@ -525,6 +564,8 @@ int peer_listener_new(sd_event *event, const struct peer_listener_params *params
         l->self = params->self;
         l->timeout_ms = params->timeout_ms;
         l->max_connections = params->max_connections ? params->max_connections : MAX_CONNECTIONS_DEFAULT;
+        l->max_per_address = params->max_per_address ? params->max_per_address : l->max_connections;
+        l->idle_ms = params->idle_ms ? params->idle_ms : IDLE_MS_DEFAULT;
         l->served = params->served;
         l->incoming = params->incoming;
         l->channel = params->channel;

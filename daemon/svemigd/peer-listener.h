@@ -59,6 +59,8 @@ struct peer_listener_params {
         uint64_t mem_limit;       /* refuse guests with more RAM; 0 = MemAvailable */
         uint64_t ram_reserve;     /* [cluster] incoming-reserve: held for incoming guests, so theirs too */
         unsigned max_connections; /* 0 = 64; more are closed at once, with a warning */
+        unsigned max_per_address; /* from one address; 0 = max_connections */
+        unsigned idle_ms;         /* a connection with no request for this long is closed; 0 = 15 s */
         peer_served_fn served;    /* NULL: logged only (and a received guest destroyed) */
         peer_incoming_fn incoming; /* NULL: migrations are served here (migrate_serve()) */
         peer_channel_fn channel;   /* with incoming: memory channels; NULL: they are closed */

@@ -350,6 +350,9 @@ static int start(struct svemigd *d, struct svemig_error *err)
                                       : NULL,
                 .lookup = api_op_find,
                 .userdata = d,
+                .max_clients = d->conf.max_clients,
+                .max_clients_per_uid = d->conf.max_clients_per_user,
+                .idle_timeout_usec = (uint64_t)d->conf.client_timeout_ms * 1000ull,
         };
         struct hv_config hvcfg;
         struct hv_caps caps;

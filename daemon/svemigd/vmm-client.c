@@ -5,6 +5,8 @@
  * one while it dispatches, since a callback may free the client.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -16,6 +18,8 @@
 #include "api-frame.h"
 #include "macro.h"
 #include "vmm-client.h"
+
+#define FDS_QUEUED_MAX 8u
 
 struct pending {
         LIST_ENTRY(pending) link;
@@ -37,6 +41,15 @@ struct vmm_client {
         size_t in_len, in_cap;
         uint8_t *out;
         size_t out_len, out_cap;
+        /*
+         * Descriptors to send with the frame at out[offset], len bytes (SCM_RIGHTS on its first byte;
+         * the receiver gives them to the frame whose bytes they came with, so that frame is sent alone).
+         */
+        struct {
+                size_t offset, len;
+                int fd;
+        } fds[FDS_QUEUED_MAX];
+        unsigned n_fds;
         LIST_HEAD(, pending) calls;
 };
 
@@ -59,6 +72,9 @@ static void client_close(struct vmm_client *c, const char *why)
         c->io = sd_event_source_disable_unref(c->io);
         close(c->fd);
         c->fd = -1;
+        for (unsigned i = 0; i < c->n_fds; i++)
+                close(c->fds[i].fd);
+        c->n_fds = 0;
         while (!LIST_EMPTY(&c->calls)) {
                 struct pending *p = LIST_FIRST(&c->calls);
 
@@ -90,10 +106,37 @@ static void update_events(struct vmm_client *c)
                 (void)sd_event_source_set_io_events(c->io, EPOLLIN | (c->out_len ? EPOLLOUT : 0));
 }
 
+/* Sends up to len bytes of out, with fd (>= 0) on the first. */
+static ssize_t send_some(struct vmm_client *c, size_t len, int fd)
+{
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control = {0};
+        struct iovec iov = {.iov_base = c->out, .iov_len = len};
+        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+
+        if (fd >= 0) {
+                struct cmsghdr *h;
+
+                m.msg_control = control.buf;
+                m.msg_controllen = sizeof(control);
+                h = CMSG_FIRSTHDR(&m);
+                h->cmsg_level = SOL_SOCKET;
+                h->cmsg_type = SCM_RIGHTS;
+                h->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(h), &fd, sizeof(int));
+        }
+        return sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 static void flush(struct vmm_client *c)
 {
         while (c->fd >= 0 && c->out_len > 0) {
-                ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                /* A frame that carries a descriptor goes out on a send() of its own, starting with it. */
+                bool with_fd = c->n_fds > 0 && c->fds[0].offset == 0;
+                size_t len = with_fd ? c->fds[0].len : c->n_fds > 0 ? c->fds[0].offset : c->out_len;
+                ssize_t n = send_some(c, len, with_fd ? c->fds[0].fd : -1);
 
                 if (n < 0 && errno == EINTR)
                         continue;
@@ -106,6 +149,13 @@ static void flush(struct vmm_client *c)
                 }
                 memmove(c->out, c->out + n, c->out_len - (size_t)n);
                 c->out_len -= (size_t)n;
+                if (with_fd) {
+                        close(c->fds[0].fd);
+                        memmove(&c->fds[0], &c->fds[1], (c->n_fds - 1) * sizeof(c->fds[0]));
+                        c->n_fds--;
+                }
+                for (unsigned i = 0; i < c->n_fds; i++)
+                        c->fds[i].offset -= (size_t)n;
         }
         update_events(c);
 }
@@ -242,31 +292,53 @@ void vmm_client_free(struct vmm_client *c)
         client_unref(c);
 }
 
-static int queue(struct vmm_client *c, Svemig__Api__Request *req)
+/* fd >= 0: a copy of it goes with the frame. */
+static int queue(struct vmm_client *c, Svemig__Api__Request *req, int fd)
 {
         _cleanup_free_ uint8_t *frame = NULL;
         size_t size;
-        int r;
+        int r, copy = -1;
 
+        if (fd >= 0 && c->n_fds >= FDS_QUEUED_MAX)
+                return -EAGAIN;
         r = api_frame_pack(&req->base, &frame, &size);
         if (r < 0)
                 return r;
+        if (fd >= 0) {
+                copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (copy < 0)
+                        return -errno;
+                c->fds[c->n_fds].offset = c->out_len;
+                c->fds[c->n_fds].len = size;
+                c->fds[c->n_fds].fd = copy;
+        }
         if (c->out_cap - c->out_len < size) {
                 size_t cap = MAX(c->out_cap * 2, c->out_len + size);
                 uint8_t *b = realloc(c->out, cap);
 
-                if (!b)
+                if (!b) {
+                        if (copy >= 0)
+                                close(copy);
                         return -ENOMEM;
+                }
                 c->out = b;
                 c->out_cap = cap;
         }
         memcpy(c->out + c->out_len, frame, size);
         c->out_len += size;
+        if (copy >= 0)
+                c->n_fds++;
         return 0;
 }
 
 int vmm_client_call(struct vmm_client *c, Svemig__Api__Request *req, vmm_progress_t progress,
                     vmm_done_t done, void *userdata, uint64_t *id, struct svemig_error *err)
+{
+        return vmm_client_call_fd(c, req, -1, progress, done, userdata, id, err);
+}
+
+int vmm_client_call_fd(struct vmm_client *c, Svemig__Api__Request *req, int fd, vmm_progress_t progress,
+                       vmm_done_t done, void *userdata, uint64_t *id, struct svemig_error *err)
 {
         struct pending *p;
         int r;
@@ -277,7 +349,7 @@ int vmm_client_call(struct vmm_client *c, Svemig__Api__Request *req, vmm_progres
         if (!p)
                 return svemig_error_set(err, ENOMEM, "out of memory");
         req->id = ++c->next_id;
-        r = queue(c, req);
+        r = queue(c, req, fd);
         if (r < 0) {
                 free(p);
                 return svemig_error_set(err, r, "cannot send to the VMM: %s", strerror(-r));
@@ -308,7 +380,7 @@ int vmm_client_cancel(struct vmm_client *c, uint64_t id)
         req.cancel = &cancel;
         /* Its answer carries an id nobody waits for, and is dropped. */
         req.id = ++c->next_id;
-        r = queue(c, &req);
+        r = queue(c, &req, -1);
         if (r < 0)
                 return r;
         update_events(c);

@@ -37,5 +37,8 @@ void vmm_client_free(struct vmm_client *c);
  */
 int vmm_client_call(struct vmm_client *c, Svemig__Api__Request *req, vmm_progress_t progress,
                     vmm_done_t done, void *userdata, uint64_t *id, struct svemig_error *err);
+/* The same, with a copy of fd passed along (SCM_RIGHTS); fd stays the caller's. */
+int vmm_client_call_fd(struct vmm_client *c, Svemig__Api__Request *req, int fd, vmm_progress_t progress,
+                       vmm_done_t done, void *userdata, uint64_t *id, struct svemig_error *err);
 /* Asks the VMM to cancel request id; the call's own Response tells how it ended. */
 int vmm_client_cancel(struct vmm_client *c, uint64_t id);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "ram-reserve.h"
@@ -66,6 +67,13 @@ int vmm_forward(struct svemigd *d, struct api_call *call, struct guest_entry *e,
                 forward_done_t done, void *data, bool cancellable, struct forward **out,
                 struct svemig_error *err)
 {
+        return vmm_forward_fd(d, call, e, req, -1, done, data, cancellable, out, err);
+}
+
+int vmm_forward_fd(struct svemigd *d, struct api_call *call, struct guest_entry *e,
+                   Svemig__Api__Request *req, int fd, forward_done_t done, void *data, bool cancellable,
+                   struct forward **out, struct svemig_error *err)
+{
         struct forward *f;
         int r;
 
@@ -83,7 +91,7 @@ int vmm_forward(struct svemigd *d, struct api_call *call, struct guest_entry *e,
         f->e = guest_entry_ref(e);
         f->done = done ? done : forward_reply_guest;
         f->data = data;
-        r = vmm_client_call(e->vmm, req, on_progress, on_done, f, &f->vmm_id, err);
+        r = vmm_client_call_fd(e->vmm, req, fd, on_progress, on_done, f, &f->vmm_id, err);
         if (r < 0) {
                 forward_free(f);
                 return r;
@@ -206,27 +214,42 @@ static int spawn_or_handoff(struct svemigd *d, struct launch *l, const struct vm
         return vmm_spawn(d->event, args, launch_progress, launch_ready, l, &l->spawn, err);
 }
 
-static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
-                  int receive_fd, const struct ram_standby *standby, int channel_fd, launch_done_t done,
-                  struct svemig_error *err)
+static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, int restore_fd,
+                  int payload_fd, int receive_fd, const struct ram_standby *standby, int channel_fd,
+                  launch_done_t done, struct svemig_error *err)
 {
-        char vls[256], config[4096];
+        char vls[256], config[4096], payload[PATH_MAX];
         struct vmm_spawn_args args = {
                 .name = e->rec.name,
                 .dir = e->dir,
                 .verbose = d->verbose,
-                .restore = restore,
+                .restore_fd = restore_fd,
+                .source_name = restore_fd >= 0 ? e->rec.restored_from : e->rec.payload,
                 .receive_fd = receive_fd,
                 .channel_fd = channel_fd,
                 .vcpus = e->rec.vcpus,
                 .memory = e->rec.memory_bytes,
                 .vls = vls,
                 .dirty_pages = e->rec.dirty_pages_per_step,
-                .payload = e->rec.payload,
+                .payload_fd = payload_fd,
         };
         struct launch *l;
         int r = 0;
 
+        /* A payload guest boots again from the copy of its image in its directory: svemigd's own file. */
+        if (e->rec.payload && payload_fd < 0) {
+                snprintf(payload, sizeof(payload), "%s/" GUEST_PAYLOAD_FILE, e->dir);
+                args.payload = payload;
+                /* Created by an svemigd that kept no copy, or arrived by migration: never the client's path.
+                 */
+                if (access(payload, R_OK) < 0)
+                        return svemig_error_set(
+                                err, ENOENT,
+                                "guest %s runs payload %s, of which svemigd keeps no copy (it was "
+                                "created by an older svemigd, or migrated here); svemigd opens "
+                                "no file a client names: delete the guest and create it again",
+                                e->rec.name, e->rec.payload);
+        }
         if (vqset_empty(&e->rec.vls))
                 snprintf(vls, sizeof(vls), "none");
         else
@@ -259,14 +282,14 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
         return 0;
 }
 
-int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
-                 launch_done_t done, struct svemig_error *err)
+int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, int restore_fd,
+                 int payload_fd, launch_done_t done, struct svemig_error *err)
 {
-        return launch(d, call, e, restore, -1, NULL, -1, done, err);
+        return launch(d, call, e, restore_fd, payload_fd, -1, NULL, -1, done, err);
 }
 
 int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, const struct ram_standby *standby,
                          int channel_fd, launch_done_t done, struct svemig_error *err)
 {
-        return launch(d, NULL, e, NULL, fd, standby, channel_fd, done, err);
+        return launch(d, NULL, e, -1, -1, fd, standby, channel_fd, done, err);
 }

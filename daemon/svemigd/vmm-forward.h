@@ -37,6 +37,10 @@ struct forward {
 int vmm_forward(struct svemigd *d, struct api_call *call, struct guest_entry *e, Svemig__Api__Request *req,
                 forward_done_t done, void *data, bool cancellable, struct forward **out,
                 struct svemig_error *err);
+/* The same, passing a copy of fd (a client's file) with the request; fd stays the caller's. */
+int vmm_forward_fd(struct svemigd *d, struct api_call *call, struct guest_entry *e,
+                   Svemig__Api__Request *req, int fd, forward_done_t done, void *data, bool cancellable,
+                   struct forward **out, struct svemig_error *err);
 
 /* Takes the VMM's Guest into the record and answers the client with the guest. */
 void forward_reply_guest(struct forward *f, const Svemig__Api__Response *resp);
@@ -49,15 +53,18 @@ int guest_not_live(const struct guest_entry *e, const char *what, struct svemig_
 
 /*
  * Starts a VMM for e: the guest from its record, or restored from the
- * snapshot 'restore'. Its progress is relayed to call; a cancel of call
+ * snapshot open on restore_fd (>= 0; the VMM gets a copy). payload_fd: the
+ * client's payload image for a new payload guest, which the VMM keeps a copy
+ * of in the guest's directory to boot it again later; -1: that copy (or the
+ * sim workload). Its progress is relayed to call; a cancel of call
  * kills it. done() runs once: with the VMM's Response (success: e is
  * attached to the VMM and its record updated and saved; or the VMM's
  * refusal, Status as it is), or with resp == NULL and why.
  */
 typedef void (*launch_done_t)(struct svemigd *d, struct api_call *call, struct guest_entry *e,
                               const Svemig__Api__Response *resp, const char *why);
-int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *restore,
-                 launch_done_t done, struct svemig_error *err);
+int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, int restore_fd,
+                 int payload_fd, launch_done_t done, struct svemig_error *err);
 /*
  * The same for a guest migrating in on fd (a peer connection, hello done; the VMM gets a copy), no call.
  * standby: the incoming RAM reserve's standby VMM (ram-reserve.h), which becomes the guest's VMM, now

@@ -26,9 +26,11 @@
 #define FDS_MAX  3
 
 struct vmm_spawn {
+        sd_event *event;
         pid_t pid;
         int fd;
         sd_event_source *io;
+        sd_event_source *child; /* its exit, awaited on the loop once its pipe ended without an answer */
         vmm_spawn_progress_t progress;
         vmm_spawn_done_t done;
         void *userdata;
@@ -94,22 +96,64 @@ static void reap(struct vmm_spawn *s, char *why, size_t len)
         s->pid = 0;
 }
 
+static int on_exit_unready(sd_event_source *source, const siginfo_t *si, void *userdata)
+{
+        struct vmm_spawn *s = userdata;
+        char what[128], why[160];
+
+        vmm_describe_exit(si->si_code, si->si_status, what, sizeof(what));
+        /* Not freed in its own callback: sd-event reaps the child after it returns. The loop keeps it. */
+        (void)sd_event_source_set_floating(s->child, true);
+        s->child = sd_event_source_unref(s->child);
+        s->pid = 0;
+        snprintf(why, sizeof(why), "svemig-vmm %s before it was ready", what);
+        s->done(s, NULL, why, s->userdata);
+        return 0;
+}
+
+/* A failed VMM's exit: sd-event reaps it after this (a NULL handler would end the loop). */
+static int on_exit_reaped(sd_event_source *source, const siginfo_t *si, void *userdata)
+{
+        return 0;
+}
+
+/*
+ * The VMM answered, or its pipe ended. svemigd's loop never waits for a
+ * process: one that failed is reaped by sd-event when it exits (a failed
+ * VMM still unmaps its guest's memory first), and one that went without an
+ * answer is reported once its exit says how.
+ */
 static void finish(struct vmm_spawn *s, const Svemig__Api__Response *resp)
 {
-        char why[128] = "";
-
         s->io = sd_event_source_disable_unref(s->io);
         if (s->fd >= 0)
                 close(s->fd);
         s->fd = -1;
         s->finished = true;
-        if (!resp || (resp->status && resp->status->code != 0)) {
-                char what[128];
+        if (!resp && sd_event_add_child(s->event, &s->child, s->pid, WEXITED, on_exit_unready, s) >= 0)
+                return;
+        if (!resp) {
+                char what[128], why[160];
 
                 reap(s, what, sizeof(what));
                 snprintf(why, sizeof(why), "svemig-vmm %s before it was ready", what);
+                s->done(s, NULL, why, s->userdata);
+                return;
         }
-        s->done(s, resp, resp ? NULL : why, s->userdata);
+        if (resp->status && resp->status->code != 0) {
+                sd_event_source *reaper = NULL;
+
+                if (sd_event_add_child(s->event, &reaper, s->pid, WEXITED, on_exit_reaped, NULL) >= 0) {
+                        (void)sd_event_source_set_floating(reaper, true);
+                        sd_event_source_unref(reaper);
+                        s->pid = 0;
+                } else {
+                        char what[128];
+
+                        reap(s, what, sizeof(what));
+                }
+        }
+        s->done(s, resp, NULL, s->userdata);
 }
 
 static bool handle_frame(struct vmm_spawn *s, const uint8_t *buf, size_t len)
@@ -258,6 +302,7 @@ static int watch(sd_event *event, struct vmm_spawn *s, pid_t pid, int ready_fd, 
 {
         int r;
 
+        s->event = event;
         s->pid = pid;
         s->fd = ready_fd;
         fcntl(s->fd, F_SETFL, O_NONBLOCK);
@@ -287,9 +332,9 @@ static int runnable_binary(const char *what, const char **out, struct svemig_err
 int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progress_t progress,
               vmm_spawn_done_t done, void *userdata, struct vmm_spawn **out, struct svemig_error *err)
 {
-        char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8], channel_fd[8];
+        char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8], channel_fd[8], file_fd[8];
         int fds[2], pass[FDS_MAX], r;
-        const char *argv[26], *binary;
+        const char *argv[30], *binary;
         size_t n = 0, n_pass = 0;
         struct vmm_spawn *s;
         pid_t pid;
@@ -328,9 +373,11 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                         argv[n++] = "--channel-fd";
                         argv[n++] = channel_fd;
                 }
-        } else if (a->restore) {
-                argv[n++] = "--restore";
-                argv[n++] = a->restore;
+        } else if (a->restore_fd >= 0) {
+                snprintf(file_fd, sizeof(file_fd), "%d", FIRST_FD + (int)n_pass);
+                pass[n_pass++] = a->restore_fd;
+                argv[n++] = "--restore-fd";
+                argv[n++] = file_fd;
         } else {
                 argv[n++] = "--vcpus";
                 argv[n++] = vcpus;
@@ -340,10 +387,19 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                 argv[n++] = a->vls;
                 argv[n++] = "--dirty-pages";
                 argv[n++] = dirty;
-                if (a->payload) {
+                if (a->payload_fd >= 0) {
+                        snprintf(file_fd, sizeof(file_fd), "%d", FIRST_FD + (int)n_pass);
+                        pass[n_pass++] = a->payload_fd;
+                        argv[n++] = "--payload-fd";
+                        argv[n++] = file_fd;
+                } else if (a->payload) {
                         argv[n++] = "--payload";
                         argv[n++] = a->payload;
                 }
+        }
+        if (a->source_name && a->receive_fd < 0) {
+                argv[n++] = "--source-name";
+                argv[n++] = a->source_name;
         }
         argv[n] = NULL;
 
@@ -430,7 +486,7 @@ pid_t vmm_spawn_pid(const struct vmm_spawn *s)
 
 void vmm_spawn_kill(struct vmm_spawn *s)
 {
-        if (s && s->pid > 0 && !s->finished)
+        if (s && s->pid > 0 && (!s->finished || s->child))
                 kill(s->pid, SIGKILL);
 }
 
@@ -438,10 +494,11 @@ void vmm_spawn_free(struct vmm_spawn *s)
 {
         if (!s)
                 return;
-        if (!s->finished) {
-                vmm_spawn_kill(s);
+        if (!s->finished || s->child) {
                 char why[128];
 
+                vmm_spawn_kill(s);
+                s->child = sd_event_source_disable_unref(s->child);
                 reap(s, why, sizeof(why));
         }
         sd_event_source_disable_unref(s->io);

@@ -28,7 +28,8 @@ struct vmm_spawn_args {
         const char *name;
         const char *dir; /* the guest's directory: vmm.sock goes there */
         bool verbose;
-        const char *restore; /* a snapshot to restore; else the guest below */
+        int restore_fd; /* >= 0: a snapshot to restore (the VMM gets a copy); else the guest below */
+        const char *source_name; /* the client's name of the restored file or payload image; NULL: none */
         /* Else, >= 0: a guest migrating in on this peer connection (hello done); the VMM gets a copy. */
         int receive_fd;
         /* With receive_fd, >= 0: the caller's end of the unix socket that memory channels are passed on. */
@@ -37,7 +38,9 @@ struct vmm_spawn_args {
         uint64_t memory;
         const char *vls; /* a VL set as vqset_parse() reads it; "none" = no SVE */
         uint32_t dirty_pages;
-        const char *payload; /* a bare payload image instead of the sim workload; NULL: none */
+        const char
+                *payload; /* a bare payload image (svemigd's copy) instead of the sim workload; NULL: none */
+        int payload_fd;   /* >= 0: the client's payload image, read and copied by the VMM (it gets a copy) */
 };
 
 typedef void (*vmm_spawn_progress_t)(const Svemig__Api__Progress *progress, void *userdata);

@@ -340,7 +340,8 @@ static int op_run(struct api_call *call, const Svemig__Api__Request *req, void *
 /* --- snapshot --- */
 
 struct snap_arg {
-        char *path;
+        char *path; /* svemigd's own file, written whole by snapshot_save(); or the client's name of fd */
+        int fd;     /* >= 0: the client's file, passed by svemigd: written through, never opened by name */
         bool stop;
         uint64_t created_ns;
         uint64_t steps;
@@ -368,6 +369,7 @@ static int snap_progress(void *userdata, const char *phase, uint64_t done, uint6
 static int snap_work(struct vmm_job *job, void *arg, struct svemig_error *err)
 {
         struct snap_arg *a = arg;
+        int r;
         struct snapshot_opts opts = {
                 .purpose = "snapshot",
                 .created_ns = a->created_ns,
@@ -376,12 +378,25 @@ static int snap_work(struct vmm_job *job, void *arg, struct svemig_error *err)
         };
 
         a->job = job;
-        return snapshot_save(vmm_job_vmm(job)->guest, a->path, &opts, &a->stats, err);
+        if (a->fd < 0)
+                return snapshot_save(vmm_job_vmm(job)->guest, a->path, &opts, &a->stats, err);
+        /* The client made the file (unnamed until it names it): it gets whatever was there no longer. */
+        if (ftruncate(a->fd, 0) < 0 || lseek(a->fd, 0, SEEK_SET) < 0)
+                return svemig_error_set(err, errno, "snapshot to %s not written: %s", a->path,
+                                        strerror(errno));
+        r = snapshot_write_fd(vmm_job_vmm(job)->guest, a->fd, &opts, &a->stats, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "snapshot to %s not written", a->path);
+        if (fsync(a->fd) < 0)
+                return svemig_error_set(err, errno, "cannot flush %s to disk: %s", a->path, strerror(errno));
+        return 0;
 }
 
 static void snap_arg_free(struct snap_arg *a)
 {
         if (a) {
+                if (a->fd >= 0)
+                        close(a->fd);
                 free(a->path);
                 free(a);
         }
@@ -442,6 +457,8 @@ static int op_snapshot(struct api_call *call, const Svemig__Api__Request *req, v
         if (!sreq->path || sreq->path[0] != '/')
                 return svemig_error_set(err, EINVAL, "the snapshot path must be absolute");
         a = calloc(1, sizeof(*a));
+        if (a)
+                a->fd = api_call_take_fd(call, 0);
         if (!a || !(a->path = strdup(sreq->path))) {
                 snap_arg_free(a);
                 return svemig_error_set(err, ENOMEM, "out of memory");

@@ -18,12 +18,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "api.pb-c.h"
+#include "file-atomic.h"
+#include "guest-record.h"
 #include "macro.h"
 #include "vmm.h"
 
@@ -66,17 +69,14 @@ void vmm_payload_arm(struct vmm *v, guest_mmio_fn *fn, void **userdata)
         *userdata = &v->payload;
 }
 
-static int read_image(const char *path, uint64_t max, uint8_t **out, size_t *size, struct svemig_error *err)
+/* The image on fd (called path in messages), whole. */
+static int read_image(int fd, const char *path, uint64_t max, uint8_t **out, size_t *size,
+                      struct svemig_error *err)
 {
-        _cleanup_close_ int fd = -1;
         _cleanup_free_ uint8_t *buf = NULL;
         struct stat st;
         size_t done = 0;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return svemig_error_set(err, errno, "cannot open payload image %s: %s", path,
-                                        strerror(errno));
         if (fstat(fd, &st) < 0)
                 return svemig_error_set(err, errno, "cannot stat payload image %s: %s", path,
                                         strerror(errno));
@@ -112,16 +112,38 @@ static int read_image(const char *path, uint64_t max, uint8_t **out, size_t *siz
         return 0;
 }
 
-int vmm_payload_create(struct vmm *v, const char *image, struct guest_config *cfg, struct svemig_error *err)
+int vmm_payload_create(struct vmm *v, const char *path, int fd, const char *name, struct guest_config *cfg,
+                       struct svemig_error *err)
 {
         _cleanup_free_ uint8_t *buf = NULL;
+        _cleanup_free_ char *copy = NULL;
+        _cleanup_close_ int own = -1;
         size_t size = 0;
         int r;
 
-        r = read_image(image, cfg->mem_bytes, &buf, &size, err);
+        if (!name)
+                name = path;
+        if (fd < 0) {
+                own = fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        return svemig_error_set(err, errno, "cannot open payload image %s: %s", path,
+                                                strerror(errno));
+        }
+        r = read_image(fd, name, cfg->mem_bytes, &buf, &size, err);
         if (r < 0)
                 return r;
-        v->payload.image = strdup(image);
+        /* The client's file is read once: the guest boots again from svemigd's copy. */
+        if (own < 0) {
+                if (asprintf(&copy, "%s/" GUEST_PAYLOAD_FILE, v->dir) < 0) {
+                        copy = NULL;
+                        return svemig_error_set(err, ENOMEM, "out of memory");
+                }
+                r = write_file_atomic(copy, buf, size, 0600);
+                if (r < 0)
+                        return svemig_error_set(err, r, "cannot keep a copy of payload image %s in %s: %s",
+                                                name, copy, strerror(-r));
+        }
+        v->payload.image = strdup(name);
         if (!v->payload.image)
                 return svemig_error_set(err, ENOMEM, "out of memory");
         v->payload.ram_base = PAYLOAD_RAM_BASE;
@@ -135,7 +157,7 @@ int vmm_payload_create(struct vmm *v, const char *image, struct guest_config *cf
         vmm_payload_arm(v, &cfg->on_mmio, &cfg->mmio_userdata);
         r = guest_create(v->hv, cfg, &v->guest, err);
         cfg->image = NULL;
-        return r < 0 ? svemig_error_prefix(err, "payload %s", image) : 0;
+        return r < 0 ? svemig_error_prefix(err, "payload %s", name) : 0;
 }
 
 bool vmm_payload_describe(struct vmm *v, Svemig__Api__PayloadStatus *ps)

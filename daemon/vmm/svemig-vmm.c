@@ -8,12 +8,14 @@
  * reconnects to every VMM it finds in its state directory.
  *
  *   svemig-vmm --name NAME --dir DIR --ready-fd FD [--config FILE]
- *              (--vcpus N --memory BYTES --vls SET (--dirty-pages N | --payload IMAGE) |
- *               --restore PATH | --receive-fd FD [--channel-fd FD])
+ *              (--vcpus N --memory BYTES --vls SET
+ *                (--dirty-pages N | --payload IMAGE | --payload-fd FD) |
+ *               --restore-fd FD [--source-name NAME] | --receive-fd FD [--channel-fd FD])
  *   svemig-vmm --standby SIZE --control-fd FD [--config FILE]
  *
  * It opens the hypervisor as migrate.conf describes (the daemon's own
- * file), creates the guest (or restores it from PATH, header checked first),
+ * file), creates the guest (or restores it from the snapshot open on
+ * --restore-fd, a client's file svemigd passed on, header checked first),
  * binds DIR/vmm.sock (0600), and then reports on FD: Progress frames while
  * a restore reads, and one final Response (the Guest, or why it failed,
  * with Status.incompatible when this host cannot take the stream). Then it
@@ -54,16 +56,18 @@ struct args {
         const char *name;
         const char *dir;
         int ready_fd;
-        const char *restore;
-        int receive_fd;   /* a peer connection whose next request is a Migrate (hello done) */
-        int channel_fd;   /* with receive_fd: a unix socket svemigd passes the memory channels on */
-        uint64_t standby; /* --standby SIZE: the incoming RAM reserve, waiting on control_fd */
+        int restore_fd;          /* a snapshot to restore, open for reading */
+        const char *source_name; /* the client's name of that file or of the payload image; NULL: none */
+        int receive_fd;          /* a peer connection whose next request is a Migrate (hello done) */
+        int channel_fd;          /* with receive_fd: a unix socket svemigd passes the memory channels on */
+        uint64_t standby;        /* --standby SIZE: the incoming RAM reserve, waiting on control_fd */
         int control_fd;
         unsigned vcpus;
         uint64_t memory;
         const char *vls;
         uint32_t dirty_pages;
         const char *payload; /* a bare payload image instead of the sim workload (payload.c) */
+        int payload_fd;      /* the same, as the client passed it: read, and copied into --dir */
         bool verbose;
 };
 
@@ -89,20 +93,23 @@ static int parse_fd(const char *opt, const char *s, int *fd)
 static int parse_argv(int argc, char **argv, struct args *a)
 {
         static const struct option longopts[] = {
-                {"config", required_argument, NULL, 'c'},     {"name", required_argument, NULL, 'n'},
-                {"dir", required_argument, NULL, 'd'},        {"ready-fd", required_argument, NULL, 'r'},
-                {"restore", required_argument, NULL, 'R'},    {"receive-fd", required_argument, NULL, 'F'},
+                {"config", required_argument, NULL, 'c'},      {"name", required_argument, NULL, 'n'},
+                {"dir", required_argument, NULL, 'd'},         {"ready-fd", required_argument, NULL, 'r'},
+                {"restore-fd", required_argument, NULL, 'R'},  {"receive-fd", required_argument, NULL, 'F'},
+                {"source-name", required_argument, NULL, 'N'}, {"payload-fd", required_argument, NULL, 'Q'},
                 {"channel-fd", required_argument, NULL, 'H'}, /* with --receive-fd */
-                {"vcpus", required_argument, NULL, 'C'},      {"memory", required_argument, NULL, 'm'},
-                {"vls", required_argument, NULL, 'l'},        {"dirty-pages", required_argument, NULL, 'D'},
-                {"payload", required_argument, NULL, 'P'},    {"standby", required_argument, NULL, 'S'},
+                {"vcpus", required_argument, NULL, 'C'},       {"memory", required_argument, NULL, 'm'},
+                {"vls", required_argument, NULL, 'l'},         {"dirty-pages", required_argument, NULL, 'D'},
+                {"payload", required_argument, NULL, 'P'},     {"standby", required_argument, NULL, 'S'},
                 {"control-fd", required_argument, NULL, 'K'}, /* with --standby */
-                {"verbose", no_argument, NULL, 'v'},          {0},
+                {"verbose", no_argument, NULL, 'v'},           {0},
         };
         uint64_t v;
         int c;
 
         a->ready_fd = -1;
+        a->restore_fd = -1;
+        a->payload_fd = -1;
         a->receive_fd = -1;
         a->channel_fd = -1;
         a->control_fd = -1;
@@ -122,7 +129,15 @@ static int parse_argv(int argc, char **argv, struct args *a)
                                 return -EINVAL;
                         break;
                 case 'R':
-                        a->restore = optarg;
+                        if (parse_fd("--restore-fd", optarg, &a->restore_fd) < 0)
+                                return -EINVAL;
+                        break;
+                case 'N':
+                        a->source_name = optarg;
+                        break;
+                case 'Q':
+                        if (parse_fd("--payload-fd", optarg, &a->payload_fd) < 0)
+                                return -EINVAL;
                         break;
                 case 'F':
                         if (parse_fd("--receive-fd", optarg, &a->receive_fd) < 0)
@@ -168,7 +183,7 @@ static int parse_argv(int argc, char **argv, struct args *a)
                 }
         }
         if (a->standby || a->control_fd >= 0) {
-                if (!a->standby || a->control_fd < 0 || a->name || a->dir || a->restore ||
+                if (!a->standby || a->control_fd < 0 || a->name || a->dir || a->restore_fd >= 0 ||
                     a->receive_fd >= 0 || a->vcpus) {
                         fprintf(stderr,
                                 "svemig-vmm --standby SIZE needs --control-fd, and takes the guest's "
@@ -178,9 +193,9 @@ static int parse_argv(int argc, char **argv, struct args *a)
                 return 0;
         }
         if (!a->name || !a->dir ||
-            (!a->restore && a->receive_fd < 0 && (!a->vcpus || !a->memory || !a->vls))) {
+            (a->restore_fd < 0 && a->receive_fd < 0 && (!a->vcpus || !a->memory || !a->vls))) {
                 fprintf(stderr, "svemig-vmm is started by svemigd; it needs --name, --dir and either "
-                                "--restore, --receive-fd or --vcpus, --memory and --vls\n");
+                                "--restore-fd, --receive-fd or --vcpus, --memory and --vls\n");
                 return -EINVAL;
         }
         return 0;
@@ -267,8 +282,8 @@ static int create_guest(struct vmm *v, const struct args *a, struct svemig_error
         cfg.sve = !vqset_empty(&v->vls);
         cfg.vls = v->vls;
         v->dirty_pages_per_step = a->dirty_pages;
-        if (a->payload)
-                r = vmm_payload_create(v, a->payload, &cfg, err);
+        if (a->payload || a->payload_fd >= 0)
+                r = vmm_payload_create(v, a->payload, a->payload_fd, a->source_name, &cfg, err);
         else
                 r = guest_create(v->hv, &cfg, &v->guest, err);
         if (r < 0)
@@ -283,28 +298,24 @@ static int restore_guest(struct vmm *v, const struct args *a, bool *incompatible
         struct snapshot_opts opts = {.progress = restore_progress, .userdata = (void *)&a->ready_fd};
         struct svemig_stream_reader *rd = NULL;
         const struct svemig_stream_info *info;
-        _cleanup_close_ int fd = -1;
+        const char *name = a->source_name ? a->source_name : "the snapshot";
         unsigned n;
         int r;
 
-        fd = open(a->restore, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return svemig_error_set(err, errno, "cannot open snapshot %s: %s", a->restore,
-                                        strerror(errno));
-        r = svemig_stream_reader_open(fd, NULL, &rd, err);
+        r = svemig_stream_reader_open(a->restore_fd, NULL, &rd, err);
         if (r < 0)
-                return svemig_error_prefix(err, "%s", a->restore);
+                return svemig_error_prefix(err, "%s", name);
         info = svemig_stream_reader_info(rd);
         r = snapshot_check_host(v->hv, info, err);
         if (r < 0) {
                 *incompatible = true;
                 svemig_stream_reader_free(rd);
-                return svemig_error_prefix(err, "%s cannot be restored on this host", a->restore);
+                return svemig_error_prefix(err, "%s cannot be restored on this host", name);
         }
         if (info->n_slots != 1) {
                 svemig_stream_reader_free(rd);
-                return svemig_error_set(err, EPROTO, "%s: %zu memory slots; this version restores one",
-                                        a->restore, info->n_slots);
+                return svemig_error_set(err, EPROTO, "%s: %zu memory slots; this version restores one", name,
+                                        info->n_slots);
         }
         v->vls = (info->vcpu_features & HV_FEAT_BIT(HV_FEAT_SVE)) ? info->guest_vls : (vqset_t){0};
         n = info->vcpu_count;
@@ -314,7 +325,7 @@ static int restore_guest(struct vmm *v, const struct args *a, bool *incompatible
                 r = snapshot_restore_into(v->guest, rd, &opts, err);
         svemig_stream_reader_free(rd);
         if (r < 0)
-                return svemig_error_prefix(err, "%s", a->restore);
+                return svemig_error_prefix(err, "%s", name);
 
         if (vmm_take_workload_state(v, v->guest) < 0)
                 return svemig_error_set(err, ENOMEM, "out of memory");
@@ -432,6 +443,8 @@ static int serve(struct vmm *v, const struct args *a, struct svemig_error *err)
                 .group = getegid(),
                 .lookup = vmm_op_find,
                 .userdata = v,
+                /* Only svemigd (root, 0600 socket) connects, and stays connected while idle. */
+                .idle_timeout_usec = UINT64_MAX,
         };
         int r;
 
@@ -534,10 +547,14 @@ int main(int argc, char **argv)
         }
         if (r >= 0)
                 r = a.receive_fd >= 0 ? vmm_receive(&v, a.receive_fd, ram_mem, a.standby, a.channel_fd, &err)
-                    : a.restore       ? restore_guest(&v, &a, &incompatible, &err)
-                                      : create_guest(&v, &a, &err);
+                    : a.restore_fd >= 0 ? restore_guest(&v, &a, &incompatible, &err)
+                                        : create_guest(&v, &a, &err);
         if (a.receive_fd >= 0)
                 close(a.receive_fd);
+        if (a.restore_fd >= 0)
+                close(a.restore_fd);
+        if (a.payload_fd >= 0)
+                close(a.payload_fd);
         if (a.channel_fd >= 0)
                 close(a.channel_fd); /* the migration is over: svemigd closes its end too */
         if (r >= 0)
@@ -549,9 +566,9 @@ int main(int argc, char **argv)
                 return EXIT_FAILURE;
         }
         log_msg(LOG_INFO, LOG_CTX(.guest = a.name), "guest %s %s: %u vcpus, %llu MiB; serving %s", a.name,
-                a.receive_fd >= 0 ? "received"
-                : a.restore       ? "restored"
-                                  : "created",
+                a.receive_fd >= 0   ? "received"
+                : a.restore_fd >= 0 ? "restored"
+                                    : "created",
                 guest_n_vcpus(v.guest), (unsigned long long)(guest_mem_size(v.guest) >> 20), v.socket_path);
         ready_ok(&v, a.ready_fd);
         if (a.ready_fd >= 0)

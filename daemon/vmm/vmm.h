@@ -104,8 +104,15 @@ int vmm_standby(int control_fd, uint64_t size, void **mem, struct standby_order 
 /* payload.c: bare payload guests and their MMIO reports. */
 void vmm_payload_init(struct vmm *v);
 void vmm_payload_done(struct vmm *v);
-/* Creates v->guest from cfg (vcpus, memory, VLs set) running the payload image at path image. */
-int vmm_payload_create(struct vmm *v, const char *image, struct guest_config *cfg, struct svemig_error *err);
+/*
+ * Creates v->guest from cfg (vcpus, memory, VLs set) running a payload image:
+ * the client's, open on fd (>= 0), which is also copied into the guest's
+ * directory (GUEST_PAYLOAD_FILE) to boot it again later; else the file at
+ * path, svemigd's copy. name: what the client called it (PayloadStatus.image);
+ * NULL: path.
+ */
+int vmm_payload_create(struct vmm *v, const char *path, int fd, const char *name, struct guest_config *cfg,
+                       struct svemig_error *err);
 /* The MMIO handler that records reports into v, for any guest of v (created or received). */
 void vmm_payload_arm(struct vmm *v, guest_mmio_fn *fn, void **userdata);
 /* Fills ps (pointing into v) when the guest is a payload; false for the sim workload. */

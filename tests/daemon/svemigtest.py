@@ -6,6 +6,7 @@ format, proto/api.proto), so a test can also send what a well-behaved client
 never would: malformed messages, unknown operations, huge length prefixes.
 """
 
+import array
 import os
 import select
 import signal
@@ -27,6 +28,7 @@ WAIT = 30.0
 EACCES, EINVAL, EEXIST, ENOENT, ENOSYS = 13, 22, 17, 2, 38
 EMSGSIZE, EOPNOTSUPP, EBADMSG, ESHUTDOWN = 90, 95, 74, 108
 EBUSY, ECANCELED, EALREADY = 16, 125, 114
+EPROTO, EPERM, EUSERS, ETIMEDOUT = 71, 1, 87, 110
 
 # Request.op field numbers
 OP_HOST_INFO, OP_GUEST_CREATE, OP_GUEST_LIST, OP_SNAPSHOT, OP_CANCEL = 10, 11, 17, 19, 21
@@ -165,6 +167,57 @@ def host_info(data):
     }
 
 
+def xxh32(data, seed):
+    """XXH32, as the peer frames' checksum (test-migrate-faults.py checks it against a real frame)."""
+    p1, p2, p3, p4, p5, m = 2654435761, 2246822519, 3266489917, 668265263, 374761393, 0xFFFFFFFF
+
+    def rotl(x, r):
+        return ((x << r) | (x >> (32 - r))) & m
+
+    n, i = len(data), 0
+    if n >= 16:
+        v = [(seed + p1 + p2) & m, (seed + p2) & m, seed, (seed - p1) & m]
+        while i + 16 <= n:
+            for k in range(4):
+                v[k] = (rotl((v[k] + struct.unpack_from("<I", data, i + 4 * k)[0] * p2) & m, 13) * p1) & m
+            i += 16
+        h = (rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18)) & m
+    else:
+        h = (seed + p5) & m
+    h = (h + n) & m
+    while i + 4 <= n:
+        h = (rotl((h + struct.unpack_from("<I", data, i)[0] * p3) & m, 17) * p4) & m
+        i += 4
+    while i < n:
+        h = (rotl((h + data[i] * p5) & m, 11) * p1) & m
+        i += 1
+    h = ((h ^ (h >> 15)) * p2) & m
+    h = ((h ^ (h >> 13)) * p3) & m
+    return h ^ (h >> 16)
+
+
+PEER_SEED = 0x50454552  # "PEER"
+
+
+def peer_frame(msg):
+    """A peer-protocol frame (proto/peer.proto): u32 length | u32 XXH32(msg, "PEER") | PeerMessage."""
+    return struct.pack("<II", len(msg), xxh32(msg, PEER_SEED)) + msg
+
+
+def peer_greeting(host_name):
+    """What a peer says first: Hello (protocol 1..99) and a HostInfo without SVE."""
+    hello = field_varint(1, 99) + field_varint(2, 1) + field_bytes(3, b"0.0.0") + field_bytes(4, host_name.encode())
+    info = field_bytes(1, host_name.encode()) + field_bytes(2, b"sim") + field_bytes(5, bytes(64))
+    return peer_frame(field_bytes(1, hello)) + peer_frame(field_bytes(2, info))
+
+
+def free_port():
+    """A TCP port nobody listens on now (the kernel's pick; the daemon binds it right after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # --- a client on a raw socket ---
 
 class Client:
@@ -183,8 +236,16 @@ class Client:
     def send(self, data):
         self.sock.sendall(data)
 
-    def call(self, req_id, op, body=b""):
-        self.send(frame(request(req_id, op, body)))
+    def send_fd(self, data, fd):
+        """Sends data with fd attached to its first byte (SCM_RIGHTS), as svemigctl passes a file."""
+        n = self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+        self.sock.sendall(data[n:])
+
+    def call(self, req_id, op, body=b"", fd=None):
+        if fd is None:
+            self.send(frame(request(req_id, op, body)))
+        else:
+            self.send_fd(frame(request(req_id, op, body)), fd)
         return self.response()
 
     def recv_exact(self, n):

@@ -17,7 +17,7 @@ import time
 import unittest
 
 import svemigtest as t
-from svemigtest import Daemon, DaemonTestCase, ctl, wait_for_socket
+from svemigtest import Daemon, DaemonTestCase, ctl, free_port, wait_for_socket
 
 # The issue's three simulated hosts.
 A = "128,256,512"
@@ -33,13 +33,6 @@ BOUND_INTERVALS = 150
 
 def bits(vq_map):
     return [] if vq_map == NO_SVE else [int(b) for b in vq_map.split(",")]
-
-
-def free_port():
-    """A TCP port nobody listens on now (the kernel's pick; the daemon binds it right after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Host:

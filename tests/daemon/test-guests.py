@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -256,7 +257,10 @@ class Cancel(Guests):
         g = self.create("big", "--start", memory="256M")
         path = os.path.join(self.dir, "big.svemig")
         c = Client(self.sock)
-        c.send(frame(request(1, t.OP_SNAPSHOT, t.field_bytes(1, b"big") + t.field_bytes(2, path.encode()))))
+        # As svemigctl does where O_TMPFILE is missing: a named temporary file, passed to svemigd.
+        fd, tmp = tempfile.mkstemp(prefix="big.svemig.", dir=self.dir)
+        c.send_fd(frame(request(1, t.OP_SNAPSHOT, t.field_bytes(1, b"big") + t.field_bytes(2, path.encode()))),
+                  fd)
         # Wait until it is writing memory: the temporary file exists, the final one not.
         while True:
             m = c.message()
@@ -278,7 +282,10 @@ class Cancel(Guests):
         self.assertEqual(answers[2].code, 0, answers[2])
         self.assertEqual(answers[1].code, t.ECANCELED, answers[1])
         self.assertIn("cancelled", answers[1].message)
-        self.assertEqual(self.snapshot_paths(), [], "a partial snapshot was left")
+        # svemigd named nothing: the final name never appeared, and the client's file is the client's.
+        self.assertEqual(self.snapshot_paths(), [tmp])
+        os.close(fd)
+        os.unlink(tmp)
         # The guest runs on, and lists no snapshot.
         g2 = self.show("big")
         self.assertEqual((g2["state"], g2["last_snapshot"], g2["vmm_pid"]), ("running", "", g["vmm_pid"]))
@@ -310,8 +317,10 @@ class Cancel(Guests):
     def test_two_clients_at_once(self):
         self.create("big", "--start", memory="256M")
         a = Client(self.sock)
-        a.send(frame(request(1, t.OP_SNAPSHOT, t.field_bytes(1, b"big") +
-                             t.field_bytes(2, os.path.join(self.dir, "big.svemig").encode()))))
+        with tempfile.TemporaryFile(dir=self.dir) as f:
+            a.send_fd(frame(request(1, t.OP_SNAPSHOT, t.field_bytes(1, b"big") +
+                                    t.field_bytes(2, os.path.join(self.dir, "big.svemig").encode()))),
+                      f.fileno())
         while not (isinstance(m := a.message(), t.Progress) and m.phase == "memory"):
             pass
         # While a's snapshot is held half-way, b is served: guests listed, created, run, shown...
@@ -437,12 +446,13 @@ class BadRequests(Guests):
         self.expect(2, "--vl", "guest", "create", "g", "--vcpus", "1", "--memory", "16M", "--vl", "fast")
         self.expect(1, "has never run, so there is nothing to resume; start it", "guest", "resume", "dup")
         self.expect(1, "is not running", "guest", "pause", "dup")
-        self.expect(1, "its directory does not exist", "snapshot", "dup", "/nonexistent/dir/x.svemig")
+        self.expect(2, "cannot write /nonexistent/dir/x.svemig: its directory", "snapshot", "dup",
+                    "/nonexistent/dir/x.svemig")
         garbage = os.path.join(self.dir, "garbage.svemig")
         with open(garbage, "wb") as f:
             f.write(b"not a stream at all" * 100)
         self.expect(1, garbage, "restore", garbage)
-        self.expect(1, "cannot open snapshot", "restore", os.path.join(self.dir, "missing.svemig"))
+        self.expect(1, "cannot open", "restore", os.path.join(self.dir, "missing.svemig"))
         self.expect(2, "unknown command 'fly'", "guest", "fly", "x")
         # Nothing half-made was left by the refusals.
         self.assertEqual([g["name"] for g in self.json("guest", "list")["guests"]], ["dup"])
@@ -453,11 +463,11 @@ class BadRequests(Guests):
         r = c.call(1, t.OP_GUEST_CREATE, t.field_bytes(1, b"r") + t.field_varint(2, 1))
         self.assertEqual(r.code, t.EINVAL, r)
         self.assertIn("guest memory must be", r.message)
-        # A payload guest whose image is not there is refused with the reason.
+        # A payload named but not passed (an older client): svemigd opens nothing, and says why.
         r = c.call(2, t.OP_GUEST_CREATE, t.field_bytes(1, b"r") + t.field_varint(2, 1) +
                    t.field_varint(3, 1 << 20) + t.field_bytes(7, b"/nonexistent/payload.bin"))
-        self.assertEqual(r.code, t.ENOENT, r)
-        self.assertIn("cannot read payload image /nonexistent/payload.bin", r.message)
+        self.assertEqual(r.code, t.EPROTO, r)
+        self.assertIn("svemigd opens no file a client names", r.message)
         r = c.call(3, t.OP_GUEST_RUN, t.field_bytes(1, b"r"))
         self.assertEqual(r.code, t.ENOENT, r)
         r = c.call(4, t.OP_RESTORE, t.field_bytes(1, b"relative.svemig"))
@@ -488,7 +498,8 @@ class BadRequests(Guests):
         self.assertIn("512", r.stderr)
         # Over the API: the status says it is an incompatibility.
         c = Client(sock)
-        resp = c.call(1, t.OP_RESTORE, t.field_bytes(1, snap.encode()))
+        with open(snap, "rb") as f:
+            resp = c.call(1, t.OP_RESTORE, t.field_bytes(1, snap.encode()), fd=f.fileno())
         self.assertEqual(resp.code, t.EINVAL, resp)
         self.assertTrue(resp.incompatible)
         c.close()

@@ -28,7 +28,7 @@ import threading
 import time
 import unittest
 
-from svemigtest import SVEMIGCTL, Daemon, vmm_pids, wait_for_socket
+from svemigtest import SVEMIGCTL, Daemon, vmm_pids, wait_for_socket, xxh32
 
 mig = importlib.import_module("test-migrate")
 cluster = importlib.import_module("test-cluster")
@@ -82,35 +82,6 @@ def pb_varint(v):
             return out + bytes([v])
         out += bytes([(v & 0x7F) | 0x80])
         v >>= 7
-
-
-def xxh32(data, seed):
-    """XXH32, as the peer frames' checksum (checked against a real frame by the test that uses it)."""
-    p1, p2, p3, p4, p5, m = 2654435761, 2246822519, 3266489917, 668265263, 374761393, 0xFFFFFFFF
-
-    def rotl(x, r):
-        return ((x << r) | (x >> (32 - r))) & m
-
-    n, i = len(data), 0
-    if n >= 16:
-        v = [(seed + p1 + p2) & m, (seed + p2) & m, seed, (seed - p1) & m]
-        while i + 16 <= n:
-            for k in range(4):
-                v[k] = (rotl((v[k] + struct.unpack_from("<I", data, i + 4 * k)[0] * p2) & m, 13) * p1) & m
-            i += 16
-        h = (rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18)) & m
-    else:
-        h = (seed + p5) & m
-    h = (h + n) & m
-    while i + 4 <= n:
-        h = (rotl((h + struct.unpack_from("<I", data, i)[0] * p3) & m, 17) * p4) & m
-        i += 4
-    while i < n:
-        h = (rotl((h + data[i] * p5) & m, 11) * p1) & m
-        i += 1
-    h = ((h ^ (h >> 15)) * p2) & m
-    h = ((h ^ (h >> 13)) * p3) & m
-    return h ^ (h >> 16)
 
 
 def body_field(payload):
