@@ -176,21 +176,9 @@ boot_round() {
         wait
 }
 
-# Unpacks the files host $1's init printed (=== RIG-FILE NAME, base64,
-# === RIG-FILE-END) into directory $2; a block cut short is dropped.
+# Unpacks the files host $1's init printed into directory $2.
 collect_files() {
-        rm -rf "$2"
-        mkdir -p "$2"
-        tr -d '\r' <"$cache/logs/host-$1.log" | awk -v dir="$2" '
-                /^=== RIG-FILE-END$/ { if (name != "") { close(out); print name } name = ""; next }
-                /^=== RIG-FILE / { name = $3; if (name !~ /^[A-Za-z0-9._-]+$/) { name = ""; next }
-                                   out = dir "/" name ".b64"; printf "" > out; next }
-                name != "" { print > out }' |
-                while read -r f; do
-                        base64 -d <"$2/$f.b64" >"$2/$f" || rm -f "$2/$f"
-                        rm -f "$2/$f.b64"
-                done
-        rm -f "$2"/*.b64
+        "$here/collect-files.sh" "$cache/logs/host-$1.log" "$2" >/dev/null
 }
 
 t1=$(date +%s)
