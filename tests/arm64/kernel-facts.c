@@ -12,7 +12,8 @@
  *     4-bit field, whether KVM accepts a write before the first KVM_RUN that
  *     lowers the field by one, raises it by one or sets it to 0, and the
  *     errno when it refuses; every accepted write is undone before the next;
- *   - the same writes that were accepted, tried again after one KVM_RUN.
+ *   - the probed registers the first KVM_RUN changed, and the writes that
+ *     were accepted, tried again after that KVM_RUN.
  *
  * It talks to /dev/kvm with raw ioctls, not through svemig's kvm backend, so
  * that what it records is the kernel's word and nothing of ours.
@@ -59,16 +60,26 @@ static FILE *out;
 static const char *errno_name(int e)
 {
         switch (e) {
-        case 0: return "ok";
-        case EINVAL: return "EINVAL";
-        case EPERM: return "EPERM";
-        case ENOENT: return "ENOENT";
-        case EBUSY: return "EBUSY";
-        case E2BIG: return "E2BIG";
-        case EFAULT: return "EFAULT";
-        case ENOEXEC: return "ENOEXEC";
-        case EOPNOTSUPP: return "EOPNOTSUPP";
-        default: return "EOTHER";
+        case 0:
+                return "ok";
+        case EINVAL:
+                return "EINVAL";
+        case EPERM:
+                return "EPERM";
+        case ENOENT:
+                return "ENOENT";
+        case EBUSY:
+                return "EBUSY";
+        case E2BIG:
+                return "E2BIG";
+        case EFAULT:
+                return "EFAULT";
+        case ENOEXEC:
+                return "ENOEXEC";
+        case EOPNOTSUPP:
+                return "EOPNOTSUPP";
+        default:
+                return "EOTHER";
         }
 }
 
@@ -86,8 +97,10 @@ static unsigned reg_size(uint64_t id)
 static uint64_t sysreg_id(unsigned op0, unsigned op1, unsigned crn, unsigned crm, unsigned op2)
 {
         return KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM64_SYSREG |
-               (uint64_t)op0 << KVM_REG_ARM64_SYSREG_OP0_SHIFT | (uint64_t)op1 << KVM_REG_ARM64_SYSREG_OP1_SHIFT |
-               (uint64_t)crn << KVM_REG_ARM64_SYSREG_CRN_SHIFT | (uint64_t)crm << KVM_REG_ARM64_SYSREG_CRM_SHIFT |
+               (uint64_t)op0 << KVM_REG_ARM64_SYSREG_OP0_SHIFT |
+               (uint64_t)op1 << KVM_REG_ARM64_SYSREG_OP1_SHIFT |
+               (uint64_t)crn << KVM_REG_ARM64_SYSREG_CRN_SHIFT |
+               (uint64_t)crm << KVM_REG_ARM64_SYSREG_CRM_SHIFT |
                (uint64_t)op2 << KVM_REG_ARM64_SYSREG_OP2_SHIFT;
 }
 
@@ -115,6 +128,7 @@ struct vm {
         struct kvm_run *run;
         uint8_t *ram;
         uint64_t *ids;
+        uint64_t *reset; /* the value of ids[i] right after init, 0 when unreadable */
         size_t n;
 };
 
@@ -172,6 +186,12 @@ static void vm_open(int kvm, bool sve, struct vm *vm)
                 die("malloc");
         memcpy(vm->ids, list->reg, vm->n * sizeof(uint64_t));
         free(list);
+        vm->reset = calloc(vm->n, sizeof(uint64_t));
+        if (!vm->reset)
+                die("calloc");
+        for (size_t i = 0; i < vm->n; i++)
+                if (reg_size(vm->ids[i]) <= 8)
+                        get_reg(vm, vm->ids[i], &vm->reset[i]);
 
         run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
         if (run_size < 0)
@@ -207,7 +227,8 @@ static void print_writable_masks(const struct vm *vm)
         int ranges = ioctl(vm->fd, KVM_CHECK_EXTENSION, KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES);
 
         if (ranges <= 0 || !(ranges & (1 << KVM_ARM_FEATURE_ID_RANGE))) {
-                fprintf(out, "=== WRITABLE-MASKS none (KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES is %d)\n", ranges);
+                fprintf(out, "=== WRITABLE-MASKS none (KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES is %d)\n",
+                        ranges);
                 return;
         }
         if (ioctl(vm->fd, KVM_ARM_GET_REG_WRITABLE_MASKS, &range) < 0)
@@ -216,7 +237,8 @@ static void print_writable_masks(const struct vm *vm)
         for (unsigned idx = 0; idx < KVM_ARM_FEATURE_ID_RANGE_SIZE; idx++) {
                 unsigned op1 = idx >> 6 == 2 ? 3 : idx >> 6;
 
-                fprintf(out, "%016llx %016llx\n", (unsigned long long)sysreg_id(3, op1, 0, (idx >> 3) & 7, idx & 7),
+                fprintf(out, "%016llx %016llx\n",
+                        (unsigned long long)sysreg_id(3, op1, 0, (idx >> 3) & 7, idx & 7),
                         (unsigned long long)masks[idx]);
         }
         fprintf(out, "=== END writable-masks\n");
@@ -259,8 +281,8 @@ static int try_write(const struct vm *vm, const struct write_try *t, uint64_t or
 
 static void print_try(const struct write_try *t, int r, const char *note)
 {
-        fprintf(out, "%016llx %2u %-5s %x %x %s%s\n", (unsigned long long)t->id, t->shift, t->kind, t->from, t->to,
-                errno_name(r), note);
+        fprintf(out, "%016llx %2u %-5s %x %x %s%s\n", (unsigned long long)t->id, t->shift, t->kind, t->from,
+                t->to, errno_name(r), note);
 }
 
 /*
@@ -328,8 +350,10 @@ static void run_once(struct vm *vm)
         slot.userspace_addr = (uintptr_t)vm->ram;
         if (ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
                 die("KVM_SET_USER_MEMORY_REGION");
-        if (set_reg(vm, KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | KVM_REG_ARM_CORE_REG(regs.pc), 0) ||
-            set_reg(vm, KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | KVM_REG_ARM_CORE_REG(regs.pstate),
+        if (set_reg(vm, KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | KVM_REG_ARM_CORE_REG(regs.pc),
+                    0) ||
+            set_reg(vm,
+                    KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | KVM_REG_ARM_CORE_REG(regs.pstate),
                     0x3c5))
                 die("setting pc and pstate");
         if (ioctl(vm->vcpu, KVM_RUN, 0) < 0)
@@ -339,6 +363,24 @@ static void run_once(struct vm *vm)
                         vm->run->exit_reason);
                 exit(1);
         }
+}
+
+/* The probed registers whose value the first KVM_RUN changed (the reset values are the REGLIST's). */
+static void changed_by_run(const struct vm *vm, const char *kind)
+{
+        size_t n = 0;
+
+        fprintf(out, "=== CHANGED-BY-RUN %s\n", kind);
+        for (size_t i = 0; i < vm->n; i++) {
+                uint64_t before = vm->reset[i], after;
+
+                if (!probed(vm->ids[i]) || get_reg(vm, vm->ids[i], &after) != 0 || after == before)
+                        continue;
+                fprintf(out, "%016llx %016llx %016llx\n", (unsigned long long)vm->ids[i],
+                        (unsigned long long)before, (unsigned long long)after);
+                n++;
+        }
+        fprintf(out, "=== END changed-by-run %zu\n", n);
 }
 
 static void probe_vcpu(int kvm, bool sve)
@@ -355,6 +397,7 @@ static void probe_vcpu(int kvm, bool sve)
         acc = probe_fields(&vm, section, &n_acc);
 
         run_once(&vm);
+        changed_by_run(&vm, kind);
         fprintf(out, "=== PROBE %s after-run\n", kind);
         for (size_t i = 0; i < n_acc; i++) {
                 uint64_t orig;
@@ -371,6 +414,7 @@ static void probe_vcpu(int kvm, bool sve)
         if (sve)
                 print_writable_masks(&vm);
         free(vm.ids);
+        free(vm.reset);
         close(vm.vcpu);
         close(vm.fd);
 }
@@ -395,14 +439,17 @@ int main(int argc, char **argv)
                 u.version);
         for (int i = 2; i < argc; i++)
                 fprintf(out, "# %s\n", argv[i]);
-        fprintf(out, "# Two VMs of one vcpu: 'sve' = KVM_ARM_VCPU_INIT with PSCI_0_2|SVE, then FINALIZE(SVE);"
-                     " 'nosve' = PSCI_0_2 only.\n"
-                     "# REGLIST: register id, size in bytes, value right after init (registers of 8 bytes or"
-                     " less).\n"
-                     "# PROBE: register id, field shift, write (lower/raise by one, zero), field before,"
-                     " field written, the kernel's answer (ok or errno name); an accepted write is undone"
-                     " before the next.\n"
-                     "# WRITABLE-MASKS: KVM_ARM_GET_REG_WRITABLE_MASKS of the feature ID space (sve VM).\n");
+        fprintf(out,
+                "# Two VMs of one vcpu: 'sve' = KVM_ARM_VCPU_INIT with PSCI_0_2|SVE, then FINALIZE(SVE);"
+                " 'nosve' = PSCI_0_2 only.\n"
+                "# REGLIST: register id, size in bytes, value right after init (registers of 8 bytes or"
+                " less).\n"
+                "# PROBE: register id, field shift, write (lower/raise by one, zero), field before,"
+                " field written, the kernel's answer (ok or errno name); an accepted write is undone"
+                " before the next.\n"
+                "# CHANGED-BY-RUN: register id, value after init, value after the first KVM_RUN (a guest"
+                " with no in-kernel GIC that stores to MMIO).\n"
+                "# WRITABLE-MASKS: KVM_ARM_GET_REG_WRITABLE_MASKS of the feature ID space (sve VM).\n");
         probe_vcpu(kvm, true);
         probe_vcpu(kvm, false);
         if (fclose(out) != 0)
