@@ -367,6 +367,7 @@ static struct sim_reset *sim_reset_build(const struct sim_host *h, const struct 
                 return NULL;
         }
         t->mpidr = SIZE_MAX;
+        t->facts = idfacts_find(prof->kernel, h->nvhe, prof->sve);
         for (size_t i = 0; i < prof->n; i++) {
                 const struct reglist_entry *e = &prof->regs[i];
 
@@ -419,6 +420,7 @@ static int sim_vcpu_reset(struct sim_vcpu *v, const struct reglist_profile *prof
                 v->reset = t;
         }
         memcpy(v->values, t->values, t->n * sizeof(*v->values));
+        v->ran = false;
         if (t->mpidr != SIZE_MAX)
                 /* KVM derives MPIDR from the vcpu id: Aff0 = id % 16, Aff1 = id / 16. */
                 v->values[t->mpidr] =
@@ -672,6 +674,7 @@ static int sim_check_write(struct sim_vcpu *v, const struct kvmreg *reg, uint64_
 static int sim_plain_reg(struct sim_vcpu *v, uint64_t id, void *buf, const void *in)
 {
         const struct sim_reg *hit = sim_reg_find(v, id);
+        const struct idfacts_profile *facts = v->reset ? v->reset->facts : NULL;
         uint64_t *p, val = 0;
         int r;
 
@@ -683,7 +686,12 @@ static int sim_plain_reg(struct sim_vcpu *v, uint64_t id, void *buf, const void 
                 return 0;
         }
         memcpy(&val, in, hit->reg->size);
-        r = sim_check_write(v, hit->reg, *p, val);
+        /* The ID registers, CLIDR, CTR, CCSIDR...: as the rig measured this kernel answer. */
+        if (facts && idfacts_probed(id))
+                r = idfacts_check_write(facts, id, v->reset->values[hit->index], *p, val, hit->reg->size,
+                                        atomic_load(&sim_vm_of(v)->ran));
+        else
+                r = sim_check_write(v, hit->reg, *p, val);
         if (r < 0)
                 return r;
         *p = val;
@@ -780,6 +788,28 @@ unsigned sim_vcpu_effective_vq(const struct sim_vcpu *v)
         return best ? best : vqset_lowest(&v->vls);
 }
 
+/*
+ * What the kernel does at a vcpu's first KVM_RUN to the registers the rig
+ * saw change (6.12 clears the GIC fields of ID_AA64PFR0_EL1 and ID_PFR1_EL1
+ * without an in-kernel GIC), and from then on the VM's ID registers are frozen.
+ */
+static void sim_first_run(struct sim_vcpu *v)
+{
+        const struct idfacts_profile *facts = v->reset->facts;
+
+        atomic_store(&sim_vm_of(v)->ran, true);
+        if (v->ran)
+                return;
+        v->ran = true;
+        for (size_t i = 0; facts && i < facts->n_changes; i++) {
+                uint64_t *p = sim_reg_ptr(v, facts->changes[i].id);
+
+                if (p)
+                        *p = (*p & ~facts->changes[i].mask) |
+                             (facts->changes[i].value & facts->changes[i].mask);
+        }
+}
+
 static int sim_run(struct hv_vcpu *hvc, uint64_t max_steps, struct hv_exit *exit)
 {
         struct sim_vcpu *v = (struct sim_vcpu *)hvc;
@@ -788,6 +818,7 @@ static int sim_run(struct hv_vcpu *hvc, uint64_t max_steps, struct hv_exit *exit
                 return -ENOEXEC;
         if (!sim_finalized(v))
                 return -EPERM;
+        sim_first_run(v);
 
         /* A powered-off vcpu runs nothing: it sleeps until a kick, as in KVM (no PSCI CPU_ON here). */
         if (v->mp_state == HV_MP_STATE_STOPPED) {

@@ -248,14 +248,23 @@ int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size
                                                 (unsigned long long)reg->id, strerror(-r));
                 if (memcmp(cur, reg->value, reg->size) == 0)
                         continue;
+                /*
+                 * A kernel that lets a VMM choose the value before the first
+                 * run (6.12: within its writable masks, to a safe value)
+                 * presents the source's; 6.1 refuses all but a few fields.
+                 */
+                r = hv_vcpu_set_reg(dst, reg->id, reg->value);
+                if (r == 0)
+                        continue;
                 memcpy(&want, reg->value, MIN(reg->size, 8u));
                 memcpy(&have, cur, MIN(reg->size, 8u));
                 return svemig_error_set(
                         err, EINVAL,
                         "host incompatibility: ID register %s (0x%016llx) is 0x%016llx on the "
-                        "guest's source but 0x%016llx here",
+                        "guest's source but 0x%016llx here, and this host's kernel refuses the "
+                        "source's value (%s)",
                         reg_name(reg->id, name, sizeof(name)), (unsigned long long)reg->id,
-                        (unsigned long long)want, (unsigned long long)have);
+                        (unsigned long long)want, (unsigned long long)have, strerror(-r));
         }
         return 0;
 }

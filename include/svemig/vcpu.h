@@ -69,9 +69,12 @@ int vcpu_check_compat(const struct hv_caps *caps, struct hv_vcpu *dst, const str
 bool vcpu_reg_is_host_invariant(uint64_t id);
 
 /*
- * Checks that initialised vcpu dst has exactly these values for these
- * host-invariant registers. -EINVAL naming the first that differs, or the
- * backend's errno if one cannot be read (-ENOENT: the host lacks it).
+ * Makes initialised vcpu dst present exactly these values for these
+ * host-invariant registers: where one differs, it writes the given value,
+ * which a kernel accepts before the first run where it allows the VMM to
+ * choose it (6.12's writable ID fields). -EINVAL naming the first that
+ * differs and is refused, or the backend's errno if one cannot be read
+ * (-ENOENT: the host lacks it).
  */
 int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size_t n,
                           struct svemig_error *err);

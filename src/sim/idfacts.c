@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdio.h>
+#include <string.h>
+
+#include "sim/idfacts.h"
+#include "svemig/kvmreg.h"
+
+bool idfacts_same_series(const char *a, const char *b)
+{
+        unsigned amaj, amin, bmaj, bmin;
+
+        return sscanf(a, "%u.%u", &amaj, &amin) == 2 && sscanf(b, "%u.%u", &bmaj, &bmin) == 2 &&
+               amaj == bmaj && amin == bmin;
+}
+
+const struct idfacts_profile *idfacts_find(const char *kernel, bool nvhe, bool sve)
+{
+        for (size_t i = 0; i < idfacts_n_profiles; i++) {
+                const struct idfacts_profile *p = &idfacts_profiles[i];
+
+                if (p->nvhe == nvhe && p->sve == sve && idfacts_same_series(p->kernel, kernel))
+                        return p;
+        }
+        return NULL;
+}
+
+bool idfacts_probed(uint64_t id)
+{
+        struct kvmreg r;
+
+        if ((id & KVMREG_COPROC_MASK) >> KVMREG_COPROC_SHIFT == KVMREG_GROUP_DEMUX)
+                return true;
+        if (kvmreg_decode(id, &r, NULL) < 0 || (r.cls != KVMREG_CLASS_SYS_ID && r.cls != KVMREG_CLASS_SYS))
+                return false;
+        return r.op0 == 3 && (r.op1 == 0 || r.op1 == 1 || r.op1 == 3) && r.crn == 0 && r.crm <= 7;
+}
+
+uint64_t idfacts_mask(const struct idfacts_profile *p, uint64_t id)
+{
+        for (size_t i = 0; p->masks && i < p->n_masks; i++)
+                if (p->masks[i].id == id)
+                        return p->masks[i].mask;
+        return 0;
+}
+
+static unsigned field_accept(const struct idfacts_profile *p, uint64_t id, unsigned shift)
+{
+        for (size_t i = 0; i < p->n_fields; i++)
+                if (p->fields[i].id == id && p->fields[i].shift == shift)
+                        return p->fields[i].accept;
+        return 0;
+}
+
+static bool frozen(const struct idfacts_profile *p, uint64_t id)
+{
+        for (size_t i = 0; i < p->n_frozen; i++)
+                if (p->frozen[i] == id)
+                        return true;
+        return false;
+}
+
+/*
+ * A field measured lowered by one is lower-safe, raised by one higher-safe
+ * (as the kernel's arm64_ftr_bits rules go), and one only zeroed takes 0 as
+ * its sole safe value; a field no write changed is fixed. On a kernel with
+ * writable masks, a bit outside its register's mask never changes.
+ */
+int idfacts_check_write(const struct idfacts_profile *p, uint64_t id, uint64_t reset, uint64_t cur,
+                        uint64_t val, unsigned size, bool ran)
+{
+        uint64_t mask = idfacts_mask(p, id);
+
+        if (val == cur)
+                return 0;
+        if (ran && p->run_errno && frozen(p, id))
+                return -p->run_errno;
+        if (mask && ((val ^ reset) & ~mask))
+                return -p->refuse_errno;
+        for (unsigned shift = 0; shift < size * 8; shift += 4) {
+                unsigned want = (unsigned)(val >> shift) & 0xf, host = (unsigned)(reset >> shift) & 0xf;
+                unsigned accept;
+
+                if (want == host)
+                        continue;
+                accept = field_accept(p, id, shift);
+                if (want > host ? !(accept & IDFACTS_RAISE)
+                                : !(accept & IDFACTS_LOWER) && !(want == 0 && (accept & IDFACTS_ZERO)))
+                        return -p->refuse_errno;
+        }
+        return 0;
+}
