@@ -7,8 +7,8 @@ and into the table of every measured write for the conformance suite.
 usage: gen-idfacts.py RULES.c PROBES.c FACTS.txt...
 
 From each file and vcpu kind (sve, nosve) it derives:
-  - per probed field with at least one accepted write, which writes the
-    kernel took: lowering it below the host's value, raising it, or zero;
+  - per probed field that takes a value other than its own, the set of
+    values a write of that field alone takes (FIELD-VALUES);
   - the errno of a refused write before the first KVM_RUN, and after it
     (for the registers the run froze);
   - the writable masks (KVM_ARM_GET_REG_WRITABLE_MASKS), where there are any;
@@ -19,16 +19,14 @@ import errno
 import re
 import sys
 
-LOWER, RAISE, ZERO = 1, 2, 4
-
-
 def parse(path):
     m = re.match(r".*kvm-facts-(.+)-(vhe|nvhe)\.txt$", path)
     if not m:
         sys.exit(f"{path}: not named kvm-facts-RELEASE-MODE.txt")
     kernel, mode = m.group(1), m.group(2)
     f = {"kernel": kernel, "nvhe": mode == "nvhe", "probes": collections.defaultdict(list),
-         "changes": collections.defaultdict(list), "masks": None, "reset": collections.defaultdict(dict)}
+         "changes": collections.defaultdict(list), "masks": None, "reset": collections.defaultdict(dict),
+         "values": collections.defaultdict(list)}
     section = None
     with open(path) as fh:
         for line in fh:
@@ -44,6 +42,8 @@ def parse(path):
                     section = ("reglist", w[2])
                 elif w[1] == "PROBE":
                     section = ("probe", w[2], w[3] == "after-run")
+                elif w[1] == "FIELD-VALUES":
+                    section = ("values", w[2])
                 elif w[1] == "CHANGED-BY-RUN":
                     section = ("changed", w[2])
                 elif w[1] == "WRITABLE-MASKS":
@@ -65,6 +65,11 @@ def parse(path):
                     sys.exit(f"{path}: unknown answer {c[5]}")
                 f["probes"][section[1]].append(
                     (int(c[0], 16), int(c[1]), c[2], int(c[3], 16), int(c[4], 16), answer, section[2]))
+            elif section[0] == "values":
+                refused = 0 if c[4] == "-" else getattr(errno, c[4], None)
+                if refused is None:
+                    sys.exit(f"{path}: refusals with several errnos: {line}")
+                f["values"][section[1]].append((int(c[0], 16), int(c[1]), int(c[2], 16), int(c[3], 16), refused))
             elif section[0] == "changed":
                 f["changes"][section[1]].append((int(c[0], 16), int(c[1], 16), int(c[2], 16)))
             elif section[0] == "masks":
@@ -111,21 +116,21 @@ def main():
             pr = f["probes"][kind]
             before = [p for p in pr if not p[6]]
             after = [p for p in pr if p[6]]
-            refuse = one_errno(path, [p[5] for p in before], "before KVM_RUN")
+            refuse = one_errno(path, [p[5] for p in before] + [v[4] for v in f["values"][kind]],
+                               "before KVM_RUN")
             run_errno = one_errno(path, [p[5] for p in after], "after KVM_RUN")
             if not refuse:
                 sys.exit(f"{path}: the {kind} vcpu refused no write")
-            accept = collections.OrderedDict()
+            if not f["values"][kind]:
+                sys.exit(f"{path}: no FIELD-VALUES of the {kind} vcpu")
             for reg, shift, how, old, new, answer, _ in before:
-                bit = {"lower": LOWER, "raise": RAISE, "zero": ZERO}[how]
-                accept.setdefault((reg, shift), 0)
-                if answer == 0:
-                    accept[(reg, shift)] |= bit
-                    if how == "lower" and new == 0:
-                        accept[(reg, shift)] |= ZERO
+                vals = [v for v in f["values"][kind] if v[0] == reg and v[1] == shift]
+                if not vals or bool(vals[0][3] >> new & 1) != (answer == 0):
+                    sys.exit(f"{path}: PROBE and FIELD-VALUES disagree on {reg:016x} field {shift} = {new:x}")
             frozen = sorted({p[0] for p in after if p[5]})
             rules.append(f"static const struct idfacts_field fields_{base}[] = {{")
-            rules += [f"        {{0x{r:016x}ull, {s}, {a}}}," for (r, s), a in accept.items() if a]
+            rules += [f"        {{0x{r:016x}ull, {s}, 0x{vs:04x}}}," for r, s, fr, vs, _ in f["values"][kind]
+                      if vs != 1 << fr]
             rules.append("};")
             rules.append(f"static const uint64_t frozen_{base}[] = {{")
             rules += [f"        0x{r:016x}ull," for r in frozen] or ["        0,"]

@@ -80,6 +80,11 @@ int hv_vm_get_dirty_log(struct hv_vm *vm, unsigned slot, uint64_t *bitmap, struc
         return vm->hv->ops->get_dirty_log(vm, slot, bitmap, err);
 }
 
+int hv_vm_get_writable_masks(struct hv_vm *vm, uint64_t masks[HV_ID_MASKS_N], struct svemig_error *err)
+{
+        return vm->hv->ops->get_writable_masks(vm, masks, err);
+}
+
 int hv_vcpu_create(struct hv_vm *vm, unsigned index, struct hv_vcpu **out, struct svemig_error *err)
 {
         return vm->hv->ops->vcpu_create(vm, index, out, err);

@@ -223,6 +223,28 @@ static int sim_get_dirty_log(struct hv_vm *hvm, unsigned slot, uint64_t *bitmap,
         return 0;
 }
 
+/* The masks the rig read from this kernel in this mode (the same for either vcpu kind). */
+static int sim_get_writable_masks(struct hv_vm *hvm, uint64_t *masks, struct svemig_error *err)
+{
+        const struct sim_host *h = (const struct sim_host *)hvm->hv;
+        const struct idfacts_profile *facts = idfacts_find(h->kernel, h->nvhe, true);
+        struct kvmreg r;
+
+        if (!facts || !facts->masks)
+                return svemig_error_set(err, EOPNOTSUPP,
+                                        "this kernel's KVM has no writable ID register masks (Linux 6.7+)");
+        memset(masks, 0, HV_ID_MASKS_N * sizeof(*masks));
+        for (size_t i = 0; i < facts->n_masks; i++) {
+                int idx = kvmreg_decode(facts->masks[i].id, &r, NULL) == 0
+                                  ? hv_id_mask_index(r.op1, r.crm, r.op2)
+                                  : -1;
+
+                if (idx >= 0)
+                        masks[idx] = facts->masks[i].mask;
+        }
+        return 0;
+}
+
 static struct sim_slot *sim_vm_slot_of(struct sim_vm *vm, uint64_t gpa, size_t len)
 {
         for (unsigned i = 0; i < SIM_MAX_SLOTS; i++) {
@@ -860,6 +882,7 @@ const struct hv_ops hv_sim_ops = {
         .vm_destroy = sim_vm_destroy,
         .set_memslot = sim_set_memslot,
         .get_dirty_log = sim_get_dirty_log,
+        .get_writable_masks = sim_get_writable_masks,
         .vcpu_create = sim_vcpu_create,
         .vcpu_destroy = sim_vcpu_destroy,
         .vcpu_init = sim_vcpu_init,

@@ -43,12 +43,13 @@ uint64_t idfacts_mask(const struct idfacts_profile *p, uint64_t id)
         return 0;
 }
 
-static unsigned field_accept(const struct idfacts_profile *p, uint64_t id, unsigned shift)
+/* The values the kernel takes in a field: its own only, unless the rig saw others taken. */
+static unsigned field_values(const struct idfacts_profile *p, uint64_t id, unsigned shift, unsigned own)
 {
         for (size_t i = 0; i < p->n_fields; i++)
                 if (p->fields[i].id == id && p->fields[i].shift == shift)
-                        return p->fields[i].accept;
-        return 0;
+                        return p->fields[i].values;
+        return 1u << own;
 }
 
 static bool frozen(const struct idfacts_profile *p, uint64_t id)
@@ -60,10 +61,9 @@ static bool frozen(const struct idfacts_profile *p, uint64_t id)
 }
 
 /*
- * A field measured lowered by one is lower-safe, raised by one higher-safe
- * (as the kernel's arm64_ftr_bits rules go), and one only zeroed takes 0 as
- * its sole safe value; a field no write changed is fixed. On a kernel with
- * writable masks, a bit outside its register's mask never changes.
+ * Each field is judged alone, as the kernel's arm64_check_features() does: a
+ * value the rig saw the kernel take for it, with the other fields at the
+ * host's. On a kernel with writable masks, no bit outside them may change.
  */
 int idfacts_check_write(const struct idfacts_profile *p, uint64_t id, uint64_t reset, uint64_t cur,
                         uint64_t val, unsigned size, bool ran)
@@ -78,13 +78,8 @@ int idfacts_check_write(const struct idfacts_profile *p, uint64_t id, uint64_t r
                 return -p->refuse_errno;
         for (unsigned shift = 0; shift < size * 8; shift += 4) {
                 unsigned want = (unsigned)(val >> shift) & 0xf, host = (unsigned)(reset >> shift) & 0xf;
-                unsigned accept;
 
-                if (want == host)
-                        continue;
-                accept = field_accept(p, id, shift);
-                if (want > host ? !(accept & IDFACTS_RAISE)
-                                : !(accept & IDFACTS_LOWER) && !(want == 0 && (accept & IDFACTS_ZERO)))
+                if (want != host && !(field_values(p, id, shift, host) >> want & 1))
                         return -p->refuse_errno;
         }
         return 0;

@@ -10,8 +10,8 @@
  *
  * "Probed" registers are those of the feature ID space (op0 3, op1 0/1/3,
  * CRn 0, CRm 0..7: the ID registers, MIDR/MPIDR/REVIDR, CLIDR, CTR, DCZID...)
- * and the CCSIDRs (DEMUX). The rig tried, on every 4-bit field of each, a
- * write lowering it by one, raising it by one and setting it to 0.
+ * and the CCSIDRs (DEMUX). The rig tried, on every 4-bit field of each, every
+ * value, one field at a time from the values after init.
  */
 
 #include <errno.h>
@@ -19,15 +19,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IDFACTS_LOWER 1u /* the field may go below the host's value */
-#define IDFACTS_RAISE 2u /* ... above it */
-#define IDFACTS_ZERO  4u /* ... to 0 */
-
-/* A probed field of which the kernel accepted at least one write. */
+/* A probed field that takes a value other than its own (a write of that field alone). */
 struct idfacts_field {
         uint64_t id;
         uint8_t shift;
-        uint8_t accept; /* IDFACTS_* */
+        uint16_t values; /* bit v: the kernel takes value v */
 };
 
 /* KVM_ARM_GET_REG_WRITABLE_MASKS: the bits of a register a VMM may change. */

@@ -12,6 +12,7 @@
  *     4-bit field, whether KVM accepts a write before the first KVM_RUN that
  *     lowers the field by one, raises it by one or sets it to 0, and the
  *     errno when it refuses; every accepted write is undone before the next;
+ *   - for each of those fields, the set of all 16 values it accepts;
  *   - the probed registers the first KVM_RUN changed, and the writes that
  *     were accepted, tried again after that KVM_RUN.
  *
@@ -34,23 +35,6 @@
 #include <unistd.h>
 
 #include "kvm-arm64.h"
-
-/* Linux 6.7's uapi; the cross toolchain's headers (6.1) predate it. */
-#ifndef KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES
-#define KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES 230
-#endif
-#ifndef KVM_ARM_FEATURE_ID_RANGE
-#define KVM_ARM_FEATURE_ID_RANGE      0
-#define KVM_ARM_FEATURE_ID_RANGE_SIZE (3 * 8 * 8)
-struct reg_mask_range {
-        __u64 addr;
-        __u32 range;
-        __u32 reserved[13];
-};
-#endif
-#ifndef KVM_ARM_GET_REG_WRITABLE_MASKS
-#define KVM_ARM_GET_REG_WRITABLE_MASKS _IOR(KVMIO, 0xb6, struct reg_mask_range)
-#endif
 
 #define RAM_SIZE  0x10000ull
 #define MMIO_ADDR 0x10000000ull
@@ -383,6 +367,48 @@ static void changed_by_run(const struct vm *vm, const char *kind)
         fprintf(out, "=== END changed-by-run %zu\n", n);
 }
 
+/*
+ * Every value of every field, one field at a time from the values after
+ * init: the set a VMM may give it (bit v = value v accepted), and the errno
+ * of the refusals.
+ */
+static void field_values(const struct vm *vm, const char *kind)
+{
+        size_t n = 0;
+
+        fprintf(out, "=== FIELD-VALUES %s\n", kind);
+        for (size_t i = 0; i < vm->n; i++) {
+                uint64_t id = vm->ids[i], orig;
+
+                if (!probed(id) || get_reg(vm, id, &orig) != 0)
+                        continue;
+                for (unsigned shift = 0; shift < reg_size(id) * 8; shift += 4) {
+                        unsigned from = (unsigned)(orig >> shift) & 0xf, set = 1u << from;
+                        int refused = 0;
+
+                        for (unsigned v = 0; v < 16; v++) {
+                                struct write_try t = {id, shift, "any", from, v};
+                                char note[64];
+                                int r;
+
+                                if (v == from)
+                                        continue;
+                                r = try_write(vm, &t, orig, note, sizeof(note));
+                                if (r == 0)
+                                        set |= 1u << v;
+                                else
+                                        refused = refused == 0 || refused == r ? r : -1;
+                        }
+                        fprintf(out, "%016llx %2u %x %04x %s\n", (unsigned long long)id, shift, from, set,
+                                refused < 0 ? "EMIXED"
+                                : refused   ? errno_name(refused)
+                                            : "-");
+                        n++;
+                }
+        }
+        fprintf(out, "=== END field-values %zu\n", n);
+}
+
 static void probe_vcpu(int kvm, bool sve)
 {
         const char *kind = sve ? "sve" : "nosve";
@@ -395,6 +421,7 @@ static void probe_vcpu(int kvm, bool sve)
         print_reglist(&vm);
         snprintf(section, sizeof(section), "%s before-run", kind);
         acc = probe_fields(&vm, section, &n_acc);
+        field_values(&vm, kind);
 
         run_once(&vm);
         changed_by_run(&vm, kind);
