@@ -7,6 +7,7 @@
  * The KVM mode is the one the vcpu shows (ID_AA64MMFR1_EL1.VH).
  */
 #include <stdio.h>
+#include <sys/mman.h>
 
 #include "conformance.h"
 #include "sim/idfacts.h"
@@ -113,11 +114,29 @@ static int run_once(struct conf *c, struct hv_vm *vm, struct hv_vcpu *vcpu, void
  * run, those that had been accepted. Each must get the measured answer; an
  * accepted write reads back and is undone.
  */
+static void ram_unmap(void **p)
+{
+        if (*p && *p != MAP_FAILED)
+                munmap(*p, RAM_SIZE);
+}
+
+/* Guest RAM: page-aligned, as KVM_SET_USER_MEMORY_REGION wants it. */
+static void *ram_map(struct conf *c)
+{
+        void *p = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+        if (p == MAP_FAILED) {
+                conf_fail(c, __FILE__, __LINE__, "mmap of the guest's RAM failed");
+                return NULL;
+        }
+        return p;
+}
+
 static void replay(struct conf *c, bool sve)
 {
         _cleanup_vm_ struct hv_vm *vm = NULL;
         _cleanup_vcpu_ struct hv_vcpu *vcpu = NULL;
-        _cleanup_free_ void *ram = NULL;
+        _cleanup_(ram_unmap) void *ram = NULL;
         const struct idfacts_probes *t;
         char name[64];
         bool nvhe, ran = false;
@@ -127,8 +146,9 @@ static void replay(struct conf *c, bool sve)
         t = probes_find(c->caps.kernel, nvhe, sve);
         SKIP_UNLESS(c, t, "the rig measured no %s kernel in %s mode (src/sim/kernel-facts/)", c->caps.kernel,
                     nvhe ? "nVHE" : "VHE");
-        ram = calloc(1, RAM_SIZE);
-        CHECK(c, ram, "out of memory");
+        ram = ram_map(c);
+        if (!ram)
+                return;
         for (size_t i = 0; i < t->n; i++) {
                 const struct idfacts_probe *p = &t->probes[i];
                 uint64_t cur, want, back;
@@ -232,7 +252,7 @@ static void dfr0_across_kernels(struct conf *c)
 {
         _cleanup_vm_ struct hv_vm *vm = NULL;
         _cleanup_vcpu_ struct hv_vcpu *vcpu = NULL;
-        _cleanup_free_ void *ram = NULL;
+        _cleanup_(ram_unmap) void *ram = NULL;
         uint64_t dfr0, v;
         bool nvhe;
 
@@ -252,9 +272,8 @@ static void dfr0_across_kernels(struct conf *c)
               (unsigned long long)v);
         /* Raising DebugVer above the host's is not safe. */
         CHECK_RC(c, set64(vcpu, ID_AA64DFR0, with_field(DFR0_6_12, 0, 0xa)), -EINVAL);
-        ram = calloc(1, RAM_SIZE);
-        CHECK(c, ram, "out of memory");
-        if (run_once(c, vm, vcpu, ram) < 0)
+        ram = ram_map(c);
+        if (!ram || run_once(c, vm, vcpu, ram) < 0)
                 return;
         CHECK_RC(c, set64(vcpu, ID_AA64DFR0, DFR0_6_12), -EBUSY);
         CHECK_RC(c, set64(vcpu, ID_AA64DFR0, DFR0_6_1), 0);
