@@ -129,7 +129,7 @@ def main():
                     sys.exit(f"{path}: PROBE and FIELD-VALUES disagree on {reg:016x} field {shift} = {new:x}")
             frozen = sorted({p[0] for p in after if p[5]})
             rules.append(f"static const struct idfacts_field fields_{base}[] = {{")
-            rules += [f"        {{0x{r:016x}ull, {s}, 0x{vs:04x}}}," for r, s, fr, vs, _ in f["values"][kind]
+            rules += [f"        {{0x{r:016x}ull, {s}, {fr}, 0x{vs:04x}}}," for r, s, fr, vs, _ in f["values"][kind]
                       if vs != 1 << fr]
             rules.append("};")
             rules.append(f"static const uint64_t frozen_{base}[] = {{")

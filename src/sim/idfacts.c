@@ -43,13 +43,25 @@ uint64_t idfacts_mask(const struct idfacts_profile *p, uint64_t id)
         return 0;
 }
 
-/* The values the kernel takes in a field: its own only, unless the rig saw others taken. */
-static unsigned field_values(const struct idfacts_profile *p, uint64_t id, unsigned shift, unsigned own)
+/*
+ * Whether the kernel takes value 'want' in a field that is 'host' on this
+ * host. On a host whose field is what the rig's was, the measured set says;
+ * on another, a value of that set is taken only below the host's own (the
+ * lower-safe rule of most fields), but for fields that take anything.
+ */
+static bool field_takes(const struct idfacts_profile *p, uint64_t id, unsigned shift, unsigned host,
+                        unsigned want)
 {
-        for (size_t i = 0; i < p->n_fields; i++)
-                if (p->fields[i].id == id && p->fields[i].shift == shift)
-                        return p->fields[i].values;
-        return 1u << own;
+        for (size_t i = 0; i < p->n_fields; i++) {
+                const struct idfacts_field *f = &p->fields[i];
+
+                if (f->id != id || f->shift != shift)
+                        continue;
+                if (!(f->values >> want & 1))
+                        return false;
+                return f->values == 0xffff || host == f->from || want < host;
+        }
+        return want == host;
 }
 
 static bool frozen(const struct idfacts_profile *p, uint64_t id)
@@ -79,7 +91,7 @@ int idfacts_check_write(const struct idfacts_profile *p, uint64_t id, uint64_t r
         for (unsigned shift = 0; shift < size * 8; shift += 4) {
                 unsigned want = (unsigned)(val >> shift) & 0xf, host = (unsigned)(reset >> shift) & 0xf;
 
-                if (want != host && !(field_values(p, id, shift, host) >> want & 1))
+                if (!field_takes(p, id, shift, host, want))
                         return -p->refuse_errno;
         }
         return 0;

@@ -23,7 +23,8 @@
 struct idfacts_field {
         uint64_t id;
         uint8_t shift;
-        uint16_t values; /* bit v: the kernel takes value v */
+        uint8_t from;    /* the field's value on the host measured */
+        uint16_t values; /* bit v: the kernel takes value v there */
 };
 
 /* KVM_ARM_GET_REG_WRITABLE_MASKS: the bits of a register a VMM may change. */
