@@ -470,10 +470,16 @@ static int sim_vcpu_init(struct hv_vcpu *hvc, uint32_t features)
         const struct reglist_profile *prof;
         int r;
 
-        /* kvm_vcpu_set_target(): unknown features ENOENT, a changed set on re-init EINVAL. */
+        /*
+         * kvm_vcpu_set_target(): unknown features ENOENT, a changed set on
+         * re-init EINVAL; 6.12 no longer counts POWER_OFF (the rig's
+         * init-again-same-features-only).
+         */
         if (features >> SIM_VCPU_MAX_FEATURES)
                 return -ENOENT;
-        if (hvc->initialised && features != hvc->features)
+        if (hvc->initialised &&
+            ((features ^ hvc->features) &
+             ~(idfacts_same_series(h->kernel, "6.1") ? 0 : HV_FEAT_BIT(HV_FEAT_POWER_OFF))))
                 return -EINVAL;
         /* The reference lists cover PSCI 0.2, SVE and POWER_OFF vcpus only. */
         if (features & ~SIM_FEATURES)
