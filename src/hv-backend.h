@@ -39,6 +39,7 @@ struct hv_ops {
         int (*set_memslot)(struct hv_vm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *hva,
                            unsigned flags, struct svemig_error *err);
         int (*get_dirty_log)(struct hv_vm *vm, unsigned slot, uint64_t *bitmap, struct svemig_error *err);
+        int (*get_writable_masks)(struct hv_vm *vm, uint64_t *masks, struct svemig_error *err);
 
         int (*vcpu_create)(struct hv_vm *vm, unsigned index, struct hv_vcpu **out, struct svemig_error *err);
         void (*vcpu_destroy)(struct hv_vcpu *vcpu);

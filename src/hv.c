@@ -70,6 +70,11 @@ int hv_vm_set_memslot(struct hv_vm *vm, unsigned slot, uint64_t gpa, uint64_t si
                                         "of the %u-byte page",
                                         slot, (unsigned long long)gpa, (unsigned long long)size,
                                         HV_PAGE_SIZE);
+        /* KVM_SET_USER_MEMORY_REGION's userspace_addr, too, is page-aligned (EINVAL). */
+        if ((uintptr_t)hva & (HV_PAGE_SIZE - 1))
+                return svemig_error_set(
+                        err, EINVAL, "memory slot %u: host memory at %p is not aligned to the %u-byte page",
+                        slot, hva, HV_PAGE_SIZE);
         if (flags & ~HV_MEM_LOG_DIRTY)
                 return svemig_error_set(err, EINVAL, "memory slot %u: unknown flags 0x%x", slot, flags);
         return vm->hv->ops->set_memslot(vm, slot, gpa, size, hva, flags, err);
@@ -78,6 +83,11 @@ int hv_vm_set_memslot(struct hv_vm *vm, unsigned slot, uint64_t gpa, uint64_t si
 int hv_vm_get_dirty_log(struct hv_vm *vm, unsigned slot, uint64_t *bitmap, struct svemig_error *err)
 {
         return vm->hv->ops->get_dirty_log(vm, slot, bitmap, err);
+}
+
+int hv_vm_get_writable_masks(struct hv_vm *vm, uint64_t masks[HV_ID_MASKS_N], struct svemig_error *err)
+{
+        return vm->hv->ops->get_writable_masks(vm, masks, err);
 }
 
 int hv_vcpu_create(struct hv_vm *vm, unsigned index, struct hv_vcpu **out, struct svemig_error *err)

@@ -312,6 +312,22 @@ static int hvk_set_memslot(struct hv_vm *hvm, unsigned slot, uint64_t gpa, uint6
         return 0;
 }
 
+static int hvk_get_writable_masks(struct hv_vm *hvm, uint64_t *masks, struct svemig_error *err)
+{
+        struct hvk_vm *vm = to_vm(hvm);
+        struct reg_mask_range range = {.addr = (uintptr_t)masks, .range = KVM_ARM_FEATURE_ID_RANGE};
+        int ranges = ioctl(vm->fd, KVM_CHECK_EXTENSION, KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES);
+
+        _Static_assert(HV_ID_MASKS_N == KVM_ARM_FEATURE_ID_RANGE_SIZE,
+                       "HV_ID_MASKS_N is the kernel's range");
+        if (ranges <= 0 || !(ranges & (1 << KVM_ARM_FEATURE_ID_RANGE)))
+                return svemig_error_set(err, EOPNOTSUPP,
+                                        "this kernel's KVM has no writable ID register masks (Linux 6.7+)");
+        if (ioctl(vm->fd, KVM_ARM_GET_REG_WRITABLE_MASKS, &range) < 0)
+                return svemig_error_set(err, errno, "KVM_ARM_GET_REG_WRITABLE_MASKS failed: %m");
+        return 0;
+}
+
 static int hvk_get_dirty_log(struct hv_vm *hvm, unsigned slot, uint64_t *bitmap, struct svemig_error *err)
 {
         struct hvk_vm *vm = to_vm(hvm);
@@ -548,6 +564,7 @@ const struct hv_ops hv_kvm_ops = {
         .vm_destroy = hvk_vm_destroy,
         .set_memslot = hvk_set_memslot,
         .get_dirty_log = hvk_get_dirty_log,
+        .get_writable_masks = hvk_get_writable_masks,
         .vcpu_create = hvk_vcpu_create,
         .vcpu_destroy = hvk_vcpu_destroy,
         .vcpu_init = hvk_vcpu_init,

@@ -223,6 +223,28 @@ static int sim_get_dirty_log(struct hv_vm *hvm, unsigned slot, uint64_t *bitmap,
         return 0;
 }
 
+/* The masks the rig read from this kernel in this mode (the same for either vcpu kind). */
+static int sim_get_writable_masks(struct hv_vm *hvm, uint64_t *masks, struct svemig_error *err)
+{
+        const struct sim_host *h = (const struct sim_host *)hvm->hv;
+        const struct idfacts_profile *facts = idfacts_find(h->kernel, h->nvhe, true);
+        struct kvmreg r;
+
+        if (!facts || !facts->masks)
+                return svemig_error_set(err, EOPNOTSUPP,
+                                        "this kernel's KVM has no writable ID register masks (Linux 6.7+)");
+        memset(masks, 0, HV_ID_MASKS_N * sizeof(*masks));
+        for (size_t i = 0; i < facts->n_masks; i++) {
+                int idx = kvmreg_decode(facts->masks[i].id, &r, NULL) == 0
+                                  ? hv_id_mask_index(r.op1, r.crm, r.op2)
+                                  : -1;
+
+                if (idx >= 0)
+                        masks[idx] = facts->masks[i].mask;
+        }
+        return 0;
+}
+
 /* ---- vcpus: creation, init, finalize ----------------------------------- */
 
 static int sim_vcpu_create(struct hv_vm *hvm, unsigned index, struct hv_vcpu **out, struct svemig_error *err)
@@ -328,6 +350,7 @@ static struct sim_reset *sim_reset_build(const struct sim_host *h, const struct 
                 return NULL;
         }
         t->mpidr = SIZE_MAX;
+        t->facts = idfacts_find(prof->kernel, h->nvhe, prof->sve);
         for (size_t i = 0; i < prof->n; i++) {
                 const struct reglist_entry *e = &prof->regs[i];
 
@@ -380,6 +403,7 @@ static int sim_vcpu_reset(struct sim_vcpu *v, const struct reglist_profile *prof
                 v->reset = t;
         }
         memcpy(v->values, t->values, t->n * sizeof(*v->values));
+        v->ran = false;
         if (t->mpidr != SIZE_MAX)
                 /* KVM derives MPIDR from the vcpu id: Aff0 = id % 16, Aff1 = id / 16. */
                 v->values[t->mpidr] =
@@ -407,10 +431,16 @@ static int sim_vcpu_init(struct hv_vcpu *hvc, uint32_t features)
         const struct reglist_profile *prof;
         int r;
 
-        /* kvm_vcpu_set_target(): unknown features ENOENT, a changed set on re-init EINVAL. */
+        /*
+         * kvm_vcpu_set_target(): unknown features ENOENT, a changed set on
+         * re-init EINVAL; 6.12 no longer counts POWER_OFF (the rig's
+         * init-again-same-features-only).
+         */
         if (features >> SIM_VCPU_MAX_FEATURES)
                 return -ENOENT;
-        if (hvc->initialised && features != hvc->features)
+        if (hvc->initialised &&
+            ((features ^ hvc->features) &
+             ~(idfacts_same_series(h->kernel, "6.1") ? 0 : HV_FEAT_BIT(HV_FEAT_POWER_OFF))))
                 return -EINVAL;
         /* The reference lists cover PSCI 0.2, SVE and POWER_OFF vcpus only. */
         if (features & ~SIM_FEATURES)
@@ -633,6 +663,7 @@ static int sim_check_write(struct sim_vcpu *v, const struct kvmreg *reg, uint64_
 static int sim_plain_reg(struct sim_vcpu *v, uint64_t id, void *buf, const void *in)
 {
         const struct sim_reg *hit = sim_reg_find(v, id);
+        const struct idfacts_profile *facts = v->reset ? v->reset->facts : NULL;
         uint64_t *p, val = 0;
         int r;
 
@@ -644,7 +675,12 @@ static int sim_plain_reg(struct sim_vcpu *v, uint64_t id, void *buf, const void 
                 return 0;
         }
         memcpy(&val, in, hit->reg->size);
-        r = sim_check_write(v, hit->reg, *p, val);
+        /* The ID registers, CLIDR, CTR, CCSIDR...: as the rig measured this kernel answer. */
+        if (facts && idfacts_probed(id))
+                r = idfacts_check_write(facts, id, v->reset->values[hit->index], *p, val, hit->reg->size,
+                                        atomic_load(&sim_vm_of(v)->ran));
+        else
+                r = sim_check_write(v, hit->reg, *p, val);
         if (r < 0)
                 return r;
         *p = val;
@@ -728,6 +764,28 @@ static int sim_set_mp_state(struct hv_vcpu *hvc, uint32_t state)
 
 /* ---- running ----------------------------------------------------------- */
 
+/*
+ * What the kernel does at a vcpu's first KVM_RUN to the registers the rig
+ * saw change (6.12 clears the GIC fields of ID_AA64PFR0_EL1 and ID_PFR1_EL1
+ * without an in-kernel GIC), and from then on the VM's ID registers are frozen.
+ */
+static void sim_first_run(struct sim_vcpu *v)
+{
+        const struct idfacts_profile *facts = v->reset->facts;
+
+        atomic_store(&sim_vm_of(v)->ran, true);
+        if (v->ran)
+                return;
+        v->ran = true;
+        for (size_t i = 0; facts && i < facts->n_changes; i++) {
+                uint64_t *p = sim_reg_ptr(v, facts->changes[i].id);
+
+                if (p)
+                        *p = (*p & ~facts->changes[i].mask) |
+                             (facts->changes[i].value & facts->changes[i].mask);
+        }
+}
+
 static int sim_run(struct hv_vcpu *hvc, uint64_t max_steps, struct hv_exit *exit)
 {
         struct sim_vcpu *v = (struct sim_vcpu *)hvc;
@@ -736,6 +794,7 @@ static int sim_run(struct hv_vcpu *hvc, uint64_t max_steps, struct hv_exit *exit
                 return -ENOEXEC;
         if (!sim_finalized(v))
                 return -EPERM;
+        sim_first_run(v);
 
         /* A powered-off vcpu runs nothing: it sleeps until a kick, as in KVM (no PSCI CPU_ON here). */
         if (v->mp_state == HV_MP_STATE_STOPPED) {
@@ -777,6 +836,7 @@ const struct hv_ops hv_sim_ops = {
         .vm_destroy = sim_vm_destroy,
         .set_memslot = sim_set_memslot,
         .get_dirty_log = sim_get_dirty_log,
+        .get_writable_masks = sim_get_writable_masks,
         .vcpu_create = sim_vcpu_create,
         .vcpu_destroy = sim_vcpu_destroy,
         .vcpu_init = sim_vcpu_init,

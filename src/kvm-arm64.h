@@ -28,6 +28,26 @@
 #include "uapi/linux/kvm.h"
 #endif
 
+/*
+ * Linux 6.7's writable ID register masks; the cross toolchain's headers (6.1,
+ * src/uapi/VERSION) predate them. The values are the kernel's uapi.
+ */
+#ifndef KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES
+#define KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES 230
+#endif
+#ifndef KVM_ARM_FEATURE_ID_RANGE
+#define KVM_ARM_FEATURE_ID_RANGE      0
+#define KVM_ARM_FEATURE_ID_RANGE_SIZE (3 * 8 * 8)
+struct reg_mask_range {
+        __u64 addr;
+        __u32 range;
+        __u32 reserved[13];
+};
+#endif
+#ifndef KVM_ARM_GET_REG_WRITABLE_MASKS
+#define KVM_ARM_GET_REG_WRITABLE_MASKS _IOR(KVMIO, 0xb6, struct reg_mask_range)
+#endif
+
 #ifndef KVM_REG_ARM64_SVE_VLS
 #error "the arm64 <asm/kvm.h> in use predates SVE (Linux 5.2); run scripts/update-kvm-headers.sh"
 #endif

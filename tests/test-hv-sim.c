@@ -95,7 +95,7 @@ static void test_memslots(void **state)
 {
         struct hv *hv = sim_host_open("128", NULL);
         struct svemig_error err = {0};
-        static uint8_t mem[4 * HV_PAGE_SIZE];
+        static uint8_t mem[4 * HV_PAGE_SIZE] __attribute__((aligned(HV_PAGE_SIZE)));
         struct hv_vm *vm;
         uint64_t bitmap[1];
 

@@ -124,6 +124,25 @@ int hv_vm_set_memslot(struct hv_vm *vm, unsigned slot, uint64_t gpa, uint64_t si
  */
 int hv_vm_get_dirty_log(struct hv_vm *vm, unsigned slot, uint64_t *bitmap, struct svemig_error *err);
 
+/*
+ * KVM_ARM_GET_REG_WRITABLE_MASKS (Linux 6.7+): which bits of each register of
+ * the feature ID space a VMM may change before the first KVM_RUN. masks[i]
+ * belongs to the register op0 3, op1 {0, 1, 3}[i / 64], CRn 0, CRm (i / 8) % 8,
+ * op2 i % 8 (hv_id_mask_index()). -EOPNOTSUPP when the kernel has no such
+ * masks (KVM_CAP_ARM_SUPPORTED_REG_MASK_RANGES lacks the feature ID range).
+ */
+#define HV_ID_MASKS_N 192
+int hv_vm_get_writable_masks(struct hv_vm *vm, uint64_t masks[HV_ID_MASKS_N], struct svemig_error *err);
+
+/* The index in hv_vm_get_writable_masks()'s masks of register S3_<op1>_C0_C<crm>_<op2>; -1 outside the
+ * space. */
+static inline int hv_id_mask_index(unsigned op1, unsigned crm, unsigned op2)
+{
+        if ((op1 != 0 && op1 != 1 && op1 != 3) || crm > 7 || op2 > 7)
+                return -1;
+        return (int)((op1 == 3 ? 2 : op1) << 6 | crm << 3 | op2);
+}
+
 /* KVM_CREATE_VCPU */
 int hv_vcpu_create(struct hv_vm *vm, unsigned index, struct hv_vcpu **out, struct svemig_error *err);
 void hv_vcpu_destroy(struct hv_vcpu *vcpu);

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 
 #include "hv-backend.h"
+#include "sim/idfacts.h"
 #include "sim/reglist.h"
 
 #define SIM_MAX_SLOTS 32
@@ -54,6 +55,8 @@ struct sim_reset {
         struct kvmreg *regs;   /* decoded ids */
         struct sim_reg *index; /* sorted by id */
         size_t mpidr;          /* MPIDR_EL1's slot in values (the vcpu's own); SIZE_MAX when absent */
+        /* How this kernel, KVM mode and vcpu kind answer ID register writes; NULL: none measured. */
+        const struct idfacts_profile *facts;
 };
 
 struct sim_slot {
@@ -71,6 +74,7 @@ struct sim_vm {
         /* Virtual and physical counter offsets: VM-wide, as KVM's CNTVOFF. */
         _Atomic uint64_t cnt_offset[2];
         unsigned n_vcpus;
+        atomic_bool ran; /* a vcpu entered KVM_RUN: 6.12 then freezes the ID registers */
 };
 
 /* A lookup entry: a register ID and its index in sim_vcpu.values. */
@@ -99,6 +103,7 @@ struct sim_vcpu {
          */
         const struct sim_reset *reset; /* NULL before init */
         uint64_t *values;
+        bool ran; /* the first run's changes (idfacts_profile.changes) are made */
 
         uint8_t z[SIM_NR_ZREGS][SIM_ZREG_MAX];
         uint8_t p[SIM_NR_PREGS][SIM_PREG_MAX];

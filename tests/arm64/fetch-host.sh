@@ -1,13 +1,21 @@
 #!/bin/sh
 # Fetches the parts of an emulated arm64 host into the rig cache, once:
-# Debian's newest 6.1 cloud arm64 kernel (KVM=y, SVE=y) and busybox-static,
-# both arm64 packages downloaded with apt-get and unpacked with dpkg -x (never
-# installed). Later runs reuse the cache.
-#   tests/arm64/fetch-host.sh CACHE_DIR
+# Debian's newest cloud arm64 kernel of a series (KVM=y, SVE=y) and
+# busybox-static, both arm64 packages downloaded with apt-get and unpacked with
+# dpkg -x (never installed). Later runs reuse the cache.
+#   tests/arm64/fetch-host.sh CACHE_DIR [SERIES]
+# SERIES is 6.1 (bookworm, linux-image-6.1.0-N-cloud-arm64-unsigned; the
+# default) or 6.12 (bookworm-security, linux-image-6.12.N+deb12-cloud-arm64-unsigned).
 # Prints two lines: "kernel PATH-TO-VMLINUZ" and "busybox PATH-TO-BUSYBOX".
 set -eu
 
-cache=${1:?usage: $0 CACHE_DIR}
+cache=${1:?usage: $0 CACHE_DIR [SERIES]}
+series=${2:-6.1}
+case $series in
+6.1) kpattern='^linux-image-6\.1\.0-[0-9]+-cloud-arm64-unsigned$' kglob='linux-image-6.1.0-*-cloud-arm64-unsigned' ;;
+6.12) kpattern='^linux-image-6\.12\.[0-9]+\+deb12-cloud-arm64-unsigned$' kglob='linux-image-6.12.*+deb12-cloud-arm64-unsigned' ;;
+*) echo "fetch-host: unknown kernel series '$series' (6.1 or 6.12)" >&2; exit 2 ;;
+esac
 mkdir -p "$cache/debs"
 
 say() { echo "rig: $*" >&2; }
@@ -22,9 +30,9 @@ ensure_lists() {
         fi
 }
 
-# The newest linux-image-6.1.0-N-cloud-arm64-unsigned apt knows of.
+# The newest kernel package of the series apt knows of.
 newest_kernel() {
-        apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-cloud-arm64-unsigned$' |
+        apt-cache search --names-only "$kpattern" |
                 awk '{print $1}' | sort -V | tail -n 1
 }
 
@@ -52,9 +60,10 @@ if [ -z "$kpkg" ]; then
 fi
 if [ -z "$kpkg" ]; then
         # No list at all (offline): reuse whatever kernel the cache holds.
-        kpkg=$(ls -d "$cache"/linux-image-6.1.0-*-cloud-arm64-unsigned 2>/dev/null | sort -V | tail -n 1)
+        # shellcheck disable=SC2086
+        kpkg=$(ls -d "$cache"/$kglob 2>/dev/null | sort -V | tail -n 1)
         kpkg=${kpkg##*/}
-        [ -n "$kpkg" ] || { say "apt lists no linux-image-6.1.0-*-cloud-arm64-unsigned and the cache has none"; exit 1; }
+        [ -n "$kpkg" ] || { say "apt lists no $kglob and the cache has none"; exit 1; }
 fi
 unpack "$kpkg" "$kpkg"
 unpack busybox-static busybox-static

@@ -26,6 +26,7 @@
 #   tests/arm64/run-rig.sh
 # Environment: RIG_CACHE (default tests/arm64/cache), RIG_JOBS (hosts booted
 # at once, default 2), RIG_HOSTS (names from the matrix to boot, default all),
+# RIG_SERIES (the Debian kernel series every host boots: 6.1, the default, or 6.12),
 # CI (when "true", a rig that cannot run is a failure, not a skip).
 set -eu
 
@@ -107,7 +108,7 @@ for tool in qemu-system-aarch64 aarch64-linux-gnu-gcc aarch64-linux-gnu-readelf 
 done
 
 # 2. Kernel and busybox.
-"$here/fetch-host.sh" "$cache" >"$cache/parts" 2>"$cache/logs/fetch.log" ||
+"$here/fetch-host.sh" "$cache" "${RIG_SERIES:-6.1}" >"$cache/parts" 2>"$cache/logs/fetch.log" ||
         cannot_run "fetching Debian's arm64 kernel and busybox failed: $(tail -n 3 "$cache/logs/fetch.log")"
 kernel=$(sed -n 's/^kernel //p' "$cache/parts")
 busybox=$(sed -n 's/^busybox //p' "$cache/parts")
@@ -176,21 +177,9 @@ boot_round() {
         wait
 }
 
-# Unpacks the files host $1's init printed (=== RIG-FILE NAME, base64,
-# === RIG-FILE-END) into directory $2; a block cut short is dropped.
+# Unpacks the files host $1's init printed into directory $2.
 collect_files() {
-        rm -rf "$2"
-        mkdir -p "$2"
-        tr -d '\r' <"$cache/logs/host-$1.log" | awk -v dir="$2" '
-                /^=== RIG-FILE-END$/ { if (name != "") { close(out); print name } name = ""; next }
-                /^=== RIG-FILE / { name = $3; if (name !~ /^[A-Za-z0-9._-]+$/) { name = ""; next }
-                                   out = dir "/" name ".b64"; printf "" > out; next }
-                name != "" { print > out }' |
-                while read -r f; do
-                        base64 -d <"$2/$f.b64" >"$2/$f" || rm -f "$2/$f"
-                        rm -f "$2/$f.b64"
-                done
-        rm -f "$2"/*.b64
+        "$here/collect-files.sh" "$cache/logs/host-$1.log" "$2" >/dev/null
 }
 
 t1=$(date +%s)

@@ -2,12 +2,13 @@
 /*
  * The conformance suite's runner:
  *
- *   conformance --backend sim [--sim-cpus "128,256,512;128,256"] [--sim-kernel 6.1]
+ *   conformance --backend sim [--sim-cpus "128,256,512;128,256"] [--sim-kernel 6.1] [--sim-nvhe]
  *   conformance --backend kvm [--kvm-path /dev/kvm]
  *   common: [--expect-vls 0xb] [--case NAME]...
  *
  * --sim-cpus takes one VQ map per simulated CPU, separated by ';', each in any
- * form vqset_parse() reads ("none" is a CPU without SVE). --expect-vls checks
+ * form vqset_parse() reads ("none" is a CPU without SVE); --sim-nvhe models KVM
+ * in nVHE mode. --expect-vls checks
  * the VLS the backend reports (the rig passes what QEMU was told to emulate).
  * Prints one line per case, "PASS name", "FAIL name: why" or "SKIP name:
  * why", then "N passed, M failed"; exits 1 when a case failed.
@@ -176,7 +177,8 @@ static bool selected(const char *name, const char *const *only, size_t n_only)
 static void usage(FILE *f)
 {
         fprintf(f, "usage: conformance --backend sim|kvm [--sim-cpus MAP[;MAP...]] [--sim-kernel 6.1|6.12]\n"
-                   "                   [--kvm-path PATH] [--expect-vls VLS] [--case NAME]...\n");
+                   "                   [--sim-nvhe]"
+                   " [--kvm-path PATH] [--expect-vls VLS] [--case NAME]...\n");
 }
 
 int main(int argc, char **argv)
@@ -185,6 +187,7 @@ int main(int argc, char **argv)
                 {"backend", required_argument, NULL, 'b'},
                 {"sim-cpus", required_argument, NULL, 'c'},
                 {"sim-kernel", required_argument, NULL, 'k'},
+                {"sim-nvhe", no_argument, NULL, 'n'},
                 {"kvm-path", required_argument, NULL, 'p'},
                 {"expect-vls", required_argument, NULL, 'e'},
                 {"case", required_argument, NULL, 'o'},
@@ -195,10 +198,9 @@ int main(int argc, char **argv)
                 const struct conf_case *cases;
                 const size_t *n;
         } files[] = {
-                {conf_cases_setup, &conf_n_cases_setup},
-                {conf_cases_sve, &conf_n_cases_sve},
-                {conf_cases_regs, &conf_n_cases_regs},
-                {conf_cases_vm, &conf_n_cases_vm},
+                {conf_cases_setup, &conf_n_cases_setup},   {conf_cases_sve, &conf_n_cases_sve},
+                {conf_cases_regs, &conf_n_cases_regs},     {conf_cases_vm, &conf_n_cases_vm},
+                {conf_cases_idregs, &conf_n_cases_idregs},
         };
         struct hv_config cfg = {.backend = HV_BACKEND_SIM};
         vqset_t maps[MAX_SIM_CPUS], expect;
@@ -233,6 +235,9 @@ int main(int argc, char **argv)
                         break;
                 case 'k':
                         cfg.sim.kernel = optarg;
+                        break;
+                case 'n':
+                        cfg.sim.nvhe = true;
                         break;
                 case 'p':
                         cfg.kvm_path = optarg;

@@ -98,3 +98,5 @@ extern const struct conf_case conf_cases_regs[];
 extern const size_t conf_n_cases_regs;
 extern const struct conf_case conf_cases_vm[];
 extern const size_t conf_n_cases_vm;
+extern const struct conf_case conf_cases_idregs[];
+extern const size_t conf_n_cases_idregs;
