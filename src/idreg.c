@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "macro.h"
+#include "svemig/hv.h"
 #include "svemig/idreg.h"
 #include "svemig/kvmreg.h"
 
@@ -142,9 +143,9 @@ int idreg_mask_index(uint64_t id)
 {
         struct kvmreg r;
 
-        if (!idreg_is_feature(id) || kvmreg_decode(id, &r, NULL) < 0 || r.crm > 7)
+        if (!idreg_is_feature(id) || kvmreg_decode(id, &r, NULL) < 0)
                 return -1;
-        return (int)((r.op1 == 3 ? 2 : r.op1) * 64 + r.crm * 8 + r.op2);
+        return hv_id_mask_index(r.op1, r.crm, r.op2);
 }
 
 uint64_t idreg_mask_id(unsigned index)

@@ -8,6 +8,7 @@
 #include "ctl-call.h"
 #include "ctl-json.h"
 #include "macro.h"
+#include "svemig/hv.h"
 #include "svemig/idreg.h"
 #include "svemig/vqset.h"
 
@@ -35,10 +36,10 @@ static struct json_object *json_id_writable(const Svemig__Api__HostInfo *h)
 {
         struct json_object *o;
 
-        if (h->n_id_writable != IDREG_MASKS_N)
+        if (h->n_id_writable != HV_ID_MASKS_N)
                 return NULL;
         o = json_object_new_object();
-        for (unsigned i = 0; i < IDREG_MASKS_N; i++) {
+        for (unsigned i = 0; i < HV_ID_MASKS_N; i++) {
                 char key[24], val[24];
 
                 if (!h->id_writable[i])
@@ -87,7 +88,7 @@ static int print_human(const Svemig__Api__HostInfo *h)
         printf("max vcpus:       %u\n", h->max_vcpus);
         printf("IPA bits:        %u\n", h->ipa_bits);
         printf("ID registers:    %zu, %s\n", h->n_id_regs,
-               h->n_id_writable == IDREG_MASKS_N ? "some writable before a vcpu runs (Linux 6.7+)"
+               h->n_id_writable == HV_ID_MASKS_N ? "some writable before a vcpu runs (Linux 6.7+)"
                                                  : "none writable (the kernel has no writable masks)");
         printf("svemigd:         %s\n", h->daemon_version);
         return CTL_EXIT_OK;

@@ -72,7 +72,7 @@ int op_host_info(struct api_call *call, const Svemig__Api__Request *req, void *u
         info.n_id_regs = self->id_regs.n_regs;
         info.id_regs = reg_ptrs;
         if (self->id_writable_known) {
-                info.n_id_writable = IDREG_MASKS_N;
+                info.n_id_writable = HV_ID_MASKS_N;
                 info.id_writable = (uint64_t *)self->id_writable;
         }
 

@@ -47,12 +47,9 @@ struct idreg_desc {
 /* The feature ID registers KVM_ARM_GET_REG_WRITABLE_MASKS covers: op0=3, op1 in {0,1,3}, CRn=0. */
 bool idreg_is_feature(uint64_t id);
 
-/*
- * KVM_ARM_GET_REG_WRITABLE_MASKS's order of that space: index i is op1
- * {0, 1, 3}[i / 64], CRm (i / 8) % 8, op2 i % 8. -1 for an ID outside it.
- */
-#define IDREG_MASKS_N 192
+/* hv_id_mask_index() (svemig/hv.h) of a register ID; -1 for an ID outside the space. */
 int idreg_mask_index(uint64_t id);
+/* The register ID at that index. */
 uint64_t idreg_mask_id(unsigned index);
 
 /* The register's fields as the kernel knows them, or NULL (then every bit must equal). */

@@ -76,7 +76,7 @@ struct peer_info {
          * with KVM_ARM_GET_REG_WRITABLE_MASKS (6.7+), else nothing is writable.
          */
         bool id_writable_known;
-        uint64_t id_writable[IDREG_MASKS_N];
+        uint64_t id_writable[HV_ID_MASKS_N];
 };
 
 /*

@@ -152,6 +152,16 @@ int peer_info_local(struct hv *hv, uint64_t mem_available, struct peer_info *out
         r = peer_probe_vcpu(vm, features, NULL, &vcpu, err);
         if (r == 0)
                 r = read_id_regs(vcpu, &out->id_regs, err);
+        /* The writable bits, for the CPU baseline; a kernel before 6.7 has none. */
+        if (r == 0) {
+                struct svemig_error merr = {0};
+                int m = hv_vm_get_writable_masks(vm, out->id_writable, &merr);
+
+                out->id_writable_known = m == 0;
+                if (m < 0 && m != -EOPNOTSUPP)
+                        r = svemig_error_set(err, -m, "reading the writable ID register masks: %s",
+                                             merr.msg);
+        }
         hv_vcpu_destroy(vcpu);
         hv_vm_destroy(vm);
         if (r < 0)
@@ -223,7 +233,7 @@ int peer_info_to_msg(const struct peer_info *info, Svemig__Peer__HostInfo *msg, 
         msg->n_id_regs = n;
         msg->id_regs = *reg_ptrs;
         if (info->id_writable_known) {
-                msg->n_id_writable = IDREG_MASKS_N;
+                msg->n_id_writable = HV_ID_MASKS_N;
                 msg->id_writable = (uint64_t *)info->id_writable;
         }
         return 0;
@@ -244,10 +254,10 @@ int peer_info_from_msg(const Svemig__Peer__HostInfo *msg, struct peer_info *info
                                         msg->vls.len, sizeof(info->vls.w));
         if (n > SVEMIG_STREAM_ID_REGS_MAX)
                 return svemig_error_set(err, E2BIG, "HostInfo: %zu ID registers, over the limit", n);
-        if (msg->n_id_writable != 0 && msg->n_id_writable != IDREG_MASKS_N)
+        if (msg->n_id_writable != 0 && msg->n_id_writable != HV_ID_MASKS_N)
                 return svemig_error_set(err, EBADMSG,
                                         "HostInfo: %zu writable ID register masks, not 0 or %u",
-                                        msg->n_id_writable, IDREG_MASKS_N);
+                                        msg->n_id_writable, HV_ID_MASKS_N);
         ids = calloc(n ? n : 1, sizeof(*ids));
         if (!ids)
                 return svemig_error_set(err, ENOMEM, "out of memory");
@@ -271,7 +281,7 @@ int peer_info_from_msg(const Svemig__Peer__HostInfo *msg, struct peer_info *info
         info->ipa_bits = msg->ipa_bits;
         info->vcpu_features = msg->vcpu_features;
         info->mem_available = msg->mem_available;
-        info->id_writable_known = msg->n_id_writable == IDREG_MASKS_N;
+        info->id_writable_known = msg->n_id_writable == HV_ID_MASKS_N;
         memset(info->id_writable, 0, sizeof(info->id_writable));
         if (info->id_writable_known)
                 memcpy(info->id_writable, msg->id_writable, sizeof(info->id_writable));
