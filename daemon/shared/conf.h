@@ -30,7 +30,8 @@
 
 #define MIGRATE_CONF_PEER_REFRESH_MS 5000u
 #define MIGRATE_CONF_PEER_TIMEOUT_MS 10000u
-#define MIGRATE_CONF_CHANNELS        4u /* [cluster] migration-channels */
+#define MIGRATE_CONF_CHANNELS        4u    /* [cluster] migration-channels */
+#define MIGRATE_CONF_HOOK_TIMEOUT_MS 5000u /* [libvirt] hook-timeout */
 
 struct migrate_conf_peer {
         char *name;    /* from the section name [peer NAME] */
@@ -75,6 +76,12 @@ struct migrate_conf {
         uint64_t incoming_mem_limit; /* bytes of RAM an incoming guest may have; 0: MemAvailable */
         uint64_t incoming_reserve;   /* bytes of RAM kept faulted in for the next incoming guest; 0: none */
         unsigned migration_channels; /* memory channels a migration from here opens; 0: one connection */
+
+        /* [libvirt] */
+        char *libvirt_uri;                /* NULL: svemigd does not follow libvirt */
+        bool libvirt_require_cluster_set; /* the hook also refuses domains outside the cluster's set */
+        bool libvirt_daemon_down_allow;   /* the hook lets libvirt go on when svemigd cannot be asked */
+        unsigned libvirt_hook_timeout_ms; /* the longest the hook waits on svemigd */
 
         /* [peer NAME] ... */
         struct migrate_conf_peer *peers;
