@@ -52,6 +52,11 @@ static const struct ctl_command commands[] = {
          "passes); --check only asks PEER whether it could take it; a refusal names the reason (exit "
          "code 4) and the guest runs on here",
          ctl_migrate},
+        {"libvirt", "pin DOMAIN...|--all [--uri URI] [--check] | list [--uri URI]",
+         "libvirt's domains and the cluster's SVE set: 'pin' rewrites each domain's persistent <cpu> to "
+         "the set (next boot), --check only reports; 'list' shows each domain's SVE lengths and whether "
+         "it is pinned (svemigctl libvirt --help)",
+         ctl_libvirt},
 };
 
 int ctl_usage_error(const char *fmt, ...)
