@@ -151,6 +151,10 @@ static int pin_one(virConnectPtr conn, virDomainPtr dom, const vqset_t *set, con
                 return CTL_EXIT_FAILURE;
         }
         virDomainFree(defined);
+        if (!vqset_empty(set) && cpu.has_cpu && strcmp(cpu.mode, "custom") == 0 &&
+            !libvirt_cpu_model_has_sve(cpu.model))
+                printf("%s: CPU model %s -> max (%s has no SVE)\n", name,
+                       cpu.model[0] ? cpu.model : "(none)", cpu.model[0] ? cpu.model : "no model");
         printf("%s: SVE %s -> %s (sve%u and above disabled)%s\n", name, was, want,
                vqset_empty(set) ? 128 : vq_to_bits(vqset_highest(set) + 1),
                virDomainIsActive(dom) == 1

@@ -80,6 +80,27 @@ static int sve_feature_vq(const char *name)
         return (int)(bits / 128);
 }
 
+bool libvirt_cpu_model_has_sve(const char *model)
+{
+        static const char *const sve_models[] = {"max", "host", "a64fx", "neoverse-v1", "neoverse-n2"};
+
+        for (size_t i = 0; i < ELEMENTSOF(sve_models); i++)
+                if (strcmp(model, sve_models[i]) == 0)
+                        return true;
+        return false;
+}
+
+static void read_model(xmlNode *cpu, struct libvirt_cpu *out)
+{
+        _cleanup_(xml_char_freep) xmlChar *mode = xmlGetProp(cpu, (const xmlChar *)"mode");
+        _cleanup_(xml_char_freep) xmlChar *model = NULL;
+        xmlNode *m = child(cpu, "model");
+
+        snprintf(out->mode, sizeof(out->mode), "%s", mode ? (const char *)mode : "custom");
+        model = m ? xmlNodeGetContent(m) : NULL;
+        snprintf(out->model, sizeof(out->model), "%s", model ? (const char *)model : "");
+}
+
 static int read_features(xmlNode *cpu, struct libvirt_cpu *out, struct svemig_error *err)
 {
         bool sve_on = false, sve_off = false, lengths = false;
@@ -147,6 +168,7 @@ int libvirt_cpu_parse(const char *xml, size_t len, char **name, struct libvirt_c
         out->has_cpu = cpu != NULL;
         if (!cpu)
                 return 0;
+        read_model(cpu, out);
         r = read_features(cpu, out, err);
         if (r < 0 && name) {
                 free(*name);
@@ -235,6 +257,26 @@ static int new_cpu(xmlNode *domain, xmlNode **out)
         return 0;
 }
 
+/* A custom model without SVE cannot carry the lengths: max can, under TCG and KVM alike. */
+static int sve_model(xmlNode *cpu)
+{
+        struct libvirt_cpu c = {0};
+        xmlNode *m;
+
+        read_model(cpu, &c);
+        if (strcmp(c.mode, "custom") != 0 || libvirt_cpu_model_has_sve(c.model))
+                return 0;
+        m = child(cpu, "model");
+        if (m) {
+                xmlNodeSetContent(m, (const xmlChar *)"max");
+        } else {
+                m = xmlNewChild(cpu, NULL, (const xmlChar *)"model", (const xmlChar *)"max");
+                if (!m)
+                        return -ENOMEM;
+        }
+        return xmlSetProp(m, (const xmlChar *)"fallback", (const xmlChar *)"forbid") ? 0 : -ENOMEM;
+}
+
 static int write_features(xmlNode *cpu, const vqset_t *set)
 {
         char name[16];
@@ -278,6 +320,8 @@ int libvirt_cpu_pin_xml(const char *xml, size_t len, const vqset_t *set, char **
                 return r;
         cpu = child(domain, "cpu");
         r = cpu ? 0 : new_cpu(domain, &cpu);
+        if (r >= 0 && !vqset_empty(set))
+                r = sve_model(cpu);
         if (r >= 0)
                 r = write_features(cpu, set);
         if (r < 0)

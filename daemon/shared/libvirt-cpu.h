@@ -36,7 +36,12 @@ struct libvirt_cpu {
         vqset_t required; /* policy require or force */
         vqset_t disabled; /* policy disable or forbid */
         bool has_cpu;     /* the domain has a <cpu> element */
+        char mode[32];    /* <cpu mode>, "custom" when absent */
+        char model[64];   /* <model>'s text, empty when none */
 };
+
+/* Whether QEMU's CPU model 'model' has SVE (max, host, a64fx, neoverse-v1, neoverse-n2). */
+bool libvirt_cpu_model_has_sve(const char *model);
 
 /* The domain's <name> (malloc'd into *name) and its <cpu>'s SVE features. */
 int libvirt_cpu_parse(const char *xml, size_t len, char **name, struct libvirt_cpu *out,
@@ -62,7 +67,10 @@ bool libvirt_cpu_pinned_to(const struct libvirt_cpu *c, const vqset_t *set);
  * The domain XML with its <cpu>'s SVE features replaced by 'set' pinned
  * (libvirt_cpu_pinned_to()); a domain without <cpu> gets
  * <cpu mode='custom' match='exact'><model fallback='forbid'>max</model>.
- * Other features, the mode and the model stay. *out is malloc'd.
+ * Other features and the mode stay; so does the model, unless the set
+ * has SVE and the model does not (libvirt 9 gives an aarch64 TCG domain
+ * defined without <cpu> a cortex-a15): then it becomes max. *out is
+ * malloc'd.
  */
 int libvirt_cpu_pin_xml(const char *xml, size_t len, const vqset_t *set, char **out,
                         struct svemig_error *err);
