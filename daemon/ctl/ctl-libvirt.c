@@ -312,6 +312,89 @@ static int list(const struct ctl_options *opts, const struct libvirt_opts *o)
         return ret;
 }
 
+static void print_bits(const uint32_t *bits, size_t n)
+{
+        if (n == 0)
+                fputs("none", stdout);
+        for (size_t i = 0; i < n; i++)
+                printf("%s%u", i ? "," : "", bits[i]);
+}
+
+static struct json_object *daemon_entry(const Svemig__Api__LibvirtDomain *dom)
+{
+        struct json_object *o = json_object_new_object(), *at = json_object_new_array(),
+                           *why = json_object_new_array();
+
+        json_object_object_add(o, "name", json_object_new_string(dom->name));
+        json_object_object_add(o, "state", json_object_new_string(dom->state));
+        json_object_object_add(o, "sve", json_object_new_string(dom->cpu ? dom->cpu->sve : "default"));
+        json_object_object_add(o, "vl_bits", ctl_json_u32s(dom->vl_bits, dom->n_vl_bits));
+        json_object_object_add(o, "presentable", json_object_new_boolean(dom->presentable));
+        json_object_object_add(o, "reason", dom->reason[0] ? json_object_new_string(dom->reason) : NULL);
+        json_object_object_add(o, "pinned", json_object_new_boolean(dom->pinned));
+        for (size_t i = 0; i < dom->n_stuck_at && i < dom->n_stuck_why; i++) {
+                json_object_array_add(at, json_object_new_string(dom->stuck_at[i]));
+                json_object_array_add(why, json_object_new_string(dom->stuck_why[i]));
+        }
+        json_object_object_add(o, "could_not_move_to", at);
+        json_object_object_add(o, "why", why);
+        return o;
+}
+
+/* What svemigd sees of libvirt ([libvirt] uri): live state, the set here, where it could not go. */
+static int list_daemon(const struct ctl_options *opts, const struct libvirt_opts *o)
+{
+        Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
+        Svemig__Api__LibvirtListRequest lreq = SVEMIG__API__LIBVIRT_LIST_REQUEST__INIT;
+        Svemig__Api__Response *resp = NULL;
+        const Svemig__Api__LibvirtDomainList *l;
+        int ret;
+
+        req.op_case = SVEMIG__API__REQUEST__OP_LIBVIRT_LIST;
+        req.libvirt_list = &lreq;
+        ret = ctl_call(opts, "libvirt list", &req, NULL, NULL, &resp);
+        if (ret != CTL_EXIT_OK)
+                return ret;
+        l = resp->libvirt_list;
+        if (!l->uri[0]) {
+                fprintf(stderr,
+                        "svemigctl: libvirt list: svemigd does not follow libvirt: set [libvirt] uri in "
+                        "its migrate.conf, or ask libvirt directly with --uri URI\n");
+                svemig__api__response__free_unpacked(resp, NULL);
+                return CTL_EXIT_FAILURE;
+        }
+        if (o->json) {
+                struct json_object *doc = json_object_new_object(), *arr = json_object_new_array();
+
+                json_object_object_add(doc, "uri", json_object_new_string(l->uri));
+                json_object_object_add(doc, "connected", json_object_new_boolean(l->connected));
+                json_object_object_add(doc, "error", l->error[0] ? json_object_new_string(l->error) : NULL);
+                json_object_object_add(doc, "events", json_object_new_int64((int64_t)l->events));
+                for (size_t i = 0; i < l->n_domains; i++)
+                        json_object_array_add(arr, daemon_entry(l->domains[i]));
+                json_object_object_add(doc, "domains", arr);
+                svemig__api__response__free_unpacked(resp, NULL);
+                return ctl_print_json(doc);
+        }
+        printf("libvirt: %s, %s%s%s\n", l->uri, l->connected ? "connected" : "not connected",
+               l->connected ? "" : ": ", l->error);
+        printf("%-20s %-10s %-7s %-14s %s\n", "DOMAIN", "STATE", "PINNED", "SVE HERE", "COULD NOT MOVE TO");
+        for (size_t i = 0; i < l->n_domains; i++) {
+                const Svemig__Api__LibvirtDomain *dom = l->domains[i];
+
+                printf("%-20s %-10s %-7s ", dom->name, dom->state, dom->pinned ? "yes" : "no");
+                if (dom->presentable)
+                        print_bits(dom->vl_bits, dom->n_vl_bits);
+                else
+                        printf("refused: %s", dom->reason);
+                for (size_t k = 0; k < dom->n_stuck_at && k < dom->n_stuck_why; k++)
+                        printf("%s%s", k ? "; " : "  ", dom->stuck_why[k]);
+                putchar('\n');
+        }
+        svemig__api__response__free_unpacked(resp, NULL);
+        return CTL_EXIT_OK;
+}
+
 static void help(void)
 {
         printf("Usage: svemigctl libvirt pin DOMAIN...|--all [--uri URI] [--check]\n"
@@ -321,8 +404,11 @@ static void help(void)
                "<cpu> gets <cpu mode='custom' match='exact'> with model max. The change takes effect at\n"
                "the domain's next boot. A domain already pinned is not touched. --check only reports,\n"
                "and exits 4 when some domain is not pinned.\n"
-               "list: each domain's state, SVE lengths and whether it is pinned to the cluster's set.\n"
-               "--uri: the libvirt connection (default: libvirt's own, e.g. qemu:///system).\n");
+               "list: what svemigd sees of libvirt ([libvirt] uri in its migrate.conf), following its\n"
+               "events: each domain's state, the SVE lengths it gets on this host (or why this host\n"
+               "refuses it), whether it is pinned to the cluster's set, and the hosts up it could not\n"
+               "move to, and why. With --uri, libvirt's persistent definitions, read directly.\n"
+               "--uri: the libvirt connection (pin's default: libvirt's own, e.g. qemu:///system).\n");
 }
 
 int ctl_libvirt(const struct ctl_options *opts, int argc, char **argv)
@@ -369,7 +455,7 @@ int ctl_libvirt(const struct ctl_options *opts, int argc, char **argv)
         if (strcmp(verb, "list") == 0) {
                 if (optind < argc - 1 || o.all || o.check)
                         return ctl_usage_error("libvirt list takes only --uri and --json");
-                return list(opts, &o);
+                return o.uri ? list(opts, &o) : list_daemon(opts, &o);
         }
         return ctl_usage_error("libvirt: unknown verb '%s'; the verbs are pin and list", verb);
 }

@@ -5,11 +5,14 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api-ops.h"
 #include "cluster-view.h"
 #include "libvirt-cpu.h"
+#include "libvirt-watch.h"
+#include "op-libvirt.h"
 #include "log.h"
 #include "svemigd.h"
 
@@ -127,5 +130,154 @@ int op_libvirt_hook(struct api_call *call, const Svemig__Api__Request *req, void
         resp.result_case = SVEMIG__API__RESPONSE__RESULT_LIBVIRT_HOOK;
         resp.libvirt_hook = &v;
         api_call_reply(call, &resp);
+        return 0;
+}
+
+void libvirt_reply_done(struct libvirt_reply *r)
+{
+        free(r->doms);
+        free(r->ptrs);
+        free(r->cpus);
+        free(r->bits);
+        free(r->reasons);
+        free(r->stuck_at);
+        free(r->stuck_why);
+        free(r->stuck_why_ptrs);
+        *r = (struct libvirt_reply){0};
+}
+
+#define BITS_PER_DOMAIN (3 * LIBVIRT_CPU_VQ_MAX)
+
+/* The up peers that could not take 'set', into dom's stuck lists. */
+static void fill_stuck(struct svemigd *d, const vqset_t *set, Svemig__Api__LibvirtDomain *dom, char **at,
+                       char (*why)[256], char **why_ptrs)
+{
+        const struct cluster_member *m;
+        struct vqset_reason reason;
+        size_t n, k = 0;
+        vqset_t peer;
+
+        m = d->cluster ? cluster_view_members(d->cluster, &n) : NULL;
+        for (size_t i = 0; m && i < n; i++) {
+                if (m[i].self || !m[i].state.up || !m[i].state.known)
+                        continue;
+                vqset_clear(&peer);
+                if (m[i].state.info.sve)
+                        peer = m[i].state.info.vls;
+                if (vqset_can_present(&peer, set, &reason))
+                        continue;
+                at[k] = (char *)m[i].name;
+                libvirt_cpu_reason_format(&reason, m[i].name, why[k], sizeof(why[k]));
+                why_ptrs[k] = why[k];
+                k++;
+        }
+        dom->stuck_at = at;
+        dom->n_stuck_at = k;
+        dom->stuck_why = why_ptrs;
+        dom->n_stuck_why = k;
+}
+
+static void fill_domain(struct svemigd *d, const struct libvirt_domain_info *info, const vqset_t *host,
+                        const vqset_t *cluster, struct libvirt_reply *r, size_t i, size_t members)
+{
+        Svemig__Api__LibvirtDomain *dom = &r->doms[i];
+        uint32_t *bits = r->bits + i * BITS_PER_DOMAIN;
+        struct vqset_reason reason;
+        size_t n = 0;
+        vqset_t set;
+
+        svemig__api__libvirt_domain__init(dom);
+        dom->name = (char *)info->name;
+        dom->state = (char *)info->state;
+        libvirt_cpu_to_proto(&info->cpu, &r->cpus[i], bits);
+        dom->cpu = &r->cpus[i];
+        dom->pinned = libvirt_cpu_pinned_to(&info->cpu, cluster);
+        dom->presentable = libvirt_cpu_on_host(&info->cpu, host, &set, &reason);
+        if (!dom->presentable) {
+                libvirt_cpu_reason_format(&reason, d->conf.host_name, r->reasons[i], sizeof(r->reasons[i]));
+                dom->reason = r->reasons[i];
+                return;
+        }
+        VQSET_FOREACH (vq, &set)
+                bits[2 * LIBVIRT_CPU_VQ_MAX + n++] = vq_to_bits(vq);
+        dom->vl_bits = bits + 2 * LIBVIRT_CPU_VQ_MAX;
+        dom->n_vl_bits = n;
+        fill_stuck(d, &set, dom, r->stuck_at + i * members, r->stuck_why + i * members,
+                   r->stuck_why_ptrs + i * members);
+}
+
+int libvirt_reply_build(struct svemigd *d, bool only_stuck, struct libvirt_reply *r)
+{
+        const struct libvirt_watch_view *v;
+        struct svemig_error err = {0};
+        size_t members = 1, k = 0;
+        vqset_t cluster;
+        struct hv_caps caps;
+        int ret;
+
+        *r = (struct libvirt_reply){0};
+        if (!d->libvirt)
+                return 0;
+        v = libvirt_watch_view(d->libvirt);
+        ret = hv_get_caps(d->hv, &caps);
+        if (ret < 0)
+                return ret;
+        if (!caps.sve)
+                vqset_clear(&caps.vls);
+        if (svemigd_cluster_guest_set(d, &cluster, &err) < 0)
+                vqset_clear(&cluster);
+        if (d->cluster)
+                cluster_view_members(d->cluster, &members);
+        r->doms = calloc(v->n_domains + 1, sizeof(*r->doms));
+        r->ptrs = calloc(v->n_domains + 1, sizeof(*r->ptrs));
+        r->cpus = calloc(v->n_domains + 1, sizeof(*r->cpus));
+        r->bits = calloc((v->n_domains + 1) * BITS_PER_DOMAIN, sizeof(*r->bits));
+        r->reasons = calloc(v->n_domains + 1, sizeof(*r->reasons));
+        r->stuck_at = calloc((v->n_domains + 1) * members, sizeof(*r->stuck_at));
+        r->stuck_why = calloc((v->n_domains + 1) * members, sizeof(*r->stuck_why));
+        r->stuck_why_ptrs = calloc((v->n_domains + 1) * members, sizeof(*r->stuck_why_ptrs));
+        if (!r->doms || !r->ptrs || !r->cpus || !r->bits || !r->reasons || !r->stuck_at || !r->stuck_why ||
+            !r->stuck_why_ptrs) {
+                libvirt_reply_done(r);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < v->n_domains; i++) {
+                fill_domain(d, &v->domains[i], &caps.vls, &cluster, r, k, members);
+                if (only_stuck && r->doms[k].n_stuck_at == 0)
+                        continue;
+                r->ptrs[k] = &r->doms[k];
+                k++;
+        }
+        r->n = k;
+        return 0;
+}
+
+int op_libvirt_list(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+                    struct svemig_error *err)
+{
+        Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
+        Svemig__Api__LibvirtDomainList list = SVEMIG__API__LIBVIRT_DOMAIN_LIST__INIT;
+        struct svemigd *d = userdata;
+        struct libvirt_reply r;
+        int ret;
+
+        (void)req;
+        ret = libvirt_reply_build(d, false, &r);
+        if (ret < 0)
+                return svemig_error_set(err, -ret, "cannot list libvirt's domains: %s", strerror(-ret));
+        if (d->libvirt) {
+                const struct libvirt_watch_view *v = libvirt_watch_view(d->libvirt);
+
+                list.uri = (char *)libvirt_watch_uri(d->libvirt);
+                list.connected = v->connected;
+                list.error = (char *)v->error;
+                list.events = v->events;
+        }
+        list.domains = r.ptrs;
+        list.n_domains = r.n;
+        resp.result_case = SVEMIG__API__RESPONSE__RESULT_LIBVIRT_LIST;
+        resp.libvirt_list = &list;
+        api_call_reply(call, &resp);
+        libvirt_reply_done(&r);
         return 0;
 }
