@@ -65,7 +65,7 @@ class LibvirtHost:
 
     # --- svemigd ---
 
-    def _write_svemigd_conf(self, extra=""):
+    def _write_svemigd_conf(self, libvirt_keys=""):
         with open(self.conf_path, "w") as f:
             f.write(textwrap.dedent("""\
                 [daemon]
@@ -79,10 +79,11 @@ class LibvirtHost:
                 vq-map = {m}
                 """).format(n=self.name, d=self.dir, s=self.svemig_sock, m=self.vq_map))
             f.write(textwrap.dedent(self.libvirt_conf))
-            f.write(textwrap.dedent(extra))
+            # svemigd follows this host's libvirtd.
+            f.write("[libvirt]\nuri = %s\n%s" % (self.uri, libvirt_keys))
 
-    def start_svemigd(self, extra=""):
-        self._write_svemigd_conf(extra)
+    def start_svemigd(self, libvirt_keys=""):
+        self._write_svemigd_conf(libvirt_keys)
         self.svemigd = t.Daemon(self.dir, self.conf_path)
         t.wait_for_socket(self.svemig_sock, self.svemigd)
         return self.svemigd

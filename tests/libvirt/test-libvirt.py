@@ -9,6 +9,8 @@ libvirtd with svemig's hook installed. Guests are real aarch64 TCG domains
 Every wait is for a state libvirt, svemigd or the guest reports; the bounds
 only end a hang."""
 
+import glob
+import json
 import os
 import re
 import shutil
@@ -108,6 +110,19 @@ class LibvirtTest(unittest.TestCase):
         ticks = re.findall(r"vl-init: tick (\d+)", self.console_text(console))
         return int(ticks[-1]) if ticks else 0
 
+    def view(self, host):
+        """svemigd's view of its libvirt (svemigctl libvirt list --json): name -> domain."""
+        r = host.ctl("--json", "libvirt", "list")
+        if r.returncode != 0:
+            return {}
+        doc = json.loads(r.stdout)
+        return {d["name"]: d for d in doc["domains"]} if doc["connected"] else {}
+
+    def wait_view(self, host, name, what, predicate):
+        return rig.wait_for("%s's svemigd seeing %s %s" % (host.name, name, what),
+                            lambda: predicate(self.view(host).get(name)),
+                            on_fail=lambda: host.ctl("libvirt", "list").stdout)
+
     def destroy(self, host, name):
         host.virsh("destroy", name, check=False)
         host.virsh("undefine", name, check=False)
@@ -139,6 +154,9 @@ class LibvirtTest(unittest.TestCase):
         self.assertIn("already pinned", r.stdout)
 
         self.a.virsh("start", "pinned")
+        self.wait_view(self.a, "pinned", "running, pinned, 128,256",
+                       lambda d: d and d["state"] == "running" and d["pinned"] and d["vl_bits"] == CLUSTER)
+        self.a.svemigd.wait_for_log("libvirt: domain pinned started")
         cmdline = self.a.qemu_cmdline("pinned")
         self.assertIn("sve512=off", cmdline)
         self.assertIn("sve256=on", cmdline)
@@ -154,6 +172,14 @@ class LibvirtTest(unittest.TestCase):
         rig.wait_for("a tick after the migration", lambda: self.last_tick(console) > before + 1,
                      on_fail=lambda: self.console_text(console)[-500:])
         self.b.svemigd.wait_for_log("libvirt migrate begin: allowed")
+        # Both svemigd follow the move through libvirt's lifecycle events.
+        self.b.svemigd.wait_for_log("libvirt: domain pinned started (migrated)")
+        self.a.svemigd.wait_for_log("libvirt: domain pinned stopped (migrated)")
+        self.wait_view(self.b, "pinned", "running", lambda d: d and d["state"] == "running")
+        self.wait_view(self.a, "pinned", "shut off", lambda d: d and d["state"] == "shut off")
+        self.b.virsh("destroy", "pinned")
+        self.b.svemigd.wait_for_log("libvirt: domain pinned stopped")
+        self.wait_view(self.b, "pinned", "gone (it was transient there)", lambda d: d is None)
 
     def test_3_unpinned_migration_refused(self):
         """An unpinned 512-bit domain: hostb's hook refuses the incoming migration; it runs on at hosta."""
@@ -161,6 +187,10 @@ class LibvirtTest(unittest.TestCase):
         self.addCleanup(self.destroy, self.a, "wide512")
         self.a.virsh("start", "wide512")
         self.wait_console(console, r"vl-init: tick 1\b")
+        # hosta's svemigd says where it could not go, and why.
+        stuck = "hosta: libvirt domain wide512 (running) could not move to hostb: hostb lacks vq 4 (512-bit)"
+        rig.wait_for("svemigctl cluster naming wide512", lambda: stuck in self.a.ctl("cluster").stdout,
+                     on_fail=lambda: self.a.ctl("cluster").stdout)
         r = self.a.virsh("migrate", "--live", "wide512", self.b.uri, check=False)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("hostb lacks vq 4 (512-bit)", r.stderr)
@@ -181,13 +211,42 @@ class LibvirtTest(unittest.TestCase):
             self.assertIn("daemon-down = refuse", r.stderr)
             self.assertEqual(self.b.domstate("small"), "shut off")
 
-            self.b._write_svemigd_conf("[libvirt]\ndaemon-down = allow\n")
+            self.b._write_svemigd_conf("daemon-down = allow\n")
             r = self.b.virsh("start", "small", check=False)
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(self.b.domstate("small"), "running")
         finally:
             self.b.start_svemigd()
 
+    def test_5_reconnects(self):
+        """libvirtd restarts: svemigd notices, reconnects and lists the domains again."""
+        self.define(self.b, "kept")
+        self.addCleanup(self.destroy, self.b, "kept")
+        self.wait_view(self.b, "kept", "defined", lambda d: d and d["state"] == "shut off")
+        self.b.stop_libvirtd()
+        rig.wait_for("hostb's svemigd losing libvirt",
+                     lambda: not json.loads(self.b.ctl("--json", "libvirt", "list").stdout)["connected"])
+        self.b.start_libvirtd()
+        self.wait_view(self.b, "kept", "listed again", lambda d: d and d["state"] == "shut off")
+
+
+def missing():
+    """What this machine lacks to run the tests, or None."""
+    if os.geteuid() != 0:
+        return "not root (libvirtd runs as root in a mount namespace of its own)"
+    for path in (rig.LIBVIRTD, "/usr/bin/qemu-system-aarch64", "/usr/bin/virsh"):
+        if not os.path.exists(path):
+            return "no %s (scripts/install-deps.sh libvirt)" % path
+    if not glob.glob("/usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so"):
+        return "no libvirt QEMU driver (scripts/install-deps.sh libvirt)"
+    if not shutil.which("aarch64-linux-gnu-gcc"):
+        return "no aarch64-linux-gnu-gcc (scripts/install-deps.sh libvirt)"
+    return None
+
 
 if __name__ == "__main__":
+    why = missing()
+    if why:
+        print("skipped: " + why)
+        raise SystemExit(1 if os.environ.get("CI") == "true" else 77)
     unittest.main(verbosity=2)
