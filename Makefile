@@ -1,6 +1,6 @@
 # svemig: the two commands of the README.
 #   make demo   the main job, on the embedded sim backend
-#   make test   every test tier that runs here (unit, integration, arm64 rig)
+#   make test   every test tier that runs here (unit, integration, real libvirt, arm64 rig)
 # Both install missing Debian packages first (scripts/install-deps.sh).
 
 BUILD ?= build
@@ -11,7 +11,7 @@ ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all deps deps-test build demo test test-unit test-fuzz test-rig bench format clean
+.PHONY: all deps deps-test build demo test test-unit test-fuzz test-rig test-libvirt bench format clean
 
 all: build
 
@@ -39,6 +39,11 @@ test: deps-test build test-fuzz
 
 test-unit: build
 	meson test -C $(BUILD) --suite unit $(TEST_OPTS)
+
+# svemig with real libvirtd and aarch64 TCG guests (tests/libvirt/).
+test-libvirt: build
+	@scripts/install-deps.sh libvirt
+	meson test -C $(BUILD) --suite libvirt --print-errorlogs
 
 # A short, repeatable libFuzzer run of the stream reader (tests/fuzz/README.md).
 $(FUZZ_BUILD)/build.ninja:

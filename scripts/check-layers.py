@@ -24,7 +24,7 @@ import subprocess
 import sys
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
-PROGRAMS = ("svemigd", "vmm", "ctl", "demo")
+PROGRAMS = ("svemigd", "vmm", "ctl", "demo", "hook")
 
 # src/'s folders from the lowest up: a folder may include its own headers and
 # those of folders below it, never above.

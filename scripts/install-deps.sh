@@ -1,23 +1,28 @@
 #!/bin/sh
 # Installs the Debian packages svemig needs, only those missing.
-#   scripts/install-deps.sh [base|rig|all]
+#   scripts/install-deps.sh [base|rig|libvirt|all]
 # base: build, unit and integration tests; rig: the arm64 KVM rig (QEMU,
-# the aarch64 cross toolchain and arm64 multiarch -dev packages).
+# the aarch64 cross toolchain and arm64 multiarch -dev packages); libvirt:
+# the real-libvirt tests (tests/libvirt: libvirtd with its QEMU driver,
+# virsh, QEMU for aarch64 guests, the cross compiler for their probe).
 set -eu
 
 BASE="meson ninja-build pkg-config gcc clang clang-format git python3 protobuf-c-compiler libprotobuf-c-dev \
 liblz4-dev lz4 libsystemd-dev systemd libcmocka-dev libinih-dev libxxhash-dev libjson-c-dev \
-libclang-rt-14-dev linux-libc-dev-arm64-cross"
+libclang-rt-14-dev linux-libc-dev-arm64-cross libvirt-dev libxml2-dev"
 RIG="qemu-system-arm gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross \
 linux-libc-dev-arm64-cross cpio"
+LIBVIRT="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-arm gcc-aarch64-linux-gnu \
+libc6-dev-arm64-cross cpio"
 RIG_ARM64="libprotobuf-c-dev:arm64 liblz4-dev:arm64 libinih-dev:arm64 libxxhash-dev:arm64 \
 libjson-c-dev:arm64 libsystemd-dev:arm64 libcmocka-dev:arm64"
 
 case "${1:-base}" in
 base) want="$BASE" ;;
 rig) want="$RIG $RIG_ARM64" ;;
-all) want="$BASE $RIG $RIG_ARM64" ;;
-*) echo "usage: $0 [base|rig|all]" >&2; exit 2 ;;
+libvirt) want="$LIBVIRT" ;;
+all) want="$BASE $RIG $LIBVIRT $RIG_ARM64" ;;
+*) echo "usage: $0 [base|rig|libvirt|all]" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -53,6 +53,23 @@ static struct json_object *json_host(const Svemig__Api__ClusterHost *h)
                                h->counted && !h->can_present ? json_str(h->present_reason) : NULL);
         json_object_object_add(o, "limiting", json_object_new_boolean(h->limiting));
         json_object_object_add(o, "id_difference", json_str(h->id_difference));
+        if (h->self) {
+                struct json_object *stuck = json_object_new_array();
+
+                for (size_t k = 0; k < h->n_libvirt_stuck; k++) {
+                        const Svemig__Api__LibvirtDomain *dom = h->libvirt_stuck[k];
+                        struct json_object *d = json_object_new_object();
+
+                        json_object_object_add(d, "name", json_object_new_string(dom->name));
+                        json_object_object_add(d, "state", json_object_new_string(dom->state));
+                        json_object_object_add(d, "vl_bits", ctl_json_u32s(dom->vl_bits, dom->n_vl_bits));
+                        json_object_object_add(d, "could_not_move_to",
+                                               json_names(dom->stuck_at, dom->n_stuck_at));
+                        json_object_object_add(d, "why", json_names(dom->stuck_why, dom->n_stuck_why));
+                        json_object_array_add(stuck, d);
+                }
+                json_object_object_add(o, "libvirt_stuck", stuck);
+        }
         return o;
 }
 
@@ -220,6 +237,13 @@ static int print_human(const Svemig__Api__ClusterView *v)
                                "value of an ID register; hosts in different KVM modes, VHE and nVHE, differ "
                                "in ID_AA64MMFR1_EL1)\n",
                                h->name, h->id_difference);
+                for (size_t k = 0; k < h->n_libvirt_stuck; k++) {
+                        const Svemig__Api__LibvirtDomain *dom = h->libvirt_stuck[k];
+
+                        for (size_t j = 0; j < dom->n_stuck_at && j < dom->n_stuck_why; j++)
+                                printf("%s: libvirt domain %s (%s) could not move to %s: %s\n", h->name,
+                                       dom->name, dom->state, dom->stuck_at[j], dom->stuck_why[j]);
+                }
         }
         return CTL_EXIT_OK;
 }

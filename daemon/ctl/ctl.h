@@ -46,6 +46,9 @@ int ctl_restore(const struct ctl_options *opts, int argc, char **argv);
 int ctl_cancel(const struct ctl_options *opts, int argc, char **argv);
 int ctl_cluster(const struct ctl_options *opts, int argc, char **argv);
 int ctl_migrate(const struct ctl_options *opts, int argc, char **argv);
+/* ctl-libvirt.c, in svemigctl-libvirt; svemigctl runs that through ctl_libvirt_exec(). */
+int ctl_libvirt(const struct ctl_options *opts, int argc, char **argv);
+int ctl_libvirt_exec(const struct ctl_options *opts, int argc, char **argv);
 
 /*
  * Parses the options of a subcommand that takes only --json and --help:

@@ -52,46 +52,12 @@ static const struct ctl_command commands[] = {
          "passes); --check only asks PEER whether it could take it; a refusal names the reason (exit "
          "code 4) and the guest runs on here",
          ctl_migrate},
+        {"libvirt", "pin DOMAIN...|--all [--uri URI] [--check] | list [--uri URI]",
+         "libvirt's domains and the cluster's SVE set: 'pin' rewrites each domain's persistent <cpu> to "
+         "the set (next boot), --check only reports; 'list' shows each domain's SVE lengths and whether "
+         "it is pinned (svemigctl libvirt --help)",
+         ctl_libvirt_exec},
 };
-
-int ctl_usage_error(const char *fmt, ...)
-{
-        va_list ap;
-
-        fputs("svemigctl: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputs("\nTry 'svemigctl --help'.\n", stderr);
-        return CTL_EXIT_USAGE;
-}
-
-int ctl_parse_json_help(const char *cmd, int argc, char **argv, void (*help)(void), bool *json)
-{
-        static const struct option longopts[] = {
-                {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},
-                {0},
-        };
-        int c;
-
-        /* Errors are ours to word; getopt would name the subcommand as the program. */
-        opterr = 0;
-        optind = 0;
-        while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
-                switch (c) {
-                case 'j':
-                        *json = true;
-                        break;
-                case 'h':
-                        help();
-                        return CTL_EXIT_OK;
-                default:
-                        return ctl_usage_error("%s: unknown option '%s'", cmd, argv[optind - 1]);
-                }
-        }
-        return -1;
-}
 
 static void help(void)
 {

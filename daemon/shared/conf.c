@@ -549,6 +549,50 @@ static int parse_cluster_max_per_peer(struct parse_ctx *ctx, const char *key, co
         return parse_limit(ctx, key, value, &ctx->conf->max_conns_per_peer);
 }
 
+/* [libvirt] uri: where svemigd follows libvirt's domains; empty: it does not. */
+static int parse_libvirt_uri(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        if (!value[0]) {
+                free(ctx->conf->libvirt_uri);
+                ctx->conf->libvirt_uri = NULL;
+                return 0;
+        }
+        if (!strstr(value, ":///") && !strstr(value, "://"))
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s = %s: expected a libvirt connection URI such as qemu:///system", key, value);
+        return set_string(&ctx->conf->libvirt_uri, value);
+}
+
+static int parse_yes_no(struct parse_ctx *ctx, const char *key, const char *value, bool *out)
+{
+        if (strcmp(value, "yes") == 0 || strcmp(value, "no") == 0) {
+                *out = strcmp(value, "yes") == 0;
+                return 0;
+        }
+        return fail(ctx, ctx->line, EINVAL, "%s = %s: expected yes or no", key, value);
+}
+
+static int parse_libvirt_require_cluster(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_yes_no(ctx, key, value, &ctx->conf->libvirt_require_cluster_set);
+}
+
+static int parse_libvirt_daemon_down(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        if (strcmp(value, "refuse") != 0 && strcmp(value, "allow") != 0)
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s = %s: expected refuse (the hook refuses to start or take a domain while "
+                            "svemigd cannot be asked) or allow (it lets libvirt go on, unchecked)",
+                            key, value);
+        ctx->conf->libvirt_daemon_down_allow = strcmp(value, "allow") == 0;
+        return 0;
+}
+
+static int parse_libvirt_hook_timeout(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_duration_ms(ctx, key, value, 100, 60 * 1000, &ctx->conf->libvirt_hook_timeout_ms);
+}
+
 /* --- sections and keys --- */
 
 struct key_def {
@@ -600,16 +644,24 @@ static const struct key_def snapshot_keys[] = {
         {"compression", parse_snapshot_compression},
 };
 
+static const struct key_def libvirt_keys[] = {
+        {"uri", parse_libvirt_uri},
+        {"require-cluster-set", parse_libvirt_require_cluster},
+        {"daemon-down", parse_libvirt_daemon_down},
+        {"hook-timeout", parse_libvirt_hook_timeout},
+};
+
 #define SECTION(n, k)                                                                                       \
         {                                                                                                   \
                 n, k, ELEMENTSOF(k)                                                                         \
         }
 static const struct section_def sections[] = {
-        SECTION("daemon", daemon_keys),     SECTION("hypervisor", hypervisor_keys), SECTION("sim", sim_keys),
-        SECTION("snapshot", snapshot_keys), SECTION("cluster", cluster_keys),
+        SECTION("daemon", daemon_keys),   SECTION("hypervisor", hypervisor_keys),
+        SECTION("sim", sim_keys),         SECTION("snapshot", snapshot_keys),
+        SECTION("cluster", cluster_keys), SECTION("libvirt", libvirt_keys),
 };
 
-#define KNOWN_SECTIONS "[daemon], [hypervisor], [sim], [snapshot], [cluster] and [peer NAME]"
+#define KNOWN_SECTIONS "[daemon], [hypervisor], [sim], [snapshot], [cluster], [libvirt] and [peer NAME]"
 
 static const struct section_def *section_find(const char *name)
 {
@@ -911,6 +963,7 @@ static int set_defaults(struct migrate_conf *conf)
                 .max_clients_per_user = MIGRATE_CONF_MAX_CLIENTS_PER_UID,
                 .max_peer_conns = MIGRATE_CONF_MAX_PEER_CONNS,
                 .max_conns_per_peer = MIGRATE_CONF_MAX_CONNS_PER_PEER,
+                .libvirt_hook_timeout_ms = MIGRATE_CONF_HOOK_TIMEOUT_MS,
         };
         /* The short host name: peers call each other by it. */
         if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
@@ -1018,6 +1071,7 @@ void migrate_conf_done(struct migrate_conf *conf)
         free(conf->snapshot_compression);
         free(conf->listen_address);
         free(conf->listen_host);
+        free(conf->libvirt_uri);
         for (size_t i = 0; i < conf->n_peers; i++) {
                 free(conf->peers[i].name);
                 free(conf->peers[i].address);
@@ -1111,6 +1165,14 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
         print_duration(f, "idle-timeout", conf->peer_idle_ms);
         fprintf(f, "max-connections = %u\nmax-connections-per-peer = %u\n", conf->max_peer_conns,
                 conf->max_conns_per_peer);
+
+        fprintf(f, "\n[libvirt]\nuri = %s\n", conf->libvirt_uri ? conf->libvirt_uri : "");
+        if (!conf->libvirt_uri)
+                fprintf(f, "# (svemigd does not follow libvirt's domains)\n");
+        fprintf(f, "require-cluster-set = %s\ndaemon-down = %s\n",
+                conf->libvirt_require_cluster_set ? "yes" : "no",
+                conf->libvirt_daemon_down_allow ? "allow" : "refuse");
+        print_duration(f, "hook-timeout", conf->libvirt_hook_timeout_ms);
 
         for (size_t i = 0; i < conf->n_peers; i++)
                 fprintf(f, "\n[peer %s]\naddress = %s\n", conf->peers[i].name, conf->peers[i].address);

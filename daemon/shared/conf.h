@@ -37,6 +37,7 @@
 #define MIGRATE_CONF_MAX_CLIENTS_PER_UID 32u
 #define MIGRATE_CONF_MAX_PEER_CONNS      64u
 #define MIGRATE_CONF_MAX_CONNS_PER_PEER  16u
+#define MIGRATE_CONF_HOOK_TIMEOUT_MS 5000u /* [libvirt] hook-timeout */
 
 struct migrate_conf_peer {
         char *name;    /* from the section name [peer NAME] */
@@ -88,6 +89,12 @@ struct migrate_conf {
                                         default refresh-interval + peer-timeout */
         unsigned max_peer_conns;     /* connections on the peer port at once */
         unsigned max_conns_per_peer; /* ... from one address */
+
+        /* [libvirt] */
+        char *libvirt_uri;                /* NULL: svemigd does not follow libvirt */
+        bool libvirt_require_cluster_set; /* the hook also refuses domains outside the cluster's set */
+        bool libvirt_daemon_down_allow;   /* the hook lets libvirt go on when svemigd cannot be asked */
+        unsigned libvirt_hook_timeout_ms; /* the longest the hook waits on svemigd */
 
         /* [peer NAME] ... */
         struct migrate_conf_peer *peers;

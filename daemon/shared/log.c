@@ -59,8 +59,8 @@ static const char *level_name(int level)
 
 static int send_journal(int level, const struct log_ctx *ctx, const char *msg)
 {
-        char prio[16], *fields[6] = {0};
-        struct iovec iov[8];
+        char prio[16], *fields[7] = {0};
+        struct iovec iov[9];
         size_t n = 0;
         int r = -ENOMEM;
 
@@ -73,6 +73,8 @@ static int send_journal(int level, const struct log_ctx *ctx, const char *msg)
                 fields[2] = NULL;
         if (ctx && ctx->op && asprintf(&fields[3], "OP=%s", ctx->op) < 0)
                 fields[3] = NULL;
+        if (ctx && ctx->domain && asprintf(&fields[5], "DOMAIN=%s", ctx->domain) < 0)
+                fields[5] = NULL;
         if (!fields[0])
                 goto out;
 
@@ -108,8 +110,8 @@ void log_msg(int level, const struct log_ctx *ctx, const char *fmt, ...)
                 size_t off = 0;
 
                 if (ctx) {
-                        const char *names[] = {"op", "guest", "peer"};
-                        const char *values[] = {ctx->op, ctx->guest, ctx->peer};
+                        const char *names[] = {"op", "guest", "peer", "domain"};
+                        const char *values[] = {ctx->op, ctx->guest, ctx->peer, ctx->domain};
 
                         for (size_t i = 0; i < ELEMENTSOF(names) && off < sizeof(fields); i++)
                                 if (values[i])

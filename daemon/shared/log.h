@@ -4,7 +4,7 @@
 /*
  * svemigd's log. Under systemd (JOURNAL_STREAM naming our stderr, or
  * INVOCATION_ID set) messages go to the journal with structured fields
- * GUEST=, PEER= and OP=, so `journalctl -u svemigd OP=snapshot GUEST=vm1`
+ * GUEST=, PEER=, OP= and DOMAIN= (a libvirt domain), so `journalctl -u svemigd OP=snapshot GUEST=vm1`
  * finds them; otherwise, or when forced (--foreground), one line each on
  * stderr.
  */
@@ -17,6 +17,7 @@ struct log_ctx {
         const char *guest;
         const char *peer;
         const char *op;
+        const char *domain;
 };
 
 #define LOG_CTX(...) (&(const struct log_ctx){__VA_ARGS__})

@@ -29,6 +29,8 @@ static const struct api_op ops[] = {
         {OP(RESTORE), "restore", op_restore, false},
         {OP(CLUSTER), "cluster", op_cluster, false},
         {OP(MIGRATE), "migrate", op_migrate, false},
+        {OP(LIBVIRT_HOOK), "libvirt-hook", op_libvirt_hook, false},
+        {OP(LIBVIRT_LIST), "libvirt-list", op_libvirt_list, false},
         /* A stopping daemon still lets a client cancel what it waits for. */
         {OP(CANCEL), "cancel", op_cancel, true},
 };

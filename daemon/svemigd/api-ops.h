@@ -49,3 +49,9 @@ int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *use
 /* op-migrate.c */
 int op_migrate(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
                struct svemig_error *err);
+
+/* op-libvirt.c */
+int op_libvirt_hook(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+                    struct svemig_error *err);
+int op_libvirt_list(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
+                    struct svemig_error *err);

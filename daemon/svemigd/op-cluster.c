@@ -7,6 +7,7 @@
 #include "api-ops.h"
 #include "cluster-view.h"
 #include "macro.h"
+#include "op-libvirt.h"
 #include "svemigd.h"
 
 /* Everything the response points to, freed once it is sent. */
@@ -19,10 +20,12 @@ struct cluster_reply {
         char (*id_diffs)[256];
         uint32_t *bits; /* VQSET_VQ_MAX per host, then the guest set, then the gain */
         const char **limiting;
+        struct libvirt_reply libvirt; /* this host's libvirt domains some host could not take */
 };
 
 static void cluster_reply_done(struct cluster_reply *c)
 {
+        libvirt_reply_done(&c->libvirt);
         free(c->hosts);
         free(c->host_ptrs);
         free(c->reasons);
@@ -103,6 +106,10 @@ int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *use
                 }
                 if (v->limiting)
                         c.limiting[n_limiting++] = m->name;
+                if (m->self && libvirt_reply_build(d, true, &c.libvirt) >= 0) {
+                        h->libvirt_stuck = c.libvirt.ptrs;
+                        h->n_libvirt_stuck = c.libvirt.n;
+                }
                 c.host_ptrs[i] = h;
         }
 

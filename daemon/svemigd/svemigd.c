@@ -38,6 +38,7 @@
 #include "guest-registry.h"
 #include "log.h"
 #include "macro.h"
+#include "libvirt-watch.h"
 #include "ram-reserve.h"
 #include "svemigd.h"
 
@@ -387,6 +388,12 @@ static int start(struct svemigd *d, struct svemig_error *err)
         r = cluster_view_new(d, &d->cluster, err);
         if (r < 0)
                 return r;
+        /* libvirt's domains, followed by a thread of its own: libvirtd may come and go. */
+        if (d->conf.libvirt_uri) {
+                r = libvirt_watch_new(d->event, d->conf.libvirt_uri, &d->libvirt, err);
+                if (r < 0)
+                        return r;
+        }
         /* Faulted in by a standby VMM of its own: the daemon serves meanwhile. */
         if (d->conf.incoming_reserve) {
                 char config[PATH_MAX];
@@ -421,6 +428,7 @@ static void svemigd_done(struct svemigd *d)
 {
         api_server_free(d->server);
         cluster_view_free(d->cluster);
+        libvirt_watch_free(d->libvirt);
         ram_reserve_free(d->reserve);
         /* Only our connections to the VMMs close: the guests run on. */
         guest_registry_free(d->guests);

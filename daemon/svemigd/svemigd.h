@@ -15,6 +15,7 @@
 
 struct guest_registry;
 struct cluster_view;
+struct libvirt_watch;
 
 struct svemigd {
         struct migrate_conf conf;
@@ -29,4 +30,5 @@ struct svemigd {
         struct guest_registry *guests; /* guest-registry.h */
         struct cluster_view *cluster;  /* cluster-view.h: the peers and the negotiated guest set */
         struct ram_reserve *reserve;   /* ram-reserve.h: [cluster] incoming-reserve; NULL when 0 */
+        struct libvirt_watch *libvirt; /* libvirt-watch.h: [libvirt] uri; NULL when unset */
 };

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * svemigctl's side of the control socket: connect, send a Request, read
+ * A client's side of the control socket (svemigctl, the libvirt hook): connect, send a Request, read
  * Progress events and the Response. Blocking; one call at a time.
  */
 
@@ -24,6 +24,13 @@ const char *api_client_default_socket(void);
  * which socket and what to check.
  */
 int api_client_connect(const char *path, struct api_client **out, struct svemig_error *err);
+/*
+ * The same, but no step (connecting, each send, each wait for a message)
+ * blocks longer than timeout_ms: then -ETIMEDOUT, with err saying so. For
+ * callers that must answer in bounded time (the libvirt hook).
+ */
+int api_client_connect_timeout(const char *path, unsigned timeout_ms, struct api_client **out,
+                               struct svemig_error *err);
 void api_client_free(struct api_client *c);
 const char *api_client_socket(const struct api_client *c);
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 
 struct api_client {
         int fd;
+        unsigned timeout_ms;
         char *path;
         uint64_t next_id;
         bool takes_files; /* the daemon said so (HostInfo.features) */
@@ -31,7 +33,24 @@ const char *api_client_default_socket(void)
         return env && env[0] ? env : SVEMIG_DEFAULT_SOCKET;
 }
 
+static int set_timeouts(int fd, unsigned timeout_ms)
+{
+        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+
+        /* A Unix socket's connect() waits on the send timeout too. */
+        if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+                return -errno;
+        return 0;
+}
+
 int api_client_connect(const char *path, struct api_client **out, struct svemig_error *err)
+{
+        return api_client_connect_timeout(path, 0, out, err);
+}
+
+int api_client_connect_timeout(const char *path, unsigned timeout_ms, struct api_client **out,
+                               struct svemig_error *err)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -1;
@@ -47,10 +66,18 @@ int api_client_connect(const char *path, struct api_client **out, struct svemig_
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return svemig_error_set(err, errno, "socket: %s", strerror(errno));
+        if (timeout_ms && set_timeouts(fd, timeout_ms) < 0)
+                return svemig_error_set(err, errno, "setsockopt: %s", strerror(errno));
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 int e = errno;
 
                 switch (e) {
+                case EAGAIN:
+                case EINPROGRESS:
+                        return svemig_error_set(err, ETIMEDOUT,
+                                                "svemigd at %s did not accept the connection within %u ms "
+                                                "(busy or hung). " CHECK_HINT,
+                                                path, timeout_ms);
                 case ENOENT:
                         return svemig_error_set(
                                 err, e, "cannot reach svemigd: %s does not exist. " CHECK_HINT, path);
@@ -78,6 +105,7 @@ int api_client_connect(const char *path, struct api_client **out, struct svemig_
                 return svemig_error_set(err, ENOMEM, "out of memory");
         }
         c->fd = fd;
+        c->timeout_ms = timeout_ms;
         fd = -1;
         *out = c;
         return 0;
@@ -200,6 +228,9 @@ static int read_message(struct api_client *c, Svemig__Api__ServerMessage **out, 
                         "svemigd at %s closed the connection without answering; see 'journalctl "
                         "-u svemigd' for why",
                         c->path);
+        if (r == -EAGAIN)
+                return svemig_error_set(err, ETIMEDOUT, "svemigd at %s did not answer within %u ms", c->path,
+                                        c->timeout_ms);
         if (r < 0)
                 return svemig_error_set(err, r, "reading from svemigd at %s: %s", c->path, strerror(-r));
 

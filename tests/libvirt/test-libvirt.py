@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""svemig with real libvirt (libvirtrig.py): two simulated hosts, hosta
+offering SVE 128,256,512 and hostb 128,256, each a svemigd (sim backend,
+peers of each other: the cluster's set is 128,256) beside its own isolated
+libvirtd with svemig's hook installed. Guests are real aarch64 TCG domains
+(256 MiB, 1 vcpu) whose initramfs prints the SVE lengths the guest sees.
+
+Every wait is for a state libvirt, svemigd or the guest reports; the bounds
+only end a hang."""
+
+import glob
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import unittest
+
+import libvirtrig as rig
+import svemigtest as t
+
+SRC = os.environ.get("SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
+CLUSTER = [128, 256]
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fetch_guest_parts(work):
+    """The Debian arm64 kernel and busybox (the arm64 rig's cache), the probe cross-built."""
+    cache = os.path.join(SRC, "tests", "arm64", "cache")
+    out = subprocess.run(["sh", os.path.join(SRC, "tests", "arm64", "fetch-host.sh"), cache],
+                         capture_output=True, text=True, check=True).stdout
+    parts = dict(line.split(" ", 1) for line in out.splitlines())
+    probe = os.path.join(work, "vl-probe")
+    subprocess.run(["aarch64-linux-gnu-gcc", "-static", "-O2", "-o", probe,
+                    os.path.join(SRC, "tests", "libvirt", "vl-probe.c")], check=True)
+    kernel = os.path.join(work, "vmlinuz")
+    shutil.copy(os.path.join(SRC, parts["kernel"]) if not os.path.isabs(parts["kernel"]) else parts["kernel"],
+                kernel)
+    busybox = parts["busybox"] if os.path.isabs(parts["busybox"]) else os.path.join(SRC, parts["busybox"])
+    return kernel, rig.build_initramfs(work, busybox, probe)
+
+
+class LibvirtTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="svemig-libvirt-")
+        cls.work = cls.tmp.name
+        os.chmod(cls.work, 0o755)
+        cls.kernel, cls.initrd = fetch_guest_parts(cls.work)
+        pa, pb = free_port(), free_port()
+        cls.a = rig.LibvirtHost(cls.work, "hosta", "128,256,512", libvirt_conf="""
+            [cluster]
+            listen = 127.0.0.1:{pa}
+            refresh-interval = 200ms
+            [peer hostb]
+            address = 127.0.0.1:{pb}
+            """.format(pa=pa, pb=pb))
+        cls.a.start_svemigd()
+        cls.a.start_libvirtd()
+        cls.a.virsh("capabilities")  # probes QEMU once; hostb copies the cache
+        cls.b = rig.LibvirtHost(cls.work, "hostb", "128,256", cache_from=cls.a.dir, libvirt_conf="""
+            [cluster]
+            listen = 127.0.0.1:{pb}
+            refresh-interval = 200ms
+            [peer hosta]
+            address = 127.0.0.1:{pa}
+            """.format(pa=pa, pb=pb))
+        cls.b.start_svemigd()
+        cls.b.start_libvirtd()
+        for h in (cls.a, cls.b):
+            rig.wait_for("%s's cluster set %s" % (h.name, CLUSTER),
+                         lambda h=h: '"guest_bits":[128,256]' in
+                         h.ctl("--json", "cluster").stdout.replace(" ", "").replace("\n", ""))
+
+    @classmethod
+    def tearDownClass(cls):
+        for h in (cls.a, cls.b):
+            h.stop()
+        cls.tmp.cleanup()
+
+    def define(self, host, name, cpu=""):
+        console = os.path.join(self.work, name + ".console")
+        path = os.path.join(self.work, name + ".xml")
+        with open(path, "w") as f:
+            f.write(rig.domain_xml(name, self.kernel, self.initrd, console, cpu))
+        host.virsh("define", path)
+        return console
+
+    def console_text(self, console):
+        try:
+            with open(console) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_console(self, console, pattern):
+        return rig.wait_for("%r on %s" % (pattern, console),
+                            lambda: re.search(pattern, self.console_text(console)),
+                            on_fail=lambda: self.console_text(console)[-2000:])
+
+    def last_tick(self, console):
+        ticks = re.findall(r"vl-init: tick (\d+)", self.console_text(console))
+        return int(ticks[-1]) if ticks else 0
+
+    def view(self, host):
+        """svemigd's view of its libvirt (svemigctl libvirt list --json): name -> domain."""
+        r = host.ctl("--json", "libvirt", "list")
+        if r.returncode != 0:
+            return {}
+        doc = json.loads(r.stdout)
+        return {d["name"]: d for d in doc["domains"]} if doc["connected"] else {}
+
+    def wait_view(self, host, name, what, predicate):
+        return rig.wait_for("%s's svemigd seeing %s %s" % (host.name, name, what),
+                            lambda: predicate(self.view(host).get(name)),
+                            on_fail=lambda: host.ctl("libvirt", "list").stdout)
+
+    def destroy(self, host, name):
+        host.virsh("destroy", name, check=False)
+        host.virsh("undefine", name, check=False)
+
+    def test_1_refused_at_start(self):
+        """A 512-bit domain on the {128,256} host: the hook refuses it, virsh shows why."""
+        self.define(self.b, "wide", rig.sve_cpu([128, 256, 512]))
+        self.addCleanup(self.destroy, self.b, "wide")
+        r = self.b.virsh("start", "wide", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("hostb lacks vq 4 (512-bit)", r.stderr)
+        self.assertIn("svemigctl libvirt pin wide", r.stderr)
+        self.assertEqual(self.b.domstate("wide"), "shut off")
+        self.b.svemigd.wait_for_log("domain=wide")
+
+    def test_2_pin_boot_migrate(self):
+        """Pinned to the cluster's set: boots with sve512=off, sees 128 and 256, migrates to hostb."""
+        console = self.define(self.a, "pinned")
+        self.addCleanup(self.destroy, self.a, "pinned")
+        self.addCleanup(self.destroy, self.b, "pinned")
+        r = self.a.ctl("libvirt", "pin", "pinned", "--uri", self.a.uri)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("-> 128,256", r.stdout)
+        # libvirt 9.0 defined it with its aarch64 TCG default, cortex-a15, which has no SVE.
+        self.assertIn("CPU model cortex-a15 -> max", r.stdout)
+        self.assertIn("takes effect when it next starts", r.stdout)
+        r = self.a.ctl("libvirt", "pin", "pinned", "--uri", self.a.uri, "--check")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("already pinned", r.stdout)
+
+        self.a.virsh("start", "pinned")
+        self.wait_view(self.a, "pinned", "running, pinned, 128,256",
+                       lambda d: d and d["state"] == "running" and d["pinned"] and d["vl_bits"] == CLUSTER)
+        self.a.svemigd.wait_for_log("libvirt: domain pinned started")
+        cmdline = self.a.qemu_cmdline("pinned")
+        self.assertIn("sve512=off", cmdline)
+        self.assertIn("sve256=on", cmdline)
+        self.wait_console(console, r"vl-probe: (lengths|no SVE).*")
+        self.assertIn("vl-probe: lengths 128,256\n", self.console_text(console))
+        self.wait_console(console, r"vl-init: tick 1\b")
+
+        before = self.last_tick(console)
+        self.a.virsh("migrate", "--live", "pinned", self.b.uri)
+        self.assertEqual(self.b.domstate("pinned"), "running")
+        self.assertNotEqual(self.a.domstate("pinned"), "running")
+        # It runs on at hostb: the guest goes on counting.
+        rig.wait_for("a tick after the migration", lambda: self.last_tick(console) > before + 1,
+                     on_fail=lambda: self.console_text(console)[-500:])
+        self.b.svemigd.wait_for_log("libvirt migrate begin: allowed")
+        # Both svemigd follow the move through libvirt's lifecycle events.
+        self.b.svemigd.wait_for_log("libvirt: domain pinned started (migrated)")
+        self.a.svemigd.wait_for_log("libvirt: domain pinned stopped (migrated)")
+        self.wait_view(self.b, "pinned", "running", lambda d: d and d["state"] == "running")
+        self.wait_view(self.a, "pinned", "shut off", lambda d: d and d["state"] == "shut off")
+        self.b.virsh("destroy", "pinned")
+        self.b.svemigd.wait_for_log("libvirt: domain pinned stopped")
+        self.wait_view(self.b, "pinned", "gone (it was transient there)", lambda d: d is None)
+
+    def test_3_unpinned_migration_refused(self):
+        """An unpinned 512-bit domain: hostb's hook refuses the incoming migration; it runs on at hosta."""
+        console = self.define(self.a, "wide512", rig.sve_cpu([128, 256, 512]))
+        self.addCleanup(self.destroy, self.a, "wide512")
+        self.a.virsh("start", "wide512")
+        self.wait_console(console, r"vl-init: tick 1\b")
+        # hosta's svemigd says where it could not go, and why.
+        stuck = "hosta: libvirt domain wide512 (running) could not move to hostb: hostb lacks vq 4 (512-bit)"
+        rig.wait_for("svemigctl cluster naming wide512", lambda: stuck in self.a.ctl("cluster").stdout,
+                     on_fail=lambda: self.a.ctl("cluster").stdout)
+        r = self.a.virsh("migrate", "--live", "wide512", self.b.uri, check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("hostb lacks vq 4 (512-bit)", r.stderr)
+        self.assertEqual(self.a.domstate("wide512"), "running")
+        self.assertIsNone(self.b.domstate("wide512"))
+        before = self.last_tick(console)
+        rig.wait_for("a tick after the refusal", lambda: self.last_tick(console) > before)
+
+    def test_4_daemon_down(self):
+        """svemigd down during the hook: daemon-down = refuse refuses with its message, allow lets it start."""
+        self.define(self.b, "small", rig.sve_cpu([128]))
+        self.addCleanup(self.destroy, self.b, "small")
+        self.b.stop_svemigd()
+        try:
+            r = self.b.virsh("start", "small", check=False)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("cannot ask svemigd about domain small", r.stderr)
+            self.assertIn("daemon-down = refuse", r.stderr)
+            self.assertEqual(self.b.domstate("small"), "shut off")
+
+            self.b._write_svemigd_conf("daemon-down = allow\n")
+            r = self.b.virsh("start", "small", check=False)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(self.b.domstate("small"), "running")
+        finally:
+            self.b.start_svemigd()
+
+    def test_5_reconnects(self):
+        """libvirtd restarts: svemigd notices, reconnects and lists the domains again."""
+        self.define(self.b, "kept")
+        self.addCleanup(self.destroy, self.b, "kept")
+        self.wait_view(self.b, "kept", "defined", lambda d: d and d["state"] == "shut off")
+        self.b.stop_libvirtd()
+        rig.wait_for("hostb's svemigd losing libvirt",
+                     lambda: not json.loads(self.b.ctl("--json", "libvirt", "list").stdout)["connected"])
+        self.b.start_libvirtd()
+        self.wait_view(self.b, "kept", "listed again", lambda d: d and d["state"] == "shut off")
+
+
+def missing():
+    """What this machine lacks to run the tests, or None."""
+    if os.geteuid() != 0:
+        return "not root (libvirtd runs as root in a mount namespace of its own)"
+    for path in (rig.LIBVIRTD, "/usr/bin/qemu-system-aarch64", "/usr/bin/virsh"):
+        if not os.path.exists(path):
+            return "no %s (scripts/install-deps.sh libvirt)" % path
+    if not glob.glob("/usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so"):
+        return "no libvirt QEMU driver (scripts/install-deps.sh libvirt)"
+    if not shutil.which("aarch64-linux-gnu-gcc"):
+        return "no aarch64-linux-gnu-gcc (scripts/install-deps.sh libvirt)"
+    return None
+
+
+if __name__ == "__main__":
+    why = missing()
+    if why:
+        print("skipped: " + why)
+        raise SystemExit(1 if os.environ.get("CI") == "true" else 77)
+    unittest.main(verbosity=2)
