@@ -66,6 +66,11 @@ static int print_json(const Svemig__Api__ClusterView *v)
                 json_object_array_add(hosts, json_host(v->hosts[i]));
         }
         json_object_object_add(root, "listen", json_str(v->listen));
+        json_object_object_add(root, "store", json_str(v->store[0] ? v->store : "static"));
+        json_object_object_add(root, "stale", json_object_new_boolean(v->stale));
+        json_object_object_add(root, "stale_reason", v->stale ? json_str(v->stale_reason) : NULL);
+        json_object_object_add(root, "stale_since_ns",
+                               v->stale ? json_object_new_int64((int64_t)v->stale_since_ns) : NULL);
         json_object_object_add(root, "refresh_ms", json_object_new_int64(v->refresh_ms));
         json_object_object_add(root, "generation", json_object_new_int64((int64_t)v->generation));
         json_object_object_add(root, "guest_bits", ctl_json_u32s(v->guest_bits, v->n_guest_bits));
@@ -173,8 +178,19 @@ static int print_human(const Svemig__Api__ClusterView *v)
                 }
         }
 
-        printf("hosts:     %zu, %zu up; peers asked every %u ms; %s%s\n", v->n_hosts, n_up, v->refresh_ms,
-               v->listen[0] ? "listening on " : "not listening for peers", v->listen);
+        if (v->store[0] && strcmp(v->store, "static") != 0)
+                printf("hosts:     %zu, %zu up; from %s; %s%s\n", v->n_hosts, n_up, v->store,
+                       v->listen[0] ? "listening on " : "not listening for peers", v->listen);
+        else
+                printf("hosts:     %zu, %zu up; peers asked every %u ms; %s%s\n", v->n_hosts, n_up,
+                       v->refresh_ms, v->listen[0] ? "listening on " : "not listening for peers", v->listen);
+        if (v->stale) {
+                format_since(v->stale_since_ns, since, sizeof(since));
+                printf("STALE:     since %s: %s\n"
+                       "           (the hosts below are as last known; a migration is still judged by its\n"
+                       "           destination's own facts)\n",
+                       since, v->stale_reason);
+        }
         fputs("guest set: ", stdout);
         print_set(v->guest_bits, v->n_guest_bits, v->max_bits);
         if (v->n_limiting == 0) {
@@ -227,7 +243,8 @@ static int print_human(const Svemig__Api__ClusterView *v)
 static void help(void)
 {
         printf("Usage: svemigctl [--socket PATH] cluster [--json]\n\n"
-               "Show the daemon's live view of its cluster: this host and each peer in its migrate.conf,\n"
+               "Show the daemon's live view of its cluster: this host and each peer (from migrate.conf or "
+               "etcd),\n"
                "up or down (with the reason; a peer that is down is retried), its backend, kernel and SVE\n"
                "vector lengths (the host VLS), and whether it can present the guest set. The guest set is\n"
                "the one every host that is up can present (what 'guest create --vl cluster' gives); the\n"
@@ -235,6 +252,8 @@ static void help(void)
                "the others would offer without them.\n\n"
                "  -j, --json  print one JSON object:\n"
                "      self, listen, refresh_ms, generation (bumps with every change),\n"
+               "      store (\"static\" or \"etcd URL,... under PREFIX\"), stale (the store cannot vouch\n"
+               "      for the hosts now: they are as last known), stale_reason, stale_since_ns,\n"
                "      guest_bits (empty: FPSIMD only), max_bits, limiting (host names),\n"
                "      without_limiting {excluded, guest_bits, max_bits} or null,\n"
                "      hosts [{name, self, address, state (\"up\"/\"down\"), down_reason, since_ns,\n"

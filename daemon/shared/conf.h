@@ -18,6 +18,7 @@
 #include "config.h"
 #include "svemig/error.h"
 #include "svemig/hv.h"
+#include "svemig/membership.h"
 #include "svemig/vqset.h"
 
 /* Where svemigd and svemigctl look when told nothing else. */
@@ -31,6 +32,8 @@
 #define MIGRATE_CONF_PEER_REFRESH_MS 5000u
 #define MIGRATE_CONF_PEER_TIMEOUT_MS 10000u
 #define MIGRATE_CONF_CHANNELS        4u /* [cluster] migration-channels */
+#define MIGRATE_CONF_ETCD_PREFIX     "/svemig/"
+#define MIGRATE_CONF_ETCD_LEASE_S    10u
 
 struct migrate_conf_peer {
         char *name;    /* from the section name [peer NAME] */
@@ -75,6 +78,16 @@ struct migrate_conf {
         uint64_t incoming_mem_limit; /* bytes of RAM an incoming guest may have; 0: MemAvailable */
         uint64_t incoming_reserve;   /* bytes of RAM kept faulted in for the next incoming guest; 0: none */
         unsigned migration_channels; /* memory channels a migration from here opens; 0: one connection */
+        char *advertise;             /* "HOST:PORT" peers dial for migrations; NULL: listen's */
+        enum membership_backend store; /* store = static | etcd */
+        char **etcd_endpoints;         /* etcd-endpoints = URL,... */
+        size_t n_etcd_endpoints;
+        char *etcd_prefix;
+        char *etcd_cacert, *etcd_cert, *etcd_key; /* NULL: none (the system's CAs) */
+        char *etcd_user;
+        char *etcd_password; /* read from etcd-password-file */
+        char *etcd_password_file;
+        unsigned etcd_lease_ttl_s;
 
         /* [peer NAME] ... */
         struct migrate_conf_peer *peers;

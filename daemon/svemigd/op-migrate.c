@@ -69,7 +69,7 @@ int op_migrate(struct api_call *call, const Svemig__Api__Request *request, void 
         Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
         Svemig__Api__MigrateRequest fwd = SVEMIG__API__MIGRATE_REQUEST__INIT;
         struct svemigd *d = userdata;
-        const struct cluster_member *member;
+        const struct membership_host *member;
         struct peer_address addr;
         struct guest_entry *e;
         struct forward *f;
