@@ -97,9 +97,10 @@ int op_migrate(struct api_call *call, const Svemig__Api__Request *request, void 
         if (r < 0)
                 return r;
         if (cluster_view_stale(d->cluster, &stale, NULL))
-                log_warning("guest %s goes to %s at %s, as the stale cluster view last knew it (%s); %s judges "
-                            "the guest by its own facts before any memory moves",
-                            e->rec.name, addr.name, addr.address, stale, addr.name);
+                log_warning(
+                        "guest %s goes to %s at %s, as the stale cluster view last knew it (%s); %s judges "
+                        "the guest by its own facts before any memory moves",
+                        e->rec.name, addr.name, addr.address, stale, addr.name);
 
         fwd.guest = e->rec.name;
         fwd.peer = (char *)addr.name;
