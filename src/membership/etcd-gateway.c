@@ -316,6 +316,11 @@ static enum attempt attempt(struct etcd_conn *c, size_t ep, const char *path, co
         x->len = 0;
         snprintf(url, sizeof(url), "%s%s", g->endpoints[ep], path);
         headers = curl_slist_append(headers, "Content-Type: application/json");
+        /*
+         * gRPC metadata through the gateway: a member cut off from its leader
+         * refuses, and ends its watches, rather than serve what it last knew.
+         */
+        headers = curl_slist_append(headers, "Grpc-Metadata-hasleader: true");
         set_tls_and_auth(g, easy, &headers);
         curl_easy_setopt(easy, CURLOPT_URL, url);
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
