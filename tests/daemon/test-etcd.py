@@ -218,6 +218,14 @@ class OneMember(EtcdCase):
         self.assertIn("listen", r.stderr)
 
 
+    def test_shipped_file_documents_the_etcd_keys(self):
+        with open(os.environ.get("MIGRATE_CONF", "migrate.conf")) as f:
+            text = f.read()
+        for key in ("store", "advertise", "etcd-endpoints", "etcd-prefix", "etcd-cacert", "etcd-cert",
+                    "etcd-key", "etcd-user", "etcd-password-file", "etcd-lease"):
+            self.assertRegex(text, r"(?m)^#?%s = " % key, key)
+
+
 class ThreeMembers(EtcdCase):
     MEMBERS = 3
 
