@@ -633,6 +633,20 @@ static int parse_cluster_etcd_lease(struct parse_ctx *ctx, const char *key, cons
         return 0;
 }
 
+/* cluster-set = NAME: a word, as it goes into an etcd key. */
+static int parse_cluster_set(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        size_t n = strlen(value);
+
+        if (n == 0 || n > MIGRATE_CONF_HOST_NAME_MAX ||
+            strspn(value, "abcdefghijklmnopqrstuvwxyz"
+                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s = %s: expected a name of 1 to %d letters, digits, '.', '_' or '-'", key,
+                            value, MIGRATE_CONF_HOST_NAME_MAX);
+        return set_string(&ctx->conf->cluster_set, value);
+}
+
 /* --- sections and keys --- */
 
 struct key_def {
@@ -678,6 +692,7 @@ static const struct key_def cluster_keys[] = {
         {"etcd-user", parse_cluster_etcd_user},
         {"etcd-password-file", parse_cluster_etcd_password_file},
         {"etcd-lease", parse_cluster_etcd_lease},
+        {"cluster-set", parse_cluster_set},
 };
 static const struct key_def snapshot_keys[] = {
         {"directory", parse_snapshot_dir},
@@ -943,6 +958,12 @@ static int check_store(struct parse_ctx *ctx)
         struct migrate_conf *conf = ctx->conf;
 
         if (conf->store != MEMBERSHIP_ETCD) {
+                if (conf->cluster_set)
+                        return fail(
+                                ctx, 0, EINVAL,
+                                "cluster-set = %s: a cluster set lives in etcd; set store = etcd, or remove "
+                                "cluster-set",
+                                conf->cluster_set);
                 if (conf->n_etcd_endpoints)
                         return fail(
                                 ctx, 0, EINVAL,
@@ -1158,6 +1179,7 @@ void migrate_conf_done(struct migrate_conf *conf)
         free(conf->etcd_user);
         free(conf->etcd_password);
         free(conf->etcd_password_file);
+        free(conf->cluster_set);
         for (size_t i = 0; i < conf->n_peers; i++) {
                 free(conf->peers[i].name);
                 free(conf->peers[i].address);
@@ -1263,6 +1285,8 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
                 if (conf->etcd_password_file)
                         fprintf(f, "etcd-password-file = %s\n", conf->etcd_password_file);
                 fprintf(f, "etcd-lease = %us\n", conf->etcd_lease_ttl_s);
+                if (conf->cluster_set)
+                        fprintf(f, "cluster-set = %s\n", conf->cluster_set);
         }
 
         for (size_t i = 0; i < conf->n_peers; i++)

@@ -88,6 +88,7 @@ struct migrate_conf {
         char *etcd_password; /* read from etcd-password-file */
         char *etcd_password_file;
         unsigned etcd_lease_ttl_s;
+        char *cluster_set; /* the named cluster set this host joins (etcd); NULL: none */
 
         /* [peer NAME] ... */
         struct migrate_conf_peer *peers;

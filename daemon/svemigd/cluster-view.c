@@ -177,6 +177,12 @@ static void log_staleness(const struct cluster_view *v, const struct membership_
 {
         const struct membership_view *now = &v->view;
 
+        if (now->refused[0] && strcmp(now->refused, old->refused) != 0)
+                log_error("not joining the cluster: %s", now->refused);
+        else if (!now->refused[0] && old->refused[0])
+                log_notice("joining the cluster: this host can present cluster set %s's guest set",
+                           now->set_name);
+
         /* Before the first answer from the store, stale is only how a start looks. */
         if (now->stale && (!old->stale || strcmp(old->stale_reason, now->stale_reason) != 0))
                 log_msg(v->have_current ? LOG_WARNING : LOG_INFO, LOG_CTX(),
@@ -216,7 +222,8 @@ static int recompute(struct cluster_view *v, struct svemig_error *err)
                 hosts[i].vls = member_vls(&now.hosts[i]);
         }
         t1 = now_ns(CLOCK_MONOTONIC);
-        r = cluster_compute(hosts, now.n_hosts, &result, err);
+        r = now.pinned ? cluster_compute_pinned(hosts, now.n_hosts, &now.pinned_set, &result, err)
+                       : cluster_compute(hosts, now.n_hosts, &result, err);
         if (r < 0)
                 return r;
         /* What one change costs the loop, for bench/membership-bench.py. */
@@ -280,6 +287,7 @@ static int start_membership(struct cluster_view *v, const struct migrate_conf *c
                                 .user = conf->etcd_user,
                                 .password = conf->etcd_password,
                                 .lease_ttl_s = conf->etcd_lease_ttl_s,
+                                .cluster_set = conf->cluster_set,
                         },
         };
         int r;
@@ -417,6 +425,11 @@ bool cluster_view_stale(const struct cluster_view *v, const char **reason, uint6
         return v->view.stale;
 }
 
+const struct membership_view *cluster_view_membership(const struct cluster_view *v)
+{
+        return &v->view;
+}
+
 const char *cluster_view_store(const struct cluster_view *v)
 {
         return membership_describe(v->membership);
@@ -508,6 +521,9 @@ int svemigd_cluster_guest_set(struct svemigd *d, vqset_t *out, struct svemig_err
         if (!d->cluster || !d->cluster->have_result)
                 return svemig_error_set(
                         err, EAGAIN, "the cluster view is not ready yet (svemigd is starting); try again");
+        if (d->cluster->view.refused[0])
+                return svemig_error_set(err, EPERM, "this host is not in the cluster: %s",
+                                        d->cluster->view.refused);
         *out = d->cluster->result.guest;
         if (d->cluster->view.stale)
                 log_warning("the cluster guest set comes from a stale view (%s): hosts that joined or left "

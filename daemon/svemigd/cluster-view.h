@@ -52,6 +52,8 @@ uint64_t cluster_view_generation(const struct cluster_view *v);
 unsigned cluster_view_refresh_ms(const struct cluster_view *v);
 /* The membership cannot vouch for the view: the hosts are the last it knew. reason/since may be NULL. */
 bool cluster_view_stale(const struct cluster_view *v, const char **reason, uint64_t *since_ns);
+/* The membership's view as last copied: its cluster set, whether pinned, whether this host was refused. */
+const struct membership_view *cluster_view_membership(const struct cluster_view *v);
 /* "static", or "etcd URL,... under PREFIX". */
 const char *cluster_view_store(const struct cluster_view *v);
 /* Where the peer listener listens, NULL when it does not. */

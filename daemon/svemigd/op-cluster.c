@@ -120,6 +120,9 @@ int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *use
         c.view.store = (char *)cluster_view_store(d->cluster);
         c.view.stale = cluster_view_stale(d->cluster, &stale_reason, &c.view.stale_since_ns);
         c.view.stale_reason = (char *)(c.view.stale ? stale_reason : "");
+        c.view.cluster_set = (char *)cluster_view_membership(d->cluster)->set_name;
+        c.view.pinned = cluster_view_membership(d->cluster)->pinned;
+        c.view.refused = (char *)cluster_view_membership(d->cluster)->refused;
         if (res->have_without) {
                 svemig__api__cluster_gain__init(&c.gain);
                 c.gain.n_excluded = n_limiting;

@@ -66,6 +66,16 @@ struct membership_view {
         bool stale;
         char stale_reason[SVEMIG_ERROR_MSG_MAX];
         uint64_t stale_since_ns;
+        /*
+         * etcd, with a cluster set: its name; pinned once its record is read
+         * (PREFIX "sets/" NAME), pinned_set the guest set it pins; refused
+         * non-empty when this host cannot present it and so stays out of
+         * etcd (why).
+         */
+        char set_name[MEMBERSHIP_NAME_MAX];
+        bool pinned;
+        vqset_t pinned_set;
+        char refused[SVEMIG_ERROR_MSG_MAX];
 };
 
 void membership_view_done(struct membership_view *v);
@@ -88,6 +98,12 @@ struct membership_etcd_params {
         const char *user;   /* NULL: no authentication */
         const char *password;
         unsigned lease_ttl_s; /* this host's record outlives it by at most this */
+        /*
+         * The named cluster set this host belongs to, NULL: none. Its record
+         * PREFIX "sets/" NAME ({"vl_bits": [...]}, put by the operator) pins
+         * the guest set: this host registers only while it can present it.
+         */
+        const char *cluster_set;
 };
 
 struct membership_params {

@@ -48,8 +48,11 @@ struct etcd_members {
         bool lease_started, watch_started;
         atomic_bool stopping;
 
+        char prefix[KEY_MAX];       /* everything svemig keeps: watched */
+        char prefix_end[KEY_MAX];   /* the range's end */
         char hosts_prefix[KEY_MAX]; /* PREFIX "hosts/" */
-        char hosts_end[KEY_MAX];    /* the range's end */
+        char set_key[KEY_MAX];      /* PREFIX "sets/" NAME, or empty */
+        char set_name[MEMBERSHIP_NAME_MAX];
         char self_key[KEY_MAX];
         char self_name[MEMBERSHIP_NAME_MAX];
         char instance[40]; /* this daemon's run, to tell a namesake from itself */
@@ -64,6 +67,10 @@ struct etcd_members {
         char watch_reason[SVEMIG_ERROR_MSG_MAX]; /* non-empty: the watch is broken */
         char conflict[SVEMIG_ERROR_MSG_MAX];     /* non-empty: another daemon uses this name */
         uint64_t lease_since_ns, watch_since_ns;
+        bool loaded; /* the watch has read etcd's records once */
+        bool pinned; /* the cluster set's record, as last read */
+        vqset_t pinned_set;
+        char refused[SVEMIG_ERROR_MSG_MAX]; /* non-empty: this host stays out of etcd, why */
 };
 
 /* ---- This host's record ---- */
@@ -97,7 +104,7 @@ static struct json_object *id_regs_json(const struct vcpu_state *st)
 }
 
 static char *record_new(const struct peer_info *self, const char *name, const char *address,
-                        const char *instance)
+                        const char *instance, const char *set)
 {
         _cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
         struct json_object *vls = json_object_new_array();
@@ -110,6 +117,8 @@ static char *record_new(const struct peer_info *self, const char *name, const ch
         json_object_object_add(o, "name", json_object_new_string(name));
         json_object_object_add(o, "address", json_object_new_string(address));
         json_object_object_add(o, "instance", json_object_new_string(instance));
+        if (set[0])
+                json_object_object_add(o, "cluster_set", json_object_new_string(set));
         json_object_object_add(o, "svemig_version", json_object_new_string(self->svemig_version));
         json_object_object_add(o, "protocol_version", json_object_new_int((int)self->protocol_version));
         json_object_object_add(o, "backend", json_object_new_string(self->backend));
@@ -384,19 +393,66 @@ static void set_reason(struct etcd_members *s, char *reason, uint64_t *since, co
                 s->changed(s->userdata);
 }
 
+/* A cluster set's record: {"vl_bits": [128, 256]} (empty: FPSIMD only). */
+static int set_parse(const char *text, size_t len, vqset_t *out)
+{
+        _cleanup_(json_object_putp) struct json_object *o = NULL;
+        struct json_tokener *tok = json_tokener_new();
+        struct json_object *bits;
+
+        if (!tok)
+                return -ENOMEM;
+        o = json_tokener_parse_ex(tok, text, (int)len);
+        json_tokener_free(tok);
+        *out = (vqset_t){{0}};
+        if (!o || !json_object_object_get_ex(o, "vl_bits", &bits) ||
+            !json_object_is_type(bits, json_type_array))
+                return -EINVAL;
+        for (size_t i = 0; i < json_object_array_length(bits); i++) {
+                int b = json_object_get_int(json_object_array_get_idx(bits, i));
+
+                if (b < 128 || b % 128 || b / 128 > (int)VQSET_VQ_MAX)
+                        return -EINVAL;
+                vqset_add(out, (unsigned)b / 128);
+        }
+        return 0;
+}
+
+/* The cluster set's record put (value) or deleted (NULL), under the lock. */
+static void apply_set(struct etcd_members *s, const char *value, size_t len, bool *changed)
+{
+        vqset_t set;
+        bool pinned = value && set_parse(value, len, &set) == 0;
+
+        if (pinned == s->pinned && (!pinned || vqset_equal(&set, &s->pinned_set)))
+                return;
+        s->pinned = pinned;
+        s->pinned_set = pinned ? set : (vqset_t){{0}};
+        *changed = true;
+}
+
 /* ---- The watch thread ---- */
 
 /* kv {"key","value"} of a range or an event; DELETE when value is ignored. */
 static int apply_kv(struct etcd_members *s, struct json_object *kv, bool del, bool *changed,
-                    char (*seen)[MEMBERSHIP_NAME_MAX], size_t *n_seen)
+                    char (*seen)[MEMBERSHIP_NAME_MAX], size_t *n_seen, bool *seen_set)
 {
         _cleanup_free_ uint8_t *key = NULL, *value = NULL;
-        size_t klen, vlen;
+        size_t klen, vlen = 0;
         const char *name, *b64v;
         int r = 0;
 
         if (etcd_unb64(get_str(kv, "key"), &key, &klen) < 0)
                 return -EPROTO;
+        if (s->set_key[0] && strcmp((const char *)key, s->set_key) == 0) {
+                b64v = get_str(kv, "value");
+                if (!del && etcd_unb64(b64v ? b64v : "", &value, &vlen) < 0)
+                        return -EPROTO;
+                apply_set(s, del ? NULL : (const char *)value, vlen, changed);
+                if (seen_set)
+                        *seen_set = true;
+                return 0;
+        }
         name = key_name(s, (const char *)key);
         if (!name)
                 return 0;
@@ -419,8 +475,8 @@ static struct json_object *range_body(struct etcd_members *s)
 
         if (!o)
                 return NULL;
-        json_object_object_add(o, "key", etcd_b64(s->hosts_prefix, strlen(s->hosts_prefix)));
-        json_object_object_add(o, "range_end", etcd_b64(s->hosts_end, strlen(s->hosts_end)));
+        json_object_object_add(o, "key", etcd_b64(s->prefix, strlen(s->prefix)));
+        json_object_object_add(o, "range_end", etcd_b64(s->prefix_end, strlen(s->prefix_end)));
         return o;
 }
 
@@ -436,7 +492,7 @@ static int load(struct etcd_members *s, uint64_t *revision, struct svemig_error 
         _cleanup_free_ char(*seen)[MEMBERSHIP_NAME_MAX] = NULL;
         struct json_object *kvs = NULL, *header = NULL;
         size_t n, n_seen = 0;
-        bool changed = false;
+        bool changed = false, seen_set = false;
         int r;
 
         r = etcd_call(s->watch_conn, "/v3/kv/range", range_body(s), &answer, err);
@@ -451,7 +507,11 @@ static int load(struct etcd_members *s, uint64_t *revision, struct svemig_error 
                 return svemig_error_set(err, ENOMEM, "out of memory");
         pthread_mutex_lock(&s->lock);
         for (size_t i = 0; i < n && r == 0; i++)
-                r = apply_kv(s, json_object_array_get_idx(kvs, i), false, &changed, seen, &n_seen);
+                r = apply_kv(s, json_object_array_get_idx(kvs, i), false, &changed, seen, &n_seen,
+                             &seen_set);
+        if (r == 0 && !seen_set)
+                apply_set(s, NULL, 0, &changed);
+        s->loaded = true;
         /* Whoever is not in etcd any more left while the watch was broken. */
         qsort(seen, n_seen, sizeof(*seen), seen_cmp);
         for (size_t i = 0; i < s->n_hosts && r == 0; i++)
@@ -501,7 +561,7 @@ static int on_watch(struct json_object *msg, void *userdata, struct svemig_error
                            strcmp(json_object_get_string(type), "DELETE") == 0;
 
                 if (json_object_object_get_ex(ev, "kv", &kv))
-                        r = apply_kv(s, kv, del, &changed, NULL, NULL);
+                        r = apply_kv(s, kv, del, &changed, NULL, NULL, NULL);
         }
         pthread_mutex_unlock(&s->lock);
         if (changed)
@@ -634,6 +694,54 @@ static void lease_revoke(struct etcd_members *s, uint64_t id)
         etcd_conn_free(c);
 }
 
+/*
+ * Whether this host may be in the cluster: with a cluster set, only once
+ * the set's record is read and this host can present its guest set.
+ * 1: yes; 0: refused (why in s->refused); -EAGAIN: not known yet.
+ */
+static int set_allows(struct etcd_members *s)
+{
+        char why[SVEMIG_ERROR_MSG_MAX] = "";
+        bool notify;
+        int r = 1;
+
+        if (!s->set_key[0])
+                return 1;
+        pthread_mutex_lock(&s->lock);
+        if (!s->loaded) {
+                r = -EAGAIN;
+        } else if (!s->pinned) {
+                snprintf(
+                        why, sizeof(why),
+                        "cluster set %s is not defined in etcd (or its record is not {\"vl_bits\": [...]}): "
+                        "put %s with the guest set it pins",
+                        s->set_name, s->set_key);
+                r = 0;
+        } else {
+                vqset_t mine = s->self->sve ? s->self->vls : (vqset_t){{0}};
+                struct vqset_reason vr;
+                char set[256], reason[256];
+
+                if (!vqset_can_present(&mine, &s->pinned_set, &vr)) {
+                        vqset_format(&s->pinned_set, VQSET_FORMAT_BITS, set, sizeof(set));
+                        vqset_reason_format(&vr, reason, sizeof(reason));
+                        snprintf(why, sizeof(why),
+                                 "this host cannot present cluster set %s's guest set (%s bits): %s; it "
+                                 "stays "
+                                 "out of the cluster rather than lower the set",
+                                 s->set_name, vqset_empty(&s->pinned_set) ? "none" : set, reason);
+                        r = 0;
+                }
+        }
+        notify = r >= 0 && strcmp(why, s->refused) != 0;
+        if (notify)
+                snprintf(s->refused, sizeof(s->refused), "%s", why);
+        pthread_mutex_unlock(&s->lock);
+        if (notify && !atomic_load(&s->stopping))
+                s->changed(s->userdata);
+        return r;
+}
+
 static void *lease_main(void *userdata)
 {
         struct etcd_members *s = userdata;
@@ -647,6 +755,18 @@ static void *lease_main(void *userdata)
 
                 if (wait && etcd_conn_wait(s->lease_conn, wait) < 0)
                         break;
+                r = set_allows(s);
+                if (r <= 0) {
+                        /* Out of the cluster, not out of touch: the view of the others is current. */
+                        if (registered)
+                                lease_revoke(s, id);
+                        if (r == 0)
+                                set_reason(s, s->lease_reason, &s->lease_since_ns, "");
+                        id = 0;
+                        registered = false;
+                        wait = r == 0 ? interval : BACKOFF_MIN_MS;
+                        continue;
+                }
                 if (!registered) {
                         r = do_register(s, &id, &err);
                         if (r == -ECANCELED)
@@ -738,13 +858,18 @@ static int etcd_start(const struct membership_params *p, void **out, struct svem
         snprintf(s->self_name, sizeof(s->self_name), "%s", p->host_name);
         if ((size_t)snprintf(s->hosts_prefix, sizeof(s->hosts_prefix), "%shosts/", p->etcd.prefix) >=
                     sizeof(s->hosts_prefix) ||
-            etcd_prefix_end(s->hosts_prefix, s->hosts_end, sizeof(s->hosts_end)) < 0) {
+            (size_t)snprintf(s->prefix, sizeof(s->prefix), "%s", p->etcd.prefix) >= sizeof(s->prefix) ||
+            etcd_prefix_end(s->prefix, s->prefix_end, sizeof(s->prefix_end)) < 0 ||
+            (p->etcd.cluster_set &&
+             (size_t)snprintf(s->set_key, sizeof(s->set_key), "%ssets/%s", p->etcd.prefix,
+                              p->etcd.cluster_set) >= sizeof(s->set_key))) {
                 etcd_stop(s);
                 return svemig_error_set(err, EINVAL, "etcd-prefix %s is too long", p->etcd.prefix);
         }
         snprintf(s->self_key, sizeof(s->self_key), "%s%s", s->hosts_prefix, p->host_name);
+        snprintf(s->set_name, sizeof(s->set_name), "%s", p->etcd.cluster_set ? p->etcd.cluster_set : "");
         make_instance(s->instance, sizeof(s->instance));
-        s->record = record_new(p->self, p->host_name, p->address, s->instance);
+        s->record = record_new(p->self, p->host_name, p->address, s->instance, s->set_name);
         snprintf(s->watch_reason, sizeof(s->watch_reason), "not connected to etcd yet");
         snprintf(s->lease_reason, sizeof(s->lease_reason), "not registered in etcd yet");
         s->watch_since_ns = s->lease_since_ns = now_ns(CLOCK_REALTIME);
@@ -791,6 +916,10 @@ static int etcd_get(void *state, struct membership_view *out, size_t *cap, struc
                 }
                 *h = s->hosts[i];
         }
+        snprintf(out->set_name, sizeof(out->set_name), "%s", s->set_name);
+        out->pinned = s->pinned;
+        out->pinned_set = s->pinned_set;
+        snprintf(out->refused, sizeof(out->refused), "%s", s->refused);
         reason = s->conflict[0] ? s->conflict : s->watch_reason[0] ? s->watch_reason : s->lease_reason;
         out->stale = reason[0] != '\0';
         if (out->stale) {

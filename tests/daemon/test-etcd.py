@@ -206,6 +206,8 @@ class OneMember(EtcdCase):
             ("etcd-endpoints = http://127.0.0.1:2379\n", "store is static"),
             ("store = etcd\netcd-endpoints = http://127.0.0.1:2379\netcd-cert = /x.pem\n", "etcd-key"),
             ("store = etcd\netcd-endpoints = http://127.0.0.1:2379\netcd-lease = 1s\n", "etcd-lease"),
+            ("cluster-set = rack\n", "store = etcd"),
+            ("store = etcd\netcd-endpoints = http://127.0.0.1:2379\ncluster-set = a/b\n", "cluster-set"),
         ]
         for extra, want in cases:
             path, _ = self.write_conf(x, [], extra=extra)
@@ -218,11 +220,57 @@ class OneMember(EtcdCase):
         self.assertIn("listen", r.stderr)
 
 
+    def put(self, key, value):
+        m = next(m for m in self.etcd.members if m.alive())
+        self.etcd.call(m, "/v3/kv/put", {"key": etcdtest.b64(key), "value": etcdtest.b64(json.dumps(value))})
+
+    def test_cluster_set_pins_the_guest_set_and_refuses_a_weaker_host(self):
+        self.put(self.prefix + "sets/rack", {"vl_bits": [128, 256]})
+        h = self.hosts(a=A, b=B, c=C)
+        in_set = self.etcd_conf() + "cluster-set = rack\n"
+        for x in h.values():
+            self.start(x, [], extra=in_set)
+        views = self.wait_agree(h.values(), ["a", "b", "c"], [128, 256])
+        for v in views:
+            self.assertEqual((v["cluster_set"], v["pinned"], v["refused"]), ("rack", True, None), v)
+            self.assertEqual(v["limiting"], [], v)
+        # A weaker host of the set is refused: it stays out of etcd and says why; the set holds.
+        d = cluster.Host("d", D)
+        self.start(d, [], extra=in_set)
+        dv = self.wait_view(d, "its refusal", lambda v: v["refused"] is not None)
+        self.assertIn("cannot present cluster set rack", dv["refused"])
+        self.assertIn("256", dv["refused"])
+        self.assertIsNone(self.etcd.get(self.prefix + "hosts/d"))
+        r = ctl("--socket", d.sock, "guest", "create", "x", "--vcpus", "1", "--memory", "16M", "--vl", "cluster")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("not in the cluster", r.stderr)
+        self.assertNotIn("d", self.names(self.view(h["a"])))
+        # A host outside any set still registers; the set's guests could not move to it, and it says so.
+        x = cluster.Host("x", D)
+        self.start_etcd_host(x)
+        v = self.wait_view(h["a"], "x up", lambda v: "x" in self.names(v) and self.state(v, "x") == "up")
+        self.assertEqual(v["guest_bits"], [128, 256], v)
+        xv = next(y for y in v["hosts"] if y["name"] == "x")
+        self.assertEqual((xv["counted"], xv["can_present"]), (True, False), xv)
+        self.assertIn("256", xv["reason"])
+        r = ctl("--socket", h["a"].sock, "cluster")
+        self.assertIn("x: the guests cannot move there", r.stdout)
+        # The set lowered to what d offers: d joins.
+        self.put(self.prefix + "sets/rack", {"vl_bits": [128]})
+        self.wait_agree([h["a"], d], ["a", "b", "c", "d", "x"], [128])
+
+    def test_cluster_set_not_defined(self):
+        f = cluster.Host("f", A)
+        self.start(f, [], extra=self.etcd_conf() + "cluster-set = nosuch\n")
+        v = self.wait_view(f, "its refusal", lambda v: v["refused"] is not None)
+        self.assertIn("not defined in etcd", v["refused"])
+        self.assertIn(self.prefix + "sets/nosuch", v["refused"])
+
     def test_shipped_file_documents_the_etcd_keys(self):
         with open(os.environ.get("MIGRATE_CONF", "migrate.conf")) as f:
             text = f.read()
         for key in ("store", "advertise", "etcd-endpoints", "etcd-prefix", "etcd-cacert", "etcd-cert",
-                    "etcd-key", "etcd-user", "etcd-password-file", "etcd-lease"):
+                    "etcd-key", "etcd-user", "etcd-password-file", "etcd-lease", "cluster-set"):
             self.assertRegex(text, r"(?m)^#?%s = " % key, key)
 
 
