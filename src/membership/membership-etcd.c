@@ -47,6 +47,7 @@ struct etcd_members {
         pthread_t lease_thread, watch_thread;
         bool lease_started, watch_started;
         atomic_bool stopping;
+        atomic_bool reput; /* this host's record left etcd while its lease lives: put it again */
 
         char prefix[KEY_MAX];       /* everything svemig keeps: watched */
         char prefix_end[KEY_MAX];   /* the range's end */
@@ -456,6 +457,10 @@ static int apply_kv(struct etcd_members *s, struct json_object *kv, bool del, bo
         name = key_name(s, (const char *)key);
         if (!name)
                 return 0;
+        if (del && strcmp(name, s->self_name) == 0) {
+                atomic_store(&s->reput, true);
+                return 0;
+        }
         if (del) {
                 apply_delete(s, name, changed);
                 return 0;
@@ -782,6 +787,19 @@ static void *lease_main(void *userdata)
                         set_reason(s, s->lease_reason, &s->lease_since_ns, "");
                         wait = interval;
                         continue;
+                }
+                if (atomic_exchange(&s->reput, false)) {
+                        /* Deleted by hand, or lost by etcd: the lease may be alive still. */
+                        r = do_register(s, &id, &err);
+                        if (r == -ECANCELED)
+                                break;
+                        if (r < 0) {
+                                atomic_store(&s->reput, true);
+                                set_reason(s, s->lease_reason, &s->lease_since_ns,
+                                           svemig_error_str(&err, r));
+                                wait = backoff = next_backoff(backoff);
+                                continue;
+                        }
                 }
                 r = keep_alive(s, id, &err);
                 if (r == -ECANCELED)

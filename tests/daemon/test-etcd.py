@@ -172,6 +172,21 @@ class OneMember(EtcdCase):
         self.assertEqual(self.state(v, "b"), "up", v)
         self.assertEqual(v["guest_bits"], [128, 256, 512], v)
 
+    def test_record_deleted_by_hand_is_put_again(self):
+        h = self.hosts(a=A, b=B)
+        for x in h.values():
+            self.start_etcd_host(x)
+        self.wait_agree(h.values(), ["a", "b"], [128, 256])
+        lease = self.etcd.get(self.prefix + "hosts/b")["lease"]
+        m = self.etcd.members[0]
+        self.etcd.call(m, "/v3/kv/deleterange", {"key": etcdtest.b64(self.prefix + "hosts/b")})
+        deadline = time.monotonic() + BOUND
+        while self.etcd.get(self.prefix + "hosts/b") is None:
+            self.assertLess(time.monotonic(), deadline, "b never put its record again:\n" + h["b"].daemon.output())
+            time.sleep(0.05)
+        self.assertEqual(self.etcd.get(self.prefix + "hosts/b")["lease"], lease)
+        self.wait_agree(h.values(), ["a", "b"], [128, 256])
+
     def test_etcd_gone_the_view_is_stale_and_says_why(self):
         h = self.hosts(a=A, b=B)
         for x in h.values():
