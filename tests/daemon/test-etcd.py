@@ -281,6 +281,33 @@ class OneMember(EtcdCase):
         self.assertIn("not defined in etcd", v["refused"])
         self.assertIn(self.prefix + "sets/nosuch", v["refused"])
 
+    def test_etcd_user_and_password(self):
+        def etcdctl(*args):
+            r = subprocess.run(["etcdctl", "--endpoints", self.etcd.endpoints] + list(args), capture_output=True,
+                               text=True, env=dict(os.environ, ETCDCTL_API="3"))
+            self.assertEqual(r.returncode, 0, "etcdctl %s: %s%s" % (" ".join(args), r.stdout, r.stderr))
+        etcdctl("user", "add", "root:rootpw", "--interactive=false")
+        etcdctl("user", "add", "svemig:s3cret", "--interactive=false")
+        etcdctl("role", "add", "svemig")
+        etcdctl("role", "grant-permission", "svemig", "--prefix=true", "readwrite", self.prefix)
+        etcdctl("user", "grant-role", "svemig", "svemig")
+        etcdctl("auth", "enable")
+        good = os.path.join(self.dir, "password")
+        bad = os.path.join(self.dir, "wrong")
+        with open(good, "w") as f:
+            f.write("s3cret\n")
+        with open(bad, "w") as f:
+            f.write("guess\n")
+        h = self.hosts(a=A, b=B)
+        for x in h.values():
+            self.start(x, [], extra=self.etcd_conf() + "etcd-user = svemig\netcd-password-file = %s\n" % good)
+        self.wait_agree(h.values(), ["a", "b"], [128, 256])
+        c = cluster.Host("c", C)
+        self.start(c, [], extra=self.etcd_conf() + "etcd-user = svemig\netcd-password-file = %s\n" % bad)
+        v = self.wait_view(c, "a refusal", lambda v: v["stale"] and "refused user svemig" in v["stale_reason"])
+        self.assertEqual(self.names(v), ["c"])
+        self.assertNotIn("c", self.names(self.view(h["a"])))
+
     def test_shipped_file_documents_the_etcd_keys(self):
         with open(os.environ.get("MIGRATE_CONF", "migrate.conf")) as f:
             text = f.read()
