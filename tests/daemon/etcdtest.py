@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -30,9 +31,33 @@ def b64(s):
     return base64.b64encode(s.encode()).decode()
 
 
+def make_tls(directory):
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl (PEM paths)."""
+    d = os.path.join(directory, "tls")
+    os.makedirs(d, exist_ok=True)
+    p = {k: os.path.join(d, k + ".pem") for k in ("ca", "ca-key", "server", "server-key", "client", "client-key")}
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+    run("req", "-x509", *ec, "-keyout", p["ca-key"], "-out", p["ca"], "-days", "2", "-subj", "/CN=svemig test CA")
+    # etcd's JSON gateway dials the member's own gRPC port with the member's server certificate:
+    # under --client-cert-auth that certificate must be good for client authentication too.
+    for who, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth"),
+                     ("client", "extendedKeyUsage=clientAuth")):
+        csr, extfile = os.path.join(d, who + ".csr"), os.path.join(d, who + ".ext")
+        with open(extfile, "w") as f:
+            f.write(ext + "\n")
+        run("req", *ec, "-keyout", p[who + "-key"], "-out", csr, "-subj", "/CN=svemig test " + who)
+        run("x509", "-req", "-in", csr, "-CA", p["ca"], "-CAkey", p["ca-key"], "-CAcreateserial",
+            "-out", p[who], "-days", "2", "-extfile", extfile)
+    return p
+
+
 class Member:
-    def __init__(self, name, directory):
+    def __init__(self, name, directory, scheme="http"):
         self.name = name
+        self.scheme = scheme
         self.client_port = free_port()
         self.peer_port = free_port()
         self.data_dir = os.path.join(directory, name + ".etcd")
@@ -42,7 +67,7 @@ class Member:
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.client_port
+        return "%s://127.0.0.1:%d" % (self.scheme, self.client_port)
 
     @property
     def peer_url(self):
@@ -53,10 +78,16 @@ class Member:
 
 
 class Etcd:
-    def __init__(self, directory, n=1):
+    def __init__(self, directory, n=1, tls=None):
+        """tls: make_tls()'s paths: clients must then show a certificate the CA signed."""
         if not shutil.which(ETCD):
             raise AssertionError("etcd is not installed: run scripts/install-deps.sh (Debian's etcd-server)")
-        self.members = [Member("etcd%d" % i, directory) for i in range(n)]
+        self.tls = tls
+        self.ctx = None
+        if tls:
+            self.ctx = ssl.create_default_context(cafile=tls["ca"])
+            self.ctx.load_cert_chain(tls["client"], tls["client-key"])
+        self.members = [Member("etcd%d" % i, directory, "https" if tls else "http") for i in range(n)]
         self.initial = ",".join("%s=%s" % (m.name, m.peer_url) for m in self.members)
         for m in self.members:
             self.start(m)
@@ -73,7 +104,9 @@ class Etcd:
             "--listen-client-urls", m.url, "--advertise-client-urls", m.url,
             "--listen-peer-urls", m.peer_url, "--initial-advertise-peer-urls", m.peer_url,
             "--initial-cluster", self.initial, "--initial-cluster-state", "new",
-            "--initial-cluster-token", "svemig-test"],
+            "--initial-cluster-token", "svemig-test"] + ([
+            "--cert-file", self.tls["server"], "--key-file", self.tls["server-key"],
+            "--trusted-ca-file", self.tls["ca"], "--client-cert-auth"] if self.tls else []),
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
@@ -89,12 +122,12 @@ class Etcd:
     def call(self, m, path, body, timeout=5):
         req = urllib.request.Request(m.url + path, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=self.ctx) as r:
             return json.loads(r.read())
 
     def healthy(self, m):
         try:
-            with urllib.request.urlopen(m.url + "/health", timeout=5) as r:
+            with urllib.request.urlopen(m.url + "/health", timeout=5, context=self.ctx) as r:
                 return json.loads(r.read()).get("health") == "true"
         except (OSError, ValueError, urllib.error.URLError):
             return False

@@ -316,6 +316,31 @@ class OneMember(EtcdCase):
             self.assertRegex(text, r"(?m)^#?%s = " % key, key)
 
 
+class Tls(EtcdCase):
+    """etcd on https, asking clients for a certificate its CA signed."""
+
+    def setUp(self):
+        cluster.ClusterTestCase.setUp(self)
+        self.tls = etcdtest.make_tls(self.dir)
+        self.etcd = etcdtest.Etcd(self.dir, 1, tls=self.tls)
+        self.prefix = "/svemig-test/"
+
+    def test_client_certificate(self):
+        t = self.tls
+        with_cert = self.etcd_conf() + "etcd-cacert = %s\netcd-cert = %s\netcd-key = %s\n" % (
+            t["ca"], t["client"], t["client-key"])
+        h = self.hosts(a=A, b=B)
+        for x in h.values():
+            self.start(x, [], extra=with_cert)
+        views = self.wait_agree(h.values(), ["a", "b"], [128, 256])
+        self.assertTrue(views[0]["store"].startswith("etcd https://127.0.0.1:"), views[0])
+        # Without a client certificate etcd refuses the connection: stale, with curl's reason.
+        c = cluster.Host("c", C)
+        self.start(c, [], extra=self.etcd_conf() + "etcd-cacert = %s\n" % t["ca"])
+        v = self.wait_view(c, "a refusal", lambda v: v["stale"] and "cannot reach etcd" in v["stale_reason"])
+        self.assertEqual(self.names(v), ["c"])
+
+
 class ThreeMembers(EtcdCase):
     MEMBERS = 3
 
