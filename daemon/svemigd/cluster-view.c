@@ -255,6 +255,9 @@ static int on_wake(sd_event_source *source, int fd, uint32_t revents, void *user
         (void)source;
         (void)revents;
         (void)!read(fd, &n, sizeof(n));
+        /* Stopping: a change the membership reported before it stopped changes nothing now. */
+        if (!v->membership)
+                return 0;
         r = recompute(v, &err);
         if (r < 0)
                 log_error("cannot recompute the cluster view: %s", svemig_error_str(&err, r));
@@ -432,7 +435,7 @@ const struct membership_view *cluster_view_membership(const struct cluster_view 
 
 const char *cluster_view_store(const struct cluster_view *v)
 {
-        return membership_describe(v->membership);
+        return v->membership ? membership_describe(v->membership) : "stopped";
 }
 
 const struct cluster_result *cluster_view_result(const struct cluster_view *v)
@@ -504,7 +507,7 @@ int cluster_view_peer(const struct cluster_view *v, const char *name, struct pee
         if (v->view.n_hosts <= 1 && conf->store == MEMBERSHIP_ETCD)
                 return svemig_error_set(
                         err, ENOENT, "no peer named %s: no other host is registered in %s%s%s", name,
-                        membership_describe(v->membership), v->view.stale ? "; and the view is stale: " : "",
+                        cluster_view_store(v), v->view.stale ? "; and the view is stale: " : "",
                         v->view.stale ? v->view.stale_reason : "");
         if (v->view.n_hosts <= 1)
                 return svemig_error_set(

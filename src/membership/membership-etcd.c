@@ -639,7 +639,7 @@ static struct json_object *id_body(const char *field, uint64_t id)
 static int do_register(struct etcd_members *s, uint64_t *id, struct svemig_error *err)
 {
         _cleanup_(json_object_putp) struct json_object *grant = NULL, *put = NULL;
-        struct json_object *body, *lease;
+        struct json_object *body;
         char ttl[16];
         int r;
 
@@ -661,12 +661,12 @@ static int do_register(struct etcd_members *s, uint64_t *id, struct svemig_error
         if (body) {
                 json_object_object_add(body, "key", etcd_b64(s->self_key, strlen(s->self_key)));
                 json_object_object_add(body, "value", etcd_b64(s->record, strlen(s->record)));
-                lease = id_body("lease", *id);
-                json_object_object_add(body, "lease",
-                                       json_object_get(json_object_object_get(lease, "lease")));
-                json_object_put(lease);
+                add_u64(body, "lease", *id);
         }
         r = etcd_call(s->lease_conn, "/v3/kv/put", body, &put, err);
+        if (r < 0 && r != -ECANCELED)
+                /* The lease may have run out meanwhile: the next try takes a new one (this one expires). */
+                *id = 0;
         if (r < 0)
                 return svemig_error_prefix(err, "cannot register this host in etcd");
         return 0;
