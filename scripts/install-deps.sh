@@ -43,9 +43,6 @@ case "$missing" in
         dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64 ;;
 esac
 export DEBIAN_FRONTEND=noninteractive
-# Other apt runs may hold the lock on a shared machine: wait for it.
-LOCKWAIT="-o DPkg::Lock::Timeout=600"
+$SUDO apt-get update -qq
 # shellcheck disable=SC2086
-$SUDO apt-get $LOCKWAIT update -qq
-# shellcheck disable=SC2086
-$SUDO apt-get $LOCKWAIT install -y -qq --no-install-recommends $missing
+$SUDO apt-get install -y -qq --no-install-recommends $missing
