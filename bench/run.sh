@@ -37,3 +37,7 @@ python3 "$here/migrate-bench.py" "$build" "$work/hpc-1024.img" "$work"
 echo
 echo "== stream memory encoding and decoding (bench/stream-bench.c)"
 "$build/bench/stream-bench" "$work/hpc-1024.img" "$work"
+
+echo
+echo "== the cluster view over 5,000 hosts in etcd, beside 50 static peers (bench/membership-bench.py)"
+python3 "$here/membership-bench.py" "$build"

@@ -6,7 +6,7 @@
 1. Includes, by folder: src/basic/ includes nothing of svemig but itself and
    the public svemig/error.h; src/ never includes daemon/; of src/'s
    folders, a lower one never includes a higher one (basic < sim, stream <
-   migrate: src/'s own files lie in several layers, which 2. checks);
+   migrate < membership: src/'s own files lie in several layers, which 2. checks);
    a program's folder under daemon/ includes only itself, daemon/shared/,
    src/basic/, include/ and the generated headers; daemon/shared/ no
    program's folder.
@@ -28,7 +28,7 @@ PROGRAMS = ("svemigd", "vmm", "ctl", "demo", "hook")
 
 # src/'s folders from the lowest up: a folder may include its own headers and
 # those of folders below it, never above.
-SRC_RANKS = {"basic": 0, "uapi": 0, "sim": 1, "stream": 1, "migrate": 2}
+SRC_RANKS = {"basic": 0, "uapi": 0, "sim": 1, "stream": 1, "migrate": 2, "membership": 3}
 
 
 def headers_under(root, sub):

@@ -79,6 +79,33 @@ int cluster_compute(const struct cluster_host *hosts, size_t n, struct cluster_r
         return 0;
 }
 
+int cluster_compute_pinned(const struct cluster_host *hosts, size_t n, const vqset_t *pinned,
+                           struct cluster_result *out, struct svemig_error *err)
+{
+        memset(out, 0, sizeof(*out));
+        out->hosts = calloc(n ? n : 1, sizeof(*out->hosts));
+        if (!out->hosts)
+                return svemig_error_set(err, ENOMEM, "out of memory computing the cluster view");
+        for (size_t i = 0; i < n; i++) {
+                struct cluster_host_verdict *v = &out->hosts[i];
+
+                if (!hosts[i].counted)
+                        continue;
+                v->counted = true;
+                v->can_present = vqset_can_present(&hosts[i].vls, pinned, &v->reason);
+                out->n_counted++;
+        }
+        if (out->n_counted == 0) {
+                cluster_result_done(out);
+                return svemig_error_set(err, EINVAL,
+                                        "no host takes part in the cluster view: at least this host must");
+        }
+        out->n_hosts = n;
+        out->guest = *pinned;
+        out->max_vq = vqset_highest(pinned);
+        return 0;
+}
+
 void cluster_result_done(struct cluster_result *r)
 {
         if (!r)

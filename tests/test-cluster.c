@@ -65,6 +65,37 @@ static void test_three_hosts(void **state)
         cluster_result_done(&r);
 }
 
+/* A pinned set: the guest set whatever the hosts offer; each counted host judged against it; none limits. */
+static void test_pinned(void **state)
+{
+        const struct cluster_host h[] = {
+                {true, S(1, 2, 4)},
+                {true, S(1)},
+                {false, S(1)},
+                {true, S(1, 2, 3)},
+        };
+        const vqset_t pinned = S(1, 2);
+        struct cluster_result r;
+
+        (void)state;
+        assert_int_equal(cluster_compute_pinned(h, 4, &pinned, &r, NULL), 0);
+        assert_set(r.guest, S(1, 2));
+        assert_int_equal(r.max_vq, 2);
+        assert_int_equal(r.n_counted, 3);
+        assert_int_equal(r.n_limiting, 0);
+        assert_false(r.have_without);
+        assert_true(r.hosts[0].can_present);
+        /* {1} lacks vq 2, which the pinned set needs: the guests cannot move there. */
+        assert_false(r.hosts[1].can_present);
+        assert_int_equal(r.hosts[1].reason.kind, VQSET_MISSING);
+        assert_int_equal(r.hosts[1].reason.vq, 2);
+        assert_false(r.hosts[2].counted);
+        /* {1,2,3} can hide vq 3, above the set's maximum. */
+        assert_true(r.hosts[3].can_present);
+        cluster_result_done(&r);
+        assert_int_equal(cluster_compute_pinned(h + 2, 1, &pinned, &r, NULL), -EINVAL);
+}
+
 /* A host that is down is listed but neither counted nor judged. */
 static void test_down_host_is_not_counted(void **state)
 {
@@ -228,6 +259,7 @@ int main(void)
                 cmocka_unit_test(test_three_hosts),    cmocka_unit_test(test_down_host_is_not_counted),
                 cmocka_unit_test(test_no_sve_host),    cmocka_unit_test(test_alone_and_equal),
                 cmocka_unit_test(test_nobody_counted), cmocka_unit_test(test_id_registers),
+                cmocka_unit_test(test_pinned),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

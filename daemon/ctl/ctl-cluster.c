@@ -83,6 +83,14 @@ static int print_json(const Svemig__Api__ClusterView *v)
                 json_object_array_add(hosts, json_host(v->hosts[i]));
         }
         json_object_object_add(root, "listen", json_str(v->listen));
+        json_object_object_add(root, "store", json_str(v->store[0] ? v->store : "static"));
+        json_object_object_add(root, "stale", json_object_new_boolean(v->stale));
+        json_object_object_add(root, "stale_reason", v->stale ? json_str(v->stale_reason) : NULL);
+        json_object_object_add(root, "cluster_set", json_str(v->cluster_set));
+        json_object_object_add(root, "pinned", json_object_new_boolean(v->pinned));
+        json_object_object_add(root, "refused", json_str(v->refused));
+        json_object_object_add(root, "stale_since_ns",
+                               v->stale ? json_object_new_int64((int64_t)v->stale_since_ns) : NULL);
         json_object_object_add(root, "refresh_ms", json_object_new_int64(v->refresh_ms));
         json_object_object_add(root, "generation", json_object_new_int64((int64_t)v->generation));
         json_object_object_add(root, "guest_bits", ctl_json_u32s(v->guest_bits, v->n_guest_bits));
@@ -190,11 +198,32 @@ static int print_human(const Svemig__Api__ClusterView *v)
                 }
         }
 
-        printf("hosts:     %zu, %zu up; peers asked every %u ms; %s%s\n", v->n_hosts, n_up, v->refresh_ms,
-               v->listen[0] ? "listening on " : "not listening for peers", v->listen);
+        if (v->store[0] && strcmp(v->store, "static") != 0)
+                printf("hosts:     %zu, %zu up; from %s; %s%s\n", v->n_hosts, n_up, v->store,
+                       v->listen[0] ? "listening on " : "not listening for peers", v->listen);
+        else
+                printf("hosts:     %zu, %zu up; peers asked every %u ms; %s%s\n", v->n_hosts, n_up,
+                       v->refresh_ms, v->listen[0] ? "listening on " : "not listening for peers", v->listen);
+        if (v->stale) {
+                format_since(v->stale_since_ns, since, sizeof(since));
+                printf("STALE:     since %s: %s\n"
+                       "           (the hosts below are as last known; a migration is still judged by its\n"
+                       "           destination's own facts)\n",
+                       since, v->stale_reason);
+        }
+        if (v->refused[0])
+                printf("REFUSED:   this host is not in the cluster: %s\n", v->refused);
+        if (v->cluster_set[0] && v->pinned)
+                printf("set:       %s, its guest set pinned in etcd (a host that cannot present it stays "
+                       "out)\n",
+                       v->cluster_set);
+        else if (v->cluster_set[0])
+                printf("set:       %s, not defined in etcd yet\n", v->cluster_set);
         fputs("guest set: ", stdout);
         print_set(v->guest_bits, v->n_guest_bits, v->max_bits);
-        if (v->n_limiting == 0) {
+        if (v->n_limiting == 0 && v->pinned) {
+                puts("limiting:  none (the set is pinned)");
+        } else if (v->n_limiting == 0) {
                 puts("limiting:  none (every host up offers the same lengths)");
         } else {
                 fputs("limiting:  ", stdout);
@@ -230,6 +259,9 @@ static int print_human(const Svemig__Api__ClusterView *v)
                 format_since(h->since_ns, since, sizeof(since));
                 if (!h->up)
                         printf("%s (%s): down since %s: %s\n", h->name, h->address, since, h->down_reason);
+                else if (h->counted && !h->can_present && v->pinned)
+                        printf("%s: the guests cannot move there: it cannot present the pinned set: %s\n",
+                               h->name, h->present_reason);
                 else if (h->counted && !h->can_present)
                         printf("%s: cannot present the guest set: %s\n", h->name, h->present_reason);
                 if (h->id_difference[0])
@@ -251,7 +283,8 @@ static int print_human(const Svemig__Api__ClusterView *v)
 static void help(void)
 {
         printf("Usage: svemigctl [--socket PATH] cluster [--json]\n\n"
-               "Show the daemon's live view of its cluster: this host and each peer in its migrate.conf,\n"
+               "Show the daemon's live view of its cluster: this host and each peer (from migrate.conf or "
+               "etcd),\n"
                "up or down (with the reason; a peer that is down is retried), its backend, kernel and SVE\n"
                "vector lengths (the host VLS), and whether it can present the guest set. The guest set is\n"
                "the one every host that is up can present (what 'guest create --vl cluster' gives); the\n"
@@ -259,6 +292,10 @@ static void help(void)
                "the others would offer without them.\n\n"
                "  -j, --json  print one JSON object:\n"
                "      self, listen, refresh_ms, generation (bumps with every change),\n"
+               "      store (\"static\" or \"etcd URL,... under PREFIX\"), stale (the store cannot vouch\n"
+               "      for the hosts now: they are as last known), stale_reason, stale_since_ns,\n"
+               "      cluster_set (or null), pinned (its guest set pinned in etcd), refused (why this\n"
+               "      host stays out of the cluster, or null),\n"
                "      guest_bits (empty: FPSIMD only), max_bits, limiting (host names),\n"
                "      without_limiting {excluded, guest_bits, max_bits} or null,\n"
                "      hosts [{name, self, address, state (\"up\"/\"down\"), down_reason, since_ns,\n"

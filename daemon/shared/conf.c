@@ -593,6 +593,146 @@ static int parse_libvirt_hook_timeout(struct parse_ctx *ctx, const char *key, co
         return parse_duration_ms(ctx, key, value, 100, 60 * 1000, &ctx->conf->libvirt_hook_timeout_ms);
 }
 
+/* [cluster] advertise = HOST:PORT: where peers reach this host, when listen does not say (*:PORT). */
+static int parse_cluster_advertise(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        struct migrate_conf_peer p = {0};
+        int r;
+
+        free(ctx->conf->advertise);
+        ctx->conf->advertise = NULL;
+        if (value[0] == '\0')
+                return 0;
+        r = parse_address(ctx, key, value, false, &p);
+        free(p.host);
+        if (r < 0) {
+                free(p.address);
+                return r;
+        }
+        ctx->conf->advertise = p.address;
+        return 0;
+}
+
+static int parse_cluster_store(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        if (strcmp(value, "static") == 0)
+                ctx->conf->store = MEMBERSHIP_STATIC;
+        else if (strcmp(value, "etcd") == 0)
+                ctx->conf->store = MEMBERSHIP_ETCD;
+        else
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s = %s: expected static (the [peer NAME] sections) or etcd (etcd-endpoints)",
+                            key, value);
+        return 0;
+}
+
+static void free_endpoints(struct migrate_conf *conf)
+{
+        for (size_t i = 0; i < conf->n_etcd_endpoints; i++)
+                free(conf->etcd_endpoints[i]);
+        free(conf->etcd_endpoints);
+        conf->etcd_endpoints = NULL;
+        conf->n_etcd_endpoints = 0;
+}
+
+/* etcd-endpoints = http://HOST:PORT,https://HOST:PORT,... */
+static int parse_cluster_etcd_endpoints(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        struct migrate_conf *conf = ctx->conf;
+        _cleanup_free_ char *copy = strdup(value);
+        char *save = NULL;
+
+        if (!copy)
+                return -ENOMEM;
+        free_endpoints(conf);
+        for (char *e = strtok_r(copy, ", \t", &save); e; e = strtok_r(NULL, ", \t", &save)) {
+                char **n;
+
+                if ((strncmp(e, "http://", 7) != 0 || !e[7]) && (strncmp(e, "https://", 8) != 0 || !e[8]))
+                        return fail(ctx, ctx->line, EINVAL,
+                                    "%s: %s is not an etcd client URL; expected http://HOST:PORT or "
+                                    "https://HOST:PORT, separated by commas",
+                                    key, e);
+                n = reallocarray(conf->etcd_endpoints, conf->n_etcd_endpoints + 1, sizeof(*n));
+                if (!n)
+                        return -ENOMEM;
+                conf->etcd_endpoints = n;
+                n[conf->n_etcd_endpoints] = strdup(e);
+                if (!n[conf->n_etcd_endpoints])
+                        return -ENOMEM;
+                conf->n_etcd_endpoints++;
+        }
+        if (conf->n_etcd_endpoints == 0)
+                return fail(ctx, ctx->line, EINVAL, "%s is empty: give at least one http(s)://HOST:PORT",
+                            key);
+        return 0;
+}
+
+static int parse_cluster_etcd_prefix(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        if (value[0] == '\0' || strlen(value) > 200)
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s = %s: expected a key prefix of 1 to 200 bytes, e.g. /svemig/", key, value);
+        return set_string(&ctx->conf->etcd_prefix, value);
+}
+
+static int parse_cluster_etcd_cacert(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_absolute_path(ctx, key, value, &ctx->conf->etcd_cacert);
+}
+
+static int parse_cluster_etcd_cert(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_absolute_path(ctx, key, value, &ctx->conf->etcd_cert);
+}
+
+static int parse_cluster_etcd_key(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_absolute_path(ctx, key, value, &ctx->conf->etcd_key);
+}
+
+static int parse_cluster_etcd_user(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        if (value[0] == '\0')
+                return fail(ctx, ctx->line, EINVAL, "%s is empty: name an etcd user, or leave the key out",
+                            key);
+        return set_string(&ctx->conf->etcd_user, value);
+}
+
+static int parse_cluster_etcd_password_file(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_absolute_path(ctx, key, value, &ctx->conf->etcd_password_file);
+}
+
+static int parse_cluster_etcd_lease(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        unsigned ms;
+        int r;
+
+        r = parse_duration_ms(ctx, key, value, 2000, 3600 * 1000, &ms);
+        if (r < 0)
+                return r;
+        if (ms % 1000)
+                return fail(ctx, ctx->line, EINVAL, "%s = %s: etcd's leases count whole seconds", key,
+                            value);
+        ctx->conf->etcd_lease_ttl_s = ms / 1000;
+        return 0;
+}
+
+/* cluster-set = NAME: a word, as it goes into an etcd key. */
+static int parse_cluster_set(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        size_t n = strlen(value);
+
+        if (n == 0 || n > MIGRATE_CONF_HOST_NAME_MAX ||
+            strspn(value, "abcdefghijklmnopqrstuvwxyz"
+                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s = %s: expected a name of 1 to %d letters, digits, '.', '_' or '-'", key,
+                            value, MIGRATE_CONF_HOST_NAME_MAX);
+        return set_string(&ctx->conf->cluster_set, value);
+}
+
 /* --- sections and keys --- */
 
 struct key_def {
@@ -637,6 +777,17 @@ static const struct key_def cluster_keys[] = {
         {"idle-timeout", parse_cluster_idle_timeout},
         {"max-connections", parse_cluster_max_connections},
         {"max-connections-per-peer", parse_cluster_max_per_peer},
+        {"advertise", parse_cluster_advertise},
+        {"store", parse_cluster_store},
+        {"etcd-endpoints", parse_cluster_etcd_endpoints},
+        {"etcd-prefix", parse_cluster_etcd_prefix},
+        {"etcd-cacert", parse_cluster_etcd_cacert},
+        {"etcd-cert", parse_cluster_etcd_cert},
+        {"etcd-key", parse_cluster_etcd_key},
+        {"etcd-user", parse_cluster_etcd_user},
+        {"etcd-password-file", parse_cluster_etcd_password_file},
+        {"etcd-lease", parse_cluster_etcd_lease},
+        {"cluster-set", parse_cluster_set},
 };
 static const struct key_def snapshot_keys[] = {
         {"directory", parse_snapshot_dir},
@@ -886,6 +1037,73 @@ static int combine_sim_cpus(struct parse_ctx *ctx)
         return 0;
 }
 
+DEFINE_TRIVIAL_CLEANUP_FUNC(FILE *, fclose);
+
+/* The first line of the password file, without its newline. */
+static int read_password(struct parse_ctx *ctx)
+{
+        struct migrate_conf *conf = ctx->conf;
+        _cleanup_(fclosep) FILE *f = fopen(conf->etcd_password_file, "re");
+        char line[1024];
+
+        if (!f)
+                return fail(ctx, 0, errno, "etcd-password-file %s: %s", conf->etcd_password_file,
+                            strerror(errno));
+        if (!fgets(line, sizeof(line), f))
+                line[0] = '\0';
+        line[strcspn(line, "\r\n")] = '\0';
+        return set_string(&conf->etcd_password, line);
+}
+
+/* What store = etcd needs, and what only it takes. */
+static int check_store(struct parse_ctx *ctx)
+{
+        struct migrate_conf *conf = ctx->conf;
+
+        if (conf->store != MEMBERSHIP_ETCD) {
+                if (conf->cluster_set)
+                        return fail(
+                                ctx, 0, EINVAL,
+                                "cluster-set = %s: a cluster set lives in etcd; set store = etcd, or remove "
+                                "cluster-set",
+                                conf->cluster_set);
+                if (conf->n_etcd_endpoints)
+                        return fail(
+                                ctx, 0, EINVAL,
+                                "etcd-endpoints is set but [cluster] store is static: set store = etcd to "
+                                "use etcd, or remove etcd-endpoints");
+                return 0;
+        }
+        if (conf->n_etcd_endpoints == 0)
+                return fail(
+                        ctx, 0, EINVAL,
+                        "[cluster] store = etcd needs etcd-endpoints = http(s)://HOST:PORT,... (the etcd "
+                        "members' client URLs)");
+        if (conf->n_peers)
+                return fail(ctx, conf->peers[0].line, EINVAL,
+                            "[peer %s]: with store = etcd the hosts come from etcd; remove the [peer NAME] "
+                            "sections, or set store = static",
+                            conf->peers[0].name);
+        if (!conf->listen_address)
+                return fail(
+                        ctx, 0, EINVAL,
+                        "store = etcd registers where this host takes migrations: set [cluster] listen = "
+                        "HOST:PORT");
+        if (!conf->advertise && strcmp(conf->listen_host, "*") == 0)
+                return fail(
+                        ctx, 0, EINVAL,
+                        "listen = %s says no address peers can dial: set [cluster] advertise = HOST:PORT "
+                        "for store = etcd to register",
+                        conf->listen_address);
+        if (!conf->etcd_cert != !conf->etcd_key)
+                return fail(ctx, 0, EINVAL, "etcd-cert and etcd-key go together: give both, or neither");
+        if (conf->etcd_password_file && !conf->etcd_user)
+                return fail(ctx, 0, EINVAL, "etcd-password-file needs etcd-user");
+        if (conf->etcd_password_file)
+                return read_password(ctx);
+        return 0;
+}
+
 static int check_whole(struct parse_ctx *ctx)
 {
         struct migrate_conf *conf = ctx->conf;
@@ -924,6 +1142,9 @@ static int check_whole(struct parse_ctx *ctx)
                 conf->max_conns_per_peer = conf->max_peer_conns;
         if (conf->max_clients_per_user > conf->max_clients)
                 conf->max_clients_per_user = conf->max_clients;
+        r = check_store(ctx);
+        if (r < 0)
+                return r;
         if (!conf->snapshot_dir && asprintf(&conf->snapshot_dir, "%s/snapshots", conf->state_dir) < 0) {
                 conf->snapshot_dir = NULL;
                 return -ENOMEM;
@@ -964,6 +1185,7 @@ static int set_defaults(struct migrate_conf *conf)
                 .max_peer_conns = MIGRATE_CONF_MAX_PEER_CONNS,
                 .max_conns_per_peer = MIGRATE_CONF_MAX_CONNS_PER_PEER,
                 .libvirt_hook_timeout_ms = MIGRATE_CONF_HOOK_TIMEOUT_MS,
+                .etcd_lease_ttl_s = MIGRATE_CONF_ETCD_LEASE_S,
         };
         /* The short host name: peers call each other by it. */
         if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
@@ -977,10 +1199,11 @@ static int set_defaults(struct migrate_conf *conf)
         conf->kvm_device = strdup("/dev/kvm");
         conf->sim_kernel = strdup("6.12");
         conf->snapshot_compression = strdup("lz4");
+        conf->etcd_prefix = strdup(MIGRATE_CONF_ETCD_PREFIX);
         /* The sim's default host, spelled out so --check-config shows it. */
         conf->sim_cpus = calloc(1, sizeof(vqset_t));
         if (!conf->host_name || !conf->state_dir || !conf->socket_path || !conf->kvm_device ||
-            !conf->sim_kernel || !conf->snapshot_compression || !conf->sim_cpus)
+            !conf->sim_kernel || !conf->snapshot_compression || !conf->sim_cpus || !conf->etcd_prefix)
                 return -ENOMEM;
         vqset_add(&conf->sim_cpus[0], 1);
         vqset_add(&conf->sim_cpus[0], 2);
@@ -1072,6 +1295,16 @@ void migrate_conf_done(struct migrate_conf *conf)
         free(conf->listen_address);
         free(conf->listen_host);
         free(conf->libvirt_uri);
+        free(conf->advertise);
+        free_endpoints(conf);
+        free(conf->etcd_prefix);
+        free(conf->etcd_cacert);
+        free(conf->etcd_cert);
+        free(conf->etcd_key);
+        free(conf->etcd_user);
+        free(conf->etcd_password);
+        free(conf->etcd_password_file);
+        free(conf->cluster_set);
         for (size_t i = 0; i < conf->n_peers; i++) {
                 free(conf->peers[i].name);
                 free(conf->peers[i].address);
@@ -1165,6 +1398,27 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
         print_duration(f, "idle-timeout", conf->peer_idle_ms);
         fprintf(f, "max-connections = %u\nmax-connections-per-peer = %u\n", conf->max_peer_conns,
                 conf->max_conns_per_peer);
+
+        if (conf->advertise)
+                fprintf(f, "advertise = %s\n", conf->advertise);
+        fprintf(f, "store = %s\n", membership_backend_name(conf->store));
+        if (conf->store == MEMBERSHIP_ETCD) {
+                fprintf(f, "etcd-endpoints = ");
+                for (size_t i = 0; i < conf->n_etcd_endpoints; i++)
+                        fprintf(f, "%s%s", i ? "," : "", conf->etcd_endpoints[i]);
+                fprintf(f, "\netcd-prefix = %s\n", conf->etcd_prefix);
+                if (conf->etcd_cacert)
+                        fprintf(f, "etcd-cacert = %s\n", conf->etcd_cacert);
+                if (conf->etcd_cert)
+                        fprintf(f, "etcd-cert = %s\netcd-key = %s\n", conf->etcd_cert, conf->etcd_key);
+                if (conf->etcd_user)
+                        fprintf(f, "etcd-user = %s\n", conf->etcd_user);
+                if (conf->etcd_password_file)
+                        fprintf(f, "etcd-password-file = %s\n", conf->etcd_password_file);
+                fprintf(f, "etcd-lease = %us\n", conf->etcd_lease_ttl_s);
+                if (conf->cluster_set)
+                        fprintf(f, "cluster-set = %s\n", conf->cluster_set);
+        }
 
         fprintf(f, "\n[libvirt]\nuri = %s\n", conf->libvirt_uri ? conf->libvirt_uri : "");
         if (!conf->libvirt_uri)

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "svemig/error.h"
 #include "svemig/hv.h"
+#include "svemig/membership.h"
 #include "svemig/vqset.h"
 
 /* Where svemigd and svemigctl look when told nothing else. */
@@ -38,6 +39,8 @@
 #define MIGRATE_CONF_MAX_PEER_CONNS      64u
 #define MIGRATE_CONF_MAX_CONNS_PER_PEER  16u
 #define MIGRATE_CONF_HOOK_TIMEOUT_MS 5000u /* [libvirt] hook-timeout */
+#define MIGRATE_CONF_ETCD_PREFIX     "/svemig/"
+#define MIGRATE_CONF_ETCD_LEASE_S    10u
 
 struct migrate_conf_peer {
         char *name;    /* from the section name [peer NAME] */
@@ -95,6 +98,17 @@ struct migrate_conf {
         bool libvirt_require_cluster_set; /* the hook also refuses domains outside the cluster's set */
         bool libvirt_daemon_down_allow;   /* the hook lets libvirt go on when svemigd cannot be asked */
         unsigned libvirt_hook_timeout_ms; /* the longest the hook waits on svemigd */
+        char *advertise;             /* "HOST:PORT" peers dial for migrations; NULL: listen's */
+        enum membership_backend store; /* store = static | etcd */
+        char **etcd_endpoints;         /* etcd-endpoints = URL,... */
+        size_t n_etcd_endpoints;
+        char *etcd_prefix;
+        char *etcd_cacert, *etcd_cert, *etcd_key; /* NULL: none (the system's CAs) */
+        char *etcd_user;
+        char *etcd_password; /* read from etcd-password-file */
+        char *etcd_password_file;
+        unsigned etcd_lease_ttl_s;
+        char *cluster_set; /* the named cluster set this host joins (etcd); NULL: none */
 
         /* [peer NAME] ... */
         struct migrate_conf_peer *peers;

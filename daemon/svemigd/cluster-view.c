@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The cluster view. The links run on their own threads and only write an
- * eventfd when their state changes; the loop then takes a snapshot of every
- * link, logs what changed and recomputes the negotiation. So the view a
- * client reads is always one consistent snapshot, and never waits on a peer.
+ * The cluster view. The membership runs on threads of its own and only
+ * writes an eventfd when its view may have changed; the loop then takes a
+ * copy of it, logs what changed and recomputes the negotiation. So the view
+ * a client reads is always one consistent snapshot, and never waits on a
+ * peer or on etcd.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cluster-view.h"
 #include "guest-registry.h"
 #include "op-migrate.h"
@@ -23,11 +26,11 @@
 struct cluster_view {
         struct svemigd *d;
         struct peer_info self;
-        struct cluster_member *members; /* [0] = this host */
-        struct peer_link **links;       /* index-aligned with members; links[0] = NULL */
-        size_t n_members;
+        struct membership *membership;
+        struct membership_view view; /* hosts[0] = this host */
         struct cluster_result result;
         bool have_result;
+        bool have_current; /* the membership has vouched for the view once */
         uint64_t generation;
         unsigned refresh_ms;
 
@@ -36,7 +39,7 @@ struct cluster_view {
         int wake_fd; /* eventfd: the links -> the loop */
 };
 
-/* Called on a link's thread. */
+/* Called on a membership thread. */
 static void link_changed(void *userdata)
 {
         struct cluster_view *v = userdata;
@@ -54,25 +57,26 @@ static const char *set_text(const vqset_t *s, char *buf, size_t len)
 }
 
 /* A host's VL set as the negotiation takes it: empty without SVE. */
-static vqset_t member_vls(const struct cluster_member *m)
+static vqset_t member_vls(const struct membership_host *m)
 {
         vqset_t none = {{0}};
 
-        return m->state.info.sve ? m->state.info.vls : none;
+        return m->info.sve ? m->info.vls : none;
 }
 
-static void log_member_change(const struct cluster_member *m, const struct peer_link_state *old)
+static void log_member_change(const struct membership_host *m, const struct membership_host *old)
 {
-        const struct peer_link_state *s = &m->state;
+        const struct membership_host *s = m;
         char vls[1024];
 
         if (s->up) {
                 vqset_t set = member_vls(m);
 
                 log_msg(LOG_INFO, LOG_CTX(.peer = m->name),
-                        "peer %s %s: %s backend, kernel %s, VLS %s bits, svemig %s", m->name,
+                        "peer %s %s: %s backend, kernel %s, VLS %s bits, svemig %s%s%s", m->name,
                         old->up ? "changed" : "is up", s->info.backend, s->info.kernel,
-                        set_text(&set, vls, sizeof(vls)), s->info.svemig_version);
+                        set_text(&set, vls, sizeof(vls)), s->info.svemig_version,
+                        s->address[0] ? ", at " : "", s->address);
                 if (s->id_diff.differ) {
                         char diff[256];
 
@@ -96,10 +100,10 @@ static void format_names(const struct cluster_view *v, bool limiting, char *buf,
         size_t off = 0;
 
         buf[0] = '\0';
-        for (size_t i = 0; i < v->n_members && off < len; i++)
+        for (size_t i = 0; i < v->view.n_hosts && off < len; i++)
                 if (v->result.hosts[i].limiting == limiting && (limiting || v->result.hosts[i].counted))
                         off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? ", " : "",
-                                                v->members[i].name);
+                                                v->view.hosts[i].name);
 }
 
 static void log_result(const struct cluster_view *v)
@@ -125,33 +129,106 @@ static void log_result(const struct cluster_view *v)
                    r->n_counted, r->n_hosts, names, vqset_empty(&r->without) ? "none" : without);
 }
 
+static int name_cmp(const void *a, const void *b)
+{
+        const struct membership_host *const *x = a, *const *y = b;
+
+        return strcmp((*x)->name, (*y)->name);
+}
+
+/* Logs each host that is new or changed against the previous view (looked up by name). */
+static bool log_changes(const struct membership_view *old, const struct membership_view *now)
+{
+        /* Pointers, not hosts: thousands of hosts of a kilobyte or two each are sorted every change. */
+        _cleanup_free_ const struct membership_host **sorted = NULL;
+        bool changed = old->n_hosts != now->n_hosts;
+
+        if (old->n_hosts) {
+                sorted = malloc(old->n_hosts * sizeof(*sorted));
+                if (!sorted)
+                        return true;
+                for (size_t i = 0; i < old->n_hosts; i++)
+                        sorted[i] = &old->hosts[i];
+                qsort(sorted, old->n_hosts, sizeof(*sorted), name_cmp);
+        }
+        for (size_t i = 0; i < now->n_hosts; i++) {
+                const struct membership_host *m = &now->hosts[i], *o = NULL, **found;
+                struct membership_host fresh = {0};
+
+                if (m->self)
+                        continue;
+                found = sorted ? bsearch(&m, sorted, old->n_hosts, sizeof(*sorted), name_cmp) : NULL;
+                if (found)
+                        o = *found;
+                if (o && o->version == m->version && o->up == m->up)
+                        continue;
+                changed = true;
+                if (!o) {
+                        /* Version 0: the first state a host shows is news, and logged. */
+                        snprintf(fresh.reason, sizeof(fresh.reason), "not known yet");
+                        o = &fresh;
+                }
+                log_member_change(m, o);
+        }
+        return changed;
+}
+
+static void log_staleness(const struct cluster_view *v, const struct membership_view *old)
+{
+        const struct membership_view *now = &v->view;
+
+        if (now->refused[0] && strcmp(now->refused, old->refused) != 0)
+                log_error("not joining the cluster: %s", now->refused);
+        else if (!now->refused[0] && old->refused[0])
+                log_notice("joining the cluster: this host can present cluster set %s's guest set",
+                           now->set_name);
+
+        /* Before the first answer from the store, stale is only how a start looks. */
+        if (now->stale && (!old->stale || strcmp(old->stale_reason, now->stale_reason) != 0))
+                log_msg(v->have_current ? LOG_WARNING : LOG_INFO, LOG_CTX(),
+                        "the cluster view is stale (%s): it shows the hosts as last known; guests are "
+                        "still judged by each destination's own facts",
+                        now->stale_reason);
+        else if (!now->stale && old->stale)
+                log_notice("the cluster view is %s (%s)", v->have_current ? "current again" : "current",
+                           membership_describe(v->membership));
+}
+
 static int recompute(struct cluster_view *v, struct svemig_error *err)
 {
-        _cleanup_free_ struct cluster_host *hosts = calloc(v->n_members, sizeof(*hosts));
+        _cleanup_free_ struct cluster_host *hosts = NULL;
+        struct membership_view old = v->view, now;
         struct cluster_result result;
-        bool changed = false;
+        uint64_t t0 = now_ns(CLOCK_MONOTONIC), t1;
+        bool changed;
         int r;
 
-        if (!hosts)
-                return svemig_error_set(err, ENOMEM, "out of memory");
-        for (size_t i = 0; i < v->n_members; i++) {
-                struct cluster_member *m = &v->members[i];
-
-                if (v->links[i]) {
-                        struct peer_link_state old = m->state;
-
-                        peer_link_get(v->links[i], &m->state);
-                        if (m->state.version != old.version) {
-                                changed = true;
-                                log_member_change(m, &old);
-                        }
-                }
-                hosts[i].counted = m->state.up;
-                hosts[i].vls = member_vls(m);
-        }
-        r = cluster_compute(hosts, v->n_members, &result, err);
+        r = membership_get(v->membership, &now, err);
         if (r < 0)
                 return r;
+        hosts = calloc(now.n_hosts, sizeof(*hosts));
+        if (!hosts) {
+                membership_view_done(&now);
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        }
+        v->view = now;
+        changed = log_changes(&old, &now) || old.stale != now.stale ||
+                  strcmp(old.stale_reason, now.stale_reason) != 0;
+        log_staleness(v, &old);
+        v->have_current |= !now.stale;
+        membership_view_done(&old);
+        for (size_t i = 0; i < now.n_hosts; i++) {
+                hosts[i].counted = now.hosts[i].up;
+                hosts[i].vls = member_vls(&now.hosts[i]);
+        }
+        t1 = now_ns(CLOCK_MONOTONIC);
+        r = now.pinned ? cluster_compute_pinned(hosts, now.n_hosts, &now.pinned_set, &result, err)
+                       : cluster_compute(hosts, now.n_hosts, &result, err);
+        if (r < 0)
+                return r;
+        /* What one change costs the loop, for bench/membership-bench.py. */
+        log_debug("cluster view over %zu hosts recomputed in %" PRIu64 " us (negotiation %" PRIu64 " us)",
+                  now.n_hosts, (now_ns(CLOCK_MONOTONIC) - t0) / 1000, (now_ns(CLOCK_MONOTONIC) - t1) / 1000);
         if (!v->have_result || !cluster_result_equal(&result, &v->result)) {
                 cluster_result_done(&v->result);
                 v->result = result;
@@ -159,7 +236,9 @@ static int recompute(struct cluster_view *v, struct svemig_error *err)
                 changed = true;
                 log_result(v);
         } else {
-                cluster_result_done(&result);
+                /* The hosts may have moved: the verdicts stay index-aligned with them. */
+                cluster_result_done(&v->result);
+                v->result = result;
         }
         if (changed)
                 v->generation++;
@@ -176,56 +255,57 @@ static int on_wake(sd_event_source *source, int fd, uint32_t revents, void *user
         (void)source;
         (void)revents;
         (void)!read(fd, &n, sizeof(n));
+        /* Stopping: a change the membership reported before it stopped changes nothing now. */
+        if (!v->membership)
+                return 0;
         r = recompute(v, &err);
         if (r < 0)
                 log_error("cannot recompute the cluster view: %s", svemig_error_str(&err, r));
         return 0;
 }
 
-static int add_members(struct cluster_view *v, const struct migrate_conf *conf, struct svemig_error *err)
+static int start_membership(struct cluster_view *v, const struct migrate_conf *conf,
+                            struct svemig_error *err)
 {
-        size_t n = conf->n_peers + 1;
-
-        v->members = calloc(n, sizeof(*v->members));
-        v->links = calloc(n, sizeof(*v->links));
-        if (!v->members || !v->links)
-                return svemig_error_set(err, ENOMEM, "out of memory");
-        v->n_members = n;
-        v->members[0] = (struct cluster_member){
-                .name = conf->host_name,
-                .self = true,
-                .state = {.up = true, .known = true, .info = v->self, .version = 1},
+        _cleanup_free_ struct membership_peer *peers =
+                calloc(conf->n_peers ? conf->n_peers : 1, sizeof(*peers));
+        struct membership_params p = {
+                .host_name = conf->host_name,
+                .address = conf->advertise ? conf->advertise : conf->listen_address,
+                .self = &v->self,
+                .refresh_ms = conf->peer_refresh_ms,
+                .timeout_ms = conf->peer_timeout_ms,
+                .changed = link_changed,
+                .userdata = v,
+                .peers = peers,
+                .n_peers = conf->n_peers,
+                .etcd =
+                        {
+                                .endpoints = (const char *const *)conf->etcd_endpoints,
+                                .n_endpoints = conf->n_etcd_endpoints,
+                                .prefix = conf->etcd_prefix,
+                                .cacert = conf->etcd_cacert,
+                                .cert = conf->etcd_cert,
+                                .key = conf->etcd_key,
+                                .user = conf->etcd_user,
+                                .password = conf->etcd_password,
+                                .lease_ttl_s = conf->etcd_lease_ttl_s,
+                                .cluster_set = conf->cluster_set,
+                        },
         };
-        memset(&v->members[0].state.info.id_regs, 0, sizeof(v->members[0].state.info.id_regs));
-        {
-                struct timespec ts;
+        int r;
 
-                clock_gettime(CLOCK_REALTIME, &ts);
-                v->members[0].state.since_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-        }
-        for (size_t i = 0; i < conf->n_peers; i++) {
-                const struct migrate_conf_peer *p = &conf->peers[i];
-                struct peer_link_params lp = {
-                        .name = p->name,
-                        .address = p->address,
-                        .host = p->host,
-                        .port = p->port,
-                        .self = &v->self,
-                        .refresh_ms = conf->peer_refresh_ms,
-                        .timeout_ms = conf->peer_timeout_ms,
-                        .changed = link_changed,
-                        .userdata = v,
-                };
-                int r;
-
-                /* Version 0: the first state the link reports is news, and logged. */
-                v->members[i + 1] = (struct cluster_member){.name = p->name, .address = p->address};
-                snprintf(v->members[i + 1].state.reason, sizeof(v->members[i + 1].state.reason),
-                         "not connected yet");
-                r = peer_link_start(&lp, &v->links[i + 1], err);
-                if (r < 0)
-                        return r;
-        }
+        if (!peers)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < conf->n_peers; i++)
+                peers[i] = (struct membership_peer){.name = conf->peers[i].name,
+                                                    .address = conf->peers[i].address,
+                                                    .host = conf->peers[i].host,
+                                                    .port = conf->peers[i].port};
+        r = membership_new(conf->store, &p, &v->membership, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "cannot start the cluster membership");
+        log_info("cluster membership: %s", membership_describe(v->membership));
         return 0;
 }
 
@@ -285,14 +365,13 @@ int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig
                 if (r < 0)
                         goto fail;
                 log_info("listening for peers on %s", peer_listener_address(v->listener));
-        } else if (conf->n_peers > 0) {
-                log_notice(
-                        "no [cluster] listen address in %s: this host sees its %zu peer(s), but they cannot "
-                        "reach it",
-                        conf->path ? conf->path : "migrate.conf", conf->n_peers);
+        } else if (conf->n_peers > 0 || conf->store == MEMBERSHIP_ETCD) {
+                log_notice("no [cluster] listen address in %s: this host sees its peers, but they cannot "
+                           "reach it",
+                           conf->path ? conf->path : "migrate.conf");
         }
 
-        r = add_members(v, conf, err);
+        r = start_membership(v, conf, err);
         if (r < 0)
                 goto fail;
         r = recompute(v, err);
@@ -305,12 +384,10 @@ fail:
         return r;
 }
 
-static void stop_links(struct cluster_view *v)
+static void stop_membership(struct cluster_view *v)
 {
-        for (size_t i = 0; v->links && i < v->n_members; i++) {
-                peer_link_stop(v->links[i]);
-                v->links[i] = NULL;
-        }
+        membership_free(v->membership);
+        v->membership = NULL;
 }
 
 void cluster_view_stop(struct cluster_view *v, void (*done)(void *userdata), void *userdata)
@@ -320,7 +397,7 @@ void cluster_view_stop(struct cluster_view *v, void (*done)(void *userdata), voi
                         done(userdata);
                 return;
         }
-        stop_links(v);
+        stop_membership(v);
         peer_listener_stop(v->listener, done, userdata);
 }
 
@@ -328,22 +405,40 @@ void cluster_view_free(struct cluster_view *v)
 {
         if (!v)
                 return;
-        stop_links(v);
+        stop_membership(v);
         peer_listener_free(v->listener);
         sd_event_source_disable_unref(v->wake_source);
         if (v->wake_fd >= 0)
                 close(v->wake_fd);
         cluster_result_done(&v->result);
         peer_info_done(&v->self);
-        free(v->links);
-        free(v->members);
+        membership_view_done(&v->view);
         free(v);
 }
 
-const struct cluster_member *cluster_view_members(const struct cluster_view *v, size_t *n)
+const struct membership_host *cluster_view_members(const struct cluster_view *v, size_t *n)
 {
-        *n = v->n_members;
-        return v->members;
+        *n = v->view.n_hosts;
+        return v->view.hosts;
+}
+
+bool cluster_view_stale(const struct cluster_view *v, const char **reason, uint64_t *since_ns)
+{
+        if (reason)
+                *reason = v->view.stale_reason;
+        if (since_ns)
+                *since_ns = v->view.stale_since_ns;
+        return v->view.stale;
+}
+
+const struct membership_view *cluster_view_membership(const struct cluster_view *v)
+{
+        return &v->view;
+}
+
+const char *cluster_view_store(const struct cluster_view *v)
+{
+        return v->membership ? membership_describe(v->membership) : "stopped";
 }
 
 const struct cluster_result *cluster_view_result(const struct cluster_view *v)
@@ -377,42 +472,54 @@ unsigned cluster_view_peer_timeout_ms(const struct cluster_view *v)
 }
 
 int cluster_view_peer(const struct cluster_view *v, const char *name, struct peer_address *addr,
-                      const struct cluster_member **member, struct svemig_error *err)
+                      const struct membership_host **member, struct svemig_error *err)
 {
         const struct migrate_conf *conf = &v->d->conf;
+        const char *where = conf->store == MEMBERSHIP_ETCD ? "etcd"
+                            : conf->path                   ? conf->path
+                                                           : "migrate.conf";
         char names[1024] = "";
         size_t off = 0;
 
-        for (size_t i = 0; i < conf->n_peers; i++) {
-                const struct migrate_conf_peer *p = &conf->peers[i];
-                const struct cluster_member *m = &v->members[i + 1];
+        for (size_t i = 1; i < v->view.n_hosts; i++) {
+                const struct membership_host *m = &v->view.hosts[i];
 
-                if (strcmp(p->name, name) != 0) {
+                if (strcmp(m->name, name) != 0) {
                         if (off < sizeof(names))
                                 off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
-                                                        off ? ", " : "", p->name);
+                                                        off ? ", " : "", m->name);
                         continue;
                 }
-                if (!m->state.up)
-                        return svemig_error_set(err, EHOSTDOWN, "peer %s is down: %s", name,
-                                                m->state.reason);
+                if (!m->up && v->view.stale)
+                        return svemig_error_set(
+                                err, EHOSTDOWN,
+                                "peer %s was down when the cluster view was last current: %s "
+                                "(the view is stale now: %s)",
+                                name, m->reason, v->view.stale_reason);
+                if (!m->up)
+                        return svemig_error_set(err, EHOSTDOWN, "peer %s is down: %s", name, m->reason);
                 if (addr)
                         *addr = (struct peer_address){
-                                .name = p->name, .address = p->address, .host = p->host, .port = p->port};
+                                .name = m->name, .address = m->address, .host = m->host, .port = m->port};
                 if (member)
                         *member = m;
                 return 0;
         }
         if (strcmp(name, conf->host_name) == 0)
                 return svemig_error_set(err, EINVAL, "%s is this host; name one of its peers", name);
-        if (conf->n_peers == 0)
+        if (v->view.n_hosts <= 1 && conf->store == MEMBERSHIP_ETCD)
+                return svemig_error_set(
+                        err, ENOENT, "no peer named %s: no other host is registered in %s%s%s", name,
+                        cluster_view_store(v), v->view.stale ? "; and the view is stale: " : "",
+                        v->view.stale ? v->view.stale_reason : "");
+        if (v->view.n_hosts <= 1)
                 return svemig_error_set(
                         err, ENOENT,
                         "no peer named %s: %s lists no peers; add a [peer %s] section with its "
                         "address",
-                        name, conf->path ? conf->path : "migrate.conf", name);
-        return svemig_error_set(err, ENOENT, "no peer named %s in %s; its peers are: %s", name,
-                                conf->path ? conf->path : "migrate.conf", names);
+                        name, where, name);
+        return svemig_error_set(err, ENOENT, "no peer named %s in %s; its peers are: %s", name, where,
+                                names);
 }
 
 int svemigd_cluster_guest_set(struct svemigd *d, vqset_t *out, struct svemig_error *err)
@@ -420,6 +527,13 @@ int svemigd_cluster_guest_set(struct svemigd *d, vqset_t *out, struct svemig_err
         if (!d->cluster || !d->cluster->have_result)
                 return svemig_error_set(
                         err, EAGAIN, "the cluster view is not ready yet (svemigd is starting); try again");
+        if (d->cluster->view.refused[0])
+                return svemig_error_set(err, EPERM, "this host is not in the cluster: %s",
+                                        d->cluster->view.refused);
         *out = d->cluster->result.guest;
+        if (d->cluster->view.stale)
+                log_warning("the cluster guest set comes from a stale view (%s): hosts that joined or left "
+                            "since are not counted",
+                            d->cluster->view.stale_reason);
         return 0;
 }

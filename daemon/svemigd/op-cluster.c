@@ -49,10 +49,11 @@ int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *use
         Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
         _cleanup_(cluster_reply_done) struct cluster_reply c = {0};
         struct svemigd *d = userdata;
-        const struct cluster_member *members;
+        const struct membership_host *members;
         const struct cluster_result *res;
         size_t n, n_limiting = 0;
         uint32_t *guest_bits, *gain_bits;
+        const char *stale_reason;
 
         (void)req;
         if (!d->cluster)
@@ -72,29 +73,28 @@ int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *use
         gain_bits = guest_bits + VQSET_VQ_MAX;
 
         for (size_t i = 0; i < n; i++) {
-                const struct cluster_member *m = &members[i];
+                const struct membership_host *m = &members[i];
                 const struct cluster_host_verdict *v = &res->hosts[i];
                 Svemig__Api__ClusterHost *h = &c.hosts[i];
 
                 svemig__api__cluster_host__init(h);
                 h->name = (char *)m->name;
                 h->self = m->self;
-                h->address = (char *)(m->address ? m->address : "");
-                h->up = m->state.up;
-                h->down_reason = (char *)(m->state.up ? "" : m->state.reason);
-                h->since_ns = m->state.since_ns;
-                h->known = m->state.known;
-                if (m->state.known) {
-                        h->backend = (char *)m->state.info.backend;
-                        h->kernel = (char *)m->state.info.kernel;
-                        h->sve = m->state.info.sve;
-                        h->svemig_version = (char *)m->state.info.svemig_version;
-                        if (m->state.info.sve) {
+                h->address = (char *)m->address;
+                h->up = m->up;
+                h->down_reason = (char *)(m->up ? "" : m->reason);
+                h->since_ns = m->since_ns;
+                h->known = m->known;
+                if (m->known) {
+                        h->backend = (char *)m->info.backend;
+                        h->kernel = (char *)m->info.kernel;
+                        h->sve = m->info.sve;
+                        h->svemig_version = (char *)m->info.svemig_version;
+                        if (m->info.sve) {
                                 h->vl_bits = c.bits + i * VQSET_VQ_MAX;
-                                h->n_vl_bits = fill_bits(&m->state.info.vls, h->vl_bits);
+                                h->n_vl_bits = fill_bits(&m->info.vls, h->vl_bits);
                         }
-                        cluster_id_diff_format(&m->state.id_diff, m->name, c.id_diffs[i],
-                                               sizeof(c.id_diffs[i]));
+                        cluster_id_diff_format(&m->id_diff, m->name, c.id_diffs[i], sizeof(c.id_diffs[i]));
                         h->id_difference = c.id_diffs[i];
                 }
                 h->counted = v->counted;
@@ -124,6 +124,12 @@ int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *use
         c.view.generation = cluster_view_generation(d->cluster);
         c.view.refresh_ms = cluster_view_refresh_ms(d->cluster);
         c.view.listen = (char *)(cluster_view_listen_address(d->cluster) ?: "");
+        c.view.store = (char *)cluster_view_store(d->cluster);
+        c.view.stale = cluster_view_stale(d->cluster, &stale_reason, &c.view.stale_since_ns);
+        c.view.stale_reason = (char *)(c.view.stale ? stale_reason : "");
+        c.view.cluster_set = (char *)cluster_view_membership(d->cluster)->set_name;
+        c.view.pinned = cluster_view_membership(d->cluster)->pinned;
+        c.view.refused = (char *)cluster_view_membership(d->cluster)->refused;
         if (res->have_without) {
                 svemig__api__cluster_gain__init(&c.gain);
                 c.gain.n_excluded = n_limiting;

@@ -30,7 +30,7 @@ static const char *op_verb(const char *operation)
 /* require-cluster-set: the first up peer that could not take the domain's set. */
 static bool cluster_refuses(struct svemigd *d, const vqset_t *set, const char **host, char *why, size_t len)
 {
-        const struct cluster_member *m;
+        const struct membership_host *m;
         struct vqset_reason reason;
         vqset_t peer;
         size_t n;
@@ -39,11 +39,11 @@ static bool cluster_refuses(struct svemigd *d, const vqset_t *set, const char **
                 return false;
         m = cluster_view_members(d->cluster, &n);
         for (size_t i = 0; i < n; i++) {
-                if (m[i].self || !m[i].state.up || !m[i].state.known)
+                if (m[i].self || !m[i].up || !m[i].known)
                         continue;
                 vqset_clear(&peer);
-                if (m[i].state.info.sve)
-                        peer = m[i].state.info.vls;
+                if (m[i].info.sve)
+                        peer = m[i].info.vls;
                 if (!vqset_can_present(&peer, set, &reason)) {
                         *host = m[i].name;
                         libvirt_cpu_reason_format(&reason, m[i].name, why, len);
@@ -152,18 +152,18 @@ void libvirt_reply_done(struct libvirt_reply *r)
 static void fill_stuck(struct svemigd *d, const vqset_t *set, Svemig__Api__LibvirtDomain *dom, char **at,
                        char (*why)[256], char **why_ptrs)
 {
-        const struct cluster_member *m;
+        const struct membership_host *m;
         struct vqset_reason reason;
         size_t n, k = 0;
         vqset_t peer;
 
         m = d->cluster ? cluster_view_members(d->cluster, &n) : NULL;
         for (size_t i = 0; m && i < n; i++) {
-                if (m[i].self || !m[i].state.up || !m[i].state.known)
+                if (m[i].self || !m[i].up || !m[i].known)
                         continue;
                 vqset_clear(&peer);
-                if (m[i].state.info.sve)
-                        peer = m[i].state.info.vls;
+                if (m[i].info.sve)
+                        peer = m[i].info.vls;
                 if (vqset_can_present(&peer, set, &reason))
                         continue;
                 at[k] = (char *)m[i].name;

@@ -69,10 +69,11 @@ int op_migrate(struct api_call *call, const Svemig__Api__Request *request, void 
         Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
         Svemig__Api__MigrateRequest fwd = SVEMIG__API__MIGRATE_REQUEST__INIT;
         struct svemigd *d = userdata;
-        const struct cluster_member *member;
+        const struct membership_host *member;
         struct peer_address addr;
         struct guest_entry *e;
         struct forward *f;
+        const char *stale;
         int r;
 
         if (!m->guest || !m->guest[0] || !m->peer || !m->peer[0])
@@ -95,6 +96,11 @@ int op_migrate(struct api_call *call, const Svemig__Api__Request *request, void 
         r = cluster_view_peer(d->cluster, m->peer, &addr, &member, err);
         if (r < 0)
                 return r;
+        if (cluster_view_stale(d->cluster, &stale, NULL))
+                log_warning(
+                        "guest %s goes to %s at %s, as the stale cluster view last knew it (%s); %s judges "
+                        "the guest by its own facts before any memory moves",
+                        e->rec.name, addr.name, addr.address, stale, addr.name);
 
         fwd.guest = e->rec.name;
         fwd.peer = (char *)addr.name;

@@ -36,7 +36,7 @@
 #include "host-ledger.h"
 #include "log.h"
 #include "macro.h"
-#include "peer-connect.h"
+#include "svemig/peer-connect.h"
 #include "svemig/kvmreg.h"
 #include "svemig/migrate.h"
 #include "vmm.h"

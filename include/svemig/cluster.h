@@ -50,6 +50,16 @@ int cluster_compute(const struct cluster_host *hosts, size_t n, struct cluster_r
                     struct svemig_error *err);
 void cluster_result_done(struct cluster_result *r);
 
+/*
+ * The view of a cluster whose guest set is pinned (a named cluster set):
+ * the guest set is 'pinned' whatever the hosts offer, and each counted host
+ * is judged against it (can_present, with the first offending vq). Nothing
+ * limits a pinned set: a host that cannot present it is one the guests
+ * cannot move to. Returns 0, -EINVAL when no host is counted, or -ENOMEM.
+ */
+int cluster_compute_pinned(const struct cluster_host *hosts, size_t n, const vqset_t *pinned,
+                           struct cluster_result *out, struct svemig_error *err);
+
 /* Whether two results say the same thing (for logging changes only). */
 bool cluster_result_equal(const struct cluster_result *a, const struct cluster_result *b);
 

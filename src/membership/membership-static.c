@@ -1,9 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The link to one peer, on its own thread. Every wait (connect, the peer's
- * answers, the refresh interval, the backoff) also watches the link's stop
- * eventfd, and peer_link_stop() shuts the connection's read side, so a
- * stopping daemon never waits out a timeout on a peer.
+ * The static membership: the peers migrate.conf lists, one link each on a
+ * thread of its own: connect over TCP, peer_hello(), then
+ * peer_request_info() every refresh interval. A peer that cannot be
+ * reached, answers too late, closes the connection or turns out to be
+ * another host is marked down with the reason and retried with a backoff
+ * (250 ms, doubling up to the refresh interval).
+ *
+ * Every wait (connect, the peer's answers, the refresh interval, the
+ * backoff) also watches the link's stop eventfd, and stopping shuts the
+ * connection's read side, so a stopping daemon never waits out a timeout on
+ * a peer.
  */
 #include <errno.h>
 #include <poll.h>
@@ -16,9 +23,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "macro.h"
-#include "peer-connect.h"
-#include "peer-link.h"
+#include "membership/host.h"
+#include "membership/membership-backend.h"
+#include "svemig/peer-connect.h"
 
 #define BACKOFF_MIN_MS 250u
 #define BYE_TIMEOUT_MS 1000u
@@ -31,7 +40,7 @@ struct peer_link {
         const struct peer_info *self;
         unsigned refresh_ms;
         unsigned timeout_ms;
-        void (*changed)(void *userdata);
+        void (*changed)(void *userdata); /* membership_params.changed */
         void *userdata;
         struct peer_address peer; /* points to the strings above */
 
@@ -41,8 +50,13 @@ struct peer_link {
 
         pthread_mutex_t lock; /* guards what follows */
         bool stopping;
-        int fd; /* the connection while there is one, for peer_link_stop() to cut */
-        struct peer_link_state state;
+        int fd; /* the connection while there is one, for link_stop() to cut */
+        struct membership_host state;
+};
+
+struct static_members {
+        struct peer_link **links;
+        size_t n_links;
 };
 
 enum wake {
@@ -50,14 +64,6 @@ enum wake {
         WAKE_STOP,
         WAKE_FD,
 };
-
-static uint64_t now_realtime_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Waits up to timeout_ms for the stop eventfd, or for 'events' on fd (when fd >= 0). */
 static enum wake wait_for(struct peer_link *l, int fd, short events, unsigned timeout_ms)
@@ -75,41 +81,25 @@ static enum wake wait_for(struct peer_link *l, int fd, short events, unsigned ti
         return WAKE_TIMEOUT;
 }
 
-/* What changes the view or what a person would want logged; mem_available moves all the time. */
-static bool info_same(const struct peer_info *a, const struct peer_info *b)
-{
-        return a->sve == b->sve && vqset_equal(&a->vls, &b->vls) && a->max_vq == b->max_vq &&
-               a->n_cpus == b->n_cpus && a->max_vcpus == b->max_vcpus && a->ipa_bits == b->ipa_bits &&
-               a->vcpu_features == b->vcpu_features && strcmp(a->backend, b->backend) == 0 &&
-               strcmp(a->kernel, b->kernel) == 0 && strcmp(a->host_name, b->host_name) == 0 &&
-               strcmp(a->svemig_version, b->svemig_version) == 0;
-}
-
-static bool id_diff_same(const struct cluster_id_diff *a, const struct cluster_id_diff *b)
-{
-        return a->differ == b->differ &&
-               (!a->differ || (a->id == b->id && a->here == b->here && a->there == b->there &&
-                               a->missing_here == b->missing_here && a->missing_there == b->missing_there));
-}
-
 /* Updates the state under the lock and tells the loop when something a person would see changed. */
 static void mark_up(struct peer_link *l, const struct peer_info *info)
 {
-        struct peer_link_state *s = &l->state;
+        struct membership_host *s = &l->state;
         bool changed, notify;
 
         struct cluster_id_diff diff;
 
         cluster_id_compare(&l->self->id_regs, &info->id_regs, &diff);
         pthread_mutex_lock(&l->lock);
-        changed = !s->up || !s->known || !info_same(&s->info, info) || !id_diff_same(&s->id_diff, &diff);
+        changed = !s->up || !s->known || !membership_info_same(&s->info, info) ||
+                  !membership_id_diff_same(&s->id_diff, &diff);
         s->info = *info;
         s->id_diff = diff;
         /* The ID registers stay with the caller: the view does not need them. */
         memset(&s->info.id_regs, 0, sizeof(s->info.id_regs));
         if (changed) {
                 if (!s->up)
-                        s->since_ns = now_realtime_ns();
+                        s->since_ns = now_ns(CLOCK_REALTIME);
                 s->up = true;
                 s->known = true;
                 s->reason[0] = '\0';
@@ -123,14 +113,14 @@ static void mark_up(struct peer_link *l, const struct peer_info *info)
 
 static void mark_down(struct peer_link *l, const char *reason)
 {
-        struct peer_link_state *s = &l->state;
+        struct membership_host *s = &l->state;
         bool changed, notify;
 
         pthread_mutex_lock(&l->lock);
         changed = s->up || strcmp(s->reason, reason) != 0;
         if (changed) {
                 if (s->up || s->version == 0)
-                        s->since_ns = now_realtime_ns();
+                        s->since_ns = now_ns(CLOCK_REALTIME);
                 s->up = false;
                 snprintf(s->reason, sizeof(s->reason), "%s", reason);
                 s->version++;
@@ -141,7 +131,7 @@ static void mark_down(struct peer_link *l, const char *reason)
                 l->changed(l->userdata);
 }
 
-/* Registers the connection so that peer_link_stop() can cut it; false when already stopping. */
+/* Registers the connection so that link_stop() can cut it; false when already stopping. */
 static bool set_fd(struct peer_link *l, int fd)
 {
         bool ok;
@@ -260,7 +250,8 @@ static void link_free(struct peer_link *l)
         free(l);
 }
 
-int peer_link_start(const struct peer_link_params *params, struct peer_link **out, struct svemig_error *err)
+static int link_start(const struct membership_params *params, const struct membership_peer *p,
+                      struct peer_link **out, struct svemig_error *err)
 {
         struct peer_link *l;
         int r;
@@ -271,16 +262,16 @@ int peer_link_start(const struct peer_link_params *params, struct peer_link **ou
         pthread_mutex_init(&l->lock, NULL);
         l->fd = -1;
         l->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        l->name = strdup(params->name);
-        l->host = strdup(params->host);
-        l->address = strdup(params->address);
+        l->name = strdup(p->name);
+        l->host = strdup(p->host);
+        l->address = strdup(p->address);
         if (l->stop_fd < 0 || !l->name || !l->host || !l->address) {
                 r = l->stop_fd < 0 ? -errno : -ENOMEM;
                 link_free(l);
-                return svemig_error_set(err, r, "cannot set up the link to peer %s: %s", params->name,
+                return svemig_error_set(err, r, "cannot set up the link to peer %s: %s", p->name,
                                         strerror(-r));
         }
-        l->port = params->port;
+        l->port = p->port;
         l->peer = (struct peer_address){
                 .name = l->name, .address = l->address, .host = l->host, .port = l->port};
         l->self = params->self;
@@ -288,12 +279,16 @@ int peer_link_start(const struct peer_link_params *params, struct peer_link **ou
         l->timeout_ms = params->timeout_ms;
         l->changed = params->changed;
         l->userdata = params->userdata;
+        snprintf(l->state.name, sizeof(l->state.name), "%s", p->name);
+        snprintf(l->state.address, sizeof(l->state.address), "%s", p->address);
+        snprintf(l->state.host, sizeof(l->state.host), "%s", p->host);
+        l->state.port = p->port;
         snprintf(l->state.reason, sizeof(l->state.reason), "not connected yet");
 
         r = -pthread_create(&l->thread, NULL, link_main, l);
         if (r < 0) {
                 link_free(l);
-                return svemig_error_set(err, r, "cannot start the link to peer %s: %s", params->name,
+                return svemig_error_set(err, r, "cannot start the link to peer %s: %s", p->name,
                                         strerror(-r));
         }
         l->started = true;
@@ -301,7 +296,7 @@ int peer_link_start(const struct peer_link_params *params, struct peer_link **ou
         return 0;
 }
 
-void peer_link_stop(struct peer_link *l)
+static void link_stop(struct peer_link *l)
 {
         uint64_t one = 1;
 
@@ -319,19 +314,59 @@ void peer_link_stop(struct peer_link *l)
         link_free(l);
 }
 
-void peer_link_get(struct peer_link *l, struct peer_link_state *out)
+static void static_stop(void *state)
 {
-        pthread_mutex_lock(&l->lock);
-        *out = l->state;
-        pthread_mutex_unlock(&l->lock);
+        struct static_members *s = state;
+
+        if (!s)
+                return;
+        for (size_t i = 0; i < s->n_links; i++)
+                link_stop(s->links[i]);
+        free(s->links);
+        free(s);
 }
 
-const char *peer_link_name(const struct peer_link *l)
+static int static_start(const struct membership_params *p, void **out, struct svemig_error *err)
 {
-        return l->name;
+        struct static_members *s = calloc(1, sizeof(*s));
+        int r;
+
+        if (!s || (p->n_peers && !(s->links = calloc(p->n_peers, sizeof(*s->links))))) {
+                free(s);
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < p->n_peers; i++) {
+                r = link_start(p, &p->peers[i], &s->links[i], err);
+                if (r < 0) {
+                        static_stop(s);
+                        return r;
+                }
+                s->n_links++;
+        }
+        *out = s;
+        return 0;
 }
 
-const char *peer_link_address(const struct peer_link *l)
+static int static_get(void *state, struct membership_view *out, size_t *cap, struct svemig_error *err)
 {
-        return l->address;
+        struct static_members *s = state;
+
+        for (size_t i = 0; i < s->n_links; i++) {
+                struct peer_link *l = s->links[i];
+                struct membership_host *h = membership_view_add(out, cap);
+
+                if (!h)
+                        return svemig_error_set(err, ENOMEM, "out of memory");
+                pthread_mutex_lock(&l->lock);
+                *h = l->state;
+                pthread_mutex_unlock(&l->lock);
+        }
+        return 0;
 }
+
+const struct membership_ops membership_static_ops = {
+        .name = "static",
+        .start = static_start,
+        .stop = static_stop,
+        .get = static_get,
+};

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "macro.h"
-#include "peer-connect.h"
+#include "svemig/peer-connect.h"
 
 #define BYE_TIMEOUT_MS 1000u
 
