@@ -11,7 +11,7 @@ ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all deps deps-test build demo test test-unit test-fuzz test-rig bench format clean
+.PHONY: all deps deps-test build demo test test-unit test-stress test-fuzz test-rig bench format clean
 
 all: build
 
@@ -36,6 +36,11 @@ test: deps-test build test-fuzz
 
 test-unit: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs
+
+# The integration suite RUNS times in a row with every CPU kept busy (scripts/test-stress.sh).
+RUNS ?= 20
+test-stress: build
+	scripts/test-stress.sh $(BUILD) $(RUNS)
 
 # A short, repeatable libFuzzer run of the stream reader (tests/fuzz/README.md).
 $(FUZZ_BUILD)/build.ninja:
