@@ -119,6 +119,20 @@ class Api(DaemonTestCase):
         self.assertIn("holds a NUL byte", r.message)
         self.assert_alive()
 
+    def test_journal_lines_cannot_be_forged(self):
+        # A name with a newline and an escape sequence is refused, and the refusal the daemon logs
+        # (and answers) quotes it escaped: no forged line in the journal, no raw ESC on a terminal.
+        c = Client(self.sock)
+        r = c.call(1, t.OP_GUEST_CREATE, t.field_bytes(1, b"a\nsvemigd: forged\x1b[2J"))
+        self.assertEqual(r.code, t.EINVAL, r)
+        self.assertNotIn("\n", r.message)
+        self.assertNotIn("\x1b", r.message)
+        self.assertIn("a\\x0asvemigd: forged\\x1b[2J", r.message)
+        self.daemon.wait_for_log("forged")
+        out = self.daemon.output()
+        self.assertFalse([l for l in out.splitlines() if l.startswith("svemigd: forged")], out)
+        self.assertNotIn("\x1b", out)
+
     def test_svemigctl_refuses_arguments_that_are_not_utf8(self):
         r = subprocess.run([t.SVEMIGCTL, "--socket", self.sock, "guest", "create", b"a\xffb", "--vcpus", "1",
                             "--memory", "1M"], capture_output=True, timeout=t.WAIT)
