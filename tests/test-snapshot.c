@@ -125,7 +125,8 @@ static void test_vcpus_after_memory(void **state)
 
         run(g, 400);
         assert_int_equal(guest_capture(g, &states, &err), 0);
-        assert_int_equal(snapshot_describe(g, &states[0], "snapshot", SVEMIG_COMPRESSION_LZ4, 0, &hdr, &err), 0);
+        assert_int_equal(snapshot_describe(g, &states[0], "snapshot", SVEMIG_COMPRESSION_LZ4, 0, &hdr, &err),
+                         0);
         fd = open(path_of("order.svemig"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         assert_true(fd >= 0);
         assert_int_equal(svemig_stream_writer_open(fd, &hdr.info, NULL, &w, &err), 0);
