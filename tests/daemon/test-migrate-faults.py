@@ -482,8 +482,8 @@ class ChannelFaults(FaultCase):
         r = self.migrate_with(fault)
         if not self.proxy.channels:
             self.skipTest(NO_CHANNEL)
-        self.assertTrue(self.proxy.fired.is_set(), "the fault never fired on channels %s: %s%s" % (
-            self.proxy.channels, r.stdout, r.stderr))
+        self.assertTrue(self.proxy.fired.is_set(), "the fault never fired on channels %s: %s%s\nb's log:\n%s" % (
+            self.proxy.channels, r.stdout, r.stderr, self.h["b"].daemon.output()))
         self.assert_failed_at(r, ["pre-copy", "stop-and-copy", "loaded"])
         self.assert_one_copy(name, "a")
         return r
