@@ -11,7 +11,7 @@ ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all deps deps-test build demo test test-unit test-fuzz test-rig test-libvirt bench format clean
+.PHONY: all deps deps-test build demo test test-unit test-stress test-fuzz test-rig test-libvirt bench format clean
 
 all: build
 
@@ -44,6 +44,11 @@ test-unit: build
 test-libvirt: build
 	@scripts/install-deps.sh libvirt
 	meson test -C $(BUILD) --suite libvirt --print-errorlogs
+
+# The integration suite RUNS times in a row with every CPU kept busy (scripts/test-stress.sh).
+RUNS ?= 20
+test-stress: build
+	scripts/test-stress.sh $(BUILD) $(RUNS)
 
 # A short, repeatable libFuzzer run of the stream reader (tests/fuzz/README.md).
 $(FUZZ_BUILD)/build.ninja:

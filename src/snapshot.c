@@ -2,7 +2,7 @@
 /*
  * Whole-guest snapshots over svemig streams. The order on restore is the
  * point: the header is judged against the destination before anything else
- * is read; vcpus are restored (and their registers checked) before memory;
+ * is read; vcpus are restored (and their registers checked) as soon as all are read;
  * the trailer's digest is verified before the guest is handed over.
  */
 #include <errno.h>
@@ -294,31 +294,22 @@ static int check_layout(const struct svemig_stream_info *info, struct svemig_err
         return 0;
 }
 
-static int read_vcpus(struct svemig_stream_reader *rd, struct guest *g, struct vcpu_state *states, int *next,
-                      struct svemig_error *err)
+/* One VCPU frame into states[]; each index once. */
+static int read_vcpu(struct svemig_stream_reader *rd, struct vcpu_state *states, unsigned n,
+                     struct svemig_error *err)
 {
-        unsigned n = guest_n_vcpus(g), got = 0;
+        struct vcpu_state st;
         int r;
 
-        for (r = svemig_stream_next(rd, err); r == SVEMIG_FRAME_VCPU; r = svemig_stream_next(rd, err)) {
-                struct vcpu_state st;
-
-                r = svemig_stream_read_vcpu(rd, &st, err);
-                if (r < 0)
-                        return r;
-                if (st.index >= n || states[st.index].regs) {
-                        vcpu_state_done(&st);
-                        return svemig_error_set(err, EBADMSG,
-                                                "vcpu %u: out of range or repeated in the stream", st.index);
-                }
-                states[st.index] = st;
-                got++;
-        }
+        r = svemig_stream_read_vcpu(rd, &st, err);
         if (r < 0)
                 return r;
-        if (got != n)
-                return svemig_error_set(err, EBADMSG, "the stream holds %u of its %u vcpus", got, n);
-        *next = r;
+        if (st.index >= n || states[st.index].regs) {
+                vcpu_state_done(&st);
+                return svemig_error_set(err, EBADMSG, "vcpu %u: out of range or repeated in the stream",
+                                        st.index);
+        }
+        states[st.index] = st;
         return 0;
 }
 
@@ -328,7 +319,8 @@ int snapshot_restore_into(struct guest *g, struct svemig_stream_reader *rd, cons
         const struct svemig_stream_info *info = svemig_stream_reader_info(rd);
         struct vcpu_state *states = NULL;
         struct svemig_mem_map map;
-        int r, next = 0;
+        unsigned got = 0;
+        int r, next;
 
         r = check_layout(info, err);
         if (r < 0)
@@ -346,36 +338,44 @@ int snapshot_restore_into(struct guest *g, struct svemig_stream_reader *rd, cons
         states = calloc(info->vcpu_count, sizeof(*states));
         if (!states)
                 return svemig_error_set(err, ENOMEM, "out of memory for %u vcpu states", info->vcpu_count);
-        r = read_vcpus(rd, g, states, &next, err);
-        if (r == 0)
-                r = report(opts, "vcpus", 0, info->vcpu_count, err);
-        if (r == 0)
-                r = guest_restore_vcpus(g, states, err);
-        guest_states_free(states, info->vcpu_count);
-        if (r < 0)
-                return r;
-
         map = (struct svemig_mem_map){.slot = info->slots[0].id,
                                       .gpa = info->slots[0].gpa,
                                       .host = guest_mem(g),
                                       .size = guest_mem_size(g)};
-        while (next == SVEMIG_FRAME_MEMORY) {
-                r = report(opts, "memory", svemig_stream_reader_stats(rd)->mem_pages * info->page_size,
-                           guest_mem_size(g), err);
+        /*
+         * VCPU and MEMORY frames may come in any order (docs/stream-format.md): a
+         * migration's stream has memory on both sides of its vcpus. The vcpus are
+         * restored, and their registers checked, as soon as the last one is read.
+         */
+        for (next = svemig_stream_next(rd, err); next == SVEMIG_FRAME_VCPU || next == SVEMIG_FRAME_MEMORY;
+             next = svemig_stream_next(rd, err)) {
+                if (next == SVEMIG_FRAME_VCPU) {
+                        r = read_vcpu(rd, states, info->vcpu_count, err);
+                        if (r == 0 && ++got == info->vcpu_count) {
+                                r = report(opts, "vcpus", 0, info->vcpu_count, err);
+                                if (r == 0)
+                                        r = guest_restore_vcpus(g, states, err);
+                        }
+                } else {
+                        r = report(opts, "memory",
+                                   svemig_stream_reader_stats(rd)->mem_pages * info->page_size,
+                                   guest_mem_size(g), err);
+                        if (r == 0)
+                                r = svemig_stream_read_memory(rd, &map, 1, err);
+                }
                 if (r < 0)
-                        return r;
-                r = svemig_stream_read_memory(rd, &map, 1, err);
-                if (r < 0)
-                        return r;
-                next = svemig_stream_next(rd, err);
+                        goto out;
         }
-        if (next == SVEMIG_FRAME_VCPU)
-                return svemig_error_set(err, EBADMSG, "a vcpu frame at offset %llu after guest memory",
-                                        (unsigned long long)svemig_stream_reader_offset(rd));
         if (next < 0)
-                return next;
-        /* 0: the trailer was read and its digest verified. */
-        return report(opts, "verify", guest_mem_size(g), guest_mem_size(g), err);
+                r = next;
+        else if (got != info->vcpu_count)
+                r = svemig_error_set(err, EBADMSG, "the stream holds %u of its %u vcpus", got,
+                                     info->vcpu_count);
+        else /* the trailer was read and its digest verified */
+                r = report(opts, "verify", guest_mem_size(g), guest_mem_size(g), err);
+out:
+        guest_states_free(states, info->vcpu_count);
+        return r;
 }
 
 int snapshot_restore_fd(struct hv *hv, int fd, const struct snapshot_opts *opts, struct guest **out,

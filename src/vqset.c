@@ -312,7 +312,11 @@ int vqset_parse(const char *text, vqset_t *out, struct svemig_error *err)
         if (!text)
                 return svemig_error_set(err, EINVAL, "no vector-length set given; %s", ACCEPTED_FORMS);
 
-        if (text[0] == '\0' || strcasecmp(text, "none") == 0) {
+        /* Empty is a mistake (a key left blank, an unset variable), not a host without SVE. */
+        if (text[strspn(text, " \t")] == '\0')
+                return parse_fail(err, &(struct token){.text = text, .p = text, .len = strlen(text)},
+                                  "is empty (\"none\" is a host without SVE)");
+        if (strcasecmp(text, "none") == 0) {
                 *out = s;
                 return 0;
         }

@@ -7,6 +7,7 @@
  */
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "stream-content.h"
@@ -17,17 +18,21 @@ int main(int argc, char **argv)
         char tmp[4096];
         int fd, r;
 
-        if (argc != 2) {
-                fprintf(stderr, "usage: make-golden OUT\n");
+        /* --producer: the tests' stream whose writer says anything at all (ctl-escape). */
+        const char *producer = argc == 4 && strcmp(argv[1], "--producer") == 0 ? argv[2] : NULL;
+
+        if (argc != 2 && !producer) {
+                fprintf(stderr, "usage: make-golden [--producer NAME] OUT\n");
                 return 2;
         }
+        argv += argc - 2;
         snprintf(tmp, sizeof(tmp), "%s.tmp", argv[1]);
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (fd < 0) {
                 perror(tmp);
                 return 1;
         }
-        r = golden_write(fd, 0, &err);
+        r = golden_write_as(fd, 0, producer, &err);
         if (r == 0 && fsync(fd) < 0)
                 r = -1;
         close(fd);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,6 +196,11 @@ void golden_final_memory(unsigned slot, uint8_t *mem)
 
 int golden_write(int fd, unsigned n_threads, struct svemig_error *err)
 {
+        return golden_write_as(fd, n_threads, NULL, err);
+}
+
+int golden_write_as(int fd, unsigned n_threads, const char *producer, struct svemig_error *err)
+{
         struct svemig_stream_write_opts opts = {.n_threads = n_threads};
         struct svemig_stream_writer *w = NULL;
         struct svemig_mem_range ranges[GOLDEN_SLOTS];
@@ -204,6 +210,10 @@ int golden_write(int fd, unsigned n_threads, struct svemig_error *err)
         int r;
 
         golden_info(&info);
+        if (producer) {
+                snprintf(info.producer_name, sizeof(info.producer_name), "%s", producer);
+                snprintf(info.host_name, sizeof(info.host_name), "%s", producer);
+        }
         r = svemig_stream_writer_open(fd, &info, &opts, &w, err);
         if (r < 0)
                 return r;

@@ -52,5 +52,7 @@ int golden_vcpu(unsigned i, struct vcpu_state *st);
  * the dirty pages of round 1, trailer.
  */
 int golden_write(int fd, unsigned n_threads, struct svemig_error *err);
+/* The same stream, but for its producer's name and host name (NULL: the golden ones). */
+int golden_write_as(int fd, unsigned n_threads, const char *producer, struct svemig_error *err);
 /* The memory of slot after the golden stream: round 0, then round 1's dirty pages. */
 void golden_final_memory(unsigned slot, uint8_t *mem);

@@ -101,7 +101,7 @@ if run 0 --json negotiate 'vq1, vq2, vq4'; then
 fi
 
 # No host has SVE.
-if run 3 --json negotiate none NONE ""; then
+if run 3 --json negotiate none NONE 0x0; then
         json_check "no SVE anywhere" "j['guest_bits'] == [] and j['max_bits'] == 0 and j['limiting'] == [] \
 and len(j['hosts']) == 3"
 fi
@@ -121,7 +121,8 @@ if run 3 negotiate 128-512 none; then
 fi
 
 # Bad input: exit 2, the parse error naming the bad token on stderr, nothing on stdout.
-for bad in 100 vq0 vq513 0xg 128, 128,vq2 abc 512-128; do
+# An empty SET is a mistake (an unset variable), not a host without SVE.
+for bad in 100 vq0 vq513 0xg 128, 128,vq2 abc 512-128 "" " "; do
         if run 2 --json negotiate 128,256 "$bad"; then
                 contains err "host 1: invalid vector-length set" "bad SET '$bad'"
                 contains err "\"$bad\"" "bad SET '$bad'"

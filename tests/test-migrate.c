@@ -530,6 +530,126 @@ static void test_hello_version(void **state)
         host_close(&a);
 }
 
+/*
+ * A Migrate whose guest names no register and carries no device state: both
+ * decode as NULL, which the destination copied with memcpy() (UBSan's
+ * nonnull-attribute). It is refused, not copied from NULL.
+ */
+static void test_migrate_empty_guest(void **state)
+{
+        Svemig__Peer__GuestSpec spec = SVEMIG__PEER__GUEST_SPEC__INIT;
+        Svemig__Peer__Migrate m = SVEMIG__PEER__MIGRATE__INIT;
+        PeerMessage msg = SVEMIG__PEER__PEER_MESSAGE__INIT;
+        uint8_t id[MIGRATE_ID_SIZE] = {1};
+        struct svemig_error err = {0};
+        struct dst_job j;
+        struct host a, b;
+        struct wire w;
+        int fds[2];
+
+        host_open(&a, HOST_A);
+        host_open(&b, HOST_B);
+        pair(fds);
+        dst_start(&j, &b, fds[1], NULL);
+        assert_int_equal(src_hello(a.hv, fds[0], &err), 0);
+        spec.name = "g";
+        m.id = (ProtobufCBinaryData){sizeof(id), id};
+        m.guest = &spec;
+        msg.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_MIGRATE;
+        msg.migrate = &m;
+        wire_init(&w, fds[0], TEST_TIMEOUT_MS);
+        assert_int_equal(wire_send(&w, &msg, &err), 0);
+        wire_done(&w);
+        shutdown(fds[0], SHUT_WR);
+        dst_join(&j);
+        assert_true(j.r < 0);
+        assert_null(j.guest);
+        close(fds[0]);
+        close(fds[1]);
+        host_close(&a);
+        host_close(&b);
+}
+
+/* A peer that sends its Hello and HostInfo at once, as both sides of a hello may. */
+static void fake_peer_greets(int fd, const char *host_name, unsigned top_vq, uint32_t features)
+{
+        Svemig__Peer__Hello hello = SVEMIG__PEER__HELLO__INIT;
+        Svemig__Peer__HostInfo hi = SVEMIG__PEER__HOST_INFO__INIT;
+        PeerMessage msg = SVEMIG__PEER__PEER_MESSAGE__INIT;
+        struct svemig_error err = {0};
+        uint64_t vls[8] = {0};
+        struct wire w;
+
+        for (unsigned vq = 1; vq <= top_vq; vq *= 2)
+                vls[(vq - 1) / 64] |= 1ull << ((vq - 1) % 64);
+        hello.protocol_version = MIGRATE_PROTOCOL_VERSION;
+        hello.min_protocol_version = MIGRATE_PROTOCOL_VERSION_MIN;
+        hello.host_name = (char *)host_name;
+        hello.svemig_version = "1.0";
+        hi.host_name = (char *)host_name;
+        hi.backend = "\x1b";
+        hi.sve = true;
+        hi.vls = (ProtobufCBinaryData){sizeof(vls), (uint8_t *)vls};
+        hi.max_vq = top_vq;
+        hi.vcpu_features = features;
+        wire_init(&w, fd, TEST_TIMEOUT_MS);
+        msg.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_HELLO;
+        msg.hello = &hello;
+        assert_int_equal(wire_send(&w, &msg, &err), 0);
+        msg.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_HOST_INFO;
+        msg.host_info = &hi;
+        assert_int_equal(wire_send(&w, &msg, &err), 0);
+        wire_done(&w);
+}
+
+/*
+ * What a peer says is checked against the architecture (SVE stops at 2048
+ * bits, vq 16; a peer claimed 65536-bit vectors) and the known features, and
+ * its words are escaped: a newline in a host name forged journal lines.
+ */
+static void test_hello_host_facts(void **state)
+{
+        const struct {
+                const char *name;
+                unsigned top_vq;
+                uint32_t features;
+                int r;
+                const char *why;
+        } cases[] = {
+                {"evil\nsvemigd: forged\xff", 16, HV_FEAT_BIT(HV_FEAT_SVE), 0, NULL},
+                {"big", 512, HV_FEAT_BIT(HV_FEAT_SVE), -EBADMSG,
+                 "65536-bit vectors; SVE stops at 2048 bits"},
+                {"big", 32, HV_FEAT_BIT(HV_FEAT_SVE), -EBADMSG, "4096-bit vectors"},
+                {"odd", 4, HV_FEAT_BIT(HV_FEAT_SVE) | (1u << 20), -EBADMSG, "vcpu features 0x100000"},
+        };
+        struct host a;
+
+        host_open(&a, HOST_A);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct svemig_error err = {0};
+                struct peer_info self, remote;
+                int fds[2], r;
+
+                pair(fds);
+                fake_peer_greets(fds[1], cases[i].name, cases[i].top_vq, cases[i].features);
+                assert_int_equal(peer_info_local(a.hv, 0, &self, &err), 0);
+                r = peer_hello(fds[0], &self, TEST_TIMEOUT_MS, &remote, &err);
+                assert_int_equal(r, cases[i].r);
+                if (r < 0) {
+                        if (!strstr(err.msg, cases[i].why))
+                                fail_msg("case %zu: %s", i, err.msg);
+                } else {
+                        assert_string_equal(remote.host_name, "evil\\x0asvemigd: forged\\xff");
+                        assert_string_equal(remote.backend, "\\x1b");
+                        peer_info_done(&remote);
+                }
+                peer_info_done(&self);
+                close(fds[0]);
+                close(fds[1]);
+        }
+        host_close(&a);
+}
+
 static void migrate_ok(struct guest *g, struct host *dst, bool tcp, const struct spec *sp,
                        struct guest **out, struct migrate_report *rep)
 {
@@ -1902,6 +2022,8 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_hello),
                 cmocka_unit_test(test_hello_version),
+                cmocka_unit_test(test_migrate_empty_guest),
+                cmocka_unit_test(test_hello_host_facts),
                 cmocka_unit_test(test_policy),
                 cmocka_unit_test(test_compression_decide),
                 cmocka_unit_test(test_migrate_running),

@@ -189,7 +189,6 @@ static void test_parse_accepts(void **state)
                 {"0x0", NONE},
                 {"none", NONE},
                 {"NONE", NONE},
-                {"", NONE},
         };
 
         memset(hex512 + 3, '0', 127);
@@ -260,6 +259,8 @@ static void test_parse_refuses(void **state)
                 {"128-", "\"128-\"", "not a length"},
                 {"128-256-384", "\"128-256-384\"", "not a length"},
                 {"nonesuch", "\"nonesuch\"", "not a length"},
+                {"", "\"\"", "is empty"},
+                {" ", "\" \"", "is empty"},
         };
 
         memset(hex129 + 3, '0', 128);

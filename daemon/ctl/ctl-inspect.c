@@ -19,6 +19,7 @@
 #include "ctl-stream.h"
 #include "ctl.h"
 #include "macro.h"
+#include "utf8.h"
 #include "svemig/hv.h"
 #include "svemig/kvmreg.h"
 
@@ -171,20 +172,28 @@ static void reg_format(const struct vcpu_state *st, const struct vcpu_reg *reg, 
 
 /* ---- Text ---- */
 
+/* What the stream's writer said, for a terminal: no escape sequence of its reaches it. */
+#define SAFE_SIZE (4 * SVEMIG_STREAM_STRING_MAX)
+static const char *safe(const char *s, char buf[SAFE_SIZE])
+{
+        return utf8_escape(s, strlen(s), buf, SAFE_SIZE);
+}
+
 static void text_header(const struct svemig_stream_info *info)
 {
         char a[VQSET_VQ_MAX * 6 + 8], b[VQSET_VQ_MAX * 6 + 8], when[64], feats[128];
+        char s[6][SAFE_SIZE];
 
         time_text(info->created_ns, when, sizeof(when));
         features_text(info->vcpu_features, feats, sizeof(feats));
         printf("svemig stream v%u.%u\n", info->major, info->minor);
-        printf("  producer      %s %s on %s\n", info->producer_name, info->producer_version,
-               info->host_name);
+        printf("  producer      %s %s on %s\n", safe(info->producer_name, s[0]),
+               safe(info->producer_version, s[1]), safe(info->host_name, s[2]));
         printf("  created       %s (%" PRIu64 " ns)\n", when, info->created_ns);
-        printf("  purpose       %s\n", info->purpose[0] ? info->purpose : "-");
+        printf("  purpose       %s\n", info->purpose[0] ? safe(info->purpose, s[3]) : "-");
         printf("  source        kernel %s, hypervisor %s\n",
-               info->source_kernel[0] ? info->source_kernel : "-",
-               info->hypervisor[0] ? info->hypervisor : "-");
+               info->source_kernel[0] ? safe(info->source_kernel, s[4]) : "-",
+               info->hypervisor[0] ? safe(info->hypervisor, s[5]) : "-");
         vqset_format(&info->host_vls, VQSET_FORMAT_BITS, a, sizeof(a));
         vqset_format(&info->guest_vls, VQSET_FORMAT_BITS, b, sizeof(b));
         printf("  host VLs      %s\n", a);
@@ -395,7 +404,7 @@ int ctl_inspect(const struct ctl_options *opts, int argc, char **argv)
         struct svemig_error err = {0};
         char digest[33] = "";
         uint64_t bytes;
-        int c, k;
+        int c, k, r;
 
         optind = 0;
         while ((c = getopt_long(argc, argv, "js", longopts, NULL)) != -1) {
@@ -432,9 +441,8 @@ int ctl_inspect(const struct ctl_options *opts, int argc, char **argv)
                 json_object_object_add(root, "verified", json_object_new_boolean(k == 0));
                 json_object_object_add(root, "error",
                                        k < 0 ? json_object_new_string(svemig_error_str(&err, k)) : NULL);
-                puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-                                                                  JSON_C_TO_STRING_NOSLASHESCAPE));
-                return ctl_stream_exit(k);
+                r = ctl_print_json(root);
+                return k < 0 ? ctl_stream_exit(k) : r;
         }
         if (in.page_size)
                 text_memory(&in, &stats);

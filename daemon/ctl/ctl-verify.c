@@ -9,6 +9,7 @@
 
 #include <json-c/json.h>
 
+#include "ctl-json.h"
 #include "ctl-stream.h"
 #include "ctl.h"
 #include "macro.h"
@@ -56,8 +57,7 @@ int ctl_verify(const struct ctl_options *opts, int argc, char **argv)
                 json_object_object_add(o, "bytes", json_object_new_int64((int64_t)bytes));
                 json_object_object_add(o, "frames", json_object_new_int64((int64_t)stats.frames));
                 json_object_object_add(o, "digest", k == 0 ? json_object_new_string(digest) : NULL);
-                puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                               JSON_C_TO_STRING_NOSLASHESCAPE));
+                (void)ctl_print_json(json_object_get(o));
         } else if (k < 0) {
                 fprintf(stderr, "svemigctl: %s\n", svemig_error_str(&err, k));
                 if (!opts->quiet)

@@ -9,6 +9,8 @@
 
 #include "config.h"
 #include "ctl.h"
+#include "macro.h"
+#include "utf8.h"
 
 static const struct ctl_command commands[] = {
         {"inspect", "FILE [--summary]",
@@ -94,6 +96,14 @@ int main(int argc, char **argv)
         struct ctl_options opts = {0};
         int c;
 
+        /* Names and paths travel as UTF-8 text (proto3 strings), and are printed back. */
+        for (int i = 1; i < argc; i++)
+                if (!utf8_valid(argv[i], strlen(argv[i]))) {
+                        _cleanup_free_ char *shown = utf8_escape_dup(argv[i]);
+
+                        return ctl_usage_error("argument %d, '%s', is not UTF-8 text", i,
+                                               shown ? shown : "?");
+                }
         /* Options may follow the command too, so stop at the first non-option only for the command. */
         while ((c = getopt_long(argc, argv, "+jqs:hV", longopts, NULL)) != -1) {
                 switch (c) {

@@ -22,8 +22,10 @@
 
 #include "api-frame.h"
 #include "api-server.h"
+#include "utf8.h"
 #include "log.h"
 #include "macro.h"
+#include "pbcheck.h"
 
 #define CLIENTS_MAX_DEFAULT         128u
 #define CLIENTS_PER_UID_MAX_DEFAULT 32u
@@ -228,14 +230,14 @@ static void client_send_error(struct client *c, uint64_t id, int code, const cha
 {
         Svemig__Api__Response resp = SVEMIG__API__RESPONSE__INIT;
         Svemig__Api__Status status = SVEMIG__API__STATUS__INIT;
-        char msg[SVEMIG_ERROR_MSG_MAX];
+        char raw[SVEMIG_ERROR_MSG_MAX], msg[SVEMIG_ERROR_MSG_MAX];
         va_list ap;
 
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
+        vsnprintf(raw, sizeof(raw), fmt, ap);
         va_end(ap);
         status.code = code;
-        status.message = msg;
+        status.message = utf8_escape(raw, strlen(raw), msg, sizeof(msg));
         resp.id = id;
         resp.status = &status;
         client_send_response(c, &resp);
@@ -391,6 +393,16 @@ static void call_complete(struct api_call *call, Svemig__Api__Response *resp)
 {
         struct api_server *s = call->server;
         struct client *c = call->client;
+        Svemig__Api__Status safe;
+        char msg[SVEMIG_ERROR_MSG_MAX];
+
+        /* A reason may quote a peer or a stream: a proto3 string holds UTF-8, and a terminal shows it. */
+        if (resp->status && resp->status->message &&
+            !utf8_printable(resp->status->message, strlen(resp->status->message))) {
+                safe = *resp->status;
+                safe.message = utf8_escape(safe.message, strlen(safe.message), msg, sizeof(msg));
+                resp->status = &safe;
+        }
 
         /* Out of the lists first: sending may find the client gone and cancel what is left. */
         LIST_REMOVE(call, client_link);
@@ -625,6 +637,7 @@ static void handle_request(struct client *c, const uint8_t *data, size_t len, st
         Svemig__Api__Request *req;
         const struct api_op *op;
         struct api_call *call;
+        const char *field, *why;
         int r;
 
         req = svemig__api__request__unpack(NULL, len, data);
@@ -649,6 +662,13 @@ static void handle_request(struct client *c, const uint8_t *data, size_t len, st
                                   "request %llu came with more file descriptors than the %u a request may "
                                   "carry",
                                   (unsigned long long)req->id, API_CALL_FDS_MAX);
+                goto out;
+        }
+        if (pb_check_strings(&svemig__api__request__descriptor, data, len, &field, &why) < 0) {
+                client_send_error(
+                        c, req->id, EINVAL,
+                        "request %llu: its %s %s; names, paths and strings are UTF-8 text without NUL",
+                        (unsigned long long)req->id, field, why);
                 goto out;
         }
         op = req->op_case != SVEMIG__API__REQUEST__OP__NOT_SET ? s->params.lookup(req->op_case) : NULL;

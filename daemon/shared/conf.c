@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "utf8.h"
 #include "conf.h"
 #include "parse-number.h"
 #include "svemig/migrate.h"
@@ -30,6 +31,8 @@
 #define SECTION_PEER_PREFIX "peer "
 #define PEER_NAME_MAX       63
 #define SNAPSHOT_KEEP_MAX   100000u
+/* Read at most this much of one line; inih takes shorter ones still (INI_MAX_LINE). */
+#define CONF_LINE_MAX 4096
 
 struct seen_key {
         char *section;
@@ -954,8 +957,36 @@ static int ini_handler_cb(void *user, const char *section, const char *key, cons
 }
 
 /*
+ * One line into ctx->buf, without its end: its length, -1 at the end of the
+ * file, or -E2BIG past CONF_LINE_MAX bytes, read no further: a file of one
+ * endless line (/dev/zero) is refused, not read until memory runs out.
+ */
+static ssize_t read_line(struct parse_ctx *ctx)
+{
+        size_t n = 0;
+        int c;
+
+        if (!ctx->buf) {
+                ctx->buf = malloc(CONF_LINE_MAX + 1);
+                if (!ctx->buf)
+                        return -ENOMEM;
+                ctx->buf_size = CONF_LINE_MAX + 1;
+        }
+        while ((c = getc(ctx->f)) != EOF && c != '\n') {
+                if (n == CONF_LINE_MAX)
+                        return -E2BIG;
+                ctx->buf[n++] = (char)c;
+        }
+        if (c == EOF && n == 0)
+                return -1;
+        ctx->buf[n] = '\0';
+        return (ssize_t)n;
+}
+
+/*
  * inih's line source: whole lines, counted, without indentation. A line
- * longer than inih's buffer is refused here rather than cut.
+ * longer than inih's buffer is refused here rather than cut; so is one that
+ * is not text (a NUL would cut a value short, silently).
  */
 static char *ini_reader_cb(char *str, int num, void *stream)
 {
@@ -963,11 +994,25 @@ static char *ini_reader_cb(char *str, int num, void *stream)
         ssize_t n;
         char *p;
 
-        n = getline(&ctx->buf, &ctx->buf_size, ctx->f);
-        if (n < 0)
+        n = read_line(ctx);
+        if (n == -1)
                 return NULL;
         ctx->line++;
-        while (n > 0 && (ctx->buf[n - 1] == '\n' || ctx->buf[n - 1] == '\r'))
+        if (n == -ENOMEM) {
+                fail(ctx, ctx->line, ENOMEM, "out of memory");
+                return NULL;
+        }
+        if (n == -E2BIG) {
+                fail(ctx, ctx->line, E2BIG, "the line is longer than %d characters", num - 2);
+                return NULL; /* read no further */
+        }
+        if (memchr(ctx->buf, '\0', (size_t)n) || !utf8_valid(ctx->buf, (size_t)n)) {
+                fail(ctx, ctx->line, EILSEQ, "the line %s; the configuration is UTF-8 text",
+                     memchr(ctx->buf, '\0', (size_t)n) ? "holds a NUL byte" : "is not UTF-8");
+                str[0] = '\0';
+                return str;
+        }
+        while (n > 0 && ctx->buf[n - 1] == '\r')
                 ctx->buf[--n] = '\0';
         p = ctx->buf;
         while (*p == ' ' || *p == '\t')

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "macro.h"
+#include "utf8.h"
 
 #define LOG_LINE_MAX 2048
 
@@ -94,15 +95,28 @@ out:
 
 void log_msg(int level, const struct log_ctx *ctx, const char *fmt, ...)
 {
-        char msg[LOG_LINE_MAX];
+        char raw[LOG_LINE_MAX], msg[LOG_LINE_MAX], safe[3][128];
+        struct log_ctx safe_ctx;
         int saved = errno;
         va_list ap;
 
         if (level > max_level)
                 return;
+
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
+        vsnprintf(raw, sizeof(raw), fmt, ap);
         va_end(ap);
+        /* Names and reasons a peer, a stream or a client wrote: one line of text, whatever they hold. */
+        utf8_escape(raw, strlen(raw), msg, sizeof(msg));
+        if (ctx) {
+                const char *v[] = {ctx->guest, ctx->peer, ctx->op};
+
+                for (size_t i = 0; i < ELEMENTSOF(v); i++)
+                        if (v[i])
+                                v[i] = utf8_escape(v[i], strlen(v[i]), safe[i], sizeof(safe[i]));
+                safe_ctx = (struct log_ctx){.guest = v[0], .peer = v[1], .op = v[2]};
+                ctx = &safe_ctx;
+        }
 
         /* If the journal is gone (or never was), stderr still reaches someone. */
         if (!journal || send_journal(level, ctx, msg) < 0) {

@@ -101,7 +101,7 @@ void vmm_describe(struct vmm *v, Svemig__Api__Guest *g)
         g->max_vl_bits = vq_to_bits(vqset_highest(&v->vls));
         g->steps = vmm_total_steps(v);
         /* As last measured while it ran; a guest that does not run dirties nothing. */
-        g->dirty_pages_per_second = strcmp(g->state, "running") == 0 ? v->dirty_rate : 0;
+        g->dirty_pages_per_second = strcmp(g->state, "running") == 0 ? vmm_dirty_rate(v) : 0;
         g->dirty_pages_per_step = v->dirty_pages_per_step;
         g->vmm_pid = (uint32_t)getpid();
         g->vmm_socket = v->socket_path;
@@ -168,6 +168,7 @@ static int op_start(struct api_call *call, const Svemig__Api__Request *req, void
         if (r < 0)
                 return svemig_error_prefix(err, "guest %s", v->name);
         v->ever_ran = true;
+        vmm_rate_restart(v);
         log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .op = api_call_op_name(call)), "running");
         reply_guest(v, call, NULL);
         return 0;

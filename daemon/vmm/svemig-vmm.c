@@ -382,19 +382,38 @@ static uint64_t now_usec(void)
         return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* Pages the workload writes per second: steps run since the last sample times its pages per step. */
+static struct vmm_rate_sample rate_sample(const struct vmm *v)
+{
+        return (struct vmm_rate_sample){.steps = vmm_total_steps(v), .usec = now_usec()};
+}
+
+/* Each tick starts a new window; the rate spans the last two, so it always covers the latest steps. */
 static int on_rate_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         struct vmm *v = userdata;
-        uint64_t steps = vmm_total_steps(v), now = now_usec();
 
-        if (now > v->rate_usec)
-                v->dirty_rate = (double)(steps - v->rate_steps) * v->dirty_pages_per_step * 1e6 /
-                                (double)(now - v->rate_usec);
-        v->rate_steps = steps;
-        v->rate_usec = now;
+        (void)usec;
+        v->rate_from = v->rate_tick;
+        v->rate_tick = rate_sample(v);
         sd_event_source_set_time_relative(s, RATE_INTERVAL_USEC);
         return 0;
+}
+
+double vmm_dirty_rate(const struct vmm *v)
+{
+        struct vmm_rate_sample now = rate_sample(v);
+
+        if (now.usec <= v->rate_from.usec || now.steps < v->rate_from.steps)
+                return 0;
+        return (double)(now.steps - v->rate_from.steps) * v->dirty_pages_per_step * 1e6 /
+               (double)(now.usec - v->rate_from.usec);
+}
+
+void vmm_rate_restart(struct vmm *v)
+{
+        v->rate_from = v->rate_tick = rate_sample(v);
+        if (v->rate_timer)
+                (void)sd_event_source_set_time_relative(v->rate_timer, RATE_INTERVAL_USEC);
 }
 
 static void on_drained(void *userdata)
@@ -456,8 +475,7 @@ static int serve(struct vmm *v, const struct args *a, struct svemig_error *err)
                 close(params.listen_fd);
                 return r;
         }
-        v->rate_usec = now_usec();
-        v->rate_steps = vmm_total_steps(v);
+        vmm_rate_restart(v);
         r = sd_event_add_time_relative(v->event, &v->rate_timer, CLOCK_MONOTONIC, RATE_INTERVAL_USEC, 0,
                                        on_rate_timer, v);
         if (r < 0)

@@ -54,10 +54,11 @@ struct vmm {
         const char *job_name;
         bool job_paused_it; /* the job paused a running guest, which it resumes after */
 
-        /* The dirty rate, sampled once a second from the steps run. */
+        /* The dirty rate (vmm_dirty_rate()): steps counted at the last two ticks of a 1 s timer. */
         sd_event_source *rate_timer;
-        uint64_t rate_steps, rate_usec;
-        double dirty_rate;
+        struct vmm_rate_sample {
+                uint64_t steps, usec;
+        } rate_from, rate_tick;
 
         bool exiting;
 };
@@ -72,6 +73,9 @@ int vmm_take_workload_state(struct vmm *v, struct guest *g);
 /* Steps run by vcpu i, in this process and before it. */
 uint64_t vmm_vcpu_steps(const struct vmm *v, unsigned i);
 uint64_t vmm_total_steps(const struct vmm *v);
+/* Pages the guest writes per second; vmm_rate_restart() when it starts running. */
+double vmm_dirty_rate(const struct vmm *v);
+void vmm_rate_restart(struct vmm *v);
 /* "created", "running" or "paused", as svemigd records it. */
 const char *vmm_state(const struct vmm *v);
 

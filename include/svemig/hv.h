@@ -40,6 +40,8 @@ enum hv_backend {
 #define HV_FEAT_PMU_V3    3
 #define HV_FEAT_SVE       4
 #define HV_FEAT_BIT(f)    (1u << (f))
+/* Every feature above: what a peer may claim. */
+#define HV_FEAT_KNOWN (HV_FEAT_BIT(HV_FEAT_SVE + 1) - 1)
 
 /* KVM_MP_STATE_* */
 #define HV_MP_STATE_RUNNABLE 0

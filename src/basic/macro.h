@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,7 +44,12 @@ static inline void closep(int *fd)
                         func(*p);                                                                           \
         }
 
-/* Returns a negative errno from a -1/errno style call. */
+/* memcpy() that allows NULL when n is 0, as a decoded empty protobuf field has. */
+static inline void *memcpy_safe(void *dst, const void *src, size_t n)
+{
+        return n ? memcpy(dst, src, n) : dst;
+}
+
 /* qsort()/bsearch() order of uint64_t values. */
 static inline int cmp_u64(const void *a, const void *b)
 {
@@ -52,6 +58,7 @@ static inline int cmp_u64(const void *a, const void *b)
         return x < y ? -1 : x > y;
 }
 
+/* Returns a negative errno from a -1/errno style call. */
 static inline int negative_errno(void)
 {
         return errno > 0 ? -errno : -EIO;

@@ -14,6 +14,7 @@
 #include "migrate/peer.h"
 #include "svemig/kvmreg.h"
 #include "svemig/stream.h"
+#include "utf8.h"
 
 static inline void fclosep(FILE **f)
 {
@@ -241,13 +242,34 @@ int peer_info_to_msg(const struct peer_info *info, Svemig__Peer__HostInfo *msg, 
 
 static void copy_str(char *dst, size_t len, const char *src)
 {
-        snprintf(dst, len, "%s", src ? src : "");
+        /* A peer's words go to the journal, JSON and terminals: escaped, whatever it sent. */
+        utf8_escape(src ? src : "", src ? strlen(src) : 0, dst, len);
+}
+
+/* A peer's host facts, against the architecture (SVE stops at 2048 bits) and the known features. */
+static int host_facts_check(const Svemig__Peer__HostInfo *msg, struct svemig_error *err)
+{
+        vqset_t vls;
+        unsigned top;
+
+        memcpy(vls.w, msg->vls.data, sizeof(vls.w));
+        top = MAX(vqset_highest(&vls), msg->max_vq);
+        if (top > VQSET_VQ_ARCH_MAX)
+                return svemig_error_set(err, EBADMSG,
+                                        "HostInfo: the peer claims %u-bit vectors; SVE stops at %u bits",
+                                        vq_to_bits(top), vq_to_bits(VQSET_VQ_ARCH_MAX));
+        if (msg->vcpu_features & ~HV_FEAT_KNOWN)
+                return svemig_error_set(err, EBADMSG,
+                                        "HostInfo: the peer claims vcpu features 0x%x, unknown here",
+                                        msg->vcpu_features & ~HV_FEAT_KNOWN);
+        return 0;
 }
 
 int peer_info_from_msg(const Svemig__Peer__HostInfo *msg, struct peer_info *info, struct svemig_error *err)
 {
         _cleanup_free_ uint64_t *ids = NULL;
         size_t n = msg->n_id_regs;
+        int r;
 
         if (msg->vls.len != sizeof(info->vls.w))
                 return svemig_error_set(err, EBADMSG, "HostInfo: the VL set has %zu bytes, not %zu",
@@ -258,6 +280,9 @@ int peer_info_from_msg(const Svemig__Peer__HostInfo *msg, struct peer_info *info
                 return svemig_error_set(err, EBADMSG,
                                         "HostInfo: %zu writable ID register masks, not 0 or %u",
                                         msg->n_id_writable, HV_ID_MASKS_N);
+        r = host_facts_check(msg, err);
+        if (r < 0)
+                return r;
         ids = calloc(n ? n : 1, sizeof(*ids));
         if (!ids)
                 return svemig_error_set(err, ENOMEM, "out of memory");

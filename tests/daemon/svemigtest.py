@@ -369,6 +369,22 @@ class Daemon:
     def signal(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
 
+    def stop_and_wait_stopped(self):
+        """Sends SIGSTOP and returns once the kernel has stopped svemigd: the signal takes
+        effect when the process is next scheduled, which a loaded machine may delay, and
+        what reaches it before then is served."""
+        self.signal(signal.SIGSTOP)
+        for _ in range(100000):
+            with open("/proc/%d/stat" % self.proc.pid) as f:
+                # The state follows the command name, which is in parentheses.
+                state = f.read().rpartition(")")[2].split()[0]
+            if state in ("T", "t"):
+                return
+            if state in ("Z", "X"):
+                raise AssertionError("svemigd exited instead of stopping:\n" + self.output())
+            time.sleep(0.001)
+        raise AssertionError("svemigd never stopped after SIGSTOP")
+
     def wait(self, timeout=WAIT):
         try:
             return self.proc.wait(timeout)

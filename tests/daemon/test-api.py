@@ -103,6 +103,43 @@ class Api(DaemonTestCase):
 
     # --- bad requests ---
 
+    def test_strings_with_nul_or_not_utf8_are_refused(self):
+        # A guest create named "ab\0cd" used to create "ab"; now the field is named and nothing is made.
+        c = Client(self.sock)
+        for i, (name, why) in enumerate(((b"ab\0cd", "holds a NUL byte"), (b"a\xffb", "is not UTF-8")), 1):
+            body = t.field_bytes(1, name) + t.field_varint(2, 1) + t.field_varint(3, 1 << 20)
+            r = c.call(i, t.OP_GUEST_CREATE, body)
+            self.assertEqual((r.id, r.code), (i, t.EINVAL), r)
+            self.assertIn("its name %s" % why, r.message)
+        r = c.call(9, t.OP_GUEST_LIST)
+        self.assertNotIn(b"ab", r.results.get(t.RESULT_GUEST_LIST, b""))
+        # A path too (a nested message's string).
+        r = c.call(10, t.OP_RESTORE, t.field_bytes(1, b"/tmp/x\0y"))
+        self.assertEqual((r.id, r.code), (10, t.EINVAL), r)
+        self.assertIn("holds a NUL byte", r.message)
+        self.assert_alive()
+
+    def test_journal_lines_cannot_be_forged(self):
+        # A name with a newline and an escape sequence is refused, and the refusal the daemon logs
+        # (and answers) quotes it escaped: no forged line in the journal, no raw ESC on a terminal.
+        c = Client(self.sock)
+        r = c.call(1, t.OP_GUEST_CREATE, t.field_bytes(1, b"a\nsvemigd: forged\x1b[2J"))
+        self.assertEqual(r.code, t.EINVAL, r)
+        self.assertNotIn("\n", r.message)
+        self.assertNotIn("\x1b", r.message)
+        self.assertIn("a\\x0asvemigd: forged\\x1b[2J", r.message)
+        self.daemon.wait_for_log("forged")
+        out = self.daemon.output()
+        self.assertFalse([l for l in out.splitlines() if l.startswith("svemigd: forged")], out)
+        self.assertNotIn("\x1b", out)
+
+    def test_svemigctl_refuses_arguments_that_are_not_utf8(self):
+        r = subprocess.run([t.SVEMIGCTL, "--socket", self.sock, "guest", "create", b"a\xffb", "--vcpus", "1",
+                            "--memory", "1M"], capture_output=True, timeout=t.WAIT)
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn(b"'a\\xffb', is not UTF-8 text", r.stderr)
+        self.assertEqual(ctl("--socket", self.sock, "--json", "guest", "list").stdout.count("name"), 0)
+
     def test_malformed_protobuf(self):
         c = Client(self.sock)
         c.send(frame(b"\xff\xff\xff\xff\x0f"))

@@ -229,6 +229,36 @@ class CheckConfig(DaemonTestCase):
     def test_long_line(self):
         self.assert_refused("[daemon]\nhost-name = %s\n" % ("a" * 300), 2, "longer than")
 
+    def test_endless_line_is_refused_not_read_for_ever(self):
+        # /dev/zero: one line without end, of NUL bytes. It used to be read until memory ran out.
+        r = self.check("/dev/zero")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertTrue(r.stderr.startswith("/dev/zero:1: "), r.stderr)
+        self.assertIn("longer than", r.stderr)
+
+    def test_nul_and_non_utf8_are_refused(self):
+        # "ab\0cd" used to be taken as "ab", silently.
+        for bad, why in ((b"ab\0cd", "holds a NUL byte"), (b"a\xffb", "is not UTF-8")):
+            path = os.path.join(self.dir, "bin.conf")
+            with open(path, "wb") as f:
+                f.write(b"[daemon]\nhost-name = " + bad + b"\n")
+            r = self.check(path)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertTrue(r.stderr.startswith("%s:2: the line %s" % (path, why)), r.stderr)
+
+    def test_empty_vq_map_is_not_no_sve(self):
+        # An empty set is a mistake; "none" says a host has no SVE.
+        self.assert_refused("""\
+            [sim]
+            vq-map =
+            """, 2, "vq-map", "is empty", "none")
+        self.assert_refused("""\
+            [sim]
+            cpus = 2
+            cpu0 = 128
+            cpu1 =
+            """, 4, "cpu1", "is empty")
+
     def test_missing_file(self):
         path = os.path.join(self.dir, "nope.conf")
         r = self.check(path)

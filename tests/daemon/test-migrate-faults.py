@@ -128,10 +128,28 @@ class Proxy:
         self.channels = []  # indexes of the faulted migration's memory channels seen
         self.greeting = None  # the first connection's first two frames up (Hello, HostInfo), as sent
         self.closed = False
-        threading.Thread(target=self.accept, daemon=True).start()
+        self.errors = []  # what went wrong in the proxy itself, for a failure's message
+        self.conns = []
+        self.acceptor = threading.Thread(target=self.accept, daemon=True)
+        self.acceptor.start()
 
     def close(self):
+        """Stops every thread of the proxy before its sockets are closed: a thread that outlived its
+        test could take a connection of the next one from a socket that reused the number of one of
+        its own (it happened: a channel accepted by the last test's proxy, sent to its dead daemon)."""
         self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        except OSError:
+            pass
+        self.acceptor.join(BOUND)
+        with self.lock:
+            conns = list(self.conns)
+        for conn in conns:
+            self.kill(conn, False)
+        for conn in conns:
+            for t in conn["threads"]:
+                t.join(BOUND)
         self.sock.close()
 
     def accept(self):
@@ -140,26 +158,55 @@ class Proxy:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            if self.closed:
+                c.close()
+                return
             try:
                 s = socket.create_connection(self.target)
-            except OSError:
+            except OSError as e:
+                self.errors.append("connecting to the destination: %r" % e)
                 c.close()
                 continue
-            conn = {"faulted": False, "c": c, "s": s, "dead": False}
+            conn = {"faulted": False, "c": c, "s": s, "dead": False, "reset": False, "pumps": 2, "threads": []}
             for src, dst, direction in ((c, s, "up"), (s, c, "down")):
-                threading.Thread(target=self.pump, args=(conn, src, dst, direction), daemon=True).start()
+                conn["threads"].append(threading.Thread(target=self.pump_then_close,
+                                                        args=(conn, src, dst, direction), daemon=True))
+            with self.lock:
+                self.conns.append(conn)
+            for t in conn["threads"]:
+                t.start()
 
-    def kill(self, conn, reset):
-        if conn["dead"]:
-            return
-        conn["dead"] = True
+    def pump_then_close(self, conn, src, dst, direction):
+        """A connection's sockets are closed by the last of its two threads: closed before, the
+        number of one could be reused by a new connection while the other thread still reads it."""
+        try:
+            self.pump(conn, src, dst, direction)
+        finally:
+            self.kill(conn, False)
+            with self.lock:
+                conn["pumps"] -= 1
+                last = conn["pumps"] == 0
+            if last:
+                for x in (conn["c"], conn["s"]):
+                    if conn["reset"]:
+                        # Closed with a zero linger time: an RST instead of a FIN.
+                        x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    x.close()
+
+    def kill(self, conn, reset, why=""):
+        """Ends a connection: both threads wake (a shutdown), and the last closes it (a reset sends
+        nothing until then, so that the RST is what the ends see)."""
+        with self.lock:
+            if conn["dead"]:
+                return
+            conn["dead"] = True
+            conn["reset"] = reset
+        if why:
+            self.errors.append("%s connection %s: %s" % ("faulted" if conn["faulted"] else "a", conn.get("channel"),
+                                                         why))
         for x in (conn["c"], conn["s"]):
             try:
-                if reset:
-                    x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                else:
-                    x.shutdown(socket.SHUT_RDWR)
-                x.close()
+                x.shutdown(socket.SHUT_RD if reset else socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -216,7 +263,7 @@ class Proxy:
                 if not data:
                     if buf:
                         self.send(conn, dst, buf)
-                    self.kill(conn, False)
+                    self.kill(conn, False, "end of the %s direction" % direction)
                     return
                 buf += data
                 continue
@@ -453,8 +500,8 @@ class ChannelFaults(FaultCase):
         r = self.migrate_with(fault)
         if not self.proxy.channels:
             self.skipTest(NO_CHANNEL)
-        self.assertTrue(self.proxy.fired.is_set(), "the fault never fired on channels %s: %s%s" % (
-            self.proxy.channels, r.stdout, r.stderr))
+        self.assertTrue(self.proxy.fired.is_set(), "the fault never fired on channels %s: %s%s\nproxy: %s\nb's log:\n%s" % (
+            self.proxy.channels, r.stdout, r.stderr, self.proxy.errors, self.h["b"].daemon.output()))
         self.assert_failed_at(r, ["pre-copy", "stop-and-copy", "loaded"])
         self.assert_one_copy(name, "a")
         return r

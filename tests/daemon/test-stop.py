@@ -34,7 +34,7 @@ class Stop(DaemonTestCase):
         self.assertEqual(busy.call(1, t.OP_HOST_INFO).code, 0)
 
         # Freeze the daemon so that the requests and the stop reach it together.
-        self.daemon.signal(signal.SIGSTOP)
+        self.daemon.stop_and_wait_stopped()
         busy.send(b"".join(frame(request(i, t.OP_HOST_INFO)) for i in (2, 3, 4)) +
                   frame(t.cancel_request(5, 999)))
         self.daemon.signal(signal.SIGTERM)
@@ -69,7 +69,7 @@ class Stop(DaemonTestCase):
 
     def test_repeated_stop_signals(self):
         c = Client(self.sock)
-        self.daemon.signal(signal.SIGSTOP)
+        self.daemon.stop_and_wait_stopped()
         self.daemon.signal(signal.SIGTERM)
         self.daemon.signal(signal.SIGCONT)
         self.notify.wait_for("STOPPING=1")
