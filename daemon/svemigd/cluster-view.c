@@ -229,6 +229,35 @@ static int add_members(struct cluster_view *v, const struct migrate_conf *conf, 
         return 0;
 }
 
+/* A name as it may be shown: what is not printable ASCII becomes '?', so a peer cannot forge log lines. */
+static void printable_name(char *dst, size_t size, const char *name)
+{
+        size_t i = 0;
+
+        for (; name[i] && i + 1 < size; i++)
+                dst[i] = name[i] >= 0x20 && name[i] < 0x7f ? name[i] : '?';
+        dst[i] = 0;
+}
+
+/*
+ * On a listener's connection thread: only the hosts of this host's [peer]
+ * sections may go on (conf is not changed while the daemon runs).
+ */
+static int accept_peer(void *userdata, const char *host_name, struct svemig_error *err)
+{
+        const struct migrate_conf *conf = &((struct svemigd *)userdata)->conf;
+        char shown[65];
+
+        for (size_t i = 0; i < conf->n_peers; i++)
+                if (strcmp(conf->peers[i].name, host_name) == 0)
+                        return 0;
+        printable_name(shown, sizeof(shown), host_name);
+        return svemig_error_set(err, EACCES,
+                                "host '%s' is not a peer of %s: only the hosts of its [peer NAME] sections in "
+                                "migrate.conf may connect",
+                                shown, conf->host_name);
+}
+
 int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig_error *err)
 {
         const struct migrate_conf *conf = &d->conf;
@@ -275,6 +304,8 @@ int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig
                         .incoming = svemigd_migrate_incoming,
                         /* Its memory channels go to that VMM too. */
                         .channel = svemigd_migrate_channel,
+                        /* Only the configured peers: anyone else gets nothing, least of all a guest. */
+                        .accept = accept_peer,
                         .userdata = d,
                 };
 
