@@ -252,10 +252,11 @@ static int accept_peer(void *userdata, const char *host_name, struct svemig_erro
                 if (strcmp(conf->peers[i].name, host_name) == 0)
                         return 0;
         printable_name(shown, sizeof(shown), host_name);
-        return svemig_error_set(err, EACCES,
-                                "host '%s' is not a peer of %s: only the hosts of its [peer NAME] sections in "
-                                "migrate.conf may connect",
-                                shown, conf->host_name);
+        return svemig_error_set(
+                err, EACCES,
+                "host '%s' is not a peer of %s: only the hosts of its [peer NAME] sections in "
+                "migrate.conf may connect",
+                shown, conf->host_name);
 }
 
 int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig_error *err)

@@ -337,8 +337,8 @@ static int on_wake(sd_event_source *source, int fd, uint32_t revents, void *user
                         break;
                 case EV_CLOSED:
                         if (!c->peer[0] && ev->r == -EACCES)
-                                log_msg(LOG_WARNING, NULL, "refused a peer connection from %s: %s", c->remote,
-                                        svemig_error_str(&ev->err, ev->r));
+                                log_msg(LOG_WARNING, NULL, "refused a peer connection from %s: %s",
+                                        c->remote, svemig_error_str(&ev->err, ev->r));
                         else if (!c->peer[0])
                                 log_msg(LOG_NOTICE, NULL, "a connection from %s failed before its hello: %s",
                                         c->remote, svemig_error_str(&ev->err, ev->r));
