@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * daemon/shared/peer-tls.c: mutual TLS between two real GnuTLS sessions on
+ * a loopback TCP connection, with CAs made by scripts/make-test-ca.sh.
+ * A peer is accepted only with a certificate from the CA naming an accepted
+ * host; one without a certificate, from another CA, or naming another host
+ * is refused, and both sides say why.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "peer-tls.h"
+
+static char dir[] = "/tmp/svemig-tls-XXXXXX";
+
+static char *path(const char *sub, const char *file)
+{
+        static char buf[8][512];
+        static unsigned i;
+        char *p = buf[i++ % 8];
+
+        snprintf(p, 512, "%s/%s/%s", dir, sub, file);
+        return p;
+}
+
+static int setup(void **state)
+{
+        char cmd[1024];
+
+        (void)state;
+        if (!mkdtemp(dir))
+                return -1;
+        snprintf(cmd, sizeof(cmd), "%s %s/ca a b && %s %s/other b", MAKE_TEST_CA, dir, MAKE_TEST_CA, dir);
+        return system(cmd) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+        char cmd[600];
+
+        (void)state;
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        return system(cmd) == 0 ? 0 : -1;
+}
+
+static void tcp_pair(int fds[2])
+{
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(sa);
+        int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(l >= 0);
+        assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(l, 1), 0);
+        assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+        fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_int_equal(connect(fds[0], (struct sockaddr *)&sa, sizeof(sa)), 0);
+        fds[1] = accept(l, NULL, NULL);
+        assert_true(fds[1] >= 0);
+        close(l);
+}
+
+/* The accepting side, on a thread: host b's listener, which accepts peer a only. */
+struct server {
+        const struct peer_tls_creds *creds;
+        int fd, r;
+        struct svemig_error err;
+        char matched[64];
+        char data[6];
+        struct peer_tls_state rx; /* its read side, right after the handshake */
+};
+
+/* The dialling side's write state, right after its handshake. */
+static struct peer_tls_state last_tx;
+
+static void *serve(void *userdata)
+{
+        static const char *const peers[] = {"a"};
+        const struct peer_tls_names accept = {.names = peers, .n = 1};
+        struct server *s = userdata;
+        struct peer_tls *t = NULL;
+
+        s->r = peer_tls_handshake(s->creds, s->fd, true, &accept, 5000, &t, s->matched, sizeof(s->matched),
+                                  &s->err);
+        if (s->r == 0)
+                s->r = peer_tls_export(t, true, &s->rx, &s->err);
+        if (s->r == 0) {
+                s->r = peer_tls_recv(t, s->data, 5, &s->err);
+                if (s->r == 0)
+                        s->r = peer_tls_send(t, "world", 5, &s->err);
+        }
+        peer_tls_free(t);
+        close(s->fd);
+        return NULL;
+}
+
+static struct peer_tls_creds *load(const char *ca, const char *host)
+{
+        struct peer_tls_creds *c = NULL;
+        struct svemig_error err = {0};
+        char cert[64], key[64];
+
+        snprintf(cert, sizeof(cert), "%s.pem", host);
+        snprintf(key, sizeof(key), "%s-key.pem", host);
+        assert_int_equal(peer_tls_creds_load(path(ca, "ca.pem"), path(ca, cert), path(ca, key), &c, &err),
+                         0);
+        return c;
+}
+
+/* Host a (with client_creds) dials b, expecting b. Returns the client's result; *s the server's. */
+static int dial(struct peer_tls_creds *client_creds, const char *expect, struct server *s,
+                struct svemig_error *err)
+{
+        const struct peer_tls_names want = {.expect = expect};
+        struct peer_tls_creds *b = load("ca", "b");
+        struct peer_tls *t = NULL;
+        char matched[64] = "", reply[6] = "";
+        pthread_t th;
+        int fds[2], r;
+
+        tcp_pair(fds);
+        *s = (struct server){.creds = b, .fd = fds[1]};
+        assert_int_equal(pthread_create(&th, NULL, serve, s), 0);
+        r = peer_tls_handshake(client_creds, fds[0], false, &want, 5000, &t, matched, sizeof(matched), err);
+        if (r == 0)
+                assert_int_equal(peer_tls_export(t, false, &last_tx, err), 0);
+        if (r == 0) {
+                assert_string_equal(matched, expect);
+                r = peer_tls_send(t, "hello", 5, err);
+                if (r == 0)
+                        r = peer_tls_recv(t, reply, 5, err);
+                if (r == 0)
+                        assert_string_equal(reply, "world");
+        }
+        peer_tls_free(t);
+        close(fds[0]);
+        pthread_join(th, NULL);
+        peer_tls_creds_free(b);
+        return r;
+}
+
+static void test_peers_of_one_ca_talk(void **state)
+{
+        struct peer_tls_creds *a = load("ca", "a");
+        struct svemig_error err = {0};
+        struct server s;
+
+        (void)state;
+        assert_int_equal(dial(a, "b", &s, &err), 0);
+        assert_int_equal(s.r, 0);
+        assert_string_equal(s.matched, "a");
+        assert_string_equal(s.data, "hello");
+        peer_tls_creds_free(a);
+}
+
+static void test_certificate_of_another_ca_is_refused(void **state)
+{
+        /* Host b's name, but from another CA: b's listener must not take it for a (nor anyone). */
+        struct peer_tls_creds *stranger = load("other", "b");
+        struct svemig_error err = {0};
+        struct server s;
+
+        (void)state;
+        assert_int_not_equal(dial(stranger, "b", &s, &err), 0);
+        /* GnuTLS's client offers no certificate the server's CA list does not name; either way, refused. */
+        assert_true((s.r == -EACCES && strstr(s.err.msg, "not trusted")) ||
+                    (s.r == -EPROTO && strstr(s.err.msg, "presented no certificate")));
+        assert_string_equal(s.data, "");
+        peer_tls_creds_free(stranger);
+}
+
+static void test_certificate_naming_another_host_is_refused(void **state)
+{
+        /* b's own certificate (right CA) dialling b: b accepts only a. */
+        struct peer_tls_creds *b = load("ca", "b");
+        struct svemig_error err = {0};
+        struct server s;
+        int r;
+
+        (void)state;
+        r = dial(b, "b", &s, &err);
+        assert_int_equal(s.r, -EACCES);
+        assert_non_null(
+                strstr(s.err.msg, "its certificate names b, which is none of this host's [peer] names"));
+        assert_string_equal(s.data, "");
+        assert_int_not_equal(r, 0);
+        peer_tls_creds_free(b);
+}
+
+static void test_dialler_refuses_the_wrong_host(void **state)
+{
+        /* a dials what it believes is c, but b answers: a refuses it, and says why. */
+        struct peer_tls_creds *a = load("ca", "a");
+        struct svemig_error err = {0};
+        struct server s;
+
+        (void)state;
+        assert_int_equal(dial(a, "c", &s, &err), -EACCES);
+        assert_non_null(strstr(err.msg, "its certificate names b, not c"));
+        assert_string_equal(s.data, "");
+        peer_tls_creds_free(a);
+}
+
+static void test_plain_client_gets_nothing(void **state)
+{
+        static const char hello[] = "\x08\x00\x00\x00\x00\x00\x00\x00plaintext";
+        struct svemig_error err = {0};
+        struct server s;
+        pthread_t th;
+        char buf[256];
+        int fds[2];
+        ssize_t k, total = 0;
+
+        (void)state;
+        struct peer_tls_creds *b = load("ca", "b");
+        tcp_pair(fds);
+        s = (struct server){.creds = b, .fd = fds[1]};
+        assert_int_equal(pthread_create(&th, NULL, serve, &s), 0);
+        assert_int_equal(send(fds[0], hello, sizeof(hello) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(hello) - 1);
+        while ((k = recv(fds[0], buf, sizeof(buf), 0)) > 0)
+                total += k;
+        pthread_join(th, NULL);
+        assert_int_not_equal(s.r, 0);
+        assert_string_equal(s.data, "");
+        assert_true(total < 16); /* an alert at most */
+        close(fds[0]);
+        peer_tls_creds_free(b);
+        (void)err;
+}
+
+static void test_bad_files_are_named(void **state)
+{
+        struct peer_tls_creds *c = NULL;
+        struct svemig_error err = {0};
+
+        (void)state;
+        assert_int_equal(peer_tls_creds_load(path("ca", "missing.pem"), path("ca", "a.pem"),
+                                             path("ca", "a-key.pem"), &c, &err),
+                         -ENOENT);
+        assert_non_null(strstr(err.msg, "missing.pem"));
+        assert_int_equal(peer_tls_creds_load(path("ca", "ca.pem"), path("ca", "a.pem"),
+                                             path("ca", "b-key.pem"), &c, &err),
+                         -EINVAL);
+        assert_non_null(strstr(err.msg, "tls-key must be the key tls-cert was made for"));
+        assert_int_equal(peer_tls_creds_load(path("ca", "ca.pem"), path("other", "b.pem"),
+                                             path("other", "b-key.pem"), &c, &err),
+                         -EINVAL);
+        assert_non_null(strstr(err.msg, "does not chain to the CA"));
+        assert_null(c);
+}
+
+static void test_record_state_exports(void **state)
+{
+        /* What a record layer carried on in another process (or kTLS) takes: a's write side is b's read
+         * side. */
+        struct peer_tls_creds *a = load("ca", "a");
+        struct svemig_error err = {0};
+        struct server s;
+
+        (void)state;
+        assert_int_equal(dial(a, "b", &s, &err), 0);
+        assert_int_equal(s.r, 0);
+        assert_true(s.rx.key_size == 16 || s.rx.key_size == 32);
+        assert_int_equal(s.rx.iv_size, 12);
+        assert_int_equal(s.rx.key_size, last_tx.key_size);
+        assert_memory_equal(s.rx.key, last_tx.key, s.rx.key_size);
+        assert_memory_equal(s.rx.iv, last_tx.iv, 12);
+        assert_memory_equal(s.rx.seq, last_tx.seq, 8);
+        assert_int_equal(s.rx.cipher, last_tx.cipher);
+        peer_tls_creds_free(a);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_peers_of_one_ca_talk),
+                cmocka_unit_test(test_certificate_of_another_ca_is_refused),
+                cmocka_unit_test(test_certificate_naming_another_host_is_refused),
+                cmocka_unit_test(test_dialler_refuses_the_wrong_host),
+                cmocka_unit_test(test_plain_client_gets_nothing),
+                cmocka_unit_test(test_bad_files_are_named),
+                cmocka_unit_test(test_record_state_exports),
+        };
+
+        return cmocka_run_group_tests(tests, setup, teardown);
+}
