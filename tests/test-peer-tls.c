@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -282,6 +283,157 @@ static void test_record_state_exports(void **state)
         peer_tls_creds_free(a);
 }
 
+/* b's listener hands its session to another process, as svemigd hands a connection to svemig-vmm. */
+struct handshake_job {
+        struct peer_tls_creds *creds;
+        int fd, r;
+        struct peer_tls_state tx, rx;
+};
+
+static void *handshake_and_export(void *userdata)
+{
+        static const char *const peers[] = {"a"};
+        const struct peer_tls_names accept = {.names = peers, .n = 1};
+        struct handshake_job *j = userdata;
+        struct peer_tls *t = NULL;
+        struct svemig_error err = {0};
+
+        j->r = peer_tls_handshake(j->creds, j->fd, true, &accept, 5000, &t, NULL, 0, &err);
+        if (j->r == 0)
+                j->r = peer_tls_export(t, false, &j->tx, &err);
+        if (j->r == 0)
+                j->r = peer_tls_export(t, true, &j->rx, &err);
+        peer_tls_free(t); /* sends nothing: the session goes on in the child */
+        return NULL;
+}
+
+#define BULK (1u << 20)
+
+static uint8_t pattern(size_t i, unsigned salt)
+{
+        return (uint8_t)((i * 131u) ^ (i >> 9) ^ salt);
+}
+
+/* In the child: 0 when all went as it should. */
+static int carry_on(const struct handshake_job *j, int fd)
+{
+        struct peer_tls_record *r = NULL;
+        struct svemig_error err = {0};
+        uint8_t *buf = malloc(BULK);
+        int bad = 0;
+
+        if (!buf || peer_tls_record_new(&j->tx, &j->rx, &r, &err) < 0)
+                return 1;
+        /* Odd sizes: reads that end inside records and span several. */
+        for (size_t off = 0; off < BULK && !bad;) {
+                size_t n = off + 7777 > BULK ? BULK - off : 7777;
+
+                bad = peer_tls_record_recv(r, fd, buf + off, n, &err) < 0;
+                off += n;
+        }
+        for (size_t i = 0; i < BULK && !bad; i++)
+                bad = buf[i] != pattern(i, 1);
+        for (size_t i = 0; i < BULK; i++)
+                buf[i] = pattern(i, 2);
+        if (!bad)
+                bad = peer_tls_record_send(r, fd, buf, BULK, &err) < 0;
+        /* The peer's close_notify reads as the end. */
+        if (!bad)
+                bad = peer_tls_record_recv(r, fd, buf, 1, &err) != -EPIPE ? 2 : 0;
+        if (bad)
+                fprintf(stderr, "child: %s\n", err.msg);
+        peer_tls_record_free(r);
+        free(buf);
+        return bad;
+}
+
+static void test_session_goes_on_in_another_process(void **state)
+{
+        struct peer_tls_creds *a = load("ca", "a"), *b = load("ca", "b");
+        const struct peer_tls_names want = {.expect = "b"};
+        struct handshake_job j = {.creds = b};
+        struct svemig_error err = {0};
+        struct peer_tls *t = NULL;
+        uint8_t *buf = malloc(BULK);
+        pthread_t th;
+        int fds[2], status;
+        pid_t pid;
+
+        (void)state;
+        assert_non_null(buf);
+        tcp_pair(fds);
+        j.fd = fds[1];
+        assert_int_equal(pthread_create(&th, NULL, handshake_and_export, &j), 0);
+        assert_int_equal(peer_tls_handshake(a, fds[0], false, &want, 5000, &t, NULL, 0, &err), 0);
+        pthread_join(th, NULL);
+        assert_int_equal(j.r, 0);
+
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                close(fds[0]);
+                _exit(carry_on(&j, fds[1]));
+        }
+        close(fds[1]);
+        for (size_t i = 0; i < BULK; i++)
+                buf[i] = pattern(i, 1);
+        assert_int_equal(peer_tls_send(t, buf, BULK, &err), 0);
+        memset(buf, 0, BULK);
+        assert_int_equal(peer_tls_recv(t, buf, BULK, &err), 0);
+        for (size_t i = 0; i < BULK; i++)
+                if (buf[i] != pattern(i, 2))
+                        fail_msg("byte %zu from the child differs", i);
+        assert_int_equal(peer_tls_bye(t, &err), 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        peer_tls_free(t);
+        close(fds[0]);
+        free(buf);
+        peer_tls_creds_free(a);
+        peer_tls_creds_free(b);
+}
+
+static void test_tampered_record_is_refused(void **state)
+{
+        struct peer_tls_creds *a = load("ca", "a"), *b = load("ca", "b");
+        const struct peer_tls_names want = {.expect = "b"};
+        struct handshake_job j = {.creds = b};
+        struct peer_tls_record *r = NULL;
+        struct svemig_error err = {0};
+        struct peer_tls *t = NULL;
+        uint8_t rec[64], got[8];
+        pthread_t th;
+        int fds[2], sp[2];
+        ssize_t n;
+
+        (void)state;
+        tcp_pair(fds);
+        j.fd = fds[1];
+        assert_int_equal(pthread_create(&th, NULL, handshake_and_export, &j), 0);
+        assert_int_equal(peer_tls_handshake(a, fds[0], false, &want, 5000, &t, NULL, 0, &err), 0);
+        pthread_join(th, NULL);
+        assert_int_equal(j.r, 0);
+        /* One record as GnuTLS sent it, a bit flipped on the way. */
+        assert_int_equal(peer_tls_send(t, "secret", 6, &err), 0);
+        n = recv(fds[1], rec, 5 + 6 + 1 + 16, MSG_WAITALL);
+        assert_int_equal(n, 5 + 6 + 1 + 16);
+        rec[9] ^= 0x40;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+        assert_int_equal(send(sp[0], rec, (size_t)n, 0), n);
+        assert_int_equal(peer_tls_record_new(&j.tx, &j.rx, &r, &err), 0);
+        assert_int_equal(peer_tls_record_recv(r, sp[1], got, 6, &err), -EBADMSG);
+        assert_non_null(strstr(err.msg, "fails its check"));
+        peer_tls_record_free(r);
+        peer_tls_free(t);
+        close(sp[0]);
+        close(sp[1]);
+        close(fds[0]);
+        close(fds[1]);
+        peer_tls_creds_free(a);
+        peer_tls_creds_free(b);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -292,6 +444,8 @@ int main(void)
                 cmocka_unit_test(test_plain_client_gets_nothing),
                 cmocka_unit_test(test_bad_files_are_named),
                 cmocka_unit_test(test_record_state_exports),
+                cmocka_unit_test(test_session_goes_on_in_another_process),
+                cmocka_unit_test(test_tampered_record_is_refused),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);

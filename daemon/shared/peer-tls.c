@@ -6,11 +6,13 @@
  * record layer carried on elsewhere would have to read).
  */
 #include <errno.h>
+#include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "macro.h"
 #include "peer-tls.h"
@@ -315,6 +317,16 @@ int peer_tls_recv(struct peer_tls *t, void *buf, size_t len, struct svemig_error
         return 0;
 }
 
+int peer_tls_bye(struct peer_tls *t, struct svemig_error *err)
+{
+        int r;
+
+        do
+                r = gnutls_bye(t->session, GNUTLS_SHUT_WR);
+        while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
+        return r < 0 ? tls_error(err, EPIPE, r, "TLS: cannot end the session") : 0;
+}
+
 const char *peer_tls_description(struct peer_tls *t, char *buf, size_t size)
 {
         char *d = gnutls_session_get_desc(t->session);
@@ -342,5 +354,240 @@ int peer_tls_export(struct peer_tls *t, bool read, struct peer_tls_state *out, s
         out->key_size = key.size;
         memcpy(out->iv, iv.data, iv.size);
         out->iv_size = iv.size;
+        return 0;
+}
+
+/* ---- the record layer, carried on (RFC 8446 5.2) ---- */
+
+#define RECORD_HEAD       5u
+#define RECORD_TAG        16u
+#define RECORD_PLAIN_MAX  16384u
+#define RECORD_MAX        (RECORD_PLAIN_MAX + 256u)
+#define CONTENT_ALERT     21u
+#define CONTENT_HANDSHAKE 22u
+#define CONTENT_DATA      23u
+
+struct record_dir {
+        gnutls_aead_cipher_hd_t aead;
+        uint8_t iv[12];
+        uint64_t seq;
+};
+
+struct peer_tls_record {
+        struct record_dir tx, rx;
+        uint8_t out[RECORD_HEAD + RECORD_PLAIN_MAX + 1 + RECORD_TAG];
+        uint8_t in[RECORD_HEAD + RECORD_MAX];
+        uint8_t plain[RECORD_MAX];
+        size_t plain_off, plain_len; /* what the last record gave and was not read yet */
+        bool closed;
+};
+
+static uint64_t seq_be(const uint8_t seq[8])
+{
+        uint64_t v = 0;
+
+        for (unsigned i = 0; i < 8; i++)
+                v = v << 8 | seq[i];
+        return v;
+}
+
+static int dir_init(struct record_dir *d, const struct peer_tls_state *s, struct svemig_error *err)
+{
+        gnutls_datum_t key = {(unsigned char *)s->key, (unsigned)s->key_size};
+        int r;
+
+        if (s->iv_size != sizeof(d->iv))
+                return svemig_error_set(err, ENOTSUP, "TLS: a %zu-byte IV is not a TLS 1.3 AEAD's",
+                                        s->iv_size);
+        r = gnutls_aead_cipher_init(&d->aead, (gnutls_cipher_algorithm_t)s->cipher, &key);
+        if (r < 0)
+                return tls_error(err, ENOTSUP, r, "TLS: cannot carry the session's cipher on");
+        memcpy(d->iv, s->iv, sizeof(d->iv));
+        d->seq = seq_be(s->seq);
+        return 0;
+}
+
+static void dir_nonce(const struct record_dir *d, uint8_t nonce[12])
+{
+        memcpy(nonce, d->iv, 12);
+        for (unsigned i = 0; i < 8; i++)
+                nonce[4 + i] ^= (uint8_t)(d->seq >> (56 - 8 * i));
+}
+
+void peer_tls_record_free(struct peer_tls_record *r)
+{
+        if (!r)
+                return;
+        if (r->tx.aead)
+                gnutls_aead_cipher_deinit(r->tx.aead);
+        if (r->rx.aead)
+                gnutls_aead_cipher_deinit(r->rx.aead);
+        free(r);
+}
+
+int peer_tls_record_new(const struct peer_tls_state *tx, const struct peer_tls_state *rx,
+                        struct peer_tls_record **out, struct svemig_error *err)
+{
+        struct peer_tls_record *r = calloc(1, sizeof(*r));
+        int k;
+
+        if (!r)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        k = dir_init(&r->tx, tx, err);
+        if (k == 0)
+                k = dir_init(&r->rx, rx, err);
+        if (k < 0) {
+                peer_tls_record_free(r);
+                return k;
+        }
+        *out = r;
+        return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len, struct svemig_error *err)
+{
+        while (len > 0) {
+                ssize_t k = send(fd, p, len, MSG_NOSIGNAL);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return svemig_error_set(err, errno, "sending failed: %s", strerror(errno));
+                p += k;
+                len -= (size_t)k;
+        }
+        return 0;
+}
+
+/* 1 when all len bytes came, 0 at EOF before the first, -errno otherwise. */
+static int read_all(int fd, uint8_t *p, size_t len, struct svemig_error *err)
+{
+        size_t got = 0;
+
+        while (got < len) {
+                ssize_t k = recv(fd, p + got, len - got, 0);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return svemig_error_set(err, errno, "receiving failed: %s", strerror(errno));
+                if (k == 0)
+                        return got ? svemig_error_set(err, EPIPE,
+                                                      "the peer closed the connection inside a "
+                                                      "TLS record")
+                                   : 0;
+                got += (size_t)k;
+        }
+        return 1;
+}
+
+int peer_tls_record_send(struct peer_tls_record *r, int fd, const void *buf, size_t len,
+                         struct svemig_error *err)
+{
+        const uint8_t *p = buf;
+
+        while (len > 0) {
+                size_t n = MIN(len, (size_t)RECORD_PLAIN_MAX), clen = n + 1 + RECORD_TAG;
+                uint8_t nonce[12], *head = r->out, inner[RECORD_PLAIN_MAX + 1];
+                int k;
+
+                head[0] = CONTENT_DATA;
+                head[1] = 3;
+                head[2] = 3;
+                head[3] = (uint8_t)(clen >> 8);
+                head[4] = (uint8_t)clen;
+                memcpy(inner, p, n);
+                inner[n] = CONTENT_DATA;
+                dir_nonce(&r->tx, nonce);
+                k = gnutls_aead_cipher_encrypt(r->tx.aead, nonce, sizeof(nonce), head, RECORD_HEAD,
+                                               RECORD_TAG, inner, n + 1, r->out + RECORD_HEAD, &clen);
+                if (k < 0)
+                        return tls_error(err, EIO, k, "TLS: cannot encrypt a record");
+                r->tx.seq++;
+                k = write_all(fd, r->out, RECORD_HEAD + clen, err);
+                if (k < 0)
+                        return k;
+                p += n;
+                len -= n;
+        }
+        return 0;
+}
+
+/* Reads and opens the next record into r->plain: 1 with data, 0 at the peer's end, -errno. */
+static int next_record(struct peer_tls_record *r, int fd, struct svemig_error *err)
+{
+        uint8_t nonce[12];
+        size_t clen, plen = sizeof(r->plain);
+        int k;
+
+        k = read_all(fd, r->in, RECORD_HEAD, err);
+        if (k <= 0)
+                return k;
+        clen = (size_t)r->in[3] << 8 | r->in[4];
+        if (r->in[0] != CONTENT_DATA || clen > RECORD_MAX || clen < 1 + RECORD_TAG)
+                return svemig_error_set(err, EBADMSG,
+                                        "TLS: a record of type %u and %zu bytes is not a TLS 1.3 record",
+                                        r->in[0], clen);
+        k = read_all(fd, r->in + RECORD_HEAD, clen, err);
+        if (k <= 0)
+                return k < 0 ? k
+                             : svemig_error_set(err, EPIPE,
+                                                "the peer closed the connection inside a record");
+        dir_nonce(&r->rx, nonce);
+        k = gnutls_aead_cipher_decrypt(r->rx.aead, nonce, sizeof(nonce), r->in, RECORD_HEAD, RECORD_TAG,
+                                       r->in + RECORD_HEAD, clen, r->plain, &plen);
+        if (k < 0)
+                return svemig_error_set(err, EBADMSG, "TLS: record %llu fails its check (%s)",
+                                        (unsigned long long)r->rx.seq, gnutls_strerror(k));
+        r->rx.seq++;
+        while (plen > 0 && r->plain[plen - 1] == 0) /* padding */
+                plen--;
+        if (plen == 0)
+                return svemig_error_set(err, EBADMSG, "TLS: a record without a content type");
+        switch (r->plain[--plen]) {
+        case CONTENT_DATA:
+                r->plain_off = 0;
+                r->plain_len = plen;
+                return 1;
+        case CONTENT_ALERT:
+                if (plen == 2 && r->plain[1] == GNUTLS_A_CLOSE_NOTIFY)
+                        return 0;
+                return svemig_error_set(err, ECONNRESET, "TLS: the peer sent alert %u: %s",
+                                        plen == 2 ? r->plain[1] : 0u,
+                                        plen == 2 ? gnutls_alert_get_strname(r->plain[1]) : "malformed");
+        case CONTENT_HANDSHAKE:
+                return svemig_error_set(err, EPROTO,
+                                        "TLS: the peer sent a post-handshake message (type %u), which a "
+                                        "session carried on does not take",
+                                        plen ? r->plain[0] : 0u);
+        default:
+                return svemig_error_set(err, EBADMSG, "TLS: a record of content type %u", r->plain[plen]);
+        }
+}
+
+int peer_tls_record_recv(struct peer_tls_record *r, int fd, void *buf, size_t len, struct svemig_error *err)
+{
+        uint8_t *p = buf;
+
+        while (len > 0) {
+                size_t n;
+
+                if (r->plain_off == r->plain_len) {
+                        int k = r->closed ? 0 : next_record(r, fd, err);
+
+                        if (k == 0) {
+                                r->closed = true;
+                                return svemig_error_set(err, EPIPE, "the peer closed the connection");
+                        }
+                        if (k < 0)
+                                return k;
+                        continue;
+                }
+                n = MIN(len, r->plain_len - r->plain_off);
+                memcpy(p, r->plain + r->plain_off, n);
+                r->plain_off += n;
+                p += n;
+                len -= n;
+        }
         return 0;
 }

@@ -59,6 +59,9 @@ int peer_tls_handshake(const struct peer_tls_creds *c, int fd, bool server,
 int peer_tls_send(struct peer_tls *t, const void *buf, size_t len, struct svemig_error *err);
 int peer_tls_recv(struct peer_tls *t, void *buf, size_t len, struct svemig_error *err);
 
+/* Tells the peer this side sends no more (close_notify). */
+int peer_tls_bye(struct peer_tls *t, struct svemig_error *err);
+
 /* The cipher suite's name, for the journal ("TLS1.3-AES-256-GCM"). */
 const char *peer_tls_description(struct peer_tls *t, char *buf, size_t size);
 
@@ -76,5 +79,34 @@ struct peer_tls_state {
 };
 int peer_tls_export(struct peer_tls *t, bool read, struct peer_tls_state *out, struct svemig_error *err);
 
-/* Ends the session (a close_notify when the peer is still there) and frees it; the fd stays open. */
+/*
+ * Frees the session, sending nothing: the connection may go on elsewhere
+ * (peer_tls_record). The fd stays open.
+ */
 void peer_tls_free(struct peer_tls *t);
+
+/*
+ * A TLS 1.3 record layer carried on from an exported state, in this
+ * process or another one that got the fd (SCM_RIGHTS) and both states:
+ * what kTLS does in the kernel, done here with GnuTLS's AEAD ciphers. The
+ * peer goes on with its GnuTLS session and sees one session. It carries
+ * application data; the peer's close_notify reads as the end; a
+ * post-handshake message (KeyUpdate) is refused with a reason, as svemig
+ * never asks for one.
+ */
+struct peer_tls_record;
+
+int peer_tls_record_new(const struct peer_tls_state *tx, const struct peer_tls_state *rx,
+                        struct peer_tls_record **out, struct svemig_error *err);
+void peer_tls_record_free(struct peer_tls_record *r);
+
+/* Sends len bytes on fd (blocking) in records of at most 16 KiB. */
+int peer_tls_record_send(struct peer_tls_record *r, int fd, const void *buf, size_t len,
+                         struct svemig_error *err);
+
+/*
+ * Receives exactly len bytes from fd (blocking). -EPIPE when the peer
+ * closed (close_notify or EOF) first, -EBADMSG for a record that fails its
+ * check.
+ */
+int peer_tls_record_recv(struct peer_tls_record *r, int fd, void *buf, size_t len, struct svemig_error *err);
