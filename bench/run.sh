@@ -37,3 +37,8 @@ python3 "$here/migrate-bench.py" "$build" "$work/hpc-1024.img" "$work"
 echo
 echo "== stream memory encoding and decoding (bench/stream-bench.c)"
 "$build/bench/stream-bench" "$work/hpc-1024.img" "$work"
+
+echo
+echo "== peer TLS on one connection: plaintext against a session carried on in another process (bench/tls-bench.c)"
+"$here/../scripts/make-test-ca.sh" "$work/tls" a b
+"$build/bench/tls-bench" "$work/tls" 512
