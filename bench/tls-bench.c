@@ -140,7 +140,8 @@ static double run(const char *dir, unsigned mib, bool tls)
         close(fds[1]);
         t0 = bench_now();
         for (unsigned i = 0; i < mib; i++) {
-                int r = t ? peer_tls_send(t, buf, PIECE, &err) : (send(fds[0], buf, PIECE, 0) == PIECE ? 0 : -1);
+                int r = t ? peer_tls_send(t, buf, PIECE, &err)
+                          : (send(fds[0], buf, PIECE, 0) == PIECE ? 0 : -1);
 
                 if (r < 0)
                         exit(1);
@@ -172,7 +173,8 @@ int main(int argc, char **argv)
                 plain = p < plain ? p : plain;
                 tls = s < tls ? s : tls;
         }
-        printf("one connection, %u MiB, best of 3: plaintext %.0f MB/s, TLS 1.3 (carried on in another process) "
+        printf("one connection, %u MiB, best of 3: plaintext %.0f MB/s, TLS 1.3 (carried on in another "
+               "process) "
                "%.0f MB/s\n",
                mib, bench_mbps((uint64_t)mib << 20, plain), bench_mbps((uint64_t)mib << 20, tls));
         return 0;
