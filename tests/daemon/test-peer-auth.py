@@ -15,10 +15,11 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import threading
 import unittest
 
-from svemigtest import Daemon, ctl, wait_for_socket
+from svemigtest import SVEMIGCTL, Daemon, wait_for_socket
 
 cluster = importlib.import_module("test-cluster")
 faults = importlib.import_module("test-migrate-faults")
@@ -83,7 +84,11 @@ class Recorder:
                 c, _ = self.sock.accept()
             except OSError:
                 return
-            t = socket.create_connection(("127.0.0.1", self.target))
+            try:
+                t = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:  # the target is not listening yet: this client sees a refusal, the next may not
+                c.close()
+                continue
             rec = {"up": [], "down": bytearray()}
             with self.lock:
                 self.conns.append(rec)
@@ -146,8 +151,10 @@ class PeerAuth(cluster.ClusterTestCase):
         super().tearDown()
 
     def ok(self, host, *args):
-        r = ctl("--socket", self.h[host].sock, *args)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        cmd = [SVEMIGCTL, "--socket", self.h[host].sock] + list(args)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=BOUND)
+        self.assertEqual(r.returncode, 0, "%s: %s%s\nits log:\n%s" % (
+            " ".join(args), r.stdout, r.stderr, self.h[host].daemon.output()))
         return r
 
     def names(self, host):
