@@ -10,7 +10,8 @@ of RAM) and is driven over QMP:
 
   migrate  live migration to a second QEMU over loopback TCP (-incoming,
            -mem-prealloc): paused on one channel, paused with multifd on 2
-           channels, and running (downtime-limit 300 ms)
+           channels (plaintext, and with TLS: tls-creds-x509 on both ends,
+           each verifying the other), and running (downtime-limit 300 ms)
 
 Prints one JSON object: seconds for each (QEMU's own total-time, and wall
 time from the command to completion), the file size, and for migration the
@@ -20,6 +21,7 @@ usage: qemu-baseline.py IMAGE WORKDIR [--runs N] [--migrate]
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,6 +29,7 @@ import time
 
 QEMU = "qemu-system-aarch64"
 RAM_MB = 1280
+HERE = os.path.dirname(os.path.abspath(__file__))
 LOAD_ADDR = 0x40100000
 
 
@@ -132,16 +135,41 @@ def free_port():
         return s.getsockname()[1]
 
 
-def migrate(image, workdir, paused, multifd):
+def tls_dirs(workdir):
+    """QEMU's tls-creds-x509 directories for the source (client) and destination (server), both
+    verifying the other, from a CA made by scripts/make-test-ca.sh (hosts 'msrc' and 'mdst')."""
+    ca = os.path.join(workdir, "qemu-tls")
+    subprocess.run([os.path.join(HERE, "..", "scripts", "make-test-ca.sh"), ca, "msrc", "mdst"], check=True)
+    dirs = {}
+    for role, host in (("client", "msrc"), ("server", "mdst")):
+        d = os.path.join(ca, role)
+        os.makedirs(d, exist_ok=True)
+        for src, dst in (("ca.pem", "ca-cert.pem"), (host + ".pem", role + "-cert.pem"),
+                         (host + "-key.pem", role + "-key.pem")):
+            shutil.copyfile(os.path.join(ca, src), os.path.join(d, dst))
+        dirs[role] = d
+    return dirs
+
+
+def migrate(image, workdir, paused, multifd, tls=None):
+    """tls: tls_dirs() for QEMU's TLS migration (tls-creds-x509, both ends verified), else plaintext."""
     port = free_port()
     src_extra = ["-device", f"loader,file={image},addr={LOAD_ADDR:#x}"]
+    dst_extra = ["-mem-prealloc", "-incoming", "defer"]
+    if tls:
+        src_extra += ["-object", f"tls-creds-x509,id=tls0,dir={tls['client']},endpoint=client,verify-peer=on"]
+        dst_extra += ["-object", f"tls-creds-x509,id=tls0,dir={tls['server']},endpoint=server,verify-peer=on"]
     src, sq = start_qemu(workdir, "msrc", src_extra)
-    dst, dq = start_qemu(workdir, "mdst", ["-mem-prealloc", "-incoming", "defer"])
+    dst, dq = start_qemu(workdir, "mdst", dst_extra)
     try:
         for q in (sq, dq):
             if multifd:
                 q.cmd("migrate-set-capabilities", capabilities=[{"capability": "multifd", "state": True}])
                 q.cmd("migrate-set-parameters", **{"multifd-channels": 2})
+            if tls:
+                q.cmd("migrate-set-parameters", **{"tls-creds": "tls0"})
+        if tls:
+            sq.cmd("migrate-set-parameters", **{"tls-hostname": "mdst"})
         dq.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
         sq.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40, "downtime-limit": 300})
         if not paused:
@@ -164,9 +192,12 @@ def main():
     runs = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 1
     if "--migrate" in sys.argv:
         res = {}
-        for name, paused, multifd in (("paused", True, False), ("paused_multifd2", True, True),
-                                      ("running", False, False)):
-            tries = [migrate(image, workdir, paused, multifd) for _ in range(runs)]
+        tls = tls_dirs(workdir)
+        for name, paused, multifd, creds in (("paused", True, False, None),
+                                             ("paused_multifd2", True, True, None),
+                                             ("paused_multifd2_tls", True, True, tls),
+                                             ("running", False, False, None)):
+            tries = [migrate(image, workdir, paused, multifd, creds) for _ in range(runs)]
             res[name] = min(tries, key=lambda r: r["wall_s"])
         print(json.dumps(res))
         return

@@ -41,3 +41,7 @@ echo "== stream memory encoding and decoding (bench/stream-bench.c)"
 echo
 echo "== the cluster view over 5,000 hosts in etcd, beside 50 static peers (bench/membership-bench.py)"
 python3 "$here/membership-bench.py" "$build"
+
+echo "== peer TLS on one connection: plaintext against a session carried on in another process (bench/tls-bench.c)"
+"$here/../scripts/make-test-ca.sh" "$work/tls" a b
+"$build/bench/tls-bench" "$work/tls" 512

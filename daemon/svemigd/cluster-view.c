@@ -309,6 +309,63 @@ static int start_membership(struct cluster_view *v, const struct migrate_conf *c
         return 0;
 }
 
+/* A name as it may be shown: what is not printable ASCII becomes '?', so a peer cannot forge log lines. */
+static void printable_name(char *dst, size_t size, const char *name)
+{
+        size_t i = 0;
+
+        for (; name[i] && i + 1 < size; i++)
+                dst[i] = name[i] >= 0x20 && name[i] < 0x7f ? name[i] : '?';
+        dst[i] = 0;
+}
+
+/* Whether host_name is registered in the membership now (etcd); a copy, so from any thread. */
+static bool registered(struct svemigd *d, const char *host_name)
+{
+        struct cluster_view *v = __atomic_load_n(&d->cluster, __ATOMIC_ACQUIRE);
+        struct membership_view view = {0};
+        bool found = false;
+
+        if (!v || membership_get(v->membership, &view, NULL) < 0)
+                return false;
+        for (size_t i = 0; i < view.n_hosts && !found; i++)
+                found = !view.hosts[i].self && strcmp(view.hosts[i].name, host_name) == 0;
+        membership_view_done(&view);
+        return found;
+}
+
+/*
+ * On a listener's connection thread: only the cluster's hosts may go on,
+ * those of this host's [peer] sections (conf is not changed while the
+ * daemon runs), or with store = etcd those registered there now.
+ */
+static int accept_peer(void *userdata, const char *host_name, struct svemig_error *err)
+{
+        struct svemigd *d = userdata;
+        const struct migrate_conf *conf = &d->conf;
+        char shown[65];
+
+        if (conf->store == MEMBERSHIP_ETCD) {
+                if (registered(d, host_name))
+                        return 0;
+                printable_name(shown, sizeof(shown), host_name);
+                return svemig_error_set(
+                        err, EACCES,
+                        "host '%s' is not a peer of %s: only the hosts registered in etcd may "
+                        "connect",
+                        shown, conf->host_name);
+        }
+        for (size_t i = 0; i < conf->n_peers; i++)
+                if (strcmp(conf->peers[i].name, host_name) == 0)
+                        return 0;
+        printable_name(shown, sizeof(shown), host_name);
+        return svemig_error_set(
+                err, EACCES,
+                "host '%s' is not a peer of %s: only the hosts of its [peer NAME] sections in "
+                "migrate.conf may connect",
+                shown, conf->host_name);
+}
+
 int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig_error *err)
 {
         const struct migrate_conf *conf = &d->conf;
@@ -358,6 +415,8 @@ int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig
                         .incoming = svemigd_migrate_incoming,
                         /* Its memory channels go to that VMM too. */
                         .channel = svemigd_migrate_channel,
+                        /* Only the configured peers: anyone else gets nothing, least of all a guest. */
+                        .accept = accept_peer,
                         .userdata = d,
                 };
 
@@ -377,7 +436,8 @@ int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig
         r = recompute(v, err);
         if (r < 0)
                 goto fail;
-        *out = v;
+        __atomic_store_n(out, v,
+                         __ATOMIC_RELEASE); /* the listener's threads may already look (registered()) */
         return 0;
 fail:
         cluster_view_free(v);

@@ -73,6 +73,7 @@ struct peer_listener {
         peer_served_fn served;
         peer_incoming_fn incoming;
         peer_channel_fn channel;
+        peer_accept_fn accept;
         void *userdata;
 
         struct conn *conns; /* the loop's: every connection whose thread is not joined */
@@ -186,7 +187,7 @@ static void *conn_main(void *userdata)
         struct peer_info remote = {0};
         int r;
 
-        r = peer_hello(c->fd, l->self, l->timeout_ms, &remote, &err);
+        r = peer_hello_accept(c->fd, l->self, l->timeout_ms, l->accept, l->userdata, &remote, &err);
         pthread_mutex_lock(&l->lock);
         c->greeting = false;
         pthread_mutex_unlock(&l->lock);
@@ -353,7 +354,10 @@ static int on_wake(sd_event_source *source, int fd, uint32_t revents, void *user
                         handoff(l, ev);
                         break;
                 case EV_CLOSED:
-                        if (!c->peer[0])
+                        if (!c->peer[0] && ev->r == -EACCES)
+                                log_msg(LOG_WARNING, NULL, "refused a peer connection from %s: %s",
+                                        c->remote, svemig_error_str(&ev->err, ev->r));
+                        else if (!c->peer[0])
                                 log_msg(LOG_NOTICE, NULL, "a connection from %s failed before its hello: %s",
                                         c->remote, svemig_error_str(&ev->err, ev->r));
                         else if (ev->r < 0)
@@ -569,6 +573,7 @@ int peer_listener_new(sd_event *event, const struct peer_listener_params *params
         l->served = params->served;
         l->incoming = params->incoming;
         l->channel = params->channel;
+        l->accept = params->accept;
         l->userdata = params->userdata;
         l->recv = (struct migrate_recv_opts){
                 .ledger = params->ledger,

@@ -64,6 +64,7 @@ struct peer_listener_params {
         peer_served_fn served;    /* NULL: logged only (and a received guest destroyed) */
         peer_incoming_fn incoming; /* NULL: migrations are served here (migrate_serve()) */
         peer_channel_fn channel;   /* with incoming: memory channels; NULL: they are closed */
+        peer_accept_fn accept;     /* judges each Hello's host name before anything else; NULL: any host */
         void *userdata;
 };
 

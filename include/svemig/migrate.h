@@ -101,6 +101,21 @@ void peer_info_done(struct peer_info *info);
 int peer_hello(int fd, const struct peer_info *self, unsigned timeout_ms, struct peer_info *remote,
                struct svemig_error *err);
 
+/*
+ * Whether the host that said hello (its Hello's host name, as sent) may go
+ * on: 0, or a negative errno with the reason in err (sent to the peer).
+ */
+typedef int (*peer_accept_fn)(void *userdata, const char *host_name, struct svemig_error *err);
+
+/*
+ * peer_hello() for the side that accepted the connection: once the peer's
+ * Hello is read, accept() judges its host name before this host says
+ * anything more about itself. A refused peer gets an Abort with the reason
+ * (and no HostInfo); the call returns the refusal. accept NULL: any host.
+ */
+int peer_hello_accept(int fd, const struct peer_info *self, unsigned timeout_ms, peer_accept_fn accept,
+                      void *userdata, struct peer_info *remote, struct svemig_error *err);
+
 /* Asks the peer (served by migrate_serve()) for fresh HostInfo, for a cluster view. */
 int peer_request_info(int fd, unsigned timeout_ms, struct peer_info *remote, struct svemig_error *err);
 

@@ -352,6 +352,12 @@ static int expect(struct wire *w, Svemig__Peer__PeerMessage__BodyCase kind, cons
 int peer_hello(int fd, const struct peer_info *self, unsigned timeout_ms, struct peer_info *remote,
                struct svemig_error *err)
 {
+        return peer_hello_accept(fd, self, timeout_ms, NULL, NULL, remote, err);
+}
+
+int peer_hello_accept(int fd, const struct peer_info *self, unsigned timeout_ms, peer_accept_fn accept,
+                      void *userdata, struct peer_info *remote, struct svemig_error *err)
+{
         Svemig__Peer__Hello hello = SVEMIG__PEER__HELLO__INIT;
         PeerMessage msg = SVEMIG__PEER__PEER_MESSAGE__INIT, *in;
         struct wire w;
@@ -385,6 +391,11 @@ int peer_hello(int fd, const struct peer_info *self, unsigned timeout_ms, struct
                         in->hello->protocol_version, SVEMIG_VERSION, MIGRATE_PROTOCOL_VERSION_MIN,
                         MIGRATE_PROTOCOL_VERSION);
                 goto out;
+        }
+        if (accept) {
+                r = accept(userdata, in->hello->host_name ? in->hello->host_name : "", err);
+                if (r < 0)
+                        goto out;
         }
         r = send_host_info(&w, self, err);
         if (r == 0)

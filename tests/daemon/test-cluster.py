@@ -316,7 +316,7 @@ class Refusals(ClusterTestCase):
     def test_peer_at_the_wrong_address(self):
         hosts = self.hosts(a=A, b=B, c=C)
         a, b, c = hosts["a"], hosts["b"], hosts["c"]
-        self.start(c, [])
+        self.start(c, [a])
         # a believes b lives where c does.
         wrong = Host("b", B)
         wrong.port = c.port
@@ -342,7 +342,7 @@ class Refusals(ClusterTestCase):
 
     def test_no_listener_still_sees_its_peers(self):
         hosts = self.hosts(a=A, c=C)
-        self.start(hosts["c"], [])
+        self.start(hosts["c"], [hosts["a"]])
         self.start(hosts["a"], [hosts["c"]], listen=False)
         v = self.wait_states(hosts["a"], c="up")
         self.assertIsNone(v["listen"])
