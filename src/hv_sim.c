@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "sim/sim.h"
 #include "macro.h"
 #include "svemig/kvmreg.h"
@@ -129,10 +130,7 @@ static int sim_get_caps(struct hv *hv, struct hv_caps *caps)
 /* The counters the sim exposes tick at 62.5 MHz from CLOCK_MONOTONIC, like QEMU's virt board. */
 static uint64_t sim_host_counter(void)
 {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) / 16;
+        return now_ns(CLOCK_MONOTONIC) / 16;
 }
 
 static int sim_vm_create(struct hv *hv, struct hv_vm **out, struct svemig_error *err)

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "checksum.h"
 #include "macro.h"
@@ -139,7 +140,6 @@ static int writer_fill_info(struct svemig_stream_writer *w, const struct svemig_
         int r;
         struct svemig_stream_info *info = &w->info;
         char host[SVEMIG_STREAM_STRING_MAX] = "";
-        struct timespec ts;
 
         *info = *in;
         info->major = SVEMIG_STREAM_MAJOR;
@@ -155,10 +155,8 @@ static int writer_fill_info(struct svemig_stream_writer *w, const struct svemig_
                 info->chunk_pages = SVEMIG_STREAM_CHUNK_PAGES_DEFAULT;
         if (!info->digest)
                 info->digest = SVEMIG_DIGEST_XXH3_128;
-        if (!info->created_ns) {
-                clock_gettime(CLOCK_REALTIME, &ts);
-                info->created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-        }
+        if (!info->created_ns)
+                info->created_ns = now_ns(CLOCK_REALTIME);
         if (info->n_slots > SVEMIG_STREAM_SLOTS_MAX)
                 return svemig_error_set(err, E2BIG, "stream header: %zu memory slots, over the limit of %u",
                                         info->n_slots, SVEMIG_STREAM_SLOTS_MAX);

@@ -95,7 +95,7 @@ out:
 
 void log_msg(int level, const struct log_ctx *ctx, const char *fmt, ...)
 {
-        char raw[LOG_LINE_MAX], msg[LOG_LINE_MAX], safe[3][128];
+        char raw[LOG_LINE_MAX], msg[LOG_LINE_MAX], safe[4][128];
         struct log_ctx safe_ctx;
         int saved = errno;
         va_list ap;
@@ -109,12 +109,12 @@ void log_msg(int level, const struct log_ctx *ctx, const char *fmt, ...)
         /* Names and reasons a peer, a stream or a client wrote: one line of text, whatever they hold. */
         utf8_escape(raw, strlen(raw), msg, sizeof(msg));
         if (ctx) {
-                const char *v[] = {ctx->guest, ctx->peer, ctx->op};
+                const char *v[] = {ctx->guest, ctx->peer, ctx->op, ctx->domain};
 
                 for (size_t i = 0; i < ELEMENTSOF(v); i++)
                         if (v[i])
                                 v[i] = utf8_escape(v[i], strlen(v[i]), safe[i], sizeof(safe[i]));
-                safe_ctx = (struct log_ctx){.guest = v[0], .peer = v[1], .op = v[2]};
+                safe_ctx = (struct log_ctx){.guest = v[0], .peer = v[1], .op = v[2], .domain = v[3]};
                 ctx = &safe_ctx;
         }
 

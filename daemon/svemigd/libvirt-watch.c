@@ -11,6 +11,7 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include "clock.h"
 #include "libvirt-watch.h"
 #include "log.h"
 #include "macro.h"
@@ -223,15 +224,8 @@ static bool stopping(struct libvirt_watch *w)
 
 static void backoff(struct libvirt_watch *w, unsigned ms)
 {
-        struct timespec until;
+        struct timespec until = realtime_deadline(ms);
 
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += ms / 1000;
-        until.tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
         pthread_mutex_lock(&w->lock);
         while (!w->stop && pthread_cond_timedwait(&w->cond, &w->lock, &until) != ETIMEDOUT)
                 ;

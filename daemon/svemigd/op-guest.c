@@ -18,20 +18,13 @@
 
 #include "api-ops.h"
 #include "client-file.h"
+#include "clock.h"
 #include "cluster-view.h"
 #include "guest-registry.h"
 #include "log.h"
 #include "macro.h"
 #include "svemigd.h"
 #include "vmm-forward.h"
-
-static uint64_t realtime_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int find_guest(struct svemigd *d, const char *name, struct guest_entry **out,
                       struct svemig_error *err)
@@ -237,7 +230,7 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
         if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_WORKLOAD)
                 rec.dirty_pages_per_step = req->workload->dirty_pages_per_step;
         rec.state = GUEST_CREATED;
-        rec.created_ns = realtime_ns();
+        rec.created_ns = now_ns(CLOCK_REALTIME);
         if (guest_record_set_str(&rec.name, req->name) < 0 ||
             (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_PAYLOAD &&
              guest_record_set_str(&rec.payload, req->payload) < 0)) {

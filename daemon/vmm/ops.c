@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "guest-digest.h"
 #include "log.h"
 #include "macro.h"
@@ -434,14 +435,6 @@ static void snap_done(struct vmm *v, struct api_call *call, int r, const struct 
         snap_arg_free(a);
 }
 
-static uint64_t realtime_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static int op_snapshot(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
                        struct svemig_error *err)
 {
@@ -465,7 +458,7 @@ static int op_snapshot(struct api_call *call, const Svemig__Api__Request *req, v
                 return svemig_error_set(err, ENOMEM, "out of memory");
         }
         a->stop = sreq->stop;
-        a->created_ns = realtime_ns();
+        a->created_ns = now_ns(CLOCK_REALTIME);
         a->pace_ms = pace ? (unsigned)strtoul(pace, NULL, 10) : 0;
 
         was_running = guest_running(v->guest);

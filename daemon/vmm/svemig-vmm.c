@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "api-frame.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "macro.h"
@@ -374,17 +375,10 @@ static int bind_socket(struct vmm *v, const char *dir, int *out, struct svemig_e
         return 0;
 }
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static struct vmm_rate_sample rate_sample(const struct vmm *v)
 {
-        return (struct vmm_rate_sample){.steps = vmm_total_steps(v), .usec = now_usec()};
+        return (struct vmm_rate_sample){.steps = vmm_total_steps(v),
+                                        .usec = now_ns(CLOCK_MONOTONIC) / NSEC_PER_USEC};
 }
 
 /* Each tick starts a new window; the rate spans the last two, so it always covers the latest steps. */

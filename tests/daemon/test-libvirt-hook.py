@@ -96,7 +96,9 @@ class HookTest(DaemonTestCase):
             vq-map = 128,256
             [cluster]
             listen = 127.0.0.1:{pb}
-            """).format(pb=pb))
+            [peer testhost]
+            address = 127.0.0.1:{pa}
+            """).format(pa=pa, pb=pb))
         with open(b_conf) as f:
             text = f.read().replace("host-name = testhost", "host-name = hostb")
         with open(b_conf, "w") as f:
