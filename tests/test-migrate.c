@@ -530,6 +530,52 @@ static void test_hello_version(void **state)
         host_close(&a);
 }
 
+/*
+ * A Migrate whose GuestSpec lists no registers and carries no device state
+ * (or which has no GuestSpec), and no stream after it: refused with an
+ * error. The destination once passed their NULL data to memcpy (UBSan, in
+ * the ASan+UBSan tier; found by fuzz-peer).
+ */
+static void test_migrate_bare_request(void **state)
+{
+        static const uint8_t id[MIGRATE_ID_SIZE] = {1, 2, 3};
+        Svemig__Peer__GuestSpec spec = SVEMIG__PEER__GUEST_SPEC__INIT;
+        struct host b;
+
+        host_open(&b, HOST_B);
+        for (int with_spec = 0; with_spec < 2; with_spec++) {
+                Svemig__Peer__Migrate m = SVEMIG__PEER__MIGRATE__INIT;
+                PeerMessage msg = SVEMIG__PEER__PEER_MESSAGE__INIT;
+                struct migrate_recv_opts opts = {.ledger = b.ledger, .timeout_ms = TEST_TIMEOUT_MS};
+                struct migrate_served served;
+                struct svemig_error err = {0};
+                struct wire w;
+                uint8_t own_id[MIGRATE_ID_SIZE];
+                int fds[2];
+
+                memcpy(own_id, id, sizeof(own_id));
+                own_id[15] = (uint8_t)with_spec; /* each its own migration in the ledger */
+                spec.name = "bare";
+                m.id.data = own_id;
+                m.id.len = sizeof(own_id);
+                m.guest = with_spec ? &spec : NULL;
+                msg.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_MIGRATE;
+                msg.migrate = &m;
+                pair(fds);
+                wire_init(&w, fds[0], TEST_TIMEOUT_MS);
+                assert_int_equal(wire_send(&w, &msg, &err), 0);
+                wire_done(&w);
+                shutdown(fds[0], SHUT_WR);
+                assert_true(migrate_serve(b.hv, fds[1], &opts, &served, &err) < 0);
+                assert_int_equal(served.kind, MIGRATE_SERVED_MIGRATE);
+                assert_null(served.guest);
+                assert_true(err.msg[0] != 0);
+                close(fds[0]);
+                close(fds[1]);
+        }
+        host_close(&b);
+}
+
 static void migrate_ok(struct guest *g, struct host *dst, bool tcp, const struct spec *sp,
                        struct guest **out, struct migrate_report *rep)
 {
@@ -1881,6 +1927,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_hello),
                 cmocka_unit_test(test_hello_version),
+                cmocka_unit_test(test_migrate_bare_request),
                 cmocka_unit_test(test_policy),
                 cmocka_unit_test(test_compression_decide),
                 cmocka_unit_test(test_migrate_running),

@@ -673,13 +673,17 @@ static int copy_request(struct dest *d, const Svemig__Peer__Migrate *m, struct s
                 d->reg_ids = calloc(d->n_reg_ids ? d->n_reg_ids : 1, sizeof(*d->reg_ids));
                 if (!d->reg_ids)
                         return svemig_error_set(err, ENOMEM, "out of memory");
-                memcpy(d->reg_ids, m->guest->reg_ids, d->n_reg_ids * sizeof(*d->reg_ids));
+                /* An empty repeated or bytes field is NULL: not for memcpy. */
+                if (d->n_reg_ids)
+                        memcpy(d->reg_ids, m->guest->reg_ids, d->n_reg_ids * sizeof(*d->reg_ids));
                 if (m->guest->device_state.len > MIGRATE_DEVICE_STATE_MAX)
                         return svemig_error_set(
                                 err, EPROTO,
                                 "the Migrate request carries %zu bytes of device state, more than %u",
                                 m->guest->device_state.len, MIGRATE_DEVICE_STATE_MAX);
-                memcpy(d->rep->device_state, m->guest->device_state.data, m->guest->device_state.len);
+                if (m->guest->device_state.len)
+                        memcpy(d->rep->device_state, m->guest->device_state.data,
+                               m->guest->device_state.len);
                 d->rep->device_state_size = m->guest->device_state.len;
         }
         return 0;
