@@ -576,6 +576,28 @@ static void test_migrate_bare_request(void **state)
         host_close(&b);
 }
 
+/*
+ * A peer that sends part of a request's frame and closes: the listener's
+ * peek says so at once, where it used to wait out its whole timeout
+ * (found by fuzz-peer).
+ */
+static void test_peek_closed_mid_frame(void **state)
+{
+        static const uint8_t half[] = {100, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 0x08, 0x01};
+        struct svemig_error err = {0};
+        struct migrate_peeked peeked;
+        int fds[2];
+
+        pair(fds);
+        assert_int_equal(send(fds[0], half, sizeof(half), 0), (ssize_t)sizeof(half));
+        shutdown(fds[0], SHUT_WR);
+        /* A day: the answer must come from the close, not from the clock. */
+        assert_int_equal(migrate_peek(fds[1], 86400u * 1000u, &peeked, &err), -EPIPE);
+        assert_non_null(strstr(err.msg, "inside a frame"));
+        close(fds[0]);
+        close(fds[1]);
+}
+
 static void migrate_ok(struct guest *g, struct host *dst, bool tcp, const struct spec *sp,
                        struct guest **out, struct migrate_report *rep)
 {
@@ -1928,6 +1950,7 @@ int main(void)
                 cmocka_unit_test(test_hello),
                 cmocka_unit_test(test_hello_version),
                 cmocka_unit_test(test_migrate_bare_request),
+                cmocka_unit_test(test_peek_closed_mid_frame),
                 cmocka_unit_test(test_policy),
                 cmocka_unit_test(test_compression_decide),
                 cmocka_unit_test(test_migrate_running),
