@@ -1,20 +1,27 @@
 # svemig: the two commands of the README.
 #   make demo   the main job, on the embedded sim backend
 #   make test   every test tier that runs here (unit, integration, arm64 rig,
-#               the fuzz run)
+#               the fuzz run, and the unit and integration suites again under
+#               ASan+UBSan and the threaded engine's tests under TSan)
 # Both install missing Debian packages first (scripts/install-deps.sh).
 
 BUILD ?= build
 # A second build with clang, libFuzzer, ASan and UBSan for the decoders' fuzz run.
 FUZZ_BUILD ?= build-fuzz
-# UBSan must fail a run, not only print: no recovery.
+# The sanitizer tiers: everything under ASan+UBSan; the threaded engine under TSan.
+ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
+# UBSan must fail a run, not only print: no recovery, in every sanitizer build.
 SAN_CFLAGS = -Dc_args=-fno-sanitize-recover=all -Db_lundef=false
+# The engine's tests whose threads share memory: migration channels and the
+# pump, the work pool (stream and snapshot encoders), vcpu threads.
+TSAN_TESTS ?= migrate guest stream snapshot
 MESON_OPTS ?=
 ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all deps deps-test build demo test test-unit test-fuzz fuzz-seeds test-rig bench format clean
+.PHONY: all deps deps-test build demo test test-unit test-fuzz test-asan test-tsan fuzz-seeds test-rig bench format clean
 
 all: build
 
@@ -34,7 +41,7 @@ build: deps $(BUILD)/build.ninja
 demo: build
 	scripts/demo.sh $(BUILD)
 
-test: deps-test build test-fuzz
+test: deps-test build test-fuzz test-asan test-tsan
 	meson test -C $(BUILD) --print-errorlogs
 
 test-unit: build
@@ -53,6 +60,34 @@ fuzz-seeds: deps $(FUZZ_BUILD)/build.ninja
 	meson compile -C $(FUZZ_BUILD) fuzz-seeds
 	scripts/make-fuzz-seeds.sh $(FUZZ_BUILD)/tests/fuzz/fuzz-seeds
 
+# The unit and integration suites built with ASan and UBSan; the python tests
+# run this build's svemigd, svemig-vmm and svemigctl (meson's test env). Every
+# process writes its reports under sanitizer-logs/, so that a report in a
+# daemon or a VMM fails the tier even when the test itself passed.
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined $(SAN_CFLAGS)
+
+test-asan: deps-test $(ASAN_BUILD)/build.ninja
+	meson compile -C $(ASAN_BUILD)
+	rm -rf $(ASAN_BUILD)/sanitizer-logs && mkdir -p $(ASAN_BUILD)/sanitizer-logs
+	ASAN_OPTIONS=log_path=$(CURDIR)/$(ASAN_BUILD)/sanitizer-logs/asan:abort_on_error=1 \
+	UBSAN_OPTIONS=log_path=$(CURDIR)/$(ASAN_BUILD)/sanitizer-logs/ubsan:print_stacktrace=1:halt_on_error=1 \
+		meson test -C $(ASAN_BUILD) --no-rebuild --suite unit --suite integration --print-errorlogs \
+		--timeout-multiplier 6
+	scripts/check-sanitizer-logs.sh $(ASAN_BUILD)/sanitizer-logs
+
+# The threaded engine's tests under ThreadSanitizer; the suppressions are
+# the documented false positives (tests/tsan.supp).
+$(TSAN_BUILD)/build.ninja:
+	meson setup $(TSAN_BUILD) -Db_sanitize=thread -Db_lundef=false
+
+test-tsan: deps-test $(TSAN_BUILD)/build.ninja
+	meson compile -C $(TSAN_BUILD) $(patsubst %,test-%,$(TSAN_TESTS))
+	rm -rf $(TSAN_BUILD)/sanitizer-logs && mkdir -p $(TSAN_BUILD)/sanitizer-logs
+	TSAN_OPTIONS="log_path=$(CURDIR)/$(TSAN_BUILD)/sanitizer-logs/tsan second_deadlock_stack=1 history_size=7 suppressions=$(CURDIR)/tests/tsan.supp" \
+		meson test -C $(TSAN_BUILD) --no-rebuild --print-errorlogs --timeout-multiplier 6 $(TSAN_TESTS)
+	scripts/check-sanitizer-logs.sh $(TSAN_BUILD)/sanitizer-logs
+
 bench: build
 	bench/run.sh $(BUILD)
 
@@ -60,4 +95,4 @@ format:
 	git ls-files '*.c' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
