@@ -198,6 +198,51 @@ static void test_outcomes_outlive_the_processes(void **state)
         assert_int_equal(migrate_ledger_open(f->dir, &f->vmm, &err), 0);
 }
 
+/* Writes text as the committed list, as a cut-short write or a hand edit could leave it. */
+static void put_committed(const struct fixture *f, const char *text)
+{
+        char path[128];
+        int fd;
+
+        snprintf(path, sizeof(path), "%s/committed", f->dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+        close(fd);
+}
+
+/*
+ * A commit folded into a committed list whose last line was left unended
+ * stays COMMITTED (it used to be glued to that line and forgotten: a source
+ * in doubt would then resume a guest that runs here; found by fuzz-ledger),
+ * and neither a piece of a long line nor a longer line counts as an entry.
+ */
+static void test_committed_list_damaged(void **state)
+{
+        struct fixture *f = *state;
+        struct start s = {.dir = f->dir};
+        struct svemig_error err = {0};
+        uint8_t id[MIGRATE_ID_SIZE], other[MIGRATE_ID_SIZE];
+        char hex[MIGRATE_ID_HEX_SIZE], text[256];
+        unsigned pruned = 0;
+
+        make_id(id, 10);
+        put_committed(f, "5e11"); /* cut short */
+        assert_int_equal(ledger_begin(f->vmm, id), 0);
+        assert_int_equal(ledger_commit(f->vmm, id, start_guest, &s), MIGRATE_LEDGER_COMMITTED);
+        assert_int_equal(migrate_ledger_prune(f->listener, 0, &pruned, &err), 0);
+        assert_int_equal(pruned, 1);
+        assert_int_equal(state_of(f->listener, id), MIGRATE_LEDGER_COMMITTED);
+        assert_int_equal(ledger_resolve(f->listener, id), MIGRATE_LEDGER_COMMITTED);
+
+        make_id(other, 11);
+        migrate_id_format(other, hex);
+        /* 39 bytes before it: the old reader's 40-byte pieces made the id a line of its own. */
+        snprintf(text, sizeof(text), "5e11\n%039d%s\n%sff\n", 0, hex, hex);
+        put_committed(f, text);
+        assert_int_equal(state_of(f->listener, other), MIGRATE_LEDGER_UNKNOWN);
+}
+
 static void test_bad_directory_and_ids(void **state)
 {
         struct fixture *f = *state;
@@ -232,6 +277,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_resolve_first_means_commit_loses, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_start_aborts, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_outcomes_outlive_the_processes, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_committed_list_damaged, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_directory_and_ids, setup, teardown),
         };
 

@@ -38,9 +38,9 @@
 #define MIGRATE_CONF_MAX_CLIENTS_PER_UID 32u
 #define MIGRATE_CONF_MAX_PEER_CONNS      64u
 #define MIGRATE_CONF_MAX_CONNS_PER_PEER  16u
-#define MIGRATE_CONF_HOOK_TIMEOUT_MS 5000u /* [libvirt] hook-timeout */
-#define MIGRATE_CONF_ETCD_PREFIX     "/svemig/"
-#define MIGRATE_CONF_ETCD_LEASE_S    10u
+#define MIGRATE_CONF_HOOK_TIMEOUT_MS     5000u /* [libvirt] hook-timeout */
+#define MIGRATE_CONF_ETCD_PREFIX         "/svemig/"
+#define MIGRATE_CONF_ETCD_LEASE_S        10u
 
 struct migrate_conf_peer {
         char *name;    /* from the section name [peer NAME] */
@@ -98,9 +98,9 @@ struct migrate_conf {
         bool libvirt_require_cluster_set; /* the hook also refuses domains outside the cluster's set */
         bool libvirt_daemon_down_allow;   /* the hook lets libvirt go on when svemigd cannot be asked */
         unsigned libvirt_hook_timeout_ms; /* the longest the hook waits on svemigd */
-        char *advertise;             /* "HOST:PORT" peers dial for migrations; NULL: listen's */
-        enum membership_backend store; /* store = static | etcd */
-        char **etcd_endpoints;         /* etcd-endpoints = URL,... */
+        char *advertise;                  /* "HOST:PORT" peers dial for migrations; NULL: listen's */
+        enum membership_backend store;    /* store = static | etcd */
+        char **etcd_endpoints;            /* etcd-endpoints = URL,... */
         size_t n_etcd_endpoints;
         char *etcd_prefix;
         char *etcd_cacert, *etcd_cert, *etcd_key; /* NULL: none (the system's CAs) */

@@ -43,7 +43,15 @@ static int peek_bytes(int fd, void *buf, size_t want, unsigned timeout_ms, struc
                         /* Part of the frame is there: poll() would say readable at once, so wait a little.
                          */
                         struct timespec ms = {.tv_nsec = 1000000};
+                        struct pollfd p = {.fd = fd, .events = POLLRDHUP};
 
+                        /* ...unless the peer has closed: then the rest never comes. */
+                        if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP)) &&
+                            recv(fd, buf, want, MSG_PEEK | MSG_DONTWAIT) != (ssize_t)want)
+                                return svemig_error_set(err, EPIPE,
+                                                        "the peer closed the connection inside a frame "
+                                                        "(%zd of %zu bytes sent)",
+                                                        k, want);
                         nanosleep(&ms, NULL);
                 }
         }

@@ -227,12 +227,18 @@ static int file_load(struct migrate_ledger *l, const char *name, enum migrate_le
         return parse_state(buf, out, when);
 }
 
-/* Whether id was folded into the committed list by a prune. */
+/*
+ * Whether id was folded into the committed list by a prune: a line that is
+ * exactly its hex id. Whole lines, however long: a piece of a longer line
+ * is not an entry.
+ */
 static int committed_list_has(struct migrate_ledger *l, const char *hex)
 {
         _cleanup_close_ int fd = openat(l->dir_fd, COMMITTED_FILE, O_RDONLY | O_CLOEXEC);
+        _cleanup_free_ char *line = NULL;
+        size_t size = 0;
+        ssize_t n;
         FILE *f;
-        char line[HEX_ID_LEN + 8];
         int found = 0;
 
         if (fd < 0)
@@ -241,8 +247,9 @@ static int committed_list_has(struct migrate_ledger *l, const char *hex)
         if (!f)
                 return -errno;
         fd = -1;
-        while (!found && fgets(line, sizeof(line), f))
-                found = strncmp(line, hex, HEX_ID_LEN) == 0;
+        while (!found && (n = getline(&line, &size, f)) >= 0)
+                found = (n == HEX_ID_LEN || (n == HEX_ID_LEN + 1 && line[HEX_ID_LEN] == '\n')) &&
+                        strncmp(line, hex, HEX_ID_LEN) == 0;
         fclose(f);
         return found;
 }
@@ -480,15 +487,21 @@ int migrate_ledger_give_up(struct migrate_ledger *l, const uint8_t id[MIGRATE_ID
 
 static int committed_list_append(struct migrate_ledger *l, const char *hex)
 {
-        char line[HEX_ID_LEN + 2];
+        char line[HEX_ID_LEN + 3], last = '\n';
         _cleanup_close_ int fd =
-                openat(l->dir_fd, COMMITTED_FILE, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+                openat(l->dir_fd, COMMITTED_FILE, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        struct stat st;
         int r;
 
         if (fd < 0)
                 return -errno;
-        snprintf(line, sizeof(line), "%s\n", hex);
-        r = write_all(fd, line, HEX_ID_LEN + 1);
+        /* A last line left unended (a write cut short) must not swallow this one. */
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) != 1)
+                return -EIO;
+        snprintf(line, sizeof(line), "%s%s\n", last == '\n' ? "" : "\n", hex);
+        r = write_all(fd, line, strlen(line));
         if (r == 0 && fsync(fd) < 0)
                 r = -errno;
         return r;

@@ -506,7 +506,8 @@ int pump_start(int sock, enum pump_dir dir, unsigned timeout_ms, uint64_t max_bp
                 return svemig_error_set(err, r, "cannot start the stream thread: %s", strerror(-r));
         }
         p->started = true;
-        *local_fd = dir == PUMP_TO_PEER ? p->pipe_wr : p->pipe_rd;
+        /* From the locals: the thread owns p's fds now (it closes pipe_wr at the stream's end). */
+        *local_fd = dir == PUMP_TO_PEER ? fds[1] : fds[0];
         *out = p;
         return 0;
 }

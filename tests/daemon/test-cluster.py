@@ -26,6 +26,11 @@ C = "128,256,384,512"
 NO_SVE = "none"
 
 REFRESH_MS = 200
+# The longest wait on a peer. Sanitizer builds (make test-asan) are several
+# times slower: SVEMIG_TEST_TIMEOUT_SCALE stretches it, so that a slow
+# answer is not taken for a dead peer.
+TIMEOUT_SCALE = int(os.environ.get("SVEMIG_TEST_TIMEOUT_SCALE", "1"))
+PEER_TIMEOUT_S = 5 * TIMEOUT_SCALE
 # A bound on hangs, not a timed assertion: joins and leaves show within one or two refresh
 # intervals (a leave at once, from the closed connection), far below this.
 BOUND_INTERVALS = 150
@@ -72,8 +77,8 @@ class ClusterTestCase(DaemonTestCase):
             [cluster]
             listen = {l}
             refresh-interval = {r}ms
-            peer-timeout = 5s
-            """).format(n=host.name, d=d, s=host.sock, g=os.getegid(), m=host.vq_map, k=host.kvm_mode,
+            peer-timeout = {t}s
+            """).format(t=PEER_TIMEOUT_S, n=host.name, d=d, s=host.sock, g=os.getegid(), m=host.vq_map, k=host.kvm_mode,
                         l=host.address if listen else "", r=REFRESH_MS)
         for p in peers:
             text += "[peer %s]\naddress = %s\n" % (p.name, p.address)

@@ -363,8 +363,9 @@ class FaultCase(mig.MigrationCase):
             with open(path) as f:
                 text = f.read()
             # The source gives up on a silent peer soon: a stall costs this, not 30 s.
-            timeout = "2s" if name == "a" else "5s"
-            text = text.replace("peer-timeout = 5s\n", "peer-timeout = %s\n%s" % (timeout, extra))
+            timeout = "%ds" % ((2 if name == "a" else 5) * cluster.TIMEOUT_SCALE)
+            text = text.replace("peer-timeout = %ds\n" % cluster.PEER_TIMEOUT_S,
+                                "peer-timeout = %s\n%s" % (timeout, extra))
             with open(path, "w") as f:
                 f.write(text)
             self.paths[name] = (path, d, env)

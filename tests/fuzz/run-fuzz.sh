@@ -1,14 +1,19 @@
 #!/bin/sh
-# The bounded fuzz run of `make test`:
-#   run-fuzz.sh FUZZER WORK_DIR SEED_DIR [RUNS]
-# Seeds from SEED_DIR (the golden streams, read only); new inputs go to
-# WORK_DIR/corpus and crashes to WORK_DIR/crash-*. A fixed -seed keeps the
-# run repeatable; -max_total_time only bounds it on a slow machine.
+# The bounded fuzz run of `make test`, one target:
+#   run-fuzz.sh FUZZER WORK_DIR RUNS SEED_DIR...
+# Seeds from the SEED_DIRs (committed, read only: tests/fuzz/corpus/<target>/
+# and, for the stream, tests/data); new inputs go to WORK_DIR/corpus and
+# crashes to WORK_DIR/crash-*. The bound is a count of executions from a
+# fixed -seed, so the run is repeatable and does the same work on a slow
+# machine; -max_total_time is only a backstop. UBSan is built not to
+# recover (-fno-sanitize-recover), so any report fails the run.
 set -eu
 fuzzer="$1"
 work="$2"
-seeds="$3"
-runs="${4:-20000}"
+runs="$3"
+shift 3
 mkdir -p "$work/corpus"
-exec "$fuzzer" -runs="$runs" -seed=1 -max_total_time=120 -timeout=10 -rss_limit_mb=2048 \
-        -artifact_prefix="$work/" "$work/corpus" "$seeds"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1}"
+exec "$fuzzer" -runs="$runs" -seed=1 -max_total_time=240 -timeout=20 -rss_limit_mb=2048 \
+        -artifact_prefix="$work/" "$work/corpus" "$@"
