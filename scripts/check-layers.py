@@ -28,7 +28,7 @@ PROGRAMS = ("svemigd", "vmm", "ctl", "demo")
 
 # src/'s folders from the lowest up: a folder may include its own headers and
 # those of folders below it, never above.
-SRC_RANKS = {"basic": 0, "uapi": 0, "sim": 1, "stream": 1, "migrate": 2}
+SRC_RANKS = {"basic": 0, "uapi": 0, "sim": 1, "stream": 1, "store": 1, "migrate": 2}
 
 
 def headers_under(root, sub):

@@ -18,6 +18,7 @@
 #include "config.h"
 #include "svemig/error.h"
 #include "svemig/hv.h"
+#include "svemig/store.h"
 #include "svemig/vqset.h"
 
 /* Where svemigd and svemigctl look when told nothing else. */
@@ -62,7 +63,7 @@ struct migrate_conf {
         size_t n_sim_cpus;
 
         /* [snapshot] */
-        char *snapshot_dir;
+        char *snapshot_dir; /* an absolute path, or a remote location (store_is_remote()) */
         unsigned snapshot_keep;
         char *snapshot_compression; /* "lz4" or "none" */
 
@@ -75,6 +76,17 @@ struct migrate_conf {
         uint64_t incoming_mem_limit; /* bytes of RAM an incoming guest may have; 0: MemAvailable */
         uint64_t incoming_reserve;   /* bytes of RAM kept faulted in for the next incoming guest; 0: none */
         unsigned migration_channels; /* memory channels a migration from here opens; 0: one connection */
+
+        /* [store]: remote checkpoint locations (include/svemig/store.h); NULL/0: the store's default */
+        char *s3_endpoint;
+        char *s3_region;
+        char *credentials_file;
+        char *s3_profile;
+        char *ca_file;
+        uint64_t part_size;
+        unsigned parallel_uploads;
+        unsigned store_retries;
+        unsigned stall_timeout_ms;
 
         /* [peer NAME] ... */
         struct migrate_conf_peer *peers;
@@ -98,5 +110,8 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f);
  * which must outlive it.
  */
 void migrate_conf_hv_config(const struct migrate_conf *conf, struct hv_config *out);
+
+/* The store configuration the file describes. It points into conf, which must outlive it. */
+void migrate_conf_store_conf(const struct migrate_conf *conf, struct store_conf *out);
 
 const char *migrate_conf_backend_name(enum hv_backend backend);
