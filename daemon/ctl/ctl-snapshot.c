@@ -15,13 +15,14 @@
 #include "ctl-guest-print.h"
 #include "ctl-progress.h"
 #include "parse-number.h"
+#include "svemig/store.h"
 
-/* svemigd does not share our working directory: it gets absolute paths. */
+/* svemigd does not share our working directory: it gets absolute paths (and URLs as they are). */
 static int absolute(const char *path, char *buf, size_t len)
 {
         char cwd[PATH_MAX];
 
-        if (path[0] == '/') {
+        if (path[0] == '/' || store_is_remote(path)) {
                 snprintf(buf, len, "%s", path);
                 return 0;
         }

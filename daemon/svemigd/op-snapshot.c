@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,9 +58,89 @@ static bool same_dir(const char *a, const char *b)
         return sa && sb && sa - a == sb - b && strncmp(a, b, (size_t)(sa - a)) == 0;
 }
 
-/* Keeps the newest 'keep' snapshots of e in the directory of 'latest'; removes the rest. */
-static void prune(struct guest_entry *e, struct snap_ctx *c)
+/* Remote snapshots to delete, on a thread of their own: the event loop never waits on a server. */
+struct remote_prune {
+        struct store_conf sc;
+        char *guest;
+        char **locations;
+        size_t n;
+};
+
+static void *remote_prune_main(void *arg)
 {
+        struct remote_prune *p = arg;
+
+        for (size_t i = 0; i < p->n; i++) {
+                struct svemig_error err = {0};
+
+                if (store_delete(p->locations[i], &p->sc, &err) < 0)
+                        log_msg(LOG_WARNING, LOG_CTX(.guest = p->guest, .op = "snapshot"),
+                                "cannot remove the old snapshot: %s", err.msg);
+                free(p->locations[i]);
+        }
+        free(p->locations);
+        free(p->guest);
+        free(p);
+        return NULL;
+}
+
+static void remote_prune_start(struct svemigd *d, const char *guest, char **locations, size_t n)
+{
+        struct remote_prune *p = calloc(1, sizeof(*p));
+        pthread_attr_t attr;
+        pthread_t t;
+
+        if (!p || !(p->guest = strdup(guest))) {
+                free(p);
+                goto fail;
+        }
+        migrate_conf_store_conf(&d->conf, &p->sc);
+        p->locations = locations;
+        p->n = n;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, remote_prune_main, p) == 0) {
+                pthread_attr_destroy(&attr);
+                return;
+        }
+        pthread_attr_destroy(&attr);
+        free(p->guest);
+        free(p);
+fail:
+        log_msg(LOG_WARNING, LOG_CTX(.guest = guest, .op = "snapshot"),
+                "cannot start removing %zu old remote snapshots", n);
+        for (size_t i = 0; i < n; i++)
+                free(locations[i]);
+        free(locations);
+}
+
+/* Removes one old snapshot: a file now, a remote object (queued in *remote) on a thread. */
+static int prune_one(const char *path, char ***remote, size_t *n_remote)
+{
+        char **r, *copy;
+
+        if (!store_is_remote(path))
+                return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+        copy = strdup(path);
+        r = realloc(*remote, (*n_remote + 1) * sizeof(*r));
+        if (!copy || !r) {
+                free(copy);
+                if (r)
+                        *remote = r;
+                return -ENOMEM;
+        }
+        *remote = r;
+        r[(*n_remote)++] = copy;
+        return 0;
+}
+
+/* Keeps the newest 'keep' snapshots of e in the directory of 'latest'; removes the rest. */
+static void prune(struct svemigd *d, struct guest_entry *e, struct snap_ctx *c)
+{
+        char **remote = NULL;
+        size_t n_remote = 0;
+        int k;
+
         size_t in_dir = 0;
 
         if (c->keep == 0)
@@ -75,9 +156,10 @@ static void prune(struct guest_entry *e, struct snap_ctx *c)
                         i++;
                         continue;
                 }
-                if (unlink(path) < 0 && errno != ENOENT) {
+                k = prune_one(path, &remote, &n_remote);
+                if (k < 0) {
                         log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name, .op = "snapshot"),
-                                "cannot remove the old snapshot %s: %s", path, strerror(errno));
+                                "cannot remove the old snapshot %s: %s", path, strerror(-k));
                         i++;
                         in_dir--;
                         continue;
@@ -94,6 +176,8 @@ static void prune(struct guest_entry *e, struct snap_ctx *c)
                 guest_record_remove_snapshot(&e->rec, i);
                 in_dir--;
         }
+        if (n_remote)
+                remote_prune_start(d, e->rec.name, remote, n_remote);
 }
 
 static void snapshot_reply(struct api_call *call, struct snap_ctx *c)
@@ -141,7 +225,7 @@ static void snapshot_written(struct forward *f, const Svemig__Api__Response *res
         c->result.created_ns = res->created_ns;
         if (guest_record_add_snapshot(&e->rec, c->path, res->created_ns, res->bytes, res->steps) < 0)
                 log_msg(LOG_ERR, LOG_CTX(.guest = e->rec.name), "out of memory recording %s", c->path);
-        prune(e, c);
+        prune(f->d, e, c);
         (void)guest_entry_save(e, NULL);
         log_msg(LOG_INFO, LOG_CTX(.guest = e->rec.name, .op = "snapshot"),
                 "snapshot %s: %llu bytes, %llu steps", c->path, (unsigned long long)res->bytes,
@@ -173,7 +257,7 @@ static int default_path(struct svemigd *d, const char *name, char **out, struct 
         struct tm tm;
         char stamp[32];
 
-        if (mkdir(d->conf.snapshot_dir, 0750) < 0 && errno != EEXIST)
+        if (!store_is_remote(d->conf.snapshot_dir) && mkdir(d->conf.snapshot_dir, 0750) < 0 && errno != EEXIST)
                 return svemig_error_set(err, errno, "cannot create the snapshot directory %s: %s",
                                         d->conf.snapshot_dir, strerror(errno));
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -240,7 +324,13 @@ int op_snapshot(struct api_call *call, const Svemig__Api__Request *request, void
         c->keep = req->keep ? req->keep : d->conf.snapshot_keep;
         c->stop = req->stop;
         if (req->path && req->path[0]) {
-                r = check_target_path(req->path, err);
+                if (store_is_remote(req->path)) {
+                        struct store_conf sc;
+
+                        migrate_conf_store_conf(&d->conf, &sc);
+                        r = store_check_location(req->path, &sc, err);
+                } else
+                        r = check_target_path(req->path, err);
                 if (r == 0 && !(c->path = strdup(req->path)))
                         r = svemig_error_set(err, ENOMEM, "out of memory");
         } else
@@ -291,33 +381,48 @@ static int check_stream(struct svemigd *d, const char *path, struct guest_record
 {
         struct svemig_stream_read_opts opts = {.n_threads = 1};
         struct svemig_stream_reader *rd = NULL;
+        struct snapshot_source *src = NULL;
         const struct svemig_stream_info *info;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int fd = -1;
         int r;
 
-        if (fd < 0)
-                return svemig_error_set(err, errno, "cannot open snapshot %s: %s", path, strerror(errno));
-        r = svemig_stream_reader_open(fd, &opts, &rd, err);
-        if (r < 0)
-                return svemig_error_prefix(err, "%s", path);
+        if (store_is_remote(path)) {
+                /* The header's bytes alone, by a Range request: nothing of the memory moves yet. */
+                struct store_conf sc;
+
+                migrate_conf_store_conf(&d->conf, &sc);
+                r = snapshot_source_open(path, &sc, true, &opts, &src, err);
+                if (r < 0)
+                        return r;
+                rd = snapshot_source_reader(src);
+        } else {
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        return svemig_error_set(err, errno, "cannot open snapshot %s: %s", path,
+                                                strerror(errno));
+                r = svemig_stream_reader_open(fd, &opts, &rd, err);
+                if (r < 0)
+                        return svemig_error_prefix(err, "%s", path);
+        }
         info = svemig_stream_reader_info(rd);
         r = snapshot_check_host(d->hv, info, err);
         if (r < 0) {
                 *incompatible = true;
-                svemig_stream_reader_free(rd);
-                return svemig_error_prefix(err, "%s cannot be restored on this host", path);
+                r = svemig_error_prefix(err, "%s cannot be restored on this host", path);
+        } else if (info->n_slots != 1) {
+                r = svemig_error_set(err, EPROTO, "%s: %zu memory slots; this version restores one", path,
+                                     info->n_slots);
+        } else {
+                rec->vcpus = info->vcpu_count;
+                rec->memory_bytes = info->slots[0].size;
+                if (info->vcpu_features & HV_FEAT_BIT(HV_FEAT_SVE))
+                        rec->vls = info->guest_vls;
         }
-        if (info->n_slots != 1) {
+        if (src)
+                snapshot_source_close(src, 0, NULL);
+        else
                 svemig_stream_reader_free(rd);
-                return svemig_error_set(err, EPROTO, "%s: %zu memory slots; this version restores one", path,
-                                        info->n_slots);
-        }
-        rec->vcpus = info->vcpu_count;
-        rec->memory_bytes = info->slots[0].size;
-        if (info->vcpu_features & HV_FEAT_BIT(HV_FEAT_SVE))
-                rec->vls = info->guest_vls;
-        svemig_stream_reader_free(rd);
-        return 0;
+        return r;
 }
 
 static void restored(struct svemigd *d, struct api_call *call, struct guest_entry *e,
@@ -374,8 +479,8 @@ int op_restore(struct api_call *call, const Svemig__Api__Request *request, void 
         struct guest_entry *e;
         int r;
 
-        if (!req->path || req->path[0] != '/')
-                return svemig_error_set(err, EINVAL, "give the snapshot's absolute path");
+        if (!req->path || (req->path[0] != '/' && !store_is_remote(req->path)))
+                return svemig_error_set(err, EINVAL, "give the snapshot's absolute path, or its URL");
         if (req->name && req->name[0]) {
                 r = guest_name_check(req->name, err);
                 if (r < 0)

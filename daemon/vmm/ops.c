@@ -375,8 +375,11 @@ static int snap_work(struct vmm_job *job, void *arg, struct svemig_error *err)
                 .userdata = a,
         };
 
+        struct store_conf sc;
+
         a->job = job;
-        return snapshot_save(vmm_job_vmm(job)->guest, a->path, &opts, &a->stats, err);
+        migrate_conf_store_conf(&vmm_job_vmm(job)->conf, &sc);
+        return snapshot_save_to(vmm_job_vmm(job)->guest, a->path, &sc, &opts, &a->stats, err);
 }
 
 static void snap_arg_free(struct snap_arg *a)
@@ -439,8 +442,8 @@ static int op_snapshot(struct api_call *call, const Svemig__Api__Request *req, v
         r = check_target(v, sreq->guest, false, err);
         if (r < 0)
                 return r;
-        if (!sreq->path || sreq->path[0] != '/')
-                return svemig_error_set(err, EINVAL, "the snapshot path must be absolute");
+        if (!sreq->path || (sreq->path[0] != '/' && !store_is_remote(sreq->path)))
+                return svemig_error_set(err, EINVAL, "the snapshot path must be absolute, or a URL");
         a = calloc(1, sizeof(*a));
         if (!a || !(a->path = strdup(sreq->path))) {
                 snap_arg_free(a);

@@ -282,29 +282,41 @@ static int restore_guest(struct vmm *v, const struct args *a, bool *incompatible
 {
         struct snapshot_opts opts = {.progress = restore_progress, .userdata = (void *)&a->ready_fd};
         struct svemig_stream_reader *rd = NULL;
+        struct snapshot_source *src = NULL;
         const struct svemig_stream_info *info;
         _cleanup_close_ int fd = -1;
         unsigned n;
         int r;
 
-        fd = open(a->restore, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return svemig_error_set(err, errno, "cannot open snapshot %s: %s", a->restore,
-                                        strerror(errno));
-        r = svemig_stream_reader_open(fd, NULL, &rd, err);
-        if (r < 0)
-                return svemig_error_prefix(err, "%s", a->restore);
+        if (store_is_remote(a->restore)) {
+                /* Streamed from the URL: the header first, judged before the memory is read. */
+                struct store_conf sc;
+
+                migrate_conf_store_conf(&v->conf, &sc);
+                r = snapshot_source_open(a->restore, &sc, false, NULL, &src, err);
+                if (r < 0)
+                        return r;
+                rd = snapshot_source_reader(src);
+        } else {
+                fd = open(a->restore, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        return svemig_error_set(err, errno, "cannot open snapshot %s: %s", a->restore,
+                                                strerror(errno));
+                r = svemig_stream_reader_open(fd, NULL, &rd, err);
+                if (r < 0)
+                        return svemig_error_prefix(err, "%s", a->restore);
+        }
         info = svemig_stream_reader_info(rd);
         r = snapshot_check_host(v->hv, info, err);
         if (r < 0) {
                 *incompatible = true;
-                svemig_stream_reader_free(rd);
-                return svemig_error_prefix(err, "%s cannot be restored on this host", a->restore);
+                r = svemig_error_prefix(err, "%s cannot be restored on this host", a->restore);
+                goto out;
         }
         if (info->n_slots != 1) {
-                svemig_stream_reader_free(rd);
-                return svemig_error_set(err, EPROTO, "%s: %zu memory slots; this version restores one",
-                                        a->restore, info->n_slots);
+                r = svemig_error_set(err, EPROTO, "%s: %zu memory slots; this version restores one",
+                                     a->restore, info->n_slots);
+                goto out;
         }
         v->vls = (info->vcpu_features & HV_FEAT_BIT(HV_FEAT_SVE)) ? info->guest_vls : (vqset_t){0};
         n = info->vcpu_count;
@@ -312,9 +324,13 @@ static int restore_guest(struct vmm *v, const struct args *a, bool *incompatible
         r = guest_create_empty_at(v->hv, n, info->slots[0].gpa, info->slots[0].size, true, &v->guest, err);
         if (r == 0)
                 r = snapshot_restore_into(v->guest, rd, &opts, err);
-        svemig_stream_reader_free(rd);
+out:
+        if (src)
+                r = snapshot_source_close(src, r, err);
+        else
+                svemig_stream_reader_free(rd);
         if (r < 0)
-                return svemig_error_prefix(err, "%s", a->restore);
+                return *incompatible ? r : svemig_error_prefix(err, "%s", a->restore);
 
         if (vmm_take_workload_state(v, v->guest) < 0)
                 return svemig_error_set(err, ENOMEM, "out of memory");
