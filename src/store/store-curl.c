@@ -190,8 +190,12 @@ static int setup(struct attempt *a, struct curl_slist **extra)
                 curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body_len);
                 if (strcmp(q->method, "POST") != 0)
                         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, q->method);
-                /* The body is in memory: no wait for a 100 Continue. */
-                *extra = curl_slist_append(*extra, "Expect:");
+                /*
+                 * The body is in memory: no wait for a 100 Continue. But curl 7.88 signs
+                 * an "Expect:" it then leaves out, so a signed request keeps the wait.
+                 */
+                if (!q->sigv4)
+                        *extra = curl_slist_append(*extra, "Expect:");
         } else {
                 curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, q->method);
         }
