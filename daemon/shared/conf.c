@@ -374,7 +374,7 @@ static int parse_store_part_size(struct parse_ctx *ctx, const char *key, const c
         uint64_t v;
 
         if (parse_size(value, &v) < 0 || v < STORE_PART_SIZE_MIN || v > STORE_PART_SIZE_MAX)
-                return fail(ctx, ctx->line, EINVAL, "%s = %s: expected a size from 5M to 1G (S3's limits)", key,
+                return fail(ctx, ctx->line, EINVAL, "%s = %s: expected a size from 64K to 1G (AWS itself takes 5M at least)", key,
                             value);
         ctx->conf->part_size = v;
         return 0;

@@ -38,7 +38,7 @@ struct store_conf {
         const char *credentials_file; /* AWS shared-credentials form, read after the environment */
         const char *profile;          /* NULL: $AWS_PROFILE, else "default" */
         const char *ca_file;          /* PEM bundle trusted for https, besides the system's */
-        size_t part_size;             /* S3 multipart part bytes; 0: 8 MiB; at least 5 MiB */
+        size_t part_size;             /* S3 multipart part bytes; 0: 8 MiB (AWS takes 5 MiB at least) */
         unsigned parallel;            /* S3 parts in flight at once; 0: 4 */
         unsigned retries;             /* further tries of a transfer that may be retried; 0: 5 */
         unsigned stall_s;             /* a transfer moving no byte this long has failed; 0: 30 */
@@ -46,7 +46,7 @@ struct store_conf {
 };
 
 #define STORE_PART_SIZE_DEFAULT (8u << 20)
-#define STORE_PART_SIZE_MIN     (5u << 20) /* S3's smallest part but the last */
+#define STORE_PART_SIZE_MIN     (64u << 10) /* AWS's smallest is 5 MiB; servers may take less */
 #define STORE_PART_SIZE_MAX     (1u << 30)
 #define STORE_PARALLEL_MAX      32u
 

@@ -182,6 +182,8 @@ osd data = {d}/osd/$cluster-$id
 [client.rgw.a]
 rgw frontends = beast endpoint=127.0.0.1:{rp}
 rgw data = {d}/rgw
+# Parts as small as the tests' 64 KiB (S3 itself takes 5 MiB at least, but the last).
+rgw multipart min part size = 65536
 """.format(fsid=fsid, mp=self.mon_port, rp=self.port, d=d))
         run = lambda *a: subprocess.run(list(a), check=True, capture_output=True, timeout=WAIT)
         run("ceph-authtool", "--create-keyring", d + "/keyring", "--gen-key", "-n", "mon.", "--cap", "mon", "allow *")
@@ -264,6 +266,8 @@ class Proxy:
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.held = threading.Event()
+        self.holding = threading.Event()  # set once a pump has stopped on a hold
+        self.hold_at = None
         self.moved = 0
         self.lock = threading.Lock()
         self.conns = []
@@ -292,7 +296,11 @@ class Proxy:
                 data = a.recv(65536)
                 if not data:
                     break
+                with self.lock:
+                    if self.hold_at is not None and self.moved >= self.hold_at:
+                        self.held.set()
                 while self.held.is_set() and not self.stopped:
+                    self.holding.set()
                     time.sleep(0.05)
                 if self.stopped:
                     break
@@ -309,6 +317,10 @@ class Proxy:
 
     def hold(self):
         self.held.set()
+
+    def hold_after(self, nbytes):
+        """Holds once nbytes have gone through, both ways together."""
+        self.hold_at = nbytes
 
     def stop(self):
         self.stopped = True
