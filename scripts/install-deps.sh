@@ -7,7 +7,8 @@ set -eu
 
 BASE="meson ninja-build pkg-config gcc clang clang-format git python3 protobuf-c-compiler libprotobuf-c-dev \
 liblz4-dev lz4 libsystemd-dev systemd libcmocka-dev libinih-dev libxxhash-dev libjson-c-dev \
-libclang-rt-14-dev linux-libc-dev-arm64-cross"
+libclang-rt-14-dev linux-libc-dev-arm64-cross libcurl4-openssl-dev curl openssl nginx-light radosgw ceph-mon \
+ceph-osd ceph-common"
 RIG="qemu-system-arm gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross \
 linux-libc-dev-arm64-cross cpio"
 RIG_ARM64="libprotobuf-c-dev:arm64 liblz4-dev:arm64 libinih-dev:arm64 libxxhash-dev:arm64 \
@@ -43,6 +44,7 @@ case "$missing" in
         dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64 ;;
 esac
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
+# Another apt (a parallel build, unattended-upgrades) may hold the lock: wait for it.
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing
+$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing

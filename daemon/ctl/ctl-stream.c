@@ -35,8 +35,8 @@ static int walk_frames(struct svemig_stream_reader *r, const struct ctl_stream_v
         return k;
 }
 
-static int walk_fd(int fd, const char *path, const struct ctl_stream_visit *v, struct svemig_stream_stats *stats,
-                   uint64_t *bytes, struct svemig_error *err)
+static int walk_fd(int fd, const char *path, const struct ctl_stream_visit *v,
+                   struct svemig_stream_stats *stats, uint64_t *bytes, struct svemig_error *err)
 {
         _cleanup_(svemig_stream_reader_freep) struct svemig_stream_reader *r = NULL;
         uint8_t extra[4096];

@@ -317,7 +317,8 @@ static int parse_snapshot_dir(struct parse_ctx *ctx, const char *key, const char
         /* A remote directory: the checkpoint timer's snapshots go there, as NAME-TIME.svemig under it. */
         if (store_is_remote(value)) {
                 if (value[strlen(value) - 1] == '/')
-                        return fail(ctx, ctx->line, EINVAL, "%s = %s: leave out the trailing '/'", key, value);
+                        return fail(ctx, ctx->line, EINVAL, "%s = %s: leave out the trailing '/'", key,
+                                    value);
                 return set_string(&ctx->conf->snapshot_dir, value);
         }
         return parse_absolute_path(ctx, key, value, &ctx->conf->snapshot_dir);
@@ -338,9 +339,10 @@ static int parse_snapshot_compression(struct parse_ctx *ctx, const char *key, co
 static int parse_store_endpoint(struct parse_ctx *ctx, const char *key, const char *value)
 {
         if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0)
-                return fail(ctx, ctx->line, EINVAL,
-                            "%s = %s: expected the S3 endpoint's URL, http://HOST[:PORT] or https://HOST[:PORT]",
-                            key, value);
+                return fail(
+                        ctx, ctx->line, EINVAL,
+                        "%s = %s: expected the S3 endpoint's URL, http://HOST[:PORT] or https://HOST[:PORT]",
+                        key, value);
         return set_string(&ctx->conf->s3_endpoint, value);
 }
 
@@ -348,8 +350,8 @@ static int parse_store_region(struct parse_ctx *ctx, const char *key, const char
 {
         for (const char *p = value; *p; p++)
                 if (!isalnum((unsigned char)*p) && *p != '-')
-                        return fail(ctx, ctx->line, EINVAL, "%s = %s: expected a region name such as us-east-1",
-                                    key, value);
+                        return fail(ctx, ctx->line, EINVAL,
+                                    "%s = %s: expected a region name such as us-east-1", key, value);
         return set_string(&ctx->conf->s3_region, value);
 }
 
@@ -374,7 +376,8 @@ static int parse_store_part_size(struct parse_ctx *ctx, const char *key, const c
         uint64_t v;
 
         if (parse_size(value, &v) < 0 || v < STORE_PART_SIZE_MIN || v > STORE_PART_SIZE_MAX)
-                return fail(ctx, ctx->line, EINVAL, "%s = %s: expected a size from 64K to 1G (AWS itself takes 5M at least)", key,
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s = %s: expected a size from 64K to 1G (AWS itself takes 5M at least)", key,
                             value);
         ctx->conf->part_size = v;
         return 0;
@@ -632,8 +635,9 @@ static const struct key_def store_keys[] = {
                 n, k, ELEMENTSOF(k)                                                                         \
         }
 static const struct section_def sections[] = {
-        SECTION("daemon", daemon_keys),     SECTION("hypervisor", hypervisor_keys), SECTION("sim", sim_keys),
-        SECTION("snapshot", snapshot_keys), SECTION("cluster", cluster_keys), SECTION("store", store_keys),
+        SECTION("daemon", daemon_keys),   SECTION("hypervisor", hypervisor_keys),
+        SECTION("sim", sim_keys),         SECTION("snapshot", snapshot_keys),
+        SECTION("cluster", cluster_keys), SECTION("store", store_keys),
 };
 
 #define KNOWN_SECTIONS "[daemon], [hypervisor], [sim], [snapshot], [cluster], [store] and [peer NAME]"
@@ -1118,13 +1122,16 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
         if (!conf->migration_channels)
                 fprintf(f, "# (no memory channels: a migration from here moves memory on one connection)\n");
 
-        fprintf(f, "\n[store]\ns3-endpoint = %s\ns3-region = %s\ncredentials-file = %s\nprofile = %s\nca-file = %s\n",
+        fprintf(f,
+                "\n[store]\ns3-endpoint = %s\ns3-region = %s\ncredentials-file = %s\nprofile = %s\nca-file "
+                "= %s\n",
                 conf->s3_endpoint ? conf->s3_endpoint : "", conf->s3_region ? conf->s3_region : "us-east-1",
-                conf->credentials_file ? conf->credentials_file : "", conf->s3_profile ? conf->s3_profile : "",
-                conf->ca_file ? conf->ca_file : "");
+                conf->credentials_file ? conf->credentials_file : "",
+                conf->s3_profile ? conf->s3_profile : "", conf->ca_file ? conf->ca_file : "");
         fprintf(f, "part-size = %llu\nparallel-uploads = %u\nretries = %u\n",
                 (unsigned long long)(conf->part_size ? conf->part_size : STORE_PART_SIZE_DEFAULT),
-                conf->parallel_uploads ? conf->parallel_uploads : 4, conf->store_retries ? conf->store_retries : 5);
+                conf->parallel_uploads ? conf->parallel_uploads : 4,
+                conf->store_retries ? conf->store_retries : 5);
         print_duration(f, "stall-timeout", conf->stall_timeout_ms ? conf->stall_timeout_ms : 30000);
 
         for (size_t i = 0; i < conf->n_peers; i++)

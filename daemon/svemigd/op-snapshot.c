@@ -257,7 +257,8 @@ static int default_path(struct svemigd *d, const char *name, char **out, struct 
         struct tm tm;
         char stamp[32];
 
-        if (!store_is_remote(d->conf.snapshot_dir) && mkdir(d->conf.snapshot_dir, 0750) < 0 && errno != EEXIST)
+        if (!store_is_remote(d->conf.snapshot_dir) && mkdir(d->conf.snapshot_dir, 0750) < 0 &&
+            errno != EEXIST)
                 return svemig_error_set(err, errno, "cannot create the snapshot directory %s: %s",
                                         d->conf.snapshot_dir, strerror(errno));
         clock_gettime(CLOCK_REALTIME, &ts);

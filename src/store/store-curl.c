@@ -16,7 +16,7 @@
 #include "macro.h"
 #include "store-curl.h"
 
-#define RESP_MAX     (1u << 20) /* an error or XML answer kept; past it, cut */
+#define RESP_MAX       (1u << 20) /* an error or XML answer kept; past it, cut */
 #define BACKOFF_MIN_MS 200u
 #define BACKOFF_MAX_MS 5000u
 
@@ -31,8 +31,8 @@ struct attempt {
         const struct store_ctx *c;
         struct curl_req *q;
         CURL *h;
-        uint64_t from;          /* where the body we asked for starts */
-        uint64_t skip;          /* bytes of a 200 answer to drop: the server ignored our Range */
+        uint64_t from; /* where the body we asked for starts */
+        uint64_t skip; /* bytes of a 200 answer to drop: the server ignored our Range */
         bool body_started;
         uint64_t last_bytes;    /* up+down at the last progress */
         uint64_t last_progress; /* ns */
@@ -317,7 +317,8 @@ int store_curl_do(const struct store_ctx *c, struct curl_req *q, struct svemig_e
 
                 a.h = curl_easy_init();
                 if (!a.h)
-                        return svemig_error_set(err, ENOMEM, "%s %s: cannot start a transfer", q->method, q->url);
+                        return svemig_error_set(err, ENOMEM, "%s %s: cannot start a transfer", q->method,
+                                                q->url);
                 errbuf[0] = '\0';
                 curl_easy_setopt(a.h, CURLOPT_ERRORBUFFER, errbuf);
                 free(q->resp);
@@ -358,20 +359,21 @@ int store_curl_do(const struct store_ctx *c, struct curl_req *q, struct svemig_e
                         continue;
                 }
                 if (a.stalled)
-                        return svemig_error_set(err, ETIMEDOUT,
-                                                "%s %s: the transfer stalled (no byte for %u s), %u %s", q->method,
-                                                q->url, c->conf.stall_s, tries + 1, tries ? "tries" : "try");
+                        return svemig_error_set(
+                                err, ETIMEDOUT, "%s %s: the transfer stalled (no byte for %u s), %u %s",
+                                q->method, q->url, c->conf.stall_s, tries + 1, tries ? "tries" : "try");
                 if (cc != CURLE_OK)
-                        return svemig_error_set(err, cc == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT
-                                                     : cc == CURLE_COULDNT_CONNECT  ? ECONNREFUSED
-                                                                                    : EIO,
+                        return svemig_error_set(err,
+                                                cc == CURLE_OPERATION_TIMEDOUT ? ETIMEDOUT
+                                                : cc == CURLE_COULDNT_CONNECT  ? ECONNREFUSED
+                                                                               : EIO,
                                                 "%s %s: %s%s%s (%u %s)", q->method, q->url,
                                                 curl_easy_strerror(cc), errbuf[0] ? ": " : "", errbuf,
                                                 tries + 1, tries ? "tries" : "try");
                 server_says(q, said, sizeof(said));
-                return svemig_error_set(err, status_errno(q->status), "%s %s: the server answered HTTP %ld%s%s",
-                                        q->method, q->url, q->status, said,
-                                        tries ? " (after retries)" : "");
+                return svemig_error_set(err, status_errno(q->status),
+                                        "%s %s: the server answered HTTP %ld%s%s", q->method, q->url,
+                                        q->status, said, tries ? " (after retries)" : "");
         }
 }
 

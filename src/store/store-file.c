@@ -31,9 +31,9 @@ static int file_check(const struct store_ctx *c, const char *location, struct sv
         if (!path[0])
                 return svemig_error_set(err, EINVAL, "%s: no path", location);
         if (strstr(location, "://") && strncmp(location, "file://", 7) != 0)
-                return svemig_error_set(err, EPROTONOSUPPORT,
-                                        "%s: unknown scheme; use a path, http://, https:// or s3://BUCKET/KEY",
-                                        location);
+                return svemig_error_set(
+                        err, EPROTONOSUPPORT,
+                        "%s: unknown scheme; use a path, http://, https:// or s3://BUCKET/KEY", location);
         return 0;
 }
 

@@ -63,7 +63,8 @@ static int http_put(const struct store_ctx *c, const char *location, struct stor
                 r = simple(c, "MOVE", tmp, move, err);
                 curl_slist_free_all(move);
                 if (r == -EOPNOTSUPP)
-                        svemig_error_prefix(err, "the server must allow MOVE (nginx: dav_methods PUT DELETE MOVE)");
+                        svemig_error_prefix(
+                                err, "the server must allow MOVE (nginx: dav_methods PUT DELETE MOVE)");
         }
         if (r < 0) {
                 /* Whatever the reason, try to leave nothing behind; the first reason is the one told. */

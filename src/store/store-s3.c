@@ -161,11 +161,12 @@ static int load_creds(const struct store_ctx *c, const char *location, struct s3
                                                 "aws_secret_access_key for profile %s",
                                                 location, files[i], profile);
         }
-        return svemig_error_set(err, ENOKEY,
-                                "%s: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, name "
-                                "a file in migrate.conf ([store] credentials-file), or write "
-                                "~/.aws/credentials",
-                                location);
+        return svemig_error_set(
+                err, ENOKEY,
+                "%s: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, name "
+                "a file in migrate.conf ([store] credentials-file), or write "
+                "~/.aws/credentials",
+                location);
 }
 
 static int s3_open(const struct store_ctx *c, const char *location, struct s3 *s, struct svemig_error *err)
@@ -179,7 +180,8 @@ static int s3_open(const struct store_ctx *c, const char *location, struct s3 *s
         s->c = c;
         if (!ep || !ep[0])
                 return svemig_error_set(err, EINVAL,
-                                        "%s: no S3 endpoint: set [store] s3-endpoint in migrate.conf", location);
+                                        "%s: no S3 endpoint: set [store] s3-endpoint in migrate.conf",
+                                        location);
         r = parse(location, &s->bucket, &key, err);
         if (r < 0)
                 return r;
@@ -241,7 +243,8 @@ static int s3_check(const struct store_ctx *c, const char *location, struct svem
                 return svemig_error_set(err, EINVAL, "%s: name the object: s3://BUCKET/KEY", location);
         if (!c->conf.s3_endpoint || !c->conf.s3_endpoint[0])
                 return svemig_error_set(err, EINVAL,
-                                        "%s: no S3 endpoint: set [store] s3-endpoint in migrate.conf", location);
+                                        "%s: no S3 endpoint: set [store] s3-endpoint in migrate.conf",
+                                        location);
         return 0;
 }
 
@@ -356,8 +359,9 @@ static int complete(struct upload *u, struct svemig_error *err)
                 return svemig_error_set(err, ENOMEM, "out of memory");
         len += (size_t)snprintf(xml + len, cap - len, "<CompleteMultipartUpload>");
         for (unsigned i = 0; i < u->n_etags; i++)
-                len += (size_t)snprintf(xml + len, cap - len, "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>",
-                                        i + 1, u->etags[i]);
+                len += (size_t)snprintf(xml + len, cap - len,
+                                        "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>", i + 1,
+                                        u->etags[i]);
         len += (size_t)snprintf(xml + len, cap - len, "</CompleteMultipartUpload>");
         q.url = url;
         q.body = xml;
@@ -515,7 +519,8 @@ static int s3_put(const struct store_ctx *c, const char *location, struct store_
         if (r == 0) {
                 for (unsigned i = 0; i < u.n_etags; i++)
                         if (!u.etags[i])
-                                r = svemig_error_set(err, EIO, "part %u of %s was not uploaded", i + 1, location);
+                                r = svemig_error_set(err, EIO, "part %u of %s was not uploaded", i + 1,
+                                                     location);
         }
         if (r == 0)
                 r = complete(&u, err);

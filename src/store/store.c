@@ -98,8 +98,8 @@ struct store_writer {
         struct store_ctx ctx;
         atomic_bool cancel;
         char *location;
-        int fd;   /* the caller's end */
-        int rfd;  /* the upload thread's end */
+        int fd;  /* the caller's end */
+        int rfd; /* the upload thread's end */
         pthread_t thread;
         int result;
         struct svemig_error err;
