@@ -1122,12 +1122,18 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
         if (!conf->migration_channels)
                 fprintf(f, "# (no memory channels: a migration from here moves memory on one connection)\n");
 
-        fprintf(f,
-                "\n[store]\ns3-endpoint = %s\ns3-region = %s\ncredentials-file = %s\nprofile = %s\nca-file "
-                "= %s\n",
-                conf->s3_endpoint ? conf->s3_endpoint : "", conf->s3_region ? conf->s3_region : "us-east-1",
-                conf->credentials_file ? conf->credentials_file : "",
-                conf->s3_profile ? conf->s3_profile : "", conf->ca_file ? conf->ca_file : "");
+        fprintf(f, "\n[store]\n");
+        if (conf->s3_endpoint)
+                fprintf(f, "s3-endpoint = %s\n", conf->s3_endpoint);
+        else
+                fprintf(f, "# (no s3-endpoint: s3:// locations cannot be used)\n");
+        fprintf(f, "s3-region = %s\n", conf->s3_region ? conf->s3_region : "us-east-1");
+        if (conf->credentials_file)
+                fprintf(f, "credentials-file = %s\n", conf->credentials_file);
+        if (conf->s3_profile)
+                fprintf(f, "profile = %s\n", conf->s3_profile);
+        if (conf->ca_file)
+                fprintf(f, "ca-file = %s\n", conf->ca_file);
         fprintf(f, "part-size = %llu\nparallel-uploads = %u\nretries = %u\n",
                 (unsigned long long)(conf->part_size ? conf->part_size : STORE_PART_SIZE_DEFAULT),
                 conf->parallel_uploads ? conf->parallel_uploads : 4,
