@@ -37,3 +37,7 @@ python3 "$here/migrate-bench.py" "$build" "$work/hpc-1024.img" "$work"
 echo
 echo "== stream memory encoding and decoding (bench/stream-bench.c)"
 "$build/bench/stream-bench" "$work/hpc-1024.img" "$work"
+
+echo
+echo "== a checkpoint to S3 and a restore from it, radosgw on loopback (bench/store-bench.py)"
+python3 "$here/store-bench.py" "$build" "$work/hpc-1024.img" "$work"
