@@ -7,12 +7,15 @@ inspected, verified and restored from it bit for bit; and every fault ends
 with a clear error naming the URL and the server's answer, the guest still
 running, and no object at the final name: a wrong secret, a missing and a
 truncated object, a stalled link, a server killed mid-upload and mid-restore,
-and a host refused from the header alone (a Range request)."""
+and a host refused from the header alone (a Range request). A remote
+[snapshot] directory takes the checkpoint timer's snapshots, keep N pruning
+the server."""
 
 import json
 import os
 import sys
 import tempfile
+import time
 import unittest
 
 import storeservers as ss
@@ -174,6 +177,34 @@ class Http(Store):
         self.assertEqual((lines[0][0], lines[0][2]), ("GET", "206"))
         self.assertTrue(lines[0][3].startswith("bytes=0-"), lines[0])
         self.assertLess(int(lines[0][-1]), snap["bytes"] // 4)
+
+
+class RemoteDirectory(Store):
+    """[snapshot] directory on a server: what the checkpoint timer's command line writes to."""
+    store_extra = ""
+
+    def setUp(self):
+        self.store_extra = "[snapshot]\ndirectory = %s\n" % servers["nginx"].url("timer")
+        super().setUp()
+
+    def test_timer_command_line_keeps_n_remote(self):
+        self.create("ck", "--start")
+        paths = []
+        for i in range(3):
+            r = self.ctl("--quiet", "snapshot", "--keep", "2", "ck")
+            self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "", ""))
+            paths.append(self.show("ck")["last_snapshot"])
+        for p in paths:
+            self.assertRegex(p, r"^%s/ck-\d{8}T\d{6}\.\d{3}Z\.svemig$" % self.nginx.url("timer"))
+        self.assertEqual([s["path"] for s in self.show("ck")["snapshots"]], paths[1:])
+        # The oldest goes on svemigd's pruning thread: wait for it to be gone from the server.
+        want = sorted(p.split("/", 3)[3] for p in paths[1:])
+        t_files = lambda: [f for f in self.nginx.files() if f.startswith("timer/")]
+        deadline = time.monotonic() + t.WAIT
+        while t_files() != want and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(t_files(), want)
+        self.assertEqual(self.json("verify", paths[2])["verified"], True)
 
 
 class S3(Store):
