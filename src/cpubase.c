@@ -29,13 +29,9 @@ uint64_t cpubase_ignored_bits(uint64_t id)
 
 void cpubase_field_name(uint64_t id, const struct idreg_field *field, char *buf, size_t len)
 {
-        const struct idreg_desc *d = idreg_find(id);
         char name[64];
 
-        if (d)
-                snprintf(name, sizeof(name), "%s", d->name);
-        else
-                kvmreg_name(id, name, sizeof(name));
+        idreg_name(id, name, sizeof(name));
         snprintf(buf, len, "%s%s%s", name, field ? "." : "", field ? field->name : "");
 }
 
@@ -84,38 +80,32 @@ struct negotiation {
         size_t cap_limits, cap_conflicts;
 };
 
-static int add_conflict(struct negotiation *ng, const struct cpubase_conflict *c)
+/* Appends one element of size bytes to *arr (n of cap), growing it by doubling. */
+static int append(void **arr, size_t *n, size_t *cap, const void *elem, size_t size)
 {
-        struct cpubase_result *r = ng->res;
-
-        if (r->n_conflicts == ng->cap_conflicts) {
-                size_t cap = ng->cap_conflicts ? 2 * ng->cap_conflicts : 8;
-                struct cpubase_conflict *p = realloc(r->conflicts, cap * sizeof(*p));
+        if (*n == *cap) {
+                size_t c = *cap ? 2 * *cap : 8;
+                void *p = realloc(*arr, c * size);
 
                 if (!p)
                         return -ENOMEM;
-                r->conflicts = p;
-                ng->cap_conflicts = cap;
+                *arr = p;
+                *cap = c;
         }
-        r->conflicts[r->n_conflicts++] = *c;
+        memcpy((char *)*arr + *n * size, elem, size);
+        (*n)++;
         return 0;
+}
+
+static int add_conflict(struct negotiation *ng, const struct cpubase_conflict *c)
+{
+        return append((void **)&ng->res->conflicts, &ng->res->n_conflicts, &ng->cap_conflicts, c,
+                      sizeof(*c));
 }
 
 static int add_limit(struct negotiation *ng, const struct cpubase_limit *l)
 {
-        struct cpubase_result *r = ng->res;
-
-        if (r->n_limits == ng->cap_limits) {
-                size_t cap = ng->cap_limits ? 2 * ng->cap_limits : 8;
-                struct cpubase_limit *p = realloc(r->limits, cap * sizeof(*p));
-
-                if (!p)
-                        return -ENOMEM;
-                r->limits = p;
-                ng->cap_limits = cap;
-        }
-        r->limits[r->n_limits++] = *l;
-        return 0;
+        return append((void **)&ng->res->limits, &ng->res->n_limits, &ng->cap_limits, l, sizeof(*l));
 }
 
 /* The field as host i presents it unwritten, and whether its kernel can write it. */

@@ -168,6 +168,16 @@ uint64_t idreg_field_mask(const struct idreg_field *f)
         return ((1ull << f->width) - 1) << f->shift;
 }
 
+void idreg_name(uint64_t id, char *buf, size_t len)
+{
+        const struct idreg_desc *d = idreg_find(id);
+
+        if (d)
+                snprintf(buf, len, "%s", d->name);
+        else
+                kvmreg_name(id, buf, len);
+}
+
 uint64_t idreg_known_bits(const struct idreg_desc *d)
 {
         uint64_t m = 0;
@@ -265,13 +275,9 @@ static const char *rule_name(enum idreg_rule r)
 
 void idreg_refusal_format(uint64_t id, const struct idreg_refusal *why, char *buf, size_t len)
 {
-        const struct idreg_desc *d = idreg_find(id);
         char name[64];
 
-        if (d)
-                snprintf(name, sizeof(name), "%s", d->name);
-        else
-                kvmreg_name(id, name, sizeof(name));
+        idreg_name(id, name, sizeof(name));
         if (!why->field) {
                 snprintf(buf, len, "%s bits 0x%016llx: the kernel lets no VMM change them", name,
                          (unsigned long long)why->mask);
@@ -297,10 +303,7 @@ void idreg_first_difference(uint64_t id, uint64_t own, uint64_t want, char *buf,
         const struct idreg_desc *d = idreg_find(id);
         char name[64];
 
-        if (d)
-                snprintf(name, sizeof(name), "%s", d->name);
-        else
-                kvmreg_name(id, name, sizeof(name));
+        idreg_name(id, name, sizeof(name));
         for (size_t i = 0; d && i < d->n_fields; i++) {
                 const struct idreg_field *f = &d->fields[i];
 

@@ -58,6 +58,8 @@ const struct idreg_desc *idreg_find(uint64_t id);
 /* The field's value in v, sign-extended for a signed field. */
 int64_t idreg_field_get(const struct idreg_field *f, uint64_t v);
 uint64_t idreg_field_mask(const struct idreg_field *f);
+/* "ID_AA64DFR0_EL1", or kvmreg_name()'s for a register without fields here. */
+void idreg_name(uint64_t id, char *buf, size_t len);
 /* The bits d's fields cover (0 for NULL). */
 uint64_t idreg_known_bits(const struct idreg_desc *d);
 
