@@ -103,7 +103,7 @@ static void read_model(xmlNode *cpu, struct libvirt_cpu *out)
 
 static int read_features(xmlNode *cpu, struct libvirt_cpu *out, struct svemig_error *err)
 {
-        bool sve_on = false, sve_off = false, lengths = false;
+        bool sve_off = false, lengths = false;
 
         for (xmlNode *n = cpu->children; n; n = n->next) {
                 _cleanup_(xml_char_freep) xmlChar *name = NULL, *policy = NULL;
@@ -122,7 +122,7 @@ static int read_features(xmlNode *cpu, struct libvirt_cpu *out, struct svemig_er
                 off = policy && (!xmlStrcmp(policy, (const xmlChar *)"disable") ||
                                  !xmlStrcmp(policy, (const xmlChar *)"forbid"));
                 if (vq == 0) {
-                        sve_on |= on;
+                        /* sve itself: required is the default; only disabling it matters. */
                         sve_off |= off;
                         continue;
                 }
