@@ -15,7 +15,7 @@ linux-libc-dev-arm64-cross cpio"
 LIBVIRT="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-arm gcc-aarch64-linux-gnu \
 libc6-dev-arm64-cross cpio"
 RIG_ARM64="libprotobuf-c-dev:arm64 liblz4-dev:arm64 libinih-dev:arm64 libxxhash-dev:arm64 \
-libjson-c-dev:arm64 libsystemd-dev:arm64 libcmocka-dev:arm64 libcurl4-openssl-dev:arm64 libgnutls28-dev:arm64"
+libjson-c-dev:arm64 libsystemd-dev:arm64 libcmocka-dev:arm64 libcurl4-openssl-dev:arm64 libgnutls28-dev:arm64 libxml2-dev:arm64"
 
 case "${1:-base}" in
 base) want="$BASE" ;;

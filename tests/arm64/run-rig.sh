@@ -119,7 +119,7 @@ xbuild=$cache/build-aarch64
 reconf=
 [ -f "$xbuild/build.ninja" ] && reconf=--reconfigure
 [ -n "$reconf" ] || rm -rf "$xbuild"
-meson setup $reconf --cross-file "$here/aarch64-cross.ini" -Dtests=enabled -Dbuildtype=debugoptimized \
+meson setup $reconf --cross-file "$here/aarch64-cross.ini" -Dtests=enabled -Dlibvirt=disabled -Dbuildtype=debugoptimized \
         "$xbuild" "$src" >"$cache/logs/cross-setup.log" 2>&1 || {
         cat "$cache/logs/cross-setup.log"
         say "FAIL: meson setup of the aarch64 cross build"

@@ -126,11 +126,16 @@ class ControlSocket(DaemonTestCase):
 class PeerPort(DaemonTestCase):
     def start(self, text):
         self.port = t.free_port()
+        # The greeting host is one of the daemon's peers (only those get past the Hello);
+        # nothing listens at its address, so it is merely down in the cluster view.
         self.daemon, self.sock = self.start_daemon("""\
             [cluster]
             listen = 127.0.0.1:%d
             refresh-interval = 500ms
-            """ % self.port + text)
+            """ % self.port + text + """\
+            [peer silent]
+            address = 127.0.0.1:%d
+            """ % t.free_port())
 
     def greet(self):
         """A connection that says Hello and HostInfo, reads the daemon's, and then says nothing."""
