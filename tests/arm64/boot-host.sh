@@ -25,7 +25,7 @@ set -- -nic none
         set -- -netdev "$RIG_NETDEV,id=link" -device "virtio-net-device,netdev=link,mac=${RIG_MAC:-52:54:00:12:34:56}"
 
 # pauth-impdef=on: QEMU's architected pointer-auth algorithm triples boot time.
-exec timeout -k 5 "${RIG_BOOT_TIMEOUT:-240}" qemu-system-aarch64 \
+exec timeout -k 5 "${RIG_BOOT_TIMEOUT:-900}" qemu-system-aarch64 \
         -M virt,virtualization=on,gic-version=3 \
         -cpu "max,$sve,pauth-impdef=on" \
         -smp 2 -m 1024 -accel tcg,thread=multi \

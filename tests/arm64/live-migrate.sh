@@ -28,7 +28,7 @@ dir=/tmp/svemig
 sock=$dir/svemigd.sock
 port=7070
 # Bounds on hangs only: nothing asserts a duration.
-WAIT=100
+WAIT=400
 
 fails=0 passes=0
 check() { # check NAME CONDITION...
