@@ -12,26 +12,10 @@
 
 #include "ctl-file.h"
 #include "ctl.h"
+#include "file-kind.h"
 #include "macro.h"
 
 #define SNAPSHOT_MODE 0640
-
-static const char *kind_of(mode_t mode)
-{
-        if (S_ISDIR(mode))
-                return "a directory";
-        if (S_ISFIFO(mode))
-                return "a FIFO";
-        if (S_ISCHR(mode))
-                return "a character device";
-        if (S_ISBLK(mode))
-                return "a block device";
-        if (S_ISSOCK(mode))
-                return "a socket";
-        if (S_ISLNK(mode))
-                return "a symbolic link";
-        return "not a regular file";
-}
 
 static int fail(const char *what, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(const char *what, int code, const char *fmt, ...)
@@ -79,7 +63,7 @@ int ctl_file_create(const char *what, const char *path, struct ctl_new_file *f)
         if (lstat(f->path, &st) == 0 && !S_ISREG(st.st_mode))
                 return fail(what, CTL_EXIT_USAGE,
                             "%s is %s; a snapshot only ever replaces a regular file: give another path",
-                            f->path, kind_of(st.st_mode));
+                            f->path, file_kind_name(st.st_mode));
         snprintf(dir, sizeof(dir), "%s", f->path);
         *strrchr(dir, '/') = '\0';
         f->fd = open(dir[0] ? dir : "/", O_TMPFILE | O_RDWR | O_CLOEXEC, SNAPSHOT_MODE);
@@ -181,7 +165,7 @@ int ctl_file_open_read(const char *what, const char *path, char *abs)
                 return -fail(what, CTL_EXIT_FAILURE, "cannot stat %s: %s", abs, strerror(errno));
         if (!S_ISREG(st.st_mode))
                 return -fail(what, CTL_EXIT_USAGE, "%s is %s; give a regular file", abs,
-                             kind_of(st.st_mode));
+                             file_kind_name(st.st_mode));
         if (fcntl(fd, F_SETFL, 0) < 0)
                 return -fail(what, CTL_EXIT_FAILURE, "%s: %s", abs, strerror(errno));
         r = fd;

@@ -21,6 +21,7 @@
 #include "ctl-call.h"
 #include "ctl-json.h"
 #include "libvirt-cpu.h"
+#include "libvirt-state.h"
 #include "macro.h"
 
 struct libvirt_opts {
@@ -212,28 +213,6 @@ static int pin(const struct ctl_options *opts, const struct libvirt_opts *o, int
         return worst;
 }
 
-static const char *state_name(int state)
-{
-        switch (state) {
-        case VIR_DOMAIN_RUNNING:
-                return "running";
-        case VIR_DOMAIN_BLOCKED:
-                return "blocked";
-        case VIR_DOMAIN_PAUSED:
-                return "paused";
-        case VIR_DOMAIN_SHUTDOWN:
-                return "shutting down";
-        case VIR_DOMAIN_SHUTOFF:
-                return "shut off";
-        case VIR_DOMAIN_CRASHED:
-                return "crashed";
-        case VIR_DOMAIN_PMSUSPENDED:
-                return "suspended";
-        default:
-                return "unknown";
-        }
-}
-
 static struct json_object *list_entry(virDomainPtr dom, const struct libvirt_cpu *cpu, bool pinned)
 {
         struct json_object *o = json_object_new_object();
@@ -243,7 +222,7 @@ static struct json_object *list_entry(virDomainPtr dom, const struct libvirt_cpu
         virDomainGetState(dom, &state, NULL, 0);
         describe(cpu, what, sizeof(what));
         json_object_object_add(o, "name", json_object_new_string(virDomainGetName(dom)));
-        json_object_object_add(o, "state", json_object_new_string(state_name(state)));
+        json_object_object_add(o, "state", json_object_new_string(libvirt_state_name(state)));
         json_object_object_add(o, "sve",
                                json_object_new_string(cpu->sve == LIBVIRT_SVE_OFF       ? "off"
                                                       : cpu->sve == LIBVIRT_SVE_LENGTHS ? "lengths"
@@ -301,7 +280,7 @@ static int list(const struct ctl_options *opts, const struct libvirt_opts *o)
                 }
                 virDomainGetState(doms[i], &state, NULL, 0);
                 describe(&cpu, what, sizeof(what));
-                printf("%-20s %-10s %-7s %s\n", virDomainGetName(doms[i]), state_name(state),
+                printf("%-20s %-10s %-7s %s\n", virDomainGetName(doms[i]), libvirt_state_name(state),
                        libvirt_cpu_pinned_to(&cpu, &set) ? "yes" : "no", what);
         }
         for (int i = 0; i < count; i++)

@@ -8,22 +8,8 @@
 #include <unistd.h>
 
 #include "client-file.h"
+#include "file-kind.h"
 #include "svemigd.h"
-
-static const char *kind_of(mode_t mode)
-{
-        if (S_ISDIR(mode))
-                return "a directory";
-        if (S_ISFIFO(mode))
-                return "a FIFO";
-        if (S_ISCHR(mode))
-                return "a character device";
-        if (S_ISBLK(mode))
-                return "a block device";
-        if (S_ISSOCK(mode))
-                return "a socket";
-        return "not a regular file";
-}
 
 int client_file_take(struct api_call *call, const char *what, const char *name, enum client_file_use use,
                      int *out, struct svemig_error *err)
@@ -52,7 +38,7 @@ int client_file_take(struct api_call *call, const char *what, const char *name, 
         if (!S_ISREG(st.st_mode)) {
                 close(fd);
                 return svemig_error_set(err, EINVAL, "%s: the file passed for %s is %s; give a regular file",
-                                        what, name, kind_of(st.st_mode));
+                                        what, name, file_kind_name(st.st_mode));
         }
         mode = fcntl(fd, F_GETFL) & O_ACCMODE;
         if (use == CLIENT_FILE_WRITE ? mode == O_RDONLY : mode == O_WRONLY) {

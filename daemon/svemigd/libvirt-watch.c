@@ -12,6 +12,7 @@
 #include <libvirt/virterror.h>
 
 #include "clock.h"
+#include "libvirt-state.h"
 #include "libvirt-watch.h"
 #include "log.h"
 #include "macro.h"
@@ -73,28 +74,6 @@ static bool detail_is_migration(int event, int detail)
         }
 }
 
-static const char *state_name(int state)
-{
-        switch (state) {
-        case VIR_DOMAIN_RUNNING:
-                return "running";
-        case VIR_DOMAIN_BLOCKED:
-                return "blocked";
-        case VIR_DOMAIN_PAUSED:
-                return "paused";
-        case VIR_DOMAIN_SHUTDOWN:
-                return "shutting down";
-        case VIR_DOMAIN_SHUTOFF:
-                return "shut off";
-        case VIR_DOMAIN_CRASHED:
-                return "crashed";
-        case VIR_DOMAIN_PMSUSPENDED:
-                return "suspended";
-        default:
-                return "unknown";
-        }
-}
-
 static void post(struct libvirt_watch *w)
 {
         uint64_t one = 1;
@@ -148,7 +127,7 @@ static void read_domain(virDomainPtr dom, struct libvirt_domain_info *out)
 
         snprintf(out->name, sizeof(out->name), "%s", virDomainGetName(dom));
         virDomainGetState(dom, &state, NULL, 0);
-        snprintf(out->state, sizeof(out->state), "%s", state_name(state));
+        snprintf(out->state, sizeof(out->state), "%s", libvirt_state_name(state));
         out->persistent = virDomainIsPersistent(dom) == 1;
         xml = virDomainGetXMLDesc(dom, 0);
         /* Unreadable XML (it went meanwhile): the host's default set, shown as such. */
