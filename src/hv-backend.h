@@ -12,12 +12,23 @@
 
 struct hv_ops;
 
+enum hv_attr_op {
+        HV_ATTR_HAS,
+        HV_ATTR_GET,
+        HV_ATTR_SET,
+};
+
 struct hv {
         const struct hv_ops *ops;
 };
 
 struct hv_vm {
         struct hv *hv;
+};
+
+/* An in-kernel device; the backend embeds it first in its own. */
+struct hv_device {
+        struct hv_vm *vm;
 };
 
 struct hv_vcpu {
@@ -40,6 +51,14 @@ struct hv_ops {
                            unsigned flags, struct svemig_error *err);
         int (*get_dirty_log)(struct hv_vm *vm, unsigned slot, uint64_t *bitmap, struct svemig_error *err);
         int (*get_writable_masks)(struct hv_vm *vm, uint64_t *masks, struct svemig_error *err);
+        int (*irq_line)(struct hv_vm *vm, uint32_t irq, bool level);
+
+        int (*device_create)(struct hv_vm *vm, uint32_t type, struct hv_device **out,
+                             struct svemig_error *err);
+        void (*device_destroy)(struct hv_device *dev);
+        int (*device_attr)(struct hv_device *dev, enum hv_attr_op op, uint32_t group, uint64_t attr,
+                           void *buf);
+        int (*vcpu_attr)(struct hv_vcpu *vcpu, enum hv_attr_op op, uint32_t group, uint64_t attr, void *buf);
 
         int (*vcpu_create)(struct hv_vm *vm, unsigned index, struct hv_vcpu **out, struct svemig_error *err);
         void (*vcpu_destroy)(struct hv_vcpu *vcpu);

@@ -90,6 +90,53 @@ int hv_vm_get_writable_masks(struct hv_vm *vm, uint64_t masks[HV_ID_MASKS_N], st
         return vm->hv->ops->get_writable_masks(vm, masks, err);
 }
 
+int hv_vm_irq_line(struct hv_vm *vm, uint32_t irq, bool level)
+{
+        return vm->hv->ops->irq_line(vm, irq, level);
+}
+
+int hv_vm_create_device(struct hv_vm *vm, uint32_t type, struct hv_device **out, struct svemig_error *err)
+{
+        return vm->hv->ops->device_create(vm, type, out, err);
+}
+
+void hv_device_destroy(struct hv_device *dev)
+{
+        if (dev)
+                dev->vm->hv->ops->device_destroy(dev);
+}
+
+int hv_device_has_attr(struct hv_device *dev, uint32_t group, uint64_t attr)
+{
+        return dev->vm->hv->ops->device_attr(dev, HV_ATTR_HAS, group, attr, NULL);
+}
+
+int hv_device_get_attr(struct hv_device *dev, uint32_t group, uint64_t attr, void *buf)
+{
+        return dev->vm->hv->ops->device_attr(dev, HV_ATTR_GET, group, attr, buf);
+}
+
+int hv_device_set_attr(struct hv_device *dev, uint32_t group, uint64_t attr, const void *buf)
+{
+        /* KVM takes the buffer as a user address either way; it only reads it here. */
+        return dev->vm->hv->ops->device_attr(dev, HV_ATTR_SET, group, attr, (void *)buf);
+}
+
+int hv_vcpu_has_attr(struct hv_vcpu *vcpu, uint32_t group, uint64_t attr)
+{
+        return vcpu->vm->hv->ops->vcpu_attr(vcpu, HV_ATTR_HAS, group, attr, NULL);
+}
+
+int hv_vcpu_get_attr(struct hv_vcpu *vcpu, uint32_t group, uint64_t attr, void *buf)
+{
+        return vcpu->vm->hv->ops->vcpu_attr(vcpu, HV_ATTR_GET, group, attr, buf);
+}
+
+int hv_vcpu_set_attr(struct hv_vcpu *vcpu, uint32_t group, uint64_t attr, const void *buf)
+{
+        return vcpu->vm->hv->ops->vcpu_attr(vcpu, HV_ATTR_SET, group, attr, (void *)buf);
+}
+
 int hv_vcpu_create(struct hv_vm *vm, unsigned index, struct hv_vcpu **out, struct svemig_error *err)
 {
         return vm->hv->ops->vcpu_create(vm, index, out, err);

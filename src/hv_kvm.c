@@ -18,6 +18,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include "hv-backend.h"
 #include "kvm-arm64.h"
@@ -31,6 +32,7 @@ _Static_assert(HV_FEAT_PMU_V3 == KVM_ARM_VCPU_PMU_V3, "HV_FEAT_PMU_V3 is KVM_ARM
 _Static_assert(HV_MP_STATE_RUNNABLE == KVM_MP_STATE_RUNNABLE, "HV_MP_STATE_RUNNABLE is KVM's");
 _Static_assert(HV_MP_STATE_STOPPED == KVM_MP_STATE_STOPPED, "HV_MP_STATE_STOPPED is KVM's");
 _Static_assert(HV_MEM_LOG_DIRTY == KVM_MEM_LOG_DIRTY_PAGES, "HV_MEM_LOG_DIRTY is KVM_MEM_LOG_DIRTY_PAGES");
+_Static_assert(HV_DEV_VGIC_V3 == KVM_DEV_TYPE_ARM_VGIC_V3, "HV_DEV_VGIC_V3 is KVM_DEV_TYPE_ARM_VGIC_V3");
 
 #define KVM_DEFAULT_PATH "/dev/kvm"
 #define KVM_MAX_SLOTS    32u
@@ -328,6 +330,69 @@ static int hvk_get_writable_masks(struct hv_vm *hvm, uint64_t *masks, struct sve
         return 0;
 }
 
+static int hvk_irq_line(struct hv_vm *hvm, uint32_t irq, bool level)
+{
+        struct kvm_irq_level line = {.irq = irq, .level = level};
+
+        return ioctl(to_vm(hvm)->fd, KVM_IRQ_LINE, &line) < 0 ? -errno : 0;
+}
+
+struct hvk_device {
+        struct hv_device base;
+        int fd;
+};
+
+static int hvk_device_create(struct hv_vm *hvm, uint32_t type, struct hv_device **out,
+                             struct svemig_error *err)
+{
+        struct kvm_create_device create = {.type = type};
+        struct hvk_device *dev;
+
+        if (ioctl(to_vm(hvm)->fd, KVM_CREATE_DEVICE, &create) < 0)
+                return svemig_error_set(err, errno, "KVM_CREATE_DEVICE of type %u failed: %m", type);
+        dev = calloc(1, sizeof(*dev));
+        if (!dev) {
+                close(create.fd);
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        }
+        dev->base.vm = hvm;
+        dev->fd = create.fd;
+        *out = &dev->base;
+        return 0;
+}
+
+static void hvk_device_destroy(struct hv_device *hdev)
+{
+        struct hvk_device *dev = (struct hvk_device *)hdev;
+
+        close(dev->fd);
+        free(dev);
+}
+
+/* KVM_{HAS,GET,SET}_DEVICE_ATTR on a device's or a vcpu's fd. */
+static int hvk_attr(int fd, enum hv_attr_op op, uint32_t group, uint64_t attr, void *buf)
+{
+        static const unsigned long ioctls[] = {
+                [HV_ATTR_HAS] = KVM_HAS_DEVICE_ATTR,
+                [HV_ATTR_GET] = KVM_GET_DEVICE_ATTR,
+                [HV_ATTR_SET] = KVM_SET_DEVICE_ATTR,
+        };
+        struct kvm_device_attr a = {.group = group, .attr = attr, .addr = (uintptr_t)buf};
+
+        return ioctl(fd, ioctls[op], &a) < 0 ? -errno : 0;
+}
+
+static int hvk_device_attr(struct hv_device *hdev, enum hv_attr_op op, uint32_t group, uint64_t attr,
+                           void *buf)
+{
+        return hvk_attr(((struct hvk_device *)hdev)->fd, op, group, attr, buf);
+}
+
+static int hvk_vcpu_attr(struct hv_vcpu *hvc, enum hv_attr_op op, uint32_t group, uint64_t attr, void *buf)
+{
+        return hvk_attr(to_vcpu(hvc)->fd, op, group, attr, buf);
+}
+
 static int hvk_get_dirty_log(struct hv_vm *hvm, unsigned slot, uint64_t *bitmap, struct svemig_error *err)
 {
         struct hvk_vm *vm = to_vm(hvm);
@@ -565,6 +630,11 @@ const struct hv_ops hv_kvm_ops = {
         .set_memslot = hvk_set_memslot,
         .get_dirty_log = hvk_get_dirty_log,
         .get_writable_masks = hvk_get_writable_masks,
+        .irq_line = hvk_irq_line,
+        .device_create = hvk_device_create,
+        .device_destroy = hvk_device_destroy,
+        .device_attr = hvk_device_attr,
+        .vcpu_attr = hvk_vcpu_attr,
         .vcpu_create = hvk_vcpu_create,
         .vcpu_destroy = hvk_vcpu_destroy,
         .vcpu_init = hvk_vcpu_init,

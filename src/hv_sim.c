@@ -267,6 +267,49 @@ static int sim_vcpu_create(struct hv_vm *hvm, unsigned index, struct hv_vcpu **o
         return 0;
 }
 
+/*
+ * The sim runs its synthetic workload, which needs no interrupt controller:
+ * it has no in-kernel devices, and answers as a kernel answers a device type
+ * it does not know.
+ */
+static int sim_device_create(struct hv_vm *hvm, uint32_t type, struct hv_device **out,
+                             struct svemig_error *err)
+{
+        (void)hvm;
+        (void)out;
+        return svemig_error_set(err, ENODEV,
+                                "KVM_CREATE_DEVICE of type %u: the sim backend has no in-kernel devices "
+                                "(it runs its synthetic workload; Linux guests need the kvm backend)",
+                                type);
+}
+
+/* Never called: no device is ever created. */
+static void sim_device_destroy(struct hv_device *dev)
+{
+        (void)dev;
+}
+
+static int sim_device_attr(struct hv_device *dev, enum hv_attr_op op, uint32_t group, uint64_t attr,
+                           void *buf)
+{
+        (void)dev, (void)op, (void)group, (void)attr, (void)buf;
+        return -ENXIO;
+}
+
+/* No vcpu attribute group (PMU, timer, PV time) exists without the devices. */
+static int sim_vcpu_attr(struct hv_vcpu *vcpu, enum hv_attr_op op, uint32_t group, uint64_t attr, void *buf)
+{
+        (void)vcpu, (void)op, (void)group, (void)attr, (void)buf;
+        return -ENXIO;
+}
+
+/* KVM_IRQ_LINE without an irqchip: the kernel's answer is -ENXIO. */
+static int sim_irq_line(struct hv_vm *vm, uint32_t irq, bool level)
+{
+        (void)vm, (void)irq, (void)level;
+        return -ENXIO;
+}
+
 static void sim_vcpu_destroy(struct hv_vcpu *hvc)
 {
         struct sim_vcpu *v = (struct sim_vcpu *)hvc;
@@ -835,6 +878,11 @@ const struct hv_ops hv_sim_ops = {
         .set_memslot = sim_set_memslot,
         .get_dirty_log = sim_get_dirty_log,
         .get_writable_masks = sim_get_writable_masks,
+        .irq_line = sim_irq_line,
+        .device_create = sim_device_create,
+        .device_destroy = sim_device_destroy,
+        .device_attr = sim_device_attr,
+        .vcpu_attr = sim_vcpu_attr,
         .vcpu_create = sim_vcpu_create,
         .vcpu_destroy = sim_vcpu_destroy,
         .vcpu_init = sim_vcpu_init,

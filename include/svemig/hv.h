@@ -146,6 +146,30 @@ static inline int hv_id_mask_index(unsigned op1, unsigned crm, unsigned op2)
 }
 
 /* KVM_CREATE_VCPU */
+/*
+ * In-kernel devices (KVM_CREATE_DEVICE) and their attributes
+ * (KVM_{HAS,GET,SET}_DEVICE_ATTR), as for the vGIC. The attribute calls
+ * return the kernel's errno and no message, like the per-register calls.
+ * The sim has no in-kernel devices: it refuses every type with -ENODEV,
+ * as a kernel does a type it does not know.
+ */
+struct hv_device;
+
+/* KVM_DEV_TYPE_ARM_VGIC_V3 */
+#define HV_DEV_VGIC_V3 7
+
+int hv_vm_create_device(struct hv_vm *vm, uint32_t type, struct hv_device **out, struct svemig_error *err);
+void hv_device_destroy(struct hv_device *dev);
+int hv_device_has_attr(struct hv_device *dev, uint32_t group, uint64_t attr);
+int hv_device_get_attr(struct hv_device *dev, uint32_t group, uint64_t attr, void *buf);
+int hv_device_set_attr(struct hv_device *dev, uint32_t group, uint64_t attr, const void *buf);
+/* The same attribute calls on a vcpu (e.g. the timer's PPIs, KVM_ARM_VCPU_TIMER_CTRL). */
+int hv_vcpu_has_attr(struct hv_vcpu *vcpu, uint32_t group, uint64_t attr);
+int hv_vcpu_get_attr(struct hv_vcpu *vcpu, uint32_t group, uint64_t attr, void *buf);
+int hv_vcpu_set_attr(struct hv_vcpu *vcpu, uint32_t group, uint64_t attr, const void *buf);
+/* KVM_IRQ_LINE: irq in KVM's arm64 encoding (type, vcpu index, number). */
+int hv_vm_irq_line(struct hv_vm *vm, uint32_t irq, bool level);
+
 int hv_vcpu_create(struct hv_vm *vm, unsigned index, struct hv_vcpu **out, struct svemig_error *err);
 void hv_vcpu_destroy(struct hv_vcpu *vcpu);
 unsigned hv_vcpu_index(const struct hv_vcpu *vcpu);
