@@ -191,6 +191,15 @@ class LibvirtTest(unittest.TestCase):
         stuck = "hosta: libvirt domain wide512 (running) could not move to hostb: hostb lacks vq 4 (512-bit)"
         rig.wait_for("svemigctl cluster naming wide512", lambda: stuck in self.a.ctl("cluster").stdout,
                      on_fail=lambda: self.a.ctl("cluster").stdout)
+        # hostb hears it from hosta (hosta's HostInfo over the peer protocol) and shows it under hosta.
+        rig.wait_for("hostb's svemigctl cluster naming hosta's wide512", lambda: stuck in self.b.ctl("cluster").stdout,
+                     on_fail=lambda: self.b.ctl("cluster").stdout)
+        hosts = {h["name"]: h for h in json.loads(self.b.ctl("--json", "cluster").stdout)["hosts"]}
+        self.assertEqual(hosts["hosta"]["libvirt_stuck"], [{
+            "name": "wide512", "state": "running", "vl_bits": [128, 256, 512],
+            "could_not_move_to": ["hostb"], "why": ["hostb lacks vq 4 (512-bit)"]}])
+        self.assertEqual(hosts["hosta"]["libvirt_stuck_total"], 1)
+        self.assertEqual(hosts["hostb"]["libvirt_stuck"], [])
         r = self.a.virsh("migrate", "--live", "wide512", self.b.uri, check=False)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("hostb lacks vq 4 (512-bit)", r.stderr)
@@ -198,6 +207,14 @@ class LibvirtTest(unittest.TestCase):
         self.assertIsNone(self.b.domstate("wide512"))
         before = self.last_tick(console)
         rig.wait_for("a tick after the refusal", lambda: self.last_tick(console) > before)
+        # Stopped, it could still not start there: hostb hears the new state; undefined, it is gone.
+        self.a.virsh("destroy", "wide512")
+        rig.wait_for("hostb's svemigctl cluster with wide512 shut off",
+                     lambda: "libvirt domain wide512 (shut off) could not move to hostb" in self.b.ctl("cluster").stdout,
+                     on_fail=lambda: self.b.ctl("cluster").stdout)
+        self.a.virsh("undefine", "wide512")
+        rig.wait_for("hostb's svemigctl cluster without wide512", lambda: "wide512" not in self.b.ctl("cluster").stdout,
+                     on_fail=lambda: self.b.ctl("cluster").stdout)
 
     def test_4_daemon_down(self):
         """svemigd down during the hook: daemon-down = refuse refuses with its message, allow lets it start."""
