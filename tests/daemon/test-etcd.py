@@ -246,8 +246,8 @@ class OneMember(EtcdCase):
         self.start_etcd_host(h["a"])
         self.wait_agree([h["a"]], ["a"], [128, 256, 512])
         stuck = [{"guest": "wide\nsvemigd: forged" if i == 0 else "g%d" % (i // 2), "state": "running",
-                  "vl_bits": [128, 256, 512], "host": "host%d" % (i % 2), "why": "host%d lacks vq 4 (512-bit)" % (i % 2)}
-                 for i in range(10)]
+                  "vl_bits": [128, 256, 512], "host": "host%d" % (i % 2),
+                  "why": "host%d lacks vq 4 (512-bit)" % (i % 2)} for i in range(10)]
         self.put(self.prefix + "hosts/e", {
             "name": "e", "address": "127.0.0.1:9", "instance": "by-hand", "svemig_version": "0.4",
             "protocol_version": 1, "backend": "sim", "kernel": "test", "sve": True, "vl_bits": [128, 256, 512],
