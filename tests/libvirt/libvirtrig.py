@@ -317,30 +317,25 @@ def guest_parts(src, work):
     return kernel, build_initramfs(work, busybox, probe)
 
 
-def start_two_hosts(work, started):
-    """hosta {128,256,512} and hostb {128,256}, each a svemigd and a libvirtd, peers of each
-    other (static), started and agreed on the cluster's set {128,256}: (hosta, hostb).
+def static_peers(name, port, peer, peer_port):
+    """A host's [cluster] with the other as its static peer."""
+    return ("[cluster]\nlisten = 127.0.0.1:%d\nrefresh-interval = 200ms\n[peer %s]\naddress = 127.0.0.1:%d\n" %
+            (port, peer, peer_port))
+
+
+def start_two_hosts(work, started, cluster=static_peers):
+    """hosta {128,256,512} and hostb {128,256}, each a svemigd and a libvirtd, in one cluster
+    (cluster(name, port, peer, peer_port) gives each its [cluster]: static peers by default),
+    started and agreed on the cluster's set {128,256}: (hosta, hostb).
     Each host goes into the list 'started' as soon as it exists: the caller stops them
     (LibvirtHost.stop), even when this fails half way."""
     pa, pb = free_port(), free_port()
-    a = LibvirtHost(work, "hosta", "128,256,512", libvirt_conf="""
-        [cluster]
-        listen = 127.0.0.1:{pa}
-        refresh-interval = 200ms
-        [peer hostb]
-        address = 127.0.0.1:{pb}
-        """.format(pa=pa, pb=pb))
+    a = LibvirtHost(work, "hosta", "128,256,512", libvirt_conf=cluster("hosta", pa, "hostb", pb))
     started.append(a)
     a.start_svemigd()
     a.start_libvirtd()
     a.virsh("capabilities")  # probes QEMU once; hostb copies the cache
-    b = LibvirtHost(work, "hostb", "128,256", cache_from=a.dir, libvirt_conf="""
-        [cluster]
-        listen = 127.0.0.1:{pb}
-        refresh-interval = 200ms
-        [peer hosta]
-        address = 127.0.0.1:{pa}
-        """.format(pa=pa, pb=pb))
+    b = LibvirtHost(work, "hostb", "128,256", cache_from=a.dir, libvirt_conf=cluster("hostb", pb, "hosta", pa))
     started.append(b)
     b.start_svemigd()
     b.start_libvirtd()

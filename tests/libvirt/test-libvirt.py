@@ -9,11 +9,13 @@ libvirtd with svemig's hook installed. Guests are real aarch64 TCG domains
 Every wait is for a state libvirt, svemigd or the guest reports; the bounds
 only end a hang."""
 
+import base64
 import json
 import os
 import tempfile
 import unittest
 
+import etcdtest
 import libvirtrig as rig
 
 SRC = os.environ.get("SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -183,6 +185,63 @@ class LibvirtTest(unittest.TestCase):
                      lambda: not json.loads(self.b.ctl("--json", "libvirt", "list").stdout)["connected"])
         self.b.start_libvirtd()
         self.wait_view(self.b, "kept", "listed again", lambda d: d and d["state"] == "shut off")
+
+
+class LibvirtEtcdTest(unittest.TestCase):
+    """The same two hosts over etcd (store = etcd, a real etcd on loopback): hostb hears of
+    hosta's stuck domain through hosta's record in etcd."""
+
+    PREFIX = "/svemig-libvirt/"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="svemig-libvirt-etcd-")
+        cls.work = cls.tmp.name
+        os.chmod(cls.work, 0o755)
+        cls.kernel, cls.initrd = rig.guest_parts(SRC, cls.work)
+        cls.hosts = []
+        cls.etcd = None
+        try:
+            cls.etcd = etcdtest.Etcd(cls.work)
+            conf = ("[cluster]\nlisten = 127.0.0.1:{port}\nstore = etcd\netcd-endpoints = %s\n"
+                    "etcd-prefix = %s\netcd-lease = 2s\n" % (cls.etcd.endpoints, cls.PREFIX))
+            cls.a, cls.b = rig.start_two_hosts(cls.work, cls.hosts,
+                                               cluster=lambda name, port, peer, peer_port: conf.format(port=port))
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for h in cls.hosts:
+            h.stop()
+        rig.kill_qemus_under(cls.work)
+        if cls.etcd:
+            cls.etcd.stop()
+        cls.tmp.cleanup()
+
+    def record(self, host):
+        kv = self.etcd.get(self.PREFIX + "hosts/" + host)
+        return json.loads(base64.b64decode(kv["value"])) if kv else {}
+
+    def test_stuck_domain_through_etcd(self):
+        self.a.define(self.work, "wide512", self.kernel, self.initrd, rig.sve_cpu([128, 256, 512]))
+        self.addCleanup(self.a.virsh, "undefine", "wide512", check=False)
+        self.addCleanup(self.a.virsh, "destroy", "wide512", check=False)
+        self.a.virsh("start", "wide512")
+        stuck = "hosta: libvirt domain wide512 (running) could not move to hostb: hostb lacks vq 4 (512-bit)"
+        rig.wait_for("hostb's svemigctl cluster naming hosta's wide512", lambda: stuck in self.b.ctl("cluster").stdout,
+                     on_fail=lambda: self.b.ctl("cluster").stdout)
+        rec = self.record("hosta")
+        self.assertEqual(rec.get("stuck"), [{"guest": "wide512", "state": "running", "vl_bits": [128, 256, 512],
+                                             "host": "hostb", "why": "hostb lacks vq 4 (512-bit)"}], rec)
+        self.assertEqual(rec.get("stuck_total"), 1, rec)
+        # Undefined, it is stuck nowhere: hosta's record says so, and hostb shows it.
+        self.a.virsh("destroy", "wide512")
+        self.a.virsh("undefine", "wide512")
+        rig.wait_for("hostb's svemigctl cluster without wide512", lambda: "wide512" not in self.b.ctl("cluster").stdout,
+                     on_fail=lambda: self.b.ctl("cluster").stdout)
+        self.assertNotIn("stuck", self.record("hosta"))
 
 
 if __name__ == "__main__":
