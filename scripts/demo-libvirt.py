@@ -83,6 +83,8 @@ def cpu_of(xml_path):
 
 def main():
     why = rig.missing()
+    if not why and not os.path.exists(os.path.join(BUILD, "daemon", "svemigctl-libvirt")):
+        why = "svemig was built without libvirt (meson -Dlibvirt=disabled)"
     if why:
         say("\nThe libvirt part is skipped: %s." % why)
         return 0
