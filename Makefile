@@ -1,5 +1,6 @@
 # svemig: the two commands of the README.
-#   make demo   the main job, on the embedded sim backend
+#   make demo   the main job, on the embedded sim backend; as root, also beside real libvirtd
+#               (a domain refused, pinned, started and live-migrated: 2 to 4 more minutes)
 #   make test   every test tier that runs here (unit, integration, real libvirt, arm64 rig,
 #               the fuzz run); make test-asan and make test-tsan run the sanitizer tiers
 # Both install missing Debian packages first (scripts/install-deps.sh).

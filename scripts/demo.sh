@@ -1,7 +1,9 @@
 #!/bin/sh
 # make demo: svemig's tour on the embedded sim backend: offline first, then
 # with svemigd on a temporary socket (guests in their VMMs, a snapshot, a restore),
-# then three svemigd peers: the cluster view, a live migration, a refused one.
+# then three svemigd peers: the cluster view, a live migration, a refused one;
+# then, as root, real libvirtd beside svemigd (scripts/demo-libvirt.py): a
+# domain refused at start, one pinned, started and live-migrated.
 #   scripts/demo.sh BUILD_DIR
 set -eu
 build=${1:-build}
@@ -248,3 +250,11 @@ for pid in $cluster_pids; do
 done
 cluster_pids=
 echo "all stopped"
+
+# ---- Real libvirt: a domain refused, one pinned and migrated (scripts/demo-libvirt.py) ----
+
+if [ "$(id -u)" -eq 0 ]; then
+        # libvirtd, its QEMU driver, virsh, QEMU for aarch64 guests, the cross compiler for their probe.
+        scripts/install-deps.sh libvirt
+fi
+python3 scripts/demo-libvirt.py "$build"

@@ -678,6 +678,71 @@ static void test_hello_host_facts(void **state)
         host_close(&a);
 }
 
+/*
+ * A host's stuck guests travel in its HostInfo, bounded: a list of its own
+ * comes back as it was sent; a newer peer's longer list is cut to
+ * PEER_STUCK_MAX with its total kept, and its words are escaped; a length
+ * past the architecture's is refused.
+ */
+static void test_host_info_stuck(void **state)
+{
+        struct peer_info self = {0}, back = {0};
+        struct peer_host_info hi = {0};
+        struct peer_stuck st = {0}, got;
+        struct svemig_error err = {0};
+        Svemig__Peer__StuckGuest many[PEER_STUCK_MAX + 4], *ptrs[PEER_STUCK_MAX + 4];
+        uint32_t bits[] = {128, 256, 512}, huge[] = {4096};
+
+        (void)state;
+        st.n = 2;
+        st.total = 11;
+        for (unsigned i = 0; i < st.n; i++) {
+                snprintf(st.g[i].guest, sizeof(st.g[i].guest), "wide512");
+                snprintf(st.g[i].state, sizeof(st.g[i].state), "running");
+                vqset_add(&st.g[i].vls, 1);
+                vqset_add(&st.g[i].vls, 4);
+                snprintf(st.g[i].host, sizeof(st.g[i].host), "host%c", 'b' + i);
+                snprintf(st.g[i].why, sizeof(st.g[i].why), "host%c lacks vq 4 (512-bit)", 'b' + i);
+        }
+        peer_info_set_stuck(&self, &st);
+        peer_info_get_stuck(&self, &got);
+        assert_true(peer_stuck_equal(&st, &got));
+        assert_int_equal(peer_info_to_msg(&self, &hi), 0);
+        hi.msg.vls = (ProtobufCBinaryData){sizeof(self.vls.w), (uint8_t *)self.vls.w};
+        assert_int_equal(peer_info_from_msg(&hi.msg, &back, &err), 0);
+        assert_true(peer_stuck_equal(&st, &back.stuck));
+        peer_host_info_done(&hi);
+        peer_info_done(&back);
+
+        /* A newer peer's twelve, one of them with a forged journal line in its name. */
+        svemig__peer__host_info__init(&hi.msg);
+        hi.msg.vls = (ProtobufCBinaryData){sizeof(self.vls.w), (uint8_t *)self.vls.w};
+        for (size_t i = 0; i < ELEMENTSOF(many); i++) {
+                svemig__peer__stuck_guest__init(&many[i]);
+                many[i].guest = i == 0 ? "evil\nsvemigd: forged" : "g";
+                many[i].state = "running";
+                many[i].host = "hostb";
+                many[i].why = "hostb lacks vq 4 (512-bit)";
+                many[i].vl_bits = bits;
+                many[i].n_vl_bits = ELEMENTSOF(bits);
+                ptrs[i] = &many[i];
+        }
+        hi.msg.stuck = ptrs;
+        hi.msg.n_stuck = ELEMENTSOF(many);
+        assert_int_equal(peer_info_from_msg(&hi.msg, &back, &err), 0);
+        assert_int_equal(back.stuck.n, PEER_STUCK_MAX);
+        assert_int_equal(back.stuck.total, ELEMENTSOF(many));
+        assert_string_equal(back.stuck.g[0].guest, "evil\\x0asvemigd: forged");
+        assert_true(vqset_contains(&back.stuck.g[0].vls, 4));
+        peer_info_done(&back);
+
+        many[3].vl_bits = huge;
+        many[3].n_vl_bits = 1;
+        assert_int_equal(peer_info_from_msg(&hi.msg, &back, &err), -EBADMSG);
+        assert_non_null(strstr(err.msg, "4096-bit"));
+        peer_info_done(&back);
+}
+
 static void migrate_ok(struct guest *g, struct host *dst, bool tcp, const struct spec *sp,
                        struct guest **out, struct migrate_report *rep)
 {
@@ -2051,6 +2116,7 @@ int main(void)
                 cmocka_unit_test(test_hello),
                 cmocka_unit_test(test_hello_version),
                 cmocka_unit_test(test_hello_host_facts),
+                cmocka_unit_test(test_host_info_stuck),
                 cmocka_unit_test(test_migrate_bare_request),
                 cmocka_unit_test(test_peek_closed_mid_frame),
                 cmocka_unit_test(test_policy),

@@ -13,6 +13,7 @@
 #include "ctl-call.h"
 #include "ctl-json.h"
 #include "macro.h"
+#include "svemig/migrate.h"
 
 /* ---- JSON ---- */
 
@@ -53,7 +54,7 @@ static struct json_object *json_host(const Svemig__Api__ClusterHost *h)
                                h->counted && !h->can_present ? json_str(h->present_reason) : NULL);
         json_object_object_add(o, "limiting", json_object_new_boolean(h->limiting));
         json_object_object_add(o, "id_difference", json_str(h->id_difference));
-        if (h->self) {
+        {
                 struct json_object *stuck = json_object_new_array();
 
                 for (size_t k = 0; k < h->n_libvirt_stuck; k++) {
@@ -69,6 +70,8 @@ static struct json_object *json_host(const Svemig__Api__ClusterHost *h)
                         json_object_array_add(stuck, d);
                 }
                 json_object_object_add(o, "libvirt_stuck", stuck);
+                json_object_object_add(o, "libvirt_stuck_total",
+                                       json_object_new_int64(h->libvirt_stuck_total));
         }
         return o;
 }
@@ -255,6 +258,7 @@ static int print_human(const Svemig__Api__ClusterView *v)
         }
         for (size_t i = 0; i < v->n_hosts; i++) {
                 const Svemig__Api__ClusterHost *h = v->hosts[i];
+                size_t shown = 0;
 
                 format_since(h->since_ns, since, sizeof(since));
                 if (!h->up)
@@ -275,7 +279,12 @@ static int print_human(const Svemig__Api__ClusterView *v)
                         for (size_t j = 0; j < dom->n_stuck_at && j < dom->n_stuck_why; j++)
                                 printf("%s: libvirt domain %s (%s) could not move to %s: %s\n", h->name,
                                        dom->name, dom->state, dom->stuck_at[j], dom->stuck_why[j]);
+                        shown += dom->n_stuck_at;
                 }
+                if (h->libvirt_stuck_total > shown)
+                        printf("%s: and %zu more libvirt domain(s) or host(s) it could not move to (a host "
+                               "tells its peers %u at most; 'svemigctl libvirt list' on %s shows all)\n",
+                               h->name, (size_t)h->libvirt_stuck_total - shown, PEER_STUCK_MAX, h->name);
         }
         return CTL_EXIT_OK;
 }
@@ -301,7 +310,10 @@ static void help(void)
                "      hosts [{name, self, address, state (\"up\"/\"down\"), down_reason, since_ns,\n"
                "              backend, kernel, sve, vl_bits, svemig_version (null until known),\n"
                "              counted, can_present (null when not counted), reason, limiting,\n"
-               "              id_difference (the first ID register differing from this host's, or null)}]\n"
+               "              id_difference (the first ID register differing from this host's, or null),\n"
+               "              libvirt_stuck [{name, state, vl_bits, could_not_move_to, why}] (the host's\n"
+               "              libvirt domains that could not move to some host up, as it tells its peers:\n"
+               "              at most 8 (domain, host) pairs), libvirt_stuck_total (the pairs it had)}]\n"
                "  -h, --help  this text\n");
 }
 

@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "cluster-view.h"
 #include "guest-registry.h"
+#include "op-libvirt.h"
 #include "op-migrate.h"
 #include "log.h"
 #include "macro.h"
@@ -73,10 +74,11 @@ static void log_member_change(const struct membership_host *m, const struct memb
                 vqset_t set = member_vls(m);
 
                 log_msg(LOG_INFO, LOG_CTX(.peer = m->name),
-                        "peer %s %s: %s backend, kernel %s, VLS %s bits, svemig %s%s%s", m->name,
-                        old->up ? "changed" : "is up", s->info.backend, s->info.kernel,
+                        "peer %s %s: %s backend, kernel %s, VLS %s bits, svemig %s%s%s; %u of its guests "
+                        "could not move to some host",
+                        m->name, old->up ? "changed" : "is up", s->info.backend, s->info.kernel,
                         set_text(&set, vls, sizeof(vls)), s->info.svemig_version,
-                        s->address[0] ? ", at " : "", s->address);
+                        s->address[0] ? ", at " : "", s->address, s->info.stuck.total);
                 if (s->id_diff.differ) {
                         char diff[256];
 
@@ -240,8 +242,11 @@ static int recompute(struct cluster_view *v, struct svemig_error *err)
                 cluster_result_done(&v->result);
                 v->result = result;
         }
-        if (changed)
+        if (changed) {
                 v->generation++;
+                /* Another host up or down: this host's domains may be stuck, or free, now. */
+                libvirt_stuck_refresh(v->d);
+        }
         return 0;
 }
 
@@ -519,6 +524,18 @@ unsigned cluster_view_refresh_ms(const struct cluster_view *v)
 const char *cluster_view_listen_address(const struct cluster_view *v)
 {
         return v->listener ? peer_listener_address(v->listener) : NULL;
+}
+
+void cluster_view_set_stuck(struct cluster_view *v, const struct peer_stuck *stuck)
+{
+        if (peer_stuck_equal(&v->self.stuck, stuck))
+                return;
+        peer_info_set_stuck(&v->self, stuck);
+        if (v->membership)
+                membership_self_changed(v->membership);
+        /* This host's row of the view, from a fresh copy of the membership. */
+        v->generation++;
+        link_changed(v);
 }
 
 const struct peer_info *cluster_view_self(const struct cluster_view *v)

@@ -59,6 +59,11 @@ const char *cluster_view_store(const struct cluster_view *v);
 /* Where the peer listener listens, NULL when it does not. */
 const char *cluster_view_listen_address(const struct cluster_view *v);
 /* What this host says about itself to its peers (peer_hello(), HostInfo). */
+/*
+ * This host's guests that could not move (op-libvirt.h): the peers get them
+ * in its HostInfo (static) or its record (etcd), and the view's own row.
+ */
+void cluster_view_set_stuck(struct cluster_view *v, const struct peer_stuck *stuck);
 const struct peer_info *cluster_view_self(const struct cluster_view *v);
 /* [cluster] peer-timeout. */
 unsigned cluster_view_peer_timeout_ms(const struct cluster_view *v);

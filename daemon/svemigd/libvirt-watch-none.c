@@ -8,7 +8,8 @@
 
 #include "libvirt-watch.h"
 
-int libvirt_watch_new(sd_event *event, const char *uri, struct libvirt_watch **out, struct svemig_error *err)
+int libvirt_watch_new(sd_event *event, const char *uri, void (*changed)(void *userdata), void *userdata,
+                      struct libvirt_watch **out, struct svemig_error *err)
 {
         return svemig_error_set(err, EOPNOTSUPP,
                                 "[libvirt] uri = %s: this svemigd was built without libvirt "

@@ -27,6 +27,8 @@ struct watch_event {
 
 struct libvirt_watch {
         char *uri;
+        void (*changed)(void *userdata);
+        void *userdata;
         sd_event_source *source;
         int efd;
         pthread_t thread;
@@ -315,10 +317,12 @@ static int on_post(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         for (size_t i = 0; i < n; i++)
                 log_msg(LOG_INFO, LOG_CTX(.op = "libvirt", .domain = events[i].domain),
                         "libvirt: domain %s %s", events[i].domain, events[i].what);
+        w->changed(w->userdata);
         return 0;
 }
 
-int libvirt_watch_new(sd_event *event, const char *uri, struct libvirt_watch **out, struct svemig_error *err)
+int libvirt_watch_new(sd_event *event, const char *uri, void (*changed)(void *userdata), void *userdata,
+                      struct libvirt_watch **out, struct svemig_error *err)
 {
         static pthread_once_t once = PTHREAD_ONCE_INIT;
         struct libvirt_watch *w;
@@ -331,6 +335,8 @@ int libvirt_watch_new(sd_event *event, const char *uri, struct libvirt_watch **o
                 free(w);
                 return svemig_error_set(err, ENOMEM, "out of memory");
         }
+        w->changed = changed;
+        w->userdata = userdata;
         pthread_mutex_init(&w->lock, NULL);
         pthread_cond_init(&w->cond, NULL);
         snprintf(w->view.error, sizeof(w->view.error), "connecting to %s", uri);

@@ -37,9 +37,12 @@ struct libvirt_watch_view {
         struct libvirt_domain_info *domains; /* owned by the watch */
 };
 
-/* Starts the thread for 'uri'; the loop gets its posts on 'event'. */
-int libvirt_watch_new(sd_event *event, const char *uri, struct libvirt_watch **out,
-                      struct svemig_error *err);
+/*
+ * Starts the thread for 'uri'; the loop gets its posts on 'event', and calls
+ * changed(userdata) once it has taken each new copy of the list.
+ */
+int libvirt_watch_new(sd_event *event, const char *uri, void (*changed)(void *userdata), void *userdata,
+                      struct libvirt_watch **out, struct svemig_error *err);
 /* Stops the thread (closing the connection) and frees. */
 void libvirt_watch_free(struct libvirt_watch *w);
 

@@ -7,8 +7,16 @@
 #include "api-ops.h"
 #include "cluster-view.h"
 #include "macro.h"
-#include "op-libvirt.h"
 #include "svemigd.h"
+
+/* A host's stuck libvirt domains as the API shows them: its entries grouped by domain. */
+struct stuck_reply {
+        Svemig__Api__LibvirtDomain doms[PEER_STUCK_MAX];
+        Svemig__Api__LibvirtDomain *ptrs[PEER_STUCK_MAX];
+        char *at[PEER_STUCK_MAX];
+        char *why[PEER_STUCK_MAX];
+        uint32_t bits[PEER_STUCK_MAX][VQSET_VQ_ARCH_MAX];
+};
 
 /* Everything the response points to, freed once it is sent. */
 struct cluster_reply {
@@ -20,12 +28,12 @@ struct cluster_reply {
         char (*id_diffs)[256];
         uint32_t *bits; /* VQSET_VQ_MAX per host, then the guest set, then the gain */
         const char **limiting;
-        struct libvirt_reply libvirt; /* this host's libvirt domains some host could not take */
+        struct stuck_reply *stuck; /* per host */
 };
 
 static void cluster_reply_done(struct cluster_reply *c)
 {
-        libvirt_reply_done(&c->libvirt);
+        free(c->stuck);
         free(c->hosts);
         free(c->host_ptrs);
         free(c->reasons);
@@ -41,6 +49,43 @@ static size_t fill_bits(const vqset_t *s, uint32_t *out)
         VQSET_FOREACH (vq, s)
                 out[n++] = vq_to_bits(vq);
         return n;
+}
+
+/* The entries of one domain are consecutive (peer_stuck): each run becomes one LibvirtDomain. */
+static void fill_stuck(const struct peer_stuck *st, struct stuck_reply *out, Svemig__Api__ClusterHost *h)
+{
+        size_t n_doms = 0;
+
+        for (unsigned i = 0; i < st->n; i++) {
+                const struct peer_stuck_guest *g = &st->g[i];
+                Svemig__Api__LibvirtDomain *dom;
+                size_t n = 0;
+
+                out->at[i] = (char *)g->host;
+                out->why[i] = (char *)g->why;
+                if (i > 0 && strcmp(g->guest, st->g[i - 1].guest) == 0) {
+                        out->ptrs[n_doms - 1]->n_stuck_at++;
+                        out->ptrs[n_doms - 1]->n_stuck_why++;
+                        continue;
+                }
+                dom = &out->doms[n_doms];
+                svemig__api__libvirt_domain__init(dom);
+                dom->name = (char *)g->guest;
+                dom->state = (char *)g->state;
+                VQSET_FOREACH (vq, &g->vls)
+                        if (n < VQSET_VQ_ARCH_MAX)
+                                out->bits[i][n++] = vq_to_bits(vq);
+                dom->vl_bits = out->bits[i];
+                dom->n_vl_bits = n;
+                dom->presentable = true;
+                dom->stuck_at = &out->at[i];
+                dom->stuck_why = &out->why[i];
+                dom->n_stuck_at = dom->n_stuck_why = 1;
+                out->ptrs[n_doms++] = dom;
+        }
+        h->libvirt_stuck = out->ptrs;
+        h->n_libvirt_stuck = n_doms;
+        h->libvirt_stuck_total = st->total;
 }
 
 int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
@@ -67,7 +112,8 @@ int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *use
         c.id_diffs = calloc(n, sizeof(*c.id_diffs));
         c.bits = calloc((n + 2) * VQSET_VQ_MAX, sizeof(*c.bits));
         c.limiting = calloc(n, sizeof(*c.limiting));
-        if (!c.hosts || !c.host_ptrs || !c.reasons || !c.id_diffs || !c.bits || !c.limiting)
+        c.stuck = calloc(n, sizeof(*c.stuck));
+        if (!c.hosts || !c.host_ptrs || !c.reasons || !c.id_diffs || !c.bits || !c.limiting || !c.stuck)
                 return svemig_error_set(err, ENOMEM, "out of memory");
         guest_bits = c.bits + n * VQSET_VQ_MAX;
         gain_bits = guest_bits + VQSET_VQ_MAX;
@@ -96,6 +142,7 @@ int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *use
                         }
                         cluster_id_diff_format(&m->id_diff, m->name, c.id_diffs[i], sizeof(c.id_diffs[i]));
                         h->id_difference = c.id_diffs[i];
+                        fill_stuck(&m->info.stuck, &c.stuck[i], h);
                 }
                 h->counted = v->counted;
                 h->can_present = v->can_present;
@@ -106,10 +153,6 @@ int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *use
                 }
                 if (v->limiting)
                         c.limiting[n_limiting++] = m->name;
-                if (m->self && libvirt_reply_build(d, true, &c.libvirt) >= 0) {
-                        h->libvirt_stuck = c.libvirt.ptrs;
-                        h->n_libvirt_stuck = c.libvirt.n;
-                }
                 c.host_ptrs[i] = h;
         }
 

@@ -14,6 +14,7 @@
 #include "libvirt-watch.h"
 #include "op-libvirt.h"
 #include "log.h"
+#include "macro.h"
 #include "svemigd.h"
 
 #define VERDICT_MAX 512
@@ -250,6 +251,34 @@ int libvirt_reply_build(struct svemigd *d, bool only_stuck, struct libvirt_reply
         }
         r->n = k;
         return 0;
+}
+
+void libvirt_stuck_refresh(struct svemigd *d)
+{
+        _cleanup_(libvirt_reply_done) struct libvirt_reply r = {0};
+        struct peer_stuck st = {0};
+
+        if (!d->cluster || libvirt_reply_build(d, true, &r) < 0)
+                return;
+        for (size_t k = 0; k < r.n; k++) {
+                const Svemig__Api__LibvirtDomain *dom = r.ptrs[k];
+
+                for (size_t j = 0; j < dom->n_stuck_at && j < dom->n_stuck_why; j++) {
+                        struct peer_stuck_guest *g = &st.g[st.n];
+
+                        st.total++;
+                        if (st.n == PEER_STUCK_MAX)
+                                continue;
+                        snprintf(g->guest, sizeof(g->guest), "%s", dom->name);
+                        snprintf(g->state, sizeof(g->state), "%s", dom->state);
+                        for (size_t b = 0; b < dom->n_vl_bits; b++)
+                                vqset_add(&g->vls, dom->vl_bits[b] / 128);
+                        snprintf(g->host, sizeof(g->host), "%s", dom->stuck_at[j]);
+                        snprintf(g->why, sizeof(g->why), "%s", dom->stuck_why[j]);
+                        st.n++;
+                }
+        }
+        cluster_view_set_stuck(d->cluster, &st);
 }
 
 int op_libvirt_list(struct api_call *call, const Svemig__Api__Request *req, void *userdata,

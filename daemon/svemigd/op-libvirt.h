@@ -28,3 +28,10 @@ struct libvirt_reply {
 /* Every domain (only_stuck: those some up host could not take); empty when not following. */
 int libvirt_reply_build(struct svemigd *d, bool only_stuck, struct libvirt_reply *out);
 void libvirt_reply_done(struct libvirt_reply *r);
+
+/*
+ * Tells the peers (cluster_view_set_stuck()) which of this host's domains
+ * could not move to some other host up: after each change of libvirt's
+ * domains or of the cluster's hosts.
+ */
+void libvirt_stuck_refresh(struct svemigd *d);

@@ -39,6 +39,7 @@
 #include "log.h"
 #include "macro.h"
 #include "libvirt-watch.h"
+#include "op-libvirt.h"
 #include "ram-reserve.h"
 #include "svemigd.h"
 
@@ -341,6 +342,12 @@ static int setup_event_loop(struct svemigd *d, struct svemig_error *err)
         return 0;
 }
 
+/* libvirt's domains changed: the peers hear which could not move. */
+static void libvirt_changed(void *userdata)
+{
+        libvirt_stuck_refresh(userdata);
+}
+
 static int start(struct svemigd *d, struct svemig_error *err)
 {
         struct api_server_params params = {
@@ -390,7 +397,7 @@ static int start(struct svemigd *d, struct svemig_error *err)
                 return r;
         /* libvirt's domains, followed by a thread of its own: libvirtd may come and go. */
         if (d->conf.libvirt_uri) {
-                r = libvirt_watch_new(d->event, d->conf.libvirt_uri, &d->libvirt, err);
+                r = libvirt_watch_new(d->event, d->conf.libvirt_uri, libvirt_changed, d, &d->libvirt, err);
                 if (r < 0)
                         return r;
         }

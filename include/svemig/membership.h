@@ -137,6 +137,12 @@ void membership_free(struct membership *m);
 /* A copy of the current view; free with membership_view_done(). 0 or -ENOMEM. */
 int membership_get(struct membership *m, struct membership_view *out, struct svemig_error *err);
 
+/*
+ * This host's stuck guests changed (peer_info_set_stuck() on params.self):
+ * etcd puts its record again; static peers get them when they next ask.
+ */
+void membership_self_changed(struct membership *m);
+
 enum membership_backend membership_backend(const struct membership *m);
 
 /* "etcd http://a:2379,http://b:2379 under /svemig/", or "static". */

@@ -53,6 +53,31 @@
 
 /* ---- Peers ---- */
 
+/*
+ * A guest of a host that could not move to some other host, and why (svemigd:
+ * its libvirt domains some peer up cannot present). A host reports at most
+ * PEER_STUCK_MAX of them in its HostInfo, one entry per guest and host it
+ * could not move to (a guest's entries are consecutive), so that what peers
+ * exchange stays bounded whatever a host runs.
+ */
+#define PEER_STUCK_MAX 8u
+
+struct peer_stuck_guest {
+        char guest[128];
+        char state[24]; /* "running", "shut off"... */
+        vqset_t vls;    /* the lengths it has on its host; empty: FPSIMD only */
+        char host[64];  /* the host it could not move to */
+        char why[160];
+};
+
+struct peer_stuck {
+        unsigned n;     /* entries kept, at most PEER_STUCK_MAX */
+        unsigned total; /* entries the host had: n, or more when it had to leave some out */
+        struct peer_stuck_guest g[PEER_STUCK_MAX];
+};
+
+bool peer_stuck_equal(const struct peer_stuck *a, const struct peer_stuck *b);
+
 /* What a peer says about itself in Hello and HostInfo. */
 struct peer_info {
         unsigned protocol_version; /* the version agreed on the connection (remote), or ours */
@@ -77,7 +102,19 @@ struct peer_info {
          */
         bool id_writable_known;
         uint64_t id_writable[HV_ID_MASKS_N];
+        /*
+         * Its guests that could not move. This host's own list changes while
+         * other threads send it: write it with peer_info_set_stuck() only,
+         * and read it from another thread with peer_info_get_stuck(). Kept
+         * last: a copy takes what precedes it, then the list under its lock.
+         */
+        struct peer_stuck stuck;
 };
+
+/* Replaces info's stuck list, guarded against the threads that send info meanwhile. */
+void peer_info_set_stuck(struct peer_info *info, const struct peer_stuck *stuck);
+/* A consistent copy of info's stuck list, from any thread. */
+void peer_info_get_stuck(const struct peer_info *info, struct peer_stuck *out);
 
 /*
  * The host's feature ID registers for the CPU baseline (svemig/cpubase.h):

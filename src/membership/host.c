@@ -46,7 +46,7 @@ bool membership_info_same(const struct peer_info *a, const struct peer_info *b)
                a->n_cpus == b->n_cpus && a->max_vcpus == b->max_vcpus && a->ipa_bits == b->ipa_bits &&
                a->vcpu_features == b->vcpu_features && strcmp(a->backend, b->backend) == 0 &&
                strcmp(a->kernel, b->kernel) == 0 && strcmp(a->host_name, b->host_name) == 0 &&
-               strcmp(a->svemig_version, b->svemig_version) == 0;
+               strcmp(a->svemig_version, b->svemig_version) == 0 && peer_stuck_equal(&a->stuck, &b->stuck);
 }
 
 bool membership_id_diff_same(const struct cluster_id_diff *a, const struct cluster_id_diff *b)

@@ -19,6 +19,8 @@ struct membership_ops {
          * *cap is the room, for membership_view_add()), and the staleness.
          */
         int (*get)(void *state, struct membership_view *out, size_t *cap, struct svemig_error *err);
+        /* This host's facts changed (its stuck guests): publish them. NULL: peers ask for them anyway. */
+        void (*self_changed)(void *state);
 };
 
 extern const struct membership_ops membership_static_ops;

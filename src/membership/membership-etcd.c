@@ -28,6 +28,7 @@
 
 #include "clock.h"
 #include "macro.h"
+#include "utf8.h"
 #include "membership/etcd-gateway.h"
 #include "membership/host.h"
 #include "membership/membership-backend.h"
@@ -57,7 +58,8 @@ struct etcd_members {
         char self_key[KEY_MAX];
         char self_name[MEMBERSHIP_NAME_MAX];
         char instance[40]; /* this daemon's run, to tell a namesake from itself */
-        char *record;      /* this host's record, JSON */
+        char *address;     /* where this host takes migrations, for its record */
+        char *record;      /* this host's record, JSON; under the lock (its stuck guests change) */
         const struct peer_info *self;
         unsigned ttl_s;
 
@@ -104,9 +106,30 @@ static struct json_object *id_regs_json(const struct vcpu_state *st)
         return a;
 }
 
+static struct json_object *stuck_json(const struct peer_stuck *st)
+{
+        struct json_object *a = json_object_new_array();
+
+        for (unsigned i = 0; a && i < st->n; i++) {
+                const struct peer_stuck_guest *g = &st->g[i];
+                struct json_object *o = json_object_new_object(), *bits = json_object_new_array();
+
+                VQSET_FOREACH (vq, &g->vls)
+                        json_object_array_add(bits, json_object_new_int((int)vq_to_bits(vq)));
+                json_object_object_add(o, "guest", json_object_new_string(g->guest));
+                json_object_object_add(o, "state", json_object_new_string(g->state));
+                json_object_object_add(o, "vl_bits", bits);
+                json_object_object_add(o, "host", json_object_new_string(g->host));
+                json_object_object_add(o, "why", json_object_new_string(g->why));
+                json_object_array_add(a, o);
+        }
+        return a;
+}
+
 static char *record_new(const struct peer_info *self, const char *name, const char *address,
                         const char *instance, const char *set)
 {
+        struct peer_stuck stuck;
         _cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
         struct json_object *vls = json_object_new_array();
         const char *text;
@@ -135,6 +158,11 @@ static char *record_new(const struct peer_info *self, const char *name, const ch
         add_u64(o, "vcpu_features", self->vcpu_features);
         add_u64(o, "mem_available", self->mem_available);
         json_object_object_add(o, "id_regs", id_regs_json(&self->id_regs));
+        peer_info_get_stuck(self, &stuck);
+        if (stuck.total) {
+                json_object_object_add(o, "stuck", stuck_json(&stuck));
+                json_object_object_add(o, "stuck_total", json_object_new_int((int)stuck.total));
+        }
         text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
         return text ? strdup(text) : NULL;
 }
@@ -202,6 +230,51 @@ static int id_regs_parse(struct json_object *a, struct vcpu_state *st)
         return 0;
 }
 
+/* A host's words go to the journal, JSON and terminals: escaped, whatever its record says. */
+static void copy_escaped(char *dst, size_t len, const char *src)
+{
+        utf8_escape(src ? src : "", src ? strlen(src) : 0, dst, len);
+}
+
+/* The record's stuck guests, at most PEER_STUCK_MAX whatever a newer host puts. */
+static int stuck_parse(struct json_object *o, struct peer_stuck *out, struct svemig_error *err)
+{
+        struct json_object *a;
+
+        *out = (struct peer_stuck){0};
+        if (!json_object_object_get_ex(o, "stuck", &a) || !json_object_is_type(a, json_type_array))
+                return 0;
+        for (size_t i = 0; i < json_object_array_length(a) && out->n < PEER_STUCK_MAX; i++) {
+                struct json_object *e = json_object_array_get_idx(a, i), *bits;
+                struct peer_stuck_guest *g = &out->g[out->n];
+
+                if (!json_object_is_type(e, json_type_object))
+                        return svemig_error_set(err, EINVAL,
+                                                "its record in etcd has a stuck guest that is "
+                                                "not a JSON object");
+                if (json_object_object_get_ex(e, "vl_bits", &bits) &&
+                    json_object_is_type(bits, json_type_array))
+                        for (size_t k = 0; k < json_object_array_length(bits); k++) {
+                                int b = json_object_get_int(json_object_array_get_idx(bits, k));
+
+                                if (b < 128 || b % 128 || b / 128 > (int)VQSET_VQ_ARCH_MAX)
+                                        return svemig_error_set(
+                                                err, EINVAL,
+                                                "its record in etcd has a stuck guest with a "
+                                                "VL of %d bits",
+                                                b);
+                                vqset_add(&g->vls, (unsigned)b / 128);
+                        }
+                copy_escaped(g->guest, sizeof(g->guest), get_str(e, "guest"));
+                copy_escaped(g->state, sizeof(g->state), get_str(e, "state"));
+                copy_escaped(g->host, sizeof(g->host), get_str(e, "host"));
+                copy_escaped(g->why, sizeof(g->why), get_str(e, "why"));
+                out->n++;
+        }
+        out->total = MAX(get_uint(o, "stuck_total"), (unsigned)json_object_array_length(a));
+        return 0;
+}
+
 /* A record into h (name aside); the ID registers are compared with this host's, then dropped. */
 static int record_parse(struct etcd_members *s, const char *text, size_t len, struct membership_host *h,
                         char *instance, size_t instance_len, struct svemig_error *err)
@@ -256,6 +329,9 @@ static int record_parse(struct etcd_members *s, const char *text, size_t len, st
                         vqset_add(&h->info.vls, (unsigned)bits / 128);
                 }
         }
+        r = stuck_parse(o, &h->info.stuck, err);
+        if (r < 0)
+                return r;
         if (json_object_object_get_ex(o, "id_regs", &ids)) {
                 r = id_regs_parse(ids, &regs);
                 if (r < 0)
@@ -640,6 +716,7 @@ static int do_register(struct etcd_members *s, uint64_t *id, struct svemig_error
 {
         _cleanup_(json_object_putp) struct json_object *grant = NULL, *put = NULL;
         struct json_object *body;
+        _cleanup_free_ char *record = NULL;
         char ttl[16];
         int r;
 
@@ -657,10 +734,15 @@ static int do_register(struct etcd_members *s, uint64_t *id, struct svemig_error
                         return svemig_error_set(err, EPROTO, "etcd granted a lease without an ID: %s",
                                                 get_str(grant, "error") ?: "no reason given");
         }
+        pthread_mutex_lock(&s->lock);
+        record = strdup(s->record);
+        pthread_mutex_unlock(&s->lock);
+        if (!record)
+                return svemig_error_set(err, ENOMEM, "out of memory");
         body = json_object_new_object();
         if (body) {
                 json_object_object_add(body, "key", etcd_b64(s->self_key, strlen(s->self_key)));
-                json_object_object_add(body, "value", etcd_b64(s->record, strlen(s->record)));
+                json_object_object_add(body, "value", etcd_b64(record, strlen(record)));
                 add_u64(body, "lease", *id);
         }
         r = etcd_call(s->lease_conn, "/v3/kv/put", body, &put, err);
@@ -851,6 +933,7 @@ static void etcd_stop(void *state)
         pthread_mutex_destroy(&s->lock);
         free(s->hosts);
         free(s->record);
+        free(s->address);
         free(s);
 }
 
@@ -887,7 +970,9 @@ static int etcd_start(const struct membership_params *p, void **out, struct svem
         snprintf(s->self_key, sizeof(s->self_key), "%s%s", s->hosts_prefix, p->host_name);
         snprintf(s->set_name, sizeof(s->set_name), "%s", p->etcd.cluster_set ? p->etcd.cluster_set : "");
         make_instance(s->instance, sizeof(s->instance));
-        s->record = record_new(p->self, p->host_name, p->address, s->instance, s->set_name);
+        s->address = strdup(p->address);
+        s->record =
+                s->address ? record_new(p->self, p->host_name, p->address, s->instance, s->set_name) : NULL;
         snprintf(s->watch_reason, sizeof(s->watch_reason), "not connected to etcd yet");
         snprintf(s->lease_reason, sizeof(s->lease_reason), "not registered in etcd yet");
         s->watch_since_ns = s->lease_since_ns = now_ns(CLOCK_REALTIME);
@@ -951,9 +1036,26 @@ static int etcd_get(void *state, struct membership_view *out, size_t *cap, struc
         return r;
 }
 
+/* The record again, put at the lease thread's next turn (within a third of the TTL). */
+static void etcd_self_changed(void *state)
+{
+        struct etcd_members *s = state;
+        char *record = record_new(s->self, s->self_name, s->address, s->instance, s->set_name), *old;
+
+        if (!record)
+                return; /* out of memory: the record as it was */
+        pthread_mutex_lock(&s->lock);
+        old = s->record;
+        s->record = record;
+        pthread_mutex_unlock(&s->lock);
+        free(old);
+        atomic_store(&s->reput, true);
+}
+
 const struct membership_ops membership_etcd_ops = {
         .name = "etcd",
         .start = etcd_start,
         .stop = etcd_stop,
         .get = etcd_get,
+        .self_changed = etcd_self_changed,
 };

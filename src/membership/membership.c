@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Cluster membership: the public entry points, their checks, and the parts both backends share. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,10 +114,12 @@ static void self_host(const struct membership *m, struct membership_host *out)
                 .self = true,
                 .up = true,
                 .known = true,
-                .info = *m->self,
                 .since_ns = m->since_ns,
                 .version = 1,
         };
+        /* Any thread may ask: the stuck list (last) changes meanwhile, and is copied under its lock. */
+        memcpy(&out->info, m->self, offsetof(struct peer_info, stuck));
+        peer_info_get_stuck(m->self, &out->info.stuck);
         snprintf(out->name, sizeof(out->name), "%s", m->host_name);
         /* The view carries no ID registers; the caller keeps its own. */
         memset(&out->info.id_regs, 0, sizeof(out->info.id_regs));
@@ -137,6 +140,12 @@ int membership_get(struct membership *m, struct membership_view *out, struct sve
         if (r < 0)
                 membership_view_done(out);
         return r;
+}
+
+void membership_self_changed(struct membership *m)
+{
+        if (m->ops->self_changed)
+                m->ops->self_changed(m->state);
 }
 
 enum membership_backend membership_backend(const struct membership *m)

@@ -6,7 +6,9 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
@@ -199,16 +201,83 @@ void peer_info_done(struct peer_info *info)
                 vcpu_state_done(&info->id_regs);
 }
 
-int peer_info_to_msg(const struct peer_info *info, Svemig__Peer__HostInfo *msg, Svemig__RegValue **regs,
-                     Svemig__RegValue ***reg_ptrs)
+/* Guards every peer_info's stuck list: this host's changes on svemigd's loop while peer threads send it. */
+static pthread_mutex_t stuck_lock = PTHREAD_MUTEX_INITIALIZER;
+
+bool peer_stuck_equal(const struct peer_stuck *a, const struct peer_stuck *b)
+{
+        if (a->n != b->n || a->total != b->total)
+                return false;
+        for (unsigned i = 0; i < a->n; i++) {
+                const struct peer_stuck_guest *x = &a->g[i], *y = &b->g[i];
+
+                if (strcmp(x->guest, y->guest) != 0 || strcmp(x->state, y->state) != 0 ||
+                    !vqset_equal(&x->vls, &y->vls) || strcmp(x->host, y->host) != 0 ||
+                    strcmp(x->why, y->why) != 0)
+                        return false;
+        }
+        return true;
+}
+
+void peer_info_set_stuck(struct peer_info *info, const struct peer_stuck *stuck)
+{
+        pthread_mutex_lock(&stuck_lock);
+        info->stuck = *stuck;
+        pthread_mutex_unlock(&stuck_lock);
+}
+
+void peer_info_get_stuck(const struct peer_info *info, struct peer_stuck *out)
+{
+        pthread_mutex_lock(&stuck_lock);
+        *out = info->stuck;
+        pthread_mutex_unlock(&stuck_lock);
+}
+
+void peer_host_info_done(struct peer_host_info *h)
+{
+        free(h->regs);
+        free(h->reg_ptrs);
+        h->regs = NULL;
+        h->reg_ptrs = NULL;
+}
+
+static void stuck_to_msg(struct peer_host_info *h)
+{
+        peer_info_get_stuck(h->info, &h->stuck);
+        for (unsigned i = 0; i < h->stuck.n && i < PEER_STUCK_MAX; i++) {
+                const struct peer_stuck_guest *g = &h->stuck.g[i];
+                Svemig__Peer__StuckGuest *m = &h->stuck_msgs[i];
+                size_t n = 0;
+
+                svemig__peer__stuck_guest__init(m);
+                m->guest = (char *)g->guest;
+                m->state = (char *)g->state;
+                m->host = (char *)g->host;
+                m->why = (char *)g->why;
+                VQSET_FOREACH (vq, &g->vls) {
+                        if (n == VQSET_VQ_ARCH_MAX)
+                                break;
+                        h->stuck_bits[i][n++] = vq_to_bits(vq);
+                }
+                m->vl_bits = h->stuck_bits[i];
+                m->n_vl_bits = n;
+                h->stuck_ptrs[i] = m;
+        }
+        h->msg.stuck = h->stuck_ptrs;
+        h->msg.n_stuck = MIN(h->stuck.n, PEER_STUCK_MAX);
+        h->msg.stuck_total = h->stuck.total;
+}
+
+int peer_info_to_msg(const struct peer_info *info, struct peer_host_info *h)
 {
         size_t n = info->id_regs.n_regs;
+        Svemig__Peer__HostInfo *msg = &h->msg;
 
-        *regs = calloc(n ? n : 1, sizeof(**regs));
-        *reg_ptrs = calloc(n ? n : 1, sizeof(**reg_ptrs));
-        if (!*regs || !*reg_ptrs) {
-                free(*regs);
-                free(*reg_ptrs);
+        h->info = info;
+        h->regs = calloc(n ? n : 1, sizeof(*h->regs));
+        h->reg_ptrs = calloc(n ? n : 1, sizeof(*h->reg_ptrs));
+        if (!h->regs || !h->reg_ptrs) {
+                peer_host_info_done(h);
                 return -ENOMEM;
         }
         svemig__peer__host_info__init(msg);
@@ -225,18 +294,19 @@ int peer_info_to_msg(const struct peer_info *info, Svemig__Peer__HostInfo *msg, 
         msg->vcpu_features = info->vcpu_features;
         msg->mem_available = info->mem_available;
         for (size_t i = 0; i < n; i++) {
-                svemig__reg_value__init(&(*regs)[i]);
-                (*regs)[i].id = info->id_regs.regs[i].id;
-                (*regs)[i].value.data = info->id_regs.regs[i].value;
-                (*regs)[i].value.len = info->id_regs.regs[i].size;
-                (*reg_ptrs)[i] = &(*regs)[i];
+                svemig__reg_value__init(&h->regs[i]);
+                h->regs[i].id = info->id_regs.regs[i].id;
+                h->regs[i].value.data = info->id_regs.regs[i].value;
+                h->regs[i].value.len = info->id_regs.regs[i].size;
+                h->reg_ptrs[i] = &h->regs[i];
         }
         msg->n_id_regs = n;
-        msg->id_regs = *reg_ptrs;
+        msg->id_regs = h->reg_ptrs;
         if (info->id_writable_known) {
                 msg->n_id_writable = HV_ID_MASKS_N;
                 msg->id_writable = (uint64_t *)info->id_writable;
         }
+        stuck_to_msg(h);
         return 0;
 }
 
@@ -265,8 +335,38 @@ static int host_facts_check(const Svemig__Peer__HostInfo *msg, struct svemig_err
         return 0;
 }
 
+/* A peer's stuck guests, escaped; lengths past the architecture's are a lie and refused. */
+static int stuck_from_msg(const Svemig__Peer__HostInfo *msg, struct peer_stuck *out,
+                          struct svemig_error *err)
+{
+        *out = (struct peer_stuck){0};
+        for (size_t i = 0; i < msg->n_stuck && i < PEER_STUCK_MAX; i++) {
+                const Svemig__Peer__StuckGuest *m = msg->stuck[i];
+                struct peer_stuck_guest *g = &out->g[i];
+
+                for (size_t k = 0; k < m->n_vl_bits; k++) {
+                        if (m->vl_bits[k] == 0 || m->vl_bits[k] % 128 ||
+                            m->vl_bits[k] > vq_to_bits(VQSET_VQ_ARCH_MAX))
+                                return svemig_error_set(err, EBADMSG,
+                                                        "HostInfo: stuck guest with a %u-bit vector length",
+                                                        m->vl_bits[k]);
+                        vqset_add(&g->vls, m->vl_bits[k] / 128);
+                }
+                copy_str(g->guest, sizeof(g->guest), m->guest);
+                copy_str(g->state, sizeof(g->state), m->state);
+                copy_str(g->host, sizeof(g->host), m->host);
+                copy_str(g->why, sizeof(g->why), m->why);
+                out->n++;
+        }
+        /* An older peer sends no total; a newer one may send more than we keep. */
+        out->total = MAX(MAX(msg->stuck_total, (uint32_t)msg->n_stuck), out->n);
+        return 0;
+}
+
 int peer_info_from_msg(const Svemig__Peer__HostInfo *msg, struct peer_info *info, struct svemig_error *err)
 {
+        struct peer_stuck stuck;
+
         _cleanup_free_ uint64_t *ids = NULL;
         size_t n = msg->n_id_regs;
         int r;
@@ -281,6 +381,9 @@ int peer_info_from_msg(const Svemig__Peer__HostInfo *msg, struct peer_info *info
                                         "HostInfo: %zu writable ID register masks, not 0 or %u",
                                         msg->n_id_writable, HV_ID_MASKS_N);
         r = host_facts_check(msg, err);
+        if (r < 0)
+                return r;
+        r = stuck_from_msg(msg, &stuck, err);
         if (r < 0)
                 return r;
         ids = calloc(n ? n : 1, sizeof(*ids));
@@ -310,6 +413,7 @@ int peer_info_from_msg(const Svemig__Peer__HostInfo *msg, struct peer_info *info
         memset(info->id_writable, 0, sizeof(info->id_writable));
         if (info->id_writable_known)
                 memcpy(info->id_writable, msg->id_writable, sizeof(info->id_writable));
+        info->stuck = stuck;
         vcpu_state_done(&info->id_regs);
         if (vcpu_state_alloc(&info->id_regs, ids, n) < 0)
                 return svemig_error_set(err, ENOMEM, "out of memory");
@@ -321,14 +425,12 @@ int peer_info_from_msg(const Svemig__Peer__HostInfo *msg, struct peer_info *info
 static int send_host_info(struct wire *w, const struct peer_info *self, struct svemig_error *err)
 {
         PeerMessage msg = SVEMIG__PEER__PEER_MESSAGE__INIT;
-        Svemig__Peer__HostInfo hi;
-        _cleanup_free_ Svemig__RegValue *regs = NULL;
-        _cleanup_free_ Svemig__RegValue **ptrs = NULL;
+        _cleanup_(peer_host_info_done) struct peer_host_info hi = {0};
 
-        if (peer_info_to_msg(self, &hi, &regs, &ptrs) < 0)
+        if (peer_info_to_msg(self, &hi) < 0)
                 return svemig_error_set(err, ENOMEM, "out of memory");
         msg.body_case = SVEMIG__PEER__PEER_MESSAGE__BODY_HOST_INFO;
-        msg.host_info = &hi;
+        msg.host_info = &hi.msg;
         return wire_send(w, &msg, err);
 }
 

@@ -239,6 +239,37 @@ class OneMember(EtcdCase):
         m = next(m for m in self.etcd.members if m.alive())
         self.etcd.call(m, "/v3/kv/put", {"key": etcdtest.b64(key), "value": etcdtest.b64(json.dumps(value))})
 
+    def test_stuck_domains_in_a_record_are_shown_bounded_and_escaped(self):
+        """A host's record names the libvirt domains that could not move from it (as svemigd puts them
+        when it follows libvirt): its peers show them for that host, at most 8, escaped, with the total."""
+        h = self.hosts(a=A)
+        self.start_etcd_host(h["a"])
+        self.wait_agree([h["a"]], ["a"], [128, 256, 512])
+        stuck = [{"guest": "wide\nsvemigd: forged" if i == 0 else "g%d" % (i // 2), "state": "running",
+                  "vl_bits": [128, 256, 512], "host": "host%d" % (i % 2),
+                  "why": "host%d lacks vq 4 (512-bit)" % (i % 2)} for i in range(10)]
+        self.put(self.prefix + "hosts/e", {
+            "name": "e", "address": "127.0.0.1:9", "instance": "by-hand", "svemig_version": "0.4",
+            "protocol_version": 1, "backend": "sim", "kernel": "test", "sve": True, "vl_bits": [128, 256, 512],
+            "max_vq": 4, "stuck": stuck, "stuck_total": 11})
+        v = self.wait_view(h["a"], "e's stuck domains",
+                           lambda v: any(x["name"] == "e" and x["libvirt_stuck"] for x in v["hosts"]))
+        e = next(x for x in v["hosts"] if x["name"] == "e")
+        # A host's entries, one per domain and host, come grouped by domain; a newer host's ninth is cut.
+        self.assertEqual(e["libvirt_stuck_total"], 11, e)
+        self.assertEqual([d["name"] for d in e["libvirt_stuck"]],
+                         ["wide\\x0asvemigd: forged", "g0", "g1", "g2", "g3"], e)
+        self.assertEqual(e["libvirt_stuck"][1]["could_not_move_to"], ["host1"], e)
+        self.assertEqual(e["libvirt_stuck"][2]["could_not_move_to"], ["host0", "host1"], e)
+        self.assertEqual(e["libvirt_stuck"][2]["why"], ["host0 lacks vq 4 (512-bit)", "host1 lacks vq 4 (512-bit)"])
+        self.assertEqual(e["libvirt_stuck"][2]["vl_bits"], [128, 256, 512])
+        a = next(x for x in v["hosts"] if x["name"] == "a")
+        self.assertEqual((a["libvirt_stuck"], a["libvirt_stuck_total"]), ([], 0), a)
+        out = ctl("--socket", h["a"].sock, "cluster").stdout
+        self.assertIn("e: libvirt domain g2 (running) could not move to host1: host1 lacks vq 4 (512-bit)", out)
+        self.assertIn("e: and 3 more libvirt domain(s) or host(s) it could not move to", out)
+        self.assertNotIn("\nsvemigd: forged", out)
+
     def test_cluster_set_pins_the_guest_set_and_refuses_a_weaker_host(self):
         self.put(self.prefix + "sets/rack", {"vl_bits": [128, 256]})
         h = self.hosts(a=A, b=B, c=C)

@@ -17,8 +17,13 @@ rig fetches (tests/arm64/fetch-host.sh) and a busybox initramfs whose /init
 prints the SVE lengths it sees and then a tick every second.
 """
 
+import glob
+import json
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import textwrap
 import time
@@ -147,7 +152,8 @@ class LibvirtHost:
         self.libvirtd_log = open(os.path.join(d, "libvirtd.out"), "w")
         self.libvirtd = subprocess.Popen(["unshare", "--mount", "sh", "-c", script],
                                          stdout=self.libvirtd_log, stderr=subprocess.STDOUT,
-                                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                         # A plain PATH: libvirt shows it in every hook failure.
+                                         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                                               "LIBVIRT_LOG_OUTPUTS": "3:stderr"})
         sock = os.path.join(self.sock_dir, "libvirt-sock")
         deadline = time.monotonic() + WAIT
@@ -191,6 +197,15 @@ class LibvirtHost:
     def domstate(self, dom):
         r = self.virsh("domstate", dom, check=False)
         return r.stdout.strip() if r.returncode == 0 else None
+
+    def define(self, work, name, kernel, initrd, cpu=""):
+        """Defines a domain (domain_xml) whose serial console goes to WORK/NAME.console; returns that path."""
+        console = os.path.join(work, name + ".console")
+        path = os.path.join(work, name + ".xml")
+        with open(path, "w") as f:
+            f.write(domain_xml(name, kernel, initrd, console, cpu))
+        self.virsh("define", path)
+        return console
 
     def qemu_cmdline(self, dom):
         with open(os.path.join(self.dir, "var", "log", "libvirt", "qemu", dom + ".log")) as f:
@@ -273,3 +288,109 @@ def wait_for(what, predicate, timeout=WAIT, on_fail=lambda: ""):
         if time.monotonic() > deadline:
             raise AssertionError("never saw %s\n%s" % (what, on_fail()))
         time.sleep(0.2)
+
+
+# --- what the tests and `make demo` (scripts/demo-libvirt.py) both set up ---
+
+CLUSTER = [128, 256]
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def guest_parts(src, work):
+    """The Debian arm64 kernel and busybox (the arm64 rig's cache, fetched once by
+    tests/arm64/fetch-host.sh), the probe cross-built, the initramfs: (kernel, initrd)."""
+    cache = os.path.join(src, "tests", "arm64", "cache")
+    out = subprocess.run(["sh", os.path.join(src, "tests", "arm64", "fetch-host.sh"), cache],
+                         capture_output=True, text=True, check=True).stdout
+    parts = dict(line.split(" ", 1) for line in out.splitlines())
+    probe = os.path.join(work, "vl-probe")
+    subprocess.run(["aarch64-linux-gnu-gcc", "-static", "-O2", "-o", probe,
+                    os.path.join(src, "tests", "libvirt", "vl-probe.c")], check=True)
+    kernel = os.path.join(work, "vmlinuz")
+    shutil.copy(parts["kernel"] if os.path.isabs(parts["kernel"]) else os.path.join(src, parts["kernel"]), kernel)
+    busybox = parts["busybox"] if os.path.isabs(parts["busybox"]) else os.path.join(src, parts["busybox"])
+    return kernel, build_initramfs(work, busybox, probe)
+
+
+def static_peers(name, port, peer, peer_port):
+    """A host's [cluster] with the other as its static peer."""
+    return ("[cluster]\nlisten = 127.0.0.1:%d\nrefresh-interval = 200ms\n[peer %s]\naddress = 127.0.0.1:%d\n" %
+            (port, peer, peer_port))
+
+
+def start_two_hosts(work, started, cluster=static_peers):
+    """hosta {128,256,512} and hostb {128,256}, each a svemigd and a libvirtd, in one cluster
+    (cluster(name, port, peer, peer_port) gives each its [cluster]: static peers by default),
+    started and agreed on the cluster's set {128,256}: (hosta, hostb).
+    Each host goes into the list 'started' as soon as it exists: the caller stops them
+    (LibvirtHost.stop), even when this fails half way."""
+    pa, pb = free_port(), free_port()
+    a = LibvirtHost(work, "hosta", "128,256,512", libvirt_conf=cluster("hosta", pa, "hostb", pb))
+    started.append(a)
+    a.start_svemigd()
+    a.start_libvirtd()
+    a.virsh("capabilities")  # probes QEMU once; hostb copies the cache
+    b = LibvirtHost(work, "hostb", "128,256", cache_from=a.dir, libvirt_conf=cluster("hostb", pb, "hosta", pa))
+    started.append(b)
+    b.start_svemigd()
+    b.start_libvirtd()
+    for h in (a, b):
+        wait_for("%s's cluster set %s" % (h.name, CLUSTER),
+                 lambda h=h: json.loads(h.ctl("--json", "cluster").stdout or "{}").get("guest_bits") == CLUSTER)
+    return a, b
+
+
+def console_text(console):
+    try:
+        with open(console) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def wait_console(console, pattern):
+    """Waits for the guest to print a line matching pattern on its serial console; returns the match."""
+    return wait_for("%r on %s" % (pattern, console), lambda: re.search(pattern, console_text(console)),
+                    on_fail=lambda: console_text(console)[-2000:])
+
+
+def last_tick(console):
+    ticks = re.findall(r"vl-init: tick (\d+)", console_text(console))
+    return int(ticks[-1]) if ticks else 0
+
+
+def kill_qemus_under(directory):
+    """Kills every QEMU whose command line names directory (its kernel is there): the guests
+    of libvirtd that was gone before it could destroy them (QEMU outlives libvirtd by design)."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv[0].endswith(b"qemu-system-aarch64") and any(directory.encode() in a for a in argv):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def missing():
+    """What this machine lacks to run real libvirtd (the tests, make demo), or None."""
+    if os.geteuid() != 0:
+        return "not root (libvirtd runs as root in a mount namespace of its own)"
+    for path in (LIBVIRTD, "/usr/bin/qemu-system-aarch64", "/usr/bin/virsh"):
+        if not os.path.exists(path):
+            return "no %s (scripts/install-deps.sh libvirt)" % path
+    if not glob.glob("/usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so"):
+        return "no libvirt QEMU driver (scripts/install-deps.sh libvirt)"
+    if not shutil.which("aarch64-linux-gnu-gcc"):
+        return "no aarch64-linux-gnu-gcc (scripts/install-deps.sh libvirt)"
+    return None

@@ -9,43 +9,17 @@ libvirtd with svemig's hook installed. Guests are real aarch64 TCG domains
 Every wait is for a state libvirt, svemigd or the guest reports; the bounds
 only end a hang."""
 
-import glob
+import base64
 import json
 import os
-import re
-import shutil
-import socket
-import subprocess
 import tempfile
 import unittest
 
+import etcdtest
 import libvirtrig as rig
-import svemigtest as t
 
 SRC = os.environ.get("SOURCE_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
-CLUSTER = [128, 256]
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fetch_guest_parts(work):
-    """The Debian arm64 kernel and busybox (the arm64 rig's cache), the probe cross-built."""
-    cache = os.path.join(SRC, "tests", "arm64", "cache")
-    out = subprocess.run(["sh", os.path.join(SRC, "tests", "arm64", "fetch-host.sh"), cache],
-                         capture_output=True, text=True, check=True).stdout
-    parts = dict(line.split(" ", 1) for line in out.splitlines())
-    probe = os.path.join(work, "vl-probe")
-    subprocess.run(["aarch64-linux-gnu-gcc", "-static", "-O2", "-o", probe,
-                    os.path.join(SRC, "tests", "libvirt", "vl-probe.c")], check=True)
-    kernel = os.path.join(work, "vmlinuz")
-    shutil.copy(os.path.join(SRC, parts["kernel"]) if not os.path.isabs(parts["kernel"]) else parts["kernel"],
-                kernel)
-    busybox = parts["busybox"] if os.path.isabs(parts["busybox"]) else os.path.join(SRC, parts["busybox"])
-    return kernel, rig.build_initramfs(work, busybox, probe)
+CLUSTER = rig.CLUSTER
 
 
 class LibvirtTest(unittest.TestCase):
@@ -54,61 +28,27 @@ class LibvirtTest(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="svemig-libvirt-")
         cls.work = cls.tmp.name
         os.chmod(cls.work, 0o755)
-        cls.kernel, cls.initrd = fetch_guest_parts(cls.work)
-        pa, pb = free_port(), free_port()
-        cls.a = rig.LibvirtHost(cls.work, "hosta", "128,256,512", libvirt_conf="""
-            [cluster]
-            listen = 127.0.0.1:{pa}
-            refresh-interval = 200ms
-            [peer hostb]
-            address = 127.0.0.1:{pb}
-            """.format(pa=pa, pb=pb))
-        cls.a.start_svemigd()
-        cls.a.start_libvirtd()
-        cls.a.virsh("capabilities")  # probes QEMU once; hostb copies the cache
-        cls.b = rig.LibvirtHost(cls.work, "hostb", "128,256", cache_from=cls.a.dir, libvirt_conf="""
-            [cluster]
-            listen = 127.0.0.1:{pb}
-            refresh-interval = 200ms
-            [peer hosta]
-            address = 127.0.0.1:{pa}
-            """.format(pa=pa, pb=pb))
-        cls.b.start_svemigd()
-        cls.b.start_libvirtd()
-        for h in (cls.a, cls.b):
-            rig.wait_for("%s's cluster set %s" % (h.name, CLUSTER),
-                         lambda h=h: '"guest_bits":[128,256]' in
-                         h.ctl("--json", "cluster").stdout.replace(" ", "").replace("\n", ""))
+        cls.kernel, cls.initrd = rig.guest_parts(SRC, cls.work)
+        cls.hosts = []
+        try:
+            cls.a, cls.b = rig.start_two_hosts(cls.work, cls.hosts)
+        except BaseException:
+            cls.tearDownClass()
+            raise
 
     @classmethod
     def tearDownClass(cls):
-        for h in (cls.a, cls.b):
+        for h in cls.hosts:
             h.stop()
+        rig.kill_qemus_under(cls.work)
         cls.tmp.cleanup()
 
     def define(self, host, name, cpu=""):
-        console = os.path.join(self.work, name + ".console")
-        path = os.path.join(self.work, name + ".xml")
-        with open(path, "w") as f:
-            f.write(rig.domain_xml(name, self.kernel, self.initrd, console, cpu))
-        host.virsh("define", path)
-        return console
+        return host.define(self.work, name, self.kernel, self.initrd, cpu)
 
-    def console_text(self, console):
-        try:
-            with open(console) as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def wait_console(self, console, pattern):
-        return rig.wait_for("%r on %s" % (pattern, console),
-                            lambda: re.search(pattern, self.console_text(console)),
-                            on_fail=lambda: self.console_text(console)[-2000:])
-
-    def last_tick(self, console):
-        ticks = re.findall(r"vl-init: tick (\d+)", self.console_text(console))
-        return int(ticks[-1]) if ticks else 0
+    console_text = staticmethod(rig.console_text)
+    wait_console = staticmethod(rig.wait_console)
+    last_tick = staticmethod(rig.last_tick)
 
     def view(self, host):
         """svemigd's view of its libvirt (svemigctl libvirt list --json): name -> domain."""
@@ -191,6 +131,15 @@ class LibvirtTest(unittest.TestCase):
         stuck = "hosta: libvirt domain wide512 (running) could not move to hostb: hostb lacks vq 4 (512-bit)"
         rig.wait_for("svemigctl cluster naming wide512", lambda: stuck in self.a.ctl("cluster").stdout,
                      on_fail=lambda: self.a.ctl("cluster").stdout)
+        # hostb hears it from hosta (hosta's HostInfo over the peer protocol) and shows it under hosta.
+        rig.wait_for("hostb's svemigctl cluster naming hosta's wide512", lambda: stuck in self.b.ctl("cluster").stdout,
+                     on_fail=lambda: self.b.ctl("cluster").stdout)
+        hosts = {h["name"]: h for h in json.loads(self.b.ctl("--json", "cluster").stdout)["hosts"]}
+        self.assertEqual(hosts["hosta"]["libvirt_stuck"], [{
+            "name": "wide512", "state": "running", "vl_bits": [128, 256, 512],
+            "could_not_move_to": ["hostb"], "why": ["hostb lacks vq 4 (512-bit)"]}])
+        self.assertEqual(hosts["hosta"]["libvirt_stuck_total"], 1)
+        self.assertEqual(hosts["hostb"]["libvirt_stuck"], [])
         r = self.a.virsh("migrate", "--live", "wide512", self.b.uri, check=False)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("hostb lacks vq 4 (512-bit)", r.stderr)
@@ -198,6 +147,14 @@ class LibvirtTest(unittest.TestCase):
         self.assertIsNone(self.b.domstate("wide512"))
         before = self.last_tick(console)
         rig.wait_for("a tick after the refusal", lambda: self.last_tick(console) > before)
+        # Stopped, it could still not start there: hostb hears the new state; undefined, it is gone.
+        self.a.virsh("destroy", "wide512")
+        off = "hosta: libvirt domain wide512 (shut off) could not move to hostb"
+        rig.wait_for("hostb's svemigctl cluster with wide512 shut off", lambda: off in self.b.ctl("cluster").stdout,
+                     on_fail=lambda: self.b.ctl("cluster").stdout)
+        self.a.virsh("undefine", "wide512")
+        rig.wait_for("hostb's svemigctl cluster without wide512", lambda: "wide512" not in self.b.ctl("cluster").stdout,
+                     on_fail=lambda: self.b.ctl("cluster").stdout)
 
     def test_4_daemon_down(self):
         """svemigd down during the hook: daemon-down = refuse refuses with its message, allow lets it start."""
@@ -230,22 +187,65 @@ class LibvirtTest(unittest.TestCase):
         self.wait_view(self.b, "kept", "listed again", lambda d: d and d["state"] == "shut off")
 
 
-def missing():
-    """What this machine lacks to run the tests, or None."""
-    if os.geteuid() != 0:
-        return "not root (libvirtd runs as root in a mount namespace of its own)"
-    for path in (rig.LIBVIRTD, "/usr/bin/qemu-system-aarch64", "/usr/bin/virsh"):
-        if not os.path.exists(path):
-            return "no %s (scripts/install-deps.sh libvirt)" % path
-    if not glob.glob("/usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so"):
-        return "no libvirt QEMU driver (scripts/install-deps.sh libvirt)"
-    if not shutil.which("aarch64-linux-gnu-gcc"):
-        return "no aarch64-linux-gnu-gcc (scripts/install-deps.sh libvirt)"
-    return None
+class LibvirtEtcdTest(unittest.TestCase):
+    """The same two hosts over etcd (store = etcd, a real etcd on loopback): hostb hears of
+    hosta's stuck domain through hosta's record in etcd."""
+
+    PREFIX = "/svemig-libvirt/"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="svemig-libvirt-etcd-")
+        cls.work = cls.tmp.name
+        os.chmod(cls.work, 0o755)
+        cls.kernel, cls.initrd = rig.guest_parts(SRC, cls.work)
+        cls.hosts = []
+        cls.etcd = None
+        try:
+            cls.etcd = etcdtest.Etcd(cls.work)
+            conf = ("[cluster]\nlisten = 127.0.0.1:{port}\nstore = etcd\netcd-endpoints = %s\n"
+                    "etcd-prefix = %s\netcd-lease = 2s\n" % (cls.etcd.endpoints, cls.PREFIX))
+            cls.a, cls.b = rig.start_two_hosts(cls.work, cls.hosts,
+                                               cluster=lambda name, port, peer, peer_port: conf.format(port=port))
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for h in cls.hosts:
+            h.stop()
+        rig.kill_qemus_under(cls.work)
+        if cls.etcd:
+            cls.etcd.stop()
+        cls.tmp.cleanup()
+
+    def record(self, host):
+        kv = self.etcd.get(self.PREFIX + "hosts/" + host)
+        return json.loads(base64.b64decode(kv["value"])) if kv else {}
+
+    def test_stuck_domain_through_etcd(self):
+        self.a.define(self.work, "wide512", self.kernel, self.initrd, rig.sve_cpu([128, 256, 512]))
+        self.addCleanup(self.a.virsh, "undefine", "wide512", check=False)
+        self.addCleanup(self.a.virsh, "destroy", "wide512", check=False)
+        self.a.virsh("start", "wide512")
+        stuck = "hosta: libvirt domain wide512 (running) could not move to hostb: hostb lacks vq 4 (512-bit)"
+        rig.wait_for("hostb's svemigctl cluster naming hosta's wide512", lambda: stuck in self.b.ctl("cluster").stdout,
+                     on_fail=lambda: self.b.ctl("cluster").stdout)
+        rec = self.record("hosta")
+        self.assertEqual(rec.get("stuck"), [{"guest": "wide512", "state": "running", "vl_bits": [128, 256, 512],
+                                             "host": "hostb", "why": "hostb lacks vq 4 (512-bit)"}], rec)
+        self.assertEqual(rec.get("stuck_total"), 1, rec)
+        # Undefined, it is stuck nowhere: hosta's record says so, and hostb shows it.
+        self.a.virsh("destroy", "wide512")
+        self.a.virsh("undefine", "wide512")
+        rig.wait_for("hostb's svemigctl cluster without wide512", lambda: "wide512" not in self.b.ctl("cluster").stdout,
+                     on_fail=lambda: self.b.ctl("cluster").stdout)
+        self.assertNotIn("stuck", self.record("hosta"))
 
 
 if __name__ == "__main__":
-    why = missing()
+    why = rig.missing()
     if why:
         print("skipped: " + why)
         raise SystemExit(1 if os.environ.get("CI") == "true" else 77)
