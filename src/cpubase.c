@@ -21,10 +21,10 @@
 uint64_t cpubase_ignored_bits(uint64_t id)
 {
         if (id == KVMREG_ID_AA64PFR0_EL1)
-                return ID_AA64PFR0_EL1_SVE;
+                return ID_AA64PFR0_EL1_SVE | idreg_el2_only_bits(id);
         if (id == KVMREG_ID_AA64ZFR0_EL1)
                 return ~0ull;
-        return 0;
+        return idreg_el2_only_bits(id);
 }
 
 void cpubase_field_name(uint64_t id, const struct idreg_field *field, char *buf, size_t len)
@@ -77,7 +77,7 @@ struct negotiation {
         const struct cpubase_host *hosts;
         size_t n;
         struct cpubase_result *res;
-        size_t cap_limits, cap_conflicts;
+        size_t cap_limits, cap_conflicts, cap_uncompared;
 };
 
 /* Appends one element of size bytes to *arr (n of cap), growing it by doubling. */
@@ -106,6 +106,31 @@ static int add_conflict(struct negotiation *ng, const struct cpubase_conflict *c
 static int add_limit(struct negotiation *ng, const struct cpubase_limit *l)
 {
         return append((void **)&ng->res->limits, &ng->res->n_limits, &ng->cap_limits, l, sizeof(*l));
+}
+
+/* The first two counted hosts whose EL2-only field f differs, recorded as not compared. */
+static int note_uncompared(struct negotiation *ng, uint64_t id, const struct idreg_field *f)
+{
+        size_t first = SIZE_MAX;
+        int64_t v0 = 0;
+
+        for (size_t i = 0; i < ng->n; i++) {
+                int64_t v;
+
+                if (!ng->hosts[i].counted)
+                        continue;
+                v = idreg_field_get(f, host_reg(&ng->hosts[i], id).value);
+                if (first == SIZE_MAX) {
+                        first = i;
+                        v0 = v;
+                } else if (v != v0) {
+                        const struct cpubase_uncompared u = {id, f, first, i, v0, v};
+
+                        return append((void **)&ng->res->uncompared, &ng->res->n_uncompared,
+                                      &ng->cap_uncompared, &u, sizeof(u));
+                }
+        }
+        return 0;
 }
 
 /* The field as host i presents it unwritten, and whether its kernel can write it. */
@@ -330,6 +355,11 @@ static int negotiate_reg(struct negotiation *ng, struct cpubase_reg *base)
                 int64_t v;
                 bool w;
 
+                if (f->el2_only) {
+                        r = note_uncompared(ng, base->id, f);
+                        if (r < 0)
+                                return r;
+                }
                 if (mask & ignored)
                         continue;
                 covered |= mask;
@@ -358,6 +388,7 @@ void cpubase_result_done(struct cpubase_result *r)
         free(r->hosts);
         free(r->limits);
         free(r->conflicts);
+        free(r->uncompared);
         *r = (struct cpubase_result){0};
 }
 

@@ -248,7 +248,12 @@ int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size
                                                 "reading %s (0x%016llx) on the destination failed: %s",
                                                 reg_name(reg->id, name, sizeof(name)),
                                                 (unsigned long long)reg->id, strerror(-r));
-                if (memcmp(cur, reg->value, reg->size) == 0)
+                memcpy(&want, reg->value, MIN(reg->size, 8u));
+                memcpy(&have, cur, MIN(reg->size, 8u));
+                /* EL2-only fields cannot matter to a guest at EL1: they stay this host's. */
+                want = (want & ~idreg_el2_only_bits(reg->id)) | (have & idreg_el2_only_bits(reg->id));
+                if (want == have && memcmp(cur + MIN(reg->size, 8u), reg->value + MIN(reg->size, 8u),
+                                           reg->size - MIN(reg->size, 8u)) == 0)
                         continue;
                 /*
                  * The kernel judges: before its first run, a vcpu takes an ID
@@ -256,11 +261,11 @@ int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size
                  * KVM_ARM_GET_REG_WRITABLE_MASKS and by each field's safety
                  * rule); 6.1 takes none but its own.
                  */
-                r = hv_vcpu_set_reg(dst, reg->id, reg->value);
+                memcpy(cur, reg->value, reg->size);
+                memcpy(cur, &want, MIN(reg->size, 8u));
+                r = hv_vcpu_set_reg(dst, reg->id, cur);
                 if (r == 0)
                         continue;
-                memcpy(&want, reg->value, MIN(reg->size, 8u));
-                memcpy(&have, cur, MIN(reg->size, 8u));
                 idreg_first_difference(reg->id, have, want, field, sizeof(field));
                 return svemig_error_set(
                         err, EINVAL,
@@ -469,8 +474,9 @@ static int restore_registers(struct hv_vcpu *vcpu, const struct vcpu_state *st, 
         for (size_t k = 0; k < st->n_regs; k++) {
                 const struct vcpu_reg *reg = &st->regs[order[k]];
 
-                if (reg->id == kvmreg_vls() || (skip && skip[order[k]]))
-                        continue; /* set before finalize, or dropped */
+                if (reg->id == kvmreg_vls() || (skip && skip[order[k]]) ||
+                    class_is_host_invariant(reg->id, cls[order[k]]))
+                        continue; /* set before finalize, dropped, or by check_registers() */
                 r = hv_vcpu_set_reg(vcpu, reg->id, reg->value);
                 if (r < 0)
                         return svemig_error_set(err, r, "vcpu %u: writing %s (0x%016llx) failed: %s",
@@ -484,7 +490,20 @@ static int restore_registers(struct hv_vcpu *vcpu, const struct vcpu_state *st, 
         return 0;
 }
 
-/* Step 6: what the hypervisor holds now is what was saved, bit for bit. */
+/* reg's value and cur are the same, but in EL2-only fields (this host's own, see vcpu_check_invariants()).
+ */
+static bool same_but_el2(const struct vcpu_reg *reg, const uint8_t *cur)
+{
+        uint64_t el2 = idreg_el2_only_bits(reg->id), a = 0, b = 0;
+
+        if (!el2 || reg->size != sizeof(uint64_t))
+                return memcmp(cur, reg->value, reg->size) == 0;
+        memcpy(&a, reg->value, sizeof(a));
+        memcpy(&b, cur, sizeof(b));
+        return ((a ^ b) & ~el2) == 0;
+}
+
+/* Step 6: what the hypervisor holds now is what was saved, bit for bit (EL2-only fields aside). */
 static int restore_verify(struct hv_vcpu *vcpu, const struct vcpu_state *st, const bool *skip,
                           struct svemig_error *err)
 {
@@ -501,7 +520,7 @@ static int restore_verify(struct hv_vcpu *vcpu, const struct vcpu_state *st, con
                 if (r < 0)
                         return svemig_error_set(err, r, "vcpu %u: reading back %s failed: %s", st->index,
                                                 reg_name(reg->id, name, sizeof(name)), strerror(-r));
-                if (memcmp(cur, reg->value, reg->size) != 0)
+                if (!same_but_el2(reg, cur))
                         return svemig_error_set(
                                 err, EIO,
                                 "vcpu %u: %s (0x%016llx) reads back differently from what was "

@@ -147,7 +147,7 @@ static struct json_object *json_cpu(const struct cpubase_result *c)
 {
         struct json_object *o = json_object_new_object(), *base = json_object_new_object(),
                            *hosts = json_object_new_array(), *limits = json_object_new_array(),
-                           *conflicts = json_object_new_array();
+                           *conflicts = json_object_new_array(), *uncompared = json_object_new_array();
         char name[96];
 
         for (size_t i = 0; i < c->n_regs; i++) {
@@ -191,7 +191,23 @@ static struct json_object *json_cpu(const struct cpubase_result *c)
                 json_object_object_add(j, "values", vs);
                 json_object_array_add(conflicts, j);
         }
+        for (size_t i = 0; i < c->n_uncompared; i++) {
+                const struct cpubase_uncompared *u = &c->uncompared[i];
+                struct json_object *j = json_object_new_object(), *hs = json_object_new_array(),
+                                   *vs = json_object_new_array();
+
+                cpubase_field_name(u->id, u->field, name, sizeof(name));
+                json_object_object_add(j, "field", json_object_new_string(name));
+                json_object_array_add(hs, json_object_new_int64((int64_t)u->host_a));
+                json_object_array_add(hs, json_object_new_int64((int64_t)u->host_b));
+                json_object_array_add(vs, json_object_new_int64(u->a));
+                json_object_array_add(vs, json_object_new_int64(u->b));
+                json_object_object_add(j, "hosts", hs);
+                json_object_object_add(j, "values", vs);
+                json_object_array_add(uncompared, j);
+        }
         json_object_object_add(o, "baseline", base);
+        json_object_object_add(o, "el2_only_not_compared", uncompared);
         json_object_object_add(o, "hosts", hosts);
         json_object_object_add(o, "limits", limits);
         json_object_object_add(o, "conflicts", conflicts);
@@ -236,6 +252,14 @@ static void print_cpu(const struct host_arg *hosts, const struct cpubase_result 
                        l->host, hosts[l->host].name, l->n_hosts > 1 ? " and others" : "", name, l->value,
                        l->without, l->n_hosts > 1 ? "them" : "it",
                        l->pinned ? "; its kernel cannot write the field" : "");
+        }
+        for (size_t i = 0; i < c->n_uncompared; i++) {
+                const struct cpubase_uncompared *u = &c->uncompared[i];
+
+                cpubase_field_name(u->id, u->field, name, sizeof(name));
+                printf("  EL2-only, not compared: %s (%" PRId64 " on host %zu (%s), %" PRId64
+                       " on host %zu (%s)); a guest at EL1 cannot use it, each host presents its own\n",
+                       name, u->a, u->host_a, hosts[u->host_a].name, u->b, u->host_b, hosts[u->host_b].name);
         }
 }
 
