@@ -248,6 +248,17 @@ uint64_t idreg_el2_only_bits(uint64_t id)
         return m;
 }
 
+uint64_t idreg_host_kept_bits(uint64_t id)
+{
+        uint64_t m = idreg_el2_only_bits(id);
+
+        if (id == SYSREG(3, 0, 0, 4, 0))
+                m |= 0xfull << 24; /* ID_AA64PFR0_EL1.GIC */
+        else if (id == SYSREG(3, 0, 0, 1, 1))
+                m |= 0xfull << 28; /* ID_PFR1_EL1.GIC */
+        return m;
+}
+
 int64_t idreg_field_get(const struct idreg_field *f, uint64_t v)
 {
         uint64_t raw = (v >> f->shift) & ((1ull << f->width) - 1);

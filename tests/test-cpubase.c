@@ -33,6 +33,7 @@
 #define PFR0  KVMREG_ID_AA64PFR0_EL1
 
 #define MAX_ID_REGS 128
+#define CLIDR_ID    0x603000000013c801ull
 
 struct kernel_host {
         struct cpubase_reg regs[MAX_ID_REGS];
@@ -254,7 +255,7 @@ static void kernel_takes(struct hv *hv, const struct cpubase_result *res, const 
         for (size_t i = 0; i < res->n_regs; i++) {
                 uint8_t buf[8];
                 uint64_t own = 0, v;
-                struct vcpu_reg reg = {res->regs[i].id, 8, buf};
+                struct vcpu_reg reg = {res->regs[i].id, kvmreg_size(res->regs[i].id), buf};
 
                 assert_int_equal(hv_vcpu_get_reg(vcpu, reg.id, &own), 0);
                 v = (res->regs[i].value & ~cpubase_ignored_bits(reg.id)) |
@@ -312,6 +313,14 @@ static void test_rig_kernels(void **state)
                                                    : kernels ? "ID_AA64MMFR1_EL1.HCX"
                                                    : modes   ? "ID_AA64MMFR1_EL1.VH"
                                                              : "");
+                        /* The cache geometry: 6.1's own, which 6.12 writes; CCSIDR 3..13 only 6.12 lists. */
+                        if (kernels) {
+                                assert_int_equal(reg_value(res.regs, res.n_regs, 0x6020000000110000ull),
+                                                 0x701fe00a);
+                                assert_int_equal(reg_value(res.regs, res.n_regs, CLIDR_ID), 0x2000023);
+                                for (size_t k = 0; k < res.n_regs; k++)
+                                        assert_int_not_equal(res.regs[k].id, 0x6020000000110003ull);
+                        }
                         kernel_takes(hv[i], &res, what);
                         kernel_takes(hv[j], &res, what);
                         cpubase_result_done(&res);

@@ -20,7 +20,10 @@
 #include "svemig/error.h"
 #include "svemig/idreg.h"
 
-/* One feature ID register of a host: its value, and the bits its kernel lets a VMM write. */
+/*
+ * One feature ID register of a host (or a CCSIDR, whose bits no field
+ * describes): its value, and the bits its kernel lets a VMM write.
+ */
 struct cpubase_reg {
         uint64_t id;
         uint64_t value;

@@ -71,6 +71,15 @@ void idreg_name(uint64_t id, char *buf, size_t len);
 uint64_t idreg_known_bits(const struct idreg_desc *d);
 /* The bits of the register's EL2-only fields (struct idreg_field.el2_only), 0 for most. */
 uint64_t idreg_el2_only_bits(uint64_t id);
+/*
+ * The bits a destination keeps as its own when it takes a guest's ID
+ * registers (docs/cpu-baseline.md): the EL2-only fields, and the GIC
+ * fields (ID_AA64PFR0_EL1.GIC, ID_PFR1_EL1.GIC), which KVM sets from the
+ * VM's own interrupt controller: 6.12 clears them at the first run of a VM
+ * without an in-kernel GIC, 6.1 shows the host's, and neither takes the
+ * other's value.
+ */
+uint64_t idreg_host_kept_bits(uint64_t id);
 
 /* Why a host cannot present a value of a register. */
 struct idreg_refusal {
