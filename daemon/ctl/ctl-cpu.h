@@ -11,5 +11,6 @@
  */
 struct json_object *ctl_cpu_json(const struct cpubase_result *c);
 
-/* The baseline, its limits, conflicts and EL2-only fields; names index-aligned with c's hosts. c NULL: not negotiated. */
+/* The baseline, its limits, conflicts and EL2-only fields; names index-aligned with c's hosts. c NULL: not
+ * negotiated. */
 void ctl_cpu_print(const char *const *names, const struct cpubase_result *c);
