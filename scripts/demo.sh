@@ -1,9 +1,11 @@
 #!/bin/sh
 # make demo: svemig's tour on the embedded sim backend: offline first, then
 # with svemigd on a temporary socket (guests in their VMMs, a snapshot, a restore),
-# then three svemigd peers: the cluster view, a live migration, a refused one;
-# then, as root, real libvirtd beside svemigd (scripts/demo-libvirt.py): a
-# domain refused at start, one pinned, started and live-migrated.
+# then three svemigd peers on Debian's 6.1 and 6.12 kernels (simulated as the
+# arm64 rig measured them): the cluster view with its CPU baseline, a live
+# migration 6.1 -> 6.12 and back, a refused one; then, as root, real libvirtd
+# beside svemigd (scripts/demo-libvirt.py): a domain refused at start, one
+# pinned, started and live-migrated.
 #   scripts/demo.sh BUILD_DIR
 set -eu
 build=${1:-build}
@@ -158,14 +160,14 @@ ss = [socket.socket() for _ in range(3)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
 port_a=$1 port_b=$2 port_c=$3
-host_conf() { # NAME VQ-MAP PORT, then the peers as NAME PORT pairs
-        name=$1 map=$2 port=$3
-        shift 3
+host_conf() { # NAME VQ-MAP KERNEL PORT, then the peers as NAME PORT pairs
+        name=$1 map=$2 kernel=$3 port=$4
+        shift 4
         mkdir -p "$work/$name"
         {
                 printf '[daemon]\nhost-name = %s\nstate-directory = %s/state\nsocket = %s/svemigd.sock\nsocket-group = %s\n' \
                         "$name" "$work/$name" "$work/$name" "$(id -g)"
-                printf '[hypervisor]\nbackend = sim\n[sim]\nvq-map = %s\n' "$map"
+                printf '[hypervisor]\nbackend = sim\n[sim]\nvq-map = %s\nkernel = %s\n' "$map" "$kernel"
                 printf '[cluster]\nlisten = 127.0.0.1:%s\nrefresh-interval = 500ms\n' "$port"
                 while [ $# -gt 0 ]; do
                         printf '[peer %s]\naddress = 127.0.0.1:%s\n' "$1" "$2"
@@ -173,11 +175,11 @@ host_conf() { # NAME VQ-MAP PORT, then the peers as NAME PORT pairs
                 done
         } >"$work/$name/migrate.conf"
 }
-host_conf a 128,256,512 "$port_a" b "$port_b" c "$port_c"
-host_conf b 128,256 "$port_b" a "$port_a" c "$port_c"
-host_conf c 128,256,384,512 "$port_c" a "$port_a" b "$port_b"
+host_conf a 128,256,512 6.1 "$port_a" b "$port_b" c "$port_c"
+host_conf b 128,256 6.12 "$port_b" a "$port_a" c "$port_c"
+host_conf c 128,256,384,512 6.12 "$port_c" a "$port_a" b "$port_b"
 
-step "Three hosts, each with its svemigd: a {128,256,512}, b {128,256}, c {128,256,384,512}" \
+step "Three hosts, each with its svemigd: a {128,256,512} on Debian's 6.1 kernel, b {128,256} and c {128,256,384,512} on 6.12" \
         "svemigd --config a/migrate.conf & svemigd --config b/migrate.conf & svemigd --config c/migrate.conf &"
 for h in a b c; do
         "$build/daemon/svemigd" --config "$work/$h/migrate.conf" --foreground 2>"$work/$h/svemigd.log" &
@@ -198,10 +200,11 @@ until [ "$(actl --json cluster 2>/dev/null | python3 -c "$ups" 2>/dev/null)" = 3
         sleep 0.05
 done
 
-step "a's live view of its cluster" "svemigctl cluster"
+step "a's live view of its cluster: the VL set, then the CPU baseline (6.1 pins it; 6.12 writes it)" \
+        "svemigctl cluster"
 actl cluster
 
-step "A running guest on a at the cluster's set, 32 MiB, dirtying memory as it runs" \
+step "A running guest on a (6.1) at the cluster's set and CPU baseline, 32 MiB, dirtying memory as it runs" \
         "svemigctl guest create web --vcpus 2 --memory 32M --vl cluster --dirty-rate 4 --start"
 actl guest create web --vcpus 2 --memory 32M --vl cluster --dirty-rate 4 --start
 sleep 0.3
@@ -209,7 +212,7 @@ sleep 0.3
 step "Pre-flight: can b take it?" "svemigctl migrate web b --check"
 actl migrate web b --check
 
-step "Live migration a -> b while it runs: progress, then the report" "svemigctl migrate web b"
+step "Live migration a (6.1) -> b (6.12) while it runs: progress, then the report" "svemigctl migrate web b"
 actl migrate web b
 
 step "It runs on b now, in a new VMM there; a no longer holds it" \
@@ -226,6 +229,16 @@ bctl guest show web
 echo
 actl guest list
 
+step "And back, b (6.12) -> a (6.1), still running" "svemigctl --socket b/svemigd.sock migrate web a"
+bctl migrate web a
+tries=0
+until [ "$(actl --json guest show web 2>/dev/null | python3 -c "$running" 2>/dev/null)" = running ]; do
+        tries=$((tries + 1))
+        [ $tries -le 200 ] || { echo "web never ran on a again" >&2; cat "$work/a/svemigd.log" >&2; exit 1; }
+        sleep 0.05
+done
+actl guest show web
+
 step "A guest at 512 bits on a" "svemigctl guest create wide --vcpus 1 --memory 32M --vl 128,256,512 --start"
 actl guest create wide --vcpus 1 --memory 32M --vl 128,256,512 --start
 
@@ -240,8 +253,7 @@ step "The refused guest runs on, on a" "svemigctl guest show wide"
 actl guest show wide
 
 step "Everything torn down: guests stopped, the three daemons stopped on SIGTERM" "..."
-for g in wide; do actl --quiet guest stop "$g" >/dev/null; done
-bctl --quiet guest stop web >/dev/null
+for g in wide web; do actl --quiet guest stop "$g" >/dev/null; done
 for pid in $cluster_pids; do
         kill -TERM "$pid"
         rc=0

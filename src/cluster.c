@@ -11,6 +11,7 @@
 
 #include "macro.h"
 #include "svemig/cluster.h"
+#include "svemig/idreg.h"
 #include "svemig/kvmreg.h"
 
 static void vqset_cluster_donep(struct vqset_cluster *c)
@@ -144,7 +145,8 @@ static uint64_t id_value(const struct vcpu_state *st, uint64_t id, bool *present
                 memcpy(&value, reg->value, MIN(reg->size, sizeof(value)));
         if (id == KVMREG_ID_AA64PFR0_EL1)
                 value &= ~ID_AA64PFR0_SVE_MASK;
-        return value;
+        /* Fields only EL2 uses (VH, HCX...) and the GIC fields: each host keeps its own. */
+        return value & ~idreg_host_kept_bits(id);
 }
 
 static bool id_compared(uint64_t id)

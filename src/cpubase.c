@@ -21,10 +21,10 @@
 uint64_t cpubase_ignored_bits(uint64_t id)
 {
         if (id == KVMREG_ID_AA64PFR0_EL1)
-                return ID_AA64PFR0_EL1_SVE;
+                return ID_AA64PFR0_EL1_SVE | idreg_el2_only_bits(id);
         if (id == KVMREG_ID_AA64ZFR0_EL1)
                 return ~0ull;
-        return 0;
+        return idreg_el2_only_bits(id);
 }
 
 void cpubase_field_name(uint64_t id, const struct idreg_field *field, char *buf, size_t len)
@@ -49,7 +49,26 @@ static int cmp_reg_id(const void *a, const void *b)
         return cmp_u64(&((const struct cpubase_reg *)a)->id, &((const struct cpubase_reg *)b)->id);
 }
 
-/* The union of the counted hosts' register IDs, sorted. */
+/*
+ * Whether every counted host lists id. A register outside the feature ID
+ * space (a CCSIDR) that one host lacks does not read as 0 there: that host
+ * has no such register, and another's (6.12's CCSIDR 3..13) is dropped by
+ * regdiff, not negotiated.
+ */
+static bool listed_by_all(const struct cpubase_host *hosts, size_t n, uint64_t id)
+{
+        for (size_t i = 0; i < n; i++) {
+                bool found = false;
+
+                for (size_t j = 0; hosts[i].counted && !found && j < hosts[i].n_regs; j++)
+                        found = hosts[i].regs[j].id == id;
+                if (hosts[i].counted && !found)
+                        return false;
+        }
+        return true;
+}
+
+/* The union of the counted hosts' feature ID registers, and the other registers they all list; sorted. */
 static int union_ids(const struct cpubase_host *hosts, size_t n, struct cpubase_reg **out, size_t *n_out)
 {
         size_t cap = 0, k = 0;
@@ -67,7 +86,8 @@ static int union_ids(const struct cpubase_host *hosts, size_t n, struct cpubase_
         qsort(ids, k, sizeof(*ids), cmp_reg_id);
         *n_out = 0;
         for (size_t i = 0; i < k; i++)
-                if (*n_out == 0 || ids[*n_out - 1].id != ids[i].id)
+                if ((*n_out == 0 || ids[*n_out - 1].id != ids[i].id) &&
+                    (idreg_is_feature(ids[i].id) || listed_by_all(hosts, n, ids[i].id)))
                         ids[(*n_out)++] = (struct cpubase_reg){.id = ids[i].id};
         *out = ids;
         return 0;
@@ -77,7 +97,7 @@ struct negotiation {
         const struct cpubase_host *hosts;
         size_t n;
         struct cpubase_result *res;
-        size_t cap_limits, cap_conflicts;
+        size_t cap_limits, cap_conflicts, cap_uncompared;
 };
 
 /* Appends one element of size bytes to *arr (n of cap), growing it by doubling. */
@@ -106,6 +126,31 @@ static int add_conflict(struct negotiation *ng, const struct cpubase_conflict *c
 static int add_limit(struct negotiation *ng, const struct cpubase_limit *l)
 {
         return append((void **)&ng->res->limits, &ng->res->n_limits, &ng->cap_limits, l, sizeof(*l));
+}
+
+/* The first two counted hosts whose EL2-only field f differs, recorded as not compared. */
+static int note_uncompared(struct negotiation *ng, uint64_t id, const struct idreg_field *f)
+{
+        size_t first = SIZE_MAX;
+        int64_t v0 = 0;
+
+        for (size_t i = 0; i < ng->n; i++) {
+                int64_t v;
+
+                if (!ng->hosts[i].counted)
+                        continue;
+                v = idreg_field_get(f, host_reg(&ng->hosts[i], id).value);
+                if (first == SIZE_MAX) {
+                        first = i;
+                        v0 = v;
+                } else if (v != v0) {
+                        const struct cpubase_uncompared u = {id, f, first, i, v0, v};
+
+                        return append((void **)&ng->res->uncompared, &ng->res->n_uncompared,
+                                      &ng->cap_uncompared, &u, sizeof(u));
+                }
+        }
+        return 0;
 }
 
 /* The field as host i presents it unwritten, and whether its kernel can write it. */
@@ -281,32 +326,34 @@ static int field_limits(struct negotiation *ng, uint64_t id, const struct idreg_
 }
 
 /*
- * The bits no known field covers: a host that cannot write them pins them;
- * one that can takes any value there. Every host must present the result.
+ * The bits no known field covers, bit by bit: a host that cannot write a bit
+ * pins it to its own value; where no host pins it, the first host's value.
+ * Two hosts pinning a bit differently mean no baseline (a conflict).
  */
 static int negotiate_other_bits(struct negotiation *ng, struct cpubase_reg *base, uint64_t covered,
                                 size_t first)
 {
-        size_t pinner = first;
+        uint64_t pinned = 0;
 
+        base->value = (base->value & covered) | (host_reg(&ng->hosts[first], base->id).value & ~covered);
         for (size_t i = 0; i < ng->n; i++) {
                 struct cpubase_reg reg = host_reg(&ng->hosts[i], base->id);
+                uint64_t mine = ~reg.writable & ~covered, clash = mine & pinned & (reg.value ^ base->value);
 
-                if (ng->hosts[i].counted && (reg.writable & ~covered) != ~covered) {
-                        pinner = i;
-                        break;
-                }
-        }
-        base->value = (base->value & covered) | (host_reg(&ng->hosts[pinner], base->id).value & ~covered);
-        for (size_t i = 0; i < ng->n; i++) {
-                struct cpubase_reg reg = host_reg(&ng->hosts[i], base->id);
-                uint64_t differ = (reg.value ^ base->value) & ~covered;
-
-                if (!ng->hosts[i].counted || !(differ & ~reg.writable))
+                if (!ng->hosts[i].counted)
                         continue;
-                return add_conflict(ng, &(struct cpubase_conflict){base->id, NULL, differ, pinner, i,
-                                                                   (int64_t)(base->value & differ),
-                                                                   (int64_t)(reg.value & differ)});
+                if (clash) {
+                        size_t j = 0;
+
+                        while (j < i && !(ng->hosts[j].counted &&
+                                          (~host_reg(&ng->hosts[j], base->id).writable & clash) == clash))
+                                j++;
+                        return add_conflict(ng, &(struct cpubase_conflict){base->id, NULL, clash, j, i,
+                                                                           (int64_t)(base->value & clash),
+                                                                           (int64_t)(reg.value & clash)});
+                }
+                base->value = (base->value & ~(mine & ~pinned)) | (reg.value & mine & ~pinned);
+                pinned |= mine;
         }
         return 0;
 }
@@ -330,6 +377,11 @@ static int negotiate_reg(struct negotiation *ng, struct cpubase_reg *base)
                 int64_t v;
                 bool w;
 
+                if (f->el2_only) {
+                        r = note_uncompared(ng, base->id, f);
+                        if (r < 0)
+                                return r;
+                }
                 if (mask & ignored)
                         continue;
                 covered |= mask;
@@ -358,6 +410,7 @@ void cpubase_result_done(struct cpubase_result *r)
         free(r->hosts);
         free(r->limits);
         free(r->conflicts);
+        free(r->uncompared);
         *r = (struct cpubase_result){0};
 }
 

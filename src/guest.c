@@ -281,6 +281,34 @@ static int set_u64(struct hv_vcpu *vcpu, uint64_t id, uint64_t value, struct sve
         return 0;
 }
 
+/* cfg->id_regs into vcpu, before its first run: the kernel judges each (vcpu_check_invariants()). */
+static int present_cpu(struct hv_vcpu *vcpu, const struct guest_config *cfg, struct svemig_error *err)
+{
+        for (size_t k = 0; k < cfg->n_id_regs; k++) {
+                const struct cpubase_reg *want = &cfg->id_regs[k];
+                uint64_t keep = cpubase_ignored_bits(want->id), own = 0, v;
+                unsigned size = kvmreg_size(want->id);
+                struct vcpu_reg reg = {want->id, size, (uint8_t *)&v};
+                int r;
+
+                if (size > sizeof(v))
+                        continue;
+                r = hv_vcpu_get_reg(vcpu, want->id, &own);
+                if (r == -ENOENT)
+                        continue; /* a register another host's kernel lists (CCSIDR 3..13 on 6.12) */
+                if (r < 0)
+                        return svemig_error_set(err, r, "vcpu %u: reading ID register 0x%016llx: %s",
+                                                hv_vcpu_index(vcpu), (unsigned long long)want->id,
+                                                strerror(-r));
+                v = (want->value & ~keep) | (own & keep);
+                r = vcpu_check_invariants(vcpu, &reg, 1, err);
+                if (r < 0)
+                        return svemig_error_prefix(err,
+                                                   "this host cannot present the cluster's CPU baseline");
+        }
+        return 0;
+}
+
 /* init -> SVE_VLS -> finalize -> the start registers (the workload's, or the payload's entry). */
 static int setup_vcpu(struct guest *g, struct hv_vcpu *vcpu, const struct guest_config *cfg, unsigned max_vq,
                       struct svemig_error *err)
@@ -305,6 +333,9 @@ static int setup_vcpu(struct guest *g, struct hv_vcpu *vcpu, const struct guest_
                         return svemig_error_set(err, r, "vcpu %u: finalize failed: %s", i, strerror(-r));
         }
 
+        r = present_cpu(vcpu, cfg, err);
+        if (r < 0)
+                return r;
         if ((r = set_u64(vcpu, kvmreg_core_pc(), cfg->image ? cfg->entry : GUEST_ENTRY, err)) < 0 ||
             (r = set_u64(vcpu, kvmreg_core_pstate(), GUEST_PSTATE, err)) < 0 ||
             (r = set_u64(vcpu, KVMREG_CPACR_EL1, GUEST_CPACR_FP_SVE, err)) < 0)

@@ -33,11 +33,28 @@
         {                                                                                                   \
                 n, s, 4, false, IDREG_EXACT, v                                                              \
         }
+/* A field only EL2 or EL3 software uses (docs/cpu-baseline.md): not compared between hosts. */
+#define EL2(n, s, r, v)                                                                                     \
+        {                                                                                                   \
+                n, s, 4, false, r, v, 0, true                                                               \
+        }
 
 static const struct idreg_field pfr0[] = {
-        LOWER("CSV3", 60), LOWER("CSV2", 56), LOWER("DIT", 48), LOWER("AMU", 44), LOWER("MPAM", 40),
-        LOWER("SEL2", 36), LOWER("SVE", 32),  LOWER("RAS", 28), LOWER("GIC", 24), SLOWER("AdvSIMD", 20),
-        SLOWER("FP", 16),  LOWER("EL3", 12),  LOWER("EL2", 8),  LOWER("EL1", 4),  LOWER("EL0", 0),
+        LOWER("CSV3", 60),
+        LOWER("CSV2", 56),
+        LOWER("DIT", 48),
+        LOWER("AMU", 44),
+        LOWER("MPAM", 40),
+        EL2("SEL2", 36, IDREG_LOWER_SAFE, 0),
+        LOWER("SVE", 32),
+        LOWER("RAS", 28),
+        LOWER("GIC", 24),
+        SLOWER("AdvSIMD", 20),
+        SLOWER("FP", 16),
+        EL2("EL3", 12, IDREG_LOWER_SAFE, 0),
+        EL2("EL2", 8, IDREG_LOWER_SAFE, 0),
+        LOWER("EL1", 4),
+        LOWER("EL0", 0),
 };
 
 static const struct idreg_field pfr1[] = {
@@ -82,22 +99,55 @@ static const struct idreg_field isar2[] = {
 };
 
 static const struct idreg_field mmfr0[] = {
-        LOWER("ECV", 60),          LOWER("FGT", 56),          LOWER("EXS", 44),     EXACT("TGRAN4_2", 40, 1),
-        EXACT("TGRAN64_2", 36, 1), EXACT("TGRAN16_2", 32, 1), SLOWER("TGRAN4", 28), SLOWER("TGRAN64", 24),
-        LOWER("TGRAN16", 20),      LOWER("BIGENDEL0", 16),    LOWER("SNSMEM", 12),  LOWER("BIGEND", 8),
-        LOWER("ASIDBITS", 4),      LOWER("PARANGE", 0),
+        LOWER("ECV", 60),
+        EL2("FGT", 56, IDREG_LOWER_SAFE, 0),
+        LOWER("EXS", 44),
+        EL2("TGRAN4_2", 40, IDREG_EXACT, 1),
+        EL2("TGRAN64_2", 36, IDREG_EXACT, 1),
+        EL2("TGRAN16_2", 32, IDREG_EXACT, 1),
+        SLOWER("TGRAN4", 28),
+        SLOWER("TGRAN64", 24),
+        LOWER("TGRAN16", 20),
+        LOWER("BIGENDEL0", 16),
+        LOWER("SNSMEM", 12),
+        LOWER("BIGEND", 8),
+        LOWER("ASIDBITS", 4),
+        LOWER("PARANGE", 0),
 };
 
 static const struct idreg_field mmfr1[] = {
-        LOWER("ECBHB", 60), LOWER("TIDCP1", 52), LOWER("AFP", 44),      LOWER("HCX", 40),   LOWER("ETS", 36),
-        LOWER("TWED", 32),  LOWER("XNX", 28),    HIGHER("SpecSEI", 24), LOWER("PAN", 20),   LOWER("LO", 16),
-        LOWER("HPDS", 12),  LOWER("VH", 8),      LOWER("VMIDBits", 4),  LOWER("HAFDBS", 0),
+        LOWER("ECBHB", 60),
+        LOWER("TIDCP1", 52),
+        LOWER("AFP", 44),
+        EL2("HCX", 40, IDREG_LOWER_SAFE, 0),
+        LOWER("ETS", 36),
+        LOWER("TWED", 32),
+        EL2("XNX", 28, IDREG_LOWER_SAFE, 0),
+        HIGHER("SpecSEI", 24),
+        LOWER("PAN", 20),
+        LOWER("LO", 16),
+        LOWER("HPDS", 12),
+        EL2("VH", 8, IDREG_LOWER_SAFE, 0),
+        EL2("VMIDBits", 4, IDREG_LOWER_SAFE, 0),
+        LOWER("HAFDBS", 0),
 };
 
 static const struct idreg_field mmfr2[] = {
-        LOWER("E0PD", 60),    LOWER("EVT", 56),  LOWER("BBM", 52), LOWER("TTL", 48), LOWER("FWB", 40),
-        LOWER("IDS", 36),     LOWER("AT", 32),   LOWER("ST", 28),  LOWER("NV", 24),  LOWER("CCIDX", 20),
-        LOWER("VARange", 16), LOWER("IESB", 12), LOWER("LSM", 8),  LOWER("UAO", 4),  LOWER("CnP", 0),
+        LOWER("E0PD", 60),
+        EL2("EVT", 56, IDREG_LOWER_SAFE, 0),
+        LOWER("BBM", 52),
+        LOWER("TTL", 48),
+        EL2("FWB", 40, IDREG_LOWER_SAFE, 0),
+        LOWER("IDS", 36),
+        LOWER("AT", 32),
+        LOWER("ST", 28),
+        EL2("NV", 24, IDREG_LOWER_SAFE, 0),
+        LOWER("CCIDX", 20),
+        LOWER("VARange", 16),
+        LOWER("IESB", 12),
+        LOWER("LSM", 8),
+        LOWER("UAO", 4),
+        LOWER("CnP", 0),
 };
 
 static const struct idreg_field ctr[] = {
@@ -184,6 +234,28 @@ uint64_t idreg_known_bits(const struct idreg_desc *d)
 
         for (size_t i = 0; d && i < d->n_fields; i++)
                 m |= idreg_field_mask(&d->fields[i]);
+        return m;
+}
+
+uint64_t idreg_el2_only_bits(uint64_t id)
+{
+        const struct idreg_desc *d = idreg_find(id);
+        uint64_t m = 0;
+
+        for (size_t i = 0; d && i < d->n_fields; i++)
+                if (d->fields[i].el2_only)
+                        m |= idreg_field_mask(&d->fields[i]);
+        return m;
+}
+
+uint64_t idreg_host_kept_bits(uint64_t id)
+{
+        uint64_t m = idreg_el2_only_bits(id);
+
+        if (id == SYSREG(3, 0, 0, 4, 0))
+                m |= 0xfull << 24; /* ID_AA64PFR0_EL1.GIC */
+        else if (id == SYSREG(3, 0, 0, 1, 1))
+                m |= 0xfull << 28; /* ID_PFR1_EL1.GIC */
         return m;
 }
 

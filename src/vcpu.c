@@ -35,7 +35,9 @@ static bool class_is_host_invariant(uint64_t id, enum kvmreg_class cls)
         /* MPIDR_EL1 sits among the ID registers but is the vcpu's own (its affinity), set by userspace. */
         if (id == KVMREG_MPIDR_EL1)
                 return false;
-        return cls == KVMREG_CLASS_SYS_ID || cls == KVMREG_CLASS_DEMUX;
+        /* And the rest of the feature ID space (op1 1 and 3): CLIDR_EL1, CTR_EL0, DCZID_EL0... */
+        return cls == KVMREG_CLASS_SYS_ID || cls == KVMREG_CLASS_DEMUX ||
+               (cls == KVMREG_CLASS_SYS && idreg_is_feature(id));
 }
 
 bool vcpu_reg_is_host_invariant(uint64_t id)
@@ -237,7 +239,7 @@ int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size
         for (size_t i = 0; i < n; i++) {
                 const struct vcpu_reg *reg = &regs[i];
                 uint8_t cur[KVMREG_MAX_BYTES];
-                uint64_t want = 0, have = 0;
+                uint64_t want = 0, have = 0, kept;
                 int r;
 
                 r = hv_vcpu_get_reg(dst, reg->id, cur);
@@ -248,19 +250,32 @@ int vcpu_check_invariants(struct hv_vcpu *dst, const struct vcpu_reg *regs, size
                                                 "reading %s (0x%016llx) on the destination failed: %s",
                                                 reg_name(reg->id, name, sizeof(name)),
                                                 (unsigned long long)reg->id, strerror(-r));
+                memcpy(&want, reg->value, MIN(reg->size, 8u));
+                memcpy(&have, cur, MIN(reg->size, 8u));
                 if (memcmp(cur, reg->value, reg->size) == 0)
                         continue;
                 /*
                  * The kernel judges: before its first run, a vcpu takes an ID
                  * register value the host can present (Linux 6.7+, within
                  * KVM_ARM_GET_REG_WRITABLE_MASKS and by each field's safety
-                 * rule); 6.1 takes none but its own.
+                 * rule); 6.1 takes none but its own. Where it refuses, the
+                 * fields that cannot matter to the guest (EL2-only, GIC) stay
+                 * this host's, and the rest is tried again.
                  */
                 r = hv_vcpu_set_reg(dst, reg->id, reg->value);
                 if (r == 0)
                         continue;
-                memcpy(&want, reg->value, MIN(reg->size, 8u));
-                memcpy(&have, cur, MIN(reg->size, 8u));
+                kept = idreg_host_kept_bits(reg->id);
+                if (kept && reg->size == sizeof(uint64_t)) {
+                        uint64_t v = (want & ~kept) | (have & kept);
+
+                        if (v == have)
+                                continue;
+                        r = hv_vcpu_set_reg(dst, reg->id, &v);
+                        if (r == 0)
+                                continue;
+                        want = v;
+                }
                 idreg_first_difference(reg->id, have, want, field, sizeof(field));
                 return svemig_error_set(
                         err, EINVAL,
@@ -469,8 +484,9 @@ static int restore_registers(struct hv_vcpu *vcpu, const struct vcpu_state *st, 
         for (size_t k = 0; k < st->n_regs; k++) {
                 const struct vcpu_reg *reg = &st->regs[order[k]];
 
-                if (reg->id == kvmreg_vls() || (skip && skip[order[k]]))
-                        continue; /* set before finalize, or dropped */
+                if (reg->id == kvmreg_vls() || (skip && skip[order[k]]) ||
+                    class_is_host_invariant(reg->id, cls[order[k]]))
+                        continue; /* set before finalize, dropped, or by check_registers() */
                 r = hv_vcpu_set_reg(vcpu, reg->id, reg->value);
                 if (r < 0)
                         return svemig_error_set(err, r, "vcpu %u: writing %s (0x%016llx) failed: %s",
@@ -484,7 +500,19 @@ static int restore_registers(struct hv_vcpu *vcpu, const struct vcpu_state *st, 
         return 0;
 }
 
-/* Step 6: what the hypervisor holds now is what was saved, bit for bit. */
+/* reg's value and cur are the same, but in the fields this host keeps (see vcpu_check_invariants()). */
+static bool same_but_kept(const struct vcpu_reg *reg, const uint8_t *cur)
+{
+        uint64_t el2 = idreg_host_kept_bits(reg->id), a = 0, b = 0;
+
+        if (!el2 || reg->size != sizeof(uint64_t))
+                return memcmp(cur, reg->value, reg->size) == 0;
+        memcpy(&a, reg->value, sizeof(a));
+        memcpy(&b, cur, sizeof(b));
+        return ((a ^ b) & ~el2) == 0;
+}
+
+/* Step 6: what the hypervisor holds now is what was saved, bit for bit (fields the host keeps aside). */
 static int restore_verify(struct hv_vcpu *vcpu, const struct vcpu_state *st, const bool *skip,
                           struct svemig_error *err)
 {
@@ -501,7 +529,7 @@ static int restore_verify(struct hv_vcpu *vcpu, const struct vcpu_state *st, con
                 if (r < 0)
                         return svemig_error_set(err, r, "vcpu %u: reading back %s failed: %s", st->index,
                                                 reg_name(reg->id, name, sizeof(name)), strerror(-r));
-                if (memcmp(cur, reg->value, reg->size) != 0)
+                if (!same_but_kept(reg, cur))
                         return svemig_error_set(
                                 err, EIO,
                                 "vcpu %u: %s (0x%016llx) reads back differently from what was "

@@ -14,9 +14,17 @@
 #include <cmocka.h>
 
 #include "macro.h"
+#include "sim/idfacts.h"
 #include "sim/reglist.h"
 #include "svemig/cpubase.h"
+#include "svemig/hv.h"
 #include "svemig/kvmreg.h"
+#include "svemig/migrate.h"
+#include "svemig/vcpu.h"
+
+#ifndef SVEMIG_CPU_BASELINE_DOC
+#error "SVEMIG_CPU_BASELINE_DOC must name docs/cpu-baseline.md"
+#endif
 
 #define DFR0  kvmreg_sys(3, 0, 0, 5, 0)
 #define ISAR0 kvmreg_sys(3, 0, 0, 6, 0)
@@ -25,6 +33,7 @@
 #define PFR0  KVMREG_ID_AA64PFR0_EL1
 
 #define MAX_ID_REGS 128
+#define CLIDR_ID    0x603000000013c801ull
 
 struct kernel_host {
         struct cpubase_reg regs[MAX_ID_REGS];
@@ -74,37 +83,56 @@ static void set_value(struct kernel_host *h, uint64_t id, uint64_t v)
         fail_msg("register 0x%llx missing", (unsigned long long)id);
 }
 
-/*
- * 6.12 as a 6.12 host: DebugVer, PMUVer, WRPs, DoubleLock of DFR0, all of
- * MMFR1, and CLIDR_EL1 (the kernel's own cache model) writable.
- */
-#define DFR0_ID  0x603000000013c028ull
-#define MMFR1_ID 0x603000000013c039ull
-#define CLIDR_ID 0x603000000013c801ull
-static const uint64_t writable_612[][2] = {
-        {DFR0_ID, 0x0000000f00f00f0full},
-        {MMFR1_ID, 0xffffffffffffffffull},
-        {CLIDR_ID, 0xffffffffffffffffull},
-};
+/* A 6.12 host: the writable masks the rig measured (the same in VHE and nVHE). */
+static void kernel_host_612(struct kernel_host *h)
+{
+        const struct idfacts_profile *p = idfacts_find("6.12", false, true);
+
+        assert_non_null(p);
+        kernel_host(h, "6.12", NULL, 0);
+        for (size_t i = 0; i < h->n; i++)
+                h->regs[i].writable = idfacts_mask(p, h->regs[i].id);
+}
+
+/* The names of res's fields not compared, "A.B,C.D", in order. */
+static void uncompared_names(const struct cpubase_result *res, char *buf, size_t len)
+{
+        buf[0] = 0;
+        for (size_t i = 0; i < res->n_uncompared; i++) {
+                char name[80];
+
+                cpubase_field_name(res->uncompared[i].id, res->uncompared[i].field, name, sizeof(name));
+                snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? "," : "", name);
+        }
+}
 
 /*
  * The two kernels differ in DFR0.DebugVer (6 vs 9), MMFR1.HCX (0 vs 1) and
- * CLIDR_EL1 (their cache models): 6.12 writes all three to 6.1's.
+ * CLIDR_EL1 (their cache models). 6.12 writes DebugVer and CLIDR_EL1 to
+ * 6.1's but cannot write HCX (outside its mask): HCX, EL2-only, is not
+ * compared.
  */
 static void test_kernels_611_612(void **state)
 {
         struct kernel_host a, b;
         struct svemig_error err = {0};
         struct cpubase_result res;
+        char names[256];
 
         kernel_host(&a, "6.1", NULL, 0);
-        kernel_host(&b, "6.12", writable_612, ELEMENTSOF(writable_612));
+        kernel_host_612(&b);
         assert_int_not_equal(reg_value(a.regs, a.n, DFR0), reg_value(b.regs, b.n, DFR0));
         assert_int_not_equal(reg_value(a.regs, a.n, MMFR1), reg_value(b.regs, b.n, MMFR1));
 
         const struct cpubase_host hosts[] = {{"a", true, a.regs, a.n}, {"b", true, b.regs, b.n}};
         assert_int_equal(cpubase_compute(hosts, 2, &res, &err), 0);
         assert_int_equal(res.n_conflicts, 0);
+        uncompared_names(&res, names, sizeof(names));
+        assert_string_equal(names, "ID_AA64MMFR1_EL1.HCX");
+        assert_int_equal(res.uncompared[0].host_a, 0);
+        assert_int_equal(res.uncompared[0].host_b, 1);
+        assert_int_equal(res.uncompared[0].a, 0);
+        assert_int_equal(res.uncompared[0].b, 1);
         /* The baseline is 6.1's, which 6.1 presents as it is and 6.12 by writing. */
         for (size_t i = 0; i < res.n_regs; i++)
                 assert_int_equal(res.regs[i].value & ~cpubase_ignored_bits(res.regs[i].id),
@@ -112,21 +140,22 @@ static void test_kernels_611_612(void **state)
                                          ~cpubase_ignored_bits(res.regs[i].id));
         assert_false(res.hosts[0].writes);
         assert_true(res.hosts[1].writes);
-        /* HCX is lower-safe and 6.1 cannot write it: 6.1 pins it, and without 6.1 it would be 1. */
-        bool hcx = false;
+        /* DebugVer: 6.1 pins it at 6; without 6.1 it would be 9. No limit on HCX. */
+        bool debugver = false;
         for (size_t i = 0; i < res.n_limits; i++) {
                 char name[80];
 
                 cpubase_field_name(res.limits[i].id, res.limits[i].field, name, sizeof(name));
-                if (strcmp(name, "ID_AA64MMFR1_EL1.HCX") == 0) {
-                        hcx = true;
+                assert_string_not_equal(name, "ID_AA64MMFR1_EL1.HCX");
+                if (strcmp(name, "ID_AA64DFR0_EL1.DebugVer") == 0) {
+                        debugver = true;
                         assert_int_equal(res.limits[i].host, 0);
                         assert_true(res.limits[i].pinned);
-                        assert_int_equal(res.limits[i].value, 0);
-                        assert_int_equal(res.limits[i].without, 1);
+                        assert_int_equal(res.limits[i].value, 6);
+                        assert_int_equal(res.limits[i].without, 9);
                 }
         }
-        assert_true(hcx);
+        assert_true(debugver);
         /* Each host can present the baseline, 6.1 with no write at all. */
         assert_int_equal(cpubase_can_present(a.regs, a.n, res.regs, res.n_regs, &err), 0);
         assert_int_equal(cpubase_can_present(b.regs, b.n, res.regs, res.n_regs, &err), 0);
@@ -140,7 +169,7 @@ static void test_612_guest_refused_by_61(void **state)
         struct svemig_error err = {0};
 
         kernel_host(&a, "6.1", NULL, 0);
-        kernel_host(&b, "6.12", writable_612, ELEMENTSOF(writable_612));
+        kernel_host_612(&b);
         assert_int_equal(cpubase_can_present(a.regs, a.n, b.regs, b.n, &err), -EINVAL);
         assert_non_null(strstr(err.msg, "ID_AA64DFR0_EL1.DebugVer"));
         assert_non_null(strstr(err.msg, "cannot write the field"));
@@ -148,26 +177,32 @@ static void test_612_guest_refused_by_61(void **state)
         assert_int_equal(cpubase_can_present(b.regs, b.n, a.regs, a.n, &err), 0);
 }
 
-/* 6.12 cannot raise a field above its own: a guest wanting HCX=2 is refused as lower-safe. */
+/* 6.12 cannot raise a field above its own: a guest wanting PAN=3 is refused as lower-safe. */
 static void test_no_write_upward(void **state)
 {
         struct kernel_host b, g;
         struct svemig_error err = {0};
 
-        kernel_host(&b, "6.12", writable_612, ELEMENTSOF(writable_612));
+        kernel_host_612(&b);
+        g = b;
+        assert_int_equal((reg_value(b.regs, b.n, MMFR1) >> 20) & 0xf, 2);
+        set_value(&g, MMFR1, (reg_value(b.regs, b.n, MMFR1) & ~(0xfull << 20)) | (3ull << 20));
+        assert_int_equal(cpubase_can_present(b.regs, b.n, g.regs, g.n, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "ID_AA64MMFR1_EL1.PAN: 2 here, 3 wanted; the field is lower-safe"));
+        /* An EL2-only field is not judged: HCX 2 is no reason to refuse. */
         g = b;
         set_value(&g, MMFR1, (reg_value(b.regs, b.n, MMFR1) & ~(0xfull << 40)) | (2ull << 40));
-        assert_int_equal(cpubase_can_present(b.regs, b.n, g.regs, g.n, &err), -EINVAL);
-        assert_non_null(strstr(err.msg, "ID_AA64MMFR1_EL1.HCX: 1 here, 2 wanted; the field is lower-safe"));
+        assert_int_equal(cpubase_can_present(b.regs, b.n, g.regs, g.n, &err), 0);
 }
 
-/* VHE and nVHE hosts on 6.1: ID_AA64MMFR1_EL1.VH differs and neither can write it. */
+/* VHE and nVHE hosts on 6.1: ID_AA64MMFR1_EL1.VH differs and neither can write it; EL2-only, not compared.
+ */
 static void test_vhe_nvhe_61(void **state)
 {
         struct kernel_host a, b;
         struct svemig_error err = {0};
         struct cpubase_result res;
-        char name[80];
+        char names[256];
 
         kernel_host(&a, "6.1", NULL, 0);
         b = a;
@@ -175,14 +210,154 @@ static void test_vhe_nvhe_61(void **state)
 
         const struct cpubase_host hosts[] = {{"vhe", true, a.regs, a.n}, {"nvhe", true, b.regs, b.n}};
         assert_int_equal(cpubase_compute(hosts, 2, &res, &err), 0);
-        assert_int_equal(res.n_conflicts, 1);
-        cpubase_field_name(res.conflicts[0].id, res.conflicts[0].field, name, sizeof(name));
-        assert_string_equal(name, "ID_AA64MMFR1_EL1.VH");
-        assert_int_equal(res.conflicts[0].host_a, 0);
-        assert_int_equal(res.conflicts[0].host_b, 1);
-        assert_int_equal(res.conflicts[0].a, 1);
-        assert_int_equal(res.conflicts[0].b, 0);
+        assert_int_equal(res.n_conflicts, 0);
+        uncompared_names(&res, names, sizeof(names));
+        assert_string_equal(names, "ID_AA64MMFR1_EL1.VH");
+        assert_int_equal(res.uncompared[0].a, 1);
+        assert_int_equal(res.uncompared[0].b, 0);
+        assert_false(res.hosts[0].writes);
+        assert_false(res.hosts[1].writes);
+        assert_int_equal(cpubase_can_present(b.regs, b.n, a.regs, a.n, &err), 0);
         cpubase_result_done(&res);
+}
+
+/* A host of each kernel and mode, described as svemigd describes it (peer_info_local() on the sim). */
+static struct hv *rig_host(const char *kernel, bool nvhe, struct cpubase_reg **regs, size_t *n)
+{
+        struct hv_config cfg = {.backend = HV_BACKEND_SIM};
+        struct svemig_error err = {0};
+        struct peer_info info;
+        struct hv *hv;
+
+        cfg.sim.kernel = kernel;
+        cfg.sim.nvhe = nvhe;
+        cfg.sim.host_name = kernel;
+        if (hv_open(&cfg, &hv, &err) < 0 || peer_info_local(hv, 1 << 20, &info, &err) < 0)
+                fail_msg("%s %s: %s", kernel, nvhe ? "nVHE" : "VHE", err.msg);
+        assert_int_equal(peer_info_cpu_regs(&info, regs, n), 0);
+        peer_info_done(&info);
+        return hv;
+}
+
+/* Whether a fresh SVE vcpu of hv takes the baseline: its kernel judges (vcpu_check_invariants()). */
+static void kernel_takes(struct hv *hv, const struct cpubase_result *res, const char *what)
+{
+        struct svemig_error err = {0};
+        struct hv_vm *vm = NULL;
+        struct hv_vcpu *vcpu = NULL;
+        struct hv_caps caps;
+
+        assert_int_equal(hv_get_caps(hv, &caps), 0);
+        assert_int_equal(hv_vm_create(hv, &vm, &err), 0);
+        assert_int_equal(hv_vcpu_create(vm, 0, &vcpu, &err), 0);
+        assert_int_equal(hv_vcpu_init(vcpu, HV_FEAT_BIT(HV_FEAT_SVE)), 0);
+        assert_int_equal(hv_vcpu_finalize(vcpu, HV_FEAT_SVE), 0);
+        for (size_t i = 0; i < res->n_regs; i++) {
+                uint8_t buf[8];
+                uint64_t own = 0, v;
+                struct vcpu_reg reg = {res->regs[i].id, kvmreg_size(res->regs[i].id), buf};
+
+                assert_int_equal(hv_vcpu_get_reg(vcpu, reg.id, &own), 0);
+                v = (res->regs[i].value & ~cpubase_ignored_bits(reg.id)) |
+                    (own & cpubase_ignored_bits(reg.id));
+                memcpy(buf, &v, 8);
+                if (vcpu_check_invariants(vcpu, &reg, 1, &err) < 0)
+                        fail_msg("%s: %s", what, err.msg);
+        }
+        hv_vcpu_destroy(vcpu);
+        hv_vm_destroy(vm);
+}
+
+/*
+ * The EL2-only list against the rig's data: each pair of Debian 6.1 and
+ * 6.12 hosts, VHE and nVHE, as the sim answers from the rig's facts, has a
+ * baseline without conflict; the fields not compared are exactly HCX (6.1
+ * against 6.12) and VH (VHE against nVHE); each host's kernel takes it.
+ */
+static void test_rig_kernels(void **state)
+{
+        static const struct {
+                const char *kernel;
+                bool nvhe;
+        } kinds[] = {{"6.1", false}, {"6.1", true}, {"6.12", false}, {"6.12", true}};
+        struct cpubase_reg *regs[4];
+        size_t n[4];
+        struct hv *hv[4];
+
+        for (size_t i = 0; i < 4; i++)
+                hv[i] = rig_host(kinds[i].kernel, kinds[i].nvhe, &regs[i], &n[i]);
+        for (size_t i = 0; i < 4; i++)
+                for (size_t j = i + 1; j < 4; j++) {
+                        const struct cpubase_host hosts[] = {{"a", true, regs[i], n[i]},
+                                                             {"b", true, regs[j], n[j]}};
+                        bool kernels = strcmp(kinds[i].kernel, kinds[j].kernel) != 0;
+                        bool modes = kinds[i].nvhe != kinds[j].nvhe;
+                        struct svemig_error err = {0};
+                        struct cpubase_result res;
+                        char names[256], what[64];
+
+                        snprintf(what, sizeof(what), "%s%s and %s%s", kinds[i].kernel,
+                                 kinds[i].nvhe ? " nVHE" : "", kinds[j].kernel,
+                                 kinds[j].nvhe ? " nVHE" : "");
+                        assert_int_equal(cpubase_compute(hosts, 2, &res, &err), 0);
+                        if (res.n_conflicts) {
+                                char name[80];
+
+                                cpubase_field_name(res.conflicts[0].id, res.conflicts[0].field, name,
+                                                   sizeof(name));
+                                fail_msg("%s: conflict in %s", what, name);
+                        }
+                        uncompared_names(&res, names, sizeof(names));
+                        assert_string_equal(names, kernels && modes
+                                                           ? "ID_AA64MMFR1_EL1.HCX,ID_AA64MMFR1_EL1.VH"
+                                                   : kernels ? "ID_AA64MMFR1_EL1.HCX"
+                                                   : modes   ? "ID_AA64MMFR1_EL1.VH"
+                                                             : "");
+                        /* The cache geometry: 6.1's own, which 6.12 writes; CCSIDR 3..13 only 6.12 lists. */
+                        if (kernels) {
+                                assert_int_equal(reg_value(res.regs, res.n_regs, 0x6020000000110000ull),
+                                                 0x701fe00a);
+                                assert_int_equal(reg_value(res.regs, res.n_regs, CLIDR_ID), 0x2000023);
+                                for (size_t k = 0; k < res.n_regs; k++)
+                                        assert_int_not_equal(res.regs[k].id, 0x6020000000110003ull);
+                        }
+                        kernel_takes(hv[i], &res, what);
+                        kernel_takes(hv[j], &res, what);
+                        cpubase_result_done(&res);
+                }
+        for (size_t i = 0; i < 4; i++) {
+                free(regs[i]);
+                hv_close(hv[i]);
+        }
+}
+
+/* docs/cpu-baseline.md's table of fields only EL2 uses is idreg's list, no more, no less. */
+static void test_el2_doc_table(void **state)
+{
+        FILE *f = fopen(SVEMIG_CPU_BASELINE_DOC, "re");
+        char line[1024], doc[2048] = "", code[2048] = "";
+        bool in = false;
+
+        assert_non_null(f);
+        while (fgets(line, sizeof(line), f)) {
+                char field[80];
+
+                if (line[0] == '#')
+                        in = strncmp(line, "## Fields only EL2 uses", 23) == 0;
+                if (in && sscanf(line, "| %79[A-Za-z0-9_.] |", field) == 1 && strchr(field, '.'))
+                        snprintf(doc + strlen(doc), sizeof(doc) - strlen(doc), "%s,", field);
+        }
+        fclose(f);
+        for (unsigned i = 0; i < HV_ID_MASKS_N; i++) {
+                const struct idreg_desc *d = idreg_find(idreg_mask_id(i));
+
+                for (size_t k = 0; d && k < d->n_fields; k++)
+                        if (d->fields[k].el2_only)
+                                snprintf(code + strlen(code), sizeof(code) - strlen(code), "%s.%s,", d->name,
+                                         d->fields[k].name);
+        }
+        assert_true(strlen(code) > 0);
+        assert_string_equal(doc, code);
 }
 
 static struct cpubase_reg one(uint64_t id, uint64_t v, uint64_t w)
@@ -340,6 +515,8 @@ int main(void)
                 cmocka_unit_test(test_612_guest_refused_by_61),
                 cmocka_unit_test(test_no_write_upward),
                 cmocka_unit_test(test_vhe_nvhe_61),
+                cmocka_unit_test(test_rig_kernels),
+                cmocka_unit_test(test_el2_doc_table),
                 cmocka_unit_test(test_lower_safe_limit),
                 cmocka_unit_test(test_pinned_and_conflict),
                 cmocka_unit_test(test_exact_floor_signed),

@@ -148,13 +148,25 @@ fi
 if run 0 --json negotiate "$HOSTS/debian-6.12-vhe.json" "$HOSTS/debian-6.12-debugver8.json"; then
         json_check "6.12 pair JSON" "j['cpu']['conflicts'] == [] and j['cpu']['baseline']['0x603000000013c028'] == '0x0000000010305008' and [h['writes_id_regs'] for h in j['cpu']['hosts']] == [True, False] and j['cpu']['limits'][0]['field'] == 'ID_AA64DFR0_EL1.DebugVer' and j['cpu']['limits'][0]['pinned'] is False"
 fi
-# 6.12 cannot lower HCX (the rig: EINVAL) and 6.1 cannot write at all: no baseline.
-if run 4 negotiate "$HOSTS/debian-6.1-vhe.json" "$HOSTS/debian-6.12-vhe.json"; then
-        contains out "CPU baseline: none" "6.1 and 6.12"
-        contains out "ID_AA64MMFR1_EL1.HCX: 0 on host 0" "6.1 and 6.12's conflict"
+# 6.12 cannot lower HCX (the rig: EINVAL) and 6.1 cannot write at all, but HCX
+# is EL2-only: not compared (docs/cpu-baseline.md). The baseline is 6.1's.
+if run 0 negotiate "$HOSTS/debian-6.1-vhe.json" "$HOSTS/debian-6.12-vhe.json"; then
+        contains out "CPU baseline: 3 ID registers every host can present" "6.1 and 6.12"
+        contains out "EL2-only, not compared: ID_AA64MMFR1_EL1.HCX (0 on host 0" "6.1 and 6.12's HCX"
+        contains out "holds ID_AA64DFR0_EL1.DebugVer at 6 (9 without it; its kernel cannot write the field)" "6.1 and 6.12's limit"
 fi
-if run 4 --json negotiate "$HOSTS/debian-6.1-vhe.json" "$HOSTS/debian-6.12-vhe.json"; then
-        json_check "6.1 and 6.12 JSON" "j['guest_bits'] == [128, 256] and j['cpu']['conflicts'] == [{'field': 'ID_AA64MMFR1_EL1.HCX', 'hosts': [0, 1], 'values': [0, 1]}]"
+if run 0 --json negotiate "$HOSTS/debian-6.1-vhe.json" "$HOSTS/debian-6.12-vhe.json"; then
+        json_check "6.1 and 6.12 JSON" "j['guest_bits'] == [128, 256] and j['cpu']['conflicts'] == [] \
+and j['cpu']['el2_only_not_compared'] == [{'field': 'ID_AA64MMFR1_EL1.HCX', 'hosts': [0, 1], 'values': [0, 1]}] \
+and j['cpu']['baseline']['0x603000000013c028'] == '0x0000000010305006' \
+and j['cpu']['baseline']['0x603000000013c801'] == '0x0000000002000023' \
+and [h['writes_id_regs'] for h in j['cpu']['hosts']] == [False, True]"
+fi
+# A 6.1 host that cannot present DebugVer 8 (it shows 6 and writes nothing) beside one that shows 8 and cannot write:
+sed 's/"0x0000000010305006"/"0x0000000010305007"/' "$HOSTS/debian-6.1-vhe.json" >"$TMP/debugver7.json"
+if run 4 negotiate "$HOSTS/debian-6.1-vhe.json" "$TMP/debugver7.json"; then
+        contains out "CPU baseline: none" "6.1 pair with different DebugVer"
+        contains out "ID_AA64DFR0_EL1.DebugVer: 6 on host 0" "the conflict names the field"
 fi
 # Sets alone give no CPU facts: the baseline is not negotiated, and says how to get it.
 if run 0 --json negotiate 128,256 "$HOSTS/debian-6.12-vhe.json"; then

@@ -7,10 +7,12 @@
  */
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "ctl-call.h"
+#include "ctl-cpu.h"
 #include "ctl-json.h"
 #include "macro.h"
 #include "svemig/migrate.h"
@@ -76,6 +78,48 @@ static struct json_object *json_host(const Svemig__Api__ClusterHost *h)
         return o;
 }
 
+/* The CPU baseline over the hosts up that told their ID registers, from what svemigd reports. */
+struct cluster_cpu {
+        struct cpubase_host *hosts;
+        struct cpubase_reg *regs;
+        const char **names;
+        struct cpubase_result res;
+        bool have;
+};
+
+static void cluster_cpu_done(struct cluster_cpu *c)
+{
+        cpubase_result_done(&c->res);
+        free(c->hosts);
+        free(c->regs);
+        free(c->names);
+}
+
+static void cluster_cpu_compute(const Svemig__Api__ClusterView *v, struct cluster_cpu *c)
+{
+        size_t total = 0, k = 0, counted = 0;
+
+        *c = (struct cluster_cpu){0};
+        for (size_t i = 0; i < v->n_hosts; i++)
+                total += v->hosts[i]->n_cpu;
+        c->hosts = calloc(v->n_hosts ? v->n_hosts : 1, sizeof(*c->hosts));
+        c->regs = calloc(total ? total : 1, sizeof(*c->regs));
+        c->names = calloc(v->n_hosts ? v->n_hosts : 1, sizeof(*c->names));
+        if (!c->hosts || !c->regs || !c->names)
+                return;
+        for (size_t i = 0; i < v->n_hosts; i++) {
+                const Svemig__Api__ClusterHost *h = v->hosts[i];
+
+                c->names[i] = h->name;
+                c->hosts[i] = (struct cpubase_host){h->name, h->up && h->n_cpu > 0, c->regs + k, h->n_cpu};
+                counted += c->hosts[i].counted;
+                for (size_t j = 0; j < h->n_cpu; j++)
+                        c->regs[k++] =
+                                (struct cpubase_reg){h->cpu[j]->id, h->cpu[j]->value, h->cpu[j]->writable};
+        }
+        c->have = counted > 0 && cpubase_compute(c->hosts, v->n_hosts, &c->res, NULL) == 0;
+}
+
 static int print_json(const Svemig__Api__ClusterView *v)
 {
         struct json_object *root = json_object_new_object(), *hosts = json_object_new_array();
@@ -111,6 +155,12 @@ static int print_json(const Svemig__Api__ClusterView *v)
                 json_object_object_add(root, "without_limiting", NULL);
         }
         json_object_object_add(root, "hosts", hosts);
+        {
+                _cleanup_(cluster_cpu_done) struct cluster_cpu cpu;
+
+                cluster_cpu_compute(v, &cpu);
+                json_object_object_add(root, "cpu", cpu.have ? ctl_cpu_json(&cpu.res) : NULL);
+        }
         return ctl_print_json(root);
 }
 
@@ -269,9 +319,8 @@ static int print_human(const Svemig__Api__ClusterView *v)
                 else if (h->counted && !h->can_present)
                         printf("%s: cannot present the guest set: %s\n", h->name, h->present_reason);
                 if (h->id_difference[0])
-                        printf("%s: guests cannot move between it and this host: %s (KVM accepts no other "
-                               "value of an ID register; hosts in different KVM modes, VHE and nVHE, differ "
-                               "in ID_AA64MMFR1_EL1)\n",
+                        printf("%s: its ID registers differ from this host's: %s (a guest created with "
+                               "--cpu host may not move between them; one at the CPU baseline below can)\n",
                                h->name, h->id_difference);
                 for (size_t k = 0; k < h->n_libvirt_stuck; k++) {
                         const Svemig__Api__LibvirtDomain *dom = h->libvirt_stuck[k];
@@ -285,6 +334,15 @@ static int print_human(const Svemig__Api__ClusterView *v)
                         printf("%s: and %zu more libvirt domain(s) or host(s) it could not move to (a host "
                                "tells its peers %u at most; 'svemigctl libvirt list' on %s shows all)\n",
                                h->name, (size_t)h->libvirt_stuck_total - shown, PEER_STUCK_MAX, h->name);
+        }
+        {
+                _cleanup_(cluster_cpu_done) struct cluster_cpu cpu;
+
+                cluster_cpu_compute(v, &cpu);
+                if (cpu.have)
+                        ctl_cpu_print(cpu.names, &cpu.res);
+                else
+                        puts("CPU baseline: unknown (no host up told its ID registers)");
         }
         return CTL_EXIT_OK;
 }
@@ -313,7 +371,9 @@ static void help(void)
                "              id_difference (the first ID register differing from this host's, or null),\n"
                "              libvirt_stuck [{name, state, vl_bits, could_not_move_to, why}] (the host's\n"
                "              libvirt domains that could not move to some host up, as it tells its peers:\n"
-               "              at most 8 (domain, host) pairs), libvirt_stuck_total (the pairs it had)}]\n"
+               "              at most 8 (domain, host) pairs), libvirt_stuck_total (the pairs it had)}],\n"
+               "      cpu: the CPU baseline over the hosts up, as 'negotiate --json' shows it (null when\n"
+               "           no host told its ID registers)\n"
                "  -h, --help  this text\n");
 }
 

@@ -60,6 +60,7 @@ struct json_object *ctl_guest_json(const Svemig__Api__Guest *g)
         json_object_object_add(o, "vl_bits", bits);
         json_object_object_add(o, "max_vl_bits", u64(g->max_vl_bits));
         json_object_object_add(o, "cluster", json_object_new_boolean(g->cluster));
+        json_object_object_add(o, "cpu", json_object_new_string(g->cpu && g->cpu[0] ? g->cpu : "host"));
         json_object_object_add(o, "steps", u64(g->steps));
         json_object_object_add(o, "vcpu_steps", steps);
         json_object_object_add(o, "dirty_pages_per_step", u64(g->dirty_pages_per_step));
@@ -106,6 +107,9 @@ void ctl_guest_print(const Svemig__Api__Guest *g)
         else
                 printf("memory:         %llu MiB\n", (unsigned long long)(g->memory_bytes >> 20));
         printf("vector lengths: %s%s%s\n", vls, g->n_vl_bits ? " bits" : "", g->cluster ? " (cluster)" : "");
+        printf("CPU:            %s\n", g->cpu && strcmp(g->cpu, "cluster") == 0
+                                               ? "the cluster's baseline (ID registers written at create)"
+                                               : "this host's");
         printf("steps:          %llu", (unsigned long long)g->steps);
         if (g->n_vcpu_steps > 1) {
                 fputs(" (", stdout);

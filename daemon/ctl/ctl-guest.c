@@ -22,14 +22,16 @@
 static void help(void)
 {
         printf("Usage: svemigctl [--socket PATH] [--json] [--quiet] guest COMMAND ...\n\n"
-               "  create NAME --vcpus N --memory SIZE [--vl SET|cluster] [--dirty-rate PAGES | --payload "
-               "IMAGE]\n"
-               "         [--start]\n"
+               "  create NAME --vcpus N --memory SIZE [--vl SET|cluster] [--cpu cluster|host]\n"
+               "         [--dirty-rate PAGES | --payload IMAGE] [--start]\n"
                "      a new guest running the sim workload in its own VMM. SIZE takes K, M, G suffixes.\n"
                "      --vl: its vector lengths (\"128,256\": this host must present exactly that set);\n"
                "      \"cluster\" the set every host of the cluster can present (negotiated with the peers "
                "up now);\n"
-               "      \"none\" no SVE; default this host's full set. --dirty-rate: pages each vcpu writes\n"
+               "      \"none\" no SVE; default this host's full set. --cpu: the ID registers it shows:\n"
+               "      \"cluster\" the cluster's CPU baseline, which every host up now can present (the\n"
+               "      default with --vl cluster; docs/cpu-baseline.md), \"host\" this host's own (the\n"
+               "      default otherwise). --dirty-rate: pages each vcpu writes\n"
                "      per workload step. --payload: run a bare aarch64 image instead (loaded at IPA 0,\n"
                "      entered at 0x800 at EL1; tests/arm64/payloads/); show lists what it reported\n"
                "      by MMIO writes, and whether it finished.\n"
@@ -86,6 +88,7 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
                 {"vcpus", required_argument, NULL, 'c'},
                 {"memory", required_argument, NULL, 'm'},
                 {"vl", required_argument, NULL, 'l'},
+                {"cpu", required_argument, NULL, 'u'},
                 {"dirty-rate", required_argument, NULL, 'd'},
                 {"start", no_argument, NULL, 's'},
                 {"json", no_argument, NULL, 'j'},
@@ -140,6 +143,16 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
                                 create.max_vl_case = SVEMIG__API__GUEST_CREATE_REQUEST__MAX_VL_VL_SET;
                                 create.vl_set = &vlset;
                         }
+                        break;
+                case 'u':
+                        if (strcmp(optarg, "cluster") == 0)
+                                create.cpu = SVEMIG__API__GUEST_CREATE_REQUEST__CPU__CPU_CLUSTER;
+                        else if (strcmp(optarg, "host") == 0)
+                                create.cpu = SVEMIG__API__GUEST_CREATE_REQUEST__CPU__CPU_HOST;
+                        else
+                                return ctl_usage_error("guest create: --cpu takes \"cluster\" or \"host\", "
+                                                       "not '%s'",
+                                                       optarg);
                         break;
                 case 'd':
                         if (parse_count(optarg, UINT32_MAX, &v) < 0)

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <inttypes.h>
 
+#include "ctl-cpu.h"
 #include "ctl-json.h"
 #include "ctl.h"
 #include "macro.h"
@@ -135,110 +136,6 @@ static size_t hosts_without_limiting(const vqset_t *hosts, const struct vqset_cl
 
 /* ---- the CPU baseline ---- */
 
-static struct json_object *hex_string(uint64_t v)
-{
-        char buf[24];
-
-        snprintf(buf, sizeof(buf), "0x%016" PRIx64, v);
-        return json_object_new_string(buf);
-}
-
-static struct json_object *json_cpu(const struct cpubase_result *c)
-{
-        struct json_object *o = json_object_new_object(), *base = json_object_new_object(),
-                           *hosts = json_object_new_array(), *limits = json_object_new_array(),
-                           *conflicts = json_object_new_array();
-        char name[96];
-
-        for (size_t i = 0; i < c->n_regs; i++) {
-                char key[24];
-
-                snprintf(key, sizeof(key), "0x%016" PRIx64, c->regs[i].id);
-                json_object_object_add(base, key, hex_string(c->regs[i].value));
-        }
-        for (size_t i = 0; i < c->n_hosts; i++) {
-                struct json_object *h = json_object_new_object();
-
-                json_object_object_add(h, "index", json_object_new_int64((int64_t)i));
-                json_object_object_add(h, "writes_id_regs", json_object_new_boolean(c->hosts[i].writes));
-                json_object_array_add(hosts, h);
-        }
-        for (size_t i = 0; i < c->n_limits; i++) {
-                const struct cpubase_limit *l = &c->limits[i];
-                struct json_object *j = json_object_new_object();
-
-                cpubase_field_name(l->id, l->field, name, sizeof(name));
-                json_object_object_add(j, "field", json_object_new_string(name));
-                json_object_object_add(j, "value", json_object_new_int64(l->value));
-                json_object_object_add(j, "without", json_object_new_int64(l->without));
-                json_object_object_add(j, "host", json_object_new_int64((int64_t)l->host));
-                json_object_object_add(j, "n_hosts", json_object_new_int64((int64_t)l->n_hosts));
-                json_object_object_add(j, "pinned", json_object_new_boolean(l->pinned));
-                json_object_array_add(limits, j);
-        }
-        for (size_t i = 0; i < c->n_conflicts; i++) {
-                const struct cpubase_conflict *k = &c->conflicts[i];
-                struct json_object *j = json_object_new_object(), *hs = json_object_new_array(),
-                                   *vs = json_object_new_array();
-
-                cpubase_field_name(k->id, k->field, name, sizeof(name));
-                json_object_object_add(j, "field", json_object_new_string(name));
-                json_object_array_add(hs, json_object_new_int64((int64_t)k->host_a));
-                json_object_array_add(hs, json_object_new_int64((int64_t)k->host_b));
-                json_object_array_add(vs, json_object_new_int64(k->a));
-                json_object_array_add(vs, json_object_new_int64(k->b));
-                json_object_object_add(j, "hosts", hs);
-                json_object_object_add(j, "values", vs);
-                json_object_array_add(conflicts, j);
-        }
-        json_object_object_add(o, "baseline", base);
-        json_object_object_add(o, "hosts", hosts);
-        json_object_object_add(o, "limits", limits);
-        json_object_object_add(o, "conflicts", conflicts);
-        return o;
-}
-
-static void print_cpu(const struct host_arg *hosts, const struct cpubase_result *c)
-{
-        char name[96];
-        size_t writers = 0;
-
-        if (!c) {
-                puts("CPU baseline: not negotiated; give each host as a file 'svemigctl host-info --json' "
-                     "wrote to negotiate it");
-                return;
-        }
-        if (c->n_conflicts) {
-                printf("CPU baseline: none: %zu field%s no value of which every host can present\n",
-                       c->n_conflicts, c->n_conflicts > 1 ? "s have" : " has");
-                for (size_t i = 0; i < c->n_conflicts; i++) {
-                        const struct cpubase_conflict *k = &c->conflicts[i];
-
-                        cpubase_field_name(k->id, k->field, name, sizeof(name));
-                        printf("  %s: %" PRId64 " on host %zu (%s), %" PRId64 " on host %zu (%s); "
-                               "neither kernel can present the other's\n",
-                               name, k->a, k->host_a, hosts[k->host_a].name, k->b, k->host_b,
-                               hosts[k->host_b].name);
-                }
-                return;
-        }
-        printf("CPU baseline: %zu ID registers every host can present\n", c->n_regs);
-        for (size_t i = 0; i < c->n_hosts; i++)
-                if (c->hosts[i].writes)
-                        writers++;
-        printf("  %zu of %zu hosts present it by writing ID registers before a guest first runs\n", writers,
-               c->n_hosts);
-        for (size_t i = 0; i < c->n_limits; i++) {
-                const struct cpubase_limit *l = &c->limits[i];
-
-                cpubase_field_name(l->id, l->field, name, sizeof(name));
-                printf("  limiting: host %zu (%s)%s holds %s at %" PRId64 " (%" PRId64 " without %s%s)\n",
-                       l->host, hosts[l->host].name, l->n_hosts > 1 ? " and others" : "", name, l->value,
-                       l->without, l->n_hosts > 1 ? "them" : "it",
-                       l->pinned ? "; its kernel cannot write the field" : "");
-        }
-}
-
 /* ---- JSON ---- */
 
 static struct json_object *json_limiting(const struct vqset_cluster *c)
@@ -289,7 +186,7 @@ static int print_json(const vqset_t *hosts, const struct vqset_cluster *c,
         } else {
                 json_object_object_add(root, "without_limiting", NULL);
         }
-        json_object_object_add(root, "cpu", cpu ? json_cpu(cpu) : NULL);
+        json_object_object_add(root, "cpu", cpu ? ctl_cpu_json(cpu) : NULL);
         return ctl_print_json(root);
 }
 
@@ -371,7 +268,15 @@ static int print_human(const vqset_t *hosts, const struct vqset_cluster *c,
                 fputs(": ", stdout);
                 print_guest(&without->guest, without->max_vq);
         }
-        print_cpu(args, cpu);
+        {
+                const char **names = calloc(c->n_hosts ? c->n_hosts : 1, sizeof(*names));
+
+                for (size_t i = 0; names && i < c->n_hosts; i++)
+                        names[i] = args[i].name;
+                if (names)
+                        ctl_cpu_print(names, cpu);
+                free(names);
+        }
         return CTL_EXIT_OK;
 }
 

@@ -84,8 +84,8 @@ static void log_member_change(const struct membership_host *m, const struct memb
 
                         cluster_id_diff_format(&s->id_diff, m->name, diff, sizeof(diff));
                         log_msg(LOG_WARNING, LOG_CTX(.peer = m->name),
-                                "guests cannot move between this host and %s: %s (KVM accepts no other "
-                                "value of an ID register)",
+                                "ID registers differ between this host and %s: %s (only guests at the "
+                                "cluster's CPU baseline move between them)",
                                 m->name, diff);
                 }
         } else if (old->up) {
@@ -612,5 +612,43 @@ int svemigd_cluster_guest_set(struct svemigd *d, vqset_t *out, struct svemig_err
                 log_warning("the cluster guest set comes from a stale view (%s): hosts that joined or left "
                             "since are not counted",
                             d->cluster->view.stale_reason);
+        return 0;
+}
+
+int svemigd_cluster_cpu_baseline(struct svemigd *d, struct cpubase_result *out, struct svemig_error *err)
+{
+        const struct membership_view *v;
+        _cleanup_free_ struct cpubase_host *hosts = NULL;
+        vqset_t set;
+        int r;
+
+        r = svemigd_cluster_guest_set(d, &set, err); /* the same checks: ready, this host a member */
+        if (r < 0)
+                return r;
+        v = &d->cluster->view;
+        hosts = calloc(v->n_hosts ? v->n_hosts : 1, sizeof(*hosts));
+        if (!hosts)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        for (size_t i = 0; i < v->n_hosts; i++) {
+                const struct membership_host *m = &v->hosts[i];
+
+                hosts[i] = (struct cpubase_host){m->name, m->up && m->n_cpu > 0, m->cpu, m->n_cpu};
+        }
+        r = cpubase_compute(hosts, v->n_hosts, out, err);
+        if (r < 0)
+                return r;
+        if (out->n_conflicts) {
+                const struct cpubase_conflict *k = &out->conflicts[0];
+                char name[96];
+
+                cpubase_field_name(k->id, k->field, name, sizeof(name));
+                r = svemig_error_set(err, EINVAL,
+                                     "the cluster has no CPU baseline: %s is %" PRId64 " on %s and %" PRId64
+                                     " on %s, and neither kernel can present the other's (svemigctl "
+                                     "cluster shows every limit); create the guest with --cpu host",
+                                     name, k->a, v->hosts[k->host_a].name, k->b, v->hosts[k->host_b].name);
+                cpubase_result_done(out);
+                return r;
+        }
         return 0;
 }

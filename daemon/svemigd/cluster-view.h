@@ -21,6 +21,7 @@
 
 #include "peer-listener.h"
 #include "svemig/cluster.h"
+#include "svemig/cpubase.h"
 #include "svemig/error.h"
 #include "svemig/membership.h"
 #include "svemig/migrate.h"
@@ -83,3 +84,11 @@ int cluster_view_peer(const struct cluster_view *v, const char *name, struct pee
  * up can present (this host's own when no peer is up). Empty = FPSIMD only.
  */
 int svemigd_cluster_guest_set(struct svemigd *d, vqset_t *out, struct svemig_error *err);
+
+/*
+ * The CPU baseline (svemig/cpubase.h) over this host and every peer now up
+ * that told its ID registers; index-aligned with cluster_view_members().
+ * -EINVAL when no baseline exists (the reason names the field and two
+ * hosts); free with cpubase_result_done().
+ */
+int svemigd_cluster_cpu_baseline(struct svemigd *d, struct cpubase_result *out, struct svemig_error *err);

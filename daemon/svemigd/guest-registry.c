@@ -297,6 +297,7 @@ Svemig__Api__Guest *guest_msg_new(const struct guest_entry *e, const Svemig__Api
         m->g.dirty_pages_per_step = rec->dirty_pages_per_step;
         m->g.dirty_pages_per_second = guest_state_has_vmm(rec->state) ? e->dirty_rate : 0;
         m->g.cluster = rec->cluster;
+        m->g.cpu = rec->cpu_regs ? "cluster" : "host";
         m->g.vmm_pid = (uint32_t)rec->vmm_pid;
         m->g.vmm_socket = rec->vmm_socket ? rec->vmm_socket : (char *)"";
         m->g.reason = rec->reason ? rec->reason : (char *)"";

@@ -26,6 +26,8 @@ struct cluster_reply {
         Svemig__Api__ClusterHost **host_ptrs;
         char (*reasons)[256];
         char (*id_diffs)[256];
+        Svemig__Api__CpuReg *cpu; /* MEMBERSHIP_CPU_REGS_MAX per host */
+        Svemig__Api__CpuReg **cpu_ptrs;
         uint32_t *bits; /* VQSET_VQ_MAX per host, then the guest set, then the gain */
         const char **limiting;
         struct stuck_reply *stuck; /* per host */
@@ -38,6 +40,8 @@ static void cluster_reply_done(struct cluster_reply *c)
         free(c->host_ptrs);
         free(c->reasons);
         free(c->id_diffs);
+        free(c->cpu);
+        free(c->cpu_ptrs);
         free(c->bits);
         free(c->limiting);
 }
@@ -88,6 +92,23 @@ static void fill_stuck(const struct peer_stuck *st, struct stuck_reply *out, Sve
         h->libvirt_stuck_total = st->total;
 }
 
+static void fill_cpu(struct cluster_reply *c, size_t i, const struct membership_host *m,
+                     Svemig__Api__ClusterHost *h)
+{
+        Svemig__Api__CpuReg *regs = c->cpu + i * MEMBERSHIP_CPU_REGS_MAX;
+        Svemig__Api__CpuReg **ptrs = c->cpu_ptrs + i * MEMBERSHIP_CPU_REGS_MAX;
+
+        for (size_t k = 0; k < m->n_cpu; k++) {
+                svemig__api__cpu_reg__init(&regs[k]);
+                regs[k].id = m->cpu[k].id;
+                regs[k].value = m->cpu[k].value;
+                regs[k].writable = m->cpu[k].writable;
+                ptrs[k] = &regs[k];
+        }
+        h->n_cpu = m->n_cpu;
+        h->cpu = ptrs;
+}
+
 int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *userdata,
                struct svemig_error *err)
 {
@@ -113,7 +134,10 @@ int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *use
         c.bits = calloc((n + 2) * VQSET_VQ_MAX, sizeof(*c.bits));
         c.limiting = calloc(n, sizeof(*c.limiting));
         c.stuck = calloc(n, sizeof(*c.stuck));
-        if (!c.hosts || !c.host_ptrs || !c.reasons || !c.id_diffs || !c.bits || !c.limiting || !c.stuck)
+        c.cpu = calloc(n * MEMBERSHIP_CPU_REGS_MAX, sizeof(*c.cpu));
+        c.cpu_ptrs = calloc(n * MEMBERSHIP_CPU_REGS_MAX, sizeof(*c.cpu_ptrs));
+        if (!c.hosts || !c.host_ptrs || !c.reasons || !c.id_diffs || !c.bits || !c.limiting || !c.stuck ||
+            !c.cpu || !c.cpu_ptrs)
                 return svemig_error_set(err, ENOMEM, "out of memory");
         guest_bits = c.bits + n * VQSET_VQ_MAX;
         gain_bits = guest_bits + VQSET_VQ_MAX;
@@ -143,6 +167,7 @@ int op_cluster(struct api_call *call, const Svemig__Api__Request *req, void *use
                         cluster_id_diff_format(&m->id_diff, m->name, c.id_diffs[i], sizeof(c.id_diffs[i]));
                         h->id_difference = c.id_diffs[i];
                         fill_stuck(&m->info.stuck, &c.stuck[i], h);
+                        fill_cpu(&c, i, m, h);
                 }
                 h->counted = v->counted;
                 h->can_present = v->can_present;

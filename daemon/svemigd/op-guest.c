@@ -19,6 +19,7 @@
 #include "api-ops.h"
 #include "client-file.h"
 #include "clock.h"
+#include "cpu-regs.h"
 #include "cluster-view.h"
 #include "guest-registry.h"
 #include "log.h"
@@ -115,6 +116,31 @@ static int choose_vls(struct svemigd *d, const Svemig__Api__GuestCreateRequest *
         }
         *out = caps.vls; /* the host's full set (empty without SVE) */
         return 0;
+}
+
+/*
+ * The CPU the guest shows: the cluster's baseline for CPU_CLUSTER (the
+ * default with max VL "cluster"), recorded as text for every boot of it;
+ * NULL for the host's own.
+ */
+static int choose_cpu(struct svemigd *d, const Svemig__Api__GuestCreateRequest *req, char **out,
+                      struct svemig_error *err)
+{
+        struct cpubase_result base = {0};
+        bool cluster = req->cpu == SVEMIG__API__GUEST_CREATE_REQUEST__CPU__CPU_CLUSTER ||
+                       (req->cpu == SVEMIG__API__GUEST_CREATE_REQUEST__CPU__CPU_DEFAULT &&
+                        req->max_vl_case == SVEMIG__API__GUEST_CREATE_REQUEST__MAX_VL_CLUSTER);
+        int r;
+
+        *out = NULL;
+        if (!cluster)
+                return 0;
+        r = svemigd_cluster_cpu_baseline(d, &base, err);
+        if (r < 0)
+                return r;
+        r = cpu_regs_format(base.regs, base.n_regs, out);
+        cpubase_result_done(&base);
+        return r < 0 ? svemig_error_set(err, -r, "out of memory") : 0;
 }
 
 /* --- create --- */
@@ -225,6 +251,9 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
         rec.memory_bytes = req->memory_bytes;
         rec.cluster = req->max_vl_case == SVEMIG__API__GUEST_CREATE_REQUEST__MAX_VL_CLUSTER;
         r = choose_vls(d, req, &rec.vls, err);
+        if (r < 0)
+                return r;
+        r = choose_cpu(d, req, &rec.cpu_regs, err);
         if (r < 0)
                 return r;
         if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_WORKLOAD)

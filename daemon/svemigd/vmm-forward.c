@@ -230,6 +230,7 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
                 .vcpus = e->rec.vcpus,
                 .memory = e->rec.memory_bytes,
                 .vls = vls,
+                .cpu_regs = e->rec.cpu_regs,
                 .dirty_pages = e->rec.dirty_pages_per_step,
                 .payload_fd = payload_fd,
         };

@@ -387,6 +387,10 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                 argv[n++] = a->vls;
                 argv[n++] = "--dirty-pages";
                 argv[n++] = dirty;
+                if (a->cpu_regs) {
+                        argv[n++] = "--cpu-regs";
+                        argv[n++] = a->cpu_regs;
+                }
                 if (a->payload_fd >= 0) {
                         snprintf(file_fd, sizeof(file_fd), "%d", FIRST_FD + (int)n_pass);
                         pass[n_pass++] = a->payload_fd;

@@ -36,7 +36,8 @@ struct vmm_spawn_args {
         int channel_fd;
         unsigned vcpus;
         uint64_t memory;
-        const char *vls; /* a VL set as vqset_parse() reads it; "none" = no SVE */
+        const char *vls;      /* a VL set as vqset_parse() reads it; "none" = no SVE */
+        const char *cpu_regs; /* the ID register values to present (cpu-regs.h); NULL: the host's */
         uint32_t dirty_pages;
         const char
                 *payload; /* a bare payload image (svemigd's copy) instead of the sim workload; NULL: none */

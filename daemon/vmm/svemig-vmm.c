@@ -8,7 +8,7 @@
  * reconnects to every VMM it finds in its state directory.
  *
  *   svemig-vmm --name NAME --dir DIR --ready-fd FD [--config FILE]
- *              (--vcpus N --memory BYTES --vls SET
+ *              (--vcpus N --memory BYTES --vls SET [--cpu-regs 0xID=0xVALUE,...]
  *                (--dirty-pages N | --payload IMAGE | --payload-fd FD) |
  *               --restore-fd FD [--source-name NAME] | --receive-fd FD [--channel-fd FD])
  *   svemig-vmm --standby SIZE --control-fd FD [--config FILE]
@@ -43,6 +43,7 @@
 #include "api-frame.h"
 #include "clock.h"
 #include "config.h"
+#include "cpu-regs.h"
 #include "log.h"
 #include "macro.h"
 #include "parse-number.h"
@@ -66,6 +67,7 @@ struct args {
         unsigned vcpus;
         uint64_t memory;
         const char *vls;
+        const char *cpu_regs; /* --cpu-regs: the ID register values to present (cpu-regs.h) */
         uint32_t dirty_pages;
         const char *payload; /* a bare payload image instead of the sim workload (payload.c) */
         int payload_fd;      /* the same, as the client passed it: read, and copied into --dir */
@@ -94,16 +96,25 @@ static int parse_fd(const char *opt, const char *s, int *fd)
 static int parse_argv(int argc, char **argv, struct args *a)
 {
         static const struct option longopts[] = {
-                {"config", required_argument, NULL, 'c'},      {"name", required_argument, NULL, 'n'},
-                {"dir", required_argument, NULL, 'd'},         {"ready-fd", required_argument, NULL, 'r'},
-                {"restore-fd", required_argument, NULL, 'R'},  {"receive-fd", required_argument, NULL, 'F'},
-                {"source-name", required_argument, NULL, 'N'}, {"payload-fd", required_argument, NULL, 'Q'},
+                {"config", required_argument, NULL, 'c'},
+                {"name", required_argument, NULL, 'n'},
+                {"dir", required_argument, NULL, 'd'},
+                {"ready-fd", required_argument, NULL, 'r'},
+                {"restore-fd", required_argument, NULL, 'R'},
+                {"receive-fd", required_argument, NULL, 'F'},
+                {"source-name", required_argument, NULL, 'N'},
+                {"payload-fd", required_argument, NULL, 'Q'},
                 {"channel-fd", required_argument, NULL, 'H'}, /* with --receive-fd */
-                {"vcpus", required_argument, NULL, 'C'},       {"memory", required_argument, NULL, 'm'},
-                {"vls", required_argument, NULL, 'l'},         {"dirty-pages", required_argument, NULL, 'D'},
-                {"payload", required_argument, NULL, 'P'},     {"standby", required_argument, NULL, 'S'},
+                {"vcpus", required_argument, NULL, 'C'},
+                {"memory", required_argument, NULL, 'm'},
+                {"vls", required_argument, NULL, 'l'},
+                {"dirty-pages", required_argument, NULL, 'D'},
+                {"cpu-regs", required_argument, NULL, 'U'},
+                {"payload", required_argument, NULL, 'P'},
+                {"standby", required_argument, NULL, 'S'},
                 {"control-fd", required_argument, NULL, 'K'}, /* with --standby */
-                {"verbose", no_argument, NULL, 'v'},           {0},
+                {"verbose", no_argument, NULL, 'v'},
+                {0},
         };
         uint64_t v;
         int c;
@@ -167,6 +178,9 @@ static int parse_argv(int argc, char **argv, struct args *a)
                         break;
                 case 'l':
                         a->vls = optarg;
+                        break;
+                case 'U':
+                        a->cpu_regs = optarg;
                         break;
                 case 'D':
                         if (parse_u64("--dirty-pages", optarg, UINT32_MAX, &v) < 0)
@@ -275,11 +289,18 @@ static int create_guest(struct vmm *v, const struct args *a, struct svemig_error
                 .dirty_pages_per_step = a->dirty_pages,
                 .log_dirty = true, /* pre-copy, when it migrates */
         };
+        _cleanup_free_ struct cpubase_reg *cpu = NULL;
         int r;
 
         r = vqset_parse(a->vls, &v->vls, err);
         if (r < 0)
                 return r;
+        if (a->cpu_regs) {
+                r = cpu_regs_parse(a->cpu_regs, &cpu, &cfg.n_id_regs, err);
+                if (r < 0)
+                        return r;
+                cfg.id_regs = cpu;
+        }
         cfg.sve = !vqset_empty(&v->vls);
         cfg.vls = v->vls;
         v->dirty_pages_per_step = a->dirty_pages;

@@ -9,7 +9,8 @@
  * cannot write a field. A guest started at the baseline can move to any of
  * these hosts. The SVE field of ID_AA64PFR0_EL1 and ID_AA64ZFR0_EL1 follow
  * the guest's SVE feature, which the vector-length negotiation governs:
- * they are left out here.
+ * they are left out here, as are the fields only EL2 software uses
+ * (svemig/idreg.h, el2_only), which cannot matter to a guest run at EL1.
  */
 
 #include <stdbool.h>
@@ -19,7 +20,10 @@
 #include "svemig/error.h"
 #include "svemig/idreg.h"
 
-/* One feature ID register of a host: its value, and the bits its kernel lets a VMM write. */
+/*
+ * One feature ID register of a host (or a CCSIDR, whose bits no field
+ * describes): its value, and the bits its kernel lets a VMM write.
+ */
 struct cpubase_reg {
         uint64_t id;
         uint64_t value;
@@ -53,6 +57,17 @@ struct cpubase_conflict {
         int64_t a, b;          /* their values (field bits, shifted down, for NULL field) */
 };
 
+/*
+ * An EL2-only field (struct idreg_field.el2_only) in which counted hosts
+ * differ: not compared, each host presents its own value to a guest.
+ */
+struct cpubase_uncompared {
+        uint64_t id;
+        const struct idreg_field *field;
+        size_t host_a, host_b; /* the first two hosts that differ */
+        int64_t a, b;
+};
+
 struct cpubase_host_verdict {
         bool counted;
         bool writes; /* it presents the baseline only by writing ID registers before the first run */
@@ -67,6 +82,8 @@ struct cpubase_result {
         size_t n_limits;
         struct cpubase_conflict *conflicts; /* owned; none: every counted host presents the baseline */
         size_t n_conflicts;
+        struct cpubase_uncompared *uncompared; /* owned: "EL2-only, not compared" */
+        size_t n_uncompared;
 };
 
 /*
@@ -86,7 +103,11 @@ void cpubase_result_done(struct cpubase_result *r);
 int cpubase_can_present(const struct cpubase_reg *host, size_t n_host, const struct cpubase_reg *guest,
                         size_t n_guest, struct svemig_error *err);
 
-/* Bits the vector-length negotiation governs, left out of the baseline: 0 for most registers. */
+/*
+ * Bits left out of the baseline, which each host presents as its own: those
+ * the vector-length negotiation governs (the SVE field, ZFR0) and the
+ * EL2-only fields (idreg_el2_only_bits()). 0 for most registers.
+ */
 uint64_t cpubase_ignored_bits(uint64_t id);
 
 /* "ID_AA64MMFR1_EL1.HCX" for a limit or conflict, into buf. */

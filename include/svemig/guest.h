@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "svemig/cpubase.h"
 #include "svemig/error.h"
 #include "svemig/hv.h"
 #include "svemig/vcpu.h"
@@ -65,6 +66,17 @@ struct guest_config {
          * given: bare payloads are linked at IPA 0.
          */
         uint64_t ram_base;
+
+        /*
+         * The CPU the vcpus present (a cluster's baseline, svemig/cpubase.h):
+         * written to each vcpu's ID registers before its first run, but for
+         * the bits each host keeps its own (cpubase_ignored_bits(): the SVE
+         * fields, EL2-only fields). A register the vcpu lacks is left out;
+         * one the host's kernel will not write fails the create, naming the
+         * field. NULL: the host's own values.
+         */
+        const struct cpubase_reg *id_regs;
+        size_t n_id_regs;
 
         /* MMIO exits (guest_set_mmio_handler()); NULL ignores writes and reads zeros. */
         guest_mmio_fn on_mmio;

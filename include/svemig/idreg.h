@@ -35,6 +35,13 @@ struct idreg_field {
         enum idreg_rule rule;
         uint8_t safe;  /* IDREG_EXACT: the value a host may always write instead of its own */
         uint8_t floor; /* the least value KVM accepts in a write (DebugVer: 6) */
+        /*
+         * It says only what EL2 or EL3 offers (docs/cpu-baseline.md, "Fields
+         * only EL2 uses"): KVM runs a guest at EL1 without nested
+         * virtualization, so the field cannot matter to it. It is not
+         * compared between hosts; each host presents its own value.
+         */
+        bool el2_only;
 };
 
 struct idreg_desc {
@@ -62,6 +69,17 @@ uint64_t idreg_field_mask(const struct idreg_field *f);
 void idreg_name(uint64_t id, char *buf, size_t len);
 /* The bits d's fields cover (0 for NULL). */
 uint64_t idreg_known_bits(const struct idreg_desc *d);
+/* The bits of the register's EL2-only fields (struct idreg_field.el2_only), 0 for most. */
+uint64_t idreg_el2_only_bits(uint64_t id);
+/*
+ * The bits a destination keeps as its own when it takes a guest's ID
+ * registers (docs/cpu-baseline.md): the EL2-only fields, and the GIC
+ * fields (ID_AA64PFR0_EL1.GIC, ID_PFR1_EL1.GIC), which KVM sets from the
+ * VM's own interrupt controller: 6.12 clears them at the first run of a VM
+ * without an in-kernel GIC, 6.1 shows the host's, and neither takes the
+ * other's value.
+ */
+uint64_t idreg_host_kept_bits(uint64_t id);
 
 /* Why a host cannot present a value of a register. */
 struct idreg_refusal {

@@ -27,8 +27,9 @@
 #include "svemig/error.h"
 #include "svemig/migrate.h"
 
-#define MEMBERSHIP_NAME_MAX    64
-#define MEMBERSHIP_ADDRESS_MAX 262 /* "[V6]:PORT" */
+#define MEMBERSHIP_NAME_MAX     64
+#define MEMBERSHIP_CPU_REGS_MAX 224 /* the feature ID space (192) and the CCSIDRs */
+#define MEMBERSHIP_ADDRESS_MAX  262 /* "[V6]:PORT" */
 
 enum membership_backend {
         MEMBERSHIP_STATIC = 0,
@@ -49,8 +50,15 @@ struct membership_host {
         char reason[SVEMIG_ERROR_MSG_MAX]; /* down: why */
         struct peer_info info;             /* without id_regs (left empty) */
         struct cluster_id_diff id_diff;    /* its ID registers against this host's */
-        uint64_t since_ns;                 /* CLOCK_REALTIME when it entered its state */
-        uint64_t version;                  /* bumps with every change of this host */
+        /*
+         * Its feature ID registers and CCSIDRs with the bits its kernel lets
+         * a VMM write (peer_info_cpu_regs()), for the CPU baseline
+         * (svemig/cpubase.h); n_cpu 0 when it said none.
+         */
+        struct cpubase_reg cpu[MEMBERSHIP_CPU_REGS_MAX];
+        size_t n_cpu;
+        uint64_t since_ns; /* CLOCK_REALTIME when it entered its state */
+        uint64_t version;  /* bumps with every change of this host */
 };
 
 /*

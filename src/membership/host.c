@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "macro.h"
 #include "membership/host.h"
 
 int membership_split_address(const char *address, char *host, size_t host_len, uint16_t *port,
@@ -54,6 +55,24 @@ bool membership_id_diff_same(const struct cluster_id_diff *a, const struct clust
         return a->differ == b->differ &&
                (!a->differ || (a->id == b->id && a->here == b->here && a->there == b->there &&
                                a->missing_here == b->missing_here && a->missing_there == b->missing_there));
+}
+
+int membership_host_set_cpu(struct membership_host *h, const struct peer_info *info)
+{
+        struct cpubase_reg *regs;
+        size_t n;
+
+        if (peer_info_cpu_regs(info, &regs, &n) < 0)
+                return -ENOMEM;
+        h->n_cpu = MIN(n, (size_t)MEMBERSHIP_CPU_REGS_MAX);
+        memcpy(h->cpu, regs, h->n_cpu * sizeof(*regs));
+        free(regs);
+        return 0;
+}
+
+bool membership_cpu_same(const struct membership_host *a, const struct membership_host *b)
+{
+        return a->n_cpu == b->n_cpu && memcmp(a->cpu, b->cpu, a->n_cpu * sizeof(a->cpu[0])) == 0;
 }
 
 struct membership_host *membership_view_add(struct membership_view *v, size_t *cap)

@@ -15,3 +15,6 @@ struct membership_host *membership_view_add(struct membership_view *v, size_t *c
  */
 bool membership_info_same(const struct peer_info *a, const struct peer_info *b);
 bool membership_id_diff_same(const struct cluster_id_diff *a, const struct cluster_id_diff *b);
+/* h->cpu from what the host said (info's id_regs and writable masks): 0 or -ENOMEM. */
+int membership_host_set_cpu(struct membership_host *h, const struct peer_info *info);
+bool membership_cpu_same(const struct membership_host *a, const struct membership_host *b);

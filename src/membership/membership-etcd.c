@@ -126,6 +126,39 @@ static struct json_object *stuck_json(const struct peer_stuck *st)
         return a;
 }
 
+/* The writable masks (HV_ID_MASKS_N, idreg_mask_index() order) as hex, for the CPU baseline. */
+static struct json_object *id_writable_json(const struct peer_info *self)
+{
+        struct json_object *a = json_object_new_array();
+
+        for (size_t i = 0; a && i < HV_ID_MASKS_N; i++) {
+                char hex[24];
+
+                snprintf(hex, sizeof(hex), "0x%016" PRIx64, self->id_writable[i]);
+                json_object_array_add(a, json_object_new_string(hex));
+        }
+        return a;
+}
+
+static int id_writable_parse(struct json_object *a, struct peer_info *info)
+{
+        if (!json_object_is_type(a, json_type_array) || json_object_array_length(a) != HV_ID_MASKS_N)
+                return -EINVAL;
+        for (size_t i = 0; i < HV_ID_MASKS_N; i++) {
+                const char *hex = json_object_get_string(json_object_array_get_idx(a, i));
+                char *end;
+
+                if (!hex)
+                        return -EINVAL;
+                errno = 0;
+                info->id_writable[i] = strtoull(hex, &end, 16);
+                if (errno || *end || end == hex)
+                        return -EINVAL;
+        }
+        info->id_writable_known = true;
+        return 0;
+}
+
 static char *record_new(const struct peer_info *self, const char *name, const char *address,
                         const char *instance, const char *set)
 {
@@ -163,6 +196,8 @@ static char *record_new(const struct peer_info *self, const char *name, const ch
                 json_object_object_add(o, "stuck", stuck_json(&stuck));
                 json_object_object_add(o, "stuck_total", json_object_new_int((int)stuck.total));
         }
+        if (self->id_writable_known)
+                json_object_object_add(o, "id_writable", id_writable_json(self));
         text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
         return text ? strdup(text) : NULL;
 }
@@ -337,8 +372,18 @@ static int record_parse(struct etcd_members *s, const char *text, size_t len, st
                 if (r < 0)
                         return svemig_error_set(err, -r, "its record in etcd has unreadable ID registers");
         }
+        if (json_object_object_get_ex(o, "id_writable", &ids) && id_writable_parse(ids, &h->info) < 0) {
+                vcpu_state_done(&regs);
+                return svemig_error_set(err, EINVAL,
+                                        "its record in etcd has unreadable writable ID register masks");
+        }
         cluster_id_compare(&s->self->id_regs, &regs, &h->id_diff);
+        h->info.id_regs = regs;
+        r = membership_host_set_cpu(h, &h->info);
+        h->info.id_regs = (struct vcpu_state){0};
         vcpu_state_done(&regs);
+        if (r < 0)
+                return svemig_error_set(err, ENOMEM, "out of memory");
         return 0;
 }
 
@@ -418,7 +463,8 @@ static int apply_put(struct etcd_members *s, const char *name, const char *value
                 return 0;
         }
         if (h->up && h->known && membership_info_same(&h->info, &fresh.info) &&
-            membership_id_diff_same(&h->id_diff, &fresh.id_diff) && strcmp(h->address, fresh.address) == 0) {
+            membership_id_diff_same(&h->id_diff, &fresh.id_diff) && membership_cpu_same(h, &fresh) &&
+            strcmp(h->address, fresh.address) == 0) {
                 h->info.mem_available = fresh.info.mem_available;
                 return 0;
         }
@@ -429,6 +475,8 @@ static int apply_put(struct etcd_members *s, const char *name, const char *value
         h->port = fresh.port;
         h->info = fresh.info;
         h->id_diff = fresh.id_diff;
+        h->n_cpu = fresh.n_cpu;
+        memcpy(h->cpu, fresh.cpu, fresh.n_cpu * sizeof(fresh.cpu[0]));
         h->up = h->known = true;
         h->reason[0] = '\0';
         h->version++;

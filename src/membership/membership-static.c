@@ -88,13 +88,18 @@ static void mark_up(struct peer_link *l, const struct peer_info *info)
         bool changed, notify;
 
         struct cluster_id_diff diff;
+        static _Thread_local struct membership_host cpu; /* large: off the stack */
 
         cluster_id_compare(&l->self->id_regs, &info->id_regs, &diff);
+        if (membership_host_set_cpu(&cpu, info) < 0)
+                cpu.n_cpu = 0;
         pthread_mutex_lock(&l->lock);
         changed = !s->up || !s->known || !membership_info_same(&s->info, info) ||
-                  !membership_id_diff_same(&s->id_diff, &diff);
+                  !membership_id_diff_same(&s->id_diff, &diff) || !membership_cpu_same(s, &cpu);
         s->info = *info;
         s->id_diff = diff;
+        s->n_cpu = cpu.n_cpu;
+        memcpy(s->cpu, cpu.cpu, cpu.n_cpu * sizeof(cpu.cpu[0]));
         /* The ID registers stay with the caller: the view does not need them. */
         memset(&s->info.id_regs, 0, sizeof(s->info.id_regs));
         if (changed) {

@@ -121,6 +121,8 @@ static void self_host(const struct membership *m, struct membership_host *out)
         memcpy(&out->info, m->self, offsetof(struct peer_info, stuck));
         peer_info_get_stuck(m->self, &out->info.stuck);
         snprintf(out->name, sizeof(out->name), "%s", m->host_name);
+        if (membership_host_set_cpu(out, m->self) < 0)
+                out->n_cpu = 0;
         /* The view carries no ID registers; the caller keeps its own. */
         memset(&out->info.id_regs, 0, sizeof(out->info.id_regs));
 }

@@ -182,12 +182,23 @@ int peer_info_cpu_regs(const struct peer_info *info, struct cpubase_reg **out, s
         for (size_t i = 0; i < info->id_regs.n_regs; i++) {
                 const struct vcpu_reg *reg = &info->id_regs.regs[i];
                 int idx = idreg_mask_index(reg->id);
+                struct kvmreg k;
+                bool ccsidr = kvmreg_decode(reg->id, &k, NULL) == 0 && k.cls == KVMREG_CLASS_DEMUX;
 
-                if (idx < 0 || reg->size != sizeof(uint64_t))
+                if ((idx < 0 && !ccsidr) || reg->size > sizeof(uint64_t))
                         continue;
                 regs[n].id = reg->id;
-                memcpy(&regs[n].value, reg->value, sizeof(uint64_t));
-                regs[n].writable = info->id_writable_known ? info->id_writable[idx] : 0;
+                regs[n].value = 0;
+                memcpy(&regs[n].value, reg->value, reg->size);
+                /*
+                 * A kernel with writable ID registers (6.7+) models its own
+                 * cache geometry and takes a VMM's CCSIDRs (as measured on
+                 * 6.12); one without (6.1) takes none.
+                 */
+                if (idx >= 0)
+                        regs[n].writable = info->id_writable_known ? info->id_writable[idx] : 0;
+                else
+                        regs[n].writable = info->id_writable_known ? ~0ull : 0;
                 n++;
         }
         *out = regs;
