@@ -53,6 +53,8 @@ struct guest_record {
          */
         char *incoming_migration;
         char *payload; /* a bare payload image it runs instead of the sim workload; NULL: none */
+        /* A Linux guest: the kernel, initrd and command line its client gave (names only); NULL: none. */
+        char *kernel, *initrd, *cmdline;
         uint64_t created_ns;
         struct guest_snapshot *snapshots; /* oldest first */
         size_t n_snapshots;
