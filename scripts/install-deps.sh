@@ -9,13 +9,13 @@ set -eu
 
 BASE="meson ninja-build pkg-config gcc clang clang-format git python3 protobuf-c-compiler libprotobuf-c-dev \
 liblz4-dev lz4 libsystemd-dev systemd libcmocka-dev libinih-dev libxxhash-dev libjson-c-dev \
-libclang-rt-14-dev linux-libc-dev-arm64-cross libvirt-dev libxml2-dev libcurl4-openssl-dev etcd-server etcd-client libgnutls28-dev openssl"
+libclang-rt-14-dev linux-libc-dev-arm64-cross libvirt-dev libxml2-dev libcurl4-openssl-dev etcd-server etcd-client libgnutls28-dev openssl libfdt-dev zlib1g-dev"
 RIG="qemu-system-arm gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross \
 linux-libc-dev-arm64-cross cpio"
 LIBVIRT="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-arm gcc-aarch64-linux-gnu \
 libc6-dev-arm64-cross cpio"
 RIG_ARM64="libprotobuf-c-dev:arm64 liblz4-dev:arm64 libinih-dev:arm64 libxxhash-dev:arm64 \
-libjson-c-dev:arm64 libsystemd-dev:arm64 libcmocka-dev:arm64 libcurl4-openssl-dev:arm64 libgnutls28-dev:arm64 libxml2-dev:arm64"
+libjson-c-dev:arm64 libsystemd-dev:arm64 libcmocka-dev:arm64 libcurl4-openssl-dev:arm64 libgnutls28-dev:arm64 libxml2-dev:arm64 libfdt1:arm64 zlib1g-dev:arm64"
 
 case "${1:-base}" in
 base) want="$BASE" ;;

@@ -48,6 +48,10 @@ struct guest {
 
         guest_mmio_fn on_mmio;
         void *mmio_userdata;
+        guest_event_fn on_event;
+        void *event_userdata;
+        bool linux_boot;               /* powered-off vcpus run, to wait for PSCI CPU_ON */
+        _Atomic uint32_t system_event; /* the last PSCI SYSTEM_OFF/RESET since the start */
 
         /* Running vcpu threads, between guest_start() and guest_pause(). */
         bool running;
@@ -107,6 +111,18 @@ void guest_set_mmio_handler(struct guest *g, guest_mmio_fn fn, void *userdata)
 {
         g->on_mmio = fn;
         g->mmio_userdata = userdata;
+}
+
+void guest_set_event_handler(struct guest *g, guest_event_fn fn, void *userdata, bool linux_boot)
+{
+        g->on_event = fn;
+        g->event_userdata = userdata;
+        g->linux_boot = linux_boot;
+}
+
+uint32_t guest_system_event(const struct guest *g)
+{
+        return atomic_load(&g->system_event);
 }
 
 uint64_t guest_steps(const struct guest *g, unsigned i)
@@ -317,6 +333,9 @@ static int setup_vcpu(struct guest *g, struct hv_vcpu *vcpu, const struct guest_
         uint32_t features = HV_FEAT_BIT(HV_FEAT_PSCI_0_2) | (cfg->sve ? HV_FEAT_BIT(HV_FEAT_SVE) : 0);
         int r;
 
+        if (cfg->linux_boot && i > 0)
+                features |= HV_FEAT_BIT(HV_FEAT_POWER_OFF);
+
         r = hv_vcpu_init(vcpu, features);
         if (r < 0)
                 return svemig_error_set(err, r, "vcpu %u: KVM_ARM_VCPU_INIT failed: %s%s", i, strerror(-r),
@@ -345,6 +364,8 @@ static int setup_vcpu(struct guest *g, struct hv_vcpu *vcpu, const struct guest_
              (r = set_u64(vcpu, kvmreg_core_x(WL_X_STRIPE_INDEX), i, err)) < 0 ||
              (r = set_u64(vcpu, kvmreg_core_x(WL_X_STRIPES), g->n_vcpus, err)) < 0 ||
              (r = set_u64(vcpu, kvmreg_core_x(WL_X_DIRTY_PAGES), cfg->dirty_pages_per_step, err)) < 0))
+                return r;
+        if (cfg->linux_boot && i == 0 && (r = set_u64(vcpu, kvmreg_core_x(0), cfg->boot_x0, err)) < 0)
                 return r;
         /* ZCR_EL1 resets to 128 bits; a guest that wants its whole VL raises LEN itself. */
         if (cfg->sve && (r = set_u64(vcpu, KVMREG_ZCR_EL1, max_vq - 1, err)) < 0)
@@ -402,11 +423,14 @@ int guest_create(struct hv *hv, const struct guest_config *cfg, struct guest **o
         if (cfg->image)
                 memcpy(g->mem + cfg->image_offset, cfg->image, cfg->image_size);
         guest_set_mmio_handler(g, cfg->on_mmio, cfg->mmio_userdata);
+        guest_set_event_handler(g, cfg->on_event, cfg->event_userdata, cfg->linux_boot);
         for (unsigned i = 0; i < g->n_vcpus; i++) {
                 r = setup_vcpu(g, g->vcpus[i], cfg, max_vq, err);
                 if (r < 0)
                         return r;
         }
+        if (cfg->on_devices && (r = cfg->on_devices(cfg->event_userdata, g, err)) < 0)
+                return r;
         *out = g;
         g = NULL;
         return 0;
@@ -434,13 +458,30 @@ static void throttle_sleep(const struct guest *g, uint64_t busy)
         }
 }
 
-/* Whether the vcpu's MMIO handler lets it go on after this exit. */
-static bool mmio_continue(struct guest *g, unsigned index, const struct hv_exit *exit)
+/* Whether the vcpu's MMIO handler lets it go on after this exit; a read gets the handler's value. */
+static bool mmio_continue(struct guest *g, unsigned index, struct hv_exit *exit)
 {
+        bool go_on;
+
         if (!g->on_mmio)
                 return true;
-        return g->on_mmio(g->mmio_userdata, index, exit->mmio.addr, exit->mmio.data, exit->mmio.len,
-                          exit->mmio.is_write);
+        go_on = g->on_mmio(g->mmio_userdata, index, exit->mmio.addr, exit->mmio.data, exit->mmio.len,
+                           exit->mmio.is_write);
+        if (!exit->mmio.is_write)
+                (void)hv_vcpu_mmio_reply(g->vcpus[index], exit->mmio.data, MIN(exit->mmio.len, 8u));
+        return go_on;
+}
+
+/* PSCI SYSTEM_OFF or RESET: the handler hears of it, and the whole guest stops. */
+static void system_event(struct guest *g, unsigned index, uint32_t type)
+{
+        atomic_store(&g->system_event, type);
+        atomic_store(&g->stop, true);
+        for (unsigned i = 0; i < g->n_vcpus; i++)
+                if (i != index)
+                        hv_vcpu_kick(g->vcpus[i]);
+        if (g->on_event)
+                g->on_event(g->event_userdata, index, type);
 }
 
 /*
@@ -499,7 +540,7 @@ static void *vcpu_thread_main(void *arg)
          * vcpu is not touched. A powered-off vcpu: KVM would put it to sleep
          * until PSCI CPU_ON, which nothing here sends.
          */
-        if (atomic_load(&g->stop) || powered_off(vcpu)) {
+        if (atomic_load(&g->stop) || (!g->linux_boot && powered_off(vcpu))) {
                 atomic_fetch_sub(&g->active, 1);
                 return NULL;
         }
@@ -515,6 +556,8 @@ static void *vcpu_thread_main(void *arg)
                 if (t->budget != UINT64_MAX)
                         left -= MIN(left, exit.steps);
                 /* A powered-off vcpu, or a guest that asked to stop, runs no further. */
+                if (exit.reason == HV_EXIT_SYSTEM_EVENT && g->linux_boot)
+                        system_event(g, t->index, exit.system_event);
                 if (exit.reason == HV_EXIT_SYSTEM_EVENT || (exit.reason == HV_EXIT_STEPS && exit.steps == 0))
                         break;
                 if (exit.reason == HV_EXIT_MMIO && !mmio_continue(g, t->index, &exit))
@@ -536,6 +579,7 @@ static int start_threads(struct guest *g, uint64_t budget, bool gated, struct sv
                 return svemig_error_set(err, EBUSY, "the guest is already running");
         g->gate_open = !gated;
         atomic_store(&g->stop, false);
+        atomic_store(&g->system_event, 0);
         atomic_store(&g->active, g->n_vcpus);
         for (unsigned i = 0; i < g->n_vcpus; i++) {
                 g->jobs[i] = (struct vcpu_thread){.g = g, .index = i, .budget = budget};

@@ -71,6 +71,7 @@ struct hv_ops {
         int (*set_mp_state)(struct hv_vcpu *vcpu, uint32_t state);
         int (*run)(struct hv_vcpu *vcpu, uint64_t max_steps, struct hv_exit *exit);
         void (*kick)(struct hv_vcpu *vcpu);
+        int (*mmio_reply)(struct hv_vcpu *vcpu, const void *data, uint32_t len); /* NULL: no MMIO exits */
 };
 
 extern const struct hv_ops hv_sim_ops;

@@ -215,6 +215,15 @@ int hv_vcpu_run(struct hv_vcpu *vcpu, uint64_t max_steps, struct hv_exit *exit)
         return vcpu_ops(vcpu)->run(vcpu, max_steps, exit);
 }
 
+int hv_vcpu_mmio_reply(struct hv_vcpu *vcpu, const void *data, uint32_t len)
+{
+        if (len > 8)
+                return -EINVAL;
+        if (!vcpu_ops(vcpu)->mmio_reply)
+                return -EOPNOTSUPP;
+        return vcpu_ops(vcpu)->mmio_reply(vcpu, data, len);
+}
+
 void hv_vcpu_kick(struct hv_vcpu *vcpu)
 {
         vcpu_ops(vcpu)->kick(vcpu);

@@ -559,7 +559,7 @@ static void translate_exit(struct kvm_run *run, struct hv_exit *exit)
                 if (run->mmio.is_write)
                         memcpy(exit->mmio.data, run->mmio.data, sizeof(exit->mmio.data));
                 else
-                        /* svemig emulates no device: a read sees zeros when the vcpu resumes. */
+                        /* Zeros unless the VMM's device answers (hv_vcpu_mmio_reply()). */
                         memset(run->mmio.data, 0, sizeof(run->mmio.data));
                 break;
         case KVM_EXIT_SYSTEM_EVENT:
@@ -601,6 +601,16 @@ static int hvk_run(struct hv_vcpu *hvcpu, uint64_t max_steps, struct hv_exit *ex
          * mean the guest cannot go on; say so rather than spin.
          */
         return exit->reason == HV_EXIT_NONE ? -EIO : 0;
+}
+
+static int hvk_mmio_reply(struct hv_vcpu *hvcpu, const void *data, uint32_t len)
+{
+        struct kvm_run *run = to_vcpu(hvcpu)->run;
+
+        if (run->exit_reason != KVM_EXIT_MMIO || run->mmio.is_write)
+                return -EINVAL;
+        memcpy(run->mmio.data, data, len);
+        return 0;
 }
 
 static void hvk_kick(struct hv_vcpu *hvcpu)
@@ -646,4 +656,5 @@ const struct hv_ops hv_kvm_ops = {
         .set_mp_state = hvk_set_mp_state,
         .run = hvk_run,
         .kick = hvk_kick,
+        .mmio_reply = hvk_mmio_reply,
 };

@@ -292,14 +292,82 @@ static void test_create_refusals(void **state)
         hv_close(none);
 }
 
+struct devices_seen {
+        unsigned calls, n_vcpus;
+        uint32_t mp_state[2];
+        int fail; /* what on_devices returns */
+};
+
+/* guest_config.on_devices: every vcpu exists and is set up by now. */
+static int note_devices(void *userdata, struct guest *g, struct svemig_error *err)
+{
+        struct devices_seen *seen = userdata;
+
+        seen->calls++;
+        seen->n_vcpus = guest_n_vcpus(g);
+        for (unsigned i = 0; i < 2 && i < guest_n_vcpus(g); i++)
+                assert_int_equal(hv_vcpu_get_mp_state(guest_vcpu(g, i), &seen->mp_state[i]), 0);
+        return seen->fail ? svemig_error_set(err, seen->fail, "no vGIC here") : 0;
+}
+
+/* A Linux guest's start: vcpu 0 at the entry with x0 = the device tree, the others off until CPU_ON. */
+static void test_linux_boot_start_state(void **state)
+{
+        struct hv *hv = sim_host_open("128,256", NULL);
+        static const uint8_t image[64] = {1, 2, 3};
+        struct devices_seen seen = {0};
+        struct guest_config cfg = {
+                .n_vcpus = 2,
+                .mem_bytes = MEM,
+                .image = image,
+                .image_size = sizeof(image),
+                .ram_base = GUEST_RAM_BASE,
+                .entry = GUEST_RAM_BASE,
+                .linux_boot = true,
+                .boot_x0 = GUEST_RAM_BASE + 0x200000,
+                .on_devices = note_devices,
+                .event_userdata = &seen,
+        };
+        struct svemig_error err = {0};
+        struct guest *g = NULL;
+        uint64_t v;
+
+        assert_int_equal(guest_create(hv, &cfg, &g, &err), 0);
+        assert_int_equal(seen.calls, 1);
+        assert_int_equal(seen.n_vcpus, 2);
+        assert_int_equal(seen.mp_state[0], HV_MP_STATE_RUNNABLE);
+        assert_int_equal(seen.mp_state[1], HV_MP_STATE_STOPPED);
+        assert_int_equal(hv_vcpu_features(guest_vcpu(g, 1)) & HV_FEAT_BIT(HV_FEAT_POWER_OFF),
+                         HV_FEAT_BIT(HV_FEAT_POWER_OFF));
+        assert_int_equal(hv_vcpu_get_reg(guest_vcpu(g, 0), kvmreg_core_x(0), &v), 0);
+        assert_int_equal(v, GUEST_RAM_BASE + 0x200000);
+        assert_int_equal(hv_vcpu_get_reg(guest_vcpu(g, 0), kvmreg_core_pc(), &v), 0);
+        assert_int_equal(v, GUEST_RAM_BASE);
+        assert_memory_equal(guest_mem(g), image, sizeof(image));
+        assert_int_equal(guest_system_event(g), 0);
+        guest_destroy(g);
+
+        /* A device that cannot be made fails the guest, with its reason. */
+        seen.fail = ENODEV;
+        assert_int_equal(guest_create(hv, &cfg, &g, &err), -ENODEV);
+        assert_non_null(strstr(err.msg, "no vGIC here"));
+        hv_close(hv);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_equivalence_sve),     cmocka_unit_test(test_equivalence_full_width),
-                cmocka_unit_test(test_equivalence_non_sve), cmocka_unit_test(test_tampered_state_diverges),
-                cmocka_unit_test(test_dirty_log),           cmocka_unit_test(test_start_pause),
-                cmocka_unit_test(test_create_refusals),     cmocka_unit_test(test_prepared_start),
-                cmocka_unit_test(test_prepared_ram),        cmocka_unit_test(test_describe),
+                cmocka_unit_test(test_equivalence_sve),
+                cmocka_unit_test(test_equivalence_full_width),
+                cmocka_unit_test(test_equivalence_non_sve),
+                cmocka_unit_test(test_tampered_state_diverges),
+                cmocka_unit_test(test_dirty_log),
+                cmocka_unit_test(test_start_pause),
+                cmocka_unit_test(test_create_refusals),
+                cmocka_unit_test(test_prepared_start),
+                cmocka_unit_test(test_prepared_ram),
+                cmocka_unit_test(test_describe),
+                cmocka_unit_test(test_linux_boot_start_state),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,12 @@ int ctl_call(const struct ctl_options *opts, const char *what, Svemig__Api__Requ
 int ctl_call_fd(const struct ctl_options *opts, const char *what, Svemig__Api__Request *req, int fd,
                 api_progress_t progress, void *userdata, Svemig__Api__Response **resp)
 {
+        return ctl_call_fds(opts, what, req, &fd, fd >= 0 ? 1 : 0, progress, userdata, resp);
+}
+
+int ctl_call_fds(const struct ctl_options *opts, const char *what, Svemig__Api__Request *req, const int *fds,
+                 unsigned n_fds, api_progress_t progress, void *userdata, Svemig__Api__Response **resp)
+{
         _cleanup_(api_client_freep) struct api_client *client = NULL;
         struct svemig_error err = {0};
         Svemig__Api__Response *r = NULL;
@@ -23,8 +29,8 @@ int ctl_call_fd(const struct ctl_options *opts, const char *what, Svemig__Api__R
 
         ret = api_client_connect(opts->socket_path, &client, &err);
         if (ret >= 0)
-                ret = fd >= 0 ? api_client_call_fd(client, req, fd, progress, userdata, &r, &err)
-                              : api_client_call(client, req, progress, userdata, &r, &err);
+                ret = n_fds ? api_client_call_fds(client, req, fds, n_fds, progress, userdata, &r, &err)
+                            : api_client_call(client, req, progress, userdata, &r, &err);
         if (ret < 0) {
                 fprintf(stderr, "svemigctl: %s: %s\n", what, svemig_error_str(&err, ret));
                 return ret == -EPROTONOSUPPORT ? CTL_EXIT_FAILURE : CTL_EXIT_DAEMON;

@@ -20,3 +20,6 @@ int ctl_call(const struct ctl_options *opts, const char *what, Svemig__Api__Requ
 /* The same, passing fd (a file svemigctl opened, e.g. ctl-file.h) with the request; -1: none. */
 int ctl_call_fd(const struct ctl_options *opts, const char *what, Svemig__Api__Request *req, int fd,
                 api_progress_t progress, void *userdata, Svemig__Api__Response **resp);
+/* The same with n_fds files, in the order the request's message says. */
+int ctl_call_fds(const struct ctl_options *opts, const char *what, Svemig__Api__Request *req, const int *fds,
+                 unsigned n_fds, api_progress_t progress, void *userdata, Svemig__Api__Response **resp);

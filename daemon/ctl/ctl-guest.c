@@ -35,6 +35,11 @@ static void help(void)
                "      per workload step. --payload: run a bare aarch64 image instead (loaded at IPA 0,\n"
                "      entered at 0x800 at EL1; tests/arm64/payloads/); show lists what it reported\n"
                "      by MMIO writes, and whether it finished.\n"
+               "  create NAME --kernel IMAGE [--initrd FILE] [--cmdline TEXT] --vcpus N --memory SIZE\n"
+               "         [--vl SET|cluster] [--start]\n"
+               "      a Linux guest (kvm backend): IMAGE is an arm64 Image or Debian's vmlinuz; its\n"
+               "      console is DIR/console.log in the guest's directory (cmdline default:\n"
+               "      console=ttyAMA0).\n"
                "  start NAME     run it (a stopped or dead guest boots again from its configuration)\n"
                "  pause NAME     stop its vcpus; resume NAME runs them on\n"
                "  run NAME --steps N   run exactly N workload steps per vcpu, then leave it paused\n"
@@ -65,6 +70,18 @@ static int print_guest_response(Svemig__Api__Response *resp, bool json, const ch
         return CTL_EXIT_OK;
 }
 
+static int print_answer(const struct ctl_options *opts, bool json, const char *what,
+                        Svemig__Api__Response *resp)
+{
+        int r;
+
+        /* --quiet: a change's exit code says it all; a question (show) is still answered. */
+        r = json || !opts->quiet || strcmp(what, "guest show") == 0 ? print_guest_response(resp, json, what)
+                                                                    : CTL_EXIT_OK;
+        svemig__api__response__free_unpacked(resp, NULL);
+        return r;
+}
+
 static int call_and_print(const struct ctl_options *opts, bool json, const char *what,
                           Svemig__Api__Request *req, bool progress, int fd)
 {
@@ -73,13 +90,16 @@ static int call_and_print(const struct ctl_options *opts, bool json, const char 
 
         r = progress ? ctl_call_progress(opts, json, what, req, fd, &resp)
                      : ctl_call_fd(opts, what, req, fd, NULL, NULL, &resp);
-        if (r != CTL_EXIT_OK)
-                return r;
-        /* --quiet: a change's exit code says it all; a question (show) is still answered. */
-        r = json || !opts->quiet || strcmp(what, "guest show") == 0 ? print_guest_response(resp, json, what)
-                                                                    : CTL_EXIT_OK;
-        svemig__api__response__free_unpacked(resp, NULL);
-        return r;
+        return r != CTL_EXIT_OK ? r : print_answer(opts, json, what, resp);
+}
+
+static int call_and_print_fds(const struct ctl_options *opts, bool json, const char *what,
+                              Svemig__Api__Request *req, const int *fds, unsigned n_fds)
+{
+        Svemig__Api__Response *resp = NULL;
+        int r = ctl_call_fds(opts, what, req, fds, n_fds, NULL, NULL, &resp);
+
+        return r != CTL_EXIT_OK ? r : print_answer(opts, json, what, resp);
 }
 
 static int guest_create(const struct ctl_options *opts, int argc, char **argv)
@@ -93,6 +113,9 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
                 {"start", no_argument, NULL, 's'},
                 {"json", no_argument, NULL, 'j'},
                 {"payload", required_argument, NULL, 'p'},
+                {"kernel", required_argument, NULL, 'k'},
+                {"initrd", required_argument, NULL, 'i'},
+                {"cmdline", required_argument, NULL, 'L'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
@@ -101,9 +124,10 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
         Svemig__Api__Workload workload = SVEMIG__API__WORKLOAD__INIT;
         Svemig__Api__VlSet vlset = SVEMIG__API__VL_SET__INIT;
         uint32_t bits[VQSET_VQ_MAX];
-        const char *payload = NULL;
-        char payload_path[PATH_MAX];
-        int fd = -1, r;
+        Svemig__Api__LinuxBoot linux_boot = SVEMIG__API__LINUX_BOOT__INIT;
+        const char *payload = NULL, *kernel = NULL, *initrd = NULL, *cmdline = NULL;
+        char payload_path[PATH_MAX], kernel_path[PATH_MAX], initrd_path[PATH_MAX];
+        int fd = -1, fds[2] = {-1, -1}, r;
         bool json = opts->json, dirty = false;
         uint64_t v;
         int c;
@@ -165,6 +189,15 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
                 case 'p':
                         payload = optarg;
                         break;
+                case 'k':
+                        kernel = optarg;
+                        break;
+                case 'i':
+                        initrd = optarg;
+                        break;
+                case 'L':
+                        cmdline = optarg;
+                        break;
                 case 's':
                         create.start = true;
                         break;
@@ -185,7 +218,37 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
         if (payload && dirty)
                 return ctl_usage_error(
                         "guest create: a payload guest has no --dirty-rate; give one or the other");
+        if (kernel && (payload || dirty))
+                return ctl_usage_error(
+                        "guest create: a Linux guest (--kernel) has no --payload or --dirty-rate");
+        if ((initrd || cmdline) && !kernel)
+                return ctl_usage_error("guest create: --initrd and --cmdline go with --kernel");
         create.name = argv[optind];
+        if (kernel) {
+                /* Opened here, with our own rights; the VMM reads them through the descriptors. */
+                fds[0] = ctl_file_open_read("guest create: --kernel", kernel, kernel_path);
+                if (fds[0] < 0)
+                        return -fds[0];
+                if (initrd) {
+                        fds[1] = ctl_file_open_read("guest create: --initrd", initrd, initrd_path);
+                        if (fds[1] < 0) {
+                                close(fds[0]);
+                                return -fds[1];
+                        }
+                }
+                linux_boot.kernel = kernel_path;
+                linux_boot.initrd = initrd ? initrd_path : (char *)"";
+                linux_boot.cmdline = (char *)(cmdline ? cmdline : "");
+                create.program_case = SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_LINUX_BOOT;
+                create.linux_boot = &linux_boot;
+                req.op_case = SVEMIG__API__REQUEST__OP_GUEST_CREATE;
+                req.guest_create = &create;
+                r = call_and_print_fds(opts, json, "guest create", &req, fds, initrd ? 2 : 1);
+                close(fds[0]);
+                if (fds[1] >= 0)
+                        close(fds[1]);
+                return r;
+        }
         if (payload) {
                 /* We open it, with our own rights; its VMM reads it through the descriptor. */
                 fd = ctl_file_open_read("guest create: --payload", payload, payload_path);

@@ -160,31 +160,32 @@ static int recv_all(struct api_client *c, uint8_t *buf, size_t len)
 }
 
 /* The frame's first bytes, with fd attached: the daemon takes it as this request's. */
-static ssize_t send_with_fd(struct api_client *c, const uint8_t *buf, size_t len, int fd)
+static ssize_t send_with_fds(struct api_client *c, const uint8_t *buf, size_t len, const int *fds,
+                             unsigned n_fds)
 {
         union {
                 struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int))];
+                char buf[CMSG_SPACE(sizeof(int) * API_CLIENT_FDS_MAX)];
         } control = {0};
         struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
         struct msghdr m = {.msg_iov = &iov,
                            .msg_iovlen = 1,
                            .msg_control = control.buf,
-                           .msg_controllen = sizeof(control)};
+                           .msg_controllen = CMSG_SPACE(sizeof(int) * n_fds)};
         struct cmsghdr *h = CMSG_FIRSTHDR(&m);
         ssize_t n;
 
         h->cmsg_level = SOL_SOCKET;
         h->cmsg_type = SCM_RIGHTS;
-        h->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(h), &fd, sizeof(int));
+        h->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+        memcpy(CMSG_DATA(h), fds, sizeof(int) * n_fds);
         do
                 n = sendmsg(c->fd, &m, MSG_NOSIGNAL);
         while (n < 0 && errno == EINTR);
         return n < 0 ? -errno : n;
 }
 
-static int send_request(struct api_client *c, Svemig__Api__Request *req, int fd)
+static int send_request(struct api_client *c, Svemig__Api__Request *req, const int *fds, unsigned n_fds)
 {
         _cleanup_free_ uint8_t *frame = NULL;
         size_t size, off = 0;
@@ -193,8 +194,8 @@ static int send_request(struct api_client *c, Svemig__Api__Request *req, int fd)
         r = api_frame_pack(&req->base, &frame, &size);
         if (r < 0)
                 return r;
-        if (fd >= 0) {
-                ssize_t n = send_with_fd(c, frame, size, fd);
+        if (n_fds > 0) {
+                ssize_t n = send_with_fds(c, frame, size, fds, n_fds);
 
                 if (n < 0)
                         return (int)n;
@@ -244,13 +245,17 @@ static int read_message(struct api_client *c, Svemig__Api__ServerMessage **out, 
         return 0;
 }
 
-static int call(struct api_client *c, Svemig__Api__Request *req, int fd, api_progress_t progress,
-                void *userdata, Svemig__Api__Response **out, struct svemig_error *err)
+static int call(struct api_client *c, Svemig__Api__Request *req, const int *fds, unsigned n_fds,
+                api_progress_t progress, void *userdata, Svemig__Api__Response **out,
+                struct svemig_error *err)
 {
         int sent;
 
+        if (n_fds > API_CLIENT_FDS_MAX)
+                return svemig_error_set(err, E2BIG, "a request carries at most %u files",
+                                        API_CLIENT_FDS_MAX);
         req->id = ++c->next_id;
-        sent = send_request(c, req, fd);
+        sent = send_request(c, req, fds, n_fds);
         if (sent == -EMSGSIZE)
                 return svemig_error_set(err, EMSGSIZE, "the request is over the %u MiB limit",
                                         API_FRAME_MAX >> 20);
@@ -288,7 +293,7 @@ static int call(struct api_client *c, Svemig__Api__Request *req, int fd, api_pro
 int api_client_call(struct api_client *c, Svemig__Api__Request *req, api_progress_t progress, void *userdata,
                     Svemig__Api__Response **out, struct svemig_error *err)
 {
-        return call(c, req, -1, progress, userdata, out, err);
+        return call(c, req, NULL, 0, progress, userdata, out, err);
 }
 
 /* Whether the daemon takes files as descriptors; an older one would open the path itself, as root. */
@@ -304,7 +309,7 @@ static int check_takes_files(struct api_client *c, struct svemig_error *err)
                 return 0;
         req.op_case = SVEMIG__API__REQUEST__OP_HOST_INFO;
         req.host_info = &hreq;
-        r = call(c, &req, -1, NULL, NULL, &resp, err);
+        r = call(c, &req, NULL, 0, NULL, NULL, &resp, err);
         if (r < 0)
                 return r;
         if (resp->result_case == SVEMIG__API__RESPONSE__RESULT_HOST_INFO) {
@@ -326,14 +331,21 @@ static int check_takes_files(struct api_client *c, struct svemig_error *err)
         return r;
 }
 
-int api_client_call_fd(struct api_client *c, Svemig__Api__Request *req, int fd, api_progress_t progress,
-                       void *userdata, Svemig__Api__Response **out, struct svemig_error *err)
+int api_client_call_fds(struct api_client *c, Svemig__Api__Request *req, const int *fds, unsigned n_fds,
+                        api_progress_t progress, void *userdata, Svemig__Api__Response **out,
+                        struct svemig_error *err)
 {
         int r = check_takes_files(c, err);
 
         if (r < 0)
                 return r;
-        return call(c, req, fd, progress, userdata, out, err);
+        return call(c, req, fds, n_fds, progress, userdata, out, err);
+}
+
+int api_client_call_fd(struct api_client *c, Svemig__Api__Request *req, int fd, api_progress_t progress,
+                       void *userdata, Svemig__Api__Response **out, struct svemig_error *err)
+{
+        return api_client_call_fds(c, req, &fd, 1, progress, userdata, out, err);
 }
 
 int api_client_send_cancel(struct api_client *c, uint64_t id, struct svemig_error *err)
@@ -347,7 +359,7 @@ int api_client_send_cancel(struct api_client *c, uint64_t id, struct svemig_erro
         req.op_case = SVEMIG__API__REQUEST__OP_CANCEL;
         req.cancel = &cancel;
         req.id = ++c->next_id;
-        r = send_request(c, &req, -1);
+        r = send_request(c, &req, NULL, 0);
         if (r < 0)
                 return svemig_error_set(err, r, "cannot send the cancel to svemigd at %s: %s", c->path,
                                         strerror(-r));

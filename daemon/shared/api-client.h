@@ -53,6 +53,11 @@ int api_client_call(struct api_client *c, Svemig__Api__Request *req, api_progres
  */
 int api_client_call_fd(struct api_client *c, Svemig__Api__Request *req, int fd, api_progress_t progress,
                        void *userdata, Svemig__Api__Response **out, struct svemig_error *err);
+/* The same with n_fds files in one message, in this order (e.g. a Linux guest's kernel and initrd). */
+#define API_CLIENT_FDS_MAX 4u
+int api_client_call_fds(struct api_client *c, Svemig__Api__Request *req, const int *fds, unsigned n_fds,
+                        api_progress_t progress, void *userdata, Svemig__Api__Response **out,
+                        struct svemig_error *err);
 
 /* The feature a daemon announces when it takes client files as descriptors. */
 #define API_FEATURE_CLIENT_FILES "client-files"

@@ -111,6 +111,9 @@ void guest_record_done(struct guest_record *rec)
         free(rec->incoming_migration);
         free(rec->payload);
         free(rec->cpu_regs);
+        free(rec->kernel);
+        free(rec->initrd);
+        free(rec->cmdline);
         for (size_t i = 0; i < rec->n_snapshots; i++)
                 free(rec->snapshots[i].path);
         free(rec->snapshots);
@@ -152,6 +155,9 @@ static struct json_object *record_to_json(const struct guest_record *rec)
         add_str(o, "incoming_migration", rec->incoming_migration);
         add_str(o, "payload", rec->payload);
         add_str(o, "cpu_regs", rec->cpu_regs);
+        add_str(o, "kernel", rec->kernel);
+        add_str(o, "initrd", rec->initrd);
+        add_str(o, "cmdline", rec->cmdline);
         add_u64(o, "created_ns", rec->created_ns);
         for (size_t i = 0; i < rec->n_snapshots; i++) {
                 struct json_object *s = json_object_new_object();
@@ -237,7 +243,10 @@ int guest_record_load(const char *path, struct guest_record *rec, struct svemig_
             guest_record_set_str(&rec->restored_from, get_str(o, "restored_from")) < 0 ||
             guest_record_set_str(&rec->incoming_migration, get_str(o, "incoming_migration")) < 0 ||
             guest_record_set_str(&rec->payload, get_str(o, "payload")) < 0 ||
-            guest_record_set_str(&rec->cpu_regs, get_str(o, "cpu_regs")) < 0)
+            guest_record_set_str(&rec->cpu_regs, get_str(o, "cpu_regs")) < 0 ||
+            guest_record_set_str(&rec->kernel, get_str(o, "kernel")) < 0 ||
+            guest_record_set_str(&rec->initrd, get_str(o, "initrd")) < 0 ||
+            guest_record_set_str(&rec->cmdline, get_str(o, "cmdline")) < 0)
                 goto oom;
         if (json_object_object_get_ex(o, "snapshots", &snaps) && json_object_is_type(snaps, json_type_array))
                 for (size_t i = 0; i < json_object_array_length(snaps); i++) {

@@ -55,6 +55,8 @@ struct guest_record {
         char *payload; /* a bare payload image it runs instead of the sim workload; NULL: none */
         /* Created at the cluster's CPU baseline: its ID register values (cpu-regs.h); NULL: the host's. */
         char *cpu_regs;
+        /* A Linux guest: the kernel, initrd and command line its client gave (names only); NULL: none. */
+        char *kernel, *initrd, *cmdline;
         uint64_t created_ns;
         struct guest_snapshot *snapshots; /* oldest first */
         size_t n_snapshots;

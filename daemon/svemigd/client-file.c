@@ -14,10 +14,16 @@
 int client_file_take(struct api_call *call, const char *what, const char *name, enum client_file_use use,
                      int *out, struct svemig_error *err)
 {
+        return client_file_take_nth(call, what, name, use, 0, 1, out, err);
+}
+
+int client_file_take_nth(struct api_call *call, const char *what, const char *name, enum client_file_use use,
+                         unsigned i, unsigned n, int *out, struct svemig_error *err)
+{
         struct stat st;
         int fd, mode;
 
-        if (api_call_n_fds(call) != 1) {
+        if (api_call_n_fds(call) != n) {
                 if (api_call_n_fds(call) == 0)
                         return svemig_error_set(
                                 err, EPROTO,
@@ -26,10 +32,10 @@ int client_file_take(struct api_call *call, const char *what, const char *name, 
                                 "than svemigd, update it (svemigctl %s)",
                                 what, name, SVEMIG_VERSION);
                 return svemig_error_set(err, EINVAL,
-                                        "%s: %u file descriptors came with the request; give one", what,
-                                        api_call_n_fds(call));
+                                        "%s: %u file descriptors came with the request; give %u", what,
+                                        api_call_n_fds(call), n);
         }
-        fd = api_call_take_fd(call, 0);
+        fd = api_call_take_fd(call, i);
         if (fstat(fd, &st) < 0) {
                 close(fd);
                 return svemig_error_set(err, errno, "%s: cannot stat the file passed for %s: %s", what, name,

@@ -28,6 +28,9 @@ enum client_file_use {
  */
 int client_file_take(struct api_call *call, const char *what, const char *name, enum client_file_use use,
                      int *fd, struct svemig_error *err);
+/* The same for file i of a request that carries n (e.g. a Linux guest's kernel, then its initrd). */
+int client_file_take_nth(struct api_call *call, const char *what, const char *name, enum client_file_use use,
+                         unsigned i, unsigned n, int *fd, struct svemig_error *err);
 
 /*
  * Refuses a file a client names inside svemigd's own places (the state

@@ -159,6 +159,34 @@ static int take_payload(struct api_call *call, const char *path, int *fd, struct
         return client_file_take(call, "guest create --payload", path, CLIENT_FILE_READ, fd, err);
 }
 
+/*
+ * A Linux guest (GuestCreateRequest.linux_boot): the kvm backend only; the
+ * client passes the kernel, then the initrd if it names one.
+ */
+static int take_linux(struct svemigd *d, struct api_call *call, const Svemig__Api__LinuxBoot *lb, int fds[2],
+                      struct svemig_error *err)
+{
+        bool initrd = lb->initrd && lb->initrd[0];
+        int r;
+
+        if (strcmp(hv_backend_name(d->hv), "kvm") != 0)
+                return svemig_error_set(
+                        err, EOPNOTSUPP,
+                        "svemigd runs the %s backend, which runs its synthetic workload only: "
+                        "a Linux guest (--kernel) needs the kvm backend (backend = kvm in "
+                        "migrate.conf, on an arm64 host with /dev/kvm)",
+                        hv_backend_name(d->hv));
+        if (!lb->kernel || lb->kernel[0] != '/' || (initrd && lb->initrd[0] != '/'))
+                return svemig_error_set(err, EINVAL,
+                                        "name the kernel and the initrd by their absolute paths");
+        r = client_file_take_nth(call, "guest create --kernel", lb->kernel, CLIENT_FILE_READ, 0,
+                                 initrd ? 2 : 1, &fds[0], err);
+        if (r < 0 || !initrd)
+                return r;
+        return client_file_take_nth(call, "guest create --initrd", lb->initrd, CLIENT_FILE_READ, 1, 2,
+                                    &fds[1], err);
+}
+
 static void start_after(struct svemigd *d, struct api_call *call, struct guest_entry *e, bool resume)
 {
         Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
@@ -216,7 +244,8 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
         const Svemig__Api__GuestCreateRequest *req = request->guest_create;
         struct svemigd *d = userdata;
         struct guest_record rec = {0};
-        _cleanup_close_ int payload_fd = -1;
+        _cleanup_close_ int payload_fd = -1, kernel_fd = -1, initrd_fd = -1;
+        int linux_fds[2] = {-1, -1};
         struct guest_entry *e;
         struct hv_caps caps;
         int r;
@@ -242,6 +271,13 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
                 if (r < 0)
                         return r;
         }
+        if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_LINUX_BOOT) {
+                r = take_linux(d, call, req->linux_boot, linux_fds, err);
+                kernel_fd = linux_fds[0];
+                initrd_fd = linux_fds[1];
+                if (r < 0)
+                        return r;
+        }
         if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_WORKLOAD && req->workload->seed)
                 return svemig_error_set(
                         err, EOPNOTSUPP,
@@ -262,7 +298,12 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
         rec.created_ns = now_ns(CLOCK_REALTIME);
         if (guest_record_set_str(&rec.name, req->name) < 0 ||
             (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_PAYLOAD &&
-             guest_record_set_str(&rec.payload, req->payload) < 0)) {
+             guest_record_set_str(&rec.payload, req->payload) < 0) ||
+            (kernel_fd >= 0 &&
+             (guest_record_set_str(&rec.kernel, req->linux_boot->kernel) < 0 ||
+              guest_record_set_str(&rec.initrd, initrd_fd >= 0 ? req->linux_boot->initrd : NULL) < 0 ||
+              guest_record_set_str(&rec.cmdline,
+                                   req->linux_boot->cmdline[0] ? req->linux_boot->cmdline : NULL) < 0))) {
                 guest_record_done(&rec);
                 return svemig_error_set(err, ENOMEM, "out of memory");
         }
@@ -271,7 +312,11 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
         if (r < 0)
                 return r;
         set_busy(e, call, "create");
-        r = guest_launch(d, call, e, -1, payload_fd, req->start ? created_then_start : created, err);
+        if (kernel_fd >= 0)
+                r = guest_launch_linux(d, call, e, linux_fds, req->start ? created_then_start : created,
+                                       err);
+        else
+                r = guest_launch(d, call, e, -1, payload_fd, req->start ? created_then_start : created, err);
         if (r < 0) {
                 e->busy = NULL;
                 (void)guest_entry_delete(e, NULL, NULL);

@@ -215,8 +215,8 @@ static int spawn_or_handoff(struct svemigd *d, struct launch *l, const struct vm
 }
 
 static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, int restore_fd,
-                  int payload_fd, int receive_fd, const struct ram_standby *standby, int channel_fd,
-                  launch_done_t done, struct svemig_error *err)
+                  int payload_fd, const int linux_fds[2], int receive_fd, const struct ram_standby *standby,
+                  int channel_fd, launch_done_t done, struct svemig_error *err)
 {
         char vls[256], config[4096], payload[PATH_MAX];
         struct vmm_spawn_args args = {
@@ -224,7 +224,9 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
                 .dir = e->dir,
                 .verbose = d->verbose,
                 .restore_fd = restore_fd,
-                .source_name = restore_fd >= 0 ? e->rec.restored_from : e->rec.payload,
+                .source_name = restore_fd >= 0 ? e->rec.restored_from
+                               : e->rec.kernel ? e->rec.kernel
+                                               : e->rec.payload,
                 .receive_fd = receive_fd,
                 .channel_fd = channel_fd,
                 .vcpus = e->rec.vcpus,
@@ -233,10 +235,20 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
                 .cpu_regs = e->rec.cpu_regs,
                 .dirty_pages = e->rec.dirty_pages_per_step,
                 .payload_fd = payload_fd,
+                .kernel_fd = linux_fds ? linux_fds[0] : -1,
+                .initrd_fd = linux_fds ? linux_fds[1] : -1,
+                .cmdline = e->rec.cmdline,
         };
         struct launch *l;
         int r = 0;
 
+        /* A Linux guest boots from the client's files only: svemigd keeps no copy of them (yet). */
+        if (e->rec.kernel && !linux_fds && receive_fd < 0 && restore_fd < 0)
+                return svemig_error_set(err, EOPNOTSUPP,
+                                        "guest %s boots Linux kernel %s, of which svemigd keeps no copy; "
+                                        "svemigd opens no file a client names: delete the guest and create "
+                                        "it again",
+                                        e->rec.name, e->rec.kernel);
         /* A payload guest boots again from the copy of its image in its directory: svemigd's own file. */
         if (e->rec.payload && payload_fd < 0) {
                 snprintf(payload, sizeof(payload), "%s/" GUEST_PAYLOAD_FILE, e->dir);
@@ -286,11 +298,17 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
 int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, int restore_fd,
                  int payload_fd, launch_done_t done, struct svemig_error *err)
 {
-        return launch(d, call, e, restore_fd, payload_fd, -1, NULL, -1, done, err);
+        return launch(d, call, e, restore_fd, payload_fd, NULL, -1, NULL, -1, done, err);
+}
+
+int guest_launch_linux(struct svemigd *d, struct api_call *call, struct guest_entry *e, const int fds[2],
+                       launch_done_t done, struct svemig_error *err)
+{
+        return launch(d, call, e, -1, -1, fds, -1, NULL, -1, done, err);
 }
 
 int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, const struct ram_standby *standby,
                          int channel_fd, launch_done_t done, struct svemig_error *err)
 {
-        return launch(d, NULL, e, -1, -1, fd, standby, channel_fd, done, err);
+        return launch(d, NULL, e, -1, -1, NULL, fd, standby, channel_fd, done, err);
 }

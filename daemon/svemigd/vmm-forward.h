@@ -65,6 +65,10 @@ typedef void (*launch_done_t)(struct svemigd *d, struct api_call *call, struct g
                               const Svemig__Api__Response *resp, const char *why);
 int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, int restore_fd,
                  int payload_fd, launch_done_t done, struct svemig_error *err);
+/* The same for a new Linux guest: fds[0] its client's kernel, fds[1] its initrd or -1 (the VMM gets copies).
+ */
+int guest_launch_linux(struct svemigd *d, struct api_call *call, struct guest_entry *e, const int fds[2],
+                       launch_done_t done, struct svemig_error *err);
 /*
  * The same for a guest migrating in on fd (a peer connection, hello done; the VMM gets a copy), no call.
  * standby: the incoming RAM reserve's standby VMM (ram-reserve.h), which becomes the guest's VMM, now

@@ -332,9 +332,10 @@ static int runnable_binary(const char *what, const char **out, struct svemig_err
 int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progress_t progress,
               vmm_spawn_done_t done, void *userdata, struct vmm_spawn **out, struct svemig_error *err)
 {
-        char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8], channel_fd[8], file_fd[8];
+        char vcpus[16], memory[32], dirty[16], ready_fd[8], receive_fd[8], channel_fd[8], file_fd[8],
+                kernel_fd[8], initrd_fd[8];
         int fds[2], pass[FDS_MAX], r;
-        const char *argv[30], *binary;
+        const char *argv[40], *binary;
         size_t n = 0, n_pass = 0;
         struct vmm_spawn *s;
         pid_t pid;
@@ -391,7 +392,22 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                         argv[n++] = "--cpu-regs";
                         argv[n++] = a->cpu_regs;
                 }
-                if (a->payload_fd >= 0) {
+                if (a->kernel_fd >= 0) {
+                        snprintf(kernel_fd, sizeof(kernel_fd), "%d", FIRST_FD + (int)n_pass);
+                        pass[n_pass++] = a->kernel_fd;
+                        argv[n++] = "--kernel-fd";
+                        argv[n++] = kernel_fd;
+                        if (a->initrd_fd >= 0) {
+                                snprintf(initrd_fd, sizeof(initrd_fd), "%d", FIRST_FD + (int)n_pass);
+                                pass[n_pass++] = a->initrd_fd;
+                                argv[n++] = "--initrd-fd";
+                                argv[n++] = initrd_fd;
+                        }
+                        if (a->cmdline && a->cmdline[0]) {
+                                argv[n++] = "--cmdline";
+                                argv[n++] = a->cmdline;
+                        }
+                } else if (a->payload_fd >= 0) {
                         snprintf(file_fd, sizeof(file_fd), "%d", FIRST_FD + (int)n_pass);
                         pass[n_pass++] = a->payload_fd;
                         argv[n++] = "--payload-fd";

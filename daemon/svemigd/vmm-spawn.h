@@ -42,6 +42,9 @@ struct vmm_spawn_args {
         const char
                 *payload; /* a bare payload image (svemigd's copy) instead of the sim workload; NULL: none */
         int payload_fd;   /* >= 0: the client's payload image, read and copied by the VMM (it gets a copy) */
+        /* A Linux guest: >= 0, the client's kernel and (or -1) initrd (the VMM gets copies); its cmdline. */
+        int kernel_fd, initrd_fd;
+        const char *cmdline;
 };
 
 typedef void (*vmm_spawn_progress_t)(const Svemig__Api__Progress *progress, void *userdata);

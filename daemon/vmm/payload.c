@@ -34,8 +34,7 @@
 #define PAYLOAD_RAM_BASE 0x0ull
 #define PAYLOAD_ENTRY    0x800ull
 
-static bool on_mmio(void *userdata, unsigned vcpu, uint64_t addr, const uint8_t *data, uint32_t len,
-                    bool is_write)
+static bool on_mmio(void *userdata, unsigned vcpu, uint64_t addr, uint8_t *data, uint32_t len, bool is_write)
 {
         struct vmm_payload *p = userdata;
         uint64_t value = 0;

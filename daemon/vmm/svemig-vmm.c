@@ -9,7 +9,8 @@
  *
  *   svemig-vmm --name NAME --dir DIR --ready-fd FD [--config FILE]
  *              (--vcpus N --memory BYTES --vls SET [--cpu-regs 0xID=0xVALUE,...]
- *                (--dirty-pages N | --payload IMAGE | --payload-fd FD) |
+ *                (--dirty-pages N | --payload IMAGE | --payload-fd FD |
+ *                 (--kernel-fd FD | --kernel IMAGE) [--initrd-fd FD | --initrd FILE] [--cmdline TEXT]) |
  *               --restore-fd FD [--source-name NAME] | --receive-fd FD [--channel-fd FD])
  *   svemig-vmm --standby SIZE --control-fd FD [--config FILE]
  *
@@ -69,8 +70,11 @@ struct args {
         const char *vls;
         const char *cpu_regs; /* --cpu-regs: the ID register values to present (cpu-regs.h) */
         uint32_t dirty_pages;
-        const char *payload; /* a bare payload image instead of the sim workload (payload.c) */
-        int payload_fd;      /* the same, as the client passed it: read, and copied into --dir */
+        const char *payload;         /* a bare payload image instead of the sim workload (payload.c) */
+        int payload_fd;              /* the same, as the client passed it: read, and copied into --dir */
+        const char *kernel, *initrd; /* a Linux guest (linux.c): files svemig-vmm opens */
+        int kernel_fd, initrd_fd;    /* the same, as the client passed them */
+        const char *cmdline;
         bool verbose;
 };
 
@@ -113,6 +117,11 @@ static int parse_argv(int argc, char **argv, struct args *a)
                 {"payload", required_argument, NULL, 'P'},
                 {"standby", required_argument, NULL, 'S'},
                 {"control-fd", required_argument, NULL, 'K'}, /* with --standby */
+                {"kernel", required_argument, NULL, 'k'},
+                {"kernel-fd", required_argument, NULL, 'x'},
+                {"initrd", required_argument, NULL, 'i'},
+                {"initrd-fd", required_argument, NULL, 'y'},
+                {"cmdline", required_argument, NULL, 'L'},
                 {"verbose", no_argument, NULL, 'v'},
                 {0},
         };
@@ -122,6 +131,8 @@ static int parse_argv(int argc, char **argv, struct args *a)
         a->ready_fd = -1;
         a->restore_fd = -1;
         a->payload_fd = -1;
+        a->kernel_fd = -1;
+        a->initrd_fd = -1;
         a->receive_fd = -1;
         a->channel_fd = -1;
         a->control_fd = -1;
@@ -189,6 +200,23 @@ static int parse_argv(int argc, char **argv, struct args *a)
                         break;
                 case 'P':
                         a->payload = optarg;
+                        break;
+                case 'k':
+                        a->kernel = optarg;
+                        break;
+                case 'i':
+                        a->initrd = optarg;
+                        break;
+                case 'x':
+                        if (parse_fd("--kernel-fd", optarg, &a->kernel_fd) < 0)
+                                return -EINVAL;
+                        break;
+                case 'y':
+                        if (parse_fd("--initrd-fd", optarg, &a->initrd_fd) < 0)
+                                return -EINVAL;
+                        break;
+                case 'L':
+                        a->cmdline = optarg;
                         break;
                 case 'v':
                         a->verbose = true;
@@ -281,6 +309,44 @@ static int restore_progress(void *userdata, const char *phase, uint64_t done, ui
 
 /* --- the guest --- */
 
+/* Opens a file the VMM is given by path (svemigd's copy, or a test's) to read. */
+static int open_read(const char *path, const char *what, int *fd, struct svemig_error *err)
+{
+        *fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (*fd < 0)
+                return svemig_error_set(err, errno, "cannot open the %s %s: %s", what, path,
+                                        strerror(errno));
+        return 0;
+}
+
+static int create_linux(struct vmm *v, const struct args *a, struct guest_config *cfg,
+                        struct svemig_error *err)
+{
+        struct vmm_linux_args la = {
+                .kernel_fd = a->kernel_fd,
+                .initrd_fd = a->initrd_fd,
+                .kernel_name = a->kernel ? a->kernel : (a->source_name ? a->source_name : "the kernel"),
+                .initrd_name = a->initrd ? a->initrd : "the initrd",
+                .cmdline = a->cmdline,
+        };
+        _cleanup_close_ int kfd = -1, ifd = -1;
+        int r;
+
+        if (la.kernel_fd < 0) {
+                r = open_read(a->kernel, "kernel", &kfd, err);
+                if (r < 0)
+                        return r;
+                la.kernel_fd = kfd;
+        }
+        if (la.initrd_fd < 0 && a->initrd) {
+                r = open_read(a->initrd, "initrd", &ifd, err);
+                if (r < 0)
+                        return r;
+                la.initrd_fd = ifd;
+        }
+        return vmm_linux_create(v, &la, cfg, err);
+}
+
 static int create_guest(struct vmm *v, const struct args *a, struct svemig_error *err)
 {
         struct guest_config cfg = {
@@ -304,7 +370,9 @@ static int create_guest(struct vmm *v, const struct args *a, struct svemig_error
         cfg.sve = !vqset_empty(&v->vls);
         cfg.vls = v->vls;
         v->dirty_pages_per_step = a->dirty_pages;
-        if (a->payload || a->payload_fd >= 0)
+        if (a->kernel || a->kernel_fd >= 0)
+                r = create_linux(v, a, &cfg, err);
+        else if (a->payload || a->payload_fd >= 0)
                 r = vmm_payload_create(v, a->payload, a->payload_fd, a->source_name, &cfg, err);
         else
                 r = guest_create(v->hv, &cfg, &v->guest, err);
@@ -448,8 +516,13 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
                 strsignal((int)si->ssi_signo));
         v->exiting = true;
         (void)guest_pause(v->guest, NULL);
-        api_server_drain(v->server, on_drained, v);
+        vmm_stop_serving(v);
         return 0;
+}
+
+void vmm_stop_serving(struct vmm *v)
+{
+        api_server_drain(v->server, on_drained, v);
 }
 
 static int setup_loop(struct vmm *v, struct svemig_error *err)
@@ -503,6 +576,7 @@ static void vmm_done(struct vmm *v)
         api_server_free(v->server);
         sd_event_source_disable_unref(v->rate_timer);
         guest_destroy(v->guest);
+        vmm_linux_done(v);
         if (v->socket_path)
                 unlink(v->socket_path);
         free(v->socket_path);
@@ -555,6 +629,7 @@ int main(int argc, char **argv)
         if (parse_argv(argc, argv, &a) < 0)
                 return EXIT_FAILURE;
         vmm_payload_init(&v);
+        vmm_linux_init(&v);
 
         r = migrate_conf_load(&v.conf, a.config, &err);
         log_setup(a.verbose ? LOG_DEBUG : (r < 0 ? LOG_INFO : v.conf.log_level), false);
@@ -588,10 +663,16 @@ int main(int argc, char **argv)
                 close(a.restore_fd);
         if (a.payload_fd >= 0)
                 close(a.payload_fd);
+        if (a.kernel_fd >= 0)
+                close(a.kernel_fd);
+        if (a.initrd_fd >= 0)
+                close(a.initrd_fd);
         if (a.channel_fd >= 0)
                 close(a.channel_fd); /* the migration is over: svemigd closes its end too */
         if (r >= 0)
                 r = serve(&v, &a, &err);
+        if (r >= 0)
+                r = vmm_linux_watch(&v, &err);
         if (r < 0) {
                 log_msg(LOG_ERR, LOG_CTX(.guest = a.name), "%s", svemig_error_str(&err, r));
                 ready_fail(a.ready_fd, r, &err, incompatible);

@@ -18,6 +18,7 @@
 #include <systemd/sd-event.h>
 
 #include "api-server.h"
+#include "linux.h"
 #include "conf.h"
 #include "standby-proto.h"
 #include "svemig/guest.h"
@@ -49,6 +50,7 @@ struct vmm {
         uint64_t *base_steps; /* per vcpu: steps run before this process (a restored guest's x0) */
         bool ever_ran;        /* "created" until the first start or run */
         struct vmm_payload payload;
+        struct vmm_linux linux_guest; /* active: a Linux guest (linux.c) */
 
         struct vmm_job *job; /* the long operation in flight (snapshot, run), NULL when none */
         const char *job_name;
@@ -78,6 +80,9 @@ double vmm_dirty_rate(const struct vmm *v);
 void vmm_rate_restart(struct vmm *v);
 /* "created", "running" or "paused", as svemigd records it. */
 const char *vmm_state(const struct vmm *v);
+
+/* Stops serving (the drain, then the loop ends): a signal, or a guest that powered off. */
+void vmm_stop_serving(struct vmm *v);
 
 /* ops.c: the operations this process serves, for api_server_params.lookup. */
 const struct api_op *vmm_op_find(int op_case);

@@ -28,13 +28,24 @@ struct guest;
 
 /*
  * Called from a vcpu's thread when the guest accesses an address outside
- * RAM (KVM_EXIT_MMIO): data holds the len bytes written; a read sees zeros.
+ * RAM (KVM_EXIT_MMIO): data holds the len bytes written; for a read, the
+ * handler may fill data with what the load returns (it starts as zeros).
  * Returns true to keep the vcpu running, false to stop it there: its thread
  * ends, the access is completed, and the next guest_run() or guest_start()
  * resumes after it.
  */
-typedef bool (*guest_mmio_fn)(void *userdata, unsigned vcpu, uint64_t addr, const uint8_t *data,
-                              uint32_t len, bool is_write);
+typedef bool (*guest_mmio_fn)(void *userdata, unsigned vcpu, uint64_t addr, uint8_t *data, uint32_t len,
+                              bool is_write);
+/*
+ * Called from a vcpu's thread when the guest asks PSCI for SYSTEM_OFF or
+ * SYSTEM_RESET (type: KVM_SYSTEM_EVENT_*, GUEST_SYSTEM_EVENT_*). Every vcpu
+ * of the guest stops after it, as when each stopped by itself.
+ */
+typedef void (*guest_event_fn)(void *userdata, unsigned vcpu, uint32_t type);
+#define GUEST_SYSTEM_EVENT_SHUTDOWN 1
+#define GUEST_SYSTEM_EVENT_RESET    2
+/* Called once every vcpu is set up, before any runs: the guest's in-kernel devices (its vGIC). */
+typedef int (*guest_devices_fn)(void *userdata, struct guest *g, struct svemig_error *err);
 
 struct guest_config {
         unsigned n_vcpus;
@@ -81,6 +92,18 @@ struct guest_config {
         /* MMIO exits (guest_set_mmio_handler()); NULL ignores writes and reads zeros. */
         guest_mmio_fn on_mmio;
         void *mmio_userdata;
+
+        /*
+         * A Linux guest (Documentation/arch/arm64/booting.rst): vcpu 0
+         * enters at 'entry' with x0 = boot_x0 (the device tree's address);
+         * the others start powered off (HV_FEAT_POWER_OFF) and wait in KVM
+         * until the guest starts them with PSCI CPU_ON.
+         */
+        bool linux_boot;
+        uint64_t boot_x0;
+        guest_devices_fn on_devices; /* the in-kernel devices, before any vcpu runs */
+        guest_event_fn on_event;     /* PSCI SYSTEM_OFF / RESET */
+        void *event_userdata;        /* for on_devices and on_event */
 };
 
 /*
@@ -140,6 +163,14 @@ uint64_t guest_steps(const struct guest *g, unsigned i);
  * restored from a snapshot. Not while the guest is running.
  */
 void guest_set_mmio_handler(struct guest *g, guest_mmio_fn fn, void *userdata);
+/*
+ * Sets the system event handler (guest_config.on_event), and whether
+ * powered-off vcpus run (and so wait in KVM for PSCI CPU_ON) as a Linux
+ * guest's secondaries do, e.g. on a guest just restored. Not while running.
+ */
+void guest_set_event_handler(struct guest *g, guest_event_fn fn, void *userdata, bool linux_boot);
+/* The last PSCI system event a vcpu reported since the guest last started (0: none). */
+uint32_t guest_system_event(const struct guest *g);
 
 /*
  * Runs every vcpu for 'steps' workload steps, one thread per vcpu, and

@@ -221,5 +221,11 @@ struct hv_exit {
  * -ENOEXEC before init.
  */
 int hv_vcpu_run(struct hv_vcpu *vcpu, uint64_t max_steps, struct hv_exit *exit);
+/*
+ * After an HV_EXIT_MMIO read: the len bytes (at most 8) the guest's load
+ * gets when the vcpu next runs; without it the load reads zeros. The sim
+ * makes no MMIO exits and refuses it with -EOPNOTSUPP.
+ */
+int hv_vcpu_mmio_reply(struct hv_vcpu *vcpu, const void *data, uint32_t len);
 /* Makes a running or the next hv_vcpu_run() return HV_EXIT_INTR. Thread-safe. */
 void hv_vcpu_kick(struct hv_vcpu *vcpu);

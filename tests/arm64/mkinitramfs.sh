@@ -1,8 +1,8 @@
 #!/bin/sh
 # Builds the gzipped newc initramfs of an emulated arm64 rig host.
-#   tests/arm64/mkinitramfs.sh OUT.gz STAGE_DIR BUSYBOX
+#   tests/arm64/mkinitramfs.sh OUT.gz STAGE_DIR BUSYBOX [INIT]
 # The archive holds busybox-static (its applets are linked by /init at boot,
-# since an arm64 busybox cannot run here), tests/arm64/init as /init, and the
+# since an arm64 busybox cannot run here), tests/arm64/init (or INIT) as /init, and the
 # tree STAGE_DIR (programs under bin/, /rig/cases, input files). Every
 # dynamically linked aarch64 ELF in STAGE_DIR gets its loader and the shared
 # libraries it needs, found in the cross and multiarch library directories.
@@ -12,6 +12,7 @@ out=${1:?usage: $0 OUT.gz STAGE_DIR BUSYBOX}
 stage=${2:?}
 busybox=${3:?}
 here=$(cd "$(dirname "$0")" && pwd)
+init=${4:-$here/init}
 LIBDIRS="/usr/aarch64-linux-gnu/lib /usr/lib/aarch64-linux-gnu /lib/aarch64-linux-gnu"
 READELF=aarch64-linux-gnu-readelf
 
@@ -20,7 +21,7 @@ trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/bin" "$root/lib" "$root/rig/out"
 cp -R "$stage"/. "$root"/
 cp "$busybox" "$root/bin/busybox"
-cp "$here/init" "$root/init"
+cp "$init" "$root/init"
 chmod 755 "$root/init" "$root/bin/busybox"
 
 is_elf() { [ "$(head -c 4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]; }

@@ -20,7 +20,12 @@
 #      svemigd with the kvm backend (tests/arm64/live-migrate.sh): A migrates
 #      a running SVE payload guest to B, which sees it finish with the
 #      model's result, and B refuses a 512-bit guest;
-#   8. reads each host's result block, prints a summary and exits non-zero
+#   8. the linux round: boots A-linux (VLS 0xb, VHE), where svemigd boots
+#      Debian's arm64 kernel as a guest in svemig-vmm with the initramfs of
+#      tests/arm64/linux/ (busybox, sve-vl) and checks its console
+#      (tests/arm64/linux-guest.sh): /init ran, the guest's vector lengths
+#      are its --vl, the SVE checksum is right, and the power-off ended it;
+#   9. reads each host's result block, prints a summary and exits non-zero
 #      on any failure.
 #
 #   tests/arm64/run-rig.sh
@@ -62,7 +67,8 @@ C-nosve sve=off vhe 0x0 1
 B-vhe $SVE_B vhe 0x3 2
 B-nvhe $SVE_B nvhe 0x3 2
 A-live $SVE_A vhe 0xb live
-B-live $SVE_B vhe 0x3 live"
+B-live $SVE_B vhe 0x3 live
+A-linux $SVE_A vhe 0xb linux"
 
 # The cases every host runs (tests/arm64/init runs them with RIG_* set; a
 # case that does not apply to a host, such as an SVE payload on C, skips).
@@ -292,7 +298,49 @@ EOF
         t6=$(date +%s)
 fi
 
-# 8. Results.
+# 8. The linux round: a Linux guest in svemig-vmm inside A-linux.
+linux_wanted() {
+        [ -z "${RIG_HOSTS:-}" ] && return 0
+        case " $RIG_HOSTS " in *" A-linux "*) return 0 ;; esac
+        return 1
+}
+# The guest's SVE loop: 1<<24 iterations; its checksum, computed here.
+LINUX_ITERATIONS=16777216
+LINUX_VL=128,256,512
+t7=$(date +%s)
+t8=$t7
+if linux_wanted; then
+        lstage=$cache/stage-linux
+        gstage=$cache/stage-linux-guest
+        rm -rf "$lstage" "$gstage"
+        mkdir -p "$lstage/bin" "$lstage/rig/linux" "$gstage/bin"
+        aarch64-linux-gnu-gcc -static -O2 -march=armv8.2-a+sve -o "$gstage/bin/sve-vl" "$here/linux/sve-vl.c" \
+                >"$cache/logs/sve-vl.log" 2>&1 || {
+                cat "$cache/logs/sve-vl.log"
+                say "FAIL: building tests/arm64/linux/sve-vl.c"
+                exit 1
+        }
+        "$here/mkinitramfs.sh" "$lstage/rig/linux/guest.gz" "$gstage" "$busybox" "$here/linux/init"
+        cp "$kernel" "$lstage/rig/linux/vmlinuz"
+        for t in $LIVE_TARGETS; do
+                cp "$xbuild/$t" "$lstage/bin/"
+        done
+        cp "$here/linux-guest.sh" "$lstage/bin/linux-guest"
+        sum=$(python3 -c "n = $LINUX_ITERATIONS; print('0x%016x' % (sum((i * i) ^ (i >> 3) for i in range(n)) % 2**64))")
+        echo "linux-boot ${RIG_LINUX_CMDLINE:+LINUX_CMDLINE=\"$RIG_LINUX_CMDLINE\" }linux-guest /rig/linux/vmlinuz /rig/linux/guest.gz $LINUX_VL $sum" >"$lstage/rig/cases"
+        "$here/mkinitramfs.sh" "$cache/initrd-linux.gz" "$lstage" "$busybox"
+        t7=$(date +%s)
+        hosts="$hosts A-linux"
+        rm -f "$cache/logs/host-A-linux.rc"
+        # A nested guest on a loaded machine is slow: its bounds are wider (hangs only).
+        (
+                export RIG_APPEND="rig.case-timeout=1500" RIG_BOOT_TIMEOUT=1800
+                boot A-linux "$SVE_A" vhe 0xb "$cache/initrd-linux.gz"
+        )
+        t8=$(date +%s)
+fi
+
+# 9. Results.
 passed=0 failed=0 skipped=0
 kver=""
 for name in $hosts; do
@@ -338,7 +386,7 @@ $cases
 EOF
 done
 say "kernel $kver ($(basename "$(dirname "$(dirname "$kernel")")")), $(qemu-system-aarch64 --version | head -n 1)"
-say "wall time $(($(date +%s) - start)) s (boots: round 1 $((t2 - t1)) s, round 2 $((t4 - t3)) s, live round $((t6 - t5)) s); console logs in $cache/logs/"
+say "wall time $(($(date +%s) - start)) s (boots: round 1 $((t2 - t1)) s, round 2 $((t4 - t3)) s, live round $((t6 - t5)) s, linux round $((t8 - t7)) s); console logs in $cache/logs/"
 [ "$skipped" -eq 0 ] || say "$skipped case(s) skipped: they do not apply to their host"
 echo "rig: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -56,8 +56,7 @@ struct reports {
         uint64_t stray_addr; /* an access anywhere else, 0 if none */
 };
 
-static bool on_mmio(void *userdata, unsigned vcpu, uint64_t addr, const uint8_t *data, uint32_t len,
-                    bool is_write)
+static bool on_mmio(void *userdata, unsigned vcpu, uint64_t addr, uint8_t *data, uint32_t len, bool is_write)
 {
         struct reports *rep = userdata;
 
