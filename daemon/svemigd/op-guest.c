@@ -211,6 +211,9 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
                 return svemig_error_set(err, EINVAL,
                                         "guest memory must be a non-zero multiple of %u bytes, not %llu",
                                         HV_PAGE_SIZE, (unsigned long long)req->memory_bytes);
+        r = admit_guest(d, "guest create", req->name, req->memory_bytes, err);
+        if (r < 0)
+                return r;
         if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_PAYLOAD) {
                 r = take_payload(call, req->payload, &payload_fd, err);
                 if (r < 0)
@@ -284,6 +287,9 @@ int op_guest_start(struct api_call *call, const Svemig__Api__Request *req, void 
         if (e->vmm)
                 return vmm_forward(d, call, e, (Svemig__Api__Request *)req, NULL, NULL, false, NULL, err);
         /* Stopped or dead: its memory is gone, so a new VMM boots it from its configuration. */
+        r = admit_guest(d, "guest start", e->rec.name, e->rec.memory_bytes, err);
+        if (r < 0)
+                return r;
         log_msg(LOG_INFO, LOG_CTX(.guest = e->rec.name, .op = "guest-start"),
                 "guest %s was %s: booting it again from its configuration", e->rec.name,
                 guest_state_name(e->rec.state));
