@@ -23,6 +23,7 @@
 #include "guest-registry.h"
 #include "log.h"
 #include "macro.h"
+#include "svemig/guest.h"
 #include "svemigd.h"
 #include "vmm-forward.h"
 
@@ -219,6 +220,13 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
                 if (r < 0)
                         return r;
         }
+        if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_WORKLOAD &&
+            req->workload->dirty_pages_per_step > GUEST_DIRTY_PAGES_MAX)
+                return svemig_error_set(err, EINVAL,
+                                        "a dirty rate of %u pages per step is more than a step writes: at "
+                                        "most %u pages per step per vcpu, so that a step stays short enough "
+                                        "to pause or cancel",
+                                        req->workload->dirty_pages_per_step, GUEST_DIRTY_PAGES_MAX);
         if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_WORKLOAD && req->workload->seed)
                 return svemig_error_set(
                         err, EOPNOTSUPP,

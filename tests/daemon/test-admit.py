@@ -8,11 +8,13 @@ The attacks of issue 14 are here: `guest create --memory 17408G`, and a stream w
 4 KiB pages are LZ4 blocks of a few dozen bytes (craft-stream), pushed again and
 again on the peer port by a peer; on the old code each of them was taken."""
 
+import json
 import os
 import socket
 import struct
 import subprocess
 import sys
+import time
 import unittest
 
 import svemigtest as t
@@ -40,7 +42,9 @@ def header_size(stream):
     return 16 + struct.unpack("<I", stream[12:16])[0] + 8
 
 
-class Create(DaemonTestCase):
+class Admit(DaemonTestCase):
+    """One daemon and svemigctl."""
+
     def start(self, text=""):
         self.daemon, self.sock = self.start_daemon(text)
 
@@ -58,6 +62,8 @@ class Create(DaemonTestCase):
         for text in texts:
             self.assertIn(text, r.stderr)
 
+
+class Create(Admit):
     def test_a_guest_no_snapshot_could_hold_is_refused(self):
         self.start()
         # The issue's attack: on a 24 GiB host this made a guest that could never be snapshotted.
@@ -106,6 +112,58 @@ class Create(DaemonTestCase):
                             "restore of r2: 64.0 MiB of guest memory is more than host testhost can back",
                             "its guests have 64.0 MiB")
         self.assertNotIn("r2", self.ctl("guest", "list").stdout)
+
+
+class StepWork(Admit):
+    """The work of one step is bounded, and a cancel interrupts a run within a step."""
+
+    def test_an_absurd_dirty_rate_is_refused_with_the_bound(self):
+        self.start()
+        # The issue's attack: a step of 4294967295 pages took a minute that cancel could not stop.
+        r = self.ctl("guest", "create", "g", "--vcpus", "1", "--memory", "16M", "--dirty-rate", "4294967295")
+        self.assert_refused(r, "--dirty-rate takes a number of pages from 0 to 4096 (what one step writes "
+                               "per vcpu), not '4294967295'")
+        # The same asked of svemigd itself, past svemigctl.
+        c = t.Client(self.sock)
+        body = (t.field_bytes(1, b"g") + t.field_varint(2, 1) + t.field_varint(3, 16 << 20) +
+                t.field_bytes(6, t.field_varint(2, 0xFFFFFFFF)))
+        resp = c.call(1, t.OP_GUEST_CREATE, body)
+        c.close()
+        self.assertEqual(resp.code, t.EINVAL, resp)
+        self.assertIn("a dirty rate of 4294967295 pages per step is more than a step writes: at most 4096",
+                      resp.message)
+        self.assertNotIn("g", self.ctl("guest", "list").stdout.split())
+
+    def test_cancel_interrupts_a_run_at_the_maximum_dirty_rate(self):
+        self.start()
+        self.assert_ok(self.ctl("guest", "create", "g", "--vcpus", "2", "--memory", "256M",
+                                "--dirty-rate", "4096"))
+        c = t.Client(self.sock)
+        # A run that would never end by itself: only the cancel ends it.
+        c.send(t.frame(t.request(1, t.OP_GUEST_RUN, t.field_bytes(1, b"g") + t.field_varint(2, 10 ** 15))))
+        # Under way: its first progress event comes before its first chunk of steps ends.
+        m = c.message()
+        self.assertIsInstance(m, t.Progress, m)
+        c.send(t.frame(t.cancel_request(2, 1)))
+        answers = {}
+        while len(answers) < 2:
+            m = c.message()
+            if isinstance(m, t.Response):
+                answers[m.id] = m
+        c.close()
+        self.assertEqual(answers[2].code, 0, answers[2])
+        self.assertEqual(answers[1].code, t.ECANCELED, answers[1])
+        self.assertIn("run cancelled after", answers[1].message)
+        self.assertIn("the guest is paused there", answers[1].message)
+        # Paused where the cancel stopped it, and it runs on from there.
+        self.assertIn("paused", self.ctl("guest", "show", "g").stdout)
+        before = int(self.show_steps("g"))
+        self.assert_ok(self.ctl("guest", "run", "g", "--steps", "1"))
+        self.assertGreater(int(self.show_steps("g")), before)
+
+    def show_steps(self, name):
+        out = self.ctl("--json", "guest", "show", name).stdout
+        return json.loads(out)["steps"]
 
 
 class PeerPush(DaemonTestCase):
