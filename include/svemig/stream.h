@@ -159,6 +159,14 @@ struct svemig_mem_range {
         const void *host;
         uint64_t size;
         const uint64_t *dirty;
+        /*
+         * host is private anonymous memory of this process (as a guest's
+         * RAM is): a page never touched, neither present nor swapped
+         * (/proc/self/pagemap), is written as a zero page without being
+         * read, so that writing a huge untouched guest does not make the
+         * kernel back it. Elsewhere (shared or file memory) every page is read.
+         */
+        bool anon_private;
 };
 
 /*
