@@ -20,6 +20,8 @@ struct header_read {
         int r;
         struct svemig_error err;
         struct svemig_stream_reader *rd;
+        bool finished; /* released by the thread once the results are written (the pipe alone says nothing to
+                          TSan) */
 };
 
 static int pread_all(int fd, void *buf, size_t n, struct svemig_error *err)
@@ -70,6 +72,7 @@ static void *thread_main(void *userdata)
         char one = 1;
 
         h->r = read_header(h);
+        __atomic_store_n(&h->finished, true, __ATOMIC_RELEASE);
         (void)!write(h->pipe[1], &one, 1);
         return NULL;
 }
@@ -89,6 +92,8 @@ static int on_done(sd_event_source *source, int fd, uint32_t revents, void *user
 {
         struct header_read *h = userdata;
 
+        if (!__atomic_load_n(&h->finished, __ATOMIC_ACQUIRE))
+                return 0;
         h->done(h->userdata, h->r, &h->err, h->r == 0 ? svemig_stream_reader_info(h->rd) : NULL);
         header_read_free(h);
         return 0;
