@@ -57,6 +57,7 @@ struct guest {
         bool running;
         _Atomic unsigned active; /* of those, the threads still running (guest_vcpus_active()) */
         atomic_bool stop;
+        atomic_bool interrupted;   /* guest_interrupt(): the running guest_run() stops, till cleared */
         _Atomic unsigned throttle; /* percent of full speed */
         pthread_t *threads;
         struct vcpu_thread *jobs;
@@ -544,7 +545,7 @@ static void *vcpu_thread_main(void *arg)
                 atomic_fetch_sub(&g->active, 1);
                 return NULL;
         }
-        while (left > 0 && !atomic_load(&g->stop)) {
+        while (left > 0 && !atomic_load(&g->stop) && !atomic_load(&g->interrupted)) {
                 uint64_t start = now_ns(CLOCK_MONOTONIC);
                 struct hv_exit exit;
 
@@ -640,7 +641,23 @@ int guest_run(struct guest *g, uint64_t steps, struct svemig_error *err)
         r = start_threads(g, steps, false, err);
         if (r < 0)
                 return r;
-        return join_threads(g, false, err);
+        r = join_threads(g, false, err);
+        if (r == 0 && atomic_load(&g->interrupted))
+                return svemig_error_set(err, EINTR, "interrupted");
+        return r;
+}
+
+void guest_interrupt(struct guest *g)
+{
+        atomic_store(&g->interrupted, true);
+        /* A vcpu between two batches sees the flag; one inside a batch leaves it after its step. */
+        for (unsigned i = 0; i < g->n_vcpus; i++)
+                hv_vcpu_kick(g->vcpus[i]);
+}
+
+void guest_interrupt_clear(struct guest *g)
+{
+        atomic_store(&g->interrupted, false);
 }
 
 int guest_prepare_start(struct guest *g, struct svemig_error *err)

@@ -143,6 +143,7 @@ int snapshot_write_fd(struct guest *g, int fd, const struct snapshot_opts *opts,
                         .gpa = guest_ram_base(g),
                         .host = guest_mem(g),
                         .size = size,
+                        .anon_private = true, /* guest.c's mmap, or a standby's */
                 };
 
                 r = svemig_stream_write_memory(w, &range, 1, err);

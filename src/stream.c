@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -708,6 +709,50 @@ int svemig_stream_reader_open(int fd, const struct svemig_stream_read_opts *opts
         *out = r;
         r = NULL;
         return 0;
+}
+
+_Static_assert(SVEMIG_STREAM_PREAMBLE_SIZE == STREAM_PREAMBLE_SIZE,
+               "the public preamble size is the format's");
+
+int svemig_stream_header_size(const void *preamble, size_t *out, struct svemig_error *err)
+{
+        const uint8_t *pre = preamble;
+        const char *problem = magic_problem(pre);
+        uint32_t len;
+
+        if (problem)
+                return svemig_error_set(err, EBADMSG, "offset 0: wrong magic: %s", problem);
+        if (get_le16(pre + 8) != SVEMIG_STREAM_MAJOR)
+                return svemig_error_set(err, EPROTONOSUPPORT,
+                                        "offset 8: stream format v%u.%u; this svemig reads v%u.x only",
+                                        get_le16(pre + 8), get_le16(pre + 10), SVEMIG_STREAM_MAJOR);
+        len = get_le32(pre + 12);
+        if (len > SVEMIG_STREAM_HEADER_MAX)
+                return svemig_error_set(err, E2BIG, "offset 12: a header of %u bytes, over the limit of %u",
+                                        len, SVEMIG_STREAM_HEADER_MAX);
+        *out = STREAM_PREAMBLE_SIZE + (size_t)len + 8;
+        return 0;
+}
+
+int svemig_stream_reader_open_mem(const void *buf, size_t len, struct svemig_stream_reader **out,
+                                  struct svemig_error *err)
+{
+        _cleanup_close_ int fd = -1;
+        int k;
+
+        /* The reader reads from a descriptor: a memfd holds the bytes (a header is at most 1 MiB). */
+        if (len > STREAM_PREAMBLE_SIZE + (size_t)SVEMIG_STREAM_HEADER_MAX + 8)
+                len = STREAM_PREAMBLE_SIZE + (size_t)SVEMIG_STREAM_HEADER_MAX + 8;
+        fd = memfd_create("svemig-header", MFD_CLOEXEC);
+        if (fd < 0)
+                return svemig_error_set(err, errno, "memfd_create: %s", strerror(errno));
+        if (write(fd, buf, len) != (ssize_t)len || lseek(fd, 0, SEEK_SET) != 0)
+                return svemig_error_set(err, errno ? errno : EIO, "cannot hold the stream header: %s",
+                                        strerror(errno ? errno : EIO));
+        k = svemig_stream_reader_open(fd, NULL, out, err);
+        if (k == 0)
+                (*out)->fd = -1; /* past the header, reading fails (EBADF) instead of using another file */
+        return k;
 }
 
 const struct svemig_stream_info *svemig_stream_reader_info(const struct svemig_stream_reader *r)

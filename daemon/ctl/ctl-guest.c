@@ -17,6 +17,7 @@
 #include "ctl-progress.h"
 #include "macro.h"
 #include "parse-number.h"
+#include "svemig/guest.h"
 #include "svemig/vqset.h"
 
 static void help(void)
@@ -102,7 +103,7 @@ static int call_and_print_fds(const struct ctl_options *opts, bool json, const c
         return r != CTL_EXIT_OK ? r : print_answer(opts, json, what, resp);
 }
 
-static int guest_create(const struct ctl_options *opts, int argc, char **argv)
+static int create_verb(const struct ctl_options *opts, int argc, char **argv)
 {
         static const struct option longopts[] = {
                 {"vcpus", required_argument, NULL, 'c'},
@@ -179,10 +180,11 @@ static int guest_create(const struct ctl_options *opts, int argc, char **argv)
                                                        optarg);
                         break;
                 case 'd':
-                        if (parse_count(optarg, UINT32_MAX, &v) < 0)
-                                return ctl_usage_error("guest create: --dirty-rate takes a number of pages, "
-                                                       "not '%s'",
-                                                       optarg);
+                        if (parse_count(optarg, GUEST_DIRTY_PAGES_MAX, &v) < 0)
+                                return ctl_usage_error("guest create: --dirty-rate takes a number of pages "
+                                                       "from 0 to %u (what one step writes per vcpu), not "
+                                                       "'%s'",
+                                                       GUEST_DIRTY_PAGES_MAX, optarg);
                         workload.dirty_pages_per_step = (uint32_t)v;
                         dirty = true;
                         break;
@@ -388,7 +390,7 @@ int ctl_guest(const struct ctl_options *opts, int argc, char **argv)
                 return argc < 2 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
         }
         if (strcmp(argv[1], "create") == 0)
-                return guest_create(opts, argc - 1, argv + 1);
+                return create_verb(opts, argc - 1, argv + 1);
         for (size_t i = 0; i < ELEMENTSOF(simple); i++)
                 if (strcmp(argv[1], simple[i]) == 0)
                         return guest_simple(opts, simple[i], argc - 1, argv + 1);

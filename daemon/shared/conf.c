@@ -736,6 +736,51 @@ static int parse_cluster_set(struct parse_ctx *ctx, const char *key, const char 
         return set_string(&ctx->conf->cluster_set, value);
 }
 
+/* [guests] */
+
+static int parse_guests_host_memory(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        int r = parse_bytes(ctx, key, value, &ctx->conf->guest_host_memory);
+
+        if (r == 0 && ctx->conf->guest_host_memory < (1u << 20))
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s = %s: less than 1 MiB leaves no room for a guest; give the RAM guests may "
+                            "have, or leave the key out for the host's MemTotal",
+                            key, value);
+        return r;
+}
+
+/* A ratio with up to two decimals, e.g. 1, 1.5, 0.75: kept as a percentage. */
+static int parse_guests_overcommit(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        unsigned long whole = 0, frac = 0;
+        const char *p = value;
+        unsigned digits = 0;
+
+        if (!isdigit((unsigned char)*p))
+                goto bad;
+        for (; isdigit((unsigned char)*p) && whole <= MIGRATE_CONF_OVERCOMMIT_MAX; p++)
+                whole = whole * 10 + (unsigned long)(*p - '0');
+        if (*p == '.') {
+                for (p++; isdigit((unsigned char)*p) && digits < 2; p++, digits++)
+                        frac = frac * 10 + (unsigned long)(*p - '0');
+                if (digits == 0)
+                        goto bad;
+                if (digits == 1)
+                        frac *= 10;
+        }
+        if (*p || whole > MIGRATE_CONF_OVERCOMMIT_MAX || whole * 100 + frac == 0 ||
+            whole * 100 + frac > MIGRATE_CONF_OVERCOMMIT_MAX * 100)
+                goto bad;
+        ctx->conf->guest_overcommit_pct = (unsigned)(whole * 100 + frac);
+        return 0;
+bad:
+        return fail(ctx, ctx->line, EINVAL,
+                    "%s = %s: expected a ratio from 0.01 to %u with at most two decimals (1 = guests may "
+                    "have the host's memory, 1.5 = half as much again)",
+                    key, value, MIGRATE_CONF_OVERCOMMIT_MAX);
+}
+
 /* --- sections and keys --- */
 
 struct key_def {
@@ -792,6 +837,10 @@ static const struct key_def cluster_keys[] = {
         {"etcd-lease", parse_cluster_etcd_lease},
         {"cluster-set", parse_cluster_set},
 };
+static const struct key_def guests_keys[] = {
+        {"host-memory", parse_guests_host_memory},
+        {"memory-overcommit", parse_guests_overcommit},
+};
 static const struct key_def snapshot_keys[] = {
         {"directory", parse_snapshot_dir},
         {"keep", parse_snapshot_keep},
@@ -813,9 +862,11 @@ static const struct section_def sections[] = {
         SECTION("daemon", daemon_keys),   SECTION("hypervisor", hypervisor_keys),
         SECTION("sim", sim_keys),         SECTION("snapshot", snapshot_keys),
         SECTION("cluster", cluster_keys), SECTION("libvirt", libvirt_keys),
+        SECTION("guests", guests_keys),
 };
 
-#define KNOWN_SECTIONS "[daemon], [hypervisor], [sim], [snapshot], [cluster], [libvirt] and [peer NAME]"
+#define KNOWN_SECTIONS                                                                                      \
+        "[daemon], [hypervisor], [sim], [guests], [snapshot], [cluster], [libvirt] and [peer NAME]"
 
 static const struct section_def *section_find(const char *name)
 {
@@ -1221,6 +1272,7 @@ static int set_defaults(struct migrate_conf *conf)
                 .log_level = LOG_INFO,
                 .backend = HV_BACKEND_AUTO,
                 .snapshot_keep = 3,
+                .guest_overcommit_pct = 100,
                 .peer_refresh_ms = MIGRATE_CONF_PEER_REFRESH_MS,
                 .peer_timeout_ms = MIGRATE_CONF_PEER_TIMEOUT_MS,
                 .migration_channels = MIGRATE_CONF_CHANNELS,
@@ -1424,6 +1476,14 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
         vqset_format(&virt, VQSET_FORMAT_BITS, buf, sizeof(buf));
         fprintf(f, "# a new vcpu gets the VLS %s (max %u bits)\n", buf, vq_to_bits(max_vq));
 
+        fprintf(f, "\n[guests]\n");
+        if (conf->guest_host_memory)
+                fprintf(f, "host-memory = %llu\n", (unsigned long long)conf->guest_host_memory);
+        else
+                fprintf(f, "# host-memory: the host's MemTotal\n");
+        fprintf(f, "memory-overcommit = %u.%02u\n", conf->guest_overcommit_pct / 100,
+                conf->guest_overcommit_pct % 100);
+
         fprintf(f, "\n[snapshot]\ndirectory = %s\nkeep = %u\ncompression = %s\n", conf->snapshot_dir,
                 conf->snapshot_keep, conf->snapshot_compression);
 
@@ -1434,6 +1494,8 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
         print_duration(f, "peer-timeout", conf->peer_timeout_ms);
         if (conf->incoming_mem_limit)
                 fprintf(f, "incoming-memory-limit = %llu\n", (unsigned long long)conf->incoming_mem_limit);
+        else
+                fprintf(f, "# incoming-memory-limit: 3/4 of [guests] host-memory\n");
         fprintf(f, "incoming-reserve = %llu\n", (unsigned long long)conf->incoming_reserve);
         if (!conf->incoming_reserve)
                 fprintf(f, "# (no reserve: an incoming guest's RAM is faulted in during its migration)\n");

@@ -31,7 +31,8 @@
 
 #define MIGRATE_CONF_PEER_REFRESH_MS 5000u
 #define MIGRATE_CONF_PEER_TIMEOUT_MS 10000u
-#define MIGRATE_CONF_CHANNELS        4u /* [cluster] migration-channels */
+#define MIGRATE_CONF_CHANNELS        4u   /* [cluster] migration-channels */
+#define MIGRATE_CONF_OVERCOMMIT_MAX  100u /* [guests] memory-overcommit, at most */
 /* The connection limits of both sockets (docs: migrate.conf). */
 #define MIGRATE_CONF_CLIENT_TIMEOUT_MS   60000u
 #define MIGRATE_CONF_MAX_CLIENTS         128u
@@ -79,13 +80,22 @@ struct migrate_conf {
         unsigned snapshot_keep;
         char *snapshot_compression; /* "lz4" or "none" */
 
+        /* [guests] */
+        uint64_t guest_host_memory;    /* bytes of RAM the host gives its guests; 0: MemTotal */
+        unsigned guest_overcommit_pct; /* guests' RAM together may be this % of it (memory-overcommit) */
+
         /* [cluster] */
         char *listen_address; /* "HOST:PORT" as written; NULL: no peer listener */
         char *listen_host;    /* HOST without brackets; "*" = every address */
         uint16_t listen_port;
-        unsigned peer_refresh_ms;    /* how often each peer's HostInfo is asked for again */
-        unsigned peer_timeout_ms;    /* the longest wait on a peer's answer */
-        uint64_t incoming_mem_limit; /* bytes of RAM an incoming guest may have; 0: MemAvailable */
+        unsigned peer_refresh_ms; /* how often each peer's HostInfo is asked for again */
+        unsigned peer_timeout_ms; /* the longest wait on a peer's answer */
+        /*
+         * Bytes of RAM the guests arriving at once (migrations, restores) may
+         * have together, and so each one; 0: the default, 3/4 of
+         * guest_host_memory (svemigd's admit.c).
+         */
+        uint64_t incoming_mem_limit;
         uint64_t incoming_reserve;   /* bytes of RAM kept faulted in for the next incoming guest; 0: none */
         unsigned migration_channels; /* memory channels a migration from here opens; 0: one connection */
         unsigned peer_idle_ms;       /* a peer connection with no request for this long is closed;

@@ -47,6 +47,9 @@ struct guest_entry {
          * migration has ended, or with the entry.
          */
         int channel_fd;
+        /* Arriving (a migration or a restore admitted by its header, admit.h): its RAM, counted in flight.
+         */
+        uint64_t arriving_bytes;
 };
 
 int guest_registry_open(sd_event *event, const char *state_dir, struct guest_registry **out,

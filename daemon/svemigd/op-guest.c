@@ -24,6 +24,7 @@
 #include "guest-registry.h"
 #include "log.h"
 #include "macro.h"
+#include "svemig/guest.h"
 #include "svemigd.h"
 #include "vmm-forward.h"
 
@@ -266,11 +267,21 @@ int op_guest_create(struct api_call *call, const Svemig__Api__Request *request, 
                 return svemig_error_set(err, EINVAL,
                                         "guest memory must be a non-zero multiple of %u bytes, not %llu",
                                         HV_PAGE_SIZE, (unsigned long long)req->memory_bytes);
+        r = admit_guest(d, "guest create", req->name, req->memory_bytes, err);
+        if (r < 0)
+                return r;
         if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_PAYLOAD) {
                 r = take_payload(call, req->payload, &payload_fd, err);
                 if (r < 0)
                         return r;
         }
+        if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_WORKLOAD &&
+            req->workload->dirty_pages_per_step > GUEST_DIRTY_PAGES_MAX)
+                return svemig_error_set(err, EINVAL,
+                                        "a dirty rate of %u pages per step is more than a step writes: at "
+                                        "most %u pages per step per vcpu, so that a step stays short enough "
+                                        "to pause or cancel",
+                                        req->workload->dirty_pages_per_step, GUEST_DIRTY_PAGES_MAX);
         if (req->program_case == SVEMIG__API__GUEST_CREATE_REQUEST__PROGRAM_LINUX_BOOT) {
                 r = take_linux(d, call, req->linux_boot, linux_fds, err);
                 kernel_fd = linux_fds[0];
@@ -358,6 +369,9 @@ int op_guest_start(struct api_call *call, const Svemig__Api__Request *req, void 
         if (e->vmm)
                 return vmm_forward(d, call, e, (Svemig__Api__Request *)req, NULL, NULL, false, NULL, err);
         /* Stopped or dead: its memory is gone, so a new VMM boots it from its configuration. */
+        r = admit_guest(d, "guest start", e->rec.name, e->rec.memory_bytes, err);
+        if (r < 0)
+                return r;
         log_msg(LOG_INFO, LOG_CTX(.guest = e->rec.name, .op = "guest-start"),
                 "guest %s was %s: booting it again from its configuration", e->rec.name,
                 guest_state_name(e->rec.state));

@@ -32,6 +32,7 @@
 #include "guest-registry.h"
 #include "log.h"
 #include "op-migrate.h"
+#include "peer-listener.h"
 #include "ram-reserve.h"
 #include "svemigd.h"
 #include "vmm-forward.h"
@@ -171,6 +172,7 @@ static void arrived(struct svemigd *d, struct api_call *call, struct guest_entry
                     const Svemig__Api__Response *resp, const char *why)
 {
         e->busy = NULL;
+        admit_arrived(e);
         /* Its stream is over: a late channel finds no receiver and is closed (svemigd_migrate_channel()). */
         if (e->channel_fd >= 0)
                 close(e->channel_fd);
@@ -274,9 +276,9 @@ void svemigd_migrate_channel(void *userdata, const char *peer, const uint8_t id[
         close(fd); /* the VMM has its own copy, or the channel is refused */
 }
 
-void svemigd_migrate_incoming(void *userdata, const char *peer, const char *guest_name,
-                              const uint8_t id[MIGRATE_ID_SIZE], int fd)
+void svemigd_migrate_incoming(void *userdata, const char *peer, const struct peer_incoming *in, int fd)
 {
+        const char *guest_name = in->guest_name;
         char hex[MIGRATE_ID_HEX_SIZE];
         struct svemigd *d = userdata;
         struct svemig_error err = {0};
@@ -298,6 +300,13 @@ void svemigd_migrate_incoming(void *userdata, const char *peer, const char *gues
                          d->conf.host_name, guest_name);
                 r = -EEXIST;
         }
+        /* Judged by its header before anything is allocated for it, here or in a VMM. */
+        if (r >= 0 && in->header_r < 0) {
+                r = in->header_r;
+                snprintf(err.msg, sizeof(err.msg), "%s", in->header_err->msg);
+        }
+        if (r >= 0)
+                r = admit_arriving(d, "incoming guest", guest_name, in->memory_bytes, &err);
         if (r < 0) {
                 log_msg(LOG_WARNING, LOG_CTX(.peer = peer, .guest = guest_name, .op = "migrate"),
                         "refusing guest %s from %s: %s", guest_name, peer, err.msg);
@@ -306,7 +315,8 @@ void svemigd_migrate_incoming(void *userdata, const char *peer, const char *gues
         }
         rec.state = GUEST_PAUSED;
         rec.created_ns = (uint64_t)time(NULL) * 1000000000ull;
-        migrate_id_format(id, hex);
+        rec.memory_bytes = in->memory_bytes;
+        migrate_id_format(in->id, hex);
         if (guest_record_set_str(&rec.name, guest_name) < 0 ||
             guest_record_set_str(&rec.incoming_migration, hex) < 0) {
                 guest_record_done(&rec);
@@ -320,6 +330,7 @@ void svemigd_migrate_incoming(void *userdata, const char *peer, const char *gues
                 return;
         }
         e->busy = "incoming migration";
+        e->arriving_bytes = in->memory_bytes;
         log_msg(LOG_INFO, LOG_CTX(.peer = peer, .guest = guest_name, .op = "migrate"),
                 "guest %s is coming from %s", guest_name, peer);
         reserved = take_reserve(d, guest_name, &standby);

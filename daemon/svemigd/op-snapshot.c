@@ -24,6 +24,7 @@
 #include "api-ops.h"
 #include "client-file.h"
 #include "guest-registry.h"
+#include "header-read.h"
 #include "log.h"
 #include "macro.h"
 #include "svemig/snapshot.h"
@@ -287,6 +288,7 @@ static void restored(struct svemigd *d, struct api_call *call, struct guest_entr
         bool start = e->start_when_ready;
 
         e->busy = NULL;
+        admit_arrived(e);
         if (!resp || resp->status) {
                 (void)guest_entry_delete(e, NULL, NULL);
                 if (resp)
@@ -322,15 +324,94 @@ static void restored(struct svemigd *d, struct api_call *call, struct guest_entr
         guest_msg_free(g);
 }
 
+/* A restore between its request and its VMM: while svemigd reads the snapshot's header (header-read.h). */
+struct restore_ctx {
+        struct svemigd *d;
+        struct api_call *call;
+        char name[GUEST_NAME_MAX + 1];
+        char *path;
+        int fd;
+        bool start;
+};
+
+static void restore_ctx_free(struct restore_ctx *x)
+{
+        if (x->fd >= 0)
+                close(x->fd);
+        free(x->path);
+        free(x);
+}
+
+/* The header is read: admitted by its memory, the guest gets its record and a VMM that restores it. */
+static int restore_launch(struct restore_ctx *x, const struct svemig_stream_info *info,
+                          struct svemig_error *err)
+{
+        struct svemigd *d = x->d;
+        struct guest_record rec = {0};
+        struct guest_entry *e;
+        uint64_t bytes = 0;
+        int r;
+
+        if (api_call_cancelled(x->call))
+                return svemig_error_set(err, ECANCELED, "restore cancelled; no guest was created");
+        if (guest_registry_find(d->guests, x->name))
+                return svemig_error_set(
+                        err, EEXIST, "a guest named %s already exists; restore under another name (--name)",
+                        x->name);
+        for (size_t i = 0; i < info->n_slots; i++)
+                bytes += info->slots[i].size;
+        r = admit_arriving(d, "restore of", x->name, bytes, err);
+        if (r < 0)
+                return r;
+        /* vcpus and VL set come from the VMM, which reads the header again (restored()). */
+        rec.state = GUEST_PAUSED;
+        rec.memory_bytes = bytes;
+        rec.created_ns = (uint64_t)time(NULL) * 1000000000ull;
+        if (guest_record_set_str(&rec.name, x->name) < 0 ||
+            guest_record_set_str(&rec.restored_from, x->path) < 0) {
+                guest_record_done(&rec);
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        }
+        r = guest_registry_add(d->guests, &rec, &e, err);
+        guest_record_done(&rec);
+        if (r < 0)
+                return r;
+        e->busy = "restore";
+        e->busy_operation = api_call_operation(x->call);
+        e->start_when_ready = x->start;
+        e->arriving_bytes = bytes;
+        r = guest_launch(d, x->call, e, x->fd, -1, restored, err);
+        if (r < 0) {
+                e->busy = NULL;
+                (void)guest_entry_delete(e, NULL, NULL);
+        }
+        return r;
+}
+
+static void restore_header_read(void *userdata, int r, const struct svemig_error *herr,
+                                const struct svemig_stream_info *info)
+{
+        struct restore_ctx *x = userdata;
+        struct svemig_error err = {0};
+
+        if (r < 0) {
+                err = *herr;
+                svemig_error_prefix(&err, "%s", x->path);
+        } else {
+                r = restore_launch(x, info, &err);
+        }
+        if (r < 0)
+                api_call_fail_error(x->call, r, &err);
+        restore_ctx_free(x);
+}
+
 int op_restore(struct api_call *call, const Svemig__Api__Request *request, void *userdata,
                struct svemig_error *err)
 {
         const Svemig__Api__RestoreRequest *req = request->restore;
         struct svemigd *d = userdata;
-        struct guest_record rec = {0};
+        struct restore_ctx *x;
         char name[GUEST_NAME_MAX + 1];
-        _cleanup_close_ int fd = -1;
-        struct guest_entry *e;
         int r;
 
         if (!req->path || req->path[0] != '/')
@@ -346,29 +427,20 @@ int op_restore(struct api_call *call, const Svemig__Api__Request *request, void 
                 return svemig_error_set(
                         err, EEXIST, "a guest named %s already exists; restore under another name (--name)",
                         name);
-
-        r = client_file_take(call, "restore", req->path, CLIENT_FILE_READ, &fd, err);
-        if (r < 0)
-                return r;
-        /* vcpus, memory and VL set come from the VMM, which reads the header (restored()). */
-        rec.state = GUEST_PAUSED;
-        rec.created_ns = (uint64_t)time(NULL) * 1000000000ull;
-        if (guest_record_set_str(&rec.name, name) < 0 ||
-            guest_record_set_str(&rec.restored_from, req->path) < 0) {
-                guest_record_done(&rec);
+        x = calloc(1, sizeof(*x));
+        if (!x || !(x->path = strdup(req->path))) {
+                free(x);
                 return svemig_error_set(err, ENOMEM, "out of memory");
         }
-        r = guest_registry_add(d->guests, &rec, &e, err);
-        guest_record_done(&rec);
+        x->fd = -1;
+        x->d = d;
+        x->call = call;
+        x->start = req->start;
+        snprintf(x->name, sizeof(x->name), "%s", name);
+        r = client_file_take(call, "restore", req->path, CLIENT_FILE_READ, &x->fd, err);
+        if (r == 0)
+                r = header_read_start(d->event, x->fd, restore_header_read, x, err);
         if (r < 0)
-                return r;
-        e->busy = "restore";
-        e->busy_operation = api_call_operation(call);
-        e->start_when_ready = req->start;
-        r = guest_launch(d, call, e, fd, -1, restored, err);
-        if (r < 0) {
-                e->busy = NULL;
-                (void)guest_entry_delete(e, NULL, NULL);
-        }
+                restore_ctx_free(x);
         return r;
 }

@@ -52,7 +52,8 @@ struct event {
         int r;
         struct svemig_error err;
         struct migrate_served served;
-        struct migrate_peeked peeked; /* EV_INCOMING, EV_CHANNEL */
+        struct migrate_peeked peeked;        /* EV_INCOMING, EV_CHANNEL */
+        struct migrate_peeked_header header; /* EV_INCOMING: its stream's header, if r == 0 (else err why) */
 };
 
 struct peer_listener {
@@ -151,12 +152,18 @@ static void push(struct conn *c, enum event_kind kind, int r, const struct svemi
         queue(c, ev);
 }
 
-/* The connection goes to the loop, which hands it on (a Migrate or a Channel is next, unread). */
+/*
+ * The connection goes to the loop, which hands it on (a Migrate or a Channel
+ * is next, unread); a Migrate with what its stream's header says, read here
+ * (the peek waits on the peer), so that the loop admits the guest or not.
+ */
 static void push_handoff(struct conn *c, const struct migrate_peeked *p)
 {
         struct event *ev = event_new(c, p->kind == MIGRATE_SERVED_CHANNEL ? EV_CHANNEL : EV_INCOMING);
 
         ev->peeked = *p;
+        if (ev->kind == EV_INCOMING)
+                ev->r = migrate_peek_header(c->fd, c->l->timeout_ms, &ev->header, &ev->err);
         queue(c, ev);
 }
 
@@ -311,7 +318,15 @@ static void handoff(struct peer_listener *l, struct event *ev)
         if (ev->kind == EV_INCOMING) {
                 log_msg(LOG_INFO, LOG_CTX(.peer = peer, .guest = p->guest_name),
                         "peer %s: incoming migration of guest %s", peer, p->guest_name);
-                l->incoming(l->userdata, peer, p->guest_name, p->id, cfd);
+                struct peer_incoming in = {
+                        .guest_name = p->guest_name,
+                        .id = p->id,
+                        .memory_bytes = ev->header.memory_bytes,
+                        .header_r = ev->r,
+                        .header_err = &ev->err,
+                };
+
+                l->incoming(l->userdata, peer, &in, cfd);
         } else if (l->channel) {
                 l->channel(l->userdata, peer, p->id, p->channel, cfd);
         } else {

@@ -32,12 +32,21 @@ typedef void (*peer_served_fn)(void *userdata, const char *peer, struct migrate_
 
 /*
  * On the loop: the next request on a connection is a Migrate of guest_name,
- * migration id; the callee takes fd (hello done, the request unread) and
- * serves it in another process, e.g. the guest's new VMM. The listener
- * forgets it.
+ * migration id, whose stream header (peeked on the connection's thread,
+ * migrate_peek_header()) says what memory the guest has, or header_r < 0 and
+ * header_err why it could not be read; the callee admits it or refuses it,
+ * takes fd (hello done, the request unread) and serves it in another
+ * process, e.g. the guest's new VMM. The listener forgets it.
  */
-typedef void (*peer_incoming_fn)(void *userdata, const char *peer, const char *guest_name,
-                                 const uint8_t id[MIGRATE_ID_SIZE], int fd);
+struct peer_incoming {
+        const char *guest_name;
+        const uint8_t *id; /* MIGRATE_ID_SIZE bytes */
+        uint64_t memory_bytes;
+        int header_r;
+        const struct svemig_error *header_err;
+};
+
+typedef void (*peer_incoming_fn)(void *userdata, const char *peer, const struct peer_incoming *in, int fd);
 
 /*
  * On the loop: the connection is memory channel 'index' of migration id

@@ -386,6 +386,9 @@ static int start(struct svemigd *d, struct svemig_error *err)
                 return svemig_error_set(err, r, "cannot read the hypervisor's capabilities: %s",
                                         strerror(-r));
 
+        r = admit_limits_init(&d->conf, &d->admit, err);
+        if (r < 0)
+                return r;
         /* The guests it had, and their VMMs, which ran on while it was away. */
         r = guest_registry_open(d->event, d->conf.state_dir, &d->guests, err);
         if (r < 0)

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <systemd/sd-event.h>
 
+#include "admit.h"
 #include "api-server.h"
 #include "conf.h"
 #include "svemig/hv.h"
@@ -19,6 +20,7 @@ struct libvirt_watch;
 
 struct svemigd {
         struct migrate_conf conf;
+        struct admit_limits admit; /* admit.h: what guest memory this host takes on */
         sd_event *event;
         struct hv *hv;
         struct api_server *server;

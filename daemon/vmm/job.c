@@ -31,6 +31,7 @@ struct vmm_job {
         int efd;
         sd_event_source *source;
         atomic_bool cancelled;
+        bool interrupts_guest; /* a cancel also interrupts the guest's steps (vmm_job_interrupts_guest()) */
 
         pthread_mutex_t lock;
         pthread_cond_t cond; /* signalled on cancel, for vmm_job_pace() */
@@ -121,6 +122,14 @@ static void job_cancel(struct api_call *call, void *userdata)
         atomic_store(&job->cancelled, true);
         pthread_cond_broadcast(&job->cond);
         pthread_mutex_unlock(&job->lock);
+        if (job->interrupts_guest)
+                guest_interrupt(job->vmm->guest);
+}
+
+void vmm_job_interrupts_guest(struct vmm *v)
+{
+        if (v->job)
+                v->job->interrupts_guest = true;
 }
 
 int vmm_job_start(struct vmm *v, struct api_call *call, const char *name, vmm_job_work_t work,

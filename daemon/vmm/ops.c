@@ -279,18 +279,22 @@ static int run_work(struct vmm_job *job, void *arg, struct svemig_error *err)
 {
         struct run_arg *a = arg;
         struct vmm *v = vmm_job_vmm(job);
-        uint64_t done = 0;
+        uint64_t done = 0, start = guest_steps(v->guest, 0);
         int r;
 
+        /* The client knows it is under way (and may cancel it) before the first chunk's end. */
+        vmm_job_progress(job, "running", 0, a->steps);
         while (done < a->steps) {
                 uint64_t n = MIN((uint64_t)RUN_CHUNK, a->steps - done);
 
-                if (vmm_job_cancelled(job))
+                r = vmm_job_cancelled(job) ? -EINTR : guest_run(v->guest, n, err);
+                /* Cancelled between chunks, or in one (each vcpu stopped after its step then). */
+                if (r == -EINTR)
                         return svemig_error_set(err, ECANCELED,
-                                                "run cancelled after %llu of %llu steps per vcpu; the guest "
+                                                "run cancelled after %llu of %llu steps (vcpu 0); the guest "
                                                 "is paused there",
-                                                (unsigned long long)done, (unsigned long long)a->steps);
-                r = guest_run(v->guest, n, err);
+                                                (unsigned long long)(guest_steps(v->guest, 0) - start),
+                                                (unsigned long long)a->steps);
                 if (r < 0)
                         return r;
                 done += n;
@@ -302,6 +306,7 @@ static int run_work(struct vmm_job *job, void *arg, struct svemig_error *err)
 static void run_done(struct vmm *v, struct api_call *call, int r, const struct svemig_error *err, void *arg)
 {
         free(arg);
+        guest_interrupt_clear(v->guest);
         if (r < 0) {
                 api_call_fail(call, r, "guest %s: %s", v->name, svemig_error_str(err, r));
                 return;
@@ -335,6 +340,7 @@ static int op_run(struct api_call *call, const Svemig__Api__Request *req, void *
                 free(a);
                 return r;
         }
+        vmm_job_interrupts_guest(v);
         v->ever_ran = true;
         return 0;
 }

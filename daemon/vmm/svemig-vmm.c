@@ -48,6 +48,7 @@
 #include "log.h"
 #include "macro.h"
 #include "parse-number.h"
+#include "svemig/guest.h"
 #include "svemig/kvmreg.h"
 #include "svemig/snapshot.h"
 #include "vmm.h"
@@ -194,7 +195,7 @@ static int parse_argv(int argc, char **argv, struct args *a)
                         a->cpu_regs = optarg;
                         break;
                 case 'D':
-                        if (parse_u64("--dirty-pages", optarg, UINT32_MAX, &v) < 0)
+                        if (parse_u64("--dirty-pages", optarg, GUEST_DIRTY_PAGES_MAX, &v) < 0)
                                 return -EINVAL;
                         a->dirty_pages = (uint32_t)v;
                         break;

@@ -149,6 +149,12 @@ void vmm_job_progress(struct vmm_job *job, const char *phase, uint64_t done, uin
 /* The same with every field of p (phase copied; its pointers need not outlive the call). */
 void vmm_job_progress_msg(struct vmm_job *job, const Svemig__Api__Progress *p);
 bool vmm_job_cancelled(struct vmm_job *job);
+/*
+ * Right after vmm_job_start(), on the loop: a cancel of the job also
+ * interrupts the guest's steps (guest_interrupt()), for a job that runs
+ * them; done() then calls guest_interrupt_clear().
+ */
+void vmm_job_interrupts_guest(struct vmm *v);
 struct vmm *vmm_job_vmm(struct vmm_job *job);
 /*
  * From the worker: waits up to ms milliseconds, or until the job is

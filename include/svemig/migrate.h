@@ -515,6 +515,23 @@ struct migrate_peeked {
 int migrate_peek(int fd, unsigned timeout_ms, struct migrate_peeked *out, struct svemig_error *err);
 
 /*
+ * After migrate_peek() said MIGRATE_SERVED_MIGRATE: peeks on past the
+ * Migrate to the stream's preamble and header (which the source sends
+ * before it waits for the Verdict), so that a destination can admit the
+ * guest by its memory before it hands the connection on. Takes nothing.
+ * At most MIGRATE_PEEK_MAX bytes are looked at (-E2BIG past them).
+ */
+#define MIGRATE_PEEK_MAX (64u << 10)
+
+struct migrate_peeked_header {
+        uint64_t memory_bytes; /* every memory slot's size, together */
+        unsigned vcpus;
+};
+
+int migrate_peek_header(int fd, unsigned timeout_ms, struct migrate_peeked_header *out,
+                        struct svemig_error *err);
+
+/*
  * Hands conn_fd, a connection whose next request is a Channel (peeked, not
  * read), to the process receiving that migration, over unix_fd, the other
  * end of its migrate_recv_opts.channel_fd (SCM_RIGHTS). The caller keeps

@@ -159,6 +159,14 @@ struct svemig_mem_range {
         const void *host;
         uint64_t size;
         const uint64_t *dirty;
+        /*
+         * host is private anonymous memory of this process (as a guest's
+         * RAM is): a page never touched, neither present nor swapped
+         * (/proc/self/pagemap), is written as a zero page without being
+         * read, so that writing a huge untouched guest does not make the
+         * kernel back it. Elsewhere (shared or file memory) every page is read.
+         */
+        bool anon_private;
 };
 
 /*
@@ -207,6 +215,23 @@ struct svemig_stream_read_opts {
  */
 int svemig_stream_reader_open(int fd, const struct svemig_stream_read_opts *opts,
                               struct svemig_stream_reader **out, struct svemig_error *err);
+
+/*
+ * The bytes a stream's preamble, header and header checksum take, from its
+ * first SVEMIG_STREAM_PREAMBLE_SIZE bytes: what to read ahead (or peek) to
+ * judge a stream by its header. Checks the magic, major version and the
+ * header's length limit, as svemig_stream_reader_open() does.
+ */
+#define SVEMIG_STREAM_PREAMBLE_SIZE 16u
+int svemig_stream_header_size(const void *preamble, size_t *out, struct svemig_error *err);
+
+/*
+ * svemig_stream_reader_open() on a stream's start held in memory (len
+ * bytes, at least its preamble, header and checksum): a header peeked from
+ * a connection or read ahead from a file. Only the header can be used.
+ */
+int svemig_stream_reader_open_mem(const void *buf, size_t len, struct svemig_stream_reader **out,
+                                  struct svemig_error *err);
 
 const struct svemig_stream_info *svemig_stream_reader_info(const struct svemig_stream_reader *r);
 

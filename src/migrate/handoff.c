@@ -16,6 +16,8 @@
 #include "clock.h"
 #include "macro.h"
 #include "migrate/wire.h"
+#include "svemig/stream.h"
+#include "unaligned.h"
 
 /* Waits until 'want' bytes can be peeked, or the timeout. */
 static int peek_bytes(int fd, void *buf, size_t want, unsigned timeout_ms, struct svemig_error *err)
@@ -112,6 +114,56 @@ int migrate_peek(int fd, unsigned timeout_ms, struct migrate_peeked *out, struct
         }
         svemig__peer__peer_message__free_unpacked(msg, NULL);
         return 0;
+}
+
+int migrate_peek_header(int fd, unsigned timeout_ms, struct migrate_peeked_header *out,
+                        struct svemig_error *err)
+{
+        _cleanup_free_ uint8_t *buf = NULL;
+        struct svemig_stream_reader *rd = NULL;
+        const struct svemig_stream_info *info;
+        uint8_t head[PEER_FRAME_HEAD_SIZE];
+        size_t at, header;
+        int r;
+
+        memset(out, 0, sizeof(*out));
+        timeout_ms = migrate_timeout(timeout_ms);
+        r = peek_bytes(fd, head, sizeof(head), timeout_ms, err);
+        if (r < 0)
+                return r;
+        at = PEER_FRAME_HEAD_SIZE + (size_t)get_le32(head);
+        if (at + SVEMIG_STREAM_PREAMBLE_SIZE > MIGRATE_PEEK_MAX)
+                goto too_big;
+        buf = malloc(MIGRATE_PEEK_MAX);
+        if (!buf)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        r = peek_bytes(fd, buf, at + SVEMIG_STREAM_PREAMBLE_SIZE, timeout_ms, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "the stream's preamble after the Migrate");
+        r = svemig_stream_header_size(buf + at, &header, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "the migrated stream");
+        if (at + header > MIGRATE_PEEK_MAX)
+                goto too_big;
+        r = peek_bytes(fd, buf, at + header, timeout_ms, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "the stream header after the Migrate");
+        r = svemig_stream_reader_open_mem(buf + at, header, &rd, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "the migrated stream");
+        info = svemig_stream_reader_info(rd);
+        for (size_t i = 0; i < info->n_slots; i++)
+                out->memory_bytes += info->slots[i].size; /* the reader checked the sum against its limit */
+        out->vcpus = info->vcpu_count;
+        svemig_stream_reader_free(rd);
+        return 0;
+too_big:
+        /* Peeked bytes stay in the socket's buffer, which is not made for more (nor is a real header). */
+        return svemig_error_set(
+                err, E2BIG,
+                "the Migrate request and the stream header after it pass %u KiB, more than a "
+                "destination looks at before it admits a guest",
+                MIGRATE_PEEK_MAX >> 10);
 }
 
 int migrate_peek_request(int fd, unsigned timeout_ms, enum migrate_served_kind *kind, char *guest_name,

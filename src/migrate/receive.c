@@ -167,20 +167,6 @@ static int create_guest(struct hv *hv, const struct migrate_recv_opts *opts,
                                      err);
 }
 
-/* Decodes a stream header held in a message. */
-static int read_header_bytes(const ProtobufCBinaryData *b, struct svemig_stream_reader **out,
-                             struct svemig_error *err)
-{
-        _cleanup_close_ int fd = memfd_create("svemig-header", MFD_CLOEXEC);
-
-        if (fd < 0)
-                return svemig_error_set(err, errno, "memfd_create: %s", strerror(errno));
-        if (b->len > SVEMIG_STREAM_HEADER_MAX + 4096u || write(fd, b->data, b->len) != (ssize_t)b->len ||
-            lseek(fd, 0, SEEK_SET) != 0)
-                return svemig_error_set(err, EBADMSG, "the stream header in the Check cannot be read");
-        return svemig_stream_reader_open(fd, NULL, out, err);
-}
-
 static int send_verdict(struct wire *w, int code, const char *message, unsigned channels, bool page_checks,
                         struct svemig_error *err)
 {
@@ -208,7 +194,11 @@ static int serve_check(struct hv *hv, struct wire *w, const struct migrate_recv_
 
         if (check->guest && check->guest->name)
                 snprintf(out->guest_name, sizeof(out->guest_name), "%s", check->guest->name);
-        r = read_header_bytes(&check->stream_header, &rd, &why);
+        if (check->stream_header.len > SVEMIG_STREAM_PREAMBLE_SIZE + SVEMIG_STREAM_HEADER_MAX + 8u)
+                r = svemig_error_set(&why, EBADMSG, "the stream header in the Check cannot be read");
+        else
+                r = svemig_stream_reader_open_mem(check->stream_header.data, check->stream_header.len, &rd,
+                                                  &why);
         if (r == 0)
                 r = judge(hv, opts, svemig_stream_reader_info(rd), ids, n_ids, &why);
         svemig_stream_reader_free(rd);

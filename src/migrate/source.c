@@ -312,6 +312,7 @@ static int send_pass(struct source *s, const uint64_t *dirty, struct pass *p, st
                                         .host = guest_mem(s->g) + off,
                                         .size = len,
                                         .dirty = bits,
+                                        .anon_private = true, /* guest.c's mmap, or a standby's */
                                 },
                                 err);
                 if (r < 0)

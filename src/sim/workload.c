@@ -9,7 +9,9 @@
  */
 #include <string.h>
 
+#include "macro.h"
 #include "sim/sim.h"
+#include "svemig/guest.h"
 
 /* Guest-visible parameters, set by whoever loads the guest. */
 #define WL_X_STRIPE_INDEX 26 /* which share of memory this vcpu writes */
@@ -81,7 +83,7 @@ static uint64_t touch_memory(struct sim_vcpu *v, uint64_t h)
         if (per_stripe == 0)
                 return h;
 
-        for (uint64_t d = 0; d < v->x[WL_X_DIRTY_PAGES]; d++) {
+        for (uint64_t d = 0; d < MIN(v->x[WL_X_DIRTY_PAGES], (uint64_t)GUEST_DIRTY_PAGES_MAX); d++) {
                 uint64_t r = mix(h + d);
                 uint64_t page = index + stripes * (r % per_stripe);
                 uint64_t off = (r >> 32) % (HV_PAGE_SIZE / 8) * 8;

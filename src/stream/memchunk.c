@@ -13,11 +13,13 @@
  * guest's memory, each with a check of its own (FRAME_F_PAGE_CHECKS).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <lz4.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "checksum.h"
 #include "macro.h"
@@ -91,6 +93,8 @@ struct wjob {
         const uint8_t *host;
         uint32_t n_pages;
         bool all;
+        bool anon_private; /* the range's: untouched pages are zero (svemig_mem_range) */
+        uint64_t pagemap[SVEMIG_STREAM_CHUNK_PAGES_MAX];
         uint8_t carried[BITMAP_BYTES_MAX];
         uint64_t done; /* bytes of the call's ranges up to this chunk's end, for progress */
 
@@ -115,6 +119,8 @@ struct wjob {
  * fresh buffers on every call.
  */
 struct memchunk_writer {
+        int pagemap_fd; /* /proc/self/pagemap; -1: every page is read */
+        uint32_t kernel_page_size;
         unsigned window;
         struct wjob jobs[];
 };
@@ -135,6 +141,8 @@ void memchunk_writer_free(struct memchunk_writer *m)
 {
         if (!m)
                 return;
+        if (m->pagemap_fd >= 0)
+                close(m->pagemap_fd);
         for (unsigned i = 0; i < m->window; i++) {
                 LZ4_freeStream(m->jobs[i].lz4);
                 bytebuf_done(&m->jobs[i].out);
@@ -149,6 +157,9 @@ static int memchunk_writer_new(unsigned window, struct memchunk_writer **out)
         if (!m)
                 return -ENOMEM;
         m->window = window;
+        /* Without it, every page is read. */
+        m->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+        m->kernel_page_size = (uint32_t)sysconf(_SC_PAGESIZE);
         for (unsigned i = 0; i < window; i++) {
                 m->jobs[i].lz4 = LZ4_createStream();
                 if (!m->jobs[i].lz4) {
@@ -205,6 +216,7 @@ static int w_produce(void *ctx, unsigned slot)
                 j->slot = rg->slot;
                 j->gpa = rg->gpa + first * ps;
                 j->host = (const uint8_t *)rg->host + first * ps;
+                j->anon_private = rg->anon_private;
                 j->n_pages = (uint32_t)(last - first);
                 j->done = c->base + end * ps;
                 j->all = true;
@@ -270,6 +282,29 @@ static void put_in_place(struct wjob *j, const uint8_t *p, uint32_t ps)
         j->data_len += ps;
 }
 
+#define PAGEMAP_PRESENT (1ull << 63)
+#define PAGEMAP_SWAPPED (1ull << 62)
+
+/*
+ * Whether j's pages can be told untouched by /proc/self/pagemap (one entry
+ * per kernel page: the stream's pages must be the kernel's): j->pagemap
+ * then holds their entries.
+ */
+static bool read_pagemap(const struct memchunk_writer *m, struct wjob *j, uint32_t ps)
+{
+        size_t len = (size_t)j->n_pages * sizeof(j->pagemap[0]);
+        off_t at = (off_t)((uintptr_t)j->host / ps * sizeof(j->pagemap[0]));
+
+        return j->anon_private && m->pagemap_fd >= 0 && m->kernel_page_size == ps &&
+               pread(m->pagemap_fd, j->pagemap, len, at) == (ssize_t)len;
+}
+
+/* Never touched: reads as zero, and reading it would only make the kernel back it. */
+static bool untouched(const struct wjob *j, bool have_pagemap, uint32_t i)
+{
+        return have_pagemap && !(j->pagemap[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED));
+}
+
 static int w_work(void *ctx, unsigned slot)
 {
         struct wctx *c = ctx;
@@ -280,6 +315,7 @@ static int w_work(void *ctx, unsigned slot)
         size_t bm = DIV_ROUND_UP(j->n_pages, 8), room = memchunk_fields_max(info->chunk_pages), dlen = 0,
                hlen, tlen;
         uint32_t ps = info->page_size;
+        bool have_pagemap = read_pagemap(c->w->mem, j, ps);
         uint8_t *data, *head;
 
         /* The data is written straight after the room, never packed twice. */
@@ -298,7 +334,7 @@ static int w_work(void *ctx, unsigned slot)
                 if (!j->all && !bit_test(j->carried, i))
                         continue;
                 j->n_carried++;
-                if (page_is_zero(p, ps)) {
+                if (untouched(j, have_pagemap, i) || page_is_zero(p, ps)) {
                         bit_set(j->zero, i);
                         j->n_zero++;
                         continue;
