@@ -219,6 +219,128 @@ fail:
         return svemig_error_prefix(err, "snapshot to %s not written", path);
 }
 
+int snapshot_save_to(struct guest *g, const char *location, const struct store_conf *sc,
+                     const struct snapshot_opts *opts, struct svemig_stream_stats *stats,
+                     struct svemig_error *err)
+{
+        struct store_writer *w = NULL;
+        struct svemig_error serr = {0};
+        int r, k;
+
+        if (!store_is_remote(location))
+                return snapshot_save(g, location, opts, stats, err);
+        r = store_writer_open(location, sc, &w, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "snapshot to %s not written", location);
+        r = snapshot_write_fd(g, store_writer_fd(w), opts, stats, err);
+        if (r < 0) {
+                /* An upload that failed first is the reason the stream could not be written. */
+                k = store_writer_abort(w, &serr);
+                if (k < 0 && k != -ECANCELED) {
+                        *err = serr;
+                        r = k;
+                }
+                return svemig_error_prefix(err, "snapshot to %s not written", location);
+        }
+        r = store_writer_commit(w, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "snapshot to %s not written", location);
+        return 0;
+}
+
+struct snapshot_source {
+        struct store_reader *sr;
+        struct svemig_stream_reader *rd;
+        int fd; /* a local file's */
+};
+
+/* Ends s's transfer; its failure, if it had one, is the better reason for r. */
+static int snapshot_source_close_store(struct snapshot_source *s, int r, struct svemig_error *err)
+{
+        struct svemig_error serr = {0};
+        int k;
+
+        svemig_stream_reader_free(s->rd);
+        s->rd = NULL;
+        k = store_reader_close(s->sr, &serr);
+        s->sr = NULL;
+        if (r < 0 && k < 0) {
+                if (err)
+                        *err = serr;
+                return k;
+        }
+        return r;
+}
+
+/* Enough for the magic, the preamble and a StreamHeader of any likely guest; more is asked for if not. */
+#define HEADER_PROBE (64u << 10)
+
+static int source_try(struct snapshot_source *s, const char *location, const struct store_conf *sc,
+                      uint64_t length, const struct svemig_stream_read_opts *ropts, struct svemig_error *err)
+{
+        int r;
+
+        r = store_reader_open(location, sc, 0, length, &s->sr, err);
+        if (r < 0)
+                return r;
+        r = svemig_stream_reader_open(store_reader_fd(s->sr), ropts, &s->rd, err);
+        if (r < 0) {
+                r = snapshot_source_close_store(s, r, err);
+        }
+        return r;
+}
+
+int snapshot_source_open(const char *location, const struct store_conf *sc, bool header_only,
+                         const struct svemig_stream_read_opts *ropts, struct snapshot_source **out,
+                         struct svemig_error *err)
+{
+        struct snapshot_source *s = calloc(1, sizeof(*s));
+        int r;
+
+        if (!s)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        s->fd = -1;
+        if (!store_is_remote(location)) {
+                s->fd = open(location, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (s->fd < 0) {
+                        r = svemig_error_set(err, errno, "cannot open snapshot %s: %s", location,
+                                             strerror(errno));
+                        free(s);
+                        return r;
+                }
+                r = svemig_stream_reader_open(s->fd, ropts, &s->rd, err);
+        } else {
+                r = source_try(s, location, sc, header_only ? HEADER_PROBE : 0, ropts, err);
+                /* A header past the probe: once more, with room for the largest the format allows. */
+                if (r == -EBADMSG && header_only)
+                        r = source_try(s, location, sc, SVEMIG_STREAM_HEADER_MAX + HEADER_PROBE, ropts, err);
+        }
+        if (r < 0) {
+                snapshot_source_close(s, r, NULL);
+                return svemig_error_prefix(err, "%s", location);
+        }
+        *out = s;
+        return 0;
+}
+
+struct svemig_stream_reader *snapshot_source_reader(struct snapshot_source *s)
+{
+        return s->rd;
+}
+
+int snapshot_source_close(struct snapshot_source *s, int r, struct svemig_error *err)
+{
+        if (!s)
+                return r;
+        svemig_stream_reader_free(s->rd);
+        s->rd = NULL;
+        r = snapshot_source_close_store(s, r, err);
+        if (s->fd >= 0)
+                close(s->fd);
+        free(s);
+        return r;
+}
+
 /* A vcpu on hv initialised, VL-set and finalized as the stream's vcpus were. */
 static int probe_vcpu(struct hv_vm *vm, const struct svemig_stream_info *info, struct hv_vcpu **out,
                       struct svemig_error *err)

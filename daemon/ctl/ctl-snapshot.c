@@ -16,12 +16,15 @@
 #include "ctl-guest-print.h"
 #include "ctl-progress.h"
 #include "parse-number.h"
+#include "svemig/store.h"
 
 static void snapshot_help(void)
 {
         printf("Usage: svemigctl [--socket PATH] [--json] [--quiet] snapshot NAME [PATH] [--keep N] "
                "[--stop]\n\n"
-               "Write guest NAME to PATH (default: the snapshot directory of migrate.conf, as\n"
+               "Write guest NAME to PATH, a file or a URL (http://, https://, s3://BUCKET/KEY, uploaded\n"
+               "as it is written, with the [store] settings of svemigd's migrate.conf) (default: the\n"
+               "snapshot directory of migrate.conf, as\n"
                "NAME-<UTC time>.svemig). A running guest is paused while it is written and runs on after\n"
                "(--stop ends it instead). The file appears whole or not at all: a failure or a cancel\n"
                "(svemigctl cancel ID, with the operation number the progress shows) leaves nothing.\n"
@@ -71,8 +74,13 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
         if (optind >= argc || argc - optind > 2)
                 return ctl_usage_error("snapshot: give the guest's NAME and optionally a PATH");
         sreq.guest = argv[optind];
-        /* We create the file, with our own rights; svemigd writes it through the descriptor. */
-        if (optind + 1 < argc) {
+        /*
+         * We create the file, with our own rights; svemigd writes it through the descriptor.
+         * A URL goes as it is: the guest's VMM uploads to it with migrate.conf's [store] settings.
+         */
+        if (optind + 1 < argc && store_is_remote(argv[optind + 1])) {
+                sreq.path = argv[optind + 1];
+        } else if (optind + 1 < argc) {
                 r = ctl_file_create("snapshot", argv[optind + 1], &file);
                 if (r)
                         return r;
@@ -120,7 +128,8 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
 static void restore_help(void)
 {
         printf("Usage: svemigctl [--socket PATH] [--json] [--quiet] restore PATH [--name NAME] [--start]\n\n"
-               "Restore the snapshot PATH as a new guest (NAME, default the file's name without .svemig),\n"
+               "Restore the snapshot PATH (a file or a URL) as a new guest (NAME, default the file's name "
+               "without .svemig),\n"
                "paused, or running with --start. The file's header is judged against this host first: an\n"
                "incompatible host (vector lengths, vcpu features, ID registers) is refused before anything\n"
                "else is read, with the reason, and exit code 4.\n");
@@ -164,16 +173,22 @@ int ctl_restore(const struct ctl_options *opts, int argc, char **argv)
         }
         if (optind + 1 != argc)
                 return ctl_usage_error("restore: give one snapshot PATH");
-        /* We open it, with our own rights; svemigd reads it through the descriptor. */
-        fd = ctl_file_open_read("restore", argv[optind], path);
-        if (fd < 0)
-                return -fd;
-        rreq.path = path;
+        /* We open it, with our own rights; svemigd reads it through the descriptor. A URL goes as it is. */
+        if (store_is_remote(argv[optind])) {
+                fd = -1;
+                rreq.path = argv[optind];
+        } else {
+                fd = ctl_file_open_read("restore", argv[optind], path);
+                if (fd < 0)
+                        return -fd;
+                rreq.path = path;
+        }
         req.op_case = SVEMIG__API__REQUEST__OP_RESTORE;
         req.restore = &rreq;
 
         r = ctl_call_progress(opts, json, "restore", &req, fd, &resp);
-        close(fd);
+        if (fd >= 0)
+                close(fd);
         if (r != CTL_EXIT_OK)
                 return r;
         if (resp->result_case == SVEMIG__API__RESPONSE__RESULT_RESTORED ||

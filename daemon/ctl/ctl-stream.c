@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conf.h"
 #include "ctl-stream.h"
 #include "ctl.h"
 #include "macro.h"
@@ -34,24 +35,13 @@ static int walk_frames(struct svemig_stream_reader *r, const struct ctl_stream_v
         return k;
 }
 
-int ctl_stream_walk(const char *path, const struct ctl_stream_visit *v, struct svemig_stream_stats *stats,
-                    uint64_t *bytes, struct svemig_error *err)
+static int walk_fd(int fd, const char *path, const struct ctl_stream_visit *v,
+                   struct svemig_stream_stats *stats, uint64_t *bytes, struct svemig_error *err)
 {
         _cleanup_(svemig_stream_reader_freep) struct svemig_stream_reader *r = NULL;
-        _cleanup_close_ int fd = -1;
         uint8_t extra[4096];
         ssize_t n;
         int k;
-
-        memset(stats, 0, sizeof(*stats));
-        *bytes = 0;
-        if (strcmp(path, "-") == 0) {
-                fd = dup(STDIN_FILENO);
-        } else {
-                fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        }
-        if (fd < 0)
-                return svemig_error_set(err, errno, "%s: %m", path);
 
         k = svemig_stream_reader_open(fd, NULL, &r, err);
         if (k < 0)
@@ -74,6 +64,53 @@ int ctl_stream_walk(const char *path, const struct ctl_stream_visit *v, struct s
         if (n < 0)
                 return svemig_error_set(err, errno, "%s: %m", path);
         return 0;
+}
+
+/* A URL, read with the stores' settings of migrate.conf ($SVEMIG_CONFIG, else the default file). */
+static int walk_remote(const char *url, const struct ctl_stream_visit *v, struct svemig_stream_stats *stats,
+                       uint64_t *bytes, struct svemig_error *err)
+{
+        struct svemig_error serr = {0};
+        struct migrate_conf conf;
+        struct store_reader *sr = NULL;
+        struct store_conf sc;
+        int k, t;
+
+        k = migrate_conf_load(&conf, getenv("SVEMIG_CONFIG"), err);
+        if (k < 0)
+                return svemig_error_prefix(err, "%s: cannot read the store settings", url);
+        migrate_conf_store_conf(&conf, &sc);
+        k = store_reader_open(url, &sc, 0, 0, &sr, err);
+        if (k == 0) {
+                k = walk_fd(store_reader_fd(sr), url, v, stats, bytes, err);
+                /* The transfer's own failure (the server's answer) says more than a short stream. */
+                t = store_reader_close(sr, &serr);
+                if (k < 0 && t < 0) {
+                        *err = serr;
+                        k = t;
+                }
+        }
+        migrate_conf_done(&conf);
+        return k;
+}
+
+int ctl_stream_walk(const char *path, const struct ctl_stream_visit *v, struct svemig_stream_stats *stats,
+                    uint64_t *bytes, struct svemig_error *err)
+{
+        _cleanup_close_ int fd = -1;
+
+        memset(stats, 0, sizeof(*stats));
+        *bytes = 0;
+        if (store_is_remote(path))
+                return walk_remote(path, v, stats, bytes, err);
+        if (strcmp(path, "-") == 0) {
+                fd = dup(STDIN_FILENO);
+        } else {
+                fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        }
+        if (fd < 0)
+                return svemig_error_set(err, errno, "%s: %m", path);
+        return walk_fd(fd, path, v, stats, bytes, err);
 }
 
 int ctl_stream_exit(int r)

@@ -5,15 +5,19 @@
  * here: into the snapshot directory under a name svemigd makes, or into the
  * file the client created and passed (client-file.h), which svemigd never
  * opens by its name. Only svemigd's own snapshots are ever pruned (keep).
- * A restore hands the client's file to a new VMM, which judges the header
- * against this host before it reads anything else: an incompatible stream
- * is refused with the reason (Status.incompatible). Nothing here reads a
- * file: the loop never waits on one.
+ * A URL (http://, https://, s3://) is no client's file: the VMM uploads to
+ * it, or restores from it, with the [store] settings of migrate.conf.
+ * A restore hands the client's file (or the URL) to a new VMM, which judges
+ * the header against this host before it reads anything else: an
+ * incompatible stream is refused with the reason (Status.incompatible).
+ * Nothing here reads a file or waits on a server: remote snapshots that
+ * keep prunes are deleted on a thread.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +57,82 @@ static void snap_ctx_free(struct snap_ctx *c)
         free(c);
 }
 
+/* Remote snapshots to delete, on a thread of their own: the event loop never waits on a server. */
+struct remote_prune {
+        struct store_conf sc;
+        char *guest;
+        char **locations;
+        size_t n;
+};
+
+static void *remote_prune_main(void *arg)
+{
+        struct remote_prune *p = arg;
+
+        for (size_t i = 0; i < p->n; i++) {
+                struct svemig_error err = {0};
+
+                if (store_delete(p->locations[i], &p->sc, &err) < 0)
+                        log_msg(LOG_WARNING, LOG_CTX(.guest = p->guest, .op = "snapshot"),
+                                "cannot remove the old snapshot: %s", err.msg);
+                free(p->locations[i]);
+        }
+        free(p->locations);
+        free(p->guest);
+        free(p);
+        return NULL;
+}
+
+static void remote_prune_start(struct svemigd *d, const char *guest, char **locations, size_t n)
+{
+        struct remote_prune *p = calloc(1, sizeof(*p));
+        pthread_attr_t attr;
+        pthread_t t;
+
+        if (!p || !(p->guest = strdup(guest))) {
+                free(p);
+                goto fail;
+        }
+        migrate_conf_store_conf(&d->conf, &p->sc);
+        p->locations = locations;
+        p->n = n;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, remote_prune_main, p) == 0) {
+                pthread_attr_destroy(&attr);
+                return;
+        }
+        pthread_attr_destroy(&attr);
+        free(p->guest);
+        free(p);
+fail:
+        log_msg(LOG_WARNING, LOG_CTX(.guest = guest, .op = "snapshot"),
+                "cannot start removing %zu old remote snapshots", n);
+        for (size_t i = 0; i < n; i++)
+                free(locations[i]);
+        free(locations);
+}
+
+/* Removes one old snapshot: a file now, a remote object (queued in *remote) on a thread. */
+static int prune_one(const char *path, char ***remote, size_t *n_remote)
+{
+        char **r, *copy;
+
+        if (!store_is_remote(path))
+                return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+        copy = strdup(path);
+        r = realloc(*remote, (*n_remote + 1) * sizeof(*r));
+        if (!copy || !r) {
+                free(copy);
+                if (r)
+                        *remote = r;
+                return -ENOMEM;
+        }
+        *remote = r;
+        r[(*n_remote)++] = copy;
+        return 0;
+}
+
 /*
  * After a snapshot svemigd named: keeps the newest 'keep' snapshots of e that
  * svemigd named in its snapshot directory, and removes the rest. Files the
@@ -61,6 +141,9 @@ static void snap_ctx_free(struct snap_ctx *c)
 static void prune(struct svemigd *d, struct guest_entry *e, struct snap_ctx *c)
 {
         const char *dir = d->conf.snapshot_dir;
+        char **remote = NULL;
+        size_t n_remote = 0;
+        int k;
         size_t in_dir = 0;
 
         if (c->keep == 0 || !guest_snapshot_is_own(dir, e->rec.name, c->path))
@@ -76,9 +159,10 @@ static void prune(struct svemigd *d, struct guest_entry *e, struct snap_ctx *c)
                         i++;
                         continue;
                 }
-                if (unlink(path) < 0 && errno != ENOENT) {
+                k = prune_one(path, &remote, &n_remote);
+                if (k < 0) {
                         log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name, .op = "snapshot"),
-                                "cannot remove the old snapshot %s: %s", path, strerror(errno));
+                                "cannot remove the old snapshot %s: %s", path, strerror(-k));
                         i++;
                         in_dir--;
                         continue;
@@ -95,6 +179,8 @@ static void prune(struct svemigd *d, struct guest_entry *e, struct snap_ctx *c)
                 guest_record_remove_snapshot(&e->rec, i);
                 in_dir--;
         }
+        if (n_remote)
+                remote_prune_start(d, e->rec.name, remote, n_remote);
 }
 
 static void snapshot_reply(struct api_call *call, struct snap_ctx *c)
@@ -174,7 +260,8 @@ static int default_path(struct svemigd *d, const char *name, char **out, struct 
         struct tm tm;
         char stamp[32];
 
-        if (mkdir(d->conf.snapshot_dir, 0750) < 0 && errno != EEXIST)
+        if (!store_is_remote(d->conf.snapshot_dir) && mkdir(d->conf.snapshot_dir, 0750) < 0 &&
+            errno != EEXIST)
                 return svemig_error_set(err, errno, "cannot create the snapshot directory %s: %s",
                                         d->conf.snapshot_dir, strerror(errno));
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -234,7 +321,15 @@ int op_snapshot(struct api_call *call, const Svemig__Api__Request *request, void
         c->keep = req->keep ? req->keep : d->conf.snapshot_keep;
         c->stop = req->stop;
         if (req->path && req->path[0]) {
-                r = take_target(d, call, req->path, &fd, err);
+                if (store_is_remote(req->path)) {
+                        /* A URL: the guest's VMM uploads to it with [store]'s settings; nothing is opened
+                         * here. */
+                        struct store_conf sc;
+
+                        migrate_conf_store_conf(&d->conf, &sc);
+                        r = store_check_location(req->path, &sc, err);
+                } else
+                        r = take_target(d, call, req->path, &fd, err);
                 if (r == 0 && !(c->path = strdup(req->path)))
                         r = svemig_error_set(err, ENOMEM, "out of memory");
         } else
@@ -333,8 +428,8 @@ int op_restore(struct api_call *call, const Svemig__Api__Request *request, void 
         struct guest_entry *e;
         int r;
 
-        if (!req->path || req->path[0] != '/')
-                return svemig_error_set(err, EINVAL, "give the snapshot's absolute path");
+        if (!req->path || (req->path[0] != '/' && !store_is_remote(req->path)))
+                return svemig_error_set(err, EINVAL, "give the snapshot's absolute path, or its URL");
         if (req->name && req->name[0]) {
                 r = guest_name_check(req->name, err);
                 if (r < 0)
@@ -347,7 +442,13 @@ int op_restore(struct api_call *call, const Svemig__Api__Request *request, void 
                         err, EEXIST, "a guest named %s already exists; restore under another name (--name)",
                         name);
 
-        r = client_file_take(call, "restore", req->path, CLIENT_FILE_READ, &fd, err);
+        if (store_is_remote(req->path)) {
+                struct store_conf sc;
+
+                migrate_conf_store_conf(&d->conf, &sc);
+                r = store_check_location(req->path, &sc, err);
+        } else
+                r = client_file_take(call, "restore", req->path, CLIENT_FILE_READ, &fd, err);
         if (r < 0)
                 return r;
         /* vcpus, memory and VL set come from the VMM, which reads the header (restored()). */
@@ -365,7 +466,8 @@ int op_restore(struct api_call *call, const Svemig__Api__Request *request, void 
         e->busy = "restore";
         e->busy_operation = api_call_operation(call);
         e->start_when_ready = req->start;
-        r = guest_launch(d, call, e, fd, -1, restored, err);
+        r = fd >= 0 ? guest_launch(d, call, e, fd, -1, restored, err)
+                    : guest_launch_url(d, call, e, req->path, restored, err);
         if (r < 0) {
                 e->busy = NULL;
                 (void)guest_entry_delete(e, NULL, NULL);

@@ -65,6 +65,9 @@ typedef void (*launch_done_t)(struct svemigd *d, struct api_call *call, struct g
                               const Svemig__Api__Response *resp, const char *why);
 int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, int restore_fd,
                  int payload_fd, launch_done_t done, struct svemig_error *err);
+/* The same for a restore from a URL, which the VMM reads with migrate.conf's [store] settings. */
+int guest_launch_url(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *url,
+                     launch_done_t done, struct svemig_error *err);
 /*
  * The same for a guest migrating in on fd (a peer connection, hello done; the VMM gets a copy), no call.
  * standby: the incoming RAM reserve's standby VMM (ram-reserve.h), which becomes the guest's VMM, now

@@ -378,8 +378,14 @@ static int snap_work(struct vmm_job *job, void *arg, struct svemig_error *err)
                 .progress = snap_progress,
                 .userdata = a,
         };
+        struct store_conf sc;
 
         a->job = job;
+        if (store_is_remote(a->path)) {
+                /* A URL is opened here, with the [store] settings of svemigd's migrate.conf. */
+                migrate_conf_store_conf(&vmm_job_vmm(job)->conf, &sc);
+                return snapshot_save_to(vmm_job_vmm(job)->guest, a->path, &sc, &opts, &a->stats, err);
+        }
         if (a->fd < 0)
                 return snapshot_save(vmm_job_vmm(job)->guest, a->path, &opts, &a->stats, err);
         /* The client made the file (unnamed until it names it): it gets whatever was there no longer. */
@@ -448,8 +454,8 @@ static int op_snapshot(struct api_call *call, const Svemig__Api__Request *req, v
         r = check_target(v, sreq->guest, false, err);
         if (r < 0)
                 return r;
-        if (!sreq->path || sreq->path[0] != '/')
-                return svemig_error_set(err, EINVAL, "the snapshot path must be absolute");
+        if (!sreq->path || (sreq->path[0] != '/' && !store_is_remote(sreq->path)))
+                return svemig_error_set(err, EINVAL, "the snapshot path must be absolute, or a URL");
         a = calloc(1, sizeof(*a));
         if (a)
                 a->fd = api_call_take_fd(call, 0);

@@ -11,6 +11,7 @@
 
 #include "svemig/error.h"
 #include "svemig/guest.h"
+#include "svemig/store.h"
 #include "svemig/stream.h"
 
 /*
@@ -59,6 +60,37 @@ int snapshot_write_fd(struct guest *g, int fd, const struct snapshot_opts *opts,
  */
 int snapshot_save(struct guest *g, const char *path, const struct snapshot_opts *opts,
                   struct svemig_stream_stats *stats, struct svemig_error *err);
+
+/*
+ * snapshot_save() to any location (include/svemig/store.h): a local path
+ * goes to snapshot_save(); a URL is uploaded while the stream is written,
+ * with no local copy, and appears only once complete. On failure or a
+ * cancel nothing is left visible, and err names the URL and the server's
+ * answer when the upload is what failed.
+ */
+int snapshot_save_to(struct guest *g, const char *location, const struct store_conf *sc,
+                     const struct snapshot_opts *opts, struct svemig_stream_stats *stats,
+                     struct svemig_error *err);
+
+/*
+ * A stream read from a location: a local path or a URL. header_only asks
+ * the store for the header's bytes alone (a Range request), for judging a
+ * stream before any memory moves; the reader then holds nothing past the
+ * header.
+ */
+struct snapshot_source;
+
+int snapshot_source_open(const char *location, const struct store_conf *sc, bool header_only,
+                         const struct svemig_stream_read_opts *ropts, struct snapshot_source **out,
+                         struct svemig_error *err);
+struct svemig_stream_reader *snapshot_source_reader(struct snapshot_source *s);
+/*
+ * Frees s (NULL too). r is the caller's result so far: when it is a failure
+ * and the transfer itself broke (the server went away, a stall, a 5xx past
+ * the retries), the transfer's reason replaces the reader's account of the
+ * short stream in err. Returns r, or the transfer's error.
+ */
+int snapshot_source_close(struct snapshot_source *s, int r, struct svemig_error *err);
 
 /*
  * Whether host hv can take the stream whose header is info: its VL set, its
