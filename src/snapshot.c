@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -98,6 +99,25 @@ int snapshot_describe(struct guest *g, const struct vcpu_state *vcpu0, const cha
         return 0;
 }
 
+/* An incremental snapshot's header names its parent (1.2). */
+static int describe_parent(const struct snapshot_opts *opts, struct svemig_stream_info *info,
+                           struct svemig_error *err)
+{
+        if (!opts || !opts->parent_location)
+                return 0;
+        if (!opts->dirty || (opts->parent_digest_bytes != 16 && opts->parent_digest_bytes != 8))
+                return svemig_error_set(err, EINVAL,
+                                        "an incremental snapshot needs its parent's digest and "
+                                        "the pages dirtied since");
+        if ((size_t)snprintf(info->parent_location, sizeof(info->parent_location), "%s",
+                             opts->parent_location) >= sizeof(info->parent_location))
+                return svemig_error_set(err, ENAMETOOLONG, "the parent's location is over %u bytes: %s",
+                                        SVEMIG_STREAM_LOCATION_MAX - 1, opts->parent_location);
+        memcpy(info->parent_digest, opts->parent_digest, opts->parent_digest_bytes);
+        info->parent_digest_bytes = opts->parent_digest_bytes;
+        return 0;
+}
+
 int snapshot_write_fd(struct guest *g, int fd, const struct snapshot_opts *opts,
                       struct svemig_stream_stats *stats, struct svemig_error *err)
 {
@@ -121,6 +141,9 @@ int snapshot_write_fd(struct guest *g, int fd, const struct snapshot_opts *opts,
                               SVEMIG_COMPRESSION_LZ4, opts ? opts->created_ns : 0, &hdr, err);
         if (r < 0)
                 goto out;
+        r = describe_parent(opts, &hdr.info, err);
+        if (r < 0)
+                goto out;
         r = svemig_stream_writer_open(fd, &hdr.info, &wopts, &w, err);
         if (r < 0)
                 goto out;
@@ -142,6 +165,7 @@ int snapshot_write_fd(struct guest *g, int fd, const struct snapshot_opts *opts,
                         .gpa = guest_ram_base(g),
                         .host = guest_mem(g),
                         .size = size,
+                        .dirty = opts && opts->parent_location ? opts->dirty : NULL,
                 };
 
                 r = svemig_stream_write_memory(w, &range, 1, err);
@@ -435,8 +459,9 @@ static int read_vcpu(struct svemig_stream_reader *rd, struct vcpu_state *states,
         return 0;
 }
 
-int snapshot_restore_into(struct guest *g, struct svemig_stream_reader *rd, const struct snapshot_opts *opts,
-                          struct svemig_error *err)
+/* rd into g: memory, and the vcpus unless it is a parent (whose vcpus its child replaces). */
+static int restore_stream(struct guest *g, struct svemig_stream_reader *rd, const struct snapshot_opts *opts,
+                          bool vcpus, struct svemig_error *err)
 {
         const struct svemig_stream_info *info = svemig_stream_reader_info(rd);
         struct vcpu_state *states = NULL;
@@ -473,7 +498,7 @@ int snapshot_restore_into(struct guest *g, struct svemig_stream_reader *rd, cons
              next = svemig_stream_next(rd, err)) {
                 if (next == SVEMIG_FRAME_VCPU) {
                         r = read_vcpu(rd, states, info->vcpu_count, err);
-                        if (r == 0 && ++got == info->vcpu_count) {
+                        if (r == 0 && ++got == info->vcpu_count && vcpus) {
                                 r = report(opts, "vcpus", 0, info->vcpu_count, err);
                                 if (r == 0)
                                         r = guest_restore_vcpus(g, states, err);
@@ -500,6 +525,132 @@ out:
         return r;
 }
 
+int snapshot_restore_into(struct guest *g, struct svemig_stream_reader *rd, const struct snapshot_opts *opts,
+                          struct svemig_error *err)
+{
+        return restore_stream(g, rd, opts, true, err);
+}
+
+int snapshot_chain_check(const struct snapshot_chain *c, const char *location, struct svemig_error *err)
+{
+        size_t n;
+
+        if (store_is_remote(location))
+                return store_check_location(location, c->sc, err);
+        if (location[0] != '/')
+                return svemig_error_set(err, EINVAL, "a parent's location must be absolute or a URL, not %s",
+                                        location);
+        if (!c->local_dir)
+                return 0;
+        n = strlen(c->local_dir);
+        if (n == 0 || strncmp(location, c->local_dir, n) != 0 || location[n] != '/' ||
+            strchr(location + n + 1, '/'))
+                return svemig_error_set(err, EPERM,
+                                        "parent %s is a local file outside svemigd's snapshot directory "
+                                        "%s: only parents there or at a URL are read for a restore",
+                                        location, c->local_dir[0] ? c->local_dir : "(none)");
+        return 0;
+}
+
+static void digest_hex(const uint8_t *d, unsigned n, char *out)
+{
+        for (unsigned i = 0; i < n; i++)
+                sprintf(out + 2 * i, "%02x", d[i]);
+        out[2 * n] = 0;
+}
+
+/* The parent a child names: where, and its digest; copied, as the child's reader may go first. */
+struct parent_ref {
+        char location[SVEMIG_STREAM_LOCATION_MAX];
+        uint8_t digest[16];
+        unsigned digest_bytes;
+};
+
+static void parent_ref_of(const struct svemig_stream_info *info, struct parent_ref *p)
+{
+        memcpy(p->location, info->parent_location, sizeof(p->location));
+        memcpy(p->digest, info->parent_digest, sizeof(p->digest));
+        p->digest_bytes = info->parent_digest_bytes;
+}
+
+/* The parent's trailer digest must be the one its child names. */
+static int check_parent_digest(struct svemig_stream_reader *rd, const struct parent_ref *p,
+                               struct svemig_error *err)
+{
+        const struct svemig_stream_stats *st = svemig_stream_reader_stats(rd);
+        char want[33], got[33];
+
+        if (st->digest_bytes == p->digest_bytes && memcmp(st->digest, p->digest, p->digest_bytes) == 0)
+                return 0;
+        digest_hex(p->digest, p->digest_bytes, want);
+        digest_hex(st->digest, st->digest_bytes, got);
+        return svemig_error_set(err, EBADMSG,
+                                "the chain is broken: %s is not the parent its child names (its digest is "
+                                "%s, the child's parent had %s)",
+                                p->location, got, want);
+}
+
+/* One link: p's own parents first, then p's memory over theirs. */
+static int restore_parent(struct guest *g, const struct parent_ref *p, const struct snapshot_chain *c,
+                          unsigned depth, const struct snapshot_opts *opts, struct svemig_error *err)
+{
+        struct svemig_stream_read_opts ropts = {.n_threads = opts ? opts->n_threads : 0};
+        struct snapshot_source *src = NULL;
+        const struct svemig_stream_info *info;
+        struct parent_ref *grand;
+        int r;
+
+        if (depth >= SNAPSHOT_CHAIN_MAX)
+                return svemig_error_set(err, ELOOP, "the chain has over %u links above %s",
+                                        SNAPSHOT_CHAIN_MAX, p->location);
+        r = snapshot_chain_check(c, p->location, err);
+        if (r < 0)
+                return r;
+        /* Its header alone first, for its own parent: a stream held open would stall meanwhile. */
+        r = snapshot_source_open(p->location, c->sc, true, &ropts, &src, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "the chain is broken: its parent cannot be read");
+        info = svemig_stream_reader_info(snapshot_source_reader(src));
+        grand = info->parent_location[0] ? malloc(sizeof(*grand)) : NULL;
+        if (grand)
+                parent_ref_of(info, grand);
+        r = info->parent_location[0] && !grand ? svemig_error_set(err, ENOMEM, "out of memory") : 0;
+        snapshot_source_close(src, 0, NULL);
+        if (r == 0 && grand)
+                r = restore_parent(g, grand, c, depth + 1, opts, err);
+        free(grand);
+        if (r < 0)
+                return r;
+
+        r = snapshot_source_open(p->location, c->sc, false, &ropts, &src, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "the chain is broken: its parent cannot be read");
+        r = restore_stream(g, snapshot_source_reader(src), opts, false, err);
+        if (r == 0)
+                r = check_parent_digest(snapshot_source_reader(src), p, err);
+        else
+                r = svemig_error_prefix(err, "parent %s", p->location);
+        return snapshot_source_close(src, r, err);
+}
+
+int snapshot_restore_parents(struct guest *g, const struct svemig_stream_info *info,
+                             const struct snapshot_chain *c, const struct snapshot_opts *opts,
+                             struct svemig_error *err)
+{
+        struct parent_ref *p;
+        int r;
+
+        if (!info->parent_location[0])
+                return 0;
+        p = malloc(sizeof(*p));
+        if (!p)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        parent_ref_of(info, p);
+        r = restore_parent(g, p, c, 0, opts, err);
+        free(p);
+        return r;
+}
+
 int snapshot_restore_fd(struct hv *hv, int fd, const struct snapshot_opts *opts, struct guest **out,
                         struct svemig_error *err)
 {
@@ -514,6 +665,11 @@ int snapshot_restore_fd(struct hv *hv, int fd, const struct snapshot_opts *opts,
                 return r;
         info = svemig_stream_reader_info(rd);
         r = check_layout(info, err);
+        if (r == 0 && info->parent_location[0])
+                r = svemig_error_set(
+                        err, EINVAL,
+                        "the stream is incremental (its parent is %s): restore it with its chain",
+                        info->parent_location);
         if (r == 0)
                 r = snapshot_check_host(hv, info, err);
         if (r == 0)

@@ -27,7 +27,19 @@ struct snapshot_opts {
         unsigned n_threads;  /* compression workers; 0 = one per CPU */
         snapshot_progress_fn progress;
         void *userdata;
+        /*
+         * An incremental snapshot: its parent's location and trailer digest,
+         * and the pages dirtied since the parent (a bitmap of the RAM slot, as
+         * KVM_GET_DIRTY_LOG fills it), the only ones written. NULL: full.
+         */
+        const char *parent_location;
+        const uint8_t *parent_digest;
+        unsigned parent_digest_bytes;
+        const uint64_t *dirty;
 };
+
+/* The most links a chain of incremental snapshots may have above its full one. */
+#define SNAPSHOT_CHAIN_MAX 64u
 
 /*
  * A stream header describing guest g, the one snapshots and migrations
@@ -117,6 +129,30 @@ int snapshot_restore_fd(struct hv *hv, int fd, const struct snapshot_opts *opts,
  */
 int snapshot_restore_into(struct guest *g, struct svemig_stream_reader *rd, const struct snapshot_opts *opts,
                           struct svemig_error *err);
+
+/*
+ * Where the parents of an incremental stream may be read from: URLs with
+ * sc's settings, and local files in local_dir only (NULL: anywhere, for a
+ * tool that runs with its user's rights; "" : none).
+ */
+struct snapshot_chain {
+        const struct store_conf *sc;
+        const char *local_dir;
+};
+
+/* Whether location may be read as a parent under c, with the reason if not. */
+int snapshot_chain_check(const struct snapshot_chain *c, const char *location, struct svemig_error *err);
+
+/*
+ * For an incremental stream whose header is info: restores the memory of
+ * its parents into g, the full one first, each parent's trailer digest
+ * checked against the digest its child names. A missing or different
+ * parent is refused by its location. Then the caller restores the stream
+ * itself with snapshot_restore_into(). Nothing to do for a full stream.
+ */
+int snapshot_restore_parents(struct guest *g, const struct svemig_stream_info *info,
+                             const struct snapshot_chain *c, const struct snapshot_opts *opts,
+                             struct svemig_error *err);
 
 /* snapshot_restore_fd() from a file. */
 int snapshot_load(struct hv *hv, const char *path, const struct snapshot_opts *opts, struct guest **out,
