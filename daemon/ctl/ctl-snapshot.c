@@ -21,7 +21,7 @@
 static void snapshot_help(void)
 {
         printf("Usage: svemigctl [--socket PATH] [--json] [--quiet] snapshot NAME [PATH] [--keep N] "
-               "[--stop]\n\n"
+               "[--stop] [--incremental]\n\n"
                "Write guest NAME to PATH, a file or a URL (http://, https://, s3://BUCKET/KEY, uploaded\n"
                "as it is written, with the [store] settings of svemigd's migrate.conf) (default: the\n"
                "snapshot directory of migrate.conf, as\n"
@@ -29,17 +29,18 @@ static void snapshot_help(void)
                "(--stop ends it instead). The file appears whole or not at all: a failure or a cancel\n"
                "(svemigctl cancel ID, with the operation number the progress shows) leaves nothing.\n"
                "--keep N keeps the newest N snapshots of the guest in that directory (0 or none: the\n"
-               "configured keep).\n");
+               "configured keep).\n"
+               "--incremental writes only the pages the guest dirtied since its last checkpoint, which it\n"
+               "names as its parent; a full one when there is none its VMM could read back (none yet, a\n"
+               "migration since, or a file of yours outside the snapshot directory).\n");
 }
 
 int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
 {
         static const struct option longopts[] = {
-                {"keep", required_argument, NULL, 'k'},
-                {"stop", no_argument, NULL, 's'},
-                {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},
-                {0},
+                {"keep", required_argument, NULL, 'k'},  {"stop", no_argument, NULL, 's'},
+                {"incremental", no_argument, NULL, 'i'}, {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},        {0},
         };
         Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
         Svemig__Api__SnapshotRequest sreq = SVEMIG__API__SNAPSHOT_REQUEST__INIT;
@@ -60,6 +61,9 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
                         break;
                 case 's':
                         sreq.stop = true;
+                        break;
+                case 'i':
+                        sreq.incremental = true;
                         break;
                 case 'j':
                         json = true;
@@ -110,13 +114,18 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
                 json_object_object_add(doc, "bytes", json_object_new_int64((int64_t)s->bytes));
                 json_object_object_add(doc, "steps", json_object_new_int64((int64_t)s->steps));
                 json_object_object_add(doc, "created_ns", json_object_new_int64((int64_t)s->created_ns));
+                json_object_object_add(doc, "parent", json_object_new_string(s->parent));
+                json_object_object_add(doc, "pause_us", json_object_new_int64((int64_t)s->pause_us));
                 json_object_object_add(doc, "pruned", pruned);
                 r = ctl_print_json(doc);
         } else if (!opts->quiet) {
                 const Svemig__Api__SnapshotResult *s = resp->snapshot;
 
-                printf("snapshot of %s: %s (%llu bytes, at %llu steps)\n", sreq.guest, s->path,
-                       (unsigned long long)s->bytes, (unsigned long long)s->steps);
+                printf("snapshot of %s: %s (%llu bytes, at %llu steps; paused %.3f ms)\n", sreq.guest,
+                       s->path, (unsigned long long)s->bytes, (unsigned long long)s->steps,
+                       (double)s->pause_us / 1000);
+                if (s->parent[0])
+                        printf("incremental, over %s\n", s->parent);
                 for (size_t i = 0; i < s->n_pruned; i++)
                         printf("removed the older %s\n", s->pruned[i]);
         }

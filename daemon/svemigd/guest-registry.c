@@ -313,6 +313,8 @@ Svemig__Api__Guest *guest_msg_new(const struct guest_entry *e, const Svemig__Api
                 m->infos[i].created_ns = rec->snapshots[i].created_ns;
                 m->infos[i].bytes = rec->snapshots[i].bytes;
                 m->infos[i].steps = rec->snapshots[i].steps;
+                m->infos[i].parent = rec->snapshots[i].parent ? rec->snapshots[i].parent : "";
+                m->infos[i].pause_us = rec->snapshots[i].pause_us;
                 m->ptrs[i] = &m->infos[i];
         }
         m->g.n_snapshots = rec->n_snapshots;

@@ -42,6 +42,7 @@ struct snap_ctx {
         bool stop;
         Svemig__Api__SnapshotResult result;
         char *path;
+        char *parent; /* the VMM's answer, kept for the reply (which may come after a stop) */
         char **pruned;
         size_t n_pruned;
 };
@@ -54,6 +55,7 @@ static void snap_ctx_free(struct snap_ctx *c)
                 free(c->pruned[i]);
         free(c->pruned);
         free(c->path);
+        free(c->parent);
         free(c);
 }
 
@@ -226,7 +228,11 @@ static void snapshot_written(struct forward *f, const Svemig__Api__Response *res
         c->result.bytes = res->bytes;
         c->result.steps = res->steps;
         c->result.created_ns = res->created_ns;
-        if (guest_record_add_snapshot(&e->rec, c->path, res->created_ns, res->bytes, res->steps) < 0)
+        c->parent = strdup(res->parent ? res->parent : "");
+        c->result.parent = c->parent ? c->parent : "";
+        c->result.pause_us = res->pause_us;
+        if (guest_record_add_snapshot(&e->rec, c->path, res->created_ns, res->bytes, res->steps) < 0 ||
+            guest_record_set_snapshot_chain(&e->rec, res->parent, res->pause_us) < 0)
                 log_msg(LOG_ERR, LOG_CTX(.guest = e->rec.name), "out of memory recording %s", c->path);
         prune(f->d, e, c);
         (void)guest_entry_save(e, NULL);
@@ -341,6 +347,7 @@ int op_snapshot(struct api_call *call, const Svemig__Api__Request *request, void
 
         sreq.guest = e->rec.name;
         sreq.path = c->path;
+        sreq.incremental = req->incremental;
         fwd.op_case = SVEMIG__API__REQUEST__OP_SNAPSHOT;
         fwd.snapshot = &sreq;
         r = vmm_forward_fd(d, call, e, &fwd, fd, snapshot_written, c, true, &f, err);

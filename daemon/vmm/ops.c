@@ -345,7 +345,10 @@ struct snap_arg {
         char *path; /* svemigd's own file, written whole by snapshot_save(); or the client's name of fd */
         int fd;     /* >= 0: the client's file, passed by svemigd: written through, never opened by name */
         bool stop;
+        bool incremental; /* asked for; parent says whether it was */
+        char *parent;
         uint64_t created_ns;
+        uint64_t paused_ns; /* CLOCK_MONOTONIC when it paused the guest */
         uint64_t steps;
         unsigned pace_ms;
         struct svemig_stream_stats stats;
@@ -381,6 +384,12 @@ static int snap_work(struct vmm_job *job, void *arg, struct svemig_error *err)
         struct store_conf sc;
 
         a->job = job;
+        r = vmm_checkpoint_collect(vmm_job_vmm(job), err);
+        if (r < 0)
+                return r;
+        if (a->incremental && vmm_checkpoint_parent(vmm_job_vmm(job), &opts) &&
+            !(a->parent = strdup(opts.parent_location)))
+                return svemig_error_set(err, ENOMEM, "out of memory");
         if (store_is_remote(a->path)) {
                 /* A URL is opened here, with the [store] settings of svemigd's migrate.conf. */
                 migrate_conf_store_conf(&vmm_job_vmm(job)->conf, &sc);
@@ -406,6 +415,7 @@ static void snap_arg_free(struct snap_arg *a)
                 if (a->fd >= 0)
                         close(a->fd);
                 free(a->path);
+                free(a->parent);
                 free(a);
         }
 }
@@ -421,6 +431,7 @@ static void snap_done(struct vmm *v, struct api_call *call, int r, const struct 
         if (v->job_paused_it && !(r == 0 && a->stop) && guest_start(v->guest, &rerr) < 0)
                 log_msg(LOG_ERR, LOG_CTX(.guest = v->name), "cannot resume after the snapshot: %s",
                         rerr.msg);
+        res.pause_us = v->job_paused_it ? (now_ns(CLOCK_MONOTONIC) - a->paused_ns) / 1000 : 0;
         v->job_paused_it = false;
         if (r < 0) {
                 log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .op = "snapshot"), "%s",
@@ -429,8 +440,11 @@ static void snap_done(struct vmm *v, struct api_call *call, int r, const struct 
                 snap_arg_free(a);
                 return;
         }
-        log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .op = "snapshot"), "wrote %s (%llu bytes) at %llu steps",
-                a->path, (unsigned long long)a->stats.bytes, (unsigned long long)a->steps);
+        log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .op = "snapshot"),
+                "wrote %s (%llu bytes%s%s) at %llu steps", a->path, (unsigned long long)a->stats.bytes,
+                a->parent ? ", over " : "", a->parent ? a->parent : "", (unsigned long long)a->steps);
+        vmm_checkpoint_taken(v, a->path, &a->stats);
+        res.parent = a->parent ? a->parent : "";
         res.path = a->path;
         res.bytes = a->stats.bytes;
         res.steps = a->steps;
@@ -464,12 +478,14 @@ static int op_snapshot(struct api_call *call, const Svemig__Api__Request *req, v
                 return svemig_error_set(err, ENOMEM, "out of memory");
         }
         a->stop = sreq->stop;
+        a->incremental = sreq->incremental;
         a->created_ns = now_ns(CLOCK_REALTIME);
         a->pace_ms = pace ? (unsigned)strtoul(pace, NULL, 10) : 0;
 
         was_running = guest_running(v->guest);
         r = guest_pause(v->guest, err);
         if (r >= 0) {
+                a->paused_ns = now_ns(CLOCK_MONOTONIC);
                 a->steps = vmm_total_steps(v);
                 r = vmm_job_start(v, call, "snapshot", snap_work, snap_done, a, err);
         }

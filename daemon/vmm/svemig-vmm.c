@@ -353,7 +353,10 @@ static int restore_judge(struct vmm *v, const char *name, const struct svemig_st
  * The header is judged against this host before anything else is read;
  * *incompatible says it failed. From a URL the header comes first alone (a
  * Range request), so that an incompatible host refuses before any memory
- * is downloaded; then the whole object streams in.
+ * is downloaded. An incremental stream's parents are restored next, the
+ * full one first (each read header first, then whole); then the stream
+ * itself streams in. The checkpoint restored is the base of the next
+ * incremental one.
  */
 static int restore_guest(struct vmm *v, const struct args *a, bool *incompatible, struct svemig_error *err)
 {
@@ -364,20 +367,13 @@ static int restore_guest(struct vmm *v, const struct args *a, bool *incompatible
         const char *name = a->restore_url   ? a->restore_url
                            : a->source_name ? a->source_name
                                             : "the snapshot";
-        unsigned n;
+        struct snapshot_chain chain;
+        struct svemig_stream_stats stats;
+        struct store_conf sc;
         int r;
 
-        if (a->restore_url) {
-                r = restore_open(v, a, true, &src, &rd, err);
-                if (r < 0)
-                        return r;
-                r = restore_judge(v, name, svemig_stream_reader_info(rd), incompatible, err);
-                r = snapshot_source_close(src, r, err);
-                src = NULL;
-                if (r < 0)
-                        return r;
-        }
-        r = restore_open(v, a, false, &src, &rd, err);
+        vmm_checkpoint_chain(v, &sc, &chain);
+        r = restore_open(v, a, a->restore_url != NULL, &src, &rd, err);
         if (r < 0)
                 return a->restore_url ? r : svemig_error_prefix(err, "%s", name);
         info = svemig_stream_reader_info(rd);
@@ -385,11 +381,23 @@ static int restore_guest(struct vmm *v, const struct args *a, bool *incompatible
         if (r < 0)
                 goto out;
         v->vls = (info->vcpu_features & HV_FEAT_BIT(HV_FEAT_SVE)) ? info->guest_vls : (vqset_t){0};
-        n = info->vcpu_count;
-        /* A dirty log, as a created guest has: a restored guest migrates with pre-copy too. */
-        r = guest_create_empty_at(v->hv, n, info->slots[0].gpa, info->slots[0].size, true, &v->guest, err);
+        /* A dirty log, as a created guest has: for pre-copy, and for incremental checkpoints. */
+        r = guest_create_empty_at(v->hv, info->vcpu_count, info->slots[0].gpa, info->slots[0].size, true,
+                                  &v->guest, err);
+        if (r == 0)
+                r = snapshot_restore_parents(v->guest, info, &chain, &opts, err);
+        if (r == 0 && a->restore_url) {
+                /* What was read is the header alone: now the whole stream. */
+                r = snapshot_source_close(src, 0, err);
+                src = NULL;
+                rd = NULL;
+                if (r == 0)
+                        r = restore_open(v, a, false, &src, &rd, err);
+        }
         if (r == 0)
                 r = snapshot_restore_into(v->guest, rd, &opts, err);
+        if (r == 0)
+                stats = *svemig_stream_reader_stats(rd);
         if (r < 0)
                 r = svemig_error_prefix(err, "%s", name);
 out:
@@ -400,6 +408,8 @@ out:
         if (r < 0)
                 return r;
 
+        if (a->restore_url || a->source_name)
+                vmm_checkpoint_taken(v, name, &stats);
         if (vmm_take_workload_state(v, v->guest) < 0)
                 return svemig_error_set(err, ENOMEM, "out of memory");
         v->ever_ran = true;
@@ -562,6 +572,7 @@ static void vmm_done(struct vmm *v)
         sd_event_unref(v->event);
         migrate_conf_done(&v->conf);
         vmm_payload_done(v);
+        vmm_checkpoint_done(v);
 }
 
 /*

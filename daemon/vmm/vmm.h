@@ -18,6 +18,7 @@
 #include <systemd/sd-event.h>
 
 #include "api-server.h"
+#include "checkpoint.h"
 #include "conf.h"
 #include "standby-proto.h"
 #include "svemig/guest.h"
@@ -49,6 +50,7 @@ struct vmm {
         uint64_t *base_steps; /* per vcpu: steps run before this process (a restored guest's x0) */
         bool ever_ran;        /* "created" until the first start or run */
         struct vmm_payload payload;
+        struct vmm_checkpoint checkpoint; /* the base of incremental checkpoints */
 
         struct vmm_job *job; /* the long operation in flight (snapshot, run), NULL when none */
         const char *job_name;

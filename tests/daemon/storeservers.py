@@ -242,6 +242,10 @@ rgw multipart min part size = 65536
         r = self.curl("-T", path, "%s/%s/%s" % (self.endpoint(), self.bucket, key))
         assert r.stdout.endswith("200"), r
 
+    def delete(self, key):
+        r = self.curl("-X", "DELETE", "%s/%s/%s" % (self.endpoint(), self.bucket, key))
+        assert r.stdout.endswith("204"), r
+
     def get_bytes(self, key, path):
         r = subprocess.run(["curl", "-s", "-o", path, "-w", "%{http_code}", "--aws-sigv4", "aws:amz:us-east-1:s3",
                             "-u", ACCESS_KEY + ":" + SECRET_KEY, "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD",

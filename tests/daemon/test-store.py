@@ -236,6 +236,57 @@ class S3(Store):
         self.assertEqual([g["name"] for g in self.json("guest", "list")["guests"]], ["src"])
 
 
+class Incremental(Store):
+    def test_chain_on_s3(self):
+        self.create("src", "--start")
+        self.json("guest", "pause", "src")
+        self.json("guest", "run", "src", "--steps", "2000")
+        full_url, inc_url = self.rgw.url("chain/full.svemig"), self.rgw.url("chain/inc.svemig")
+        full = self.json("snapshot", "src", full_url)
+        self.assertEqual(full["parent"], "")
+        self.json("guest", "run", "src", "--steps", "50")
+        inc = self.json("snapshot", "--incremental", "src", inc_url)
+        # Only the pages dirtied since: 2 vcpus, 5 pages a step, 50 steps, of 8192.
+        self.assertEqual(inc["parent"], full_url)
+        self.assertLess(inc["bytes"], full["bytes"] // 4)
+        shown = self.show("src")
+        self.assertEqual((shown["last_snapshot"], shown["snapshots"][-1]["parent"]), (inc_url, full_url))
+        v = self.json("verify", inc_url)
+        self.assertTrue(v["verified"], v)
+        self.assertEqual([l["location"] for l in v["chain"]], [full_url])
+        insp = self.json("inspect", "--summary", inc_url)
+        self.assertEqual((insp["header"]["parent"], [l["location"] for l in insp["chain"]]), (full_url, [full_url]))
+        copy = self.json("restore", inc_url, "--name", "copy")
+        self.assertEqual(copy["steps"], inc["steps"])
+        for name in ("src", "copy"):
+            self.json("guest", "run", name, "--steps", "300")
+        self.assertEqual(self.show("src", "--digest")["digest"], self.show("copy", "--digest")["digest"])
+        # The restored guest's next incremental one builds on the checkpoint it came from.
+        nxt = self.json("snapshot", "--incremental", "copy", self.rgw.url("chain/copy-inc.svemig"))
+        self.assertEqual(nxt["parent"], inc_url)
+        self.assertTrue(self.json("verify", self.rgw.url("chain/copy-inc.svemig"))["verified"])
+
+        # Another stream at the parent's place breaks the chain: refused by name, nothing restored.
+        self.json("snapshot", "src", full_url)
+        r = self.assert_fails(["restore", inc_url, "--name", "broken"], "chain is broken", full_url)
+        self.assert_fails(["verify", inc_url], "chain is broken", full_url, code=5)
+        self.assertEqual(sorted(g["name"] for g in self.json("guest", "list")["guests"]), ["copy", "src"])
+        # A missing one too.
+        self.rgw.delete("chain/full.svemig")
+        self.assert_fails(["restore", inc_url, "--name", "broken"], "chain is broken", "404")
+
+    def test_incremental_over_a_file_of_yours_is_full(self):
+        # svemig-vmm reads parents only at URLs or in svemigd's snapshot directory: over a file a
+        # client named, --incremental writes a full one and says so.
+        self.create("src")
+        self.json("guest", "run", "src", "--steps", "100")
+        mine = os.path.join(self.dir, "mine.svemig")
+        self.json("snapshot", "src", mine)
+        self.json("guest", "run", "src", "--steps", "10")
+        again = self.json("snapshot", "--incremental", "src", os.path.join(self.dir, "mine2.svemig"))
+        self.assertEqual(again["parent"], "")
+
+
 class S3WrongSecret(Store):
     def secret(self):
         return "not-the-secret"
