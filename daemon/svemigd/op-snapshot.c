@@ -135,54 +135,97 @@ static int prune_one(const char *path, char ***remote, size_t *n_remote)
         return 0;
 }
 
+/* The index of the newest record of path, or SIZE_MAX. */
+static size_t find_snapshot(const struct guest_record *rec, const char *path)
+{
+        for (size_t i = rec->n_snapshots; i-- > 0;)
+                if (strcmp(rec->snapshots[i].path, path) == 0)
+                        return i;
+        return SIZE_MAX;
+}
+
+/* The full snapshot i's chain starts from, as far as the record knows it. */
+static size_t chain_root(const struct guest_record *rec, size_t i)
+{
+        for (unsigned depth = 0; rec->snapshots[i].parent && depth < SNAPSHOT_CHAIN_MAX; depth++) {
+                size_t p = find_snapshot(rec, rec->snapshots[i].parent);
+
+                if (p == SIZE_MAX || p >= i)
+                        break;
+                i = p;
+        }
+        return i;
+}
+
+static void pruned_add(struct snap_ctx *c, const char *path)
+{
+        char **p = realloc(c->pruned, (c->n_pruned + 1) * sizeof(*p));
+
+        if (!p)
+                return;
+        c->pruned = p;
+        c->pruned[c->n_pruned] = strdup(path);
+        if (c->pruned[c->n_pruned])
+                c->n_pruned++;
+}
+
 /*
- * After a snapshot svemigd named: keeps the newest 'keep' snapshots of e that
- * svemigd named in its snapshot directory, and removes the rest. Files the
- * client named are never touched.
+ * After a snapshot svemigd named: keeps the newest 'keep' chains of e's
+ * snapshots that svemigd named in its snapshot directory (a full snapshot
+ * and the incremental ones over it; a restorable chain), and removes the
+ * rest, so that no parent a kept snapshot needs goes. Files the client
+ * named are never touched.
  */
 static void prune(struct svemigd *d, struct guest_entry *e, struct snap_ctx *c)
 {
         const char *dir = d->conf.snapshot_dir;
+        struct guest_record *rec = &e->rec;
+        _cleanup_free_ size_t *root = NULL;
+        _cleanup_free_ bool *kept = NULL, *seen = NULL, *own = NULL;
         char **remote = NULL;
-        size_t n_remote = 0;
+        size_t n = rec->n_snapshots, n_remote = 0;
+        unsigned chains = 0;
         int k;
-        size_t in_dir = 0;
 
-        if (c->keep == 0 || !guest_snapshot_is_own(dir, e->rec.name, c->path))
+        if (c->keep == 0 || n == 0 || !guest_snapshot_is_own(dir, rec->name, c->path))
                 return;
-        for (size_t i = 0; i < e->rec.n_snapshots; i++)
-                if (guest_snapshot_is_own(dir, e->rec.name, e->rec.snapshots[i].path))
-                        in_dir++;
-        /* The record is oldest first. */
-        for (size_t i = 0; i < e->rec.n_snapshots && in_dir > c->keep;) {
-                char *path = e->rec.snapshots[i].path, **p;
-
-                if (!guest_snapshot_is_own(dir, e->rec.name, path) || strcmp(path, c->path) == 0) {
-                        i++;
-                        continue;
+        root = calloc(n, sizeof(*root));
+        kept = calloc(n, sizeof(*kept));
+        seen = calloc(n, sizeof(*seen));
+        own = calloc(n, sizeof(*own));
+        if (!root || !kept || !seen || !own)
+                return;
+        /* The record is oldest first: the newest chains are counted first. */
+        for (size_t i = n; i-- > 0;) {
+                own[i] = guest_snapshot_is_own(dir, rec->name, rec->snapshots[i].path);
+                root[i] = chain_root(rec, i);
+                if (own[i] && !seen[root[i]]) {
+                        seen[root[i]] = true;
+                        kept[root[i]] = ++chains <= c->keep;
                 }
+        }
+        for (size_t i = 0; i < n; i++) {
+                const char *path = rec->snapshots[i].path;
+
+                if (!own[i] || kept[root[i]] || strcmp(path, c->path) == 0)
+                        continue;
                 k = prune_one(path, &remote, &n_remote);
                 if (k < 0) {
-                        log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name, .op = "snapshot"),
+                        log_msg(LOG_WARNING, LOG_CTX(.guest = rec->name, .op = "snapshot"),
                                 "cannot remove the old snapshot %s: %s", path, strerror(-k));
-                        i++;
-                        in_dir--;
+                        own[i] = false; /* stays on record */
                         continue;
                 }
-                log_msg(LOG_INFO, LOG_CTX(.guest = e->rec.name, .op = "snapshot"),
-                        "removed the old snapshot %s (keeping %u)", path, c->keep);
-                p = realloc(c->pruned, (c->n_pruned + 1) * sizeof(*p));
-                if (p) {
-                        c->pruned = p;
-                        c->pruned[c->n_pruned] = strdup(path);
-                        if (c->pruned[c->n_pruned])
-                                c->n_pruned++;
-                }
-                guest_record_remove_snapshot(&e->rec, i);
-                in_dir--;
+                log_msg(LOG_INFO, LOG_CTX(.guest = rec->name, .op = "snapshot"),
+                        "removed the old snapshot %s (keeping %u chains)", path, c->keep);
+                pruned_add(c, path);
         }
+        /* From the newest down, so that the indices below stay put. */
+        for (size_t i = n; i-- > 0;)
+                if (own[i] && !kept[root[i]] && strcmp(rec->snapshots[i].path, c->path) != 0)
+                        guest_record_remove_snapshot(rec, i);
         if (n_remote)
-                remote_prune_start(d, e->rec.name, remote, n_remote);
+                remote_prune_start(d, rec->name, remote, n_remote);
 }
 
 static void snapshot_reply(struct api_call *call, struct snap_ctx *c)

@@ -207,6 +207,43 @@ class RemoteDirectory(Store):
         self.assertEqual(self.json("verify", paths[2])["verified"], True)
 
 
+class RemoteChains(Store):
+    """keep counts restorable chains: a parent a kept snapshot needs is never removed."""
+
+    def setUp(self):
+        self.store_extra = "[snapshot]\ndirectory = %s\n" % servers["nginx"].url("chains")
+        super().setUp()
+
+    def files(self):
+        return sorted(f for f in self.nginx.files() if f.startswith("chains/"))
+
+    def wait_files(self, want):
+        deadline = time.monotonic() + t.WAIT
+        while self.files() != want and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.files(), want)
+
+    def test_keep_one_chain(self):
+        self.create("ck", "--start")
+        key = lambda url: url.split("/", 3)[3]
+        snaps = []
+        for incremental in (False, True, True):
+            args = ["snapshot", "--keep", "1", "ck"] + (["--incremental"] if incremental else [])
+            s = self.json(*args)
+            self.assertEqual(s["parent"], snaps[-1] if incremental else "")
+            self.assertEqual(s["pruned"], [])
+            snaps.append(s["path"])
+        # One chain of three: all kept, and the last restores through the others.
+        self.assertEqual(self.files(), sorted(key(p) for p in snaps))
+        v = self.json("verify", snaps[-1])
+        self.assertEqual([l["location"] for l in v["chain"]], [snaps[1], snaps[0]])
+        # A new full one starts the next chain: with keep 1, the whole first chain goes.
+        s = self.json("snapshot", "--keep", "1", "ck")
+        self.assertEqual(s["pruned"], snaps)
+        self.assertEqual([x["path"] for x in self.show("ck")["snapshots"]], [s["path"]])
+        self.wait_files([key(s["path"])])
+
+
 class S3(Store):
     def test_s3_round_trip_multipart(self):
         url = self.rgw.url("guests/src-1.svemig")
