@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -590,9 +591,49 @@ static int check_parent_digest(struct svemig_stream_reader *rd, const struct par
                                 p->location, got, want);
 }
 
-/* One link: p's own parents first, then p's memory over theirs. */
-static int restore_parent(struct guest *g, const struct parent_ref *p, const struct snapshot_chain *c,
-                          unsigned depth, const struct snapshot_opts *opts, struct svemig_error *err)
+/*
+ * A stream's memory into map, and its vcpus into states[] (NULL: passed
+ * over), to the trailer, which is verified. For a parent, whose vcpus its
+ * child replaces, and for a merge.
+ */
+static int read_link(struct svemig_stream_reader *rd, const struct svemig_mem_map *map, uint64_t map_size,
+                     struct vcpu_state *states, struct svemig_error *err)
+{
+        const struct svemig_stream_info *info = svemig_stream_reader_info(rd);
+        unsigned got = 0;
+        int r, next;
+
+        r = check_layout(info, err);
+        if (r < 0)
+                return r;
+        if (info->slots[0].size != map_size || info->slots[0].gpa != map->gpa)
+                return svemig_error_set(
+                        err, EINVAL,
+                        "its memory is %llu bytes at 0x%llx; the chain's top has %llu at 0x%llx",
+                        (unsigned long long)info->slots[0].size, (unsigned long long)info->slots[0].gpa,
+                        (unsigned long long)map_size, (unsigned long long)map->gpa);
+        for (next = svemig_stream_next(rd, err); next == SVEMIG_FRAME_VCPU || next == SVEMIG_FRAME_MEMORY;
+             next = svemig_stream_next(rd, err)) {
+                if (next == SVEMIG_FRAME_MEMORY)
+                        r = svemig_stream_read_memory(rd, map, 1, err);
+                else if (states)
+                        r = read_vcpu(rd, states, info->vcpu_count, err);
+                if (r < 0)
+                        return r;
+                got += next == SVEMIG_FRAME_VCPU;
+        }
+        if (next < 0)
+                return next;
+        if (got != info->vcpu_count)
+                return svemig_error_set(err, EBADMSG, "the stream holds %u of its %u vcpus", got,
+                                        info->vcpu_count);
+        return 0;
+}
+
+/* One link: p's own parents first, then p's memory over theirs, into map. */
+static int restore_parent(const struct svemig_mem_map *map, uint64_t map_size, const struct parent_ref *p,
+                          const struct snapshot_chain *c, unsigned depth, const struct snapshot_opts *opts,
+                          struct svemig_error *err)
 {
         struct svemig_stream_read_opts ropts = {.n_threads = opts ? opts->n_threads : 0};
         struct snapshot_source *src = NULL;
@@ -617,7 +658,7 @@ static int restore_parent(struct guest *g, const struct parent_ref *p, const str
         r = info->parent_location[0] && !grand ? svemig_error_set(err, ENOMEM, "out of memory") : 0;
         snapshot_source_close(src, 0, NULL);
         if (r == 0 && grand)
-                r = restore_parent(g, grand, c, depth + 1, opts, err);
+                r = restore_parent(map, map_size, grand, c, depth + 1, opts, err);
         free(grand);
         if (r < 0)
                 return r;
@@ -625,7 +666,9 @@ static int restore_parent(struct guest *g, const struct parent_ref *p, const str
         r = snapshot_source_open(p->location, c->sc, false, &ropts, &src, err);
         if (r < 0)
                 return svemig_error_prefix(err, "the chain is broken: its parent cannot be read");
-        r = restore_stream(g, snapshot_source_reader(src), opts, false, err);
+        r = report(opts, "parent", depth, depth + 1, err);
+        if (r == 0)
+                r = read_link(snapshot_source_reader(src), map, map_size, NULL, err);
         if (r == 0)
                 r = check_parent_digest(snapshot_source_reader(src), p, err);
         else
@@ -637,17 +680,123 @@ int snapshot_restore_parents(struct guest *g, const struct svemig_stream_info *i
                              const struct snapshot_chain *c, const struct snapshot_opts *opts,
                              struct svemig_error *err)
 {
+        struct svemig_mem_map map = {.slot = GUEST_RAM_SLOT,
+                                     .gpa = guest_ram_base(g),
+                                     .host = guest_mem(g),
+                                     .size = guest_mem_size(g)};
         struct parent_ref *p;
         int r;
 
         if (!info->parent_location[0])
                 return 0;
+        if (info->n_slots == 1)
+                map.slot = info->slots[0].id;
         p = malloc(sizeof(*p));
         if (!p)
                 return svemig_error_set(err, ENOMEM, "out of memory");
         parent_ref_of(info, p);
-        r = restore_parent(g, p, c, 0, opts, err);
+        r = restore_parent(&map, map.size, p, c, 0, opts, err);
         free(p);
+        return r;
+}
+
+/* The chain ending at location, read into one buffer (mapped here), its top's vcpus into states. */
+static int merge_read(const char *location, const struct snapshot_chain *c, const struct snapshot_opts *opts,
+                      struct snapshot_source **top, struct svemig_mem_map *map, struct vcpu_state **states,
+                      unsigned *n_states, struct svemig_error *err)
+{
+        struct svemig_stream_read_opts ropts = {.n_threads = opts ? opts->n_threads : 0};
+        struct snapshot_source *src = NULL;
+        const struct svemig_stream_info *info;
+        struct parent_ref *p = NULL;
+        int r;
+
+        /* The top's header alone first: the parents load while no transfer of it is held open. */
+        r = snapshot_source_open(location, c->sc, true, &ropts, &src, err);
+        if (r < 0)
+                return r;
+        info = svemig_stream_reader_info(snapshot_source_reader(src));
+        r = check_layout(info, err);
+        if (r == 0) {
+                *map = (struct svemig_mem_map){
+                        .slot = info->slots[0].id, .gpa = info->slots[0].gpa, .size = info->slots[0].size};
+                map->host =
+                        mmap(NULL, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (map->host == MAP_FAILED) {
+                        map->host = NULL;
+                        r = svemig_error_set(err, errno, "cannot map %llu bytes for the merge: %s",
+                                             (unsigned long long)map->size, strerror(errno));
+                }
+        }
+        if (r == 0 && info->parent_location[0] && !(p = malloc(sizeof(*p))))
+                r = svemig_error_set(err, ENOMEM, "out of memory");
+        if (p)
+                parent_ref_of(info, p);
+        snapshot_source_close(src, 0, NULL);
+        if (r == 0 && p)
+                r = restore_parent(map, map->size, p, c, 0, opts, err);
+        free(p);
+        if (r < 0)
+                return r;
+
+        r = snapshot_source_open(location, c->sc, false, &ropts, &src, err);
+        if (r < 0)
+                return r;
+        info = svemig_stream_reader_info(snapshot_source_reader(src));
+        *states = calloc(info->vcpu_count ? info->vcpu_count : 1, sizeof(**states));
+        *n_states = info->vcpu_count;
+        r = *states ? read_link(snapshot_source_reader(src), map, map->size, *states, err)
+                    : svemig_error_set(err, ENOMEM, "out of memory");
+        if (r < 0)
+                return snapshot_source_close(src, svemig_error_prefix(err, "%s", location), err);
+        *top = src;
+        return 0;
+}
+
+int snapshot_merge(const char *location, const struct snapshot_chain *c, int out_fd,
+                   const struct snapshot_opts *opts, struct svemig_stream_stats *stats,
+                   struct svemig_error *err)
+{
+        struct svemig_stream_write_opts wopts = {.n_threads = opts ? opts->n_threads : 0};
+        struct svemig_mem_map map = {0};
+        struct snapshot_source *top = NULL;
+        struct svemig_stream_writer *w = NULL;
+        struct vcpu_state *states = NULL;
+        struct svemig_stream_info info;
+        unsigned n = 0;
+        int r;
+
+        r = merge_read(location, c, opts, &top, &map, &states, &n, err);
+        if (r < 0)
+                goto out;
+        /* The top's header, as a full stream: the same guest at the same moment. */
+        info = *svemig_stream_reader_info(snapshot_source_reader(top));
+        memset(info.parent_location, 0, sizeof(info.parent_location));
+        info.parent_digest_bytes = 0;
+        info.compression = SVEMIG_COMPRESSION_LZ4;
+        info.producer_name[0] = info.producer_version[0] = 0;
+        r = svemig_stream_writer_open(out_fd, &info, &wopts, &w, err);
+        for (unsigned i = 0; r == 0 && i < n; i++)
+                r = svemig_stream_write_vcpu(w, &states[i], err);
+        if (r == 0) {
+                struct svemig_mem_range range = {
+                        .slot = map.slot, .gpa = map.gpa, .host = map.host, .size = map.size};
+
+                r = report(opts, "memory", 0, map.size, err);
+                if (r == 0)
+                        r = svemig_stream_write_memory(w, &range, 1, err);
+        }
+        if (r == 0)
+                r = svemig_stream_writer_finish(w, err);
+        if (r == 0 && stats)
+                *stats = *svemig_stream_writer_stats(w);
+out:
+        svemig_stream_writer_free(w);
+        if (states)
+                guest_states_free(states, n);
+        snapshot_source_close(top, 0, NULL);
+        if (map.host)
+                munmap(map.host, map.size);
         return r;
 }
 

@@ -80,6 +80,16 @@ static int walk_fd(int fd, const char *path, const struct ctl_stream_visit *v,
         return 0;
 }
 
+int ctl_stream_store_conf(struct migrate_conf *conf, struct store_conf *sc, struct svemig_error *err)
+{
+        int k = migrate_conf_load(conf, getenv("SVEMIG_CONFIG"), err);
+
+        if (k < 0)
+                return svemig_error_prefix(err, "cannot read the store settings");
+        migrate_conf_store_conf(conf, sc);
+        return 0;
+}
+
 /* A URL, read with the stores' settings of migrate.conf ($SVEMIG_CONFIG, else the default file). */
 static int walk_remote(const char *url, const struct ctl_stream_visit *v, struct svemig_stream_stats *stats,
                        uint64_t *bytes, struct ctl_parent *parent, struct svemig_error *err)
@@ -90,10 +100,9 @@ static int walk_remote(const char *url, const struct ctl_stream_visit *v, struct
         struct store_conf sc;
         int k, t;
 
-        k = migrate_conf_load(&conf, getenv("SVEMIG_CONFIG"), err);
+        k = ctl_stream_store_conf(&conf, &sc, err);
         if (k < 0)
-                return svemig_error_prefix(err, "%s: cannot read the store settings", url);
-        migrate_conf_store_conf(&conf, &sc);
+                return svemig_error_prefix(err, "%s", url);
         k = store_reader_open(url, &sc, 0, 0, &sr, err);
         if (k == 0) {
                 k = walk_fd(store_reader_fd(sr), url, v, stats, bytes, parent, err);

@@ -53,5 +53,10 @@ int ctl_stream_walk_chain(const struct ctl_parent *parent,
                           void (*fn)(void *ctx, const struct ctl_chain_link *l), void *ctx,
                           struct svemig_error *err);
 
+/* The [store] settings of $SVEMIG_CONFIG, else the default migrate.conf (migrate_conf_done() conf after). */
+struct migrate_conf;
+struct store_conf;
+int ctl_stream_store_conf(struct migrate_conf *conf, struct store_conf *sc, struct svemig_error *err);
+
 /* The exit code for ctl_stream_walk()'s result: CORRUPT for what is wrong with the stream. */
 int ctl_stream_exit(int r);

@@ -154,6 +154,18 @@ int snapshot_restore_parents(struct guest *g, const struct svemig_stream_info *i
                              const struct snapshot_chain *c, const struct snapshot_opts *opts,
                              struct svemig_error *err);
 
+/*
+ * Folds the chain ending at location (its parents read under c) into one
+ * full stream on out_fd: the top's vcpus and header (without the parent),
+ * and the memory the whole chain makes. Every link is verified as it is
+ * read, each parent's digest against its child's; nothing is written
+ * before the chain has been read whole. Needs the guest's memory size in
+ * RAM.
+ */
+int snapshot_merge(const char *location, const struct snapshot_chain *c, int out_fd,
+                   const struct snapshot_opts *opts, struct svemig_stream_stats *stats,
+                   struct svemig_error *err);
+
 /* snapshot_restore_fd() from a file. */
 int snapshot_load(struct hv *hv, const char *path, const struct snapshot_opts *opts, struct guest **out,
                   struct svemig_error *err);

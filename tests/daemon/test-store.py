@@ -303,6 +303,18 @@ class Incremental(Store):
         self.assertEqual(nxt["parent"], inc_url)
         self.assertTrue(self.json("verify", self.rgw.url("chain/copy-inc.svemig"))["verified"])
 
+        # The chain folded into one full checkpoint, on S3 and in a file of ours: restores the same guest.
+        merged_url, merged_file = self.rgw.url("chain/merged.svemig"), os.path.join(self.dir, "merged.svemig")
+        for out in (merged_url, merged_file):
+            m = self.json("checkpoint", "merge", inc_url, out)
+            self.assertEqual(m["path"], out)
+            v = self.json("verify", out)
+            self.assertEqual((v["verified"], v["parent"], v["chain"]), (True, None, []))
+        self.json("restore", merged_url, "--name", "merged")
+        self.json("guest", "run", "merged", "--steps", "300")
+        self.assertEqual(self.show("merged", "--digest")["digest"], self.show("src", "--digest")["digest"])
+        self.json("guest", "delete", "merged", "--force")
+
         # Another stream at the parent's place breaks the chain: refused by name, nothing restored.
         self.json("snapshot", "src", full_url)
         r = self.assert_fails(["restore", inc_url, "--name", "broken"], "chain is broken", full_url)
