@@ -135,6 +135,8 @@ int snapshot_write_fd(struct guest *g, int fd, const struct snapshot_opts *opts,
         uint64_t size = guest_mem_size(g);
         int r;
 
+        if (opts && opts->live)
+                return snapshot_write_live(g, fd, opts, opts->live, stats, err);
         r = guest_capture(g, &states, err);
         if (r < 0)
                 return r;
@@ -185,6 +187,123 @@ int snapshot_write_fd(struct guest *g, int fd, const struct snapshot_opts *opts,
 out:
         svemig_stream_writer_free(w);
         guest_states_free(states, n);
+        return r;
+}
+
+static uint64_t count_bits(const uint64_t *bits, size_t words)
+{
+        uint64_t n = 0;
+
+        for (size_t i = 0; i < words; i++)
+                n += (uint64_t)__builtin_popcountll(bits[i]);
+        return n;
+}
+
+/* The dirty log into bits (replacing them), and added to since. */
+static int take_dirty(struct guest *g, uint64_t *bits, uint64_t *since, size_t words,
+                      struct svemig_error *err)
+{
+        int r = hv_vm_get_dirty_log(guest_vm(g), GUEST_RAM_SLOT, bits, err);
+
+        if (r < 0)
+                return svemig_error_prefix(err, "cannot read the guest's dirty log");
+        for (size_t i = 0; i < words; i++)
+                since[i] |= bits[i];
+        return 0;
+}
+
+static int write_pages(struct svemig_stream_writer *w, struct guest *g, const uint64_t *dirty,
+                       struct memory_progress *mp, struct svemig_error *err)
+{
+        struct svemig_mem_range range = {
+                .slot = GUEST_RAM_SLOT,
+                .gpa = guest_ram_base(g),
+                .host = guest_mem(g),
+                .size = guest_mem_size(g),
+                .dirty = dirty,
+        };
+        int r = svemig_stream_write_memory(w, &range, 1, err);
+
+        if (r < 0 && mp->err.code) /* the caller's own reason, not the writer's account of it */
+                r = svemig_error_set(err, mp->err.code, "%s", mp->err.msg);
+        return r;
+}
+
+int snapshot_write_live(struct guest *g, int fd, const struct snapshot_opts *opts,
+                        struct snapshot_live *live, struct svemig_stream_stats *stats,
+                        struct svemig_error *err)
+{
+        struct memory_progress mp = {.opts = opts, .next = SNAPSHOT_PIECE};
+        struct svemig_stream_write_opts wopts = {
+                .n_threads = opts ? opts->n_threads : 0,
+                .progress = opts && opts->progress ? memory_progress : NULL,
+                .userdata = &mp,
+        };
+        size_t words = (guest_mem_size(g) / HV_PAGE_SIZE + 63) / 64;
+        unsigned max_rounds = live->max_rounds ? live->max_rounds : 5;
+        uint64_t last = live->last_pages ? live->last_pages : 256;
+        _cleanup_free_ uint64_t *bits = calloc(words, sizeof(*bits));
+        struct svemig_stream_writer *w = NULL;
+        struct vcpu_state vcpu0 = {0}, *states = NULL;
+        struct snapshot_header hdr;
+        unsigned n = guest_n_vcpus(g);
+        int r;
+
+        if (!bits)
+                return svemig_error_set(err, ENOMEM, "out of memory for the dirty log");
+        /* What the header says of the guest never changes once it is set up: read while it runs. */
+        r = guest_describe(g, &vcpu0, err);
+        if (r == 0)
+                r = snapshot_describe(g, &vcpu0, opts && opts->purpose ? opts->purpose : "checkpoint",
+                                      SVEMIG_COMPRESSION_LZ4, opts ? opts->created_ns : 0, &hdr, err);
+        if (r == 0)
+                r = describe_parent(opts, &hdr.info, err);
+        if (r == 0)
+                r = svemig_stream_writer_open(fd, &hdr.info, &wopts, &w, err);
+        /* Pre-copy: everything (or what changed since the parent), then what changed meanwhile. */
+        if (r == 0)
+                r = report(opts, "memory", 0, guest_mem_size(g), err);
+        if (r == 0)
+                r = write_pages(w, g, opts && opts->parent_location ? opts->dirty : NULL, &mp, err);
+        for (live->rounds = 0; r == 0; live->rounds++) {
+                r = take_dirty(g, bits, live->since_base, words, err);
+                if (r < 0 || live->rounds >= max_rounds || count_bits(bits, words) <= last)
+                        break;
+                r = write_pages(w, g, bits, &mp, err);
+        }
+        if (r < 0)
+                goto out;
+
+        /* Stop-and-copy: the vcpus and the last pages. */
+        r = guest_pause(g, err);
+        if (live->paused)
+                live->paused(live->userdata);
+        if (r == 0) {
+                uint64_t *more = calloc(words, sizeof(*more));
+
+                r = more ? take_dirty(g, more, live->since_base, words, err)
+                         : svemig_error_set(err, ENOMEM, "out of memory");
+                for (size_t i = 0; r == 0 && i < words; i++)
+                        bits[i] |= more[i];
+                free(more);
+        }
+        if (r == 0)
+                r = guest_capture(g, &states, err);
+        for (unsigned i = 0; r == 0 && i < n; i++)
+                r = svemig_stream_write_vcpu(w, &states[i], err);
+        if (r == 0)
+                r = write_pages(w, g, bits, &mp, err);
+        if (r == 0)
+                r = svemig_stream_writer_finish(w, err);
+        if (r == 0)
+                r = report(opts, "memory", guest_mem_size(g), guest_mem_size(g), err);
+        if (r == 0 && stats)
+                *stats = *svemig_stream_writer_stats(w);
+out:
+        svemig_stream_writer_free(w);
+        if (states)
+                guest_states_free(states, n);
+        vcpu_state_done(&vcpu0);
         return r;
 }
 

@@ -116,6 +116,8 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
                 json_object_object_add(doc, "created_ns", json_object_new_int64((int64_t)s->created_ns));
                 json_object_object_add(doc, "parent", json_object_new_string(s->parent));
                 json_object_object_add(doc, "pause_us", json_object_new_int64((int64_t)s->pause_us));
+                json_object_object_add(doc, "live", json_object_new_boolean(s->live));
+                json_object_object_add(doc, "precopy_rounds", json_object_new_int64(s->precopy_rounds));
                 json_object_object_add(doc, "pruned", pruned);
                 r = ctl_print_json(doc);
         } else if (!opts->quiet) {

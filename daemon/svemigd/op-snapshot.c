@@ -274,6 +274,8 @@ static void snapshot_written(struct forward *f, const Svemig__Api__Response *res
         c->parent = strdup(res->parent ? res->parent : "");
         c->result.parent = c->parent ? c->parent : "";
         c->result.pause_us = res->pause_us;
+        c->result.live = res->live;
+        c->result.precopy_rounds = res->precopy_rounds;
         if (guest_record_add_snapshot(&e->rec, c->path, res->created_ns, res->bytes, res->steps) < 0 ||
             guest_record_set_snapshot_chain(&e->rec, res->parent, res->pause_us) < 0)
                 log_msg(LOG_ERR, LOG_CTX(.guest = e->rec.name), "out of memory recording %s", c->path);

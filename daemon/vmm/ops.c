@@ -349,6 +349,8 @@ struct snap_arg {
         char *parent;
         uint64_t created_ns;
         uint64_t paused_ns; /* CLOCK_MONOTONIC when it paused the guest */
+        bool live;          /* the guest runs: pre-copy, then a pause for the vcpus and the last pages */
+        struct snapshot_live precopy;
         uint64_t steps;
         unsigned pace_ms;
         struct svemig_stream_stats stats;
@@ -371,6 +373,17 @@ static int snap_progress(void *userdata, const char *phase, uint64_t done, uint6
         return 0;
 }
 
+/* On the job's thread, as a live snapshot pauses the guest: from now on it is paused as for any other. */
+static void snap_paused(void *userdata)
+{
+        struct snap_arg *a = userdata;
+        struct vmm *v = vmm_job_vmm(a->job);
+
+        a->paused_ns = now_ns(CLOCK_MONOTONIC);
+        a->steps = vmm_total_steps(v);
+        v->job_paused_it = true;
+}
+
 static int snap_work(struct vmm_job *job, void *arg, struct svemig_error *err)
 {
         struct snap_arg *a = arg;
@@ -390,6 +403,13 @@ static int snap_work(struct vmm_job *job, void *arg, struct svemig_error *err)
         if (a->incremental && vmm_checkpoint_parent(vmm_job_vmm(job), &opts) &&
             !(a->parent = strdup(opts.parent_location)))
                 return svemig_error_set(err, ENOMEM, "out of memory");
+        if (a->live) {
+                /* Pre-copy while it runs; paused only for the vcpus and the last pages. */
+                a->precopy = (struct snapshot_live){.since_base = vmm_job_vmm(job)->checkpoint.dirty,
+                                                    .paused = snap_paused,
+                                                    .userdata = a};
+                opts.live = &a->precopy;
+        }
         if (store_is_remote(a->path)) {
                 /* A URL is opened here, with the [store] settings of svemigd's migrate.conf. */
                 migrate_conf_store_conf(&vmm_job_vmm(job)->conf, &sc);
@@ -445,6 +465,8 @@ static void snap_done(struct vmm *v, struct api_call *call, int r, const struct 
                 a->parent ? ", over " : "", a->parent ? a->parent : "", (unsigned long long)a->steps);
         vmm_checkpoint_taken(v, a->path, &a->stats);
         res.parent = a->parent ? a->parent : "";
+        res.live = a->live;
+        res.precopy_rounds = a->precopy.rounds;
         res.path = a->path;
         res.bytes = a->stats.bytes;
         res.steps = a->steps;
@@ -483,19 +505,23 @@ static int op_snapshot(struct api_call *call, const Svemig__Api__Request *req, v
         a->pace_ms = pace ? (unsigned)strtoul(pace, NULL, 10) : 0;
 
         was_running = guest_running(v->guest);
-        r = guest_pause(v->guest, err);
-        if (r >= 0) {
+        /* A running guest is written live (pre-copy, on the dirty log every VMM keeps); any other is paused.
+         */
+        a->live = was_running;
+        r = a->live ? 0 : guest_pause(v->guest, err);
+        if (r >= 0 && !a->live) {
                 a->paused_ns = now_ns(CLOCK_MONOTONIC);
                 a->steps = vmm_total_steps(v);
-                r = vmm_job_start(v, call, "snapshot", snap_work, snap_done, a, err);
         }
+        if (r >= 0)
+                r = vmm_job_start(v, call, "snapshot", snap_work, snap_done, a, err);
         if (r < 0) {
                 if (was_running)
                         (void)guest_start(v->guest, NULL);
                 snap_arg_free(a);
                 return r;
         }
-        v->job_paused_it = was_running;
+        v->job_paused_it = was_running && !a->live; /* a live one sets it as it pauses */
         return 0;
 }
 

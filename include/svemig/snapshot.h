@@ -21,6 +21,8 @@
  */
 typedef int (*snapshot_progress_fn)(void *userdata, const char *phase, uint64_t done, uint64_t total);
 
+struct snapshot_live;
+
 struct snapshot_opts {
         const char *purpose; /* "snapshot" (the default), "checkpoint", "migration" */
         uint64_t created_ns; /* 0 = now; fixed for reproducible output */
@@ -36,6 +38,8 @@ struct snapshot_opts {
         const uint8_t *parent_digest;
         unsigned parent_digest_bytes;
         const uint64_t *dirty;
+        /* A running guest, written with pre-copy (snapshot_write_live()); NULL: it must be paused. */
+        struct snapshot_live *live;
 };
 
 /* The most links a chain of incremental snapshots may have above its full one. */
@@ -63,6 +67,33 @@ int snapshot_describe(struct guest *g, const struct vcpu_state *vcpu0, const cha
  */
 int snapshot_write_fd(struct guest *g, int fd, const struct snapshot_opts *opts,
                       struct svemig_stream_stats *stats, struct svemig_error *err);
+
+/*
+ * A checkpoint of a running guest, as a live migration's pre-copy: its
+ * memory is written while it runs (all of it, or opts->dirty for an
+ * incremental one), then what it dirtied meanwhile, in rounds, from the
+ * dirty log; then it is paused for the vcpus and the last dirty pages
+ * alone, so that the pause does not grow with its memory. A restore
+ * applies the frames in order, later pages over earlier ones.
+ */
+struct snapshot_live {
+        /*
+         * In and out: the pages dirtied since the last checkpoint. Every page the
+         * dirty log gives is added, so that nothing is lost if this one fails.
+         */
+        uint64_t *since_base;
+        unsigned max_rounds; /* pre-copy rounds after the first; 0: 5 */
+        uint64_t last_pages; /* a round this small goes into the pause; 0: 256 */
+        /* Called on this thread right after the guest paused. */
+        void (*paused)(void *userdata);
+        void *userdata;
+        unsigned rounds; /* out: pre-copy rounds done */
+};
+
+/* The guest must be running and keep a dirty log. It is left paused, whatever the outcome past the pause. */
+int snapshot_write_live(struct guest *g, int fd, const struct snapshot_opts *opts,
+                        struct snapshot_live *live, struct svemig_stream_stats *stats,
+                        struct svemig_error *err);
 
 /*
  * Writes guest g to path, never half: into a temporary file beside it,

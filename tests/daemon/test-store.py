@@ -324,6 +324,26 @@ class Incremental(Store):
         self.rgw.delete("chain/full.svemig")
         self.assert_fails(["restore", inc_url, "--name", "broken"], "chain is broken", "404")
 
+    def test_live_checkpoints_of_a_running_guest(self):
+        # A running guest is written while it runs (pre-copy), then paused for its vcpus and the last
+        # pages: what is restored is exactly the guest at the steps the checkpoint names. One vcpu, so
+        # that a fresh guest run as many steps is the same guest.
+        one = ("--vcpus", "1", "--memory", "64M", "--dirty-rate", "20")
+        self.json("guest", "create", "live", *one, "--start")
+        urls = [self.nginx.url("live/full.svemig"), self.nginx.url("live/inc.svemig")]
+        full = self.json("snapshot", "live", urls[0])
+        inc = self.json("snapshot", "--incremental", "live", urls[1])
+        self.assertEqual((full["parent"], inc["parent"]), ("", urls[0]))
+        self.assertEqual((full["live"], inc["live"]), (True, True))
+        self.assertEqual(self.show("live")["state"], "running")
+        for i, (snap, url) in enumerate(((full, urls[0]), (inc, urls[1]))):
+            back = self.json("restore", url, "--name", "back%d" % i)
+            self.assertEqual(back["steps"], snap["steps"])
+            self.json("guest", "create", "fresh%d" % i, *one)
+            self.json("guest", "run", "fresh%d" % i, "--steps", str(snap["steps"]))
+            self.assertEqual(self.show("back%d" % i, "--digest")["digest"],
+                             self.show("fresh%d" % i, "--digest")["digest"])
+
     def test_incremental_over_a_file_of_yours_is_full(self):
         # svemig-vmm reads parents only at URLs or in svemigd's snapshot directory: over a file a
         # client named, --incremental writes a full one and says so.
