@@ -45,3 +45,5 @@ python3 "$here/membership-bench.py" "$build"
 echo "== peer TLS on one connection: plaintext against a session carried on in another process (bench/tls-bench.c)"
 "$here/../scripts/make-test-ca.sh" "$work/tls" a b
 "$build/bench/tls-bench" "$work/tls" 512
+echo "== a checkpoint to S3 and a restore from it, radosgw on loopback (bench/store-bench.py)"
+python3 "$here/store-bench.py" "$build" "$work/hpc-1024.img" "$work"

@@ -28,7 +28,7 @@ PROGRAMS = ("svemigd", "vmm", "ctl", "demo", "hook")
 
 # src/'s folders from the lowest up: a folder may include its own headers and
 # those of folders below it, never above.
-SRC_RANKS = {"basic": 0, "uapi": 0, "sim": 1, "stream": 1, "migrate": 2, "membership": 3}
+SRC_RANKS = {"basic": 0, "uapi": 0, "sim": 1, "stream": 1, "store": 1, "migrate": 2, "membership": 3}
 
 
 def headers_under(root, sub):

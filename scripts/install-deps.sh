@@ -9,7 +9,8 @@ set -eu
 
 BASE="meson ninja-build pkg-config gcc clang clang-format git python3 protobuf-c-compiler libprotobuf-c-dev \
 liblz4-dev lz4 libsystemd-dev systemd libcmocka-dev libinih-dev libxxhash-dev libjson-c-dev \
-libclang-rt-14-dev linux-libc-dev-arm64-cross libvirt-dev libxml2-dev libcurl4-openssl-dev etcd-server etcd-client libgnutls28-dev openssl libfdt-dev zlib1g-dev"
+libclang-rt-14-dev linux-libc-dev-arm64-cross libvirt-dev libxml2-dev libcurl4-openssl-dev etcd-server etcd-client libgnutls28-dev openssl libfdt-dev zlib1g-dev \
+curl nginx-light radosgw ceph-mon ceph-osd ceph-common"
 RIG="qemu-system-arm gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross \
 linux-libc-dev-arm64-cross cpio"
 LIBVIRT="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-arm gcc-aarch64-linux-gnu \

@@ -144,7 +144,7 @@ static int writer_fill_info(struct svemig_stream_writer *w, const struct svemig_
 
         *info = *in;
         info->major = SVEMIG_STREAM_MAJOR;
-        info->minor = SVEMIG_STREAM_MINOR;
+        info->minor = in->parent_location[0] ? SVEMIG_STREAM_MINOR_PARENT : SVEMIG_STREAM_MINOR;
         if (!in->host_name[0])
                 (void)gethostname(host, sizeof(host) - 1);
         set_string(info->producer_name, in->producer_name, "svemig");
@@ -187,7 +187,7 @@ static int writer_put_header(struct svemig_stream_writer *w, const struct svemig
         _cleanup_free_ Svemig__RegValue **reg_ptrs = NULL;
         Svemig__FrameKind kinds[FRAME_KINDS_N], *kind_ptrs[FRAME_KINDS_N];
         _cleanup_free_ uint8_t *packed = NULL;
-        size_t len;
+        size_t len, n_kinds = 0;
 
         producer.name = (char *)info->producer_name;
         producer.version = (char *)info->producer_version;
@@ -231,16 +231,26 @@ static int writer_put_header(struct svemig_stream_writer *w, const struct svemig
         }
         h.n_id_regs = in->n_id_regs;
         h.id_regs = reg_ptrs;
+        /* PARENT is declared by incremental streams only: a full stream stays readable by 1.1. */
         for (size_t i = 0; i < FRAME_KINDS_N; i++) {
-                svemig__frame_kind__init(&kinds[i]);
-                kinds[i].type = frame_kinds[i].type;
-                kinds[i].name = (char *)frame_kinds[i].name;
-                kinds[i].since_minor = frame_kinds[i].since_minor;
-                kinds[i].required = frame_kinds[i].required;
-                kind_ptrs[i] = &kinds[i];
+                Svemig__FrameKind *k = &kinds[n_kinds];
+
+                if (frame_kinds[i].type == SVEMIG_FRAME_PARENT && !info->parent_location[0])
+                        continue;
+                svemig__frame_kind__init(k);
+                k->type = frame_kinds[i].type;
+                k->name = (char *)frame_kinds[i].name;
+                k->since_minor = frame_kinds[i].since_minor;
+                k->required = frame_kinds[i].required;
+                kind_ptrs[n_kinds++] = k;
         }
-        h.n_frame_kinds = FRAME_KINDS_N;
+        h.n_frame_kinds = n_kinds;
         h.frame_kinds = kind_ptrs;
+        if (info->parent_location[0]) {
+                h.parent_location = (char *)info->parent_location;
+                h.parent_digest =
+                        (ProtobufCBinaryData){info->parent_digest_bytes, (uint8_t *)info->parent_digest};
+        }
 
         len = svemig__stream_header__get_packed_size(&h);
         if (len > SVEMIG_STREAM_HEADER_MAX)
@@ -252,7 +262,7 @@ static int writer_put_header(struct svemig_stream_writer *w, const struct svemig
                 return -ENOMEM;
         memcpy(packed, stream_magic, STREAM_MAGIC_SIZE);
         put_le16(packed + 8, SVEMIG_STREAM_MAJOR);
-        put_le16(packed + 10, SVEMIG_STREAM_MINOR);
+        put_le16(packed + 10, (uint16_t)info->minor);
         put_le32(packed + 12, (uint32_t)len);
         svemig__stream_header__pack(&h, packed + STREAM_PREAMBLE_SIZE);
         put_le64(packed + STREAM_PREAMBLE_SIZE + len, checksum64(packed, STREAM_PREAMBLE_SIZE + len));
@@ -494,6 +504,32 @@ static int vls_from_bytes(vqset_t *out, const ProtobufCBinaryData *b)
 }
 
 /* The header message into r->info, with every limit checked. */
+/* An incremental stream's parent: a location and a digest together, declared by the PARENT kind. */
+static int reader_take_parent(struct svemig_stream_reader *r, const Svemig__StreamHeader *h,
+                              const char *where, struct svemig_error *err)
+{
+        struct svemig_stream_info *info = &r->info;
+        bool declared = false;
+
+        for (size_t i = 0; i < h->n_frame_kinds; i++)
+                declared |= h->frame_kinds[i]->type == SVEMIG_FRAME_PARENT;
+        if (!declared && !h->parent_location[0] && !h->parent_digest.len)
+                return 0;
+        if (!declared || !h->parent_location[0] || (h->parent_digest.len != 16 && h->parent_digest.len != 8))
+                return svemig_error_set(err, EBADMSG,
+                                        "%s: an incremental stream needs the PARENT kind, the parent's "
+                                        "location and its 8- or 16-byte digest together",
+                                        where);
+        if ((size_t)snprintf(info->parent_location, sizeof(info->parent_location), "%s",
+                             h->parent_location) >= sizeof(info->parent_location))
+                return svemig_error_set(err, E2BIG,
+                                        "%s: a parent location of %zu bytes, over the limit of %u", where,
+                                        strlen(h->parent_location), SVEMIG_STREAM_LOCATION_MAX - 1);
+        memcpy(info->parent_digest, h->parent_digest.data, h->parent_digest.len);
+        info->parent_digest_bytes = (unsigned)h->parent_digest.len;
+        return 0;
+}
+
 static int reader_take_header(struct svemig_stream_reader *r, const Svemig__StreamHeader *h,
                               const char *where, struct svemig_error *err)
 {
@@ -509,6 +545,7 @@ static int reader_take_header(struct svemig_stream_reader *r, const Svemig__Stre
         char *dst[] = {info->producer_name, info->producer_version, info->host_name,
                        info->source_kernel, info->hypervisor,       info->purpose};
         size_t blob = 0, off = 0;
+        int k_parent;
 
         for (size_t i = 0; i < ELEMENTSOF(strings); i++)
                 if (copy_string(dst[i], strings[i]) >= SVEMIG_STREAM_STRING_MAX)
@@ -577,6 +614,9 @@ static int reader_take_header(struct svemig_stream_reader *r, const Svemig__Stre
         info->id_regs = r->id_regs;
         info->n_id_regs = h->n_id_regs;
 
+        k_parent = reader_take_parent(r, h, where, err);
+        if (k_parent < 0)
+                return k_parent;
         for (size_t i = 0; i < h->n_frame_kinds; i++) {
                 const Svemig__FrameKind *k = h->frame_kinds[i];
                 struct frame_kind *fk = &r->kinds[r->n_kinds++];

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -395,6 +396,136 @@ static void test_corrupt_and_truncated(void **state)
         hv_close(a);
 }
 
+/* A guest with a dirty log, as svemig-vmm keeps one, for incremental snapshots. */
+static struct guest *logged_guest(struct hv *hv)
+{
+        struct guest_config cfg = {
+                .n_vcpus = 2, .mem_bytes = MEM, .sve = true, .dirty_pages_per_step = 3, .log_dirty = true};
+        struct svemig_error err = {0};
+        struct guest *g;
+
+        assert_int_equal(vqset_parse("128,256", &cfg.vls, &err), 0);
+        if (guest_create(hv, &cfg, &g, &err) < 0)
+                fail_msg("guest_create: %s", err.msg);
+        return g;
+}
+
+/* Saves g to name: full (parent NULL) or over parent, with the pages dirtied since; returns its stats. */
+static struct svemig_stream_stats save_link(struct guest *g, const char *name, const char *parent,
+                                            const struct svemig_stream_stats *pst)
+{
+        uint64_t bits[MEM / HV_PAGE_SIZE / 64] = {0};
+        char parent_path[512];
+        struct snapshot_opts opts = {0};
+        struct svemig_stream_stats st;
+        struct svemig_error err = {0};
+
+        if (hv_vm_get_dirty_log(guest_vm(g), GUEST_RAM_SLOT, bits, &err) < 0)
+                fail_msg("dirty log: %s", err.msg);
+        if (parent) {
+                snprintf(parent_path, sizeof(parent_path), "%s", path_of(parent));
+                opts.parent_location = parent_path;
+                opts.parent_digest = pst->digest;
+                opts.parent_digest_bytes = pst->digest_bytes;
+                opts.dirty = bits;
+        }
+        if (snapshot_save(g, path_of(name), &opts, &st, &err) < 0)
+                fail_msg("snapshot_save %s: %s", name, err.msg);
+        return st;
+}
+
+/* The chain ending at name, restored on hv: its parents' memory first, then its own. */
+static int load_chain(struct hv *hv, const char *name, struct guest **out, struct svemig_error *err)
+{
+        struct snapshot_chain chain = {.local_dir = dir};
+        struct snapshot_source *src = NULL;
+        const struct svemig_stream_info *info;
+        struct guest *g = NULL;
+        int r;
+
+        r = snapshot_source_open(path_of(name), NULL, false, NULL, &src, err);
+        if (r < 0)
+                return r;
+        info = svemig_stream_reader_info(snapshot_source_reader(src));
+        r = guest_create_empty_at(hv, info->vcpu_count, info->slots[0].gpa, info->slots[0].size, false, &g,
+                                  err);
+        if (r == 0)
+                r = snapshot_restore_parents(g, info, &chain, NULL, err);
+        if (r == 0)
+                r = snapshot_restore_into(g, snapshot_source_reader(src), NULL, err);
+        r = snapshot_source_close(src, r, err);
+        if (r < 0) {
+                guest_destroy(g);
+                return r;
+        }
+        *out = g;
+        return 0;
+}
+
+static void test_incremental_chain(void **state)
+{
+        struct hv *a = sim_host_open("128,256,512", NULL);
+        struct guest *g = logged_guest(a), *unbroken = logged_guest(a), *back;
+        struct svemig_stream_stats full, inc1, inc2;
+        struct svemig_error err = {0};
+        char diff[256] = "";
+        bool equal;
+
+        run(g, 300);
+        full = save_link(g, "full.svemig", NULL, NULL);
+        run(g, 10);
+        inc1 = save_link(g, "inc1.svemig", "full.svemig", &full);
+        run(g, 10);
+        inc2 = save_link(g, "inc2.svemig", "inc1.svemig", &inc1);
+        /* Only the dirtied pages: 2 vcpus * 3 pages * 10 steps at most, of 256. */
+        assert_true(inc1.mem_pages <= 60 && inc1.mem_pages > 0);
+        assert_true(inc2.mem_pages <= 60 && inc2.mem_pages < full.mem_pages);
+
+        /* The chain (full, inc1, inc2) restores the guest as it was at inc2. */
+        if (load_chain(a, "inc2.svemig", &back, &err) < 0)
+                fail_msg("restore of the chain: %s", err.msg);
+        run(back, 100);
+        run(unbroken, 420);
+        assert_int_equal(guest_compare(back, unbroken, &equal, diff, sizeof(diff), &err), 0);
+        if (!equal)
+                fail_msg("the chain + 100 steps differs from 420 steps: %s", diff);
+        guest_destroy(back);
+
+        /* The library's one-file restore refuses an incremental stream, naming its parent. */
+        assert_int_equal(snapshot_load(a, path_of("inc2.svemig"), NULL, &back, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "incremental"));
+
+        /* A different parent at inc1's place breaks the chain: refused by name. */
+        run(g, 5);
+        save_link(g, "inc1.svemig", NULL, NULL);
+        assert_int_equal(load_chain(a, "inc2.svemig", &back, &err), -EBADMSG);
+        assert_non_null(strstr(err.msg, "chain is broken"));
+        assert_non_null(strstr(err.msg, path_of("inc1.svemig")));
+        /* A missing one too. */
+        assert_int_equal(unlink(path_of("full.svemig")), 0);
+        save_link(g, "inc1.svemig", "full.svemig", &full);
+        assert_int_equal(load_chain(a, "inc2.svemig", &back, &err) < 0, true);
+        assert_non_null(strstr(err.msg, "full.svemig"));
+
+        guest_destroy(g);
+        guest_destroy(unbroken);
+        hv_close(a);
+}
+
+/* A parent outside the directory the restorer allows is refused before it is opened. */
+static void test_chain_local_dir(void **state)
+{
+        struct snapshot_chain in_dir = {.local_dir = "/var/lib/svemig/snapshots"}, none = {.local_dir = ""};
+        struct svemig_error err = {0};
+
+        assert_int_equal(snapshot_chain_check(&in_dir, "/var/lib/svemig/snapshots/g-1.svemig", &err), 0);
+        assert_int_equal(snapshot_chain_check(&in_dir, "/etc/shadow", &err), -EPERM);
+        assert_non_null(strstr(err.msg, "outside svemigd's snapshot directory"));
+        assert_int_equal(snapshot_chain_check(&in_dir, "/var/lib/svemig/snapshots/../x", &err), -EPERM);
+        assert_int_equal(snapshot_chain_check(&none, "/tmp/x.svemig", &err), -EPERM);
+        assert_int_equal(snapshot_chain_check(&in_dir, "relative.svemig", &err), -EINVAL);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -407,6 +538,8 @@ int main(void)
                 cmocka_unit_test(test_refuse_no_sve),
                 cmocka_unit_test(test_cancel_leaves_old_file),
                 cmocka_unit_test(test_corrupt_and_truncated),
+                cmocka_unit_test(test_incremental_chain),
+                cmocka_unit_test(test_chain_local_dir),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);

@@ -51,6 +51,8 @@ struct json_object *ctl_guest_json(const Svemig__Api__Guest *g)
                 json_object_object_add(s, "created_ns", u64(g->snapshots[i]->created_ns));
                 json_object_object_add(s, "bytes", u64(g->snapshots[i]->bytes));
                 json_object_object_add(s, "steps", u64(g->snapshots[i]->steps));
+                json_object_object_add(s, "parent", json_object_new_string(g->snapshots[i]->parent));
+                json_object_object_add(s, "pause_us", u64(g->snapshots[i]->pause_us));
                 json_object_array_add(snaps, s);
         }
         json_object_object_add(o, "name", json_object_new_string(g->name));
@@ -128,7 +130,14 @@ void ctl_guest_print(const Svemig__Api__Guest *g)
                 printf("restored from:  %s\n", g->restored_from);
         if (g->last_snapshot && g->last_snapshot[0]) {
                 ctl_format_time(g->last_snapshot_ns, when, sizeof(when));
+                const Svemig__Api__SnapshotInfo *last = g->snapshots[g->n_snapshots - 1];
+
                 printf("last snapshot:  %s (%s; %zu on record)\n", g->last_snapshot, when, g->n_snapshots);
+                printf("                %llu bytes, %s, the guest paused %.3f ms\n",
+                       (unsigned long long)last->bytes, last->parent[0] ? "incremental" : "full",
+                       (double)last->pause_us / 1000);
+                if (last->parent[0])
+                        printf("                over %s\n", last->parent);
         } else
                 printf("last snapshot:  none\n");
         if (g->digest && g->digest[0])

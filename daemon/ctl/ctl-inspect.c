@@ -28,6 +28,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct json_object *, json_object_put);
 #define HEX_MAX (2 * KVMREG_MAX_BYTES + KVMREG_MAX_BYTES / 2 + 8)
 
 struct inspect {
+        struct json_object *chain; /* the parents verified, nearest first */
         bool json;
         bool summary; /* no register values */
         struct json_object *root, *vcpus;
@@ -207,6 +208,15 @@ static void text_header(const struct svemig_stream_info *info)
                        info->slots[i].size >> 20);
         printf("  compression   %s\n", svemig_compression_name(info->compression));
         printf("  digest        %s\n", svemig_digest_name(info->digest));
+        if (info->parent_location[0]) {
+                char d[33];
+
+                for (unsigned i = 0; i < info->parent_digest_bytes; i++)
+                        sprintf(d + 2 * i, "%02x", info->parent_digest[i]);
+                d[2 * info->parent_digest_bytes] = 0;
+                printf("  parent        %s (digest %s): incremental, the pages dirtied since it\n",
+                       safe(info->parent_location, s[0]), d);
+        }
         for (size_t i = 0; i < info->n_id_regs; i++) {
                 struct reg_text t;
                 struct vcpu_state none = {0};
@@ -312,6 +322,9 @@ static void json_header(struct inspect *in, const struct svemig_stream_info *inf
         json_object_object_add(h, "compression",
                                json_object_new_string(svemig_compression_name(info->compression)));
         json_object_object_add(h, "digest", json_object_new_string(svemig_digest_name(info->digest)));
+        json_object_object_add(h, "parent",
+                               info->parent_location[0] ? json_object_new_string(info->parent_location)
+                                                        : NULL);
         for (size_t i = 0; i < info->n_slots; i++) {
                 struct json_object *s = json_object_new_object();
                 json_object_object_add(s, "id", json_object_new_int64(info->slots[i].id));
@@ -369,6 +382,19 @@ static void json_memory(struct inspect *in, const struct svemig_stream_stats *s)
 
 /* ---- Visitors ---- */
 
+/* A parent of the chain, verified whole (ctl_stream_walk_chain). */
+static void on_link(void *ctx, const struct ctl_chain_link *l)
+{
+        struct inspect *in = ctx;
+        struct json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "location", json_object_new_string(l->location));
+        json_object_object_add(o, "digest", json_object_new_string(l->digest));
+        json_object_object_add(o, "bytes", json_object_new_int64((int64_t)l->bytes));
+        json_object_object_add(o, "pages", json_object_new_int64((int64_t)l->mem_pages));
+        json_object_array_add(in->chain, o);
+}
+
 static void on_header(void *ctx, const struct svemig_stream_info *info)
 {
         struct inspect *in = ctx;
@@ -403,6 +429,7 @@ int ctl_inspect(const struct ctl_options *opts, int argc, char **argv)
         struct svemig_stream_stats stats;
         struct svemig_error err = {0};
         char digest[33] = "";
+        struct ctl_parent parent;
         uint64_t bytes;
         int c, k, r;
 
@@ -423,8 +450,11 @@ int ctl_inspect(const struct ctl_options *opts, int argc, char **argv)
                 return ctl_usage_error("inspect: give exactly one FILE");
         if (in.json)
                 in.root = root = json_object_new_object();
+        in.chain = json_object_new_array();
 
-        k = ctl_stream_walk(argv[optind], &v, &stats, &bytes, &err);
+        k = ctl_stream_walk(argv[optind], &v, &stats, &bytes, &parent, &err);
+        if (k == 0 && parent.location[0])
+                k = ctl_stream_walk_chain(&parent, on_link, &in, &err);
         for (unsigned i = 0; i < stats.digest_bytes; i++)
                 sprintf(digest + 2 * i, "%02x", stats.digest[i]);
 
@@ -438,6 +468,7 @@ int ctl_inspect(const struct ctl_options *opts, int argc, char **argv)
                 json_object_object_add(t, "skipped_frames", json_object_new_int64((int64_t)stats.skipped));
                 json_object_object_add(t, "digest", k == 0 ? json_object_new_string(digest) : NULL);
                 json_object_object_add(root, "trailer", t);
+                json_object_object_add(root, "chain", in.chain);
                 json_object_object_add(root, "verified", json_object_new_boolean(k == 0));
                 json_object_object_add(root, "error",
                                        k < 0 ? json_object_new_string(svemig_error_str(&err, k)) : NULL);
@@ -446,6 +477,17 @@ int ctl_inspect(const struct ctl_options *opts, int argc, char **argv)
         }
         if (in.page_size)
                 text_memory(&in, &stats);
+        for (size_t i = 0; i < json_object_array_length(in.chain); i++) {
+                struct json_object *l = json_object_array_get_idx(in.chain, i), *loc, *dg, *b;
+
+                json_object_object_get_ex(l, "location", &loc);
+                json_object_object_get_ex(l, "digest", &dg);
+                json_object_object_get_ex(l, "bytes", &b);
+                printf("%s %s: %" PRId64 " bytes, digest %s: verified\n",
+                       i ? "        " : "\nchain: ", json_object_get_string(loc), json_object_get_int64(b),
+                       json_object_get_string(dg));
+        }
+        json_object_put(in.chain);
         if (k < 0) {
                 printf("\nverification FAILED after %" PRIu64 " bytes\n", bytes);
                 fprintf(stderr, "svemigctl: %s\n", svemig_error_str(&err, k));

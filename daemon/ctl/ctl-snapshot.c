@@ -16,27 +16,31 @@
 #include "ctl-guest-print.h"
 #include "ctl-progress.h"
 #include "parse-number.h"
+#include "svemig/store.h"
 
 static void snapshot_help(void)
 {
         printf("Usage: svemigctl [--socket PATH] [--json] [--quiet] snapshot NAME [PATH] [--keep N] "
-               "[--stop]\n\n"
-               "Write guest NAME to PATH (default: the snapshot directory of migrate.conf, as\n"
+               "[--stop] [--incremental]\n\n"
+               "Write guest NAME to PATH, a file or a URL (http://, https://, s3://BUCKET/KEY, uploaded\n"
+               "as it is written, with the [store] settings of svemigd's migrate.conf) (default: the\n"
+               "snapshot directory of migrate.conf, as\n"
                "NAME-<UTC time>.svemig). A running guest is paused while it is written and runs on after\n"
                "(--stop ends it instead). The file appears whole or not at all: a failure or a cancel\n"
                "(svemigctl cancel ID, with the operation number the progress shows) leaves nothing.\n"
                "--keep N keeps the newest N snapshots of the guest in that directory (0 or none: the\n"
-               "configured keep).\n");
+               "configured keep).\n"
+               "--incremental writes only the pages the guest dirtied since its last checkpoint, which it\n"
+               "names as its parent; a full one when there is none its VMM could read back (none yet, a\n"
+               "migration since, or a file of yours outside the snapshot directory).\n");
 }
 
 int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
 {
         static const struct option longopts[] = {
-                {"keep", required_argument, NULL, 'k'},
-                {"stop", no_argument, NULL, 's'},
-                {"json", no_argument, NULL, 'j'},
-                {"help", no_argument, NULL, 'h'},
-                {0},
+                {"keep", required_argument, NULL, 'k'},  {"stop", no_argument, NULL, 's'},
+                {"incremental", no_argument, NULL, 'i'}, {"json", no_argument, NULL, 'j'},
+                {"help", no_argument, NULL, 'h'},        {0},
         };
         Svemig__Api__Request req = SVEMIG__API__REQUEST__INIT;
         Svemig__Api__SnapshotRequest sreq = SVEMIG__API__SNAPSHOT_REQUEST__INIT;
@@ -58,6 +62,9 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
                 case 's':
                         sreq.stop = true;
                         break;
+                case 'i':
+                        sreq.incremental = true;
+                        break;
                 case 'j':
                         json = true;
                         break;
@@ -71,8 +78,13 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
         if (optind >= argc || argc - optind > 2)
                 return ctl_usage_error("snapshot: give the guest's NAME and optionally a PATH");
         sreq.guest = argv[optind];
-        /* We create the file, with our own rights; svemigd writes it through the descriptor. */
-        if (optind + 1 < argc) {
+        /*
+         * We create the file, with our own rights; svemigd writes it through the descriptor.
+         * A URL goes as it is: the guest's VMM uploads to it with migrate.conf's [store] settings.
+         */
+        if (optind + 1 < argc && store_is_remote(argv[optind + 1])) {
+                sreq.path = argv[optind + 1];
+        } else if (optind + 1 < argc) {
                 r = ctl_file_create("snapshot", argv[optind + 1], &file);
                 if (r)
                         return r;
@@ -102,13 +114,20 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
                 json_object_object_add(doc, "bytes", json_object_new_int64((int64_t)s->bytes));
                 json_object_object_add(doc, "steps", json_object_new_int64((int64_t)s->steps));
                 json_object_object_add(doc, "created_ns", json_object_new_int64((int64_t)s->created_ns));
+                json_object_object_add(doc, "parent", json_object_new_string(s->parent));
+                json_object_object_add(doc, "pause_us", json_object_new_int64((int64_t)s->pause_us));
+                json_object_object_add(doc, "live", json_object_new_boolean(s->live));
+                json_object_object_add(doc, "precopy_rounds", json_object_new_int64(s->precopy_rounds));
                 json_object_object_add(doc, "pruned", pruned);
                 r = ctl_print_json(doc);
         } else if (!opts->quiet) {
                 const Svemig__Api__SnapshotResult *s = resp->snapshot;
 
-                printf("snapshot of %s: %s (%llu bytes, at %llu steps)\n", sreq.guest, s->path,
-                       (unsigned long long)s->bytes, (unsigned long long)s->steps);
+                printf("snapshot of %s: %s (%llu bytes, at %llu steps; paused %.3f ms)\n", sreq.guest,
+                       s->path, (unsigned long long)s->bytes, (unsigned long long)s->steps,
+                       (double)s->pause_us / 1000);
+                if (s->parent[0])
+                        printf("incremental, over %s\n", s->parent);
                 for (size_t i = 0; i < s->n_pruned; i++)
                         printf("removed the older %s\n", s->pruned[i]);
         }
@@ -120,7 +139,8 @@ int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv)
 static void restore_help(void)
 {
         printf("Usage: svemigctl [--socket PATH] [--json] [--quiet] restore PATH [--name NAME] [--start]\n\n"
-               "Restore the snapshot PATH as a new guest (NAME, default the file's name without .svemig),\n"
+               "Restore the snapshot PATH (a file or a URL) as a new guest (NAME, default the file's name "
+               "without .svemig),\n"
                "paused, or running with --start. The file's header is judged against this host first: an\n"
                "incompatible host (vector lengths, vcpu features, ID registers) is refused before anything\n"
                "else is read, with the reason, and exit code 4.\n");
@@ -164,16 +184,22 @@ int ctl_restore(const struct ctl_options *opts, int argc, char **argv)
         }
         if (optind + 1 != argc)
                 return ctl_usage_error("restore: give one snapshot PATH");
-        /* We open it, with our own rights; svemigd reads it through the descriptor. */
-        fd = ctl_file_open_read("restore", argv[optind], path);
-        if (fd < 0)
-                return -fd;
-        rreq.path = path;
+        /* We open it, with our own rights; svemigd reads it through the descriptor. A URL goes as it is. */
+        if (store_is_remote(argv[optind])) {
+                fd = -1;
+                rreq.path = argv[optind];
+        } else {
+                fd = ctl_file_open_read("restore", argv[optind], path);
+                if (fd < 0)
+                        return -fd;
+                rreq.path = path;
+        }
         req.op_case = SVEMIG__API__REQUEST__OP_RESTORE;
         req.restore = &rreq;
 
         r = ctl_call_progress(opts, json, "restore", &req, fd, &resp);
-        close(fd);
+        if (fd >= 0)
+                close(fd);
         if (r != CTL_EXIT_OK)
                 return r;
         if (resp->result_case == SVEMIG__API__RESPONSE__RESULT_RESTORED ||

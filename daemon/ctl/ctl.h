@@ -39,6 +39,7 @@ struct ctl_command {
 int ctl_negotiate(const struct ctl_options *opts, int argc, char **argv);
 int ctl_inspect(const struct ctl_options *opts, int argc, char **argv);
 int ctl_verify(const struct ctl_options *opts, int argc, char **argv);
+int ctl_checkpoint(const struct ctl_options *opts, int argc, char **argv);
 int ctl_host_info(const struct ctl_options *opts, int argc, char **argv);
 int ctl_guest(const struct ctl_options *opts, int argc, char **argv);
 int ctl_snapshot(const struct ctl_options *opts, int argc, char **argv);

@@ -22,6 +22,10 @@ static const struct ctl_command commands[] = {
          "check every checksum, count and the digest of a stream; exits 5 on any fault, naming the "
          "offset and the problem",
          ctl_verify},
+        {"checkpoint", "merge TOP OUT",
+         "fold the chain of incremental checkpoints ending at TOP (a file or URL) into one full "
+         "checkpoint at OUT, every link verified first",
+         ctl_checkpoint},
         {"negotiate", "SET SET...",
          "compute the guest VL set a cluster of hosts can all present; SET is one host's lengths "
          "(\"128,256,512\", \"vq1,vq2\", \"0xb\" or \"none\")",

@@ -317,6 +317,13 @@ static bool is_cpu_n_key(const char *key)
 
 static int parse_snapshot_dir(struct parse_ctx *ctx, const char *key, const char *value)
 {
+        /* A remote directory: the checkpoint timer's snapshots go there, as NAME-TIME.svemig under it. */
+        if (store_is_remote(value)) {
+                if (value[strlen(value) - 1] == '/')
+                        return fail(ctx, ctx->line, EINVAL, "%s = %s: leave out the trailing '/'", key,
+                                    value);
+                return set_string(&ctx->conf->snapshot_dir, value);
+        }
         return parse_absolute_path(ctx, key, value, &ctx->conf->snapshot_dir);
 }
 
@@ -330,6 +337,63 @@ static int parse_snapshot_compression(struct parse_ctx *ctx, const char *key, co
         if (strcmp(value, "lz4") != 0 && strcmp(value, "none") != 0)
                 return fail(ctx, ctx->line, EINVAL, "%s = %s: expected lz4 or none", key, value);
         return set_string(&ctx->conf->snapshot_compression, value);
+}
+
+static int parse_store_endpoint(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0)
+                return fail(
+                        ctx, ctx->line, EINVAL,
+                        "%s = %s: expected the S3 endpoint's URL, http://HOST[:PORT] or https://HOST[:PORT]",
+                        key, value);
+        return set_string(&ctx->conf->s3_endpoint, value);
+}
+
+static int parse_store_region(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        for (const char *p = value; *p; p++)
+                if (!isalnum((unsigned char)*p) && *p != '-')
+                        return fail(ctx, ctx->line, EINVAL,
+                                    "%s = %s: expected a region name such as us-east-1", key, value);
+        return set_string(&ctx->conf->s3_region, value);
+}
+
+static int parse_store_credentials(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_absolute_path(ctx, key, value, &ctx->conf->credentials_file);
+}
+
+static int parse_store_profile(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        (void)key;
+        return set_string(&ctx->conf->s3_profile, value);
+}
+
+static int parse_store_ca_file(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_absolute_path(ctx, key, value, &ctx->conf->ca_file);
+}
+
+static int parse_store_part_size(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        uint64_t v;
+
+        if (parse_size(value, &v) < 0 || v < STORE_PART_SIZE_MIN || v > STORE_PART_SIZE_MAX)
+                return fail(ctx, ctx->line, EINVAL,
+                            "%s = %s: expected a size from 64K to 1G (AWS itself takes 5M at least)", key,
+                            value);
+        ctx->conf->part_size = v;
+        return 0;
+}
+
+static int parse_store_parallel(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_unsigned(ctx, key, value, 1, STORE_PARALLEL_MAX, &ctx->conf->parallel_uploads);
+}
+
+static int parse_store_retries(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_unsigned(ctx, key, value, 1, 100, &ctx->conf->store_retries);
 }
 
 /*
@@ -466,6 +530,11 @@ bad:
                     "%s = %s: expected a duration from %ums to %us, as seconds (5, 5s) or milliseconds "
                     "(250ms)",
                     key, value, min_ms, max_ms / 1000);
+}
+
+static int parse_store_stall(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_duration_ms(ctx, key, value, 1000, 3600 * 1000, &ctx->conf->stall_timeout_ms);
 }
 
 static int parse_cluster_refresh(struct parse_ctx *ctx, const char *key, const char *value)
@@ -854,6 +923,18 @@ static const struct key_def libvirt_keys[] = {
         {"hook-timeout", parse_libvirt_hook_timeout},
 };
 
+static const struct key_def store_keys[] = {
+        {"s3-endpoint", parse_store_endpoint},
+        {"s3-region", parse_store_region},
+        {"credentials-file", parse_store_credentials},
+        {"profile", parse_store_profile},
+        {"ca-file", parse_store_ca_file},
+        {"part-size", parse_store_part_size},
+        {"parallel-uploads", parse_store_parallel},
+        {"retries", parse_store_retries},
+        {"stall-timeout", parse_store_stall},
+};
+
 #define SECTION(n, k)                                                                                       \
         {                                                                                                   \
                 n, k, ELEMENTSOF(k)                                                                         \
@@ -862,11 +943,12 @@ static const struct section_def sections[] = {
         SECTION("daemon", daemon_keys),   SECTION("hypervisor", hypervisor_keys),
         SECTION("sim", sim_keys),         SECTION("snapshot", snapshot_keys),
         SECTION("cluster", cluster_keys), SECTION("libvirt", libvirt_keys),
-        SECTION("guests", guests_keys),
+        SECTION("guests", guests_keys),   SECTION("store", store_keys),
 };
 
 #define KNOWN_SECTIONS                                                                                      \
-        "[daemon], [hypervisor], [sim], [guests], [snapshot], [cluster], [libvirt] and [peer NAME]"
+        "[daemon], [hypervisor], [sim], [guests], [snapshot], [cluster], [libvirt], [store] and [peer "     \
+        "NAME]"
 
 static const struct section_def *section_find(const char *name)
 {
@@ -1389,6 +1471,11 @@ void migrate_conf_done(struct migrate_conf *conf)
         free(conf->sim_cpus);
         free(conf->snapshot_dir);
         free(conf->snapshot_compression);
+        free(conf->s3_endpoint);
+        free(conf->s3_region);
+        free(conf->credentials_file);
+        free(conf->s3_profile);
+        free(conf->ca_file);
         free(conf->listen_address);
         free(conf->listen_host);
         free(conf->libvirt_uri);
@@ -1535,8 +1622,41 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
                 conf->libvirt_daemon_down_allow ? "allow" : "refuse");
         print_duration(f, "hook-timeout", conf->libvirt_hook_timeout_ms);
 
+        fprintf(f, "\n[store]\n");
+        if (conf->s3_endpoint)
+                fprintf(f, "s3-endpoint = %s\n", conf->s3_endpoint);
+        else
+                fprintf(f, "# (no s3-endpoint: s3:// locations cannot be used)\n");
+        fprintf(f, "s3-region = %s\n", conf->s3_region ? conf->s3_region : "us-east-1");
+        if (conf->credentials_file)
+                fprintf(f, "credentials-file = %s\n", conf->credentials_file);
+        if (conf->s3_profile)
+                fprintf(f, "profile = %s\n", conf->s3_profile);
+        if (conf->ca_file)
+                fprintf(f, "ca-file = %s\n", conf->ca_file);
+        fprintf(f, "part-size = %llu\nparallel-uploads = %u\nretries = %u\n",
+                (unsigned long long)(conf->part_size ? conf->part_size : STORE_PART_SIZE_DEFAULT),
+                conf->parallel_uploads ? conf->parallel_uploads : 4,
+                conf->store_retries ? conf->store_retries : 5);
+        print_duration(f, "stall-timeout", conf->stall_timeout_ms ? conf->stall_timeout_ms : 30000);
+
         for (size_t i = 0; i < conf->n_peers; i++)
                 fprintf(f, "\n[peer %s]\naddress = %s\n", conf->peers[i].name, conf->peers[i].address);
+}
+
+void migrate_conf_store_conf(const struct migrate_conf *conf, struct store_conf *out)
+{
+        *out = (struct store_conf){
+                .s3_endpoint = conf->s3_endpoint,
+                .s3_region = conf->s3_region,
+                .credentials_file = conf->credentials_file,
+                .profile = conf->s3_profile,
+                .ca_file = conf->ca_file,
+                .part_size = (size_t)conf->part_size,
+                .parallel = conf->parallel_uploads,
+                .retries = conf->store_retries,
+                .stall_s = (conf->stall_timeout_ms + 999) / 1000,
+        };
 }
 
 void migrate_conf_hv_config(const struct migrate_conf *conf, struct hv_config *out)

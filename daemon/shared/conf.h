@@ -19,6 +19,7 @@
 #include "svemig/error.h"
 #include "svemig/hv.h"
 #include "svemig/membership.h"
+#include "svemig/store.h"
 #include "svemig/vqset.h"
 
 /* Where svemigd and svemigctl look when told nothing else. */
@@ -76,7 +77,7 @@ struct migrate_conf {
         size_t n_sim_cpus;
 
         /* [snapshot] */
-        char *snapshot_dir;
+        char *snapshot_dir; /* an absolute path, or a remote location (store_is_remote()) */
         unsigned snapshot_keep;
         char *snapshot_compression; /* "lz4" or "none" */
 
@@ -120,6 +121,17 @@ struct migrate_conf {
         unsigned etcd_lease_ttl_s;
         char *cluster_set; /* the named cluster set this host joins (etcd); NULL: none */
 
+        /* [store]: remote checkpoint locations (include/svemig/store.h); NULL/0: the store's default */
+        char *s3_endpoint;
+        char *s3_region;
+        char *credentials_file;
+        char *s3_profile;
+        char *ca_file;
+        uint64_t part_size;
+        unsigned parallel_uploads;
+        unsigned store_retries;
+        unsigned stall_timeout_ms;
+
         /* [peer NAME] ... */
         struct migrate_conf_peer *peers;
         size_t n_peers;
@@ -142,5 +154,8 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f);
  * which must outlive it.
  */
 void migrate_conf_hv_config(const struct migrate_conf *conf, struct hv_config *out);
+
+/* The store configuration the file describes. It points into conf, which must outlive it. */
+void migrate_conf_store_conf(const struct migrate_conf *conf, struct store_conf *out);
 
 const char *migrate_conf_backend_name(enum hv_backend backend);

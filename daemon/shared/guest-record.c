@@ -92,11 +92,20 @@ int guest_record_add_snapshot(struct guest_record *rec, const char *path, uint64
         return 0;
 }
 
+int guest_record_set_snapshot_chain(struct guest_record *rec, const char *parent, uint64_t pause_us)
+{
+        struct guest_snapshot *s = &rec->snapshots[rec->n_snapshots - 1];
+
+        s->pause_us = pause_us;
+        return parent && parent[0] ? guest_record_set_str(&s->parent, parent) : 0;
+}
+
 void guest_record_remove_snapshot(struct guest_record *rec, size_t i)
 {
         if (i >= rec->n_snapshots)
                 return;
         free(rec->snapshots[i].path);
+        free(rec->snapshots[i].parent);
         memmove(&rec->snapshots[i], &rec->snapshots[i + 1],
                 (rec->n_snapshots - i - 1) * sizeof(rec->snapshots[0]));
         rec->n_snapshots--;
@@ -114,8 +123,10 @@ void guest_record_done(struct guest_record *rec)
         free(rec->kernel);
         free(rec->initrd);
         free(rec->cmdline);
-        for (size_t i = 0; i < rec->n_snapshots; i++)
+        for (size_t i = 0; i < rec->n_snapshots; i++) {
                 free(rec->snapshots[i].path);
+                free(rec->snapshots[i].parent);
+        }
         free(rec->snapshots);
         memset(rec, 0, sizeof(*rec));
 }
@@ -166,6 +177,8 @@ static struct json_object *record_to_json(const struct guest_record *rec)
                 add_u64(s, "created_ns", rec->snapshots[i].created_ns);
                 add_u64(s, "bytes", rec->snapshots[i].bytes);
                 add_u64(s, "steps", rec->snapshots[i].steps);
+                add_str(s, "parent", rec->snapshots[i].parent);
+                add_u64(s, "pause_us", rec->snapshots[i].pause_us);
                 json_object_array_add(snaps, s);
         }
         json_object_object_add(o, "snapshots", snaps);
@@ -253,8 +266,11 @@ int guest_record_load(const char *path, struct guest_record *rec, struct svemig_
                         struct json_object *sn = json_object_array_get_idx(snaps, i);
                         const char *p = get_str(sn, "path");
 
-                        if (p && guest_record_add_snapshot(rec, p, get_u64(sn, "created_ns"),
-                                                           get_u64(sn, "bytes"), get_u64(sn, "steps")) < 0)
+                        if (p &&
+                            (guest_record_add_snapshot(rec, p, get_u64(sn, "created_ns"),
+                                                       get_u64(sn, "bytes"), get_u64(sn, "steps")) < 0 ||
+                             guest_record_set_snapshot_chain(rec, get_str(sn, "parent"),
+                                                             get_u64(sn, "pause_us")) < 0))
                                 goto oom;
                 }
         return 0;

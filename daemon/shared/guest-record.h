@@ -31,6 +31,8 @@ struct guest_snapshot {
         uint64_t created_ns;
         uint64_t bytes;
         uint64_t steps;
+        char *parent;      /* an incremental snapshot's parent; NULL: a full one */
+        uint64_t pause_us; /* how long the guest was paused for it */
 };
 
 struct guest_record {
@@ -78,6 +80,8 @@ void guest_record_done(struct guest_record *rec);
 int guest_record_set_str(char **field, const char *value);
 int guest_record_add_snapshot(struct guest_record *rec, const char *path, uint64_t created_ns,
                               uint64_t bytes, uint64_t steps);
+/* The newest snapshot's parent (NULL or "": a full one) and pause. */
+int guest_record_set_snapshot_chain(struct guest_record *rec, const char *parent, uint64_t pause_us);
 void guest_record_remove_snapshot(struct guest_record *rec, size_t i);
 
 /*

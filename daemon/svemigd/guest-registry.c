@@ -13,6 +13,7 @@
 #include "guest-registry.h"
 #include "host-ledger.h"
 #include "log.h"
+#include "svemig/store.h"
 #include "macro.h"
 #include "vmm-spawn.h"
 
@@ -313,6 +314,8 @@ Svemig__Api__Guest *guest_msg_new(const struct guest_entry *e, const Svemig__Api
                 m->infos[i].created_ns = rec->snapshots[i].created_ns;
                 m->infos[i].bytes = rec->snapshots[i].bytes;
                 m->infos[i].steps = rec->snapshots[i].steps;
+                m->infos[i].parent = rec->snapshots[i].parent ? rec->snapshots[i].parent : "";
+                m->infos[i].pause_us = rec->snapshots[i].pause_us;
                 m->ptrs[i] = &m->infos[i];
         }
         m->g.n_snapshots = rec->n_snapshots;
@@ -407,10 +410,14 @@ int guest_entry_delete(struct guest_entry *e, const char *snapshot_dir, struct s
 {
         _cleanup_free_ char *sock = NULL;
 
-        /* Snapshots svemigd named go with the guest; files a person named stay theirs. */
+        /*
+         * Snapshots svemigd named go with the guest; files a person named stay theirs. Remote
+         * ones stay too: deleting them would wait on a server in the event loop.
+         */
         for (size_t i = 0; i < e->rec.n_snapshots; i++)
                 if (guest_snapshot_is_own(snapshot_dir, e->rec.name, e->rec.snapshots[i].path) &&
-                    unlink(e->rec.snapshots[i].path) < 0 && errno != ENOENT)
+                    !store_is_remote(e->rec.snapshots[i].path) && unlink(e->rec.snapshots[i].path) < 0 &&
+                    errno != ENOENT)
                         log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name), "cannot remove %s: %s",
                                 e->rec.snapshots[i].path, strerror(errno));
         if (asprintf(&sock, "%s/%s", e->dir, SOCKET_FILE) >= 0)

@@ -5,15 +5,19 @@
  * here: into the snapshot directory under a name svemigd makes, or into the
  * file the client created and passed (client-file.h), which svemigd never
  * opens by its name. Only svemigd's own snapshots are ever pruned (keep).
- * A restore hands the client's file to a new VMM, which judges the header
- * against this host before it reads anything else: an incompatible stream
- * is refused with the reason (Status.incompatible). Nothing here reads a
- * file: the loop never waits on one.
+ * A URL (http://, https://, s3://) is no client's file: the VMM uploads to
+ * it, or restores from it, with the [store] settings of migrate.conf.
+ * A restore hands the client's file (or the URL) to a new VMM, which judges
+ * the header against this host before it reads anything else: an
+ * incompatible stream is refused with the reason (Status.incompatible).
+ * Nothing here reads a file or waits on a server: remote snapshots that
+ * keep prunes are deleted on a thread.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +43,7 @@ struct snap_ctx {
         bool stop;
         Svemig__Api__SnapshotResult result;
         char *path;
+        char *parent; /* the VMM's answer, kept for the reply (which may come after a stop) */
         char **pruned;
         size_t n_pruned;
 };
@@ -51,51 +56,177 @@ static void snap_ctx_free(struct snap_ctx *c)
                 free(c->pruned[i]);
         free(c->pruned);
         free(c->path);
+        free(c->parent);
         free(c);
 }
 
+/* Remote snapshots to delete, on a thread of their own: the event loop never waits on a server. */
+struct remote_prune {
+        struct store_conf sc;
+        char *guest;
+        char **locations;
+        size_t n;
+};
+
+static void *remote_prune_main(void *arg)
+{
+        struct remote_prune *p = arg;
+
+        for (size_t i = 0; i < p->n; i++) {
+                struct svemig_error err = {0};
+
+                if (store_delete(p->locations[i], &p->sc, &err) < 0)
+                        log_msg(LOG_WARNING, LOG_CTX(.guest = p->guest, .op = "snapshot"),
+                                "cannot remove the old snapshot: %s", err.msg);
+                free(p->locations[i]);
+        }
+        free(p->locations);
+        free(p->guest);
+        free(p);
+        return NULL;
+}
+
+static void remote_prune_start(struct svemigd *d, const char *guest, char **locations, size_t n)
+{
+        struct remote_prune *p = calloc(1, sizeof(*p));
+        pthread_attr_t attr;
+        pthread_t t;
+
+        if (!p || !(p->guest = strdup(guest))) {
+                free(p);
+                goto fail;
+        }
+        migrate_conf_store_conf(&d->conf, &p->sc);
+        p->locations = locations;
+        p->n = n;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, remote_prune_main, p) == 0) {
+                pthread_attr_destroy(&attr);
+                return;
+        }
+        pthread_attr_destroy(&attr);
+        free(p->guest);
+        free(p);
+fail:
+        log_msg(LOG_WARNING, LOG_CTX(.guest = guest, .op = "snapshot"),
+                "cannot start removing %zu old remote snapshots", n);
+        for (size_t i = 0; i < n; i++)
+                free(locations[i]);
+        free(locations);
+}
+
+/* Removes one old snapshot: a file now, a remote object (queued in *remote) on a thread. */
+static int prune_one(const char *path, char ***remote, size_t *n_remote)
+{
+        char **r, *copy;
+
+        if (!store_is_remote(path))
+                return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+        copy = strdup(path);
+        r = realloc(*remote, (*n_remote + 1) * sizeof(*r));
+        if (!copy || !r) {
+                free(copy);
+                if (r)
+                        *remote = r;
+                return -ENOMEM;
+        }
+        *remote = r;
+        r[(*n_remote)++] = copy;
+        return 0;
+}
+
+/* The index of the newest record of path, or SIZE_MAX. */
+static size_t find_snapshot(const struct guest_record *rec, const char *path)
+{
+        for (size_t i = rec->n_snapshots; i-- > 0;)
+                if (strcmp(rec->snapshots[i].path, path) == 0)
+                        return i;
+        return SIZE_MAX;
+}
+
+/* The full snapshot i's chain starts from, as far as the record knows it. */
+static size_t chain_root(const struct guest_record *rec, size_t i)
+{
+        for (unsigned depth = 0; rec->snapshots[i].parent && depth < SNAPSHOT_CHAIN_MAX; depth++) {
+                size_t p = find_snapshot(rec, rec->snapshots[i].parent);
+
+                if (p == SIZE_MAX || p >= i)
+                        break;
+                i = p;
+        }
+        return i;
+}
+
+static void pruned_add(struct snap_ctx *c, const char *path)
+{
+        char **p = realloc(c->pruned, (c->n_pruned + 1) * sizeof(*p));
+
+        if (!p)
+                return;
+        c->pruned = p;
+        c->pruned[c->n_pruned] = strdup(path);
+        if (c->pruned[c->n_pruned])
+                c->n_pruned++;
+}
+
 /*
- * After a snapshot svemigd named: keeps the newest 'keep' snapshots of e that
- * svemigd named in its snapshot directory, and removes the rest. Files the
- * client named are never touched.
+ * After a snapshot svemigd named: keeps the newest 'keep' chains of e's
+ * snapshots that svemigd named in its snapshot directory (a full snapshot
+ * and the incremental ones over it; a restorable chain), and removes the
+ * rest, so that no parent a kept snapshot needs goes. Files the client
+ * named are never touched.
  */
 static void prune(struct svemigd *d, struct guest_entry *e, struct snap_ctx *c)
 {
         const char *dir = d->conf.snapshot_dir;
-        size_t in_dir = 0;
+        struct guest_record *rec = &e->rec;
+        _cleanup_free_ size_t *root = NULL;
+        _cleanup_free_ bool *kept = NULL, *seen = NULL, *own = NULL;
+        char **remote = NULL;
+        size_t n = rec->n_snapshots, n_remote = 0;
+        unsigned chains = 0;
+        int k;
 
-        if (c->keep == 0 || !guest_snapshot_is_own(dir, e->rec.name, c->path))
+        if (c->keep == 0 || n == 0 || !guest_snapshot_is_own(dir, rec->name, c->path))
                 return;
-        for (size_t i = 0; i < e->rec.n_snapshots; i++)
-                if (guest_snapshot_is_own(dir, e->rec.name, e->rec.snapshots[i].path))
-                        in_dir++;
-        /* The record is oldest first. */
-        for (size_t i = 0; i < e->rec.n_snapshots && in_dir > c->keep;) {
-                char *path = e->rec.snapshots[i].path, **p;
-
-                if (!guest_snapshot_is_own(dir, e->rec.name, path) || strcmp(path, c->path) == 0) {
-                        i++;
-                        continue;
+        root = calloc(n, sizeof(*root));
+        kept = calloc(n, sizeof(*kept));
+        seen = calloc(n, sizeof(*seen));
+        own = calloc(n, sizeof(*own));
+        if (!root || !kept || !seen || !own)
+                return;
+        /* The record is oldest first: the newest chains are counted first. */
+        for (size_t i = n; i-- > 0;) {
+                own[i] = guest_snapshot_is_own(dir, rec->name, rec->snapshots[i].path);
+                root[i] = chain_root(rec, i);
+                if (own[i] && !seen[root[i]]) {
+                        seen[root[i]] = true;
+                        kept[root[i]] = ++chains <= c->keep;
                 }
-                if (unlink(path) < 0 && errno != ENOENT) {
-                        log_msg(LOG_WARNING, LOG_CTX(.guest = e->rec.name, .op = "snapshot"),
-                                "cannot remove the old snapshot %s: %s", path, strerror(errno));
-                        i++;
-                        in_dir--;
-                        continue;
-                }
-                log_msg(LOG_INFO, LOG_CTX(.guest = e->rec.name, .op = "snapshot"),
-                        "removed the old snapshot %s (keeping %u)", path, c->keep);
-                p = realloc(c->pruned, (c->n_pruned + 1) * sizeof(*p));
-                if (p) {
-                        c->pruned = p;
-                        c->pruned[c->n_pruned] = strdup(path);
-                        if (c->pruned[c->n_pruned])
-                                c->n_pruned++;
-                }
-                guest_record_remove_snapshot(&e->rec, i);
-                in_dir--;
         }
+        for (size_t i = 0; i < n; i++) {
+                const char *path = rec->snapshots[i].path;
+
+                if (!own[i] || kept[root[i]] || strcmp(path, c->path) == 0)
+                        continue;
+                k = prune_one(path, &remote, &n_remote);
+                if (k < 0) {
+                        log_msg(LOG_WARNING, LOG_CTX(.guest = rec->name, .op = "snapshot"),
+                                "cannot remove the old snapshot %s: %s", path, strerror(-k));
+                        own[i] = false; /* stays on record */
+                        continue;
+                }
+                log_msg(LOG_INFO, LOG_CTX(.guest = rec->name, .op = "snapshot"),
+                        "removed the old snapshot %s (keeping %u chains)", path, c->keep);
+                pruned_add(c, path);
+        }
+        /* From the newest down, so that the indices below stay put. */
+        for (size_t i = n; i-- > 0;)
+                if (own[i] && !kept[root[i]] && strcmp(rec->snapshots[i].path, c->path) != 0)
+                        guest_record_remove_snapshot(rec, i);
+        if (n_remote)
+                remote_prune_start(d, rec->name, remote, n_remote);
 }
 
 static void snapshot_reply(struct api_call *call, struct snap_ctx *c)
@@ -141,7 +272,13 @@ static void snapshot_written(struct forward *f, const Svemig__Api__Response *res
         c->result.bytes = res->bytes;
         c->result.steps = res->steps;
         c->result.created_ns = res->created_ns;
-        if (guest_record_add_snapshot(&e->rec, c->path, res->created_ns, res->bytes, res->steps) < 0)
+        c->parent = strdup(res->parent ? res->parent : "");
+        c->result.parent = c->parent ? c->parent : "";
+        c->result.pause_us = res->pause_us;
+        c->result.live = res->live;
+        c->result.precopy_rounds = res->precopy_rounds;
+        if (guest_record_add_snapshot(&e->rec, c->path, res->created_ns, res->bytes, res->steps) < 0 ||
+            guest_record_set_snapshot_chain(&e->rec, res->parent, res->pause_us) < 0)
                 log_msg(LOG_ERR, LOG_CTX(.guest = e->rec.name), "out of memory recording %s", c->path);
         prune(f->d, e, c);
         (void)guest_entry_save(e, NULL);
@@ -175,7 +312,8 @@ static int default_path(struct svemigd *d, const char *name, char **out, struct 
         struct tm tm;
         char stamp[32];
 
-        if (mkdir(d->conf.snapshot_dir, 0750) < 0 && errno != EEXIST)
+        if (!store_is_remote(d->conf.snapshot_dir) && mkdir(d->conf.snapshot_dir, 0750) < 0 &&
+            errno != EEXIST)
                 return svemig_error_set(err, errno, "cannot create the snapshot directory %s: %s",
                                         d->conf.snapshot_dir, strerror(errno));
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -235,7 +373,15 @@ int op_snapshot(struct api_call *call, const Svemig__Api__Request *request, void
         c->keep = req->keep ? req->keep : d->conf.snapshot_keep;
         c->stop = req->stop;
         if (req->path && req->path[0]) {
-                r = take_target(d, call, req->path, &fd, err);
+                if (store_is_remote(req->path)) {
+                        /* A URL: the guest's VMM uploads to it with [store]'s settings; nothing is opened
+                         * here. */
+                        struct store_conf sc;
+
+                        migrate_conf_store_conf(&d->conf, &sc);
+                        r = store_check_location(req->path, &sc, err);
+                } else
+                        r = take_target(d, call, req->path, &fd, err);
                 if (r == 0 && !(c->path = strdup(req->path)))
                         r = svemig_error_set(err, ENOMEM, "out of memory");
         } else
@@ -247,6 +393,7 @@ int op_snapshot(struct api_call *call, const Svemig__Api__Request *request, void
 
         sreq.guest = e->rec.name;
         sreq.path = c->path;
+        sreq.incremental = req->incremental;
         fwd.op_case = SVEMIG__API__REQUEST__OP_SNAPSHOT;
         fwd.snapshot = &sreq;
         r = vmm_forward_fd(d, call, e, &fwd, fd, snapshot_written, c, true, &f, err);
@@ -358,11 +505,17 @@ static int restore_launch(struct restore_ctx *x, const struct svemig_stream_info
                 return svemig_error_set(
                         err, EEXIST, "a guest named %s already exists; restore under another name (--name)",
                         x->name);
-        for (size_t i = 0; i < info->n_slots; i++)
-                bytes += info->slots[i].size;
-        r = admit_arriving(d, "restore of", x->name, bytes, err);
-        if (r < 0)
-                return r;
+        /*
+         * A URL's header is read by its VMM, which checks its memory against
+         * what is available there; a file's is admitted here, before any VMM.
+         */
+        if (info) {
+                for (size_t i = 0; i < info->n_slots; i++)
+                        bytes += info->slots[i].size;
+                r = admit_arriving(d, "restore of", x->name, bytes, err);
+                if (r < 0)
+                        return r;
+        }
         /* vcpus and VL set come from the VMM, which reads the header again (restored()). */
         rec.state = GUEST_PAUSED;
         rec.memory_bytes = bytes;
@@ -380,7 +533,8 @@ static int restore_launch(struct restore_ctx *x, const struct svemig_stream_info
         e->busy_operation = api_call_operation(x->call);
         e->start_when_ready = x->start;
         e->arriving_bytes = bytes;
-        r = guest_launch(d, x->call, e, x->fd, -1, restored, err);
+        r = x->fd >= 0 ? guest_launch(d, x->call, e, x->fd, -1, restored, err)
+                       : guest_launch_url(d, x->call, e, x->path, restored, err);
         if (r < 0) {
                 e->busy = NULL;
                 (void)guest_entry_delete(e, NULL, NULL);
@@ -414,8 +568,8 @@ int op_restore(struct api_call *call, const Svemig__Api__Request *request, void 
         char name[GUEST_NAME_MAX + 1];
         int r;
 
-        if (!req->path || req->path[0] != '/')
-                return svemig_error_set(err, EINVAL, "give the snapshot's absolute path");
+        if (!req->path || (req->path[0] != '/' && !store_is_remote(req->path)))
+                return svemig_error_set(err, EINVAL, "give the snapshot's absolute path, or its URL");
         if (req->name && req->name[0]) {
                 r = guest_name_check(req->name, err);
                 if (r < 0)
@@ -437,6 +591,17 @@ int op_restore(struct api_call *call, const Svemig__Api__Request *request, void 
         x->call = call;
         x->start = req->start;
         snprintf(x->name, sizeof(x->name), "%s", name);
+        if (store_is_remote(req->path)) {
+                struct store_conf sc;
+
+                /* The VMM judges a URL's header with a ranged GET before any memory moves. */
+                migrate_conf_store_conf(&d->conf, &sc);
+                r = store_check_location(req->path, &sc, err);
+                if (r == 0)
+                        r = restore_launch(x, NULL, err);
+                restore_ctx_free(x);
+                return r;
+        }
         r = client_file_take(call, "restore", req->path, CLIENT_FILE_READ, &x->fd, err);
         if (r == 0)
                 r = header_read_start(d->event, x->fd, restore_header_read, x, err);

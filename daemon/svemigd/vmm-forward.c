@@ -215,8 +215,9 @@ static int spawn_or_handoff(struct svemigd *d, struct launch *l, const struct vm
 }
 
 static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, int restore_fd,
-                  int payload_fd, const int linux_fds[2], int receive_fd, const struct ram_standby *standby,
-                  int channel_fd, launch_done_t done, struct svemig_error *err)
+                  const char *restore_url, int payload_fd, const int linux_fds[2], int receive_fd,
+                  const struct ram_standby *standby, int channel_fd, launch_done_t done,
+                  struct svemig_error *err)
 {
         char vls[256], config[4096], payload[PATH_MAX];
         struct vmm_spawn_args args = {
@@ -224,6 +225,7 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
                 .dir = e->dir,
                 .verbose = d->verbose,
                 .restore_fd = restore_fd,
+                .restore_url = restore_url,
                 .source_name = restore_fd >= 0 ? e->rec.restored_from
                                : e->rec.kernel ? e->rec.kernel
                                                : e->rec.payload,
@@ -298,17 +300,23 @@ static int launch(struct svemigd *d, struct api_call *call, struct guest_entry *
 int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e, int restore_fd,
                  int payload_fd, launch_done_t done, struct svemig_error *err)
 {
-        return launch(d, call, e, restore_fd, payload_fd, NULL, -1, NULL, -1, done, err);
+        return launch(d, call, e, restore_fd, NULL, payload_fd, NULL, -1, NULL, -1, done, err);
 }
 
 int guest_launch_linux(struct svemigd *d, struct api_call *call, struct guest_entry *e, const int fds[2],
                        launch_done_t done, struct svemig_error *err)
 {
-        return launch(d, call, e, -1, -1, fds, -1, NULL, -1, done, err);
+        return launch(d, call, e, -1, NULL, -1, fds, -1, NULL, -1, done, err);
+}
+
+int guest_launch_url(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *url,
+                     launch_done_t done, struct svemig_error *err)
+{
+        return launch(d, call, e, -1, url, -1, NULL, -1, NULL, -1, done, err);
 }
 
 int guest_launch_receive(struct svemigd *d, struct guest_entry *e, int fd, const struct ram_standby *standby,
                          int channel_fd, launch_done_t done, struct svemig_error *err)
 {
-        return launch(d, NULL, e, -1, -1, NULL, fd, standby, channel_fd, done, err);
+        return launch(d, NULL, e, -1, NULL, -1, NULL, fd, standby, channel_fd, done, err);
 }

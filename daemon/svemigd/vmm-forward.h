@@ -69,6 +69,9 @@ int guest_launch(struct svemigd *d, struct api_call *call, struct guest_entry *e
  */
 int guest_launch_linux(struct svemigd *d, struct api_call *call, struct guest_entry *e, const int fds[2],
                        launch_done_t done, struct svemig_error *err);
+/* The same for a restore from a URL, which the VMM reads with migrate.conf's [store] settings. */
+int guest_launch_url(struct svemigd *d, struct api_call *call, struct guest_entry *e, const char *url,
+                     launch_done_t done, struct svemig_error *err);
 /*
  * The same for a guest migrating in on fd (a peer connection, hello done; the VMM gets a copy), no call.
  * standby: the incoming RAM reserve's standby VMM (ram-reserve.h), which becomes the guest's VMM, now

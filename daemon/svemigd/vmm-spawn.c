@@ -379,6 +379,9 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                 pass[n_pass++] = a->restore_fd;
                 argv[n++] = "--restore-fd";
                 argv[n++] = file_fd;
+        } else if (a->restore_url) {
+                argv[n++] = "--restore-url";
+                argv[n++] = a->restore_url;
         } else {
                 argv[n++] = "--vcpus";
                 argv[n++] = vcpus;
@@ -417,7 +420,7 @@ int vmm_spawn(sd_event *event, const struct vmm_spawn_args *a, vmm_spawn_progres
                         argv[n++] = a->payload;
                 }
         }
-        if (a->source_name && a->receive_fd < 0) {
+        if (a->source_name && a->receive_fd < 0 && !a->restore_url) {
                 argv[n++] = "--source-name";
                 argv[n++] = a->source_name;
         }

@@ -29,6 +29,8 @@ struct vmm_spawn_args {
         const char *dir; /* the guest's directory: vmm.sock goes there */
         bool verbose;
         int restore_fd; /* >= 0: a snapshot to restore (the VMM gets a copy); else the guest below */
+        const char
+                *restore_url; /* else non-NULL: a snapshot's URL, read by the VMM with [store]'s settings */
         const char *source_name; /* the client's name of the restored file or payload image; NULL: none */
         /* Else, >= 0: a guest migrating in on this peer connection (hello done); the VMM gets a copy. */
         int receive_fd;

@@ -321,6 +321,9 @@ int vmm_op_migrate(struct api_call *call, const Svemig__Api__Request *req, void 
                 return svemig_error_set(err, -r, "guest %s: its payload's state does not fit in a migration",
                                         v->name);
         }
+        /* Its pre-copy takes the dirty log: the next checkpoint cannot build on the last one. */
+        if (!a->check)
+                vmm_checkpoint_forget(v);
         r = vmm_job_start(v, call, a->check ? "migration check" : "migration", mig_work, mig_done, a, err);
         if (r < 0)
                 mig_arg_free(a);

@@ -351,7 +351,12 @@ struct snap_arg {
         char *path; /* svemigd's own file, written whole by snapshot_save(); or the client's name of fd */
         int fd;     /* >= 0: the client's file, passed by svemigd: written through, never opened by name */
         bool stop;
+        bool incremental; /* asked for; parent says whether it was */
+        char *parent;
         uint64_t created_ns;
+        uint64_t paused_ns; /* CLOCK_MONOTONIC when it paused the guest */
+        bool live;          /* the guest runs: pre-copy, then a pause for the vcpus and the last pages */
+        struct snapshot_live precopy;
         uint64_t steps;
         unsigned pace_ms;
         struct svemig_stream_stats stats;
@@ -374,6 +379,17 @@ static int snap_progress(void *userdata, const char *phase, uint64_t done, uint6
         return 0;
 }
 
+/* On the job's thread, as a live snapshot pauses the guest: from now on it is paused as for any other. */
+static void snap_paused(void *userdata)
+{
+        struct snap_arg *a = userdata;
+        struct vmm *v = vmm_job_vmm(a->job);
+
+        a->paused_ns = now_ns(CLOCK_MONOTONIC);
+        a->steps = vmm_total_steps(v);
+        v->job_paused_it = true;
+}
+
 static int snap_work(struct vmm_job *job, void *arg, struct svemig_error *err)
 {
         struct snap_arg *a = arg;
@@ -384,8 +400,27 @@ static int snap_work(struct vmm_job *job, void *arg, struct svemig_error *err)
                 .progress = snap_progress,
                 .userdata = a,
         };
+        struct store_conf sc;
 
         a->job = job;
+        r = vmm_checkpoint_collect(vmm_job_vmm(job), err);
+        if (r < 0)
+                return r;
+        if (a->incremental && vmm_checkpoint_parent(vmm_job_vmm(job), &opts) &&
+            !(a->parent = strdup(opts.parent_location)))
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        if (a->live) {
+                /* Pre-copy while it runs; paused only for the vcpus and the last pages. */
+                a->precopy = (struct snapshot_live){.since_base = vmm_job_vmm(job)->checkpoint.dirty,
+                                                    .paused = snap_paused,
+                                                    .userdata = a};
+                opts.live = &a->precopy;
+        }
+        if (store_is_remote(a->path)) {
+                /* A URL is opened here, with the [store] settings of svemigd's migrate.conf. */
+                migrate_conf_store_conf(&vmm_job_vmm(job)->conf, &sc);
+                return snapshot_save_to(vmm_job_vmm(job)->guest, a->path, &sc, &opts, &a->stats, err);
+        }
         if (a->fd < 0)
                 return snapshot_save(vmm_job_vmm(job)->guest, a->path, &opts, &a->stats, err);
         /* The client made the file (unnamed until it names it): it gets whatever was there no longer. */
@@ -406,6 +441,7 @@ static void snap_arg_free(struct snap_arg *a)
                 if (a->fd >= 0)
                         close(a->fd);
                 free(a->path);
+                free(a->parent);
                 free(a);
         }
 }
@@ -421,6 +457,7 @@ static void snap_done(struct vmm *v, struct api_call *call, int r, const struct 
         if (v->job_paused_it && !(r == 0 && a->stop) && guest_start(v->guest, &rerr) < 0)
                 log_msg(LOG_ERR, LOG_CTX(.guest = v->name), "cannot resume after the snapshot: %s",
                         rerr.msg);
+        res.pause_us = v->job_paused_it ? (now_ns(CLOCK_MONOTONIC) - a->paused_ns) / 1000 : 0;
         v->job_paused_it = false;
         if (r < 0) {
                 log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .op = "snapshot"), "%s",
@@ -429,8 +466,13 @@ static void snap_done(struct vmm *v, struct api_call *call, int r, const struct 
                 snap_arg_free(a);
                 return;
         }
-        log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .op = "snapshot"), "wrote %s (%llu bytes) at %llu steps",
-                a->path, (unsigned long long)a->stats.bytes, (unsigned long long)a->steps);
+        log_msg(LOG_INFO, LOG_CTX(.guest = v->name, .op = "snapshot"),
+                "wrote %s (%llu bytes%s%s) at %llu steps", a->path, (unsigned long long)a->stats.bytes,
+                a->parent ? ", over " : "", a->parent ? a->parent : "", (unsigned long long)a->steps);
+        vmm_checkpoint_taken(v, a->path, &a->stats);
+        res.parent = a->parent ? a->parent : "";
+        res.live = a->live;
+        res.precopy_rounds = a->precopy.rounds;
         res.path = a->path;
         res.bytes = a->stats.bytes;
         res.steps = a->steps;
@@ -454,8 +496,8 @@ static int op_snapshot(struct api_call *call, const Svemig__Api__Request *req, v
         r = check_target(v, sreq->guest, false, err);
         if (r < 0)
                 return r;
-        if (!sreq->path || sreq->path[0] != '/')
-                return svemig_error_set(err, EINVAL, "the snapshot path must be absolute");
+        if (!sreq->path || (sreq->path[0] != '/' && !store_is_remote(sreq->path)))
+                return svemig_error_set(err, EINVAL, "the snapshot path must be absolute, or a URL");
         a = calloc(1, sizeof(*a));
         if (a)
                 a->fd = api_call_take_fd(call, 0);
@@ -464,22 +506,28 @@ static int op_snapshot(struct api_call *call, const Svemig__Api__Request *req, v
                 return svemig_error_set(err, ENOMEM, "out of memory");
         }
         a->stop = sreq->stop;
+        a->incremental = sreq->incremental;
         a->created_ns = now_ns(CLOCK_REALTIME);
         a->pace_ms = pace ? (unsigned)strtoul(pace, NULL, 10) : 0;
 
         was_running = guest_running(v->guest);
-        r = guest_pause(v->guest, err);
-        if (r >= 0) {
+        /* A running guest is written live (pre-copy, on the dirty log every VMM keeps); any other is paused.
+         */
+        a->live = was_running;
+        r = a->live ? 0 : guest_pause(v->guest, err);
+        if (r >= 0 && !a->live) {
+                a->paused_ns = now_ns(CLOCK_MONOTONIC);
                 a->steps = vmm_total_steps(v);
-                r = vmm_job_start(v, call, "snapshot", snap_work, snap_done, a, err);
         }
+        if (r >= 0)
+                r = vmm_job_start(v, call, "snapshot", snap_work, snap_done, a, err);
         if (r < 0) {
                 if (was_running)
                         (void)guest_start(v->guest, NULL);
                 snap_arg_free(a);
                 return r;
         }
-        v->job_paused_it = was_running;
+        v->job_paused_it = was_running && !a->live; /* a live one sets it as it pauses */
         return 0;
 }
 

@@ -11,12 +11,14 @@
  *              (--vcpus N --memory BYTES --vls SET [--cpu-regs 0xID=0xVALUE,...]
  *                (--dirty-pages N | --payload IMAGE | --payload-fd FD |
  *                 (--kernel-fd FD | --kernel IMAGE) [--initrd-fd FD | --initrd FILE] [--cmdline TEXT]) |
- *               --restore-fd FD [--source-name NAME] | --receive-fd FD [--channel-fd FD])
+ *               --restore-fd FD [--source-name NAME] | --restore-url URL |
+ *               --receive-fd FD [--channel-fd FD])
  *   svemig-vmm --standby SIZE --control-fd FD [--config FILE]
  *
  * It opens the hypervisor as migrate.conf describes (the daemon's own
  * file), creates the guest (or restores it from the snapshot open on
- * --restore-fd, a client's file svemigd passed on, header checked first),
+ * --restore-fd, a client's file svemigd passed on, or from --restore-url,
+ * read with migrate.conf's [store] settings; header checked first),
  * binds DIR/vmm.sock (0600), and then reports on FD: Progress frames while
  * a restore reads, and one final Response (the Guest, or why it failed,
  * with Status.incompatible when this host cannot take the stream). Then it
@@ -61,6 +63,7 @@ struct args {
         const char *dir;
         int ready_fd;
         int restore_fd;          /* a snapshot to restore, open for reading */
+        const char *restore_url; /* or a snapshot's URL (http://, https://, s3://) */
         const char *source_name; /* the client's name of that file or of the payload image; NULL: none */
         int receive_fd;          /* a peer connection whose next request is a Migrate (hello done) */
         int channel_fd;          /* with receive_fd: a unix socket svemigd passes the memory channels on */
@@ -110,6 +113,7 @@ static int parse_argv(int argc, char **argv, struct args *a)
                 {"source-name", required_argument, NULL, 'N'},
                 {"payload-fd", required_argument, NULL, 'Q'},
                 {"channel-fd", required_argument, NULL, 'H'}, /* with --receive-fd */
+                {"restore-url", required_argument, NULL, 'W'},
                 {"vcpus", required_argument, NULL, 'C'},
                 {"memory", required_argument, NULL, 'm'},
                 {"vls", required_argument, NULL, 'l'},
@@ -155,6 +159,16 @@ static int parse_argv(int argc, char **argv, struct args *a)
                 case 'R':
                         if (parse_fd("--restore-fd", optarg, &a->restore_fd) < 0)
                                 return -EINVAL;
+                        break;
+                case 'W':
+                        if (!store_is_remote(optarg)) {
+                                fprintf(stderr,
+                                        "svemig-vmm: --restore-url takes http://, https:// or s3:// "
+                                        "URLs, not '%s'\n",
+                                        optarg);
+                                return -EINVAL;
+                        }
+                        a->restore_url = optarg;
                         break;
                 case 'N':
                         a->source_name = optarg;
@@ -228,7 +242,7 @@ static int parse_argv(int argc, char **argv, struct args *a)
         }
         if (a->standby || a->control_fd >= 0) {
                 if (!a->standby || a->control_fd < 0 || a->name || a->dir || a->restore_fd >= 0 ||
-                    a->receive_fd >= 0 || a->vcpus) {
+                    a->restore_url || a->receive_fd >= 0 || a->vcpus) {
                         fprintf(stderr,
                                 "svemig-vmm --standby SIZE needs --control-fd, and takes the guest's "
                                 "name, directory and connection from svemigd's order\n");
@@ -237,9 +251,11 @@ static int parse_argv(int argc, char **argv, struct args *a)
                 return 0;
         }
         if (!a->name || !a->dir ||
-            (a->restore_fd < 0 && a->receive_fd < 0 && (!a->vcpus || !a->memory || !a->vls))) {
-                fprintf(stderr, "svemig-vmm is started by svemigd; it needs --name, --dir and either "
-                                "--restore-fd, --receive-fd or --vcpus, --memory and --vls\n");
+            (a->restore_fd < 0 && !a->restore_url && a->receive_fd < 0 &&
+             (!a->vcpus || !a->memory || !a->vls))) {
+                fprintf(stderr,
+                        "svemig-vmm is started by svemigd; it needs --name, --dir and either "
+                        "--restore-fd, --restore-url, --receive-fd or --vcpus, --memory and --vls\n");
                 return -EINVAL;
         }
         return 0;
@@ -383,41 +399,99 @@ static int create_guest(struct vmm *v, const struct args *a, struct svemig_error
         return v->base_steps ? 0 : svemig_error_set(err, ENOMEM, "out of memory");
 }
 
-/* The header is judged against this host before anything else is read; *incompatible says it failed. */
+/* Opens the snapshot to restore: the client's file, or a URL with the stores' settings of migrate.conf. */
+static int restore_open(struct vmm *v, const struct args *a, bool header_only, struct snapshot_source **src,
+                        struct svemig_stream_reader **rd, struct svemig_error *err)
+{
+        struct store_conf sc;
+        int r;
+
+        if (!a->restore_url)
+                return svemig_stream_reader_open(a->restore_fd, NULL, rd, err);
+        migrate_conf_store_conf(&v->conf, &sc);
+        r = snapshot_source_open(a->restore_url, &sc, header_only, NULL, src, err);
+        if (r == 0)
+                *rd = snapshot_source_reader(*src);
+        return r;
+}
+
+/* Whether this host can take the stream; *incompatible says that is why it cannot. */
+static int restore_judge(struct vmm *v, const char *name, const struct svemig_stream_info *info,
+                         bool *incompatible, struct svemig_error *err)
+{
+        int r = snapshot_check_host(v->hv, info, err);
+
+        if (r < 0) {
+                *incompatible = true;
+                return svemig_error_prefix(err, "%s cannot be restored on this host", name);
+        }
+        if (info->n_slots != 1)
+                return svemig_error_set(err, EPROTO, "%s: %zu memory slots; this version restores one", name,
+                                        info->n_slots);
+        return 0;
+}
+
+/*
+ * The header is judged against this host before anything else is read;
+ * *incompatible says it failed. From a URL the header comes first alone (a
+ * Range request), so that an incompatible host refuses before any memory
+ * is downloaded. An incremental stream's parents are restored next, the
+ * full one first (each read header first, then whole); then the stream
+ * itself streams in. The checkpoint restored is the base of the next
+ * incremental one.
+ */
 static int restore_guest(struct vmm *v, const struct args *a, bool *incompatible, struct svemig_error *err)
 {
         struct snapshot_opts opts = {.progress = restore_progress, .userdata = (void *)&a->ready_fd};
         struct svemig_stream_reader *rd = NULL;
+        struct snapshot_source *src = NULL;
         const struct svemig_stream_info *info;
-        const char *name = a->source_name ? a->source_name : "the snapshot";
-        unsigned n;
+        const char *name = a->restore_url   ? a->restore_url
+                           : a->source_name ? a->source_name
+                                            : "the snapshot";
+        struct snapshot_chain chain;
+        struct svemig_stream_stats stats;
+        struct store_conf sc;
         int r;
 
-        r = svemig_stream_reader_open(a->restore_fd, NULL, &rd, err);
+        vmm_checkpoint_chain(v, &sc, &chain);
+        r = restore_open(v, a, a->restore_url != NULL, &src, &rd, err);
         if (r < 0)
-                return svemig_error_prefix(err, "%s", name);
+                return a->restore_url ? r : svemig_error_prefix(err, "%s", name);
         info = svemig_stream_reader_info(rd);
-        r = snapshot_check_host(v->hv, info, err);
-        if (r < 0) {
-                *incompatible = true;
-                svemig_stream_reader_free(rd);
-                return svemig_error_prefix(err, "%s cannot be restored on this host", name);
-        }
-        if (info->n_slots != 1) {
-                svemig_stream_reader_free(rd);
-                return svemig_error_set(err, EPROTO, "%s: %zu memory slots; this version restores one", name,
-                                        info->n_slots);
-        }
+        r = restore_judge(v, name, info, incompatible, err);
+        if (r < 0)
+                goto out;
         v->vls = (info->vcpu_features & HV_FEAT_BIT(HV_FEAT_SVE)) ? info->guest_vls : (vqset_t){0};
-        n = info->vcpu_count;
-        /* A dirty log, as a created guest has: a restored guest migrates with pre-copy too. */
-        r = guest_create_empty_at(v->hv, n, info->slots[0].gpa, info->slots[0].size, true, &v->guest, err);
+        /* A dirty log, as a created guest has: for pre-copy, and for incremental checkpoints. */
+        r = guest_create_empty_at(v->hv, info->vcpu_count, info->slots[0].gpa, info->slots[0].size, true,
+                                  &v->guest, err);
+        if (r == 0)
+                r = snapshot_restore_parents(v->guest, info, &chain, &opts, err);
+        if (r == 0 && a->restore_url) {
+                /* What was read is the header alone: now the whole stream. */
+                r = snapshot_source_close(src, 0, err);
+                src = NULL;
+                rd = NULL;
+                if (r == 0)
+                        r = restore_open(v, a, false, &src, &rd, err);
+        }
         if (r == 0)
                 r = snapshot_restore_into(v->guest, rd, &opts, err);
-        svemig_stream_reader_free(rd);
+        if (r == 0)
+                stats = *svemig_stream_reader_stats(rd);
         if (r < 0)
-                return svemig_error_prefix(err, "%s", name);
+                r = svemig_error_prefix(err, "%s", name);
+out:
+        if (src)
+                r = snapshot_source_close(src, r, err);
+        else
+                svemig_stream_reader_free(rd);
+        if (r < 0)
+                return r;
 
+        if (a->restore_url || a->source_name)
+                vmm_checkpoint_taken(v, name, &stats);
         if (vmm_take_workload_state(v, v->guest) < 0)
                 return svemig_error_set(err, ENOMEM, "out of memory");
         v->ever_ran = true;
@@ -586,6 +660,7 @@ static void vmm_done(struct vmm *v)
         sd_event_unref(v->event);
         migrate_conf_done(&v->conf);
         vmm_payload_done(v);
+        vmm_checkpoint_done(v);
 }
 
 /*
@@ -656,8 +731,8 @@ int main(int argc, char **argv)
         }
         if (r >= 0)
                 r = a.receive_fd >= 0 ? vmm_receive(&v, a.receive_fd, ram_mem, a.standby, a.channel_fd, &err)
-                    : a.restore_fd >= 0 ? restore_guest(&v, &a, &incompatible, &err)
-                                        : create_guest(&v, &a, &err);
+                    : a.restore_fd >= 0 || a.restore_url ? restore_guest(&v, &a, &incompatible, &err)
+                                                         : create_guest(&v, &a, &err);
         if (a.receive_fd >= 0)
                 close(a.receive_fd);
         if (a.restore_fd >= 0)
@@ -681,9 +756,9 @@ int main(int argc, char **argv)
                 return EXIT_FAILURE;
         }
         log_msg(LOG_INFO, LOG_CTX(.guest = a.name), "guest %s %s: %u vcpus, %llu MiB; serving %s", a.name,
-                a.receive_fd >= 0   ? "received"
-                : a.restore_fd >= 0 ? "restored"
-                                    : "created",
+                a.receive_fd >= 0                    ? "received"
+                : a.restore_fd >= 0 || a.restore_url ? "restored"
+                                                     : "created",
                 guest_n_vcpus(v.guest), (unsigned long long)(guest_mem_size(v.guest) >> 20), v.socket_path);
         ready_ok(&v, a.ready_fd);
         if (a.ready_fd >= 0)

@@ -19,6 +19,7 @@
 
 #include "api-server.h"
 #include "linux.h"
+#include "checkpoint.h"
 #include "conf.h"
 #include "standby-proto.h"
 #include "svemig/guest.h"
@@ -50,7 +51,8 @@ struct vmm {
         uint64_t *base_steps; /* per vcpu: steps run before this process (a restored guest's x0) */
         bool ever_ran;        /* "created" until the first start or run */
         struct vmm_payload payload;
-        struct vmm_linux linux_guest; /* active: a Linux guest (linux.c) */
+        struct vmm_linux linux_guest;     /* active: a Linux guest (linux.c) */
+        struct vmm_checkpoint checkpoint; /* the base of incremental checkpoints */
 
         struct vmm_job *job; /* the long operation in flight (snapshot, run), NULL when none */
         const char *job_name;

@@ -47,6 +47,8 @@
 #define SVEMIG_STREAM_CHUNK_BYTES_MAX (4u << 20) /* chunk_pages * page_size */
 #define SVEMIG_STREAM_STRING_MAX      256u       /* header strings, NUL included */
 #define SVEMIG_STREAM_FRAME_KINDS_MAX 64u
+#define SVEMIG_STREAM_LOCATION_MAX    1024u /* an incremental stream's parent location, NUL included */
+#define SVEMIG_STREAM_MINOR_PARENT    2u    /* 1.2: incremental streams (a parent location and digest) */
 
 #define SVEMIG_STREAM_CHUNK_PAGES_DEFAULT 256u /* 1 MiB of 4 KiB pages: LZ4 loses little at chunk starts */
 
@@ -54,6 +56,8 @@ enum svemig_frame_type {
         SVEMIG_FRAME_VCPU = 1,    /* since 1.0, required */
         SVEMIG_FRAME_MEMORY = 2,  /* since 1.0, required */
         SVEMIG_FRAME_TRAILER = 3, /* since 1.0, required */
+        /* since 1.2, required: declared (never written) by incremental streams, for older readers */
+        SVEMIG_FRAME_PARENT = 4,
 };
 
 enum svemig_compression {
@@ -99,6 +103,13 @@ struct svemig_stream_info {
         enum svemig_digest digest; /* writer: 0 = XXH3-128 */
         /* ns since the Unix epoch; writer: 0 = now (give a fixed value for reproducible output) */
         uint64_t created_ns;
+        /*
+         * An incremental stream's parent (1.2): where it is, and its trailer's digest
+         * (parent_digest_bytes of parent_digest, canonical). "" = a full stream.
+         */
+        char parent_location[SVEMIG_STREAM_LOCATION_MAX];
+        uint8_t parent_digest[16];
+        unsigned parent_digest_bytes;
 };
 
 /* Memory totals of a stream so far. */

@@ -19,6 +19,7 @@ const struct frame_kind frame_kinds[FRAME_KINDS_N] = {
         {SVEMIG_FRAME_VCPU, 0, true, "VCPU"},
         {SVEMIG_FRAME_MEMORY, 0, true, "MEMORY"},
         {SVEMIG_FRAME_TRAILER, 0, true, "TRAILER"},
+        {SVEMIG_FRAME_PARENT, SVEMIG_STREAM_MINOR_PARENT, true, "PARENT"},
 };
 
 const struct frame_kind *frame_known_kind(uint32_t type)

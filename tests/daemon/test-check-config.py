@@ -55,7 +55,9 @@ class CheckConfig(DaemonTestCase):
             text = f.read()
         for key in ("host-name", "state-directory", "socket", "socket-group", "log-level", "backend",
                     "kvm-device", "kernel", "cpus", "vq-map", "cpu6", "directory", "keep", "compression",
-                    "[peer node2]", "address", "migration-channels"):
+                    "[peer node2]", "address", "migration-channels", "[store]", "s3-endpoint", "s3-region",
+                    "credentials-file", "profile", "ca-file", "part-size", "parallel-uploads", "retries",
+                    "stall-timeout"):
             self.assertRegex(text, r"(?m)^#?%s" % re.escape(key), key)
 
     def test_empty_file_gives_the_defaults(self):
@@ -86,6 +88,13 @@ class CheckConfig(DaemonTestCase):
             [snapshot]
             keep = 0
             compression = none
+            [store]
+            s3-endpoint = http://127.0.0.1:7480
+            s3-region = eu-west-3
+            credentials-file = /etc/svemig/s3-credentials
+            part-size = 16M
+            parallel-uploads = 2
+            stall-timeout = 10s
             [peer node2]
             address = 192.0.2.7:7070
             [peer node3]
@@ -105,6 +114,9 @@ class CheckConfig(DaemonTestCase):
         # What the kernel's computation makes of those maps.
         self.assertIn("a new vcpu gets the VLS 128,256 (max 256 bits)", out)
         self.assertIn("directory = /srv/svemig/snapshots\n", out)
+        self.assertIn("[store]\ns3-endpoint = http://127.0.0.1:7480\ns3-region = eu-west-3\n"
+                      "credentials-file = /etc/svemig/s3-credentials\n", out)
+        self.assertIn("part-size = 16777216\nparallel-uploads = 2\nretries = 5\nstall-timeout = 10s\n", out)
         self.assertIn("[peer node2]\naddress = 192.0.2.7:7070\n", out)
         self.assertIn("[peer node3]\naddress = [2001:db8::3]:7071\n", out)
         # The printed configuration reads back as the same configuration.
@@ -136,6 +148,16 @@ class CheckConfig(DaemonTestCase):
             [hypervisor]
             backend = xen
             """, 2, "backend = xen", "auto", "sim", "kvm")
+
+    def test_bad_store(self):
+        self.assert_refused("""\
+            [store]
+            s3-endpoint = 127.0.0.1:7480
+            """, 2, "s3-endpoint = 127.0.0.1:7480", "http://HOST[:PORT]")
+        self.assert_refused("""\
+            [store]
+            part-size = 1K
+            """, 2, "part-size = 1K", "64K to 1G")
 
     def test_bad_vq_map(self):
         self.assert_refused("""\
