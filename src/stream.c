@@ -230,15 +230,18 @@ static int writer_put_header(struct svemig_stream_writer *w, const struct svemig
         }
         h.n_id_regs = in->n_id_regs;
         h.id_regs = reg_ptrs;
+        /* The device kinds only where the stream carries them (svemig_stream_info.devices). */
         for (size_t i = 0; i < FRAME_KINDS_N; i++) {
-                svemig__frame_kind__init(&kinds[i]);
-                kinds[i].type = frame_kinds[i].type;
-                kinds[i].name = (char *)frame_kinds[i].name;
-                kinds[i].since_minor = frame_kinds[i].since_minor;
-                kinds[i].required = frame_kinds[i].required;
-                kind_ptrs[i] = &kinds[i];
+                if (frame_kinds[i].since_minor >= FRAME_DEVICES_MINOR && !info->devices)
+                        continue;
+                svemig__frame_kind__init(&kinds[h.n_frame_kinds]);
+                kinds[h.n_frame_kinds].type = frame_kinds[i].type;
+                kinds[h.n_frame_kinds].name = (char *)frame_kinds[i].name;
+                kinds[h.n_frame_kinds].since_minor = frame_kinds[i].since_minor;
+                kinds[h.n_frame_kinds].required = frame_kinds[i].required;
+                kind_ptrs[h.n_frame_kinds] = &kinds[h.n_frame_kinds];
+                h.n_frame_kinds++;
         }
-        h.n_frame_kinds = FRAME_KINDS_N;
         h.frame_kinds = kind_ptrs;
 
         len = svemig__stream_header__get_packed_size(&h);
@@ -310,7 +313,7 @@ int svemig_stream_writer_open(int fd, const struct svemig_stream_info *info,
         return 0;
 }
 
-static int writer_ready(struct svemig_stream_writer *w, struct svemig_error *err)
+int stream_writer_ready(struct svemig_stream_writer *w, struct svemig_error *err)
 {
         int r = stream_check(&w->failure, err);
 
@@ -375,7 +378,7 @@ int stream_vcpu_encode(const struct svemig_stream_info *info, bool lz4, const st
 int stream_writer_put_vcpu(struct svemig_stream_writer *w, unsigned index, const struct frame_out *f,
                            struct svemig_error *err)
 {
-        int r = writer_ready(w, err);
+        int r = stream_writer_ready(w, err);
 
         if (r < 0)
                 return r;
@@ -409,7 +412,7 @@ int svemig_stream_writer_finish(struct svemig_stream_writer *w, struct svemig_er
         size_t len;
         int r;
 
-        r = writer_ready(w, err);
+        r = stream_writer_ready(w, err);
         if (r < 0)
                 return r;
         if (w->stats.vcpus != w->info.vcpu_count)
@@ -588,6 +591,8 @@ static int reader_take_header(struct svemig_stream_reader *r, const Svemig__Stre
                 fk->since_minor = (uint16_t)k->since_minor;
                 fk->required = k->required;
                 snprintf(fk->name, sizeof(fk->name), "%s", k->name ? k->name : "");
+                if (fk->since_minor >= FRAME_DEVICES_MINOR && frame_known_kind(fk->type))
+                        info->devices = true;
                 /* A stream that will carry a required frame this build cannot read is refused now. */
                 if (fk->required && !frame_known_kind(fk->type))
                         return svemig_error_set(
@@ -726,7 +731,7 @@ const struct svemig_stream_stats *svemig_stream_reader_stats(const struct svemig
 }
 
 /* Checks and decompresses the pending frame's payload into r->raw. */
-static int reader_open_payload(struct svemig_stream_reader *r, const uint8_t **raw, struct svemig_error *err)
+int stream_reader_open_payload(struct svemig_stream_reader *r, const uint8_t **raw, struct svemig_error *err)
 {
         if (bytebuf_reserve(&r->raw, (size_t)r->head.raw_len + 1) < 0 ||
             pbarena_reset(&r->arena, pbarena_budget(r->head.raw_len)) < 0)
@@ -743,7 +748,7 @@ static int reader_trailer(struct svemig_stream_reader *r, struct svemig_error *e
         Svemig__Trailer *t;
         int k;
 
-        k = reader_open_payload(r, &raw, err);
+        k = stream_reader_open_payload(r, &raw, err);
         if (k < 0)
                 return k;
         t = svemig__trailer__unpack(&r->arena.allocator, r->head.raw_len, raw);

@@ -222,7 +222,7 @@ static int save_cpu(struct hv_device *gic, struct hv_vcpu *vcpu, struct vgic_cpu
         key = mpidr_key(cpu->mpidr);
         r = save_ranges(gic, true, key, 32, &cpu->regs, &cpu->n_regs, err);
         if (r < 0)
-                return svemig_error_prefix(err, "vcpu %u's redistributor: ", hv_vcpu_index(vcpu));
+                return svemig_error_prefix(err, "vcpu %u's redistributor", hv_vcpu_index(vcpu));
         for (size_t i = 0; i < ELEMENTSOF(icc_regs); i++) {
                 uint64_t v;
 
@@ -266,7 +266,7 @@ int vgic_state_save(struct hv_device *gic, struct hv_vcpu *const *vcpus, size_t 
                                         st.nr_irqs);
         r = save_ranges(gic, false, 0, st.nr_irqs, &st.regs, &st.n_regs, err);
         if (r < 0)
-                return svemig_error_prefix(err, "the distributor: ");
+                return svemig_error_prefix(err, "the distributor");
         st.n_levels = st.nr_irqs / 32 - 1;
         st.spi_levels = calloc(st.n_levels, sizeof(*st.spi_levels));
         st.cpus = calloc(n_vcpus, sizeof(*st.cpus));
@@ -366,7 +366,7 @@ static int restore_cpu(struct hv_device *gic, struct hv_vcpu *vcpu, const struct
                 r = ph == PH_LEVEL ? put_level(gic, key, 0, cpu->ppi_level, err)
                                    : put_phase(gic, true, key, cpu->regs, cpu->n_regs, ph, err);
                 if (r < 0)
-                        return svemig_error_prefix(err, "vcpu %u's redistributor: ", hv_vcpu_index(vcpu));
+                        return svemig_error_prefix(err, "vcpu %u's redistributor", hv_vcpu_index(vcpu));
         }
         return 0;
 }
@@ -419,7 +419,7 @@ int vgic_state_restore(struct hv_device *gic, struct hv_vcpu *const *vcpus, size
         for (int ph = PH_IIDR; ph <= PH_CTRL; ph++) {
                 r = put_phase(gic, false, 0, st->regs, st->n_regs, ph, err);
                 if (r < 0)
-                        return svemig_error_prefix(err, "the distributor: ");
+                        return svemig_error_prefix(err, "the distributor");
         }
         for (size_t i = 0; i < n_vcpus; i++) {
                 r = restore_cpu(gic, vcpus[i], &st->cpus[i], err);
@@ -434,7 +434,7 @@ int vgic_state_restore(struct hv_device *gic, struct hv_vcpu *const *vcpus, size
                 }
                 r = ph == PH_LEVEL ? 0 : put_phase(gic, false, 0, st->regs, st->n_regs, ph, err);
                 if (r < 0)
-                        return svemig_error_prefix(err, "the distributor: ");
+                        return svemig_error_prefix(err, "the distributor");
         }
         for (size_t i = 0; i < n_vcpus; i++) {
                 r = restore_sysregs(gic, vcpus[i], &st->cpus[i], err);

@@ -12,21 +12,32 @@
  *       saved, restored into a second VM on this host and saved again: every
  *       register must match, and the guest's counter must continue from
  *       where it stopped (never backwards, no gap larger than the pause).
+ *   devstate-run save FILE
+ *       the same state, saved into a stream file (VCPU, VGIC and TIMERS
+ *       frames) for another host
+ *   devstate-run restore FILE
+ *       reads the stream, restores it into a new VM here and compares every
+ *       register with what the stream carried; the counter continues from
+ *       the stream's value, by no more than this host's time since
  *
  * Prints "PASS/FAIL check" lines, "RIG-INFO" lines and "N passed, M failed";
  * exits 77 on a host without an arm64 KVM.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "kvm-arm64.h"
 #include "macro.h"
 #include "rig-check.h"
 #include "svemig/hv.h"
 #include "svemig/kvmreg.h"
+#include "svemig/stream.h"
 #include "svemig/timer-state.h"
 #include "svemig/vcpu.h"
 #include "svemig/vgic-state.h"
@@ -302,50 +313,183 @@ static int restore(struct hv *hv, struct vm *m, const struct vcpu_state *vs, con
         return r;
 }
 
-static int roundtrip(struct hv *hv)
+/* Restores into a new VM, saves it back and compares; the counter against the host's time since h0. */
+static void restore_and_compare(struct hv *hv, const struct vcpu_state *vs, const struct vgic_state *ga,
+                                const struct timer_state *ta, uint64_t h0)
 {
-        _cleanup_(vgic_state_done) struct vgic_state ga = {0}, gb = {0};
-        _cleanup_(timer_state_done) struct timer_state ta = {0}, tb = {0};
-        struct vcpu_state vs[N_VCPUS] = {0};
-        struct vm a = {0}, b = {0};
+        _cleanup_(vgic_state_done) struct vgic_state gb = {0};
+        _cleanup_(timer_state_done) struct timer_state tb = {0};
         struct svemig_error err = {0};
-        uint64_t h0, h1;
+        struct vm b = {0};
+        uint64_t h1;
         int r;
 
-        r = vm_create(hv, true, &a, &err);
-        if (r >= 0)
-                r = vm_init_gic(&a, &err);
-        if (!rig_check(r >= 0, "source-vm (%s)", svemig_error_str(&err, r)))
-                goto out;
-        if (!rig_check(set_distinctive(&a), "set-distinctive-state"))
-                goto out;
-        h0 = host_counter();
-        r = save(&a, vs, &ga, &ta, &err);
-        if (!rig_check(r >= 0, "save (%s)", svemig_error_str(&err, r)))
-                goto out;
-        check_saved(&ga, &ta);
-        r = restore(hv, &b, vs, &ga, &ta, &err);
+        r = restore(hv, &b, vs, ga, ta, &err);
         if (!rig_check(r >= 0, "restore (%s)", svemig_error_str(&err, r)))
                 goto out;
         r = save(&b, NULL, &gb, &tb, &err);
         h1 = host_counter();
         if (!rig_check(r >= 0, "save-restored (%s)", svemig_error_str(&err, r)))
                 goto out;
-        compare(&ga, &gb, &ta, &tb);
+        compare(ga, &gb, ta, &tb);
         /* The guest's counter went on from where it stopped, by no more than the host's time since. */
-        rig_check(tb.counter >= ta.counter, "counter-never-backwards (0x%" PRIx64 " then 0x%" PRIx64 ")",
-                  ta.counter, tb.counter);
-        rig_check(tb.counter - ta.counter <= h1 - h0,
+        rig_check(tb.counter >= ta->counter, "counter-never-backwards (0x%" PRIx64 " then 0x%" PRIx64 ")",
+                  ta->counter, tb.counter);
+        rig_check(tb.counter - ta->counter <= h1 - h0,
                   "counter-no-gap (moved %" PRIu64 " ticks while the host's moved %" PRIu64 ")",
-                  tb.counter - ta.counter, h1 - h0);
-        printf("RIG-INFO counter moved %" PRIu64 " ticks across save and restore, the host's %" PRIu64 "\n",
-               tb.counter - ta.counter, h1 - h0);
+                  tb.counter - ta->counter, h1 - h0);
+        printf("RIG-INFO counter moved %" PRIu64 " ticks across the restore, the host's %" PRIu64 "\n",
+               tb.counter - ta->counter, h1 - h0);
 out:
+        vm_free(&b);
+}
+
+/* The source VM with its distinctive state, saved. */
+static bool source(struct hv *hv, struct vm *a, struct vcpu_state *vs, struct vgic_state *g,
+                   struct timer_state *t)
+{
+        struct svemig_error err = {0};
+        int r = vm_create(hv, true, a, &err);
+
+        if (r >= 0)
+                r = vm_init_gic(a, &err);
+        if (!rig_check(r >= 0, "source-vm (%s)", svemig_error_str(&err, r)))
+                return false;
+        if (!rig_check(set_distinctive(a), "set-distinctive-state"))
+                return false;
+        r = save(a, vs, g, t, &err);
+        if (!rig_check(r >= 0, "save (%s)", svemig_error_str(&err, r)))
+                return false;
+        check_saved(g, t);
+        return true;
+}
+
+static int write_stream(const char *path, const struct vcpu_state *vs, const struct vgic_state *g,
+                        const struct timer_state *t, struct svemig_error *err)
+{
+        struct svemig_stream_info info = {
+                .hypervisor = "kvm",
+                .purpose = "devstate",
+                .vcpu_count = N_VCPUS,
+                .vcpu_features = vs[0].features,
+                .devices = true,
+        };
+        struct svemig_stream_writer *w = NULL;
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int r;
+
+        if (fd < 0)
+                return svemig_error_set(err, errno, "cannot create %s: %s", path, strerror(errno));
+        r = svemig_stream_writer_open(fd, &info, NULL, &w, err);
+        for (size_t i = 0; r >= 0 && i < N_VCPUS; i++)
+                r = svemig_stream_write_vcpu(w, &vs[i], err);
+        if (r >= 0)
+                r = svemig_stream_write_vgic(w, g, err);
+        if (r >= 0)
+                r = svemig_stream_write_timers(w, t, err);
+        if (r >= 0)
+                r = svemig_stream_writer_finish(w, err);
+        svemig_stream_writer_free(w);
+        return r;
+}
+
+static int read_stream(const char *path, struct vcpu_state *vs, struct vgic_state *g, struct timer_state *t,
+                       struct svemig_error *err)
+{
+        struct svemig_stream_reader *rd = NULL;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        unsigned n_vcpus = 0;
+        int r;
+
+        if (fd < 0)
+                return svemig_error_set(err, errno, "cannot open %s: %s", path, strerror(errno));
+        r = svemig_stream_reader_open(fd, NULL, &rd, err);
+        if (r >= 0 && svemig_stream_reader_info(rd)->vcpu_count != N_VCPUS)
+                r = svemig_error_set(err, EINVAL, "the stream has %u vcpus, not %d",
+                                     svemig_stream_reader_info(rd)->vcpu_count, N_VCPUS);
+        while (r >= 0 && (r = svemig_stream_next(rd, err)) > 0) {
+                if (r == SVEMIG_FRAME_VCPU)
+                        r = svemig_stream_read_vcpu(rd, &vs[n_vcpus++], err);
+                else if (r == SVEMIG_FRAME_VGIC)
+                        r = svemig_stream_read_vgic(rd, g, err);
+                else if (r == SVEMIG_FRAME_TIMERS)
+                        r = svemig_stream_read_timers(rd, t, err);
+        }
+        svemig_stream_reader_free(rd);
+        if (r >= 0 && (!g->n_cpus || !t->n_vcpus))
+                r = svemig_error_set(err, EBADMSG, "the stream lacks its VGIC or TIMERS frame");
+        return r;
+}
+
+static int save_file(struct hv *hv, const char *path)
+{
+        _cleanup_(vgic_state_done) struct vgic_state g = {0};
+        _cleanup_(timer_state_done) struct timer_state t = {0};
+        struct vcpu_state vs[N_VCPUS] = {0};
+        struct svemig_error err = {0};
+        struct vm a = {0};
+        int r;
+
+        if (source(hv, &a, vs, &g, &t)) {
+                r = write_stream(path, vs, &g, &t, &err);
+                rig_check(r >= 0, "write-stream (%s)", svemig_error_str(&err, r));
+                printf("RIG-INFO saved %s: counter 0x%" PRIx64 ", %zu distributor words\n", path, t.counter,
+                       g.n_regs);
+        }
         for (size_t i = 0; i < N_VCPUS; i++)
                 vcpu_state_done(&vs[i]);
-        vm_free(&b);
         vm_free(&a);
         return rig_summary();
+}
+
+static int restore_file(struct hv *hv, const char *path)
+{
+        _cleanup_(vgic_state_done) struct vgic_state g = {0};
+        _cleanup_(timer_state_done) struct timer_state t = {0};
+        struct vcpu_state vs[N_VCPUS] = {0};
+        struct svemig_error err = {0};
+        uint64_t h0 = host_counter();
+        int r = read_stream(path, vs, &g, &t, &err);
+
+        if (rig_check(r >= 0, "read-stream (%s)", svemig_error_str(&err, r))) {
+                check_saved(&g, &t);
+                restore_and_compare(hv, vs, &g, &t, h0);
+        }
+        for (size_t i = 0; i < N_VCPUS; i++)
+                vcpu_state_done(&vs[i]);
+        return rig_summary();
+}
+
+static int roundtrip(struct hv *hv)
+{
+        _cleanup_(vgic_state_done) struct vgic_state g = {0};
+        _cleanup_(timer_state_done) struct timer_state t = {0};
+        struct vcpu_state vs[N_VCPUS] = {0};
+        struct vm a = {0};
+        uint64_t h0 = host_counter();
+
+        if (source(hv, &a, vs, &g, &t))
+                restore_and_compare(hv, vs, &g, &t, h0);
+        for (size_t i = 0; i < N_VCPUS; i++)
+                vcpu_state_done(&vs[i]);
+        vm_free(&a);
+        return rig_summary();
+}
+
+/*
+ * What this kernel offers for the counter beside KVM_REG_ARM_TIMER_CNT
+ * (timer-state.h): KVM_ARM_SET_COUNTER_OFFSET came with Linux 6.4.
+ */
+#define CAP_COUNTER_OFFSET 227 /* KVM_CAP_COUNTER_OFFSET, newer than src/uapi's 6.1 headers */
+
+static void report_counter_caps(void)
+{
+        _cleanup_close_ int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+        int has = fd < 0 ? -1 : ioctl(fd, KVM_CHECK_EXTENSION, CAP_COUNTER_OFFSET);
+
+        printf("RIG-INFO KVM_CAP_COUNTER_OFFSET (KVM_ARM_SET_COUNTER_OFFSET): %s; the counter moves by "
+               "TIMER_CNT\n",
+               has > 0 ? "offered" : "not offered");
 }
 
 int main(int argc, char **argv)
@@ -355,8 +499,10 @@ int main(int argc, char **argv)
         struct hv *hv = NULL;
         int r;
 
-        if (argc != 2 || strcmp(argv[1], "roundtrip") != 0) {
-                fprintf(stderr, "usage: devstate-run roundtrip\n");
+        bool file = argc == 3 && (strcmp(argv[1], "save") == 0 || strcmp(argv[1], "restore") == 0);
+
+        if (!file && (argc != 2 || strcmp(argv[1], "roundtrip") != 0)) {
+                fprintf(stderr, "usage: devstate-run roundtrip | save FILE | restore FILE\n");
                 return 2;
         }
         r = hv_open(&cfg, &hv, &err);
@@ -364,7 +510,9 @@ int main(int argc, char **argv)
                 printf("SKIP: no arm64 KVM here: %s\n", svemig_error_str(&err, r));
                 return 77;
         }
-        r = roundtrip(hv);
+        if (!file)
+                report_counter_caps();
+        r = !file ? roundtrip(hv) : argv[1][0] == 's' ? save_file(hv, argv[2]) : restore_file(hv, argv[2]);
         hv_close(hv);
         return r;
 }

@@ -76,9 +76,10 @@ devstate-roundtrip devstate-run roundtrip'
 # ships out: once at the cluster set {128,256} (B restores it), once at A's
 # full 512 bits (B refuses it).
 SAVE_CASES='snapshot-save-cluster snapshot-run save /payloads/workload.bin cluster.svemig --vls 128,256
-snapshot-save-full snapshot-run save /payloads/workload.bin full.svemig'
+snapshot-save-full snapshot-run save /payloads/workload.bin full.svemig
+devstate-save devstate-run save devstate.svemig'
 # restore_cases SOURCE SOURCE-MODE MODE: what a round-2 host in KVM mode MODE
-# does with the files SOURCE saved in round 1. The 512-bit guest is refused
+# does with the files SOURCE saved in round 1 (its vGIC and timers too). The 512-bit guest is refused
 # for vq 4. The {128,256} guest is restored and continued, but only from a
 # host in the same mode: the guest sees ID_AA64MMFR1_EL1.VH set under VHE and
 # clear under nVHE, and KVM 6.1 accepts no other value for an ID register,
@@ -86,6 +87,7 @@ snapshot-save-full snapshot-run save /payloads/workload.bin full.svemig'
 restore_cases() {
         if [ "$2" = "$3" ]; then
                 echo "restore-cluster-from-$1 snapshot-run restore /rig/in/$1/cluster.svemig --expect-vl 256 --image /payloads/workload.bin"
+                echo "devstate-restore-from-$1 devstate-run restore /rig/in/$1/devstate.svemig"
         else
                 echo "refuse-cluster-from-$1 snapshot-run refuse /rig/in/$1/cluster.svemig --expect 'ID register ID_AA64MMFR1_EL1'"
         fi
