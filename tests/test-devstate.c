@@ -23,6 +23,7 @@
 #include "stream.pb-c.h"
 #include "stream/stream-internal.h"
 #include "svemig/kvmreg.h"
+#include "svemig/snapshot.h"
 
 static void assert_msg(const struct svemig_error *err, const char *needle)
 {
@@ -363,6 +364,31 @@ static void test_bitflip(void **state)
         close(fd);
 }
 
+/* A guest restore that cannot take device state yet refuses it before anything moves. */
+static void test_restore_refuses_devices(void **state)
+{
+        static const struct svemig_stream_slot slot = {.id = 0, .gpa = 0, .size = 16 * GOLDEN_PAGE};
+        struct hv *hv = sim_host_open("128,256", NULL);
+        struct svemig_stream_writer *w = NULL;
+        struct svemig_error err = {0};
+        struct svemig_stream_info info;
+        struct guest *g = NULL;
+        int fd = memfd();
+
+        golden_info(&info);
+        info.slots = &slot;
+        info.n_slots = 1;
+        assert_true(info.devices);
+        assert_int_equal(svemig_stream_writer_open(fd, &info, NULL, &w, &err), 0);
+        svemig_stream_writer_free(w);
+        assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+        assert_int_equal(snapshot_restore_fd(hv, fd, NULL, &g, &err), -EPROTO);
+        assert_null(g);
+        assert_msg(&err, "the stream carries device state");
+        close(fd);
+        hv_close(hv);
+}
+
 /* ---- Names ---- */
 
 static void test_names(void **state)
@@ -485,6 +511,7 @@ int main(void)
                 cmocka_unit_test(test_bitflip),
                 cmocka_unit_test(test_names),
                 cmocka_unit_test(test_timers_sim),
+                cmocka_unit_test(test_restore_refuses_devices),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
