@@ -753,7 +753,17 @@ static unsigned check_golden_device(struct svemig_stream_reader *r, int k)
                 assert_int_equal(got.counter, want.counter);
                 assert_int_equal(got.frequency_hz, want.frequency_hz);
                 assert_int_equal(got.n_vcpus, want.n_vcpus);
-                assert_memory_equal(got.vcpus, want.vcpus, want.n_vcpus * sizeof(*want.vcpus));
+                for (size_t i = 0; i < want.n_vcpus; i++) {
+                        const struct timer_vcpu_state *a = &got.vcpus[i], *b = &want.vcpus[i];
+
+                        assert_int_equal(a->vtimer_ctl, b->vtimer_ctl);
+                        assert_int_equal(a->vtimer_cval, b->vtimer_cval);
+                        assert_int_equal(a->has_ptimer, b->has_ptimer);
+                        assert_int_equal(a->ptimer_ctl, b->ptimer_ctl);
+                        assert_int_equal(a->ptimer_cval, b->ptimer_cval);
+                        assert_int_equal(a->vtimer_irq, b->vtimer_irq);
+                        assert_int_equal(a->ptimer_irq, b->ptimer_irq);
+                }
                 timer_state_done(&got);
                 timer_state_done(&want);
         } else if (k == SVEMIG_FRAME_CONSOLE) {
