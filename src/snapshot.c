@@ -293,10 +293,11 @@ static int check_layout(const struct svemig_stream_info *info, struct svemig_err
                 return svemig_error_set(err, EBADMSG, "the stream has no vcpus");
         /* Refused before anything moves, rather than a guest restored without its interrupt controller. */
         if (info->devices)
-                return svemig_error_set(err, EPROTO,
-                                        "the stream carries device state (a vGIC, timers, a console or virtio "
-                                        "devices: a Linux guest's), which this restore does not take yet; "
-                                        "restore it where svemig-vmm restores Linux guests");
+                return svemig_error_set(
+                        err, EPROTO,
+                        "the stream carries device state (a vGIC, timers, a console or virtio "
+                        "devices: a Linux guest's), which this restore does not take yet; "
+                        "restore it where svemig-vmm restores Linux guests");
         return 0;
 }
 
