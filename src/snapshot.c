@@ -599,6 +599,13 @@ static int check_layout(const struct svemig_stream_info *info, struct svemig_err
                                         info->n_slots);
         if (info->vcpu_count == 0)
                 return svemig_error_set(err, EBADMSG, "the stream has no vcpus");
+        /* Refused before anything moves, rather than a guest restored without its interrupt controller. */
+        if (info->devices)
+                return svemig_error_set(
+                        err, EPROTO,
+                        "the stream carries device state (a vGIC, timers, a console or virtio "
+                        "devices: a Linux guest's), which this restore does not take yet; "
+                        "restore it where svemig-vmm restores Linux guests");
         return 0;
 }
 

@@ -231,14 +231,20 @@ static int writer_put_header(struct svemig_stream_writer *w, const struct svemig
         }
         h.n_id_regs = in->n_id_regs;
         h.id_regs = reg_ptrs;
-        /* PARENT is declared by incremental streams only: a full stream stays readable by 1.1. */
+        /*
+         * PARENT only in incremental streams, the device kinds only where the
+         * stream carries devices: any other stream stays readable by 1.1.
+         */
         for (size_t i = 0; i < FRAME_KINDS_N; i++) {
                 Svemig__FrameKind *k = &kinds[n_kinds];
+                uint32_t type = frame_kinds[i].type;
 
-                if (frame_kinds[i].type == SVEMIG_FRAME_PARENT && !info->parent_location[0])
+                if (type == SVEMIG_FRAME_PARENT && !info->parent_location[0])
+                        continue;
+                if (type >= SVEMIG_FRAME_VGIC && type <= SVEMIG_FRAME_VIRTIO && !info->devices)
                         continue;
                 svemig__frame_kind__init(k);
-                k->type = frame_kinds[i].type;
+                k->type = type;
                 k->name = (char *)frame_kinds[i].name;
                 k->since_minor = frame_kinds[i].since_minor;
                 k->required = frame_kinds[i].required;
@@ -321,7 +327,7 @@ int svemig_stream_writer_open(int fd, const struct svemig_stream_info *info,
         return 0;
 }
 
-static int writer_ready(struct svemig_stream_writer *w, struct svemig_error *err)
+int stream_writer_ready(struct svemig_stream_writer *w, struct svemig_error *err)
 {
         int r = stream_check(&w->failure, err);
 
@@ -386,7 +392,7 @@ int stream_vcpu_encode(const struct svemig_stream_info *info, bool lz4, const st
 int stream_writer_put_vcpu(struct svemig_stream_writer *w, unsigned index, const struct frame_out *f,
                            struct svemig_error *err)
 {
-        int r = writer_ready(w, err);
+        int r = stream_writer_ready(w, err);
 
         if (r < 0)
                 return r;
@@ -420,7 +426,7 @@ int svemig_stream_writer_finish(struct svemig_stream_writer *w, struct svemig_er
         size_t len;
         int r;
 
-        r = writer_ready(w, err);
+        r = stream_writer_ready(w, err);
         if (r < 0)
                 return r;
         if (w->stats.vcpus != w->info.vcpu_count)
@@ -629,6 +635,8 @@ static int reader_take_header(struct svemig_stream_reader *r, const Svemig__Stre
                 fk->since_minor = (uint16_t)k->since_minor;
                 fk->required = k->required;
                 snprintf(fk->name, sizeof(fk->name), "%s", k->name ? k->name : "");
+                if (fk->since_minor >= FRAME_DEVICES_MINOR && frame_known_kind(fk->type))
+                        info->devices = true;
                 /* A stream that will carry a required frame this build cannot read is refused now. */
                 if (fk->required && !frame_known_kind(fk->type))
                         return svemig_error_set(
@@ -811,7 +819,7 @@ const struct svemig_stream_stats *svemig_stream_reader_stats(const struct svemig
 }
 
 /* Checks and decompresses the pending frame's payload into r->raw. */
-static int reader_open_payload(struct svemig_stream_reader *r, const uint8_t **raw, struct svemig_error *err)
+int stream_reader_open_payload(struct svemig_stream_reader *r, const uint8_t **raw, struct svemig_error *err)
 {
         if (bytebuf_reserve(&r->raw, (size_t)r->head.raw_len + 1) < 0 ||
             pbarena_reset(&r->arena, pbarena_budget(r->head.raw_len)) < 0)
@@ -828,7 +836,7 @@ static int reader_trailer(struct svemig_stream_reader *r, struct svemig_error *e
         Svemig__Trailer *t;
         int k;
 
-        k = reader_open_payload(r, &raw, err);
+        k = stream_reader_open_payload(r, &raw, err);
         if (k < 0)
                 return k;
         t = svemig__trailer__unpack(&r->arena.allocator, r->head.raw_len, raw);

@@ -178,6 +178,190 @@ void golden_info(struct svemig_stream_info *info)
         info->compression = SVEMIG_COMPRESSION_LZ4;
         info->digest = SVEMIG_DIGEST_XXH3_128;
         info->created_ns = 1700000000123456789ull;
+        info->devices = true;
+}
+
+/* Appends n words from base on, with values drawn from *seed. */
+static void add_words(struct vgic_reg *regs, size_t *n, uint32_t base, unsigned words, uint64_t *seed)
+{
+        for (unsigned i = 0; i < words; i++)
+                regs[(*n)++] = (struct vgic_reg){base + 4 * i, (uint32_t)content_rand(seed)};
+}
+
+#define ICC(crn, crm, op2) ((uint16_t)(3u << 14 | (crn) << 7 | (crm) << 3 | (op2)))
+
+int golden_vgic(struct vgic_state *st)
+{
+        static const uint16_t icc[] = {ICC(12, 12, 5), ICC(12, 12, 4), ICC(12, 12, 6),
+                                       ICC(12, 12, 7), ICC(4, 6, 0),   ICC(12, 8, 3),
+                                       ICC(12, 12, 3), ICC(12, 8, 4),  ICC(12, 9, 0)};
+        uint64_t seed = 0x61c0;
+
+        *st = (struct vgic_state){.nr_irqs = GOLDEN_NR_IRQS, .n_levels = GOLDEN_NR_IRQS / 32 - 1};
+        st->regs = calloc(VGIC_STATE_DIST_REGS_MAX, sizeof(*st->regs));
+        st->spi_levels = calloc(st->n_levels, sizeof(*st->spi_levels));
+        st->cpus = calloc(GOLDEN_VCPUS, sizeof(*st->cpus));
+        if (!st->regs || !st->spi_levels || !st->cpus)
+                return -ENOMEM;
+        /* In the order vgic_state_save() reads them: IIDR, CTLR, then each range over the SPIs. */
+        add_words(st->regs, &st->n_regs, 0x0008, 1, &seed);
+        add_words(st->regs, &st->n_regs, 0x0000, 1, &seed);
+        add_words(st->regs, &st->n_regs, 0x0084, 1, &seed);  /* IGROUPR[1] */
+        add_words(st->regs, &st->n_regs, 0x0d04, 1, &seed);  /* IGRPMODR[1] */
+        add_words(st->regs, &st->n_regs, 0x0c08, 2, &seed);  /* ICFGR[2..3] */
+        add_words(st->regs, &st->n_regs, 0x0420, 8, &seed);  /* IPRIORITYR[8..15] */
+        add_words(st->regs, &st->n_regs, 0x6100, 64, &seed); /* IROUTER[32..63] */
+        add_words(st->regs, &st->n_regs, 0x0204, 1, &seed);  /* ISPENDR[1] */
+        add_words(st->regs, &st->n_regs, 0x0304, 1, &seed);  /* ISACTIVER[1] */
+        add_words(st->regs, &st->n_regs, 0x0104, 1, &seed);  /* ISENABLER[1] */
+        st->spi_levels[0] = 0x00002000;
+        st->n_cpus = GOLDEN_VCPUS;
+        for (unsigned c = 0; c < GOLDEN_VCPUS; c++) {
+                struct vgic_cpu_state *cpu = &st->cpus[c];
+
+                cpu->regs = calloc(VGIC_STATE_REDIST_REGS_MAX, sizeof(*cpu->regs));
+                if (!cpu->regs)
+                        return -ENOMEM;
+                cpu->mpidr = 0x80000000ull | c;
+                add_words(cpu->regs, &cpu->n_regs, 0x00000, 1, &seed); /* GICR_CTLR */
+                add_words(cpu->regs, &cpu->n_regs, 0x10080, 1, &seed); /* IGROUPR0 */
+                add_words(cpu->regs, &cpu->n_regs, 0x10d00, 1, &seed); /* IGRPMODR0 */
+                add_words(cpu->regs, &cpu->n_regs, 0x10c00, 2, &seed); /* ICFGR0, ICFGR1 */
+                add_words(cpu->regs, &cpu->n_regs, 0x10400, 8, &seed); /* IPRIORITYR0..7 */
+                add_words(cpu->regs, &cpu->n_regs, 0x10200, 1, &seed); /* ISPENDR0 */
+                add_words(cpu->regs, &cpu->n_regs, 0x10300, 1, &seed); /* ISACTIVER0 */
+                add_words(cpu->regs, &cpu->n_regs, 0x10100, 1, &seed); /* ISENABLER0 */
+                for (size_t i = 0; i < ELEMENTSOF(icc); i++)
+                        cpu->sysregs[cpu->n_sysregs++] = (struct vgic_sysreg){icc[i], content_rand(&seed)};
+                cpu->ppi_level = 1u << 27;
+        }
+        return 0;
+}
+
+int golden_timers(struct timer_state *st)
+{
+        *st = (struct timer_state){
+                .counter = 0x0000001234567890ull, .frequency_hz = 62500000, .n_vcpus = GOLDEN_VCPUS};
+        st->vcpus = calloc(GOLDEN_VCPUS, sizeof(*st->vcpus));
+        if (!st->vcpus)
+                return -ENOMEM;
+        st->vcpus[0] = (struct timer_vcpu_state){
+                .vtimer_ctl = TIMER_CTL_ENABLE,
+                .vtimer_cval = 0x0000001300000000ull,
+                .has_ptimer = true,
+                .vtimer_irq = 27,
+                .ptimer_irq = 30,
+        };
+        st->vcpus[1] = (struct timer_vcpu_state){
+                .vtimer_ctl = TIMER_CTL_ENABLE | TIMER_CTL_IMASK | TIMER_CTL_ISTATUS,
+                .vtimer_cval = 0x0000001200000000ull,
+                .has_ptimer = true,
+                .ptimer_ctl = TIMER_CTL_IMASK,
+                .ptimer_cval = 0xffffffffffffffffull,
+                .vtimer_irq = 27,
+                .ptimer_irq = 30,
+        };
+        return 0;
+}
+
+int golden_console(struct console_state *st)
+{
+        static const struct dev_reg regs[] = {
+                {0x024, 0x0027}, {0x028, 0x0004}, {0x02c, 0x0070}, {0x030, 0x0301},
+                {0x034, 0x0012}, {0x038, 0x0050}, {0x03c, 0x0020}, {0x048, 0x0000},
+        };
+        static const char rx[] = "ls /proc\n", tx[] = "svemig golden console\r\n# ";
+
+        *st = (struct console_state){.kind = CONSOLE_PL011, .base = 0x09000000, .irq = 33};
+        memcpy(st->regs, regs, sizeof(regs));
+        st->n_regs = ELEMENTSOF(regs);
+        st->rx = malloc(sizeof(rx));
+        st->tx = malloc(sizeof(tx));
+        if (!st->rx || !st->tx)
+                return -ENOMEM;
+        memcpy(st->rx, rx, sizeof(rx) - 1);
+        memcpy(st->tx, tx, sizeof(tx) - 1);
+        st->rx_len = sizeof(rx) - 1;
+        st->tx_len = sizeof(tx) - 1;
+        return 0;
+}
+
+int golden_virtio(unsigned index, struct virtio_dev_state *st)
+{
+        bool blk = index == 0;
+
+        *st = (struct virtio_dev_state){
+                .index = index,
+                .device_id = blk ? 2 : 3,
+                .base = 0x0a000000ull + 0x200 * index,
+                .irq = 48 + index,
+                .device_features = 0x0000000130000246ull,
+                .driver_features = 0x0000000100000206ull,
+                .device_features_sel = 1,
+                .driver_features_sel = 1,
+                .queue_sel = blk ? 0 : 1,
+                .status = 0x0f, /* ACKNOWLEDGE, DRIVER, DRIVER_OK, FEATURES_OK */
+                .interrupt_status = blk ? 1 : 0,
+                .config_generation = 0,
+                .config_len = blk ? 8 : 4,
+                .n_queues = blk ? 1 : 2,
+        };
+        memcpy(st->config, blk ? "\x00\x20\x00\x00\x00\x00\x00\x00" : "\x50\x00\x18\x00", st->config_len);
+        for (size_t q = 0; q < st->n_queues; q++) {
+                struct virtio_queue_state *v = &st->queues[q];
+
+                *v = (struct virtio_queue_state){
+                        .num = 128,
+                        .ready = true,
+                        .desc = 0x40010000ull + 0x4000 * (2 * index + q),
+                        .driver = 0x40010800ull + 0x4000 * (2 * index + q),
+                        .device = 0x40011000ull + 0x4000 * (2 * index + q),
+                        .last_avail_idx = blk ? 0xfffe : 7,
+                        .used_idx = blk ? 0xfffb : 7,
+                };
+                if (!blk)
+                        continue;
+                /* Three requests in flight across the 16-bit wrap of the indices. */
+                v->inflight = malloc(3 * sizeof(*v->inflight));
+                if (!v->inflight)
+                        return -ENOMEM;
+                v->inflight[0] = 5;
+                v->inflight[1] = 9;
+                v->inflight[2] = 127;
+                v->n_inflight = 3;
+        }
+        return 0;
+}
+
+int golden_write_devices(struct svemig_stream_writer *w, struct svemig_error *err)
+{
+        struct vgic_state g = {0};
+        struct timer_state t = {0};
+        struct console_state c = {0};
+        int r = golden_vgic(&g);
+
+        if (r >= 0)
+                r = svemig_stream_write_vgic(w, &g, err);
+        if (r >= 0)
+                r = golden_timers(&t);
+        if (r >= 0)
+                r = svemig_stream_write_timers(w, &t, err);
+        if (r >= 0)
+                r = golden_console(&c);
+        if (r >= 0)
+                r = svemig_stream_write_console(w, &c, err);
+        for (unsigned i = 0; r >= 0 && i < GOLDEN_VIRTIO_DEVS; i++) {
+                struct virtio_dev_state v = {0};
+
+                r = golden_virtio(i, &v);
+                if (r >= 0)
+                        r = svemig_stream_write_virtio(w, &v, err);
+                virtio_dev_state_done(&v);
+        }
+        vgic_state_done(&g);
+        timer_state_done(&t);
+        console_state_done(&c);
+        return r;
 }
 
 int golden_vcpu(unsigned i, struct vcpu_state *st)
@@ -241,6 +425,9 @@ int golden_write_as(int fd, unsigned n_threads, const char *producer, struct sve
                 if (r < 0)
                         goto out;
         }
+        r = golden_write_devices(w, err);
+        if (r < 0)
+                goto out;
         for (unsigned s = 0; s < GOLDEN_SLOTS; s++) {
                 size_t n = golden_slots[s].size / GOLDEN_PAGE;
                 content_memory(golden_slots[s].id, mem[s], n, 1);

@@ -11,7 +11,10 @@
 
 #include <stdint.h>
 
+#include "svemig/devstate.h"
 #include "svemig/stream.h"
+#include "svemig/timer-state.h"
+#include "svemig/vgic-state.h"
 
 #define GOLDEN_PAGE        4096u
 #define GOLDEN_VCPUS       2u
@@ -54,5 +57,19 @@ int golden_vcpu(unsigned i, struct vcpu_state *st);
 int golden_write(int fd, unsigned n_threads, struct svemig_error *err);
 /* The same stream, but for its producer's name and host name (NULL: the golden ones). */
 int golden_write_as(int fd, unsigned n_threads, const char *producer, struct svemig_error *err);
+/*
+ * The golden file's device state (1.2): a vGIC of GOLDEN_NR_IRQS IRQs, the
+ * timers, a PL011 console with bytes both ways, and two virtio devices (a
+ * block device with requests in flight, a console). 0 or -ENOMEM.
+ */
+#define GOLDEN_NR_IRQS     64u
+#define GOLDEN_VIRTIO_DEVS 2u
+int golden_vgic(struct vgic_state *st);
+int golden_timers(struct timer_state *st);
+int golden_console(struct console_state *st);
+int golden_virtio(unsigned index, struct virtio_dev_state *st);
+/* Writes them all, in that order. */
+int golden_write_devices(struct svemig_stream_writer *w, struct svemig_error *err);
+
 /* The memory of slot after the golden stream: round 0, then round 1's dirty pages. */
 void golden_final_memory(unsigned slot, uint8_t *mem);

@@ -685,9 +685,10 @@ static void test_progress(void **state)
 
 /* ---- The golden file ---- */
 
-/* The golden files: v1.0 (stream-v1.svemig), and v1.1 with LZ4 pages. */
+/* The golden files: v1.0 (stream-v1.svemig), v1.1 with LZ4 pages, v1.2 with device state. */
 #define GOLDEN_V1_0 "stream-v1.svemig"
 #define GOLDEN_V1_1 "stream-v1.1.svemig"
+#define GOLDEN_V1_2 "stream-v1.2.svemig"
 
 static struct bytes read_golden(const char *name)
 {
@@ -709,9 +710,118 @@ static struct bytes read_golden_file(void)
         return read_golden(GOLDEN_V1_0);
 }
 
+/* The pending device frame k of a golden file equals tests/stream-content.c's; returns its bit. */
+static unsigned check_golden_device(struct svemig_stream_reader *r, int k)
+{
+        struct svemig_error err = {0};
+
+        if (k == SVEMIG_FRAME_VGIC) {
+                struct vgic_state got, want;
+
+                if (svemig_stream_read_vgic(r, &got, &err) < 0)
+                        fail_msg("golden VGIC: %s", err.msg);
+                assert_int_equal(golden_vgic(&want), 0);
+                assert_int_equal(got.nr_irqs, want.nr_irqs);
+                assert_int_equal(got.n_regs, want.n_regs);
+                assert_memory_equal(got.regs, want.regs, want.n_regs * sizeof(*want.regs));
+                assert_int_equal(got.n_levels, want.n_levels);
+                assert_memory_equal(got.spi_levels, want.spi_levels,
+                                    want.n_levels * sizeof(*want.spi_levels));
+                assert_int_equal(got.n_cpus, want.n_cpus);
+                for (size_t c = 0; c < want.n_cpus; c++) {
+                        assert_int_equal(got.cpus[c].mpidr, want.cpus[c].mpidr);
+                        assert_int_equal(got.cpus[c].ppi_level, want.cpus[c].ppi_level);
+                        assert_int_equal(got.cpus[c].n_regs, want.cpus[c].n_regs);
+                        assert_memory_equal(got.cpus[c].regs, want.cpus[c].regs,
+                                            want.cpus[c].n_regs * sizeof(*want.cpus[c].regs));
+                        assert_int_equal(got.cpus[c].n_sysregs, want.cpus[c].n_sysregs);
+                        for (size_t i = 0; i < want.cpus[c].n_sysregs; i++) {
+                                assert_int_equal(got.cpus[c].sysregs[i].instr,
+                                                 want.cpus[c].sysregs[i].instr);
+                                assert_int_equal(got.cpus[c].sysregs[i].value,
+                                                 want.cpus[c].sysregs[i].value);
+                        }
+                }
+                vgic_state_done(&got);
+                vgic_state_done(&want);
+        } else if (k == SVEMIG_FRAME_TIMERS) {
+                struct timer_state got, want;
+
+                if (svemig_stream_read_timers(r, &got, &err) < 0)
+                        fail_msg("golden TIMERS: %s", err.msg);
+                assert_int_equal(golden_timers(&want), 0);
+                assert_int_equal(got.counter, want.counter);
+                assert_int_equal(got.frequency_hz, want.frequency_hz);
+                assert_int_equal(got.n_vcpus, want.n_vcpus);
+                for (size_t i = 0; i < want.n_vcpus; i++) {
+                        const struct timer_vcpu_state *a = &got.vcpus[i], *b = &want.vcpus[i];
+
+                        assert_int_equal(a->vtimer_ctl, b->vtimer_ctl);
+                        assert_int_equal(a->vtimer_cval, b->vtimer_cval);
+                        assert_int_equal(a->has_ptimer, b->has_ptimer);
+                        assert_int_equal(a->ptimer_ctl, b->ptimer_ctl);
+                        assert_int_equal(a->ptimer_cval, b->ptimer_cval);
+                        assert_int_equal(a->vtimer_irq, b->vtimer_irq);
+                        assert_int_equal(a->ptimer_irq, b->ptimer_irq);
+                }
+                timer_state_done(&got);
+                timer_state_done(&want);
+        } else if (k == SVEMIG_FRAME_CONSOLE) {
+                struct console_state got, want;
+
+                if (svemig_stream_read_console(r, &got, &err) < 0)
+                        fail_msg("golden CONSOLE: %s", err.msg);
+                assert_int_equal(golden_console(&want), 0);
+                assert_int_equal(got.kind, want.kind);
+                assert_int_equal(got.base, want.base);
+                assert_int_equal(got.irq, want.irq);
+                assert_int_equal(got.n_regs, want.n_regs);
+                assert_memory_equal(got.regs, want.regs, want.n_regs * sizeof(*want.regs));
+                assert_int_equal(got.rx_len, want.rx_len);
+                assert_memory_equal(got.rx, want.rx, want.rx_len);
+                assert_int_equal(got.tx_len, want.tx_len);
+                assert_memory_equal(got.tx, want.tx, want.tx_len);
+                console_state_done(&got);
+                console_state_done(&want);
+        } else {
+                struct virtio_dev_state got, want;
+
+                assert_int_equal(k, SVEMIG_FRAME_VIRTIO);
+                if (svemig_stream_read_virtio(r, &got, &err) < 0)
+                        fail_msg("golden VIRTIO: %s", err.msg);
+                assert_int_equal(golden_virtio(got.index, &want), 0);
+                assert_int_equal(got.device_id, want.device_id);
+                assert_int_equal(got.base, want.base);
+                assert_int_equal(got.driver_features, want.driver_features);
+                assert_int_equal(got.status, want.status);
+                assert_int_equal(got.config_len, want.config_len);
+                assert_memory_equal(got.config, want.config, want.config_len);
+                assert_int_equal(got.n_queues, want.n_queues);
+                for (size_t q = 0; q < want.n_queues; q++) {
+                        const struct virtio_queue_state *a = &got.queues[q], *b = &want.queues[q];
+
+                        assert_int_equal(a->num, b->num);
+                        assert_int_equal(a->desc, b->desc);
+                        assert_int_equal(a->driver, b->driver);
+                        assert_int_equal(a->device, b->device);
+                        assert_int_equal(a->last_avail_idx, b->last_avail_idx);
+                        assert_int_equal(a->used_idx, b->used_idx);
+                        assert_int_equal(a->n_inflight, b->n_inflight);
+                        if (b->n_inflight)
+                                assert_memory_equal(a->inflight, b->inflight,
+                                                    b->n_inflight * sizeof(*b->inflight));
+                }
+                k += (int)got.index; /* one bit per device */
+                virtio_dev_state_done(&got);
+                virtio_dev_state_done(&want);
+        }
+        return 1u << (k - SVEMIG_FRAME_VGIC);
+}
+
 /* Decodes a golden file and compares every field, register and page with tests/stream-content.c. */
 static void check_golden(const char *name, unsigned minor)
 {
+        unsigned devices = 0;
         struct bytes g = read_golden(name);
         int fd = memfd_with(&g);
         struct svemig_stream_reader *r = NULL;
@@ -770,8 +880,10 @@ static void check_golden(const char *name, unsigned minor)
                         vcpu_state_done(&st);
                         vcpu_state_done(&exp);
                         vcpus++;
+                } else if (k != SVEMIG_FRAME_MEMORY) {
+                        assert_true(minor >= 2);
+                        devices |= check_golden_device(r, k);
                 } else {
-                        assert_int_equal(k, SVEMIG_FRAME_MEMORY);
                         if (svemig_stream_read_memory(r, map, GOLDEN_SLOTS, &err) < 0)
                                 fail_msg("golden memory: %s", err.msg);
                         memory_reads++;
@@ -781,6 +893,9 @@ static void check_golden(const char *name, unsigned minor)
                 fail_msg("golden: %s", err.msg);
         assert_int_equal(vcpus, GOLDEN_VCPUS);
         assert_int_equal(memory_reads, 2); /* round 0 before the vcpus, round 1 after */
+        /* 1.2: VGIC, TIMERS, CONSOLE and both VIRTIO devices, each once; the header lists their kinds. */
+        assert_int_equal(devices, minor >= 2 ? 0x1f : 0);
+        assert_int_equal(got->devices, minor >= 2);
         for (unsigned s = 0; s < GOLDEN_SLOTS; s++) {
                 uint8_t *exp = malloc(golden_slots[s].size);
                 golden_final_memory(s, exp);
@@ -815,6 +930,21 @@ static void test_golden_v1_1(void **state)
         check_golden(GOLDEN_V1_1, 1);
         if (SVEMIG_STREAM_MINOR == 1) {
                 struct bytes g = read_golden(GOLDEN_V1_1), b = golden_bytes(2);
+
+                assert_int_equal(b.len, g.len);
+                assert_memory_equal(b.p, g.p, g.len);
+                free(b.p);
+                free(g.p);
+        }
+}
+
+/* Every later build reads v1.2; while this is the version written, the file is exactly what the writer
+ * writes. */
+static void test_golden_v1_2(void **state)
+{
+        check_golden(GOLDEN_V1_2, 2);
+        if (SVEMIG_STREAM_MINOR == 2) {
+                struct bytes g = read_golden(GOLDEN_V1_2), b = golden_bytes(2);
 
                 assert_int_equal(b.len, g.len);
                 assert_memory_equal(b.p, g.p, g.len);
@@ -1532,6 +1662,7 @@ int main(void)
                 cmocka_unit_test(test_progress),
                 cmocka_unit_test(test_golden),
                 cmocka_unit_test(test_golden_v1_1),
+                cmocka_unit_test(test_golden_v1_2),
                 cmocka_unit_test(test_bad_magic),
                 cmocka_unit_test(test_versions),
                 cmocka_unit_test(test_truncated),

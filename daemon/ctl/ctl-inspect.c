@@ -3,9 +3,9 @@
  * svemigctl inspect FILE [--json] [--summary]: any svemig stream for a
  * person (or a program), like CRIU's crit: the header, every vcpu's
  * registers by name (Z/P/FFR in hex with the bytes beyond the vcpu's VL
- * marked), memory statistics and the verification of the checksums and the
- * trailer's digest. A damaged stream is shown as far as it reads, then the
- * fault; the exit code is then 5 as for verify.
+ * marked), each device frame by name (ctl-inspect-dev.c), memory statistics and the verification of the
+ * checksums and the trailer's digest. A damaged stream is shown as far as it reads, then the fault; the exit
+ * code is then 5 as for verify.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -15,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "ctl-inspect-dev.h"
 #include "ctl-json.h"
 #include "ctl-stream.h"
 #include "ctl.h"
@@ -31,7 +32,7 @@ struct inspect {
         struct json_object *chain; /* the parents verified, nearest first */
         bool json;
         bool summary; /* no register values */
-        struct json_object *root, *vcpus;
+        struct json_object *root, *vcpus, *devices;
         uint32_t page_size;
 };
 
@@ -416,6 +417,21 @@ static void on_vcpu(void *ctx, const struct vcpu_state *st)
                 text_vcpu(in, st);
 }
 
+static void on_device(void *ctx, int type, const void *st)
+{
+        struct inspect *in = ctx;
+
+        if (!in->json) {
+                inspect_device_text(type, st, in->summary);
+                return;
+        }
+        if (!in->devices) {
+                in->devices = json_object_new_array();
+                json_object_object_add(in->root, "devices", in->devices);
+        }
+        json_object_array_add(in->devices, inspect_device_json(type, st, in->summary));
+}
+
 int ctl_inspect(const struct ctl_options *opts, int argc, char **argv)
 {
         static const struct option longopts[] = {
@@ -424,7 +440,7 @@ int ctl_inspect(const struct ctl_options *opts, int argc, char **argv)
                 {0},
         };
         struct inspect in = {.json = opts->json};
-        struct ctl_stream_visit v = {.ctx = &in, .header = on_header, .vcpu = on_vcpu};
+        struct ctl_stream_visit v = {.ctx = &in, .header = on_header, .vcpu = on_vcpu, .device = on_device};
         _cleanup_(json_object_putp) struct json_object *root = NULL;
         struct svemig_stream_stats stats;
         struct svemig_error err = {0};

@@ -11,8 +11,52 @@
 #include "ctl.h"
 #include "macro.h"
 #include "svemig/snapshot.h"
+#include "svemig/devstate.h"
+#include "svemig/timer-state.h"
+#include "svemig/vgic-state.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct svemig_stream_reader *, svemig_stream_reader_free);
+
+/* Decodes (and so checks) the pending device frame of type k, and shows it to the visitor. */
+static int walk_device(struct svemig_stream_reader *r, int k, const struct ctl_stream_visit *v,
+                       struct svemig_error *err)
+{
+        union {
+                struct vgic_state vgic;
+                struct timer_state timers;
+                struct console_state console;
+                struct virtio_dev_state virtio;
+        } u = {0};
+        int r2;
+
+        switch (k) {
+        case SVEMIG_FRAME_VGIC:
+                r2 = svemig_stream_read_vgic(r, &u.vgic, err);
+                break;
+        case SVEMIG_FRAME_TIMERS:
+                r2 = svemig_stream_read_timers(r, &u.timers, err);
+                break;
+        case SVEMIG_FRAME_CONSOLE:
+                r2 = svemig_stream_read_console(r, &u.console, err);
+                break;
+        default:
+                r2 = svemig_stream_read_virtio(r, &u.virtio, err);
+                break;
+        }
+        if (r2 < 0)
+                return r2;
+        if (v && v->device)
+                v->device(v->ctx, k, &u);
+        if (k == SVEMIG_FRAME_VGIC)
+                vgic_state_done(&u.vgic);
+        else if (k == SVEMIG_FRAME_TIMERS)
+                timer_state_done(&u.timers);
+        else if (k == SVEMIG_FRAME_CONSOLE)
+                console_state_done(&u.console);
+        else
+                virtio_dev_state_done(&u.virtio);
+        return 0;
+}
 
 static int walk_frames(struct svemig_stream_reader *r, const struct ctl_stream_visit *v,
                        struct svemig_error *err)
@@ -31,6 +75,10 @@ static int walk_frames(struct svemig_stream_reader *r, const struct ctl_stream_v
                         vcpu_state_done(&st);
                 } else if (k == SVEMIG_FRAME_MEMORY) {
                         k = svemig_stream_read_memory(r, NULL, 0, err);
+                        if (k < 0)
+                                return k;
+                } else if (k >= SVEMIG_FRAME_VGIC && k <= SVEMIG_FRAME_VIRTIO) {
+                        k = walk_device(r, k, v, err);
                         if (k < 0)
                                 return k;
                 }

@@ -17,6 +17,12 @@ struct ctl_stream_visit {
         void (*header)(void *ctx, const struct svemig_stream_info *info);
         /* Called for each VCPU frame, in stream order. */
         void (*vcpu)(void *ctx, const struct vcpu_state *st);
+        /*
+         * Called for each device frame (1.2), in stream order: type is
+         * SVEMIG_FRAME_VGIC, _TIMERS, _CONSOLE or _VIRTIO and st the matching
+         * struct vgic_state, timer_state, console_state or virtio_dev_state.
+         */
+        void (*device)(void *ctx, int type, const void *st);
 };
 
 /* An incremental stream's parent, as its header names it; location "" for a full stream. */

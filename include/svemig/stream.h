@@ -33,7 +33,8 @@
 #include "svemig/vqset.h"
 
 #define SVEMIG_STREAM_MAJOR 1u
-#define SVEMIG_STREAM_MINOR 1u /* 1.1: MEMORY frames may hold pages as LZ4 blocks, each on its own */
+/* 1.1: MEMORY frames may hold pages as LZ4 blocks, each on its own; 1.2: device state frames */
+#define SVEMIG_STREAM_MINOR 2u
 
 /* Hard limits, checked by the writer and the reader alike. */
 #define SVEMIG_STREAM_HEADER_MAX      (1u << 20)  /* StreamHeader bytes */
@@ -49,6 +50,7 @@
 #define SVEMIG_STREAM_FRAME_KINDS_MAX 64u
 #define SVEMIG_STREAM_LOCATION_MAX    1024u /* an incremental stream's parent location, NUL included */
 #define SVEMIG_STREAM_MINOR_PARENT    2u    /* 1.2: incremental streams (a parent location and digest) */
+#define SVEMIG_STREAM_VIRTIO_MAX      64u   /* VIRTIO frames, one per device */
 
 #define SVEMIG_STREAM_CHUNK_PAGES_DEFAULT 256u /* 1 MiB of 4 KiB pages: LZ4 loses little at chunk starts */
 
@@ -58,7 +60,16 @@ enum svemig_frame_type {
         SVEMIG_FRAME_TRAILER = 3, /* since 1.0, required */
         /* since 1.2, required: declared (never written) by incremental streams, for older readers */
         SVEMIG_FRAME_PARENT = 4,
+        SVEMIG_FRAME_VGIC = 5,    /* since 1.2, required: struct vgic_state */
+        SVEMIG_FRAME_TIMERS = 6,  /* since 1.2, required: struct timer_state */
+        SVEMIG_FRAME_CONSOLE = 7, /* since 1.2, required: struct console_state */
+        SVEMIG_FRAME_VIRTIO = 8,  /* since 1.2, required: struct virtio_dev_state, one per device */
 };
+
+struct vgic_state;
+struct timer_state;
+struct console_state;
+struct virtio_dev_state;
 
 enum svemig_compression {
         SVEMIG_COMPRESSION_NONE = 0,
@@ -110,6 +121,15 @@ struct svemig_stream_info {
         char parent_location[SVEMIG_STREAM_LOCATION_MAX];
         uint8_t parent_digest[16];
         unsigned parent_digest_bytes;
+        /*
+         * The stream carries device state frames (1.2: VGIC, TIMERS, CONSOLE,
+         * VIRTIO). The header then lists them as required kinds, so that a
+         * 1.1 reader refuses the stream at open, naming v1.2, instead of
+         * restoring a guest without its devices; without it, a stream of a
+         * guest without devices stays readable by 1.1 readers, and device
+         * frames are refused by the writer (-EINVAL).
+         */
+        bool devices;
 };
 
 /* Memory totals of a stream so far. */
@@ -203,6 +223,21 @@ int svemig_stream_write_memory(struct svemig_stream_writer *w, const struct svem
  */
 int svemig_stream_writer_set_lz4(struct svemig_stream_writer *w, bool on, struct svemig_error *err);
 
+/*
+ * Appends a device state frame (the stream's header must say devices). VGIC,
+ * TIMERS and CONSOLE come at most once, VIRTIO once per device index; the
+ * VGIC's and TIMERS' vcpus must be the header's vcpu_count. Each state is
+ * checked as a reader will check it (vgic_state_check() and its kin).
+ */
+int svemig_stream_write_vgic(struct svemig_stream_writer *w, const struct vgic_state *st,
+                             struct svemig_error *err);
+int svemig_stream_write_timers(struct svemig_stream_writer *w, const struct timer_state *st,
+                               struct svemig_error *err);
+int svemig_stream_write_console(struct svemig_stream_writer *w, const struct console_state *st,
+                                struct svemig_error *err);
+int svemig_stream_write_virtio(struct svemig_stream_writer *w, const struct virtio_dev_state *st,
+                               struct svemig_error *err);
+
 /* Writes the trailer. The stream is complete once this returns 0. */
 int svemig_stream_writer_finish(struct svemig_stream_writer *w, struct svemig_error *err);
 
@@ -257,6 +292,20 @@ int svemig_stream_next(struct svemig_stream_reader *r, struct svemig_error *err)
 
 /* Decodes the pending VCPU frame into *st (free with vcpu_state_done()). */
 int svemig_stream_read_vcpu(struct svemig_stream_reader *r, struct vcpu_state *st, struct svemig_error *err);
+
+/*
+ * Decodes the pending device frame (svemig_stream_next() returned its type)
+ * into *st, checked (free with vgic_state_done() and its kin). A frame that
+ * breaks a rule is -EBADMSG, naming its offset and the rule; one that comes
+ * twice too.
+ */
+int svemig_stream_read_vgic(struct svemig_stream_reader *r, struct vgic_state *st, struct svemig_error *err);
+int svemig_stream_read_timers(struct svemig_stream_reader *r, struct timer_state *st,
+                              struct svemig_error *err);
+int svemig_stream_read_console(struct svemig_stream_reader *r, struct console_state *st,
+                               struct svemig_error *err);
+int svemig_stream_read_virtio(struct svemig_stream_reader *r, struct virtio_dev_state *st,
+                              struct svemig_error *err);
 
 /* Where the caller wants guest memory: [gpa, gpa + size) of slot is at host. */
 struct svemig_mem_map {

@@ -334,6 +334,11 @@ static int read_produce(void *ctx, unsigned slot)
                         return stream_reason(d, r, rd->err);
                 if (r == 0)
                         return WORKPOOL_END; /* the trailer: counts and digest verified */
+                if (r >= SVEMIG_FRAME_VGIC)
+                        return svemig_error_set(rd->err, EPROTO,
+                                                "the source sent device state (a %s frame), which this "
+                                                "destination does not restore yet",
+                                                svemig_frame_type_name((uint32_t)r));
                 if (r != SVEMIG_FRAME_MEMORY)
                         break;
                 /* The channels' bookkeeping of written pages holds only if they carry all of it. */

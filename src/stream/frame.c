@@ -20,6 +20,10 @@ const struct frame_kind frame_kinds[FRAME_KINDS_N] = {
         {SVEMIG_FRAME_MEMORY, 0, true, "MEMORY"},
         {SVEMIG_FRAME_TRAILER, 0, true, "TRAILER"},
         {SVEMIG_FRAME_PARENT, SVEMIG_STREAM_MINOR_PARENT, true, "PARENT"},
+        {SVEMIG_FRAME_VGIC, FRAME_DEVICES_MINOR, true, "VGIC"},
+        {SVEMIG_FRAME_TIMERS, FRAME_DEVICES_MINOR, true, "TIMERS"},
+        {SVEMIG_FRAME_CONSOLE, FRAME_DEVICES_MINOR, true, "CONSOLE"},
+        {SVEMIG_FRAME_VIRTIO, FRAME_DEVICES_MINOR, true, "VIRTIO"},
 };
 
 const struct frame_kind *frame_known_kind(uint32_t type)

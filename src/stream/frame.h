@@ -106,7 +106,8 @@ struct frame_kind {
 };
 
 /* The frame types of this version, with the minor that introduced each. */
-#define FRAME_KINDS_N 4
+#define FRAME_KINDS_N       8
+#define FRAME_DEVICES_MINOR 2u /* VGIC, TIMERS, CONSOLE, VIRTIO */
 extern const struct frame_kind frame_kinds[FRAME_KINDS_N];
 
 /* This version's kind of a frame type, or NULL. */

@@ -25,6 +25,12 @@
 struct memchunk_writer;
 struct memchunk_reader;
 
+/* Device frames seen, so that none comes twice (stream/devframes.c). */
+struct devframes_seen {
+        uint8_t once;    /* bit (type - SVEMIG_FRAME_VGIC) for VGIC, TIMERS, CONSOLE */
+        uint64_t virtio; /* bit per VIRTIO index */
+};
+
 /* A spent reader or writer remembers its first error and returns it again. */
 struct stream_failure {
         int code;
@@ -86,6 +92,7 @@ struct svemig_stream_writer {
         void *mem_sink_data;
         bool mem_sink_page_checks;
         struct svemig_stream_stats sink_stats;
+        struct devframes_seen dev_seen;
 };
 
 /*
@@ -115,6 +122,12 @@ int stream_vcpu_encode(const struct svemig_stream_info *info, bool lz4, const st
                        struct svemig_error *err);
 int stream_writer_put_vcpu(struct svemig_stream_writer *w, unsigned index, const struct frame_out *f,
                            struct svemig_error *err);
+
+/* 0 when the writer can take a frame: not failed, not finished. */
+int stream_writer_ready(struct svemig_stream_writer *w, struct svemig_error *err);
+/* Checks and decompresses the pending frame's payload into r->raw, with r->arena reset for it. */
+int stream_reader_open_payload(struct svemig_stream_reader *r, const uint8_t **raw,
+                               struct svemig_error *err);
 
 /* Writes iov whole to the writer's fd, or fails the writer. */
 int stream_writer_put(struct svemig_stream_writer *w, struct iovec *iov, int n, struct svemig_error *err);
@@ -155,6 +168,7 @@ struct svemig_stream_reader {
         uint8_t trailer_digest[16]; /* the digest of every byte before the trailer */
         bool done;
         uint64_t mem_decoded; /* MEMORY frames decoded: pages are counted only then */
+        struct devframes_seen dev_seen;
 
         unsigned n_threads;
         struct workpool *pool;       /* on the first memory read */

@@ -31,7 +31,8 @@
 #   tests/arm64/run-rig.sh
 # Environment: RIG_CACHE (default tests/arm64/cache), RIG_JOBS (hosts booted
 # at once, default 2), RIG_HOSTS (names from the matrix to boot, default all),
-# RIG_SERIES (the Debian kernel series every host boots: 6.1, the default, or 6.12),
+# RIG_CASES (names of the cases to run, default all: a quicker run while
+# working on one), RIG_SERIES (the Debian kernel series every host boots: 6.1, the default, or 6.12),
 # CI (when "true", a rig that cannot run is a failure, not a skip).
 set -eu
 
@@ -75,14 +76,16 @@ A-linux $SVE_A vhe 0xb linux"
 CASES='conformance conformance --backend kvm --expect-vls "$RIG_VLS"
 payload-rdvl payload-run rdvl /payloads/rdvl.bin
 payload-workload payload-run workload /payloads/workload.bin
-snapshot-roundtrip snapshot-run roundtrip /payloads/workload.bin'
+snapshot-roundtrip snapshot-run roundtrip /payloads/workload.bin
+devstate-roundtrip devstate-run roundtrip'
 # Round 1 also snapshots the workload mid-loop into /rig/out, which init
 # ships out: once at the cluster set {128,256} (B restores it), once at A's
 # full 512 bits (B refuses it).
 SAVE_CASES='snapshot-save-cluster snapshot-run save /payloads/workload.bin cluster.svemig --vls 128,256
-snapshot-save-full snapshot-run save /payloads/workload.bin full.svemig'
+snapshot-save-full snapshot-run save /payloads/workload.bin full.svemig
+devstate-save devstate-run save devstate.svemig'
 # restore_cases SOURCE SOURCE-MODE MODE: what a round-2 host in KVM mode MODE
-# does with the files SOURCE saved in round 1. The 512-bit guest is refused
+# does with the files SOURCE saved in round 1 (its vGIC and timers too). The 512-bit guest is refused
 # for vq 4. The {128,256} guest is restored and continued, but only from a
 # host in the same mode: the guest sees ID_AA64MMFR1_EL1.VH set under VHE and
 # clear under nVHE, and KVM 6.1 accepts no other value for an ID register,
@@ -90,6 +93,7 @@ snapshot-save-full snapshot-run save /payloads/workload.bin full.svemig'
 restore_cases() {
         if [ "$2" = "$3" ]; then
                 echo "restore-cluster-from-$1 snapshot-run restore /rig/in/$1/cluster.svemig --expect-vl 256 --image /payloads/workload.bin"
+                echo "devstate-restore-from-$1 devstate-run restore /rig/in/$1/devstate.svemig"
         else
                 echo "refuse-cluster-from-$1 snapshot-run refuse /rig/in/$1/cluster.svemig --expect 'ID register ID_AA64MMFR1_EL1'"
         fi
@@ -97,7 +101,7 @@ restore_cases() {
 }
 # The cross-built programs the cases need, as meson targets; the live round
 # also gets the daemon, its VMM and the CLI.
-TARGETS="tests/conformance/conformance tests/arm64/payload-run tests/arm64/snapshot-run"
+TARGETS="tests/conformance/conformance tests/arm64/payload-run tests/arm64/snapshot-run tests/arm64/devstate-run"
 LIVE_TARGETS="daemon/svemigd daemon/svemig-vmm daemon/svemigctl"
 # The live round's pair: NAME IP PEER-NAME PEER-IP ROLE MAC. Both VHE (KVM 6.1
 # refuses a guest across modes for ID_AA64MMFR1_EL1.VH, see restore_cases).
@@ -138,6 +142,12 @@ meson compile -C "$xbuild" $TARGETS $LIVE_TARGETS >"$cache/logs/cross-build.log"
         exit 1
 }
 
+# Keeps only the cases RIG_CASES names in case list $1 (all without it).
+pick_cases() {
+        [ -n "${RIG_CASES:-}" ] || return 0
+        awk -v keep=" $RIG_CASES " 'index(keep, " " $1 " ")' "$1" >"$1.picked"
+        mv "$1.picked" "$1"
+}
 # 4. The initramfs of round 1.
 stage=$cache/stage
 rm -rf "$stage"
@@ -146,6 +156,7 @@ for t in $TARGETS; do
         cp "$xbuild/$t" "$stage/bin/"
 done
 printf '%s\n%s\n' "$CASES" "$SAVE_CASES" >"$stage/rig/cases"
+pick_cases "$stage/rig/cases"
 "$here/payloads/build.sh" "$cache/payloads" >"$cache/logs/payloads.log" 2>&1 || {
         cat "$cache/logs/payloads.log"
         say "FAIL: building the aarch64 payloads"
@@ -210,6 +221,9 @@ while read -r name _ mode _ round; do
                 restore_cases "$src_host" "$src_mode" "$mode" >>"$stage/rig/cases-$name"
         done
 done <"$cache/matrix"
+for f in "$stage"/rig/cases*; do
+        pick_cases "$f"
+done
 "$here/mkinitramfs.sh" "$cache/initrd-2.gz" "$stage" "$busybox"
 t3=$(date +%s)
 boot_round 2 "$cache/initrd-2.gz"

@@ -2,7 +2,8 @@
 /*
  * libFuzzer target for the stream reader: any bytes, read as a stream from
  * an fd exactly as a restore would, memory decoded into a destination built
- * from the header's own layout (when small) or only checked. The reader must
+ * from the header's own layout (when small) or only checked, device frames
+ * (1.2) decoded into their structs. The reader must
  * refuse bad input with an error, never crash, hang, leak or allocate
  * without bound. tests/fuzz/README.md says how to run it for longer.
  */
@@ -12,7 +13,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "svemig/devstate.h"
 #include "svemig/stream.h"
+#include "svemig/timer-state.h"
+#include "svemig/vgic-state.h"
 
 /* Destinations above this are not allocated: the chunks are then only checked. */
 #define FUZZ_MEMORY_MAX (8u << 20)
@@ -37,6 +41,31 @@ static int make_fd(const uint8_t *data, size_t size)
         return fd;
 }
 
+/* A device frame decoded (and checked) as a restore would; false when refused. */
+static bool read_device(struct svemig_stream_reader *r, int k)
+{
+        struct svemig_error err;
+        struct vgic_state g = {0};
+        struct timer_state t = {0};
+        struct console_state c = {0};
+        struct virtio_dev_state v = {0};
+        int rc;
+
+        if (k == SVEMIG_FRAME_VGIC)
+                rc = svemig_stream_read_vgic(r, &g, &err);
+        else if (k == SVEMIG_FRAME_TIMERS)
+                rc = svemig_stream_read_timers(r, &t, &err);
+        else if (k == SVEMIG_FRAME_CONSOLE)
+                rc = svemig_stream_read_console(r, &c, &err);
+        else
+                rc = svemig_stream_read_virtio(r, &v, &err);
+        vgic_state_done(&g);
+        timer_state_done(&t);
+        console_state_done(&c);
+        virtio_dev_state_done(&v);
+        return rc >= 0;
+}
+
 static void read_frames(struct svemig_stream_reader *r, const struct svemig_mem_map *map, size_t n_map)
 {
         struct svemig_error err;
@@ -50,6 +79,9 @@ static void read_frames(struct svemig_stream_reader *r, const struct svemig_mem_
                         vcpu_state_done(&st);
                 } else if (k == SVEMIG_FRAME_MEMORY) {
                         if (svemig_stream_read_memory(r, map, n_map, &err) < 0)
+                                return;
+                } else if (k >= SVEMIG_FRAME_VGIC && k <= SVEMIG_FRAME_VIRTIO) {
+                        if (!read_device(r, k))
                                 return;
                 }
         }
