@@ -6,13 +6,17 @@
  * record layer carried on elsewhere would have to read).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "peer-tls.h"
@@ -187,9 +191,9 @@ static int verify_peer(gnutls_session_t session)
         }
         r = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
         if (r >= 0) {
-                const char *hit = NULL;
+                const char *hit = t->accept->any ? "" : NULL;
 
-                if (t->accept->expect && names_one(crt, t->accept->expect))
+                if (!hit && t->accept->expect && names_one(crt, t->accept->expect))
                         hit = t->accept->expect;
                 for (size_t i = 0; !hit && i < t->accept->n; i++)
                         if (names_one(crt, t->accept->names[i]))
@@ -202,8 +206,10 @@ static int verify_peer(gnutls_session_t session)
                 }
                 cert_names(crt, names, sizeof(names));
                 if (t->accept->expect)
-                        snprintf(t->why, sizeof(t->why), "its certificate names %s, not %s", names,
-                                 t->accept->expect);
+                        snprintf(t->why, sizeof(t->why),
+                                 "its certificate names %s, not %s: fix [peer %s] address in migrate.conf, "
+                                 "or give that host a certificate naming %s",
+                                 names, t->accept->expect, t->accept->expect, t->accept->expect);
                 else
                         snprintf(t->why, sizeof(t->why),
                                  "its certificate names %s, which is none of this host's [peer] names",
@@ -267,9 +273,24 @@ int peer_tls_handshake(const struct peer_tls_creds *c, int fd, bool server,
                 else if (r == GNUTLS_E_NO_CERTIFICATE_FOUND || r == GNUTLS_E_CERTIFICATE_REQUIRED)
                         r = svemig_error_set(err, EPROTO, "TLS: the peer presented no certificate: %s",
                                              gnutls_strerror(r));
+                else if (r == GNUTLS_E_PULL_ERROR || r == GNUTLS_E_PREMATURE_TERMINATION ||
+                         r == GNUTLS_E_PUSH_ERROR)
+                        r = svemig_error_set(
+                                err, EPROTO,
+                                "TLS: the peer closed the connection during the handshake (%s): "
+                                "it may not trust this host's certificate, or not speak TLS "
+                                "(peer-tls = no there?)",
+                                gnutls_strerror(r));
                 else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
                         r = svemig_error_set(err, EACCES, "TLS: the peer refused this host: %s",
                                              gnutls_alert_get_name(gnutls_alert_get(t->session)));
+                else if (r == GNUTLS_E_UNEXPECTED_PACKET_LENGTH ||
+                         r == GNUTLS_E_UNSUPPORTED_VERSION_PACKET || r == GNUTLS_E_UNEXPECTED_PACKET)
+                        r = svemig_error_set(
+                                err, EPROTO,
+                                "TLS: the peer does not speak TLS (%s): peer TLS is on here; is "
+                                "peer-tls = no there?",
+                                gnutls_strerror(r));
                 else
                         r = tls_error(err, EPROTO, r, "TLS handshake with the peer failed");
                 goto fail;
@@ -325,6 +346,238 @@ int peer_tls_bye(struct peer_tls *t, struct svemig_error *err)
                 r = gnutls_bye(t->session, GNUTLS_SHUT_WR);
         while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
         return r < 0 ? tls_error(err, EPIPE, r, "TLS: cannot end the session") : 0;
+}
+
+struct peer_tls_cert {
+        gnutls_x509_crt_t crt;
+};
+
+int peer_tls_peer_cert(struct peer_tls *t, struct peer_tls_cert **out, struct svemig_error *err)
+{
+        const gnutls_datum_t *certs;
+        struct peer_tls_cert *c;
+        unsigned n = 0;
+        int r;
+
+        certs = gnutls_certificate_get_peers(t->session, &n);
+        if (!certs || n == 0)
+                return svemig_error_set(err, EPROTO, "TLS: the peer presented no certificate");
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        r = gnutls_x509_crt_init(&c->crt);
+        if (r >= 0)
+                r = gnutls_x509_crt_import(c->crt, &certs[0], GNUTLS_X509_FMT_DER);
+        if (r < 0) {
+                peer_tls_cert_free(c);
+                return tls_error(err, EPROTO, r, "TLS: the peer's certificate cannot be read");
+        }
+        *out = c;
+        return 0;
+}
+
+bool peer_tls_cert_names(const struct peer_tls_cert *c, const char *host)
+{
+        return names_one(c->crt, host);
+}
+
+const char *peer_tls_cert_describe(const struct peer_tls_cert *c, char *buf, size_t size)
+{
+        cert_names(c->crt, buf, size);
+        return buf;
+}
+
+void peer_tls_cert_free(struct peer_tls_cert *c)
+{
+        if (!c)
+                return;
+        if (c->crt)
+                gnutls_x509_crt_deinit(c->crt);
+        free(c);
+}
+
+/* ---- the relay: a session behind a socketpair ---- */
+
+#define RELAY_BUF (64u * 1024u)
+
+struct relay {
+        struct peer_tls *t;
+        int net, local;
+        int refs; /* one per thread: the last one out frees */
+};
+
+static void relay_put(struct relay *r)
+{
+        if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) > 0)
+                return;
+        peer_tls_free(r->t);
+        close(r->net);
+        close(r->local);
+        free(r);
+}
+
+static bool relay_write(int fd, const uint8_t *p, size_t len)
+{
+        while (len > 0) {
+                ssize_t k = send(fd, p, len, MSG_NOSIGNAL);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return false;
+                p += k;
+                len -= (size_t)k;
+        }
+        return true;
+}
+
+/* What the local side writes goes out sealed. */
+static void *relay_out(void *userdata)
+{
+        struct relay *r = userdata;
+        uint8_t *buf = malloc(RELAY_BUF);
+
+        while (buf) {
+                ssize_t k = read(r->local, buf, RELAY_BUF);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0) {
+                        /* The local side is done (or closed): the peer reads a clean end. */
+                        (void)peer_tls_bye(r->t, NULL);
+                        shutdown(r->net, SHUT_WR);
+                        break;
+                }
+                if (peer_tls_send(r->t, buf, (size_t)k, NULL) < 0) {
+                        /* The peer is gone: the local side's writes fail, its reads end. */
+                        shutdown(r->local, SHUT_RDWR);
+                        break;
+                }
+        }
+        free(buf);
+        relay_put(r);
+        return NULL;
+}
+
+/* What the peer sends comes in opened. */
+static void *relay_in(void *userdata)
+{
+        struct relay *r = userdata;
+        uint8_t *buf = malloc(RELAY_BUF);
+
+        while (buf) {
+                ssize_t k;
+
+                if (gnutls_record_check_pending(r->t->session) == 0) {
+                        /* The local side closing (POLLHUP) ends the wait: nobody reads what would come. */
+                        struct pollfd p[2] = {{.fd = r->net, .events = POLLIN}, {.fd = r->local}};
+
+                        if (poll(p, 2, -1) < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                break;
+                        }
+                        if (!p[0].revents && p[1].revents)
+                                break;
+                }
+                k = gnutls_record_recv(r->t->session, buf, RELAY_BUF);
+                if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED)
+                        continue;
+                if (k <= 0) {
+                        /* close_notify, EOF or a record failing its check: the local side reads the end. */
+                        shutdown(r->local, SHUT_WR);
+                        break;
+                }
+                if (!relay_write(r->local, buf, (size_t)k))
+                        break;
+        }
+        free(buf);
+        relay_put(r);
+        return NULL;
+}
+
+int peer_tls_relay(struct peer_tls *t, int net_fd, int *out, struct svemig_error *err)
+{
+        int flags = fcntl(net_fd, F_GETFL), sv[2], r;
+        struct relay *rl = NULL;
+        pthread_attr_t attr;
+        pthread_t th;
+
+        if (flags < 0 || fcntl(net_fd, F_SETFL, flags & ~O_NONBLOCK) < 0 ||
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+                r = svemig_error_set(err, errno, "TLS: cannot set up the connection's relay: %s",
+                                     strerror(errno));
+                goto fail;
+        }
+        if ((flags & O_NONBLOCK) && fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0) {
+                r = svemig_error_set(err, errno, "TLS: cannot set up the connection's relay: %s",
+                                     strerror(errno));
+                close(sv[0]);
+                close(sv[1]);
+                goto fail;
+        }
+        rl = calloc(1, sizeof(*rl));
+        if (!rl) {
+                close(sv[0]);
+                close(sv[1]);
+                r = svemig_error_set(err, ENOMEM, "out of memory");
+                goto fail;
+        }
+        *rl = (struct relay){.t = t, .net = net_fd, .local = sv[1], .refs = 2};
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = -pthread_create(&th, &attr, relay_out, rl);
+        if (r == 0) {
+                r = -pthread_create(&th, &attr, relay_in, rl);
+                if (r < 0) {
+                        /* relay_out ends at the local end's EOF and frees all but its reference. */
+                        shutdown(sv[0], SHUT_RDWR);
+                        close(sv[0]);
+                        relay_put(rl);
+                }
+        } else {
+                close(sv[0]);
+                close(sv[1]);
+                free(rl);
+                rl = NULL;
+        }
+        pthread_attr_destroy(&attr);
+        if (r < 0) {
+                if (rl)
+                        return svemig_error_set(err, -r, "TLS: cannot start the connection's relay: %s",
+                                                strerror(-r));
+                r = svemig_error_set(err, -r, "TLS: cannot start the connection's relay: %s", strerror(-r));
+                goto fail;
+        }
+        *out = sv[0];
+        return 0;
+fail:
+        peer_tls_free(t);
+        close(net_fd);
+        return r;
+}
+
+int peer_tls_secure_dial(void *creds, int fd, const char *name, unsigned timeout_ms, int *out,
+                         struct svemig_error *err)
+{
+        const struct peer_tls_names want = {.expect = name};
+        int flags = fcntl(fd, F_GETFL);
+        struct peer_tls *t;
+        int r;
+
+        /* The handshake blocks, bounded by its own timeout. */
+        if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+                r = svemig_error_set(err, errno, "TLS: %s", strerror(errno));
+                close(fd);
+                return r;
+        }
+        r = peer_tls_handshake(creds, fd, false, &want, timeout_ms, &t, NULL, 0, err);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        (void)fcntl(fd, F_SETFL, flags);
+        return peer_tls_relay(t, fd, out, err);
 }
 
 const char *peer_tls_description(struct peer_tls *t, char *buf, size_t size)
