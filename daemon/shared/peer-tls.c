@@ -400,158 +400,196 @@ void peer_tls_cert_free(struct peer_tls_cert *c)
 
 #define RELAY_BUF (64u * 1024u)
 
+/*
+ * One thread per connection, both directions, every call non-blocking: a
+ * GnuTLS session is not used by two threads at once (a sender and a
+ * receiver each in its own thread stalled migrations under load).
+ */
 struct relay {
         struct peer_tls *t;
         int net, local;
-        int refs; /* one per thread: the last one out frees */
+        uint8_t in[RELAY_BUF], out[RELAY_BUF];
+        size_t in_off, in_len;   /* opened from the peer, not yet written to local */
+        size_t out_off, out_len; /* read from local, not yet taken by GnuTLS */
+        bool local_eof;          /* the local side sends no more */
+        bool local_gone;         /* ... and reads no more (closed) */
+        bool net_eof;            /* the peer sends no more (close_notify, EOF or a bad record) */
+        bool net_broken;         /* the peer cannot be written to */
+        bool bye_done;
+        bool send_again, bye_again; /* GnuTLS said try again: wait for POLLOUT */
 };
 
-static void relay_put(struct relay *r)
+static void relay_free(struct relay *r)
 {
-        if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) > 0)
-                return;
         peer_tls_free(r->t);
         close(r->net);
         close(r->local);
         free(r);
 }
 
-static bool relay_write(int fd, const uint8_t *p, size_t len)
+/* Moves what can move now, without blocking. */
+static void relay_step(struct relay *r)
 {
-        while (len > 0) {
-                ssize_t k = send(fd, p, len, MSG_NOSIGNAL);
+        ssize_t k;
 
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
-                        return false;
-                p += k;
-                len -= (size_t)k;
-        }
-        return true;
-}
-
-/* What the local side writes goes out sealed. */
-static void *relay_out(void *userdata)
-{
-        struct relay *r = userdata;
-        uint8_t *buf = malloc(RELAY_BUF);
-
-        while (buf) {
-                ssize_t k = read(r->local, buf, RELAY_BUF);
-
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0) {
-                        /* The local side is done (or closed): the peer reads a clean end. */
-                        (void)peer_tls_bye(r->t, NULL);
-                        shutdown(r->net, SHUT_WR);
+        /* The peer's bytes to the local side. */
+        while (!r->local_gone && r->in_off < r->in_len) {
+                k = send(r->local, r->in + r->in_off, r->in_len - r->in_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (k > 0)
+                        r->in_off += (size_t)k;
+                else if (k < 0 && (errno == EAGAIN || errno == EINTR))
                         break;
-                }
-                if (peer_tls_send(r->t, buf, (size_t)k, NULL) < 0) {
-                        /* The peer is gone: the local side's writes fail, its reads end. */
-                        shutdown(r->local, SHUT_RDWR);
-                        break;
-                }
+                else
+                        r->local_gone = true;
         }
-        free(buf);
-        relay_put(r);
-        return NULL;
-}
-
-/* What the peer sends comes in opened. */
-static void *relay_in(void *userdata)
-{
-        struct relay *r = userdata;
-        uint8_t *buf = malloc(RELAY_BUF);
-
-        while (buf) {
-                ssize_t k;
-
-                if (gnutls_record_check_pending(r->t->session) == 0) {
-                        /* The local side closing (POLLHUP) ends the wait: nobody reads what would come. */
-                        struct pollfd p[2] = {{.fd = r->net, .events = POLLIN}, {.fd = r->local}};
-
-                        if (poll(p, 2, -1) < 0) {
-                                if (errno == EINTR)
-                                        continue;
-                                break;
-                        }
-                        if (!p[0].revents && p[1].revents)
-                                break;
-                }
-                k = gnutls_record_recv(r->t->session, buf, RELAY_BUF);
+        while (!r->net_eof && !r->local_gone && r->in_off == r->in_len) {
+                k = gnutls_record_recv(r->t->session, r->in, sizeof(r->in));
                 if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED)
-                        continue;
+                        break;
                 if (k <= 0) {
                         /* close_notify, EOF or a record failing its check: the local side reads the end. */
+                        r->net_eof = true;
                         shutdown(r->local, SHUT_WR);
                         break;
                 }
-                if (!relay_write(r->local, buf, (size_t)k))
-                        break;
+                r->in_off = 0;
+                r->in_len = (size_t)k;
+                while (r->in_off < r->in_len) {
+                        k = send(r->local, r->in + r->in_off, r->in_len - r->in_off,
+                                 MSG_DONTWAIT | MSG_NOSIGNAL);
+                        if (k > 0)
+                                r->in_off += (size_t)k;
+                        else if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                                break;
+                        else
+                                r->local_gone = true, r->in_off = r->in_len;
+                }
         }
-        free(buf);
-        relay_put(r);
+
+        /* The local side's bytes to the peer, sealed. */
+        r->send_again = false;
+        while (!r->net_broken) {
+                if (r->out_off == r->out_len) {
+                        if (r->local_eof)
+                                break;
+                        k = recv(r->local, r->out, sizeof(r->out), MSG_DONTWAIT);
+                        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                                break;
+                        if (k <= 0) {
+                                r->local_eof = true;
+                                break;
+                        }
+                        r->out_off = 0;
+                        r->out_len = (size_t)k;
+                }
+                k = gnutls_record_send(r->t->session, r->out + r->out_off, r->out_len - r->out_off);
+                if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) {
+                        r->send_again = true;
+                        break;
+                }
+                if (k < 0) {
+                        /* The peer is gone: the local side's writes fail, its reads end. */
+                        r->net_broken = true;
+                        shutdown(r->local, SHUT_RDWR);
+                        break;
+                }
+                r->out_off += (size_t)k;
+        }
+        /* The local side is done: the peer reads a clean end. */
+        if (r->local_eof && r->out_off == r->out_len && !r->bye_done && !r->net_broken) {
+                int b = gnutls_bye(r->t->session, GNUTLS_SHUT_WR);
+
+                r->bye_again = b == GNUTLS_E_AGAIN || b == GNUTLS_E_INTERRUPTED;
+                if (!r->bye_again) {
+                        r->bye_done = true;
+                        shutdown(r->net, SHUT_WR);
+                }
+        }
+}
+
+static bool relay_done(const struct relay *r)
+{
+        bool out_done = r->net_broken || r->bye_done;
+        bool in_done = r->local_gone || (r->net_eof && r->in_off == r->in_len);
+
+        return out_done && in_done;
+}
+
+static void *relay_main(void *userdata)
+{
+        struct relay *r = userdata;
+
+        for (;;) {
+                struct pollfd p[2] = {{.fd = r->net}, {.fd = r->local}};
+
+                relay_step(r);
+                if (relay_done(r))
+                        break;
+                if (!r->net_eof && !r->local_gone && r->in_off == r->in_len) {
+                        if (gnutls_record_check_pending(r->t->session) > 0)
+                                continue;
+                        p[0].events |= POLLIN;
+                }
+                if (r->send_again || r->bye_again)
+                        p[0].events |= POLLOUT;
+                if (!r->local_eof && r->out_off == r->out_len && !r->net_broken)
+                        p[1].events |= POLLIN;
+                if (!r->local_gone && r->in_off < r->in_len)
+                        p[1].events |= POLLOUT;
+                if (poll(p, 2, -1) < 0 && errno != EINTR)
+                        break;
+                /* The local side closed: nobody reads what would come; stop reading (closing then resets).
+                 */
+                if ((p[1].revents & (POLLHUP | POLLERR)) && !(p[1].revents & POLLIN)) {
+                        r->local_gone = true;
+                        r->local_eof = true;
+                }
+                if ((p[0].revents & (POLLHUP | POLLERR)) && !(p[0].revents & POLLIN) && r->send_again)
+                        r->net_broken = true;
+        }
+        relay_free(r);
         return NULL;
 }
 
 int peer_tls_relay(struct peer_tls *t, int net_fd, int *out, struct svemig_error *err)
 {
-        int flags = fcntl(net_fd, F_GETFL), sv[2], r;
+        int flags = fcntl(net_fd, F_GETFL), sv[2] = {-1, -1}, r;
         struct relay *rl = NULL;
         pthread_attr_t attr;
         pthread_t th;
 
-        if (flags < 0 || fcntl(net_fd, F_SETFL, flags & ~O_NONBLOCK) < 0 ||
-            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        if (flags < 0 || fcntl(net_fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+            fcntl(sv[1], F_SETFL, O_NONBLOCK) < 0 ||
+            (!(flags & O_NONBLOCK) ? 0 : fcntl(sv[0], F_SETFL, O_NONBLOCK)) < 0) {
                 r = svemig_error_set(err, errno, "TLS: cannot set up the connection's relay: %s",
                                      strerror(errno));
-                goto fail;
-        }
-        if ((flags & O_NONBLOCK) && fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0) {
-                r = svemig_error_set(err, errno, "TLS: cannot set up the connection's relay: %s",
-                                     strerror(errno));
-                close(sv[0]);
-                close(sv[1]);
                 goto fail;
         }
         rl = calloc(1, sizeof(*rl));
         if (!rl) {
-                close(sv[0]);
-                close(sv[1]);
                 r = svemig_error_set(err, ENOMEM, "out of memory");
                 goto fail;
         }
-        *rl = (struct relay){.t = t, .net = net_fd, .local = sv[1], .refs = 2};
+        rl->t = t;
+        rl->net = net_fd;
+        rl->local = sv[1];
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        r = -pthread_create(&th, &attr, relay_out, rl);
-        if (r == 0) {
-                r = -pthread_create(&th, &attr, relay_in, rl);
-                if (r < 0) {
-                        /* relay_out ends at the local end's EOF and frees all but its reference. */
-                        shutdown(sv[0], SHUT_RDWR);
-                        close(sv[0]);
-                        relay_put(rl);
-                }
-        } else {
-                close(sv[0]);
-                close(sv[1]);
-                free(rl);
-                rl = NULL;
-        }
+        r = -pthread_create(&th, &attr, relay_main, rl);
         pthread_attr_destroy(&attr);
         if (r < 0) {
-                if (rl)
-                        return svemig_error_set(err, -r, "TLS: cannot start the connection's relay: %s",
-                                                strerror(-r));
+                free(rl);
                 r = svemig_error_set(err, -r, "TLS: cannot start the connection's relay: %s", strerror(-r));
                 goto fail;
         }
         *out = sv[0];
         return 0;
 fail:
+        if (sv[0] >= 0) {
+                close(sv[0]);
+                close(sv[1]);
+        }
         peer_tls_free(t);
         close(net_fd);
         return r;

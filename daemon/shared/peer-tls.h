@@ -71,8 +71,9 @@ void peer_tls_cert_free(struct peer_tls_cert *c);
 /*
  * Carries the session on a socketpair, so that code which reads and writes
  * a plain socket (the peer protocol, the memory channels, a VMM the fd is
- * passed to) goes over TLS: two threads move the bytes, sealing what that
- * code writes into records and opening the peer's. Takes t and net_fd
+ * passed to) goes over TLS: one thread moves the bytes both ways,
+ * non-blocking, sealing what that code writes into records and opening the
+ * peer's (never two threads in one GnuTLS session). Takes t and net_fd
  * (closing both when done, also on failure). *out is the other end, an
  * AF_UNIX stream socket, blocking or not as net_fd was.
  *
