@@ -398,7 +398,8 @@ void peer_tls_cert_free(struct peer_tls_cert *c)
 
 /* ---- the relay: a session behind a socketpair ---- */
 
-#define RELAY_BUF (64u * 1024u)
+#define RELAY_BUF      (64u * 1024u)
+#define RELAY_PAIR_BUF (4 << 20)
 
 /*
  * One thread per connection, both directions, every call non-blocking: a
@@ -566,6 +567,14 @@ int peer_tls_relay(struct peer_tls *t, int net_fd, int *out, struct svemig_error
                                      strerror(errno));
                 goto fail;
         }
+        /*
+         * The pair holds what a TCP socket's buffers would (the engine sizes its receive buffers to
+         * megabytes and counts on them): a unix stream socket's capacity is its writer's SO_SNDBUF,
+         * a few hundred KiB by default. Past wmem_max only root's SO_SNDBUFFORCE gets it.
+         */
+        for (unsigned i = 0; i < 2; i++)
+                if (setsockopt(sv[i], SOL_SOCKET, SO_SNDBUFFORCE, &(int){RELAY_PAIR_BUF}, sizeof(int)) < 0)
+                        (void)setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &(int){RELAY_PAIR_BUF}, sizeof(int));
         rl = calloc(1, sizeof(*rl));
         if (!rl) {
                 r = svemig_error_set(err, ENOMEM, "out of memory");
