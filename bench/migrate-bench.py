@@ -18,6 +18,11 @@ process sending to a new svemig-vmm on the peer), best of N each way:
   capped    the idle guest over a link capped to --cap-mbps (the tests'
             SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH): adaptive compression picks LZ4
 
+Each runs over peer TLS (the default: a CA and certificates made by
+scripts/make-test-ca.sh), and idle and paused also in plaintext
+(peer-tls = no) beside it; QEMU's paused multifd migration runs in
+plaintext and with tls-creds-x509 (qemu-baseline.py).
+
 The daemons keep an incoming RAM reserve ([cluster] incoming-reserve, RESERVE
 below; --reserve 0 turns it off): each destination's guest RAM is faulted in
 ahead, before the migration starts, as QEMU's destination started with
@@ -53,8 +58,18 @@ def free_port():
         return s.getsockname()[1]
 
 
+def tls_keys(root, name, tls):
+    """[cluster] keys for peer TLS (a CA under root, made once, and name's certificate), or peer-tls = no."""
+    if not tls:
+        return "peer-tls = no\n"
+    ca = os.path.join(root, "pki")
+    if not os.path.exists(os.path.join(ca, name + ".pem")):
+        subprocess.run(["sh", os.path.join(HERE, "..", "scripts", "make-test-ca.sh"), ca, name], check=True)
+    return f"tls-ca = {ca}/ca.pem\ntls-cert = {ca}/{name}.pem\ntls-key = {ca}/{name}-key.pem\n"
+
+
 class Daemon:
-    def __init__(self, build, root, name, port, peer, peer_port, env=None, reserve_mib=0):
+    def __init__(self, build, root, name, port, peer, peer_port, env=None, reserve_mib=0, tls=True):
         self.name = name
         self.reserve_mib = reserve_mib
         self.reserves_taken = 0
@@ -79,9 +94,9 @@ class Daemon:
                 listen = 127.0.0.1:{port}
                 refresh-interval = 500ms
                 incoming-reserve = {reserve_mib}M
-                [peer {peer}]
+                {{tls}}[peer {peer}]
                 address = 127.0.0.1:{peer_port}
-                """))
+                """).replace("{tls}", tls_keys(root, name, tls)))
         full_env = dict(os.environ)
         full_env["SVEMIG_VMM"] = os.path.join(build, "daemon", "svemig-vmm")
         full_env.update(env or {})
@@ -144,19 +159,19 @@ class Daemon:
         self.log.close()
 
 
-def pair(build, root, env=None, reserve_mib=0):
+def pair(build, root, env=None, reserve_mib=0, tls=True):
     pa, pb = free_port(), free_port()
-    a = Daemon(build, root, "a", pa, "b", pb, env, reserve_mib)
-    b = Daemon(build, root, "b", pb, "a", pa, env, reserve_mib)
+    a = Daemon(build, root, "a", pa, "b", pb, env, reserve_mib, tls)
+    b = Daemon(build, root, "b", pb, "a", pa, env, reserve_mib, tls)
     a.wait_peer_up("b")
     b.wait_peer_up("a")
     return a, b
 
 
-def migrations(build, root, snapshot, runs, env=None, reserve_mib=0, paused=False):
-    """Restores the snapshot into A (running, or paused), then migrates it A->B->A... runs times; returns the
-    reports."""
-    a, b = pair(build, root, env, reserve_mib)
+def migrations(build, root, snapshot, runs, env=None, reserve_mib=0, paused=False, tls=True):
+    """Restores the snapshot into A (running, or paused), then migrates it A->B->A... runs times, over peer TLS
+    or in plaintext; returns the reports."""
+    a, b = pair(build, root, env, reserve_mib, tls)
     reps = []
     state = "paused" if paused else "running"
     try:
@@ -218,6 +233,9 @@ def main():
     res = {
         "idle": best(migrations(build, root, snaps["idle"], runs, reserve_mib=reserve)),
         "paused": best(migrations(build, root, snaps["idle"], runs, reserve_mib=reserve, paused=True)),
+        "idle_plain": best(migrations(build, root, snaps["idle"], runs, reserve_mib=reserve, tls=False)),
+        "paused_plain": best(migrations(build, root, snaps["idle"], runs, reserve_mib=reserve, paused=True,
+                                        tls=False)),
         "dirtying": best(migrations(build, root, snaps["dirtying"], runs, reserve_mib=reserve)),
         "capped": best(migrations(build, root, snaps["idle"], 1,
                                   {"SVEMIG_TEST_MIGRATE_MAX_BANDWIDTH": str(cap_mbps * 1000000)}, reserve)),
@@ -240,10 +258,12 @@ def main():
               "the migration")
     print(f"{'':<30} {'total s':>8} {'down ms':>9} {'MB/s':>9} {'wire MB':>9} {'passes':>6}  {'comp':<5} "
           f"{'link MB/s':>8}")
-    row("svemig idle", res["idle"])
-    row("svemig paused", res["paused"])
-    row(f"svemig dirtying ({dirty_pages} p/step x2)", res["dirtying"])
-    row(f"svemig idle, link {cap_mbps} MB/s", res["capped"])
+    row("svemig idle, TLS", res["idle"])
+    row("svemig paused, TLS", res["paused"])
+    row("svemig idle, plaintext", res["idle_plain"])
+    row("svemig paused, plaintext", res["paused_plain"])
+    row(f"svemig dirtying, TLS ({dirty_pages} p/step x2)", res["dirtying"])
+    row(f"svemig idle, TLS, link {cap_mbps} MB/s", res["capped"])
     if q:
         for name, key in (("QEMU paused, 1 channel", "paused"), ("QEMU paused, multifd 2", "paused_multifd2"),
                           ("QEMU paused, multifd 2, TLS", "paused_multifd2_tls"), ("QEMU running", "running")):
@@ -252,17 +272,25 @@ def main():
                   f"{(r['bytes'] or 0) / 1e6 / max(r['total_s'], 1e-9):9.0f} {(r['bytes'] or 0) / 1e6:9.0f}")
     print("\ntargets:")
     idle_t = res["idle"]["total_ns"] / 1e9
+    paused_t = res["paused"]["total_ns"] / 1e9
+    print(f"  TLS vs plaintext, svemig idle   {idle_t / (res['idle_plain']['total_ns'] / 1e9):5.2f}x its time")
+    print(f"  TLS vs plaintext, svemig paused {paused_t / (res['paused_plain']['total_ns'] / 1e9):5.2f}x its time")
     if q:
         mfd = q["paused_multifd2"]["total_s"]
-        print(f"  idle total vs QEMU multifd      {mfd / idle_t:5.2f}x  (target > 1x)      "
-              f"{'met' if idle_t < mfd else 'MISSED'}")
-        print(f"  idle total vs QEMU 1 channel    {q['paused']['total_s'] / idle_t:5.2f}x")
-        paused_t = res["paused"]["total_ns"] / 1e9
-        print(f"  paused total vs QEMU multifd    {mfd / paused_t:5.2f}x  (both guests paused: like for like)")
-        # svemig's peer TLS is not in migrations yet (docs/migration.md "Who may connect"): QEMU's side only.
-        print(f"  QEMU multifd TLS vs plaintext   {q['paused_multifd2_tls']['total_s'] / mfd:5.2f}x its time")
+        mfd_tls = q["paused_multifd2_tls"]["total_s"]
+        print(f"  paused TLS vs QEMU multifd TLS  {mfd_tls / paused_t:5.2f}x  (target > 1x; both paused, both "
+              f"TLS)      {'met' if paused_t < mfd_tls else 'MISSED'}")
+        print(f"  idle TLS vs QEMU multifd TLS    {mfd_tls / idle_t:5.2f}x  (target > 1x)      "
+              f"{'met' if idle_t < mfd_tls else 'MISSED'}")
+        print(f"  QEMU multifd TLS vs plaintext   {mfd_tls / mfd:5.2f}x its time")
+        plain_t = res["idle_plain"]["total_ns"] / 1e9
+        print(f"  idle plaintext vs QEMU multifd  {mfd / plain_t:5.2f}x  (target > 1x)      "
+              f"{'met' if plain_t < mfd else 'MISSED'}")
+        print(f"  idle plaintext vs QEMU 1 chan.  {q['paused']['total_s'] / plain_t:5.2f}x")
+        print(f"  paused plaintext vs QEMU mfd    "
+              f"{mfd / (res['paused_plain']['total_ns'] / 1e9):5.2f}x  (both guests paused: like for like)")
         run_t = res["dirtying"]["total_ns"] / 1e9
-        print(f"  dirtying total vs QEMU running  {q['running']['total_s'] / run_t:5.2f}x")
+        print(f"  dirtying TLS vs QEMU running    {q['running']['total_s'] / run_t:5.2f}x (QEMU in plaintext)")
     down = res["idle"]["downtime_ns"] / 1e6
     print(f"  idle downtime                   {down:6.2f} ms (target <= 10 ms) {'met' if down <= 10 else 'MISSED'}")
     ok = res["capped"]["compression"] == "lz4"

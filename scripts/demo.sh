@@ -160,6 +160,11 @@ ss = [socket.socket() for _ in range(3)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
 port_a=$1 port_b=$2 port_c=$3
+# Peer TLS is on by default: the tour makes its own CA and a certificate per host.
+step "A CA for the tour, and a certificate for each host (peer TLS: mutual, on every connection)" \
+        "scripts/make-test-ca.sh pki a b c"
+sh "$(dirname "$0")/make-test-ca.sh" "$work/pki" a b c
+ls "$work/pki"
 host_conf() { # NAME VQ-MAP KERNEL PORT, then the peers as NAME PORT pairs
         name=$1 map=$2 kernel=$3 port=$4
         shift 4
@@ -169,6 +174,8 @@ host_conf() { # NAME VQ-MAP KERNEL PORT, then the peers as NAME PORT pairs
                         "$name" "$work/$name" "$work/$name" "$(id -g)"
                 printf '[hypervisor]\nbackend = sim\n[sim]\nvq-map = %s\nkernel = %s\n' "$map" "$kernel"
                 printf '[cluster]\nlisten = 127.0.0.1:%s\nrefresh-interval = 500ms\n' "$port"
+                printf 'tls-ca = %s/pki/ca.pem\ntls-cert = %s/pki/%s.pem\ntls-key = %s/pki/%s-key.pem\n' \
+                        "$work" "$work" "$name" "$work" "$name"
                 while [ $# -gt 0 ]; do
                         printf '[peer %s]\naddress = 127.0.0.1:%s\n' "$1" "$2"
                         shift 2

@@ -10,6 +10,8 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -394,6 +396,144 @@ static void test_session_goes_on_in_another_process(void **state)
         peer_tls_creds_free(b);
 }
 
+/* The server's side of a relayed connection: the handshake accepting any name, then the relay. */
+struct relay_side {
+        const struct peer_tls_creds *creds;
+        int fd, local, r;
+        char cert_names[200];
+        bool names_a, names_b;
+        struct svemig_error err;
+};
+
+static void *relay_serve(void *userdata)
+{
+        static const struct peer_tls_names any = {.any = true};
+        struct relay_side *s = userdata;
+        struct peer_tls_cert *cert = NULL;
+        struct peer_tls *t = NULL;
+
+        s->r = peer_tls_handshake(s->creds, s->fd, true, &any, 5000, &t, NULL, 0, &s->err);
+        if (s->r == 0)
+                s->r = peer_tls_peer_cert(t, &cert, &s->err);
+        if (s->r == 0) {
+                s->names_a = peer_tls_cert_names(cert, "a");
+                s->names_b = peer_tls_cert_names(cert, "b");
+                peer_tls_cert_describe(cert, s->cert_names, sizeof(s->cert_names));
+                peer_tls_cert_free(cert);
+                s->r = peer_tls_relay(t, s->fd, &s->local, &s->err);
+        } else {
+                peer_tls_free(t);
+                close(s->fd);
+        }
+        return NULL;
+}
+
+/* Moves len bytes from one plain end to the other, both ways at once (a thread writes one way). */
+struct pour {
+        int fd;
+        const uint8_t *buf;
+        size_t len;
+};
+
+static void *pour(void *userdata)
+{
+        struct pour *p = userdata;
+        size_t off = 0;
+
+        while (off < p->len) {
+                ssize_t k = write(p->fd, p->buf + off, p->len - off);
+
+                if (k <= 0)
+                        break;
+                off += (size_t)k;
+        }
+        shutdown(p->fd, SHUT_WR);
+        return NULL;
+}
+
+static size_t drain(int fd, uint8_t *buf, size_t size)
+{
+        size_t got = 0;
+
+        for (;;) {
+                ssize_t k = read(fd, buf + got, size - got);
+
+                if (k <= 0)
+                        return got;
+                got += (size_t)k;
+        }
+}
+
+/*
+ * The relay: both ends see a plain socket; 4 MiB cross each way at once, in
+ * order, and each side's shutdown reaches the other as EOF (close_notify).
+ */
+static void test_relay_carries_both_ways_and_ends(void **state)
+{
+        const size_t len = 4u << 20;
+        struct peer_tls_creds *a = load("ca", "a"), *b = load("ca", "b");
+        struct relay_side s = {.creds = b};
+        struct svemig_error err = {0};
+        uint8_t *up = malloc(len), *down = malloc(len), *got_up = malloc(len + 1),
+                *got_down = malloc(len + 1);
+        pthread_t th, pa, pb;
+        int fds[2], local = -1;
+
+        (void)state;
+        assert_non_null(up && down && got_up && got_down);
+        for (size_t i = 0; i < len; i++) {
+                up[i] = (uint8_t)(i * 7 + 1);
+                down[i] = (uint8_t)(i * 13 + 5);
+        }
+        tcp_pair(fds);
+        s.fd = fds[1];
+        assert_int_equal(pthread_create(&th, NULL, relay_serve, &s), 0);
+        assert_int_equal(peer_tls_secure_dial(a, fds[0], "b", 5000, &local, &err), 0);
+        pthread_join(th, NULL);
+        assert_int_equal(s.r, 0);
+        assert_true(s.names_a);
+        assert_false(s.names_b);
+        assert_string_equal(s.cert_names, "a");
+
+        struct pour pu = {.fd = local, .buf = up, .len = len}, pd = {.fd = s.local, .buf = down, .len = len};
+        assert_int_equal(pthread_create(&pa, NULL, pour, &pu), 0);
+        assert_int_equal(pthread_create(&pb, NULL, pour, &pd), 0);
+        assert_int_equal(drain(s.local, got_up, len + 1), len);
+        assert_int_equal(drain(local, got_down, len + 1), len);
+        pthread_join(pa, NULL);
+        pthread_join(pb, NULL);
+        assert_memory_equal(got_up, up, len);
+        assert_memory_equal(got_down, down, len);
+        close(local);
+        close(s.local);
+        peer_tls_creds_free(a);
+        peer_tls_creds_free(b);
+        free(up);
+        free(down);
+        free(got_up);
+        free(got_down);
+}
+
+/* A dialler that wants b but reaches a host whose certificate names a: refused, with the reason. */
+static void test_secure_dial_refuses_the_wrong_host(void **state)
+{
+        struct peer_tls_creds *a = load("ca", "a");
+        struct relay_side s = {.creds = a};
+        struct svemig_error err = {0};
+        pthread_t th;
+        int fds[2], local = -1;
+
+        (void)state;
+        tcp_pair(fds);
+        s.fd = fds[1];
+        assert_int_equal(pthread_create(&th, NULL, relay_serve, &s), 0);
+        assert_int_equal(peer_tls_secure_dial(a, fds[0], "b", 5000, &local, &err), -EACCES);
+        assert_non_null(strstr(err.msg, "its certificate names a, not b"));
+        pthread_join(th, NULL);
+        assert_true(s.r < 0);
+        peer_tls_creds_free(a);
+}
+
 static void test_tampered_record_is_refused(void **state)
 {
         struct peer_tls_creds *a = load("ca", "a"), *b = load("ca", "b");
@@ -446,6 +586,8 @@ int main(void)
                 cmocka_unit_test(test_record_state_exports),
                 cmocka_unit_test(test_session_goes_on_in_another_process),
                 cmocka_unit_test(test_tampered_record_is_refused),
+                cmocka_unit_test(test_relay_carries_both_ways_and_ends),
+                cmocka_unit_test(test_secure_dial_refuses_the_wrong_host),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);

@@ -26,6 +26,7 @@
 #include "utf8.h"
 #include "conf.h"
 #include "parse-number.h"
+#include "peer-tls.h"
 #include "svemig/migrate.h"
 
 #define SECTION_PEER_PREFIX "peer "
@@ -791,6 +792,35 @@ static int parse_cluster_etcd_lease(struct parse_ctx *ctx, const char *key, cons
         return 0;
 }
 
+/* Peer TLS's x509 files: absolute paths, read (and checked) by migrate_conf_tls_load(). */
+static int parse_cluster_tls_file(struct parse_ctx *ctx, const char *key, const char *value, char **dst,
+                                  unsigned *line)
+{
+        *line = ctx->line;
+        return parse_absolute_path(ctx, key, value, dst);
+}
+
+static int parse_cluster_tls_ca(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_cluster_tls_file(ctx, key, value, &ctx->conf->tls_ca, &ctx->conf->tls_ca_line);
+}
+
+static int parse_cluster_tls_cert(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_cluster_tls_file(ctx, key, value, &ctx->conf->tls_cert, &ctx->conf->tls_cert_line);
+}
+
+static int parse_cluster_tls_key(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        return parse_cluster_tls_file(ctx, key, value, &ctx->conf->tls_key, &ctx->conf->tls_key_line);
+}
+
+static int parse_cluster_peer_tls(struct parse_ctx *ctx, const char *key, const char *value)
+{
+        ctx->conf->peer_tls_line = ctx->line;
+        return parse_yes_no(ctx, key, value, &ctx->conf->peer_tls);
+}
+
 /* cluster-set = NAME: a word, as it goes into an etcd key. */
 static int parse_cluster_set(struct parse_ctx *ctx, const char *key, const char *value)
 {
@@ -905,6 +935,10 @@ static const struct key_def cluster_keys[] = {
         {"etcd-password-file", parse_cluster_etcd_password_file},
         {"etcd-lease", parse_cluster_etcd_lease},
         {"cluster-set", parse_cluster_set},
+        {"peer-tls", parse_cluster_peer_tls},
+        {"tls-ca", parse_cluster_tls_ca},
+        {"tls-cert", parse_cluster_tls_cert},
+        {"tls-key", parse_cluster_tls_key},
 };
 static const struct key_def guests_keys[] = {
         {"host-memory", parse_guests_host_memory},
@@ -1282,6 +1316,42 @@ static int check_store(struct parse_ctx *ctx)
         return 0;
 }
 
+/* A host that talks to peers needs the three files while peer TLS is on (the default). */
+static bool has_peers(const struct migrate_conf *conf)
+{
+        return conf->listen_address || conf->n_peers || conf->store == MEMBERSHIP_ETCD;
+}
+
+static int check_tls(struct parse_ctx *ctx)
+{
+        const struct migrate_conf *conf = ctx->conf;
+        const char *missing[3];
+        char list[48];
+        size_t n = 0;
+
+        if (!conf->peer_tls || !has_peers(conf))
+                return 0;
+        if (!conf->tls_ca)
+                missing[n++] = "tls-ca";
+        if (!conf->tls_cert)
+                missing[n++] = "tls-cert";
+        if (!conf->tls_key)
+                missing[n++] = "tls-key";
+        if (n == 0)
+                return 0;
+        if (n == 1)
+                snprintf(list, sizeof(list), "%s is", missing[0]);
+        else if (n == 2)
+                snprintf(list, sizeof(list), "%s and %s are", missing[0], missing[1]);
+        else
+                snprintf(list, sizeof(list), "%s, %s and %s are", missing[0], missing[1], missing[2]);
+        return fail(ctx, 0, EINVAL,
+                    "peer TLS is on (the default) and this host has peers, but [cluster] %s not set: give "
+                    "tls-ca (the cluster's CA), tls-cert (this host's certificate, naming %s) and tls-key "
+                    "(its key) as x509 PEM files, or set peer-tls = no for a lab",
+                    list, conf->host_name);
+}
+
 static int check_whole(struct parse_ctx *ctx)
 {
         struct migrate_conf *conf = ctx->conf;
@@ -1321,6 +1391,8 @@ static int check_whole(struct parse_ctx *ctx)
         if (conf->max_clients_per_user > conf->max_clients)
                 conf->max_clients_per_user = conf->max_clients;
         r = check_store(ctx);
+        if (r == 0)
+                r = check_tls(ctx);
         if (r < 0)
                 return r;
         if (!conf->snapshot_dir && asprintf(&conf->snapshot_dir, "%s/snapshots", conf->state_dir) < 0) {
@@ -1365,6 +1437,7 @@ static int set_defaults(struct migrate_conf *conf)
                 .max_conns_per_peer = MIGRATE_CONF_MAX_CONNS_PER_PEER,
                 .libvirt_hook_timeout_ms = MIGRATE_CONF_HOOK_TIMEOUT_MS,
                 .etcd_lease_ttl_s = MIGRATE_CONF_ETCD_LEASE_S,
+                .peer_tls = true,
         };
         /* The short host name: peers call each other by it. */
         if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
@@ -1489,6 +1562,9 @@ void migrate_conf_done(struct migrate_conf *conf)
         free(conf->etcd_password);
         free(conf->etcd_password_file);
         free(conf->cluster_set);
+        free(conf->tls_ca);
+        free(conf->tls_cert);
+        free(conf->tls_key);
         for (size_t i = 0; i < conf->n_peers; i++) {
                 free(conf->peers[i].name);
                 free(conf->peers[i].address);
@@ -1593,6 +1669,15 @@ void migrate_conf_print(const struct migrate_conf *conf, FILE *f)
         fprintf(f, "max-connections = %u\nmax-connections-per-peer = %u\n", conf->max_peer_conns,
                 conf->max_conns_per_peer);
 
+        fprintf(f, "peer-tls = %s\n", conf->peer_tls ? "yes" : "no");
+        if (!conf->peer_tls)
+                fprintf(f, "# (peer TLS is off: peers are neither authenticated nor encrypted)\n");
+        if (conf->tls_ca)
+                fprintf(f, "tls-ca = %s\n", conf->tls_ca);
+        if (conf->tls_cert)
+                fprintf(f, "tls-cert = %s\n", conf->tls_cert);
+        if (conf->tls_key)
+                fprintf(f, "tls-key = %s\n", conf->tls_key);
         if (conf->advertise)
                 fprintf(f, "advertise = %s\n", conf->advertise);
         fprintf(f, "store = %s\n", membership_backend_name(conf->store));
@@ -1673,4 +1758,39 @@ void migrate_conf_hv_config(const struct migrate_conf *conf, struct hv_config *o
                                 .host_name = conf->host_name,
                         },
         };
+}
+
+/* Each file readable by this process, named with the key and line that gave it. */
+static int tls_file_readable(const struct migrate_conf *conf, const char *key, const char *file,
+                             unsigned line, struct svemig_error *err)
+{
+        FILE *f = fopen(file, "re");
+
+        if (f) {
+                fclose(f);
+                return 0;
+        }
+        return svemig_error_set(err, errno, "%s:%u: %s = %s: cannot read it: %s", conf->path, line, key,
+                                file, strerror(errno));
+}
+
+int migrate_conf_tls_load(const struct migrate_conf *conf, struct peer_tls_creds **out,
+                          struct svemig_error *err)
+{
+        int r;
+
+        *out = NULL;
+        if (!conf->peer_tls || !has_peers(conf))
+                return 0;
+        r = tls_file_readable(conf, "tls-ca", conf->tls_ca, conf->tls_ca_line, err);
+        if (r == 0)
+                r = tls_file_readable(conf, "tls-cert", conf->tls_cert, conf->tls_cert_line, err);
+        if (r == 0)
+                r = tls_file_readable(conf, "tls-key", conf->tls_key, conf->tls_key_line, err);
+        if (r < 0)
+                return r;
+        r = peer_tls_creds_load(conf->tls_ca, conf->tls_cert, conf->tls_key, out, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "%s:%u: tls-cert", conf->path, conf->tls_cert_line);
+        return 0;
 }

@@ -103,6 +103,9 @@ struct migrate_conf {
                                         default refresh-interval + peer-timeout */
         unsigned max_peer_conns;     /* connections on the peer port at once */
         unsigned max_conns_per_peer; /* ... from one address */
+        bool peer_tls;               /* mutual TLS on the peer port and every memory channel (default) */
+        char *tls_ca, *tls_cert, *tls_key; /* x509 PEM files; required with peer_tls when there are peers */
+        unsigned tls_ca_line, tls_cert_line, tls_key_line, peer_tls_line;
 
         /* [libvirt] */
         char *libvirt_uri;                /* NULL: svemigd does not follow libvirt */
@@ -145,6 +148,17 @@ struct migrate_conf {
  */
 int migrate_conf_load(struct migrate_conf *conf, const char *path, struct svemig_error *err);
 void migrate_conf_done(struct migrate_conf *conf);
+
+struct peer_tls_creds;
+
+/*
+ * Loads the peer TLS credentials of [cluster] tls-ca, tls-cert and tls-key
+ * (peer-tls.h), checked as a peer would check them. *out is NULL when peer
+ * TLS is off or this host has no peers. Errors are "FILE:LINE: key = PATH:
+ * reason", an unreadable file named with the key that gave it.
+ */
+int migrate_conf_tls_load(const struct migrate_conf *conf, struct peer_tls_creds **out,
+                          struct svemig_error *err);
 
 /* Writes the effective configuration to f, as a migrate.conf that would give it. */
 void migrate_conf_print(const struct migrate_conf *conf, FILE *f);

@@ -6,13 +6,17 @@
  * record layer carried on elsewhere would have to read).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "macro.h"
 #include "peer-tls.h"
@@ -187,9 +191,9 @@ static int verify_peer(gnutls_session_t session)
         }
         r = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
         if (r >= 0) {
-                const char *hit = NULL;
+                const char *hit = t->accept->any ? "" : NULL;
 
-                if (t->accept->expect && names_one(crt, t->accept->expect))
+                if (!hit && t->accept->expect && names_one(crt, t->accept->expect))
                         hit = t->accept->expect;
                 for (size_t i = 0; !hit && i < t->accept->n; i++)
                         if (names_one(crt, t->accept->names[i]))
@@ -202,8 +206,10 @@ static int verify_peer(gnutls_session_t session)
                 }
                 cert_names(crt, names, sizeof(names));
                 if (t->accept->expect)
-                        snprintf(t->why, sizeof(t->why), "its certificate names %s, not %s", names,
-                                 t->accept->expect);
+                        snprintf(t->why, sizeof(t->why),
+                                 "its certificate names %s, not %s: fix [peer %s] address in migrate.conf, "
+                                 "or give that host a certificate naming %s",
+                                 names, t->accept->expect, t->accept->expect, t->accept->expect);
                 else
                         snprintf(t->why, sizeof(t->why),
                                  "its certificate names %s, which is none of this host's [peer] names",
@@ -267,9 +273,24 @@ int peer_tls_handshake(const struct peer_tls_creds *c, int fd, bool server,
                 else if (r == GNUTLS_E_NO_CERTIFICATE_FOUND || r == GNUTLS_E_CERTIFICATE_REQUIRED)
                         r = svemig_error_set(err, EPROTO, "TLS: the peer presented no certificate: %s",
                                              gnutls_strerror(r));
+                else if (r == GNUTLS_E_PULL_ERROR || r == GNUTLS_E_PREMATURE_TERMINATION ||
+                         r == GNUTLS_E_PUSH_ERROR)
+                        r = svemig_error_set(
+                                err, EPROTO,
+                                "TLS: the peer closed the connection during the handshake (%s): "
+                                "it may not trust this host's certificate, or not speak TLS "
+                                "(peer-tls = no there?)",
+                                gnutls_strerror(r));
                 else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
                         r = svemig_error_set(err, EACCES, "TLS: the peer refused this host: %s",
                                              gnutls_alert_get_name(gnutls_alert_get(t->session)));
+                else if (r == GNUTLS_E_UNEXPECTED_PACKET_LENGTH ||
+                         r == GNUTLS_E_UNSUPPORTED_VERSION_PACKET || r == GNUTLS_E_UNEXPECTED_PACKET)
+                        r = svemig_error_set(
+                                err, EPROTO,
+                                "TLS: the peer does not speak TLS (%s): peer TLS is on here; is "
+                                "peer-tls = no there?",
+                                gnutls_strerror(r));
                 else
                         r = tls_error(err, EPROTO, r, "TLS handshake with the peer failed");
                 goto fail;
@@ -325,6 +346,285 @@ int peer_tls_bye(struct peer_tls *t, struct svemig_error *err)
                 r = gnutls_bye(t->session, GNUTLS_SHUT_WR);
         while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
         return r < 0 ? tls_error(err, EPIPE, r, "TLS: cannot end the session") : 0;
+}
+
+struct peer_tls_cert {
+        gnutls_x509_crt_t crt;
+};
+
+int peer_tls_peer_cert(struct peer_tls *t, struct peer_tls_cert **out, struct svemig_error *err)
+{
+        const gnutls_datum_t *certs;
+        struct peer_tls_cert *c;
+        unsigned n = 0;
+        int r;
+
+        certs = gnutls_certificate_get_peers(t->session, &n);
+        if (!certs || n == 0)
+                return svemig_error_set(err, EPROTO, "TLS: the peer presented no certificate");
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return svemig_error_set(err, ENOMEM, "out of memory");
+        r = gnutls_x509_crt_init(&c->crt);
+        if (r >= 0)
+                r = gnutls_x509_crt_import(c->crt, &certs[0], GNUTLS_X509_FMT_DER);
+        if (r < 0) {
+                peer_tls_cert_free(c);
+                return tls_error(err, EPROTO, r, "TLS: the peer's certificate cannot be read");
+        }
+        *out = c;
+        return 0;
+}
+
+bool peer_tls_cert_names(const struct peer_tls_cert *c, const char *host)
+{
+        return names_one(c->crt, host);
+}
+
+const char *peer_tls_cert_describe(const struct peer_tls_cert *c, char *buf, size_t size)
+{
+        cert_names(c->crt, buf, size);
+        return buf;
+}
+
+void peer_tls_cert_free(struct peer_tls_cert *c)
+{
+        if (!c)
+                return;
+        if (c->crt)
+                gnutls_x509_crt_deinit(c->crt);
+        free(c);
+}
+
+/* ---- the relay: a session behind a socketpair ---- */
+
+#define RELAY_BUF      (64u * 1024u)
+#define RELAY_PAIR_BUF (4 << 20)
+
+/*
+ * One thread per connection, both directions, every call non-blocking: a
+ * GnuTLS session is not used by two threads at once (a sender and a
+ * receiver each in its own thread stalled migrations under load).
+ */
+struct relay {
+        struct peer_tls *t;
+        int net, local;
+        uint8_t in[RELAY_BUF], out[RELAY_BUF];
+        size_t in_off, in_len;   /* opened from the peer, not yet written to local */
+        size_t out_off, out_len; /* read from local, not yet taken by GnuTLS */
+        bool local_eof;          /* the local side sends no more */
+        bool local_gone;         /* ... and reads no more (closed) */
+        bool net_eof;            /* the peer sends no more (close_notify, EOF or a bad record) */
+        bool net_broken;         /* the peer cannot be written to */
+        bool bye_done;
+        bool send_again, bye_again; /* GnuTLS said try again: wait for POLLOUT */
+};
+
+static void relay_free(struct relay *r)
+{
+        peer_tls_free(r->t);
+        close(r->net);
+        close(r->local);
+        free(r);
+}
+
+/* Moves what can move now, without blocking. */
+static void relay_step(struct relay *r)
+{
+        ssize_t k;
+
+        /* The peer's bytes to the local side. */
+        while (!r->local_gone && r->in_off < r->in_len) {
+                k = send(r->local, r->in + r->in_off, r->in_len - r->in_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (k > 0)
+                        r->in_off += (size_t)k;
+                else if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                        break;
+                else
+                        r->local_gone = true;
+        }
+        while (!r->net_eof && !r->local_gone && r->in_off == r->in_len) {
+                k = gnutls_record_recv(r->t->session, r->in, sizeof(r->in));
+                if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED)
+                        break;
+                if (k <= 0) {
+                        /* close_notify, EOF or a record failing its check: the local side reads the end. */
+                        r->net_eof = true;
+                        shutdown(r->local, SHUT_WR);
+                        break;
+                }
+                r->in_off = 0;
+                r->in_len = (size_t)k;
+                while (r->in_off < r->in_len) {
+                        k = send(r->local, r->in + r->in_off, r->in_len - r->in_off,
+                                 MSG_DONTWAIT | MSG_NOSIGNAL);
+                        if (k > 0)
+                                r->in_off += (size_t)k;
+                        else if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                                break;
+                        else
+                                r->local_gone = true, r->in_off = r->in_len;
+                }
+        }
+
+        /* The local side's bytes to the peer, sealed. */
+        r->send_again = false;
+        while (!r->net_broken) {
+                if (r->out_off == r->out_len) {
+                        if (r->local_eof)
+                                break;
+                        k = recv(r->local, r->out, sizeof(r->out), MSG_DONTWAIT);
+                        if (k < 0 && (errno == EAGAIN || errno == EINTR))
+                                break;
+                        if (k <= 0) {
+                                r->local_eof = true;
+                                break;
+                        }
+                        r->out_off = 0;
+                        r->out_len = (size_t)k;
+                }
+                k = gnutls_record_send(r->t->session, r->out + r->out_off, r->out_len - r->out_off);
+                if (k == GNUTLS_E_AGAIN || k == GNUTLS_E_INTERRUPTED) {
+                        r->send_again = true;
+                        break;
+                }
+                if (k < 0) {
+                        /* The peer is gone: the local side's writes fail, its reads end. */
+                        r->net_broken = true;
+                        shutdown(r->local, SHUT_RDWR);
+                        break;
+                }
+                r->out_off += (size_t)k;
+        }
+        /* The local side is done: the peer reads a clean end. */
+        if (r->local_eof && r->out_off == r->out_len && !r->bye_done && !r->net_broken) {
+                int b = gnutls_bye(r->t->session, GNUTLS_SHUT_WR);
+
+                r->bye_again = b == GNUTLS_E_AGAIN || b == GNUTLS_E_INTERRUPTED;
+                if (!r->bye_again) {
+                        r->bye_done = true;
+                        shutdown(r->net, SHUT_WR);
+                }
+        }
+}
+
+static bool relay_done(const struct relay *r)
+{
+        bool out_done = r->net_broken || r->bye_done;
+        bool in_done = r->local_gone || (r->net_eof && r->in_off == r->in_len);
+
+        return out_done && in_done;
+}
+
+static void *relay_main(void *userdata)
+{
+        struct relay *r = userdata;
+
+        for (;;) {
+                struct pollfd p[2] = {{.fd = r->net}, {.fd = r->local}};
+
+                relay_step(r);
+                if (relay_done(r))
+                        break;
+                if (!r->net_eof && !r->local_gone && r->in_off == r->in_len) {
+                        if (gnutls_record_check_pending(r->t->session) > 0)
+                                continue;
+                        p[0].events |= POLLIN;
+                }
+                if (r->send_again || r->bye_again)
+                        p[0].events |= POLLOUT;
+                if (!r->local_eof && r->out_off == r->out_len && !r->net_broken)
+                        p[1].events |= POLLIN;
+                if (!r->local_gone && r->in_off < r->in_len)
+                        p[1].events |= POLLOUT;
+                if (poll(p, 2, -1) < 0 && errno != EINTR)
+                        break;
+                /* The local side closed: nobody reads what would come; stop reading (closing then resets).
+                 */
+                if ((p[1].revents & (POLLHUP | POLLERR)) && !(p[1].revents & POLLIN)) {
+                        r->local_gone = true;
+                        r->local_eof = true;
+                }
+                if ((p[0].revents & (POLLHUP | POLLERR)) && !(p[0].revents & POLLIN) && r->send_again)
+                        r->net_broken = true;
+        }
+        relay_free(r);
+        return NULL;
+}
+
+int peer_tls_relay(struct peer_tls *t, int net_fd, int *out, struct svemig_error *err)
+{
+        int flags = fcntl(net_fd, F_GETFL), sv[2] = {-1, -1}, r;
+        struct relay *rl = NULL;
+        pthread_attr_t attr;
+        pthread_t th;
+
+        if (flags < 0 || fcntl(net_fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+            socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+            fcntl(sv[1], F_SETFL, O_NONBLOCK) < 0 ||
+            (!(flags & O_NONBLOCK) ? 0 : fcntl(sv[0], F_SETFL, O_NONBLOCK)) < 0) {
+                r = svemig_error_set(err, errno, "TLS: cannot set up the connection's relay: %s",
+                                     strerror(errno));
+                goto fail;
+        }
+        /*
+         * The pair holds what a TCP socket's buffers would (the engine sizes its receive buffers to
+         * megabytes and counts on them): a unix stream socket's capacity is its writer's SO_SNDBUF,
+         * a few hundred KiB by default. Past wmem_max only root's SO_SNDBUFFORCE gets it.
+         */
+        for (unsigned i = 0; i < 2; i++)
+                if (setsockopt(sv[i], SOL_SOCKET, SO_SNDBUFFORCE, &(int){RELAY_PAIR_BUF}, sizeof(int)) < 0)
+                        (void)setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &(int){RELAY_PAIR_BUF}, sizeof(int));
+        rl = calloc(1, sizeof(*rl));
+        if (!rl) {
+                r = svemig_error_set(err, ENOMEM, "out of memory");
+                goto fail;
+        }
+        rl->t = t;
+        rl->net = net_fd;
+        rl->local = sv[1];
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = -pthread_create(&th, &attr, relay_main, rl);
+        pthread_attr_destroy(&attr);
+        if (r < 0) {
+                free(rl);
+                r = svemig_error_set(err, -r, "TLS: cannot start the connection's relay: %s", strerror(-r));
+                goto fail;
+        }
+        *out = sv[0];
+        return 0;
+fail:
+        if (sv[0] >= 0) {
+                close(sv[0]);
+                close(sv[1]);
+        }
+        peer_tls_free(t);
+        close(net_fd);
+        return r;
+}
+
+int peer_tls_secure_dial(void *creds, int fd, const char *name, unsigned timeout_ms, int *out,
+                         struct svemig_error *err)
+{
+        const struct peer_tls_names want = {.expect = name};
+        int flags = fcntl(fd, F_GETFL);
+        struct peer_tls *t;
+        int r;
+
+        /* The handshake blocks, bounded by its own timeout. */
+        if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+                r = svemig_error_set(err, errno, "TLS: %s", strerror(errno));
+                close(fd);
+                return r;
+        }
+        r = peer_tls_handshake(creds, fd, false, &want, timeout_ms, &t, NULL, 0, err);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        (void)fcntl(fd, F_SETFL, flags);
+        return peer_tls_relay(t, fd, out, err);
 }
 
 const char *peer_tls_description(struct peer_tls *t, char *buf, size_t size)

@@ -42,6 +42,7 @@ struct peer_tls_names {
         const char *expect;
         const char *const *names;
         size_t n;
+        bool any; /* any name the CA vouches for: the caller judges it (peer_tls_cert_names()) */
 };
 
 /*
@@ -54,6 +55,41 @@ struct peer_tls_names {
 int peer_tls_handshake(const struct peer_tls_creds *c, int fd, bool server,
                        const struct peer_tls_names *accept, unsigned timeout_ms, struct peer_tls **out,
                        char *matched, size_t size, struct svemig_error *err);
+
+/*
+ * The peer's certificate, kept for judging its Hello after the handshake
+ * (a listener accepting any name the CA vouches for).
+ */
+struct peer_tls_cert;
+int peer_tls_peer_cert(struct peer_tls *t, struct peer_tls_cert **out, struct svemig_error *err);
+/* Whether the certificate names host (DNS SAN, else CN; no wildcards). */
+bool peer_tls_cert_names(const struct peer_tls_cert *c, const char *host);
+/* The names it gives, printable, for a refusal. */
+const char *peer_tls_cert_describe(const struct peer_tls_cert *c, char *buf, size_t size);
+void peer_tls_cert_free(struct peer_tls_cert *c);
+
+/*
+ * Carries the session on a socketpair, so that code which reads and writes
+ * a plain socket (the peer protocol, the memory channels, a VMM the fd is
+ * passed to) goes over TLS: one thread moves the bytes both ways,
+ * non-blocking, sealing what that code writes into records and opening the
+ * peer's (never two threads in one GnuTLS session). Takes t and net_fd
+ * (closing both when done, also on failure). *out is the other end, an
+ * AF_UNIX stream socket, blocking or not as net_fd was.
+ *
+ * Ends: the end closing (or shutting its write side) sends close_notify; the
+ * peer's close_notify, EOF or a bad record reads as EOF at *out; a peer that
+ * cannot be written to makes *out's writes fail with EPIPE.
+ */
+int peer_tls_relay(struct peer_tls *t, int net_fd, int *out, struct svemig_error *err);
+
+/*
+ * A dialling side's whole step, as struct peer_transport's secure() of
+ * svemig/peer-connect.h (userdata: the peer_tls_creds): the handshake as
+ * client expecting the certificate to name name, then the relay.
+ */
+int peer_tls_secure_dial(void *creds, int fd, const char *name, unsigned timeout_ms, int *out,
+                         struct svemig_error *err);
 
 /* Sends or receives exactly len bytes through the session (blocking on fd). */
 int peer_tls_send(struct peer_tls *t, const void *buf, size_t len, struct svemig_error *err);

@@ -282,6 +282,7 @@ static int start_membership(struct cluster_view *v, const struct migrate_conf *c
                 .timeout_ms = conf->peer_timeout_ms,
                 .changed = link_changed,
                 .userdata = v,
+                .transport = v->d->tls ? &v->d->transport : NULL,
                 .peers = peers,
                 .n_peers = conf->n_peers,
                 .etcd =
@@ -423,6 +424,8 @@ int cluster_view_new(struct svemigd *d, struct cluster_view **out, struct svemig
                         /* Only the configured peers: anyone else gets nothing, least of all a guest. */
                         .accept = accept_peer,
                         .userdata = d,
+                        /* And before that, peer TLS: its certificate must name the host its Hello does. */
+                        .tls = d->tls,
                 };
 
                 r = peer_listener_new(d->event, &lp, &v->listener, err);

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "macro.h"
 #include "peer-listener.h"
+#include "peer-tls.h"
 
 #define MAX_CONNECTIONS_DEFAULT 64u
 #define IDLE_MS_DEFAULT         15000u /* migrate.conf's: refresh-interval + peer-timeout */
@@ -34,6 +35,7 @@ struct conn {
         char peer[64]; /* the host name its Hello gave; written by its thread before EV_HELLO */
         pthread_t thread;
         bool greeting; /* in peer_hello(), which no stop eventfd interrupts; under the listener's lock */
+        struct peer_tls_cert *cert; /* peer TLS: the peer's certificate, which its Hello must match */
         struct conn *next;
 };
 
@@ -76,6 +78,7 @@ struct peer_listener {
         peer_channel_fn channel;
         peer_accept_fn accept;
         void *userdata;
+        const struct peer_tls_creds *tls;
 
         struct conn *conns; /* the loop's: every connection whose thread is not joined */
         unsigned n_conns;
@@ -186,6 +189,58 @@ static int wait_request(struct conn *c)
         return k > 0 && !p[0].revents;
 }
 
+/*
+ * Peer TLS: the handshake (any certificate the CA vouches for: the Hello
+ * says which host it must name), then the connection goes on through the
+ * relay, whose end replaces c->fd.
+ */
+static int tls_accept(struct conn *c, struct svemig_error *err)
+{
+        static const struct peer_tls_names any = {.any = true};
+        struct peer_listener *l = c->l;
+        struct peer_tls *t;
+        int net, local, r;
+
+        r = peer_tls_handshake(l->tls, c->fd, true, &any, l->timeout_ms, &t, NULL, 0, err);
+        if (r < 0)
+                return r;
+        r = peer_tls_peer_cert(t, &c->cert, err);
+        if (r < 0) {
+                peer_tls_free(t);
+                return r;
+        }
+        pthread_mutex_lock(&l->lock);
+        net = c->fd;
+        c->fd = -1; /* the relay's now, closed by it even if it cannot start */
+        pthread_mutex_unlock(&l->lock);
+        r = peer_tls_relay(t, net, &local, err);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&l->lock);
+        c->fd = local;
+        pthread_mutex_unlock(&l->lock);
+        return 0;
+}
+
+/* The Hello must name a host its certificate names, and that host must be one of the peers. */
+static int accept_hello(void *userdata, const char *host_name, struct svemig_error *err)
+{
+        struct conn *c = userdata;
+        char names[200], shown[65];
+        size_t i = 0;
+
+        if (c->cert && !peer_tls_cert_names(c->cert, host_name)) {
+                for (; host_name[i] && i + 1 < sizeof(shown); i++)
+                        shown[i] = host_name[i] >= 0x20 && host_name[i] < 0x7f ? host_name[i] : '?';
+                shown[i] = 0;
+                return svemig_error_set(err, EACCES,
+                                        "its Hello says host '%s', but its TLS certificate names %s: a host "
+                                        "may speak only as the host its certificate names",
+                                        shown, peer_tls_cert_describe(c->cert, names, sizeof(names)));
+        }
+        return c->l->accept ? c->l->accept(c->l->userdata, host_name, err) : 0;
+}
+
 static void *conn_main(void *userdata)
 {
         struct conn *c = userdata;
@@ -194,7 +249,15 @@ static void *conn_main(void *userdata)
         struct peer_info remote = {0};
         int r;
 
-        r = peer_hello_accept(c->fd, l->self, l->timeout_ms, l->accept, l->userdata, &remote, &err);
+        r = l->tls ? tls_accept(c, &err) : 0;
+        if (r < 0) {
+                pthread_mutex_lock(&l->lock);
+                c->greeting = false;
+                pthread_mutex_unlock(&l->lock);
+                push(c, EV_CLOSED, r == -EPROTO || r == -EACCES ? -EACCES : r, &err, NULL);
+                return NULL;
+        }
+        r = peer_hello_accept(c->fd, l->self, l->timeout_ms, accept_hello, c, &remote, &err);
         pthread_mutex_lock(&l->lock);
         c->greeting = false;
         pthread_mutex_unlock(&l->lock);
@@ -251,6 +314,7 @@ static void conn_free(struct conn *c)
 {
         if (c->fd >= 0)
                 close(c->fd);
+        peer_tls_cert_free(c->cert);
         free(c);
 }
 
@@ -590,6 +654,7 @@ int peer_listener_new(sd_event *event, const struct peer_listener_params *params
         l->channel = params->channel;
         l->accept = params->accept;
         l->userdata = params->userdata;
+        l->tls = params->tls;
         l->recv = (struct migrate_recv_opts){
                 .ledger = params->ledger,
                 .self = params->self,
@@ -661,7 +726,7 @@ void peer_listener_stop(struct peer_listener *l, void (*done)(void *userdata), v
                 /* A connection still waiting for its peer's Hello is not worth waiting for. */
                 pthread_mutex_lock(&l->lock);
                 for (struct conn *c = l->conns; c; c = c->next)
-                        if (c->greeting)
+                        if (c->greeting && c->fd >= 0)
                                 shutdown(c->fd, SHUT_RDWR);
                 pthread_mutex_unlock(&l->lock);
         }

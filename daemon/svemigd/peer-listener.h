@@ -20,6 +20,7 @@
 #include "svemig/migrate.h"
 
 struct peer_listener;
+struct peer_tls_creds;
 
 /*
  * On the loop, for every request served except HostInfo (which every peer
@@ -75,6 +76,11 @@ struct peer_listener_params {
         peer_channel_fn channel;   /* with incoming: memory channels; NULL: they are closed */
         peer_accept_fn accept;     /* judges each Hello's host name before anything else; NULL: any host */
         void *userdata;
+        /*
+         * Peer TLS ([cluster] tls-*): each connection's handshake comes first, and its Hello must
+         * name a host its certificate names; NULL: plaintext (peer-tls = no).
+         */
+        const struct peer_tls_creds *tls;
 };
 
 int peer_listener_new(sd_event *event, const struct peer_listener_params *params, struct peer_listener **out,

@@ -37,6 +37,7 @@
 #include "config.h"
 #include "guest-registry.h"
 #include "log.h"
+#include "peer-tls.h"
 #include "macro.h"
 #include "libvirt-watch.h"
 #include "op-libvirt.h"
@@ -394,6 +395,19 @@ static int start(struct svemigd *d, struct svemig_error *err)
         if (r < 0)
                 return r;
 
+        /* Peer TLS first: without its files no peer is reached or served. */
+        r = migrate_conf_tls_load(&d->conf, &d->tls, err);
+        if (r < 0)
+                return r;
+        d->transport = (struct peer_transport){.secure = peer_tls_secure_dial, .userdata = d->tls};
+        if (!d->conf.peer_tls)
+                log_warning("peer TLS is off ([cluster] peer-tls = no in %s): peers are neither "
+                            "authenticated nor encrypted, and any host that can reach the peer port may "
+                            "claim a peer's name; for a lab only",
+                            d->conf.path ? d->conf.path : "migrate.conf");
+        else if (d->tls)
+                log_info("peer TLS on: peers must present a certificate from %s", d->conf.tls_ca);
+
         /* The peer listener and the links to the peers: the cluster view. */
         r = cluster_view_new(d, &d->cluster, err);
         if (r < 0)
@@ -447,6 +461,7 @@ static void svemigd_done(struct svemigd *d)
         free(d->bound_socket);
         free(d->listen_path);
         hv_close(d->hv);
+        peer_tls_creds_free(d->tls);
         sd_event_unref(d->event);
         migrate_conf_done(&d->conf);
 }
@@ -464,6 +479,14 @@ int main(int argc, char **argv)
 
         r = migrate_conf_load(&d.conf, args.config, &err);
         if (args.check_config) {
+                if (r >= 0) {
+                        /* The files as svemigd would use them: readable, the key the certificate's. */
+                        r = migrate_conf_tls_load(&d.conf, &d.tls, &err);
+                        peer_tls_creds_free(d.tls);
+                        d.tls = NULL;
+                        if (r < 0)
+                                migrate_conf_done(&d.conf);
+                }
                 if (r < 0) {
                         fprintf(stderr, "%s\n", err.msg);
                         return EXIT_FAILURE;

@@ -36,6 +36,7 @@
 #include "host-ledger.h"
 #include "log.h"
 #include "macro.h"
+#include "peer-tls.h"
 #include "svemig/peer-connect.h"
 #include "svemig/kvmreg.h"
 #include "svemig/migrate.h"
@@ -53,6 +54,8 @@ struct mig_arg {
         unsigned channels;
         bool incompatible; /* the destination refused the guest itself (exit 4), not the transport */
         struct peer_info self;
+        struct peer_tls_creds *tls;      /* [cluster] tls-*; NULL: plaintext (peer-tls = no) */
+        struct peer_transport transport; /* every dial of this migration: peer TLS with tls */
         struct migrate_report rep;
         uint64_t steps;
         /* What the guest's devices recorded when the migration started (payload.c). */
@@ -65,6 +68,7 @@ static void mig_arg_free(struct mig_arg *a)
         if (!a)
                 return;
         peer_info_done(&a->self);
+        peer_tls_creds_free(a->tls);
         free(a->peer);
         free(a->address);
         free(a->host);
@@ -73,8 +77,11 @@ static void mig_arg_free(struct mig_arg *a)
 
 static struct peer_address mig_address(const struct mig_arg *a)
 {
-        return (struct peer_address){
-                .name = a->peer, .address = a->address, .host = a->host, .port = a->port};
+        return (struct peer_address){.name = a->peer,
+                                     .address = a->address,
+                                     .host = a->host,
+                                     .port = a->port,
+                                     .transport = a->tls ? &a->transport : NULL};
 }
 
 static int mig_progress(void *userdata, const struct migrate_progress *p)
@@ -155,7 +162,7 @@ static int mig_work(struct vmm_job *job, void *arg, struct svemig_error *err)
 {
         struct mig_arg *a = arg;
         struct vmm *v = vmm_job_vmm(job);
-        struct peer_address pa = mig_address(a);
+        struct peer_address pa;
         struct peer_info remote = {0};
         struct migrate_opts opts = {
                 .guest_name = v->name,
@@ -180,12 +187,19 @@ static int mig_work(struct vmm_job *job, void *arg, struct svemig_error *err)
         if (bw && !opts.max_bandwidth)
                 opts.max_bandwidth = strtoull(bw, NULL, 10);
         a->job = job;
+        /* The main connection, its channels and a resolve all go over peer TLS. */
+        r = migrate_conf_tls_load(&v->conf, &a->tls, err);
+        if (r < 0)
+                return svemig_error_prefix(err, "cannot migrate guest %s to %s over peer TLS", v->name,
+                                           a->peer);
+        a->transport = (struct peer_transport){.secure = peer_tls_secure_dial, .userdata = a->tls};
         r = peer_info_local(v->hv, 0, &a->self, err);
         if (r < 0)
                 return svemig_error_prefix(err, "cannot describe this host to %s", a->peer);
         /* Peers know this host by its configured name, whatever the kernel calls it. */
         snprintf(a->self.host_name, sizeof(a->self.host_name), "%s", v->conf.host_name);
         opts.self = &a->self; /* the channels' and a resolve's hellos say the same */
+        pa = mig_address(a);
 
         r = peer_connect(&pa, &a->self, v->conf.peer_timeout_ms, -1, &fd, &remote, err);
         if (r < 0)

@@ -27,6 +27,8 @@
 #include "svemig/error.h"
 #include "svemig/migrate.h"
 
+struct peer_transport; /* svemig/peer-connect.h */
+
 #define MEMBERSHIP_NAME_MAX     64
 #define MEMBERSHIP_CPU_REGS_MAX 224 /* the feature ID space (192) and the CCSIDRs */
 #define MEMBERSHIP_ADDRESS_MAX  262 /* "[V6]:PORT" */
@@ -124,7 +126,8 @@ struct membership_params {
         void (*changed)(void *userdata);
         void *userdata;
 
-        const struct membership_peer *peers; /* static */
+        const struct peer_transport *transport; /* static: what links dial through (peer TLS); NULL: none */
+        const struct membership_peer *peers;    /* static */
         size_t n_peers;
         struct membership_etcd_params etcd; /* etcd */
 };

@@ -13,18 +13,31 @@
 #include "svemig/error.h"
 #include "svemig/migrate.h"
 
+/*
+ * What a dialled connection goes through before anything is said on it, e.g.
+ * peer TLS (the daemons' peer-tls.c): secure() takes fd (and closes it, also
+ * on failure), authenticates the peer as host name and returns in *out the
+ * fd the peer protocol then uses. The library itself speaks plaintext.
+ */
+struct peer_transport {
+        int (*secure)(void *userdata, int fd, const char *name, unsigned timeout_ms, int *out,
+                      struct svemig_error *err);
+        void *userdata;
+};
+
 struct peer_address {
         const char *name;    /* the host-name the peer must answer with ([peer NAME]) */
         const char *address; /* "HOST:PORT" as configured, for messages */
         const char *host;
         uint16_t port;
+        const struct peer_transport *transport; /* NULL: plaintext */
 };
 
 /*
  * Connects to each address host resolves to, in turn, until one answers
  * within timeout_ms. While waiting, a readable stop_fd (-1: none) gives up
  * with -ECANCELED. Returns the connected socket (non-blocking, TCP_NODELAY)
- * in *out.
+ * in *out, through a->transport when there is one.
  */
 int peer_dial(const struct peer_address *a, unsigned timeout_ms, int stop_fd, int *out,
               struct svemig_error *err);

@@ -277,8 +277,11 @@ static int link_start(const struct membership_params *params, const struct membe
                                         strerror(-r));
         }
         l->port = p->port;
-        l->peer = (struct peer_address){
-                .name = l->name, .address = l->address, .host = l->host, .port = l->port};
+        l->peer = (struct peer_address){.name = l->name,
+                                        .address = l->address,
+                                        .host = l->host,
+                                        .port = l->port,
+                                        .transport = params->transport};
         l->self = params->self;
         l->refresh_ms = params->refresh_ms;
         l->timeout_ms = params->timeout_ms;

@@ -100,6 +100,13 @@ int peer_dial(const struct peer_address *a, unsigned timeout_ms, int stop_fd, in
                         break;
         }
         freeaddrinfo(res);
+        if (r == 0 && a->transport) {
+                int fd = *out;
+
+                r = a->transport->secure(a->transport->userdata, fd, a->name, timeout_ms, out, err);
+                if (r < 0)
+                        return svemig_error_prefix(err, "%s (%s)", a->address, a->name);
+        }
         return r;
 }
 

@@ -7,7 +7,10 @@ never would: malformed messages, unknown operations, huge length prefixes.
 """
 
 import array
+import atexit
 import os
+import re
+import shutil
 import select
 import signal
 import socket
@@ -315,6 +318,56 @@ class NotifySocket:
         raise AssertionError("no %s from svemigd; got %r" % (line, self.messages))
 
 
+# --- peer TLS: one CA per run, a certificate per host name ---
+
+MAKE_TEST_CA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "make-test-ca.sh")
+_ca_dir = None
+
+
+def test_ca():
+    """The run's CA directory (scripts/make-test-ca.sh), made on first use and removed at exit."""
+    global _ca_dir
+    if _ca_dir is None:
+        _ca_dir = tempfile.mkdtemp(prefix="svemig-test-ca-")
+        os.chmod(_ca_dir, 0o755)
+        atexit.register(shutil.rmtree, _ca_dir, True)
+    return _ca_dir
+
+
+def host_cert(name):
+    """(ca, cert, key) paths for host 'name', signed by the run's CA (made once per name)."""
+    d = test_ca()
+    cert, key = os.path.join(d, name + ".pem"), os.path.join(d, name + "-key.pem")
+    if not os.path.exists(cert):
+        subprocess.run(["sh", MAKE_TEST_CA, d, name], check=True)
+    return os.path.join(d, "ca.pem"), cert, key
+
+
+def tls_keys(name):
+    """The [cluster] keys that give host 'name' the run's CA and its own certificate."""
+    ca, cert, key = host_cert(name)
+    return "tls-ca = %s\ntls-cert = %s\ntls-key = %s\n" % (ca, cert, key)
+
+
+def add_peer_tls(conf):
+    """
+    Peer TLS is on by default, so a daemon with peers needs certificates: a
+    migrate.conf with a [cluster] or [peer] section that says nothing of TLS
+    gets the run's CA and a certificate for its host-name, in a [cluster]
+    section of its own at the end. Tests that set tls-* or peer-tls
+    themselves are left as they are.
+    """
+    with open(conf) as f:
+        text = f.read()
+    if re.search(r"^\s*(tls-ca|tls-cert|tls-key|peer-tls)\s*=", text, re.M):
+        return
+    if not re.search(r"^\s*\[(cluster|peer .*)\]", text, re.M):
+        return
+    m = re.search(r"^\s*host-name\s*=\s*(\S+)", text, re.M)
+    with open(conf, "a") as f:
+        f.write("\n[cluster]\n" + tls_keys(m.group(1) if m else socket.gethostname().split(".")[0]))
+
+
 # --- daemons ---
 
 def write_config(directory, text="", socket_group=None, backend="sim"):
@@ -342,6 +395,7 @@ class Daemon:
     def __init__(self, directory, conf, env=None, activate_socket=None, args=()):
         self.log_path = os.path.join(directory, "svemigd.log")
         self.log = open(self.log_path, "w")
+        add_peer_tls(conf)
         cmd = [SVEMIGD, "--config", conf, "--foreground", "--verbose"] + list(args)
         full_env = dict(os.environ)
         full_env.update(env or {})

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import unittest
 
+import svemigtest
 from svemigtest import DaemonTestCase, SVEMIGD, WAIT
 
 MIGRATE_CONF = os.environ.get("MIGRATE_CONF", "migrate.conf")
@@ -44,6 +45,11 @@ class CheckConfig(DaemonTestCase):
             text = f.read()
         self.assertRegex(text, r"(?m)^socket-group = svemig$")
         text = re.sub(r"(?m)^socket-group = svemig$", "socket-group = %d" % os.getegid(), text)
+        # It listens for peers, so it names peer TLS's files: the run's CA's here.
+        ca, cert, key = svemigtest.host_cert("node1")
+        for k, v in (("tls-ca", ca), ("tls-cert", cert), ("tls-key", key)):
+            self.assertRegex(text, r"(?m)^%s = /etc/svemig/pki/" % k)
+            text = re.sub(r"(?m)^%s = .*$" % k, "%s = %s" % (k, v), text)
         r = self.check(self.write(text))
         self.assertEqual(r.returncode, 0, r.stderr)
         for section in ("[daemon]", "[hypervisor]", "[sim]", "[snapshot]"):
@@ -57,7 +63,7 @@ class CheckConfig(DaemonTestCase):
                     "kvm-device", "kernel", "cpus", "vq-map", "cpu6", "directory", "keep", "compression",
                     "[peer node2]", "address", "migration-channels", "[store]", "s3-endpoint", "s3-region",
                     "credentials-file", "profile", "ca-file", "part-size", "parallel-uploads", "retries",
-                    "stall-timeout"):
+                    "stall-timeout", "peer-tls", "tls-ca", "tls-cert", "tls-key"):
             self.assertRegex(text, r"(?m)^#?%s" % re.escape(key), key)
 
     def test_empty_file_gives_the_defaults(self):
@@ -95,6 +101,8 @@ class CheckConfig(DaemonTestCase):
             part-size = 16M
             parallel-uploads = 2
             stall-timeout = 10s
+            [cluster]
+            peer-tls = no
             [peer node2]
             address = 192.0.2.7:7070
             [peer node3]
@@ -280,6 +288,57 @@ class CheckConfig(DaemonTestCase):
             cpu0 = 128
             cpu1 =
             """, 4, "cpu1", "is empty")
+
+    # --- peer TLS ---
+
+    PEERS = "[cluster]\nlisten = 127.0.0.1:7070\n"
+
+    def tls(self, ca, cert, key):
+        return self.PEERS + "tls-ca = %s\ntls-cert = %s\ntls-key = %s\n" % (ca, cert, key)
+
+    def test_peer_tls_is_on_by_default_and_needs_its_files(self):
+        path = self.write(self.PEERS)
+        r = self.check(path)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertTrue(r.stderr.startswith(path + ": peer TLS is on (the default)"), r.stderr)
+        for w in ("[cluster] tls-ca, tls-cert and tls-key are not set", "or set peer-tls = no for a lab"):
+            self.assertIn(w, r.stderr)
+        ca, cert, _ = svemigtest.host_cert("testhost")
+        r = self.check(self.write(self.PEERS + "tls-ca = %s\ntls-cert = %s\n" % (ca, cert)))
+        self.assertIn("[cluster] tls-key is not set", r.stderr)
+        # A host without peers needs none.
+        r = self.check(self.write("[cluster]\nrefresh-interval = 1s\n"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_peer_tls_files_checked(self):
+        ca, cert, key = svemigtest.host_cert("testhost")
+        r = self.check(self.write(self.tls(ca, cert, key)))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("peer-tls = yes\ntls-ca = %s\ntls-cert = %s\ntls-key = %s\n" % (ca, cert, key), r.stdout)
+        # Unreadable: named with its key and line.
+        self.assert_refused(self.tls(ca, cert, key + ".missing"), 5, "tls-key = %s.missing: cannot read it: "
+                            "No such file or directory" % key)
+        self.assert_refused(self.tls(ca + ".missing", cert, key), 3, "tls-ca = %s.missing: cannot read it" % ca)
+        # Another host's key: mismatched.
+        _, _, other_key = svemigtest.host_cert("otherhost")
+        self.assert_refused(self.tls(ca, cert, other_key), 4, "tls-cert: cannot use the certificate %s with the "
+                            "key %s" % (cert, other_key), "tls-key must be the key tls-cert was made for")
+        # Not PEM at all.
+        self.assert_refused(self.tls(ca, key, cert), 4, "tls-cert: cannot use the certificate")
+        # A certificate from another CA.
+        other = os.path.join(self.dir, "other-ca")
+        subprocess.run(["sh", svemigtest.MAKE_TEST_CA, other, "testhost"], check=True)
+        self.assert_refused(self.tls(ca, os.path.join(other, "testhost.pem"),
+                                     os.path.join(other, "testhost-key.pem")), 4, "does not chain to the CA in")
+        self.assert_refused(self.PEERS + "tls-ca = relative.pem\n", 3, "tls-ca = relative.pem: expected an "
+                            "absolute path")
+        self.assert_refused(self.PEERS + "peer-tls = maybe\n", 3, "peer-tls = maybe: expected yes or no")
+
+    def test_peer_tls_no_needs_no_files(self):
+        r = self.check(self.write(self.PEERS + "peer-tls = no\n"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("peer-tls = no\n# (peer TLS is off: peers are neither authenticated nor encrypted)\n",
+                      r.stdout)
 
     def test_missing_file(self):
         path = os.path.join(self.dir, "nope.conf")

@@ -321,7 +321,8 @@ class Refusals(ClusterTestCase):
         wrong = Host("b", B)
         wrong.port = c.port
         self.start(a, [wrong])
-        v = self.wait_view(a, "the wrong host refused", lambda v: "is host c, not b" in (
+        # Over peer TLS (the default) c's certificate gives it away before its Hello does.
+        v = self.wait_view(a, "the wrong host refused", lambda v: "its certificate names c, not b" in (
             v["hosts"][1]["down_reason"] or ""))
         self.assertEqual(v["hosts"][1]["state"], "down")
         self.assertIn("fix [peer b] address in migrate.conf", v["hosts"][1]["down_reason"])
@@ -333,7 +334,7 @@ class Refusals(ClusterTestCase):
             s.listen()
             h = Host("a", A)
             h.port = s.getsockname()[1]
-            path, d = self.write_conf(h, [])
+            path, d = self.write_conf(h, [], extra="[cluster]\n" + t.tls_keys("a"))
             r = subprocess.run([t.SVEMIGD, "--config", path, "--foreground"], capture_output=True, text=True,
                                timeout=t.WAIT)
         self.assertEqual(r.returncode, 1, r.stderr)
@@ -366,6 +367,7 @@ class Config(ClusterTestCase):
             listen = *:7070
             refresh-interval = 250ms
             peer-timeout = 3
+            peer-tls = no
             [peer b]
             address = 192.0.2.7:7070
             """)

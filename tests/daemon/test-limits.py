@@ -128,10 +128,12 @@ class PeerPort(DaemonTestCase):
         self.port = t.free_port()
         # The greeting host is one of the daemon's peers (only those get past the Hello);
         # nothing listens at its address, so it is merely down in the cluster view.
+        # The silent peers speak the peer protocol from Python: plaintext (peer-tls = no).
         self.daemon, self.sock = self.start_daemon("""\
             [cluster]
             listen = 127.0.0.1:%d
             refresh-interval = 500ms
+            peer-tls = no
             """ % self.port + text + """\
             [peer silent]
             address = 127.0.0.1:%d

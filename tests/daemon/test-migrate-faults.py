@@ -364,8 +364,9 @@ class FaultCase(mig.MigrationCase):
                 text = f.read()
             # The source gives up on a silent peer soon: a stall costs this, not 30 s.
             timeout = "%ds" % ((2 if name == "a" else 5) * cluster.TIMEOUT_SCALE)
+            # The proxy parses the frames it passes: plaintext (peer-tls = no, the lab mode).
             text = text.replace("peer-timeout = %ds\n" % cluster.PEER_TIMEOUT_S,
-                                "peer-timeout = %s\n%s" % (timeout, extra))
+                                "peer-timeout = %s\npeer-tls = no\n%s" % (timeout, extra))
             with open(path, "w") as f:
                 f.write(text)
             self.paths[name] = (path, d, env)

@@ -132,14 +132,17 @@ class PeerAuth(cluster.ClusterTestCase):
         self.rec = Recorder(self.h["b"].port)
         via = cluster.Host("b", B)
         via.port = self.rec.port
-        self.start(self.h["b"], [self.h["a"], self.h["c"]])
-        self.start(self.h["c"], [self.h["a"], self.h["b"]])
+        # What a name alone is worth: the recorder reads and replays plaintext (peer-tls = no, the
+        # lab mode; test-peer-tls.py shows peer TLS refusing the same).
+        self.start(self.h["b"], [self.h["a"], self.h["c"]], extra="[cluster]\npeer-tls = no\n")
+        self.start(self.h["c"], [self.h["a"], self.h["b"]], extra="[cluster]\npeer-tls = no\n")
         # One connection: every byte of the migration is on the recorded one.
         path, d = self.write_conf(self.h["a"], [via, self.h["c"]])
         with open(path) as f:
             text = f.read()
         with open(path, "w") as f:
-            f.write(text.replace("peer-timeout = 5s\n", "peer-timeout = 5s\nmigration-channels = 0\n"))
+            f.write(text.replace("peer-timeout = 5s\n",
+                                 "peer-timeout = 5s\nmigration-channels = 0\npeer-tls = no\n"))
         self.h["a"].daemon = Daemon(d, path)
         self.daemons.append(self.h["a"].daemon)
         wait_for_socket(self.h["a"].sock, self.h["a"].daemon)
