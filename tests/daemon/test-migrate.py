@@ -22,7 +22,7 @@ cluster = importlib.import_module("test-cluster")
 A, B, C = cluster.A, cluster.B, cluster.C
 
 # A bound on hangs only: nothing below asserts a duration.
-BOUND = 60
+BOUND = 60 * cluster.TIMEOUT_SCALE
 
 
 class MigrationCase(cluster.ClusterTestCase):

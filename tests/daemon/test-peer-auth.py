@@ -27,7 +27,7 @@ A, B, C = cluster.A, cluster.B, cluster.C
 pb_fields, pb_varint, xxh32, body_field = faults.pb_fields, faults.pb_varint, faults.xxh32, faults.body_field
 
 HELLO, MIGRATE, VERDICT, LOADED, ACK, ABORT = 1, 5, 6, 7, 9, 10
-BOUND = 60  # a bound on hangs only
+BOUND = 60 * cluster.TIMEOUT_SCALE  # a bound on hangs only
 
 
 def frames(data):
@@ -139,7 +139,8 @@ class PeerAuth(cluster.ClusterTestCase):
         with open(path) as f:
             text = f.read()
         with open(path, "w") as f:
-            f.write(text.replace("peer-timeout = 5s\n", "peer-timeout = 5s\nmigration-channels = 0\n"))
+            timeout = "peer-timeout = %ds\n" % cluster.PEER_TIMEOUT_S
+            f.write(text.replace(timeout, timeout + "migration-channels = 0\n"))
         self.h["a"].daemon = Daemon(d, path)
         self.daemons.append(self.h["a"].daemon)
         wait_for_socket(self.h["a"].sock, self.h["a"].daemon)
