@@ -427,14 +427,14 @@ def wait_for_socket(path, daemon=None, timeout=WAIT):
     raise AssertionError("svemigd never listened on %s" % path)
 
 
-def ctl(*args, env=None, user=None):
+def ctl(*args, env=None, user=None, timeout=WAIT):
     """Runs svemigctl; user=(uid, gid, [groups]) runs it as someone else via setpriv."""
     cmd = [SVEMIGCTL] + list(args)
     if user:
         uid, gid, groups = user
         cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid] + (
             ["--groups=" + ",".join(map(str, groups))] if groups else ["--clear-groups"]) + cmd
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WAIT)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def vmm_pids(directory, receiving=None):
