@@ -1,7 +1,8 @@
 # svemig: the two commands of the README.
 #   make demo   the main job, on the embedded sim backend
 #   make test   every test tier that runs here (unit, integration, real libvirt, arm64 rig,
-#               the fuzz run); make test-asan and make test-tsan run the sanitizer tiers
+#               the fuzz run, then the unit and integration suites under ASan+UBSan and the
+#               threaded engine's tests under TSan)
 # Both install missing Debian packages first (scripts/install-deps.sh).
 
 BUILD ?= build
@@ -20,7 +21,7 @@ ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all deps deps-test build demo test test-unit test-stress test-fuzz test-asan test-tsan fuzz-seeds test-rig test-libvirt bench format clean
+.PHONY: all deps deps-test build demo test test-main test-unit test-stress test-fuzz test-asan test-tsan fuzz-seeds test-rig test-libvirt bench format clean
 
 all: build
 
@@ -43,7 +44,11 @@ demo: build
 # Timeouts only catch hangs: on a loaded CI machine everything takes longer.
 TEST_OPTS ?= --print-errorlogs --timeout-multiplier 3
 
-test: deps-test build test-fuzz
+# In this order: the quick fuzz run, the plain build's tiers, then the sanitizer tiers (the
+# slowest; README "Tests" gives each tier's time on two loaded cores).
+test: test-fuzz test-main test-asan test-tsan
+
+test-main: deps-test build
 	meson test -C $(BUILD) $(TEST_OPTS)
 
 test-unit: build
