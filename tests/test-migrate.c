@@ -2081,5 +2081,10 @@ int main(void)
                 cmocka_unit_test(test_reset),
         };
 
+        /* TEST_MIGRATE_ONLY and TEST_MIGRATE_SKIP take a pattern of case names (cmocka's * and ?). */
+        if (getenv("TEST_MIGRATE_ONLY"))
+                cmocka_set_test_filter(getenv("TEST_MIGRATE_ONLY"));
+        if (getenv("TEST_MIGRATE_SKIP"))
+                cmocka_set_skip_filter(getenv("TEST_MIGRATE_SKIP"));
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
