@@ -2,7 +2,8 @@
 #   make demo   the main job, on the embedded sim backend; as root, also beside real libvirtd
 #               (a domain refused, pinned, started and live-migrated: 2 to 4 more minutes)
 #   make test   every test tier that runs here (unit, integration, real libvirt, arm64 rig,
-#               the fuzz run); make test-asan and make test-tsan run the sanitizer tiers
+#               the fuzz run, then the unit and integration suites under ASan+UBSan);
+#               make test-tsan runs the threaded engine's tests under TSan
 # Both install missing Debian packages first (scripts/install-deps.sh).
 
 BUILD ?= build
@@ -21,7 +22,7 @@ ifeq ($(CI),true)
 MESON_OPTS += -Dwerror=true
 endif
 
-.PHONY: all deps deps-test build demo test test-unit test-stress test-fuzz test-asan test-tsan fuzz-seeds test-rig test-libvirt bench format clean
+.PHONY: all deps deps-test build demo test test-main test-unit test-stress test-fuzz test-asan test-tsan fuzz-seeds test-rig test-libvirt bench format clean
 
 all: build
 
@@ -44,7 +45,12 @@ demo: build
 # Timeouts only catch hangs: on a loaded CI machine everything takes longer.
 TEST_OPTS ?= --print-errorlogs --timeout-multiplier 3
 
-test: deps-test build test-fuzz
+# In this order: the quick fuzz run, the plain build's tiers, then ASan+UBSan (the slowest;
+# README "Tests" gives each tier's time on two loaded cores). TSan is not in it yet: three
+# cases of test-migrate fail under it on a loaded machine (README).
+test: test-fuzz test-main test-asan
+
+test-main: deps-test build
 	meson test -C $(BUILD) $(TEST_OPTS)
 
 test-unit: build
@@ -93,13 +99,16 @@ test-asan: deps-test $(ASAN_BUILD)/build.ninja
 	scripts/check-sanitizer-logs.sh $(ASAN_BUILD)/sanitizer-logs
 
 # The threaded engine's tests under ThreadSanitizer; the suppressions are
-# the documented false positives (tests/tsan.supp).
+# the documented false positives (tests/tsan.supp). test-migrate's wire-fault
+# sweeps (test_wire_*: one connection cut or corrupted at each of many
+# points, a third of its time) are left to the ASan tier: they add no thread.
 $(TSAN_BUILD)/build.ninja:
 	meson setup $(TSAN_BUILD) -Db_sanitize=thread -Db_lundef=false
 
 test-tsan: deps-test $(TSAN_BUILD)/build.ninja
 	meson compile -C $(TSAN_BUILD) $(patsubst %,test-%,$(TSAN_TESTS))
 	rm -rf $(TSAN_BUILD)/sanitizer-logs && mkdir -p $(TSAN_BUILD)/sanitizer-logs
+	TEST_MIGRATE_SKIP='test_wire_*' \
 	TSAN_OPTIONS="log_path=$(CURDIR)/$(TSAN_BUILD)/sanitizer-logs/tsan second_deadlock_stack=1 history_size=7 suppressions=$(CURDIR)/tests/tsan.supp" \
 		meson test -C $(TSAN_BUILD) --no-rebuild --print-errorlogs --timeout-multiplier 6 $(TSAN_TESTS)
 	scripts/check-sanitizer-logs.sh $(TSAN_BUILD)/sanitizer-logs

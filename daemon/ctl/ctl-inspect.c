@@ -488,7 +488,7 @@ int ctl_inspect(const struct ctl_options *opts, int argc, char **argv)
                 json_object_object_add(root, "verified", json_object_new_boolean(k == 0));
                 json_object_object_add(root, "error",
                                        k < 0 ? json_object_new_string(svemig_error_str(&err, k)) : NULL);
-                r = ctl_print_json(root);
+                r = ctl_print_json(json_object_get(root)); /* it frees its own reference */
                 return k < 0 ? ctl_stream_exit(k) : r;
         }
         if (in.page_size)

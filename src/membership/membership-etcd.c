@@ -396,6 +396,9 @@ static int host_cmp(const void *key, const void *elem)
 
 static struct membership_host *host_find(struct etcd_members *s, const char *name)
 {
+        /* An empty table has no array yet, and bsearch() must not be given NULL. */
+        if (s->n_hosts == 0)
+                return NULL;
         return bsearch(name, s->hosts, s->n_hosts, sizeof(*s->hosts), host_cmp);
 }
 

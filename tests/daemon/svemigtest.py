@@ -24,8 +24,12 @@ import unittest
 SVEMIGD = os.environ.get("SVEMIGD", "svemigd")
 SVEMIGCTL = os.environ.get("SVEMIGCTL", "svemigctl")
 
+# Sanitizer builds (make test-asan) run several times slower: every bound on a
+# hang, here and in the tests, is stretched by this factor.
+TIMEOUT_SCALE = int(os.environ.get("SVEMIG_TEST_TIMEOUT_SCALE", "1"))
+
 # Generous: these bound a hang, they are not what a test asserts.
-WAIT = 30.0
+WAIT = 30.0 * TIMEOUT_SCALE
 
 # errno values as Linux numbers them (the daemon sends Linux errnos).
 EACCES, EINVAL, EEXIST, ENOENT, ENOSYS = 13, 22, 17, 2, 38
@@ -424,20 +428,11 @@ class Daemon:
         self.proc.send_signal(sig)
 
     def stop_and_wait_stopped(self):
-        """Sends SIGSTOP and returns once the kernel has stopped svemigd: the signal takes
-        effect when the process is next scheduled, which a loaded machine may delay, and
-        what reaches it before then is served."""
-        self.signal(signal.SIGSTOP)
-        for _ in range(100000):
-            with open("/proc/%d/stat" % self.proc.pid) as f:
-                # The state follows the command name, which is in parentheses.
-                state = f.read().rpartition(")")[2].split()[0]
-            if state in ("T", "t"):
-                return
-            if state in ("Z", "X"):
-                raise AssertionError("svemigd exited instead of stopping:\n" + self.output())
-            time.sleep(0.001)
-        raise AssertionError("svemigd never stopped after SIGSTOP")
+        """Sends SIGSTOP and returns once the kernel has stopped svemigd (stop_and_wait_stopped())."""
+        try:
+            stop_and_wait_stopped(self.proc.pid)
+        except AssertionError as e:
+            raise AssertionError("svemigd: %s\n%s" % (e, self.output()))
 
     def wait(self, timeout=WAIT):
         try:
@@ -455,6 +450,23 @@ class Daemon:
         return rc
 
 
+def stop_and_wait_stopped(pid):
+    """Sends SIGSTOP to pid and returns once the kernel has stopped it: the signal takes effect
+    when the process is next scheduled, which a loaded machine may delay, and what reaches it
+    before then is served."""
+    os.kill(pid, signal.SIGSTOP)
+    for _ in range(100000):
+        with open("/proc/%d/stat" % pid) as f:
+            # The state follows the command name, which is in parentheses.
+            state = f.read().rpartition(")")[2].split()[0]
+        if state in ("T", "t"):
+            return
+        if state in ("Z", "X"):
+            raise AssertionError("process %d exited instead of stopping" % pid)
+        time.sleep(0.001)
+    raise AssertionError("process %d never stopped after SIGSTOP" % pid)
+
+
 def wait_for_socket(path, daemon=None, timeout=WAIT):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -469,14 +481,14 @@ def wait_for_socket(path, daemon=None, timeout=WAIT):
     raise AssertionError("svemigd never listened on %s" % path)
 
 
-def ctl(*args, env=None, user=None):
+def ctl(*args, env=None, user=None, timeout=WAIT):
     """Runs svemigctl; user=(uid, gid, [groups]) runs it as someone else via setpriv."""
     cmd = [SVEMIGCTL] + list(args)
     if user:
         uid, gid, groups = user
         cmd = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid] + (
             ["--groups=" + ",".join(map(str, groups))] if groups else ["--clear-groups"]) + cmd
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WAIT)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def vmm_pids(directory, receiving=None):

@@ -28,7 +28,7 @@ import threading
 import time
 import unittest
 
-from svemigtest import SVEMIGCTL, Daemon, vmm_pids, wait_for_socket, xxh32
+from svemigtest import SVEMIGCTL, Daemon, stop_and_wait_stopped, vmm_pids, wait_for_socket, xxh32
 
 mig = importlib.import_module("test-migrate")
 cluster = importlib.import_module("test-cluster")
@@ -103,10 +103,11 @@ class Fault:
     or N stream bytes after the header (('bytes', N)); on a memory channel of the migration, the
     first frame of a type (('channel-stream', MEMORY)) or N of its stream bytes (('channel-bytes', N)).
     Actions: cut, reset, corrupt (the unit's last byte), corrupt-payload (a stream frame's first payload
-    byte), stall, or None (only the hook)."""
+    byte), stall, or None (only the hooks). hook runs before the event's bytes are forwarded, after once
+    the proxy has handed them to the other end's socket."""
 
-    def __init__(self, direction, event, action, hook=None):
-        self.direction, self.event, self.action, self.hook = direction, event, action, hook
+    def __init__(self, direction, event, action, hook=None, after=None):
+        self.direction, self.event, self.action, self.hook, self.after = direction, event, action, hook, after
 
 
 class Proxy:
@@ -233,6 +234,7 @@ class Proxy:
         self.fired.set()
         if f.hook:
             f.hook()
+        conn["after"] = f.after
         return f.action
 
     @staticmethod
@@ -304,6 +306,9 @@ class Proxy:
                 return
             if not self.send(conn, dst, unit):
                 return
+            after = conn.pop("after", None)
+            if after:
+                after()
             if mode == "stream":
                 stream_bytes += len(unit)
             if direction == "up" and mode == "frames" and ev == ("frame", MIGRATE):
@@ -327,7 +332,7 @@ class Proxy:
 
 
 class FaultCase(mig.MigrationCase):
-    """a, b, c up; a reaches b through the proxy. Small guests, short timeouts."""
+    """a, b, c up; a reaches b through the proxy. Small guests."""
 
     B_ENV = {}
     B_EXTRA = ""
@@ -335,6 +340,10 @@ class FaultCase(mig.MigrationCase):
     # stream, which its memory channels would otherwise carry (ChannelFaults aims at those).
     A_EXTRA = "migration-channels = 0\n"
     SOURCE_BANDWIDTH = None  # bytes/s: slow enough that a fault lands in the step it aims at
+    # a's peer-timeout (seconds). No case but SlowPeer's waits for it to run out, so it is the
+    # cluster tests' long one: a short one failed the handoff on a loaded machine (a slow Ack taken
+    # for a silent peer).
+    A_PEER_TIMEOUT_S = cluster.PEER_TIMEOUT_S
 
     def setUp(self):
         cluster.ClusterTestCase.setUp(self)
@@ -362,11 +371,10 @@ class FaultCase(mig.MigrationCase):
             path, d = self.write_conf(h, peers)
             with open(path) as f:
                 text = f.read()
-            # The source gives up on a silent peer soon: a stall costs this, not 30 s.
-            timeout = "%ds" % ((2 if name == "a" else 5) * cluster.TIMEOUT_SCALE)
+            timeout = self.A_PEER_TIMEOUT_S if name == "a" else cluster.PEER_TIMEOUT_S
             # The proxy parses the frames it passes: plaintext (peer-tls = no, the lab mode).
             text = text.replace("peer-timeout = %ds\n" % cluster.PEER_TIMEOUT_S,
-                                "peer-timeout = %s\npeer-tls = no\n%s" % (timeout, extra))
+                                "peer-timeout = %ds\npeer-tls = no\n%s" % (timeout, extra))
             with open(path, "w") as f:
                 f.write(text)
             self.paths[name] = (path, d, env)
@@ -417,16 +425,18 @@ class FaultCase(mig.MigrationCase):
 
     def migrate_with(self, fault, name="g"):
         self.proxy.fault = fault
-        return self.ctl_on("a", "migrate", name, "b")
+        # Any pause is allowed, so that the migration converges after its first pass however slow the
+        # link: under ASan on a loaded machine, through this proxy, the running guest dirtied its pages
+        # faster than they crossed, the migration never reached the handoff, and the faults aimed at
+        # Loaded, Commit and Ack never fired.
+        return self.ctl_on("a", "migrate", name, "b", "--downtime", "60000")
 
     def assert_failed_at(self, r, steps, code=1):
         self.assertEqual(r.returncode, code, r.stdout + r.stderr)
         self.assertRegex(r.stderr, r"failed at (%s)\b" % "|".join(steps), r.stderr)
 
 
-class ProxyFaults(FaultCase):
-    """A fault on the wire at each step: the guest runs on a (before COMMIT) or on b (after)."""
-
+class ProxyCase(FaultCase):
     def run_case(self, fault, steps, where="a", code=1):
         name = self.start_guest()
         r = self.migrate_with(fault)
@@ -437,6 +447,10 @@ class ProxyFaults(FaultCase):
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assert_one_copy(name, where)
         return r
+
+
+class ProxyFaults(ProxyCase):
+    """A fault on the wire at each step: the guest runs on a (before COMMIT) or on b (after)."""
 
     def test_request_reset(self):
         # The Migrate never reaches b: the source sees the reset at the request or waiting for the verdict.
@@ -484,6 +498,12 @@ class ProxyFaults(FaultCase):
         r = self.run_case(Fault("down", ("frame", ACK), "reset"), [], where="b")
         self.assertIn("guest g migrated to b", r.stdout)
         self.assertGreaterEqual(self.proxy.migrations, 1)
+
+
+class SlowPeer(ProxyCase):
+    """The source gives up on a silent peer soon: a stall costs this, not the long timeout."""
+
+    A_PEER_TIMEOUT_S = 2 * cluster.TIMEOUT_SCALE
 
     def test_slow_peer_stalls_until_timeout(self):
         # b says nothing more after its Verdict: a gives up after its peer-timeout and resumes.
@@ -585,13 +605,11 @@ class KilledProcesses(FaultCase):
     def test_source_vmm_killed_after_commit(self):
         # Killed once COMMIT is on its way: b runs the guest; a's record says its VMM died, not running.
         name = self.start_guest()
-        def stop_then_kill():
-            # Stopped first, so that its socket stays open until the COMMIT has crossed.
-            pid = self.vmm_pid("a", False)
-            os.kill(pid, signal.SIGSTOP)
-            threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
-
-        r = self.migrate_with(Fault("up", ("frame", COMMIT), None, hook=stop_then_kill))
+        pid = self.vmm_pid("a", False)
+        # Stopped before the COMMIT crosses (so that it does nothing more), killed once the proxy
+        # has handed the COMMIT to b's socket: b reads it before the end of the connection.
+        r = self.migrate_with(Fault("up", ("frame", COMMIT), None, hook=lambda: stop_and_wait_stopped(pid),
+                                    after=lambda: os.kill(pid, signal.SIGKILL)))
         self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
         deadline = time.monotonic() + BOUND
         while self.json("a", "guest", "show", name)["state"] != "dead":
@@ -615,7 +633,7 @@ class KilledProcesses(FaultCase):
         # drops the record (the ledger says aborted, or its VMM is gone undecided).
         name = self.start_guest()
         self.proxy.fault = Fault("up", ("bytes", 32 << 10), "reset", hook=lambda: self.kill_daemon("b"))
-        r = self.ctl_on("a", "migrate", name, "b")
+        r = self.ctl_on("a", "migrate", name, "b", "--downtime", "60000")
         self.assert_failed_at(r, ["pre-copy", "stop-and-copy", "loaded"])
         self.launch("b", [])
         self.h["b"].daemon.wait_for_log("did not arrive")

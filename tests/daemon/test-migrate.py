@@ -16,13 +16,14 @@ import subprocess
 import time
 import unittest
 
+import svemigtest as t
 from svemigtest import SVEMIGCTL, ctl, vmm_pids
 
 cluster = importlib.import_module("test-cluster")
 A, B, C = cluster.A, cluster.B, cluster.C
 
 # A bound on hangs only: nothing below asserts a duration.
-BOUND = 60
+BOUND = 60 * cluster.TIMEOUT_SCALE
 
 
 class MigrationCase(cluster.ClusterTestCase):
@@ -35,17 +36,17 @@ class MigrationCase(cluster.ClusterTestCase):
         for h in self.h.values():
             self.wait_states(h, a="up", b="up", c="up")
 
-    def ctl_on(self, host, *args):
-        return ctl("--socket", self.h[host].sock, *args)
+    def ctl_on(self, host, *args, timeout=t.WAIT):
+        return ctl("--socket", self.h[host].sock, *args, timeout=timeout)
 
-    def ok(self, host, *args):
-        r = self.ctl_on(host, *args)
+    def ok(self, host, *args, timeout=t.WAIT):
+        r = self.ctl_on(host, *args, timeout=timeout)
         self.assertEqual(r.returncode, 0, "svemigctl %s on %s: %s%s\nits log:\n%s" % (
             " ".join(args), host, r.stdout, r.stderr, self.h[host].daemon.output()))
         return r
 
-    def json(self, host, *args):
-        return json.loads(self.ok(host, "--json", *args).stdout)
+    def json(self, host, *args, timeout=t.WAIT):
+        return json.loads(self.ok(host, "--json", *args, timeout=timeout).stdout)
 
     def names(self, host):
         return [g["name"] for g in self.json(host, "guest", "list")["guests"]]
@@ -98,7 +99,9 @@ class MigrationCase(cluster.ClusterTestCase):
         shown = self.json(host, "guest", "show", name, "--digest")
         digest = shown["digest"]
         self.create(ref_host, name, "--vl", ",".join(map(str, shown["vl_bits"])))
-        ref = self.json(ref_host, "guest", "run", name, "--steps", str(steps))
+        # As many steps as the guest ran in the whole test (millions under a sanitizer, on a
+        # loaded machine): a bound on a hang, far beyond one call's.
+        ref = self.json(ref_host, "guest", "run", name, "--steps", str(steps), timeout=10 * t.WAIT)
         self.assertEqual(ref["vcpu_steps"], [steps])
         self.assertEqual(self.json(ref_host, "guest", "show", name, "--digest")["digest"], digest,
                          "the migrated guest diverged from an unbroken run")
