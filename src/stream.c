@@ -635,7 +635,7 @@ static int reader_take_header(struct svemig_stream_reader *r, const Svemig__Stre
                 fk->since_minor = (uint16_t)k->since_minor;
                 fk->required = k->required;
                 snprintf(fk->name, sizeof(fk->name), "%s", k->name ? k->name : "");
-                if (fk->since_minor >= FRAME_DEVICES_MINOR && frame_known_kind(fk->type))
+                if (fk->type >= SVEMIG_FRAME_VGIC && fk->type <= SVEMIG_FRAME_VIRTIO)
                         info->devices = true;
                 /* A stream that will carry a required frame this build cannot read is refused now. */
                 if (fk->required && !frame_known_kind(fk->type))
