@@ -539,6 +539,23 @@ out:
         return r;
 }
 
+/* One request on the object at location, without a body to send. */
+static int s3_object_request(const struct store_ctx *c, const char *location, struct curl_req *q,
+                             struct svemig_error *err)
+{
+        struct s3 s;
+        int r;
+
+        r = s3_open(c, location, &s, err);
+        if (r == 0) {
+                q->url = s.object;
+                r = s3_do(&s, c, q, NULL, NULL, err);
+        }
+        store_curl_req_done(q);
+        s3_done(&s);
+        return r;
+}
+
 static int s3_get(const struct store_ctx *c, const char *location, uint64_t offset, uint64_t length,
                   struct store_sink *sink, struct svemig_error *err)
 {
@@ -549,33 +566,15 @@ static int s3_get(const struct store_ctx *c, const char *location, uint64_t offs
                 .range_off = offset,
                 .range_len = length,
         };
-        struct s3 s;
-        int r;
 
-        r = s3_open(c, location, &s, err);
-        if (r == 0) {
-                q.url = s.object;
-                r = s3_do(&s, c, &q, NULL, NULL, err);
-        }
-        store_curl_req_done(&q);
-        s3_done(&s);
-        return r;
+        return s3_object_request(c, location, &q, err);
 }
 
 static int s3_remove(const struct store_ctx *c, const char *location, struct svemig_error *err)
 {
         struct curl_req q = {.method = "DELETE"};
-        struct s3 s;
-        int r;
 
-        r = s3_open(c, location, &s, err);
-        if (r == 0) {
-                q.url = s.object;
-                r = s3_do(&s, c, &q, NULL, NULL, err);
-        }
-        store_curl_req_done(&q);
-        s3_done(&s);
-        return r;
+        return s3_object_request(c, location, &q, err);
 }
 
 static void xml_unescape(char *s)
