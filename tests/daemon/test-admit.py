@@ -171,9 +171,12 @@ class PeerPush(DaemonTestCase):
 
     def start(self, text):
         self.port = t.free_port()
+        # The attacker speaks the peer protocol in clear (lab mode): admission is judged
+        # here, who may connect in test-peer-tls.py.
         self.daemon, self.sock = self.start_daemon("""\
             [cluster]
             listen = 127.0.0.1:%d
+            peer-tls = no
             """ % self.port + text + """\
             [peer attacker]
             address = 127.0.0.1:%d

@@ -86,6 +86,8 @@ class LibvirtHost:
             f.write(textwrap.dedent(self.libvirt_conf))
             # svemigd follows this host's libvirtd.
             f.write("[libvirt]\nuri = %s\n%s" % (self.uri, libvirt_keys))
+        # The hook reads this file too, even while svemigd is down: it needs the peers' TLS keys.
+        t.add_peer_tls(self.conf_path)
 
     def start_svemigd(self, libvirt_keys=""):
         self._write_svemigd_conf(libvirt_keys)
