@@ -56,6 +56,10 @@ test-main: deps-test build
 test-unit: build
 	meson test -C $(BUILD) --suite unit $(TEST_OPTS)
 
+# The arm64 rig alone: real KVM in emulated arm64 hosts (tests/arm64/).
+test-rig: deps-test build
+	meson test -C $(BUILD) --suite rig --print-errorlogs
+
 # svemig with real libvirtd and aarch64 TCG guests (tests/libvirt/).
 test-libvirt: build
 	@scripts/install-deps.sh libvirt
