@@ -117,7 +117,7 @@ class CpuBaseline(migrate.MigrationCase):
             r = self.ctl_on("b", "migrate", "full", "a", *extra)
             self.assertEqual(r.returncode, 4, r.stdout + r.stderr)
             self.assertIn("ID_AA64DFR0_EL1.DebugVer", r.stderr)
-        self.assertNotIn("full", self.names("a"))
+        self.wait_gone("a", "full")
         steps = self.wait_running("b", "full")["steps"]
         self.wait_steps("b", "full", steps + 100)
         # 6.12 takes it (a 6.12 host in nVHE mode: VH is EL2-only).
