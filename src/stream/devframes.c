@@ -343,7 +343,8 @@ static int vgic_from(const Svemig__VgicState *m, unsigned vcpu_count, struct vgi
                 return svemig_error_set(err, ENOMEM, "out of memory");
         st->n_regs = m->n_regs;
         st->n_levels = m->n_spi_levels;
-        memcpy(st->spi_levels, m->spi_levels, m->n_spi_levels * sizeof(*st->spi_levels));
+        if (m->n_spi_levels) /* protobuf-c leaves an empty array NULL */
+                memcpy(st->spi_levels, m->spi_levels, m->n_spi_levels * sizeof(*st->spi_levels));
         for (size_t i = 0; i < m->n_cpus; i++) {
                 const Svemig__VgicCpu *c = m->cpus[i];
                 struct vgic_cpu_state *d = &st->cpus[i];
